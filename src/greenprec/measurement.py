@@ -1,0 +1,322 @@
+"""``greenprec.measure()``: the energy of a block of code, a function, or a start/stop window."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from greenprec.errors import ConfigError, MeasurementNotFinished, MeterError
+from greenprec.meters.base import Meter, Reading
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
+
+
+@dataclass
+class _DomainTrack:
+    """Running state of one domain: turns raw readings into cumulative energy and power."""
+
+    kind: str  # "energy" (counter since meter start) or "power"
+    in_total: bool
+    origin_j: float = math.nan  # counter value at the block's entry
+    energy_j: float = 0.0
+    last_t_s: float = math.nan
+    last_value: float = math.nan
+
+    def add(self, t_s: float, reading: Reading) -> tuple[float, float]:
+        """Fold one reading in; return (power_w, cumulative energy_j since the block began)."""
+        if reading.energy_j is not None:
+            if math.isnan(self.origin_j):
+                self.origin_j = reading.energy_j
+                power_w = math.nan
+            else:
+                dt = t_s - self.last_t_s
+                power_w = (reading.energy_j - self.last_value) / dt if dt > 0 else math.nan
+            self.energy_j = reading.energy_j - self.origin_j
+            value = reading.energy_j
+        else:
+            assert reading.power_w is not None
+            value = reading.power_w
+            if not math.isnan(self.last_t_s):
+                self.energy_j += (t_s - self.last_t_s) * (value + self.last_value) / 2
+            power_w = value
+        self.last_t_s, self.last_value = t_s, value
+        return power_w, self.energy_j
+
+
+class Measurement:
+    """The energy, time and power of one measured window.
+
+    Use it as a context manager, a decorator, or with :meth:`start` / :meth:`stop`. Results
+    (``energy_j``, ``duration_s``, ``mean_power_w``, ``domains``, ``samples`` ...) are readable
+    once the window has ended.
+    """
+
+    def __init__(
+        self,
+        meter: str | Meter | Sequence[str | Meter] = "auto",
+        *,
+        interval: float = 0.2,
+        meter_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(interval, (int, float)) or not interval > 0 or math.isinf(interval):
+            raise ConfigError(f"interval must be a positive number of seconds, got {interval!r}")
+        self._meter_spec = meter
+        self.interval_s = float(interval)
+        self._meter_options = dict(meter_options or {})
+        self._meters: list[Meter] = []
+        self._state = "new"
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tracks: dict[str, _DomainTrack] = {}
+        self._rows: list[tuple[float, str, float, float]] = []
+        self._sampling_error: BaseException | None = None
+        self._t0 = 0.0
+        self._duration_s = math.nan
+        self._started_at: datetime | None = None
+        self._ended_at: datetime | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> Measurement:
+        """Start measuring now. Returns ``self`` so ``m = measure().start()`` reads well."""
+        if self._state != "new":
+            raise ConfigError("this measurement was already started; create a new measure()")
+        from greenprec.meters.registry import resolve
+        from greenprec.plugins import call_each
+
+        self._meters = resolve(self._meter_spec, self._meter_options)
+        started: list[Meter] = []
+        try:
+            for meter in self._meters:
+                meter.start()
+                started.append(meter)
+            self._started_at = datetime.now(timezone.utc)
+            self._t0 = time.monotonic()
+            self._sample(0.0)
+        except BaseException:
+            for meter in started:
+                _stop_quietly(meter)
+            raise
+        self._state = "running"
+        self._thread = threading.Thread(
+            target=self._run, name=f"greenprec-sampler-{id(self):x}", daemon=True
+        )
+        self._thread.start()
+        call_each("greenprec_measurement_started", measurement=self)
+        return self
+
+    def stop(self) -> Measurement:
+        """Stop measuring: a final reading at exactly this moment, then release the meters."""
+        if self._state != "running":
+            raise ConfigError(f"cannot stop a measurement that is {self._state}")
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join()
+        t_end = time.monotonic() - self._t0
+        self._ended_at = datetime.now(timezone.utc)
+        try:
+            if self._sampling_error is None:
+                self._sample(t_end)
+        except Exception as error:
+            self._sampling_error = error
+        finally:
+            for meter in self._meters:
+                _stop_quietly(meter)
+            self._duration_s = t_end
+            self._state = "finished"
+        from greenprec.plugins import call_each
+
+        call_each("greenprec_measurement_finished", measurement=self)
+        if self._sampling_error is not None:
+            error = self._sampling_error
+            raise MeterError(f"meter failed during the measurement: {error}") from error
+        return self
+
+    def __enter__(self) -> Measurement:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is None:
+            self.stop()
+            return
+        try:
+            self.stop()
+        except MeterError:
+            pass  # the block's own exception is the one that matters; it propagates unchanged
+
+    def __call__(self, function: F) -> F:
+        """Decorate a function: every call is measured; the latest is ``function.measurement``."""
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            measurement = Measurement(
+                self._meter_spec, interval=self.interval_s, meter_options=self._meter_options
+            )
+            wrapper.measurement = measurement  # type: ignore[attr-defined]
+            with measurement:
+                return function(*args, **kwargs)
+
+        wrapper.measurement = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    # -- sampling ------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            try:
+                self._sample(time.monotonic() - self._t0)
+            except Exception as error:
+                self._sampling_error = error
+                return
+
+    def _sample(self, t_s: float) -> None:
+        with self._lock:
+            for meter in self._meters:
+                for reading in meter.read():
+                    track = self._tracks.get(reading.domain)
+                    if track is None:
+                        kind = "energy" if reading.energy_j is not None else "power"
+                        track = self._tracks[reading.domain] = _DomainTrack(kind, reading.in_total)
+                    power_w, energy_j = track.add(t_s, reading)
+                    self._rows.append((t_s, reading.domain, power_w, energy_j))
+
+    # -- results ---------------------------------------------------------------------------
+    def _finished(self) -> None:
+        if self._state != "finished":
+            raise MeasurementNotFinished(
+                f"the measurement is {self._state}; read results after the `with` block "
+                "(or after stop())"
+            )
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    @property
+    def duration_s(self) -> float:
+        self._finished()
+        return self._duration_s
+
+    @property
+    def domains(self) -> dict[str, float]:
+        """Energy in joules per domain, including parts that are not added to the total."""
+        self._finished()
+        return {name: track.energy_j for name, track in self._tracks.items()}
+
+    @property
+    def counted_domains(self) -> list[str]:
+        """The domains whose energy adds up to ``energy_j``."""
+        self._finished()
+        return [name for name, track in self._tracks.items() if track.in_total]
+
+    @property
+    def energy_j(self) -> float:
+        """Total energy in joules, each joule counted once."""
+        self._finished()
+        return sum(track.energy_j for track in self._tracks.values() if track.in_total)
+
+    @property
+    def mean_power_w(self) -> float:
+        duration_s = self.duration_s
+        return self.energy_j / duration_s if duration_s > 0 else math.nan
+
+    @property
+    def meters(self) -> list[str]:
+        self._finished()
+        return [meter.name for meter in self._meters]
+
+    @property
+    def meter(self) -> str:
+        """The meter used, or several joined by ``+`` (``rapl+nvml``)."""
+        return "+".join(self.meters)
+
+    @property
+    def estimated(self) -> bool:
+        """True when any figure comes from a model rather than a sensor."""
+        self._finished()
+        return any(meter.estimated for meter in self._meters)
+
+    @property
+    def started_at(self) -> datetime:
+        self._finished()
+        assert self._started_at is not None
+        return self._started_at
+
+    @property
+    def ended_at(self) -> datetime:
+        self._finished()
+        assert self._ended_at is not None
+        return self._ended_at
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        """Every reading: ``t_s, domain, power_w, energy_j`` (energy cumulative since entry)."""
+        self._finished()
+        import pandas as pd
+
+        return pd.DataFrame(self._rows, columns=list(SAMPLE_COLUMNS))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results as JSON-ready data (samples excluded; see ``samples``)."""
+        return {
+            "meter": self.meter,
+            "meters": self.meters,
+            "estimated": self.estimated,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat(),
+            "duration_s": self.duration_s,
+            "energy_j": self.energy_j,
+            "mean_power_w": _json_number(self.mean_power_w),
+            "domains": self.domains,
+            "counted_domains": self.counted_domains,
+            "interval_s": self.interval_s,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def __repr__(self) -> str:
+        if self._state != "finished":
+            return f"<Measurement {self._state}>"
+        label = " estimated" if self.estimated else ""
+        return (
+            f"<Measurement {self.meter}: {self.energy_j:.3f} J{label} in {self.duration_s:.3f} s>"
+        )
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _stop_quietly(meter: Meter) -> None:
+    try:
+        meter.stop()
+    except Exception:  # releasing a handle must never hide the block's own outcome
+        pass
+
+
+def measure(
+    meter: str | Meter | Sequence[str | Meter] = "auto",
+    *,
+    interval: float = 0.2,
+    meter_options: Mapping[str, Any] | None = None,
+) -> Measurement:
+    """Measure the energy of a block: ``with greenprec.measure() as m: ...``.
+
+    ``meter`` is ``"auto"`` (every available hardware meter, else the CPU-time estimate), a
+    meter name, a list of names, or a meter instance. ``meter_options`` go to the meters,
+    e.g. ``{"root": "/tmp/fake-powercap"}`` for ``rapl``; prefix a key with ``name.`` to aim
+    it at one meter when several run.
+    """
+    return Measurement(meter, interval=interval, meter_options=meter_options)

@@ -1,0 +1,1 @@
+"""Meters: the plugins that read energy. Each built-in meter is one module here."""

@@ -1,0 +1,142 @@
+"""Finding meters by name and choosing them for ``meter="auto"``."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from greenprec.errors import ConfigError, GreenprecWarning, MeterUnavailable
+from greenprec.meters.base import Meter, Probe
+from greenprec.plugins import call_each
+
+FALLBACK_METER = "estimate"
+
+
+def meter_classes() -> dict[str, type[Meter]]:
+    """Every registered meter class by name, built-ins and plugins alike."""
+    found: dict[str, type[Meter]] = {}
+    for _plugin, classes in call_each("greenprec_meters"):
+        for cls in classes:
+            if isinstance(cls, type) and issubclass(cls, Meter) and cls.name:
+                found.setdefault(cls.name, cls)
+    return found
+
+
+def get_meter_class(name: str) -> type[Meter]:
+    classes = meter_classes()
+    try:
+        return classes[name]
+    except KeyError:
+        known = ", ".join(sorted(classes))
+        raise ConfigError(
+            f"unknown meter {name!r}; choose one of: {known} (see `greenprec meters`)"
+        ) from None
+
+
+def probe(cls: type[Meter], options: Mapping[str, Any] | None = None) -> Probe:
+    """Probe a meter, turning an unexpected exception into an unavailable reason."""
+    try:
+        return cls.probe(**dict(options or {}))
+    except TypeError as error:
+        return Probe(False, f"bad option for meter {cls.name!r}: {error}")
+    except Exception as error:
+        return Probe(False, f"probe failed: {type(error).__name__}: {error}")
+
+
+def create(cls: type[Meter], options: Mapping[str, Any] | None = None) -> Meter:
+    try:
+        return cls(**dict(options or {}))
+    except TypeError as error:
+        raise ConfigError(f"bad option for meter {cls.name!r}: {error}") from None
+
+
+def options_for(cls: type[Meter], options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Pick a meter's options: keys may be plain (``root``) or scoped (``rapl.root``).
+
+    With several meters, plain keys go to every meter that accepts them, so one ``-o``
+    dict can serve ``auto``.
+    """
+    chosen: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        meter_name, dot, option = key.partition(".")
+        if dot and meter_name == cls.name:
+            chosen[option] = value
+        elif not dot:
+            chosen[key] = value
+    return chosen
+
+
+def resolve(
+    meter: str | Meter | Sequence[str | Meter], options: Mapping[str, Any] | None = None
+) -> list[Meter]:
+    """Turn ``measure()``'s ``meter`` argument into ready meter instances.
+
+    Named meters that cannot run here raise :class:`MeterUnavailable` with the probe's reason.
+    """
+    if isinstance(meter, Meter):
+        return [meter]
+    names = [meter] if isinstance(meter, str) else list(meter)
+    if not names:
+        raise ConfigError("no meter given; pass a meter name such as 'auto' or 'estimate'")
+    if names == ["auto"]:
+        return auto_meters(options)
+    meters: list[Meter] = []
+    for item in names:
+        if isinstance(item, Meter):
+            meters.append(item)
+            continue
+        if item == "auto":
+            raise ConfigError("'auto' cannot be combined with other meters; name them instead")
+        cls = get_meter_class(item)
+        meter_options = _accepted(cls, options_for(cls, options), strict=len(names) == 1)
+        result = probe(cls, meter_options)
+        if not result.available:
+            raise MeterUnavailable(f"meter {item!r} is unavailable: {result.reason}")
+        meters.append(create(cls, meter_options))
+    return meters
+
+
+def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
+    """Every available hardware meter that joins ``auto``, else the estimate with a warning."""
+    chosen: list[Meter] = []
+    covered: set[str] = set()
+    missing: list[str] = []
+    candidates = sorted(
+        (cls for cls in meter_classes().values() if cls.auto), key=lambda c: (c.auto_order, c.name)
+    )
+    for cls in candidates:
+        meter_options = _accepted(cls, options_for(cls, options), strict=False)
+        result = probe(cls, meter_options)
+        if not result.available:
+            missing.append(f"{cls.name}: {result.reason}")
+            continue
+        if cls.covers & covered:
+            continue  # the same hardware is already measured: never count a joule twice
+        chosen.append(create(cls, meter_options))
+        covered |= cls.covers
+    if chosen:
+        return chosen
+    fallback = get_meter_class(FALLBACK_METER)
+    why = "; ".join(missing) if missing else "no hardware meter is registered"
+    warnings.warn(
+        f"no hardware energy meter available ({why}); using the CPU-time estimate, "
+        "so figures are estimated",
+        GreenprecWarning,
+        stacklevel=4,
+    )
+    return [create(fallback, _accepted(fallback, options_for(fallback, options), strict=False))]
+
+
+def _accepted(cls: type[Meter], options: dict[str, Any], *, strict: bool) -> dict[str, Any]:
+    """Drop plain options a meter does not take, unless it is the only meter asked for."""
+    if strict:
+        return options
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()) and (
+        cls.__init__ is not Meter.__init__
+    ):
+        return options
+    return {key: value for key, value in options.items() if key in parameters}
