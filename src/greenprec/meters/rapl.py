@@ -1,11 +1,373 @@
-"""``rapl``: Linux powercap (Intel and AMD RAPL). Being written."""
+"""``rapl``: CPU package and DRAM energy from Linux powercap (Intel and AMD RAPL).
+
+The kernel exposes each RAPL counter as a powercap zone: a directory with ``name``,
+``energy_uj`` (a free-running counter in microjoules) and ``max_energy_range_uj`` (the value at
+which it wraps to zero). Zones live under ``/sys/class/powercap`` (option ``root``):
+
+- ``intel-rapl:N`` top-level zones: ``package-N`` (``package-N-die-M`` or ``die-M`` on multi-die
+  parts) and, on some Intel client parts, ``psys`` (the whole platform);
+- ``intel-rapl:N:M`` subzones of a package: ``core``, ``uncore`` (integrated GPU) and ``dram``;
+- ``intel-rapl-mmio:N``: the same counters read through MMIO instead of MSRs;
+- AMD (Linux 5.11+) uses the same ``intel-rapl`` names: ``package-N`` with one ``core``
+  subzone and no DRAM. Its counters are 32-bit (``max_energy_range_uj`` ~65.5 kJ), so they
+  wrap every few minutes under load, every ~14 s at 300 W.
+
+The flat ``/sys/class/powercap`` layout (every zone a symlink at the top) and the nested
+``/sys/devices/virtual/powercap/intel-rapl/intel-rapl:0/intel-rapl:0:0`` layout both work.
+
+Domains are ``rapl/<zone>``; a subzone takes its package's index (``rapl/dram-0`` is the DRAM
+of ``package-0``, ``rapl/core-1`` the cores of ``package-1``), ``rapl/psys`` the platform.
+
+The total rule (each joule counted once):
+
+1. Packages (and top-level dies) plus DRAM are the total. DRAM is outside the package.
+2. ``core``, ``uncore`` and any subzone of a package are inside it: reported, never added.
+   Zone names the kernel may add later are reported and not added, for the same reason.
+3. ``psys`` already contains packages and DRAM: reported and not added, unless
+   ``prefer_psys=true``, which makes ``psys`` the only counted domain (the others are then
+   reported and not added). ``prefer_psys`` without a ``psys`` zone is an error.
+4. An ``intel-rapl-mmio`` zone whose domain an MSR zone already provides reads the same
+   counter: it is skipped. An MMIO zone with no MSR twin is used like an MSR zone.
+5. Mirrors: counted zones of the same kind with the same ``max_energy_range_uj`` whose
+   counters read the same non-zero value at :meth:`RaplMeter.start` (die zones that all
+   report their package's counter) are one counter: the first is counted, the others are
+   reported and not added. Zero is excluded because counters that never ran are all zero.
+
+Wrap-around: the meter keeps each zone's last raw value; a new value below it means the counter
+wrapped, and the step is ``max_energy_range_uj - last + new``. Any number of wraps within one
+block is handled as long as reads are less than one wrap period apart, which ``measure()``'s
+sampling interval (default 0.2 s) guarantees by a wide margin.
+
+Since Linux 5.10 (CVE-2020-8694, PLATYPUS) ``energy_uj`` is readable by root only; the probe
+says so, with the ``chmod`` and udev/tmpfiles fixes (see docs/meters/rapl.md).
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from greenprec.errors import ConfigError, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
-from greenprec.meters.base import Meter
+from greenprec.meters.base import Meter, Probe, Reading
+
+DEFAULT_ROOT = "/sys/class/powercap"
+
+Reader = Callable[[str], str]
+"""Reads one sysfs file and returns its text; injectable so tests can fake failures."""
+
+_ZONE_DIR = re.compile(r"intel-rapl(?:-mmio)?(?::\d+)+")
+# Control-type directories that hold the zones in the nested /sys/devices layout.
+_CONTROL_DIRS = frozenset({"intel-rapl", "intel-rapl-mmio"})
+_PACKAGE_NAME = re.compile(r"package-\d+(?:-die-\d+)?|die-\d+")
+_MAX_DEPTH = 8  # sysfs zone trees are 2-3 levels deep; the bound only guards against loops
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def read_sysfs(path: str) -> str:
+    """The default reader: the whole text of one sysfs file."""
+    with open(path, encoding="ascii") as file:
+        return file.read()
+
+
+@dataclass
+class _Zone:
+    """One powercap zone the meter reports, and its running counter state."""
+
+    zone_id: str  # the directory name, e.g. "intel-rapl:0:2"
+    path: str
+    name: str  # the kernel's zone name, e.g. "dram"
+    kind: str  # "package", "dram", "psys" or "part"
+    domain: str
+    max_range_uj: int
+    in_total: bool = False
+    last_uj: int = 0
+    total_uj: int = 0
+
+    @property
+    def energy_path(self) -> str:
+        return os.path.join(self.path, "energy_uj")
+
+
+class RaplMeter(Meter):
+    """CPU package and DRAM energy counters from Linux powercap (see the module docstring)."""
+
+    name = "rapl"
+    estimated = False
+    auto = True
+    auto_order = 10
+    covers = frozenset({"cpu", "dram"})
+    description = "CPU package + DRAM energy counters from Linux powercap (Intel/AMD RAPL)"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = DEFAULT_ROOT,
+        prefer_psys: bool | str | int = False,
+        reader: Reader | None = None,
+    ) -> None:
+        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
+            raise ConfigError(
+                f"rapl option root must be a directory path such as {DEFAULT_ROOT}, got {root!r}"
+            )
+        self.root = os.fspath(root)
+        self.prefer_psys = _boolean(prefer_psys, "prefer_psys")
+        if reader is not None and not callable(reader):
+            raise ConfigError(
+                f"rapl option reader must be a callable (path -> text), got {reader!r}; "
+                "it exists for tests and cannot be given on the command line"
+            )
+        self._read: Reader = reader if reader is not None else read_sysfs
+        self._zones: list[_Zone] = []
+
+    # -- the contract ----------------------------------------------------------------------
+    @classmethod
+    def probe(cls, **options: Any) -> Probe:
+        try:
+            meter = cls(**options)
+            zones = meter._discover()
+            for zone in zones:
+                meter._read_counter(zone)
+        except (MeterUnavailable, MeterError, ConfigError) as error:
+            return Probe(False, str(error))
+        return Probe(True, domains=[zone.domain for zone in zones])
+
+    def start(self) -> None:
+        zones = self._discover()
+        first = {zone.zone_id: self._read_counter(zone) for zone in zones}
+        # A second pass lets the mirror check tolerate a counter update between two reads.
+        second = {zone.zone_id: self._read_counter(zone) for zone in zones}
+        _mark_mirrors(zones, first, second)
+        for zone in zones:
+            zone.last_uj = second[zone.zone_id]
+            zone.total_uj = 0
+        self._zones = zones
+
+    def read(self) -> list[Reading]:
+        readings: list[Reading] = []
+        for zone in self._zones:
+            raw = self._read_counter(zone)
+            if raw >= zone.last_uj:
+                zone.total_uj += raw - zone.last_uj
+            else:
+                zone.total_uj += zone.max_range_uj - zone.last_uj + raw
+            zone.last_uj = raw
+            readings.append(
+                Reading(zone.domain, energy_j=zone.total_uj / 1e6, in_total=zone.in_total)
+            )
+        return readings
+
+    def stop(self) -> None:
+        self._zones = []
+
+    # -- discovery -------------------------------------------------------------------------
+    def _discover(self) -> list[_Zone]:
+        """Find the zones to report, with their domains and whether each joins the total."""
+        if not os.path.isdir(self.root):
+            raise MeterUnavailable(
+                f"no {self.root}: not Linux, or RAPL not exposed (VM/container); mount the "
+                "host's sysfs or use the estimate meter"
+            )
+        paths, dangling = _zone_dirs(self.root)
+        if not paths:
+            raise MeterUnavailable(self._no_zones_reason(dangling))
+        names = {zone_id: self._text(os.path.join(path, "name")) for zone_id, path in paths}
+        zones: list[_Zone] = []
+        seen: set[str] = set()
+        # MSR zones come first, so an MMIO twin finds its domain taken and is skipped.
+        for zone_id, path in paths:
+            parent = _parent_id(zone_id)
+            parent_name = names.get(parent) if parent else None
+            name = names[zone_id]
+            domain = _domain(name, parent_name)
+            if domain in seen:
+                if "-mmio" in zone_id:
+                    continue  # the same counter through MMIO: counting it would double it
+                domain = f"{domain}@{zone_id}"  # never merge two distinct MSR counters
+            seen.add(domain)
+            kind = _kind(name, nested=parent is not None)
+            zones.append(
+                _Zone(
+                    zone_id=zone_id,
+                    path=path,
+                    name=name,
+                    kind=kind,
+                    domain=domain,
+                    max_range_uj=self._max_range(path),
+                    in_total=(kind == "psys") if self.prefer_psys else kind in ("package", "dram"),
+                )
+            )
+        if self.prefer_psys and not any(zone.kind == "psys" for zone in zones):
+            raise ConfigError(
+                f"prefer_psys=true but no psys zone under {self.root}: this CPU does not "
+                "report platform energy (only some Intel client parts do); drop prefer_psys "
+                "to count packages + DRAM"
+            )
+        return zones
+
+    def _no_zones_reason(self, dangling: bool) -> str:
+        if dangling:
+            return (
+                f"the RAPL zones under {self.root} point to nothing: a container runtime masks "
+                "/sys/devices/virtual/powercap (Docker >= 24.0.7, containerd, Podman); "
+                "bind-mount it (-v /sys/devices/virtual/powercap:/powercap:ro) and pass "
+                "-o root=/powercap, or use the estimate meter"
+            )
+        return (
+            f"no RAPL zones (intel-rapl:*) under {self.root}: the intel_rapl_msr driver is not "
+            "loaded or the CPU/VM does not expose RAPL; try `sudo modprobe intel_rapl_msr`, "
+            "or use the estimate meter"
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+    def _text(self, path: str) -> str:
+        try:
+            return self._read(path).strip()
+        except PermissionError:
+            raise MeterUnavailable(self._permission_reason(path)) from None
+        except OSError as error:
+            # ENODATA/EIO: the driver knows the zone but the hardware gave no value.
+            why = os.strerror(error.errno) if error.errno else str(error)
+            if error.errno == errno.ENOENT:
+                why = "no such file (the zone went away, or a container masks powercap)"
+            raise MeterError(f"cannot read {path}: {why}") from None
+
+    def _integer(self, path: str) -> int:
+        text = self._text(path)
+        try:
+            value = int(text)
+        except ValueError:
+            raise MeterError(f"unexpected content in {path}: {text!r} (want an integer)") from None
+        if value < 0:
+            raise MeterError(f"unexpected negative value in {path}: {value}")
+        return value
+
+    def _read_counter(self, zone: _Zone) -> int:
+        return self._integer(zone.energy_path)
+
+    def _max_range(self, zone_path: str) -> int:
+        path = os.path.join(zone_path, "max_energy_range_uj")
+        value = self._integer(path)
+        if value == 0:
+            # Without the range a wrap cannot be corrected; a silent wrong total is worse.
+            raise MeterError(f"{path} is 0: the wrap-around of this counter cannot be corrected")
+        return value
+
+    def _permission_reason(self, path: str) -> str:
+        pattern = os.path.join(self.root, "intel-rapl:*", "energy_uj")
+        if "intel-rapl-mmio" in path:
+            pattern += " " + os.path.join(self.root, "intel-rapl-mmio:*", "energy_uj")
+        return (
+            f"permission denied reading {path} (root-only since Linux 5.10, CVE-2020-8694); "
+            f"fix: sudo chmod a+r {pattern} (until reboot), or a udev rule or tmpfiles.d "
+            "entry to keep it (docs/meters/rapl.md), or run as root"
+        )
+
+
+def _zone_dirs(root: str) -> tuple[list[tuple[str, str]], bool]:
+    """(zone id, path) of every zone under ``root``, and whether zone links were dangling."""
+    found: dict[str, str] = {}
+    dangling = False
+
+    def walk(directory: str, depth: int) -> None:
+        nonlocal dangling
+        try:
+            entries = sorted(os.listdir(directory))
+        except OSError:
+            return  # an unlistable directory holds no zone we could read anyway
+        for entry in entries:
+            path = os.path.join(directory, entry)
+            if _ZONE_DIR.fullmatch(entry):
+                if not os.path.isdir(path):
+                    dangling = dangling or os.path.islink(path)
+                    continue
+                # The flat class layout lists a subzone twice: at the top and in its package.
+                found.setdefault(entry, path)
+                if depth < _MAX_DEPTH:
+                    walk(path, depth + 1)
+            elif entry in _CONTROL_DIRS and depth == 0 and os.path.isdir(path):
+                walk(path, depth + 1)
+
+    walk(root, 0)
+    return sorted(found.items(), key=lambda item: _natural_key(item[0])), dangling
+
+
+def _parent_id(zone_id: str) -> str | None:
+    prefix, _colon, indices = zone_id.partition(":")
+    parts = indices.split(":")
+    return f"{prefix}:{':'.join(parts[:-1])}" if len(parts) > 1 else None
+
+
+def _domain(name: str, parent_name: str | None) -> str:
+    """``rapl/package-0``; a subzone borrows its package's index: ``rapl/dram-0``."""
+    if parent_name is None:
+        return f"rapl/{name}"
+    suffix = parent_name.removeprefix("package-")
+    return f"rapl/{name}-{suffix}"
+
+
+def _kind(name: str, *, nested: bool) -> str:
+    if name == "dram":
+        return "dram"
+    if name == "psys" or name.startswith("psys-"):
+        return "psys"
+    if not nested and _PACKAGE_NAME.fullmatch(name):
+        return "package"
+    return "part"  # core, uncore, a die inside a package, or a name we do not know
+
+
+def _mark_mirrors(zones: list[_Zone], first: dict[str, int], second: dict[str, int]) -> None:
+    """Stop counting zones whose counter duplicates an earlier counted zone (rule 5)."""
+    kept: list[_Zone] = []
+    for zone in zones:
+        if not zone.in_total:
+            continue
+        if any(_same_counter(other, zone, first, second) for other in kept):
+            zone.in_total = False
+        else:
+            kept.append(zone)
+
+
+def _same_counter(
+    earlier: _Zone, later: _Zone, first: dict[str, int], second: dict[str, int]
+) -> bool:
+    """Whether two zones read one counter, given two passes that read ``earlier`` first.
+
+    The reads go earlier, later, earlier, later; a counter update can fall between any two,
+    so the later zone's first value may equal either of the earlier zone's values.
+    """
+    if earlier.kind != later.kind or earlier.max_range_uj != later.max_range_uj:
+        return False
+    e1, e2 = first[earlier.zone_id], second[earlier.zone_id]
+    l1, l2 = first[later.zone_id], second[later.zone_id]
+    return (l1 != 0 and l1 in (e1, e2)) or (l2 != 0 and l2 == e2)
+
+
+def _natural_key(zone_id: str) -> tuple[int, ...]:
+    """Order ``intel-rapl:10`` after ``intel-rapl:9``; MMIO zones after MSR zones."""
+    mmio = 1 if "-mmio" in zone_id else 0
+    return (mmio, *(int(part) for part in zone_id.split(":")[1:]))
+
+
+def _boolean(value: bool | str | int, option: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise ConfigError(f"rapl option {option} must be true or false (or 1/0, yes/no), got {value!r}")
 
 
 @hookimpl
 def greenprec_meters() -> list[type[Meter]]:
-    return []
+    return [RaplMeter]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,6 +39,8 @@ def probe(cls: type[Meter], options: Mapping[str, Any] | None = None) -> Probe:
     """Probe a meter, turning an unexpected exception into an unavailable reason."""
     try:
         return cls.probe(**dict(options or {}))
+    except ConfigError:
+        raise  # bad options are the user's to fix, not a property of this machine
     except TypeError as error:
         return Probe(False, f"bad option for meter {cls.name!r}: {error}")
     except Exception as error:
@@ -51,11 +54,13 @@ def create(cls: type[Meter], options: Mapping[str, Any] | None = None) -> Meter:
         raise ConfigError(f"bad option for meter {cls.name!r}: {error}") from None
 
 
-def options_for(cls: type[Meter], options: Mapping[str, Any] | None) -> dict[str, Any]:
+def options_for(
+    cls: type[Meter], options: Mapping[str, Any] | None, *, strict: bool = False
+) -> dict[str, Any]:
     """Pick a meter's options: keys may be plain (``root``) or scoped (``rapl.root``).
 
-    With several meters, plain keys go to every meter that accepts them, so one ``-o``
-    dict can serve ``auto``.
+    With several meters (``strict=False``), plain keys go to every meter that accepts them,
+    so one ``-o`` dict can serve ``auto``; a lone meter gets them all and rejects the unknown.
     """
     chosen: dict[str, Any] = {}
     for key, value in (options or {}).items():
@@ -64,7 +69,7 @@ def options_for(cls: type[Meter], options: Mapping[str, Any] | None) -> dict[str
             chosen[option] = value
         elif not dot:
             chosen[key] = value
-    return chosen
+    return chosen if strict else _accepted(cls, chosen)
 
 
 def resolve(
@@ -89,7 +94,7 @@ def resolve(
         if item == "auto":
             raise ConfigError("'auto' cannot be combined with other meters; name them instead")
         cls = get_meter_class(item)
-        meter_options = _accepted(cls, options_for(cls, options), strict=len(names) == 1)
+        meter_options = options_for(cls, options, strict=len(names) == 1)
         result = probe(cls, meter_options)
         if not result.available:
             raise MeterUnavailable(f"meter {item!r} is unavailable: {result.reason}")
@@ -106,8 +111,11 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
         (cls for cls in meter_classes().values() if cls.auto), key=lambda c: (c.auto_order, c.name)
     )
     for cls in candidates:
-        meter_options = _accepted(cls, options_for(cls, options), strict=False)
-        result = probe(cls, meter_options)
+        meter_options = options_for(cls, options)
+        try:
+            result = probe(cls, meter_options)
+        except ConfigError as error:
+            result = Probe(False, str(error))
         if not result.available:
             missing.append(f"{cls.name}: {result.reason}")
             continue
@@ -125,14 +133,11 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
         GreenprecWarning,
         stacklevel=4,
     )
-    return [create(fallback, _accepted(fallback, options_for(fallback, options), strict=False))]
+    return [create(fallback, options_for(fallback, options))]
 
 
-def _accepted(cls: type[Meter], options: dict[str, Any], *, strict: bool) -> dict[str, Any]:
-    """Drop plain options a meter does not take, unless it is the only meter asked for."""
-    if strict:
-        return options
-    import inspect
+def _accepted(cls: type[Meter], options: dict[str, Any]) -> dict[str, Any]:
+    """Drop options a meter's constructor does not take."""
 
     parameters = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()) and (

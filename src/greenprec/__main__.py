@@ -1,0 +1,3 @@
+from greenprec.cli import main
+
+main()

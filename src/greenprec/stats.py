@@ -1,0 +1,897 @@
+"""Statistics for energy experiments: outliers, summaries, comparisons, power traces, planning.
+
+Every function is pure: arrays or frames in, a frozen dataclass (or a frame, or a number) out.
+Result dataclasses have ``to_dict()`` returning JSON-ready values (NaN and infinity become
+``None``, tuples become lists). Whatever cannot be computed from the data (too few runs, zero
+variance, an empty group) is ``None`` in the result, with the reason under
+``not_computed[field]``; NaN inputs are dropped and counted in ``notes``. Exceptions are kept for
+arguments that make no sense (``ConfigError``), never raised from inside scipy.
+
+Conventions: ``a`` is the baseline (FP32 in the study), ``b`` the policy compared with it; every
+signed statistic (t, U, Cohen's d, Hedges' g, relative change) is positive when ``b`` is larger.
+Formulas and references: ``docs/stats.md``.
+
+scipy is imported inside the functions that need it so that ``import greenprec.stats`` stays
+cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, overload
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from greenprec.errors import ConfigError
+
+__all__ = [
+    "CompareResult",
+    "Description",
+    "NormalityResult",
+    "OutlierResult",
+    "PolicyComparison",
+    "achieved_power",
+    "binned_power",
+    "compare_groups",
+    "compare_policies",
+    "describe",
+    "energy_per_accuracy_point",
+    "holm",
+    "mean_power_trace",
+    "normality",
+    "runs_needed",
+    "zscore_outliers",
+]
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+# z_{0.975}; written out so that the effect-size CIs need no scipy call.
+_Z975 = 1.959963984540054
+# Above this many runs per group the noncentral t is indistinguishable from the normal and
+# scipy's nct gets slow; runs_needed gives up rather than answer with a meaningless number.
+_MAX_RUNS = 10**8
+# Bootstrap index matrices are built in chunks of at most this many elements (~16 MB of int64).
+_BOOT_CHUNK_ELEMENTS = 2_000_000
+
+
+# -- JSON helpers ----------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """Turn numpy scalars, arrays, tuples and nested results into plain JSON types."""
+    if isinstance(value, _Result):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {_json_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _json_key(key: Any) -> str:
+    return key if isinstance(key, str) else str(_jsonable(key))
+
+
+class _Result:
+    """Mixin for the result dataclasses: JSON-ready ``to_dict()``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+def _fmt(p: float) -> str:
+    return f"{p:.3g}"
+
+
+# -- input handling --------------------------------------------------------------------------------
+
+
+def _as_1d(values: ArrayLike, name: str) -> FloatArray:
+    """Values as a 1-D float array (NaN kept); ConfigError for anything else."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{name} must be numbers, got {values!r:.80}") from error
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if array.ndim != 1:
+        raise ConfigError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if np.isinf(array).any():
+        # An infinite energy or time is a broken measurement, not an outlier to be tested.
+        raise ConfigError(f"{name} contains infinite values; remove or fix those runs")
+    return array
+
+
+def _clean(values: ArrayLike, name: str, notes: list[str]) -> FloatArray:
+    """Values without NaNs; how many were dropped goes into ``notes``."""
+    array = _as_1d(values, name)
+    nan = np.isnan(array)
+    n_nan = int(nan.sum())
+    if n_nan:
+        notes.append(f"dropped {n_nan} NaN value{'s' if n_nan != 1 else ''} from {name}")
+    return array[~nan]
+
+
+def _check_probability(value: float, name: str) -> float:
+    if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _constant(x: FloatArray) -> bool:
+    return bool(x.size > 0 and np.ptp(x) == 0.0)
+
+
+# -- outliers --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class OutlierResult(_Result):
+    """Result of :func:`zscore_outliers`; arrays are aligned with the input values."""
+
+    threshold: float
+    n: int
+    n_removed: int
+    n_nan: int
+    kept_mask: BoolArray
+    kept: FloatArray
+    z: FloatArray
+    removed_ids: list[Any]
+    removed_values: list[float]
+    removed_z: list[float]
+    removed_groups: list[Any] | None
+    nan_ids: list[Any]
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def zscore_outliers(
+    values: ArrayLike,
+    threshold: float = 3.0,
+    ids: Sequence[Any] | ArrayLike | None = None,
+    groups: Sequence[Any] | ArrayLike | None = None,
+) -> OutlierResult:
+    """The study's outlier rule: drop values whose population z-score exceeds ``threshold``.
+
+    z = (x - mean) / sd with ddof=0 (as ``scipy.stats.zscore``), per group when ``groups`` is
+    given, in one pass (not iterated). NaNs are not outliers: they stay in ``kept_mask`` and are
+    listed in ``nan_ids``. A group with zero variance has no outliers.
+    """
+    x = _as_1d(values, "values")
+    if not isinstance(threshold, (int, float)) or not threshold > 0 or math.isinf(threshold):
+        raise ConfigError(f"threshold must be a positive number, got {threshold!r}")
+    n = x.size
+    id_list = list(range(n)) if ids is None else list(np.asarray(ids, dtype=object).tolist())
+    if len(id_list) != n:
+        raise ConfigError(f"ids has {len(id_list)} entries but values has {n}")
+    if groups is None:
+        codes = np.zeros(n, dtype=np.intp)
+        uniques: list[Any] = [None]
+    else:
+        group_array = np.asarray(groups, dtype=object)
+        if group_array.ndim != 1 or group_array.size != n:
+            raise ConfigError(f"groups must be one label per value ({n}), got {group_array.size}")
+        raw_codes, raw_uniques = pd.factorize(pd.Series(group_array), use_na_sentinel=False)
+        codes = np.asarray(raw_codes, dtype=np.intp)
+        uniques = list(raw_uniques)
+
+    notes: list[str] = []
+    z = np.full(n, np.nan)
+    for code, label in enumerate(uniques):
+        members = np.flatnonzero(codes == code)
+        finite = members[~np.isnan(x[members])]
+        where = "" if groups is None else f" in group {label!r}"
+        if finite.size == 0:
+            continue
+        if _constant(x[finite]):
+            # scipy would give 0/0 = NaN; no spread means no value is unusual.
+            z[finite] = 0.0
+            notes.append(f"zero variance{where}: nothing removed")
+            continue
+        from scipy import stats
+
+        z[finite] = stats.zscore(x[finite], ddof=0)
+        # With ddof=0 no |z| can exceed (n-1)/sqrt(n), so small groups cannot have outliers.
+        ceiling = (finite.size - 1) / math.sqrt(finite.size)
+        if ceiling <= threshold:
+            notes.append(
+                f"{finite.size} values{where}: |z| cannot exceed {ceiling:.3g} <= threshold "
+                f"{threshold:g}, so no value can be removed"
+            )
+
+    removed = np.abs(z) > threshold  # NaN compares False: NaNs are never removed
+    nan_mask = np.isnan(x)
+    n_nan = int(nan_mask.sum())
+    if n_nan:
+        notes.append(f"{n_nan} NaN value{'s' if n_nan != 1 else ''} kept, not tested")
+    idx = np.flatnonzero(removed)
+    return OutlierResult(
+        threshold=float(threshold),
+        n=n,
+        n_removed=int(idx.size),
+        n_nan=n_nan,
+        kept_mask=~removed,
+        kept=x[~removed],
+        z=z,
+        removed_ids=[id_list[i] for i in idx],
+        removed_values=[float(x[i]) for i in idx],
+        removed_z=[float(z[i]) for i in idx],
+        removed_groups=None if groups is None else [uniques[codes[i]] for i in idx],
+        nan_ids=[id_list[i] for i in np.flatnonzero(nan_mask)],
+        notes=notes,
+    )
+
+
+# -- description and normality ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Description(_Result):
+    """Result of :func:`describe`."""
+
+    n: int
+    n_nan: int
+    mean: float | None
+    sd: float | None
+    cv_pct: float | None
+    median: float | None
+    iqr: float | None
+    ci95: tuple[float, float] | None
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def describe(values: ArrayLike) -> Description:
+    """n, mean, sd (ddof=1), CV in %, median, IQR and the t-based 95% CI of the mean."""
+    raw = _as_1d(values, "values")
+    notes: list[str] = []
+    x = _clean(raw, "values", notes)
+    n = x.size
+    missing: dict[str, str] = {}
+    if n == 0:
+        reason = "no values"
+        for name in ("mean", "sd", "cv_pct", "median", "iqr", "ci95"):
+            missing[name] = reason
+        return Description(0, raw.size, None, None, None, None, None, None, missing, notes)
+    mean = float(x.mean())
+    q25, median, q75 = (float(q) for q in np.percentile(x, [25, 50, 75]))
+    sd: float | None = None
+    cv: float | None = None
+    ci: tuple[float, float] | None = None
+    if n < 2:
+        for name in ("sd", "cv_pct", "ci95"):
+            missing[name] = "needs at least 2 values"
+    else:
+        from scipy import stats
+
+        sd = float(x.std(ddof=1))
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        ci = (mean - half, mean + half)
+        if mean == 0.0:
+            missing["cv_pct"] = "mean is zero"
+        else:
+            cv = 100.0 * sd / abs(mean)
+        if sd == 0.0:
+            notes.append("zero variance: the CI has zero width")
+    return Description(n, raw.size - n, mean, sd, cv, median, q75 - q25, ci, missing, notes)
+
+
+@dataclass(frozen=True)
+class NormalityResult(_Result):
+    """Result of :func:`normality`: Shapiro–Wilk W and p; ``normal`` is ``p >= alpha``."""
+
+    n: int
+    w: float | None
+    p: float | None
+    alpha: float
+    normal: bool | None
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def normality(values: ArrayLike, alpha: float = 0.05) -> NormalityResult:
+    """Shapiro–Wilk test; "not computed" for n < 3 or zero variance."""
+    alpha = _check_probability(alpha, "alpha")
+    notes: list[str] = []
+    x = _clean(values, "values", notes)
+    reason = None
+    if x.size < 3:
+        reason = f"Shapiro–Wilk needs at least 3 values, got {x.size}"
+    elif _constant(x):
+        reason = "zero variance"
+    if reason is not None:
+        return NormalityResult(
+            x.size, None, None, alpha, None, {"w": reason, "p": reason, "normal": reason}, notes
+        )
+    from scipy import stats
+
+    if x.size > 5000:
+        notes.append("n > 5000: scipy warns that the Shapiro–Wilk p-value may be inaccurate")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = stats.shapiro(x)
+    w, p = float(result.statistic), float(result.pvalue)
+    return NormalityResult(x.size, w, p, alpha, p >= alpha, {}, notes)
+
+
+# -- comparing groups ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareResult(_Result):
+    """Result of :func:`compare_groups`: ``b`` against ``a``; positive means ``b`` is larger.
+
+    ``holm_p`` is filled in by :func:`compare_policies` only.
+    """
+
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    mean_a: float | None
+    mean_b: float | None
+    sd_a: float | None
+    sd_b: float | None
+    welch_t: float | None
+    welch_df: float | None
+    welch_p: float | None
+    student_t: float | None
+    student_p: float | None
+    mannwhitney_u: float | None
+    mannwhitney_p: float | None
+    cohens_d: float | None
+    cohens_d_ci: tuple[float, float] | None
+    hedges_g: float | None
+    hedges_g_ci: tuple[float, float] | None
+    relative_change_pct: float | None
+    relative_change_ci: tuple[float, float] | None
+    shapiro_p_a: float | None
+    shapiro_p_b: float | None
+    primary_test: Literal["welch", "mannwhitney"]
+    primary_reason: str
+    primary_p: float | None
+    alpha: float
+    n_boot: int
+    seed: int
+    holm_p: float | None = None
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_groups(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    label_a: str = "a",
+    label_b: str = "b",
+    seed: int = 0,
+    n_boot: int = 10_000,
+    alpha: float = 0.05,
+) -> CompareResult:
+    """Compare policy ``b`` with baseline ``a``: t-tests, Mann–Whitney U, effect sizes, change.
+
+    ``alpha`` is the Shapiro–Wilk level of the primary-test rule; the CIs are always 95%.
+    """
+    alpha = _check_probability(alpha, "alpha")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ConfigError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    notes: list[str] = []
+    xa = _clean(a, label_a, notes)
+    xb = _clean(b, label_b, notes)
+    na, nb = xa.size, xb.size
+    missing: dict[str, str] = {}
+    out: dict[str, Any] = {}
+
+    out["mean_a"] = float(xa.mean()) if na else None
+    out["mean_b"] = float(xb.mean()) if nb else None
+    out["sd_a"] = float(xa.std(ddof=1)) if na >= 2 else None
+    out["sd_b"] = float(xb.std(ddof=1)) if nb >= 2 else None
+    for key, n, label in (("mean_a", na, label_a), ("mean_b", nb, label_b)):
+        if n == 0:
+            missing[key] = f"{label} has no values"
+    for key, n, label in (("sd_a", na, label_a), ("sd_b", nb, label_b)):
+        if n < 2:
+            missing[key] = f"{label} has {n} value{'s' if n != 1 else ''}; sd needs 2"
+
+    few = [f"{label} has {n}" for label, n in ((label_a, na), (label_b, nb)) if n < 2]
+    t_fields = ("welch_t", "welch_df", "welch_p", "student_t", "student_p")
+    d_fields = ("cohens_d", "cohens_d_ci", "hedges_g", "hedges_g_ci")
+    from scipy import stats
+
+    if few:
+        reason = "needs at least 2 values per group (" + ", ".join(few) + ")"
+        missing.update(dict.fromkeys(t_fields + d_fields, reason))
+    elif _constant(xa) and _constant(xb):
+        reason = "both groups have zero variance; the statistic is undefined"
+        missing.update(dict.fromkeys(t_fields + d_fields, reason))
+    else:
+        va, vb = float(xa.var(ddof=1)), float(xb.var(ddof=1))
+        welch = stats.ttest_ind(xb, xa, equal_var=False)
+        student = stats.ttest_ind(xb, xa, equal_var=True)
+        out["welch_t"], out["welch_p"] = float(welch.statistic), float(welch.pvalue)
+        out["student_t"], out["student_p"] = float(student.statistic), float(student.pvalue)
+        out["welch_df"] = (va / na + vb / nb) ** 2 / (
+            (va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1)
+        )
+        pooled_sd = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
+        d = (float(xb.mean()) - float(xa.mean())) / pooled_sd
+        se_d = math.sqrt((na + nb) / (na * nb) + d * d / (2 * (na + nb)))
+        j = 1.0 - 3.0 / (4 * (na + nb) - 9)
+        g = j * d
+        out["cohens_d"], out["cohens_d_ci"] = d, (d - _Z975 * se_d, d + _Z975 * se_d)
+        out["hedges_g"], out["hedges_g_ci"] = g, (g - _Z975 * j * se_d, g + _Z975 * j * se_d)
+
+    if na == 0 or nb == 0:
+        empty = label_a if na == 0 else label_b
+        missing["mannwhitney_u"] = missing["mannwhitney_p"] = f"{empty} has no values"
+    elif _constant(np.concatenate([xa, xb])):
+        reason = "all values are identical; the ranks carry no information"
+        missing["mannwhitney_u"] = missing["mannwhitney_p"] = reason
+    else:
+        mwu = stats.mannwhitneyu(xb, xa, alternative="two-sided")
+        out["mannwhitney_u"], out["mannwhitney_p"] = float(mwu.statistic), float(mwu.pvalue)
+
+    rel_fields = ("relative_change_pct", "relative_change_ci")
+    if na == 0 or nb == 0:
+        missing.update(dict.fromkeys(rel_fields, "needs at least 1 value per group"))
+    elif float(xa.mean()) == 0.0:
+        missing.update(dict.fromkeys(rel_fields, f"mean of {label_a} is zero"))
+    else:
+        out["relative_change_pct"] = 100.0 * (float(xb.mean()) / float(xa.mean()) - 1.0)
+        if na < 2 or nb < 2:
+            missing["relative_change_ci"] = "the bootstrap needs at least 2 values per group"
+        else:
+            boot = _bootstrap_relative_change(xa, xb, int(n_boot), int(seed))
+            if not np.isfinite(boot).all():
+                missing["relative_change_ci"] = (
+                    f"some bootstrap resamples of {label_a} have mean zero"
+                )
+            else:
+                lo, hi = np.percentile(boot, [2.5, 97.5])
+                out["relative_change_ci"] = (float(lo), float(hi))
+
+    norm_a = normality(xa, alpha)
+    norm_b = normality(xb, alpha)
+    for key, result, label in (("shapiro_p_a", norm_a, label_a), ("shapiro_p_b", norm_b, label_b)):
+        out[key] = result.p
+        if result.p is None:
+            missing[key] = f"{label}: {result.not_computed['p']}"
+    primary, reason = _primary_rule(norm_a, norm_b, label_a, label_b, alpha)
+    primary_p = out.get(f"{primary}_p")
+    if primary_p is None:
+        missing["primary_p"] = missing[f"{primary}_p"]
+
+    return CompareResult(
+        a=label_a,
+        b=label_b,
+        n_a=na,
+        n_b=nb,
+        mean_a=out["mean_a"],
+        mean_b=out["mean_b"],
+        sd_a=out["sd_a"],
+        sd_b=out["sd_b"],
+        welch_t=out.get("welch_t"),
+        welch_df=out.get("welch_df"),
+        welch_p=out.get("welch_p"),
+        student_t=out.get("student_t"),
+        student_p=out.get("student_p"),
+        mannwhitney_u=out.get("mannwhitney_u"),
+        mannwhitney_p=out.get("mannwhitney_p"),
+        cohens_d=out.get("cohens_d"),
+        cohens_d_ci=out.get("cohens_d_ci"),
+        hedges_g=out.get("hedges_g"),
+        hedges_g_ci=out.get("hedges_g_ci"),
+        relative_change_pct=out.get("relative_change_pct"),
+        relative_change_ci=out.get("relative_change_ci"),
+        shapiro_p_a=out["shapiro_p_a"],
+        shapiro_p_b=out["shapiro_p_b"],
+        primary_test=primary,
+        primary_reason=reason,
+        primary_p=primary_p,
+        alpha=alpha,
+        n_boot=int(n_boot),
+        seed=int(seed),
+        not_computed=missing,
+        notes=notes,
+    )
+
+
+def _primary_rule(
+    norm_a: NormalityResult,
+    norm_b: NormalityResult,
+    label_a: str,
+    label_b: str,
+    alpha: float,
+) -> tuple[Literal["welch", "mannwhitney"], str]:
+    untestable = [
+        f"{label} ({result.not_computed['p']})"
+        for label, result in ((label_a, norm_a), (label_b, norm_b))
+        if result.p is None
+    ]
+    if untestable:
+        return "mannwhitney", (
+            "Mann–Whitney U: normality could not be tested for " + " and ".join(untestable)
+        )
+    assert norm_a.p is not None and norm_b.p is not None
+    rejected = [
+        f"{label} (Shapiro–Wilk p = {_fmt(p)} < {alpha:g})"
+        for label, p in ((label_a, norm_a.p), (label_b, norm_b.p))
+        if p < alpha
+    ]
+    if rejected:
+        return "mannwhitney", "Mann–Whitney U: not normal: " + " and ".join(rejected)
+    return "welch", (
+        f"Welch's t-test: both groups look normal (Shapiro–Wilk p = {_fmt(norm_a.p)} and "
+        f"{_fmt(norm_b.p)}, both >= {alpha:g})"
+    )
+
+
+def _bootstrap_relative_change(a: FloatArray, b: FloatArray, n_boot: int, seed: int) -> FloatArray:
+    """Relative change of the means, in %, over ``n_boot`` resamples of each group."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    chunk = max(1, _BOOT_CHUNK_ELEMENTS // max(a.size, b.size))
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        mean_a = a[rng.integers(0, a.size, size=(k, a.size))].mean(axis=1)
+        mean_b = b[rng.integers(0, b.size, size=(k, b.size))].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[start : start + k] = 100.0 * (mean_b / mean_a - 1.0)
+    return out
+
+
+# -- several policies ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyComparison(_Result):
+    """Result of :func:`compare_policies`: every policy against the baseline."""
+
+    baseline: str
+    policies: list[str]
+    describe: dict[str, Description]
+    comparisons: dict[str, CompareResult]
+    holm_p: dict[str, float | None]
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_policies(
+    groups: Mapping[str, ArrayLike],
+    baseline: str | None = None,
+    *,
+    seed: int = 0,
+    n_boot: int = 10_000,
+    alpha: float = 0.05,
+) -> PolicyComparison:
+    """Each policy against ``baseline`` (default: the first), Holm-correcting the primary p."""
+    if not isinstance(groups, Mapping) or not groups:
+        raise ConfigError("groups must be a non-empty mapping of policy name to values")
+    policies = [str(name) for name in groups]
+    values = {str(name): v for name, v in groups.items()}
+    if baseline is None:
+        baseline = policies[0]
+    elif baseline not in values:
+        raise ConfigError(f"baseline {baseline!r} is not one of the policies {policies}")
+    described = {name: describe(values[name]) for name in policies}
+    comparisons = {
+        name: compare_groups(
+            values[baseline],
+            values[name],
+            label_a=baseline,
+            label_b=name,
+            seed=seed,
+            n_boot=n_boot,
+            alpha=alpha,
+        )
+        for name in policies
+        if name != baseline
+    }
+    missing: dict[str, str] = {}
+    notes: list[str] = []
+    if not comparisons:
+        missing["comparisons"] = missing["holm_p"] = "only one policy; nothing to compare"
+    raw = [c.primary_p for c in comparisons.values()]
+    adjusted = holm(raw)
+    if any(p is None for p in raw) and comparisons:
+        skipped = [name for name, c in comparisons.items() if c.primary_p is None]
+        notes.append(
+            "Holm correction over the comparisons with a p-value only; not computed for "
+            + ", ".join(skipped)
+        )
+    holm_p = dict(zip(comparisons, adjusted, strict=True))
+    comparisons = {name: replace(c, holm_p=holm_p[name]) for name, c in comparisons.items()}
+    return PolicyComparison(baseline, policies, described, comparisons, holm_p, missing, notes)
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values, in input order; None or NaN entries stay None.
+
+    The family is the entries that have a p-value.
+    """
+    items: list[Any] = list(pvalues)
+    present: list[tuple[int, float]] = []
+    for i, p in enumerate(items):
+        if p is None or (isinstance(p, (float, np.floating)) and math.isnan(p)):
+            continue
+        if not isinstance(p, (int, float, np.integer, np.floating)) or not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p-values must be numbers in [0, 1], got {p!r} at index {i}")
+        present.append((i, float(p)))
+    adjusted: list[float | None] = [None] * len(items)
+    m = len(present)
+    running = 0.0
+    for rank, (i, p) in enumerate(sorted(present, key=lambda item: item[1])):
+        # Taking the running maximum keeps adjusted p-values in the order of the raw ones.
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+# -- energy per accuracy ---------------------------------------------------------------------------
+
+
+@overload
+def energy_per_accuracy_point(
+    energy_j: float,
+    accuracy: float,
+    *,
+    scale: Literal["auto", "fraction", "percent"] = "auto",
+) -> float: ...
+
+
+@overload
+def energy_per_accuracy_point(
+    energy_j: ArrayLike,
+    accuracy: ArrayLike,
+    *,
+    scale: Literal["auto", "fraction", "percent"] = "auto",
+) -> FloatArray: ...
+
+
+def energy_per_accuracy_point(
+    energy_j: ArrayLike,
+    accuracy: ArrayLike,
+    *,
+    scale: Literal["auto", "fraction", "percent"] = "auto",
+) -> float | FloatArray:
+    """Joules per percentage point of test accuracy: ``energy_j / (100 * accuracy)``.
+
+    ``scale="auto"`` reads accuracy as a fraction when every value is <= 1 and as percent
+    otherwise; pass ``"fraction"`` or ``"percent"`` to be explicit. Zero accuracy gives NaN.
+    """
+    if scale not in ("auto", "fraction", "percent"):
+        raise ConfigError(f"scale must be 'auto', 'fraction' or 'percent', got {scale!r}")
+    scalar = np.ndim(energy_j) == 0 and np.ndim(accuracy) == 0
+    try:
+        energy = np.asarray(energy_j, dtype=np.float64)
+        acc = np.asarray(accuracy, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ConfigError("energy_j and accuracy must be numbers") from error
+    if (energy < 0).any():
+        raise ConfigError("energy_j must not be negative")
+    if (acc < 0).any():
+        raise ConfigError("accuracy must not be negative")
+    finite_acc = acc[np.isfinite(acc)]
+    if scale == "auto":
+        scale = "percent" if (finite_acc > 1.0).any() else "fraction"
+    ceiling = 1.0 if scale == "fraction" else 100.0
+    if (finite_acc > ceiling).any():
+        raise ConfigError(f"accuracy given as a {scale} must be at most {ceiling:g}")
+    points = acc * 100.0 if scale == "fraction" else acc
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            result = np.where(points > 0, energy / np.where(points > 0, points, 1.0), np.nan)
+    except ValueError as error:
+        raise ConfigError("energy_j and accuracy have incompatible shapes") from error
+    result = np.where(np.isnan(points) | np.isnan(energy), np.nan, result)
+    if scalar:
+        return float(result)
+    return np.asarray(result, dtype=np.float64)
+
+
+# -- power traces ----------------------------------------------------------------------------------
+
+
+def binned_power(
+    samples: pd.DataFrame,
+    bin_s: float = 0.5,
+    *,
+    domains: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One run's power samples averaged into ``bin_s``-second bins.
+
+    With a ``domain`` column, the counted domains are summed per timestamp first: ``domains``
+    when given, else those with ``in_total`` true when that column exists, else all of them.
+    A timestamp missing any of those domains (or with a NaN power) is skipped rather than
+    undercounted. Returns ``t_s`` (bin start), ``power_w`` (mean), ``n_samples``; empty bins
+    are left out.
+    """
+    bin_s = _check_bin(bin_s)
+    if not isinstance(samples, pd.DataFrame):
+        raise ConfigError(f"samples must be a pandas DataFrame, got {type(samples).__name__}")
+    for column in ("t_s", "power_w"):
+        if column not in samples.columns:
+            raise ConfigError(f"samples needs a {column!r} column; it has {list(samples.columns)}")
+    frame = samples
+    if "domain" in frame.columns:
+        if domains is not None:
+            wanted = [str(d) for d in domains]
+            frame = frame[frame["domain"].isin(wanted)]
+        elif "in_total" in frame.columns:
+            frame = frame[frame["in_total"].astype(bool)]
+        n_domains = frame["domain"].nunique()
+        by_time = frame.groupby("t_s", sort=True)
+        total = by_time["power_w"].sum(min_count=1)
+        complete = (by_time["domain"].nunique() == n_domains) & (
+            by_time["power_w"].count() == by_time["power_w"].size()
+        )
+        total = total[complete]
+        t = total.index.to_numpy(dtype=np.float64)
+        power = total.to_numpy(dtype=np.float64)
+    else:
+        t = frame["t_s"].to_numpy(dtype=np.float64)
+        power = frame["power_w"].to_numpy(dtype=np.float64)
+    ok = np.isfinite(t) & np.isfinite(power)
+    t, power = t[ok], power[ok]
+    # The small epsilon keeps a timestamp such as 0.3 with bin 0.1 in bin 3, not 2.99... -> 2.
+    bins = np.floor(t / bin_s + 1e-9).astype(np.int64)
+    binned = (
+        pd.DataFrame({"bin": bins, "power_w": power})
+        .groupby("bin", sort=True)["power_w"]
+        .agg(["mean", "size"])
+    )
+    result: pd.DataFrame = pd.DataFrame(
+        {
+            "t_s": binned.index.to_numpy(dtype=np.float64) * bin_s,
+            "power_w": binned["mean"].to_numpy(dtype=np.float64),
+            "n_samples": binned["size"].to_numpy(dtype=np.int64),
+        }
+    )
+    return result
+
+
+def mean_power_trace(
+    runs: Mapping[Hashable, pd.DataFrame] | Sequence[pd.DataFrame],
+    bin_s: float = 0.5,
+    *,
+    domains: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Mean power over time across runs, with a t-based 95% band per bin.
+
+    Each run is binned with :func:`binned_power`; per bin the runs that reach it are averaged.
+    Returns ``t_s, mean_power_w, ci_lo_w, ci_hi_w, n_runs``; the band is NaN where fewer than
+    2 runs reach a bin, so late bins of runs of unequal length are visible in ``n_runs``.
+    """
+    bin_s = _check_bin(bin_s)
+    frames = list(runs.values()) if isinstance(runs, Mapping) else list(runs)
+    columns = ["t_s", "mean_power_w", "ci_lo_w", "ci_hi_w", "n_runs"]
+    per_run = []
+    for frame in frames:
+        binned = binned_power(frame, bin_s, domains=domains)
+        if len(binned):
+            per_run.append(binned.set_index("t_s")["power_w"])
+    if not per_run:
+        empty: pd.DataFrame = pd.DataFrame(
+            {c: pd.Series(dtype=np.int64 if c == "n_runs" else np.float64) for c in columns}
+        )
+        return empty
+    wide = pd.concat(per_run, axis=1).sort_index()
+    matrix = wide.to_numpy(dtype=np.float64)
+    n_runs = np.sum(~np.isnan(matrix), axis=1)
+    mean = np.nanmean(matrix, axis=1)
+    from scipy import stats
+
+    many = n_runs >= 2
+    half = np.full(mean.shape, np.nan)
+    if many.any():
+        sd = np.nanstd(matrix[many], axis=1, ddof=1)
+        half[many] = stats.t.ppf(0.975, n_runs[many] - 1) * sd / np.sqrt(n_runs[many])
+    trace: pd.DataFrame = pd.DataFrame(
+        {
+            "t_s": wide.index.to_numpy(dtype=np.float64),
+            "mean_power_w": mean,
+            "ci_lo_w": mean - half,
+            "ci_hi_w": mean + half,
+            "n_runs": n_runs.astype(np.int64),
+        }
+    )
+    return trace
+
+
+def _check_bin(bin_s: float) -> float:
+    if not isinstance(bin_s, (int, float)) or not bin_s > 0 or math.isinf(bin_s):
+        raise ConfigError(f"bin_s must be a positive number of seconds, got {bin_s!r}")
+    return float(bin_s)
+
+
+# -- planning --------------------------------------------------------------------------------------
+
+
+def _effect_size(cv_pct: float, relative_change_pct: float) -> float:
+    for name, value in (("cv_pct", cv_pct), ("relative_change_pct", relative_change_pct)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if cv_pct <= 0:
+        raise ConfigError(f"cv_pct must be positive, got {cv_pct!r}")
+    if relative_change_pct == 0:
+        raise ConfigError("relative_change_pct must not be zero: no sample size detects no change")
+    return abs(relative_change_pct) / cv_pct
+
+
+def _power(n_a: int, n_b: int, d: float, alpha: float) -> float:
+    from scipy import stats
+
+    df = n_a + n_b - 2
+    ncp = d / math.sqrt(1.0 / n_a + 1.0 / n_b)
+    t_crit = float(stats.t.ppf(1.0 - alpha / 2.0, df))
+    return float(stats.nct.sf(t_crit, df, ncp) + stats.nct.cdf(-t_crit, df, ncp))
+
+
+def achieved_power(
+    n: int | tuple[int, int],
+    cv_pct: float,
+    relative_change_pct: float,
+    alpha: float = 0.05,
+) -> float:
+    """Power of a two-sided two-sample t-test with ``n`` runs per group (or ``(n_a, n_b)``).
+
+    The effect size is d = relative_change_pct / cv_pct (a common SD of cv_pct % of the mean).
+    """
+    alpha = _check_probability(alpha, "alpha")
+    d = _effect_size(cv_pct, relative_change_pct)
+    n_a, n_b = (n, n) if not isinstance(n, tuple) else n
+    for value in (n_a, n_b):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+            raise ConfigError(f"n must be an integer of at least 2 runs per group, got {n!r}")
+    return _power(int(n_a), int(n_b), d, alpha)
+
+
+def runs_needed(
+    cv_pct: float,
+    relative_change_pct: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> int:
+    """Runs per policy for a two-sided two-sample t-test to detect the change with this power.
+
+    Solved exactly with the noncentral t distribution (smallest n with power >= target); at
+    least 2.
+    """
+    alpha = _check_probability(alpha, "alpha")
+    target = _check_probability(power, "power")
+    d = _effect_size(cv_pct, relative_change_pct)
+    low, high = 1, 2  # power(low) < target <= power(high), with low = 1 standing for "too few"
+    while _power(high, high, d, alpha) < target:
+        low, high = high, high * 2
+        if high > _MAX_RUNS:
+            raise ConfigError(
+                f"detecting a {relative_change_pct:g}% change at CV {cv_pct:g}% needs more than "
+                f"{_MAX_RUNS} runs per policy"
+            )
+    # Power rises with n, so bisection finds the smallest sufficient n.
+    while high - low > 1:
+        middle = (low + high) // 2
+        if middle >= 2 and _power(middle, middle, d, alpha) >= target:
+            high = middle
+        else:
+            low = middle
+    return high

@@ -1,0 +1,43 @@
+"""Shared fixtures: a clean plugin manager per test and helpers to install plugins on disk."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from greenprec import plugins
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugin_manager() -> Iterator[None]:
+    """Each test sees the plugins installed for it, and leaves none behind."""
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Write a real distribution (module + dist-info with entry points) onto sys.path."""
+
+    def install(
+        module_name: str, source: str, *, group: str = "greenprec", entry_name: str | None = None
+    ) -> Path:
+        site = tmp_path / "site"
+        site.mkdir(exist_ok=True)
+        (site / f"{module_name}.py").write_text(textwrap.dedent(source))
+        dist_info = site / f"{module_name}-1.0.dist-info"
+        dist_info.mkdir()
+        (dist_info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {module_name}\nVersion: 1.0\n"
+        )
+        target = module_name if entry_name is None else f"{module_name}:{entry_name}"
+        (dist_info / "entry_points.txt").write_text(f"[{group}]\n{module_name} = {target}\n")
+        monkeypatch.syspath_prepend(str(site))
+        plugins.reset()
+        return site
+
+    return install
