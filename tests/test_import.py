@@ -12,7 +12,9 @@ def test_import_greenprec_does_not_import_heavy_libraries() -> None:
         "heavy = {'tensorflow', 'keras', 'matplotlib', 'pandas', 'pynvml', 'scipy', 'sklearn'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 

@@ -186,9 +186,11 @@ def test_several_meters_add_their_counted_domains() -> None:
 
 
 def test_meter_failure_mid_block_is_an_error_not_a_silent_zero() -> None:
-    with pytest.raises(greenprec.MeterError, match="driver went away"):
-        with greenprec.measure(FailingMeter(), interval=0.01):
-            time.sleep(0.05)
+    with (
+        pytest.raises(greenprec.MeterError, match="driver went away"),
+        greenprec.measure(FailingMeter(), interval=0.01),
+    ):
+        time.sleep(0.05)
 
 
 def test_to_dict_and_json_are_serialisable() -> None:
@@ -207,7 +209,7 @@ def test_bad_interval_is_a_config_error(interval: Any) -> None:
 
 
 def test_unknown_meter_and_bad_option_are_config_errors() -> None:
-    with pytest.raises(greenprec.ConfigError, match="unknown meter 'nope'.*mock"):
+    with pytest.raises(greenprec.ConfigError, match=r"unknown meter 'nope'.*mock"):
         greenprec.measure("nope").start()
     with pytest.raises(greenprec.ConfigError, match="bad option for meter 'mock'"):
         greenprec.measure("mock", meter_options={"colour": "green"}).start()
@@ -217,9 +219,10 @@ def test_unknown_meter_and_bad_option_are_config_errors() -> None:
 
 def test_auto_never_picks_mock_and_falls_back_to_the_estimate_with_a_warning() -> None:
     # No powercap here and nothing else registered: the estimate, with one warning line.
-    with pytest.warns(greenprec.GreenprecWarning, match="estimate"), greenprec.measure(
-        meter_options={"rapl.root": "/nonexistent-powercap"}
-    ) as m:
+    with (
+        pytest.warns(greenprec.GreenprecWarning, match="estimate"),
+        greenprec.measure(meter_options={"rapl.root": "/nonexistent-powercap"}) as m,
+    ):
         sum(range(100_000))
     assert m.meter == "estimate" and m.estimated
 
@@ -243,7 +246,7 @@ def test_hooks_see_every_measurement_and_a_raising_observer_breaks_nothing() -> 
 
     greenprec.plugins.register(Observer(), name="observer")
     greenprec.plugins.register(Broken(), name="broken-observer")
-    with pytest.warns(greenprec.GreenprecWarning, match="broken-observer.*observer bug"):
+    with pytest.warns(greenprec.GreenprecWarning, match=r"broken-observer.*observer bug"):
         with greenprec.measure("mock") as m:
             pass
         with greenprec.measure("mock"):

@@ -86,7 +86,7 @@ def meters_command(
     from greenprec.plugins import plugin_errors
 
     options = parse_options(option)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, cls in sorted(meter_classes().items()):
         try:
             result = probe(cls, options_for(cls, options))
@@ -215,10 +215,11 @@ def main() -> None:
         sys.exit(130)
     except Exception as error:
         # Usage errors from the (vendored) click layer: duck-typed so any typer version works.
-        if hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int):
+        exit_code = getattr(error, "exit_code", None)
+        if hasattr(error, "format_message") and isinstance(exit_code, int):
             typer.echo(
                 f"greenprec: error: {error.format_message()} (see greenprec --help)", err=True
             )
-            sys.exit(error.exit_code)
+            sys.exit(exit_code)
         raise
     sys.exit(code if isinstance(code, int) else 0)

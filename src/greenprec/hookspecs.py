@@ -1,4 +1,4 @@
-"""The hooks a greenprec plugin can implement (decorate your functions with ``greenprec.hookimpl``)."""
+"""The hooks a greenprec plugin can implement (mark implementations with ``greenprec.hookimpl``)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ hookimpl = pluggy.HookimplMarker("greenprec")
 
 
 @hookspec
-def greenprec_meters() -> list[Any]:
+def greenprec_meters() -> list[Any]:  # type: ignore[empty-body]
     """Return the meter classes (subclasses of ``greenprec.Meter``) this plugin contributes."""
 
 
 @hookspec
-def greenprec_workloads() -> dict[str, Any]:
+def greenprec_workloads() -> dict[str, Any]:  # type: ignore[empty-body]
     """Return workloads this plugin contributes, as a mapping of name to callable."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -139,9 +140,9 @@ class Measurement:
         from greenprec.plugins import call_each
 
         call_each("greenprec_measurement_finished", measurement=self)
-        if self._sampling_error is not None:
-            error = self._sampling_error
-            raise MeterError(f"meter failed during the measurement: {error}") from error
+        failure = self._sampling_error
+        if failure is not None:
+            raise MeterError(f"meter failed during the measurement: {failure}") from failure
         return self
 
     def __enter__(self) -> Measurement:
@@ -151,10 +152,9 @@ class Measurement:
         if exc is None:
             self.stop()
             return
-        try:
+        # The block's own exception is the one that matters; it propagates unchanged.
+        with contextlib.suppress(MeterError):
             self.stop()
-        except MeterError:
-            pass  # the block's own exception is the one that matters; it propagates unchanged
 
     def __call__(self, function: F) -> F:
         """Decorate a function: every call is measured; the latest is ``function.measurement``."""
@@ -265,7 +265,8 @@ class Measurement:
         self._finished()
         import pandas as pd
 
-        return pd.DataFrame(self._rows, columns=list(SAMPLE_COLUMNS))
+        frame: pd.DataFrame = pd.DataFrame(self._rows, columns=list(SAMPLE_COLUMNS))
+        return frame
 
     def to_dict(self) -> dict[str, Any]:
         """The results as JSON-ready data (samples excluded; see ``samples``)."""
@@ -300,10 +301,9 @@ def _json_number(value: float) -> float | None:
 
 
 def _stop_quietly(meter: Meter) -> None:
-    try:
+    # Releasing a handle must never hide the block's own outcome.
+    with contextlib.suppress(Exception):
         meter.stop()
-    except Exception:  # releasing a handle must never hide the block's own outcome
-        pass
 
 
 def measure(

@@ -27,7 +27,7 @@ _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
 _reported: set[str] = set()
 plugin_errors: dict[str, str] = {}
-"""Plugins that failed to load or raised in a hook: plugin name -> error, for ``greenprec meters``."""
+"""Plugins that failed to load or raised in a hook (name -> problem), for ``greenprec meters``."""
 
 
 def _report(plugin: str, problem: str) -> None:

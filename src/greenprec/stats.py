@@ -208,8 +208,9 @@ def zscore_outliers(
         from scipy import stats
 
         z[finite] = stats.zscore(x[finite], ddof=0)
-        # With ddof=0 no |z| can exceed (n-1)/sqrt(n), so small groups cannot have outliers.
-        ceiling = (finite.size - 1) / math.sqrt(finite.size)
+        # With ddof=0 no |z| can exceed sqrt(n - 1) (one value apart from n - 1 equal ones), so
+        # a small group cannot have outliers: at threshold 3 that is any group of 10 or fewer.
+        ceiling = math.sqrt(finite.size - 1)
         if ceiling <= threshold:
             notes.append(
                 f"{finite.size} values{where}: |z| cannot exceed {ceiling:.3g} <= threshold "

@@ -67,7 +67,7 @@ class Meter:
     auto: ClassVar[bool] = False
     """Whether ``measure(meter="auto")`` uses this meter when it is available."""
     auto_order: ClassVar[int] = 100
-    """Lower runs first in ``auto``; a later meter that covers hardware already covered is skipped."""
+    """Lower runs first in ``auto``; a later meter covering hardware already covered is skipped."""
     description: ClassVar[str] = ""
 
     def __init__(self, **options: Any) -> None:

@@ -79,12 +79,43 @@ def process_tree_cpu_s(process: psutil.Process) -> float:
     descendants are added with their own ``children_*``, so each second is counted once.
     """
     total = _own_and_reaped(process)
-    for child in process.children(recursive=True):
+    for child in _descendants(process):
         try:
             total += _own_and_reaped(child)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue  # it exited between listing and reading; it shows up in reaped times
     return total
+
+
+def _descendants(process: psutil.Process) -> list[psutil.Process]:
+    """Live descendants. On Linux, /proc/PID/task/*/children avoids scanning every process,
+    which keeps the sampling thread cheap on busy machines."""
+    task_dir = f"/proc/{process.pid}/task"
+    if not os.path.isdir(task_dir):
+        return list(process.children(recursive=True))
+    found: list[psutil.Process] = []
+    pending = [process.pid]
+    while pending:
+        pid = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+            child_pids = []
+            for task in tasks:
+                with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                    child_pids.extend(int(field) for field in children.read().split())
+        except FileNotFoundError:
+            if pid == process.pid and not found:
+                return list(process.children(recursive=True))  # kernel without the file
+            continue
+        except (ProcessLookupError, PermissionError):
+            continue
+        for child_pid in child_pids:
+            try:
+                found.append(psutil.Process(child_pid))
+            except psutil.NoSuchProcess:
+                continue
+            pending.append(child_pid)
+    return found
 
 
 def _own_and_reaped(process: psutil.Process) -> float:
