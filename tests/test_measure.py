@@ -58,8 +58,9 @@ class FailingMeter(Meter):
 def test_mock_one_second_at_100_w_gives_100_j() -> None:
     with greenprec.measure("mock") as m:
         time.sleep(1.0)
-    assert m.energy_j == pytest.approx(100.0, rel=0.01)
-    assert m.duration_s == pytest.approx(1.0, rel=0.05)
+    assert m.duration_s >= 1.0
+    assert m.energy_j == pytest.approx(100.0 * m.duration_s, rel=0.01)
+    assert m.energy_j == pytest.approx(100.0, rel=0.05)
     assert m.mean_power_w == pytest.approx(100.0, rel=1e-3)
     assert m.domains == {"mock/cpu": pytest.approx(m.energy_j)}
     assert m.meter == "mock" and m.meters == ["mock"]
@@ -135,7 +136,8 @@ def test_decorator_measures_every_call() -> None:
 
     assert work(0.2) == "done"
     first = work.measurement  # type: ignore[attr-defined]
-    assert first.energy_j == pytest.approx(2.0, rel=0.05)
+    assert first.duration_s >= 0.2
+    assert first.energy_j == pytest.approx(10.0 * first.duration_s, abs=0.1)
     work(0.1)
     assert work.measurement is not first  # type: ignore[attr-defined]
 
@@ -144,7 +146,8 @@ def test_start_stop_form_for_callbacks() -> None:
     m = greenprec.measure("mock").start()
     time.sleep(0.2)
     assert m.stop() is m
-    assert m.energy_j == pytest.approx(20.0, rel=0.05)
+    assert m.duration_s >= 0.2
+    assert m.energy_j == pytest.approx(100.0 * m.duration_s, abs=1.0)
     with pytest.raises(greenprec.ConfigError):
         m.start()
     with pytest.raises(greenprec.ConfigError):

@@ -99,7 +99,7 @@ def _descendants(process: psutil.Process) -> list[psutil.Process]:
         pid = pending.pop()
         try:
             tasks = os.listdir(f"/proc/{pid}/task")
-            child_pids = []
+            child_pids: list[int] = []
             for task in tasks:
                 with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
                     child_pids.extend(int(field) for field in children.read().split())
