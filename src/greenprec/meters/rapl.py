@@ -9,8 +9,8 @@ which it wraps to zero). Zones live under ``/sys/class/powercap`` (option ``root
 - ``intel-rapl:N:M`` subzones of a package: ``core``, ``uncore`` (integrated GPU) and ``dram``;
 - ``intel-rapl-mmio:N``: the same counters read through MMIO instead of MSRs;
 - AMD (Linux 5.11+) uses the same ``intel-rapl`` names: ``package-N`` with one ``core``
-  subzone and no DRAM. Its counters are 32-bit (``max_energy_range_uj`` ~65.5 kJ), so they
-  wrap every few minutes under load, every ~14 s at 300 W.
+  subzone and no DRAM. Its 32-bit counters count 15.3 µJ units (``max_energy_range_uj``
+  ~65.5 kJ), so they wrap every ~3.6 min at 300 W; Intel's usual 262 kJ range lasts ~15 min.
 
 The flat ``/sys/class/powercap`` layout (every zone a symlink at the top) and the nested
 ``/sys/devices/virtual/powercap/intel-rapl/intel-rapl:0/intel-rapl:0:0`` layout both work.
@@ -47,6 +47,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -273,27 +274,26 @@ def _zone_dirs(root: str) -> tuple[list[tuple[str, str]], bool]:
     """(zone id, path) of every zone under ``root``, and whether zone links were dangling."""
     found: dict[str, str] = {}
     dangling = False
-
-    def walk(directory: str, depth: int) -> None:
-        nonlocal dangling
+    # Breadth first: the flat class layout lists a subzone twice (at the top and inside its
+    # package), and the shallow path is the one users know and messages should name.
+    queue: deque[tuple[str, int]] = deque([(root, 0)])
+    while queue:
+        directory, depth = queue.popleft()
         try:
             entries = sorted(os.listdir(directory))
         except OSError:
-            return  # an unlistable directory holds no zone we could read anyway
+            continue  # an unlistable directory holds no zone we could read anyway
         for entry in entries:
             path = os.path.join(directory, entry)
             if _ZONE_DIR.fullmatch(entry):
                 if not os.path.isdir(path):
                     dangling = dangling or os.path.islink(path)
-                    continue
-                # The flat class layout lists a subzone twice: at the top and in its package.
-                found.setdefault(entry, path)
-                if depth < _MAX_DEPTH:
-                    walk(path, depth + 1)
+                elif entry not in found:
+                    found[entry] = path
+                    if depth < _MAX_DEPTH:
+                        queue.append((path, depth + 1))
             elif entry in _CONTROL_DIRS and depth == 0 and os.path.isdir(path):
-                walk(path, depth + 1)
-
-    walk(root, 0)
+                queue.append((path, depth + 1))
     return sorted(found.items(), key=lambda item: _natural_key(item[0])), dangling
 
 
