@@ -129,8 +129,8 @@ class RaplMeter(Meter):
     # -- the contract ----------------------------------------------------------------------
     @classmethod
     def probe(cls, **options: Any) -> Probe:
+        meter = cls(**options)  # a bad option is the user's to fix: ConfigError propagates
         try:
-            meter = cls(**options)
             zones = meter._discover()
             for zone in zones:
                 meter._read_counter(zone)
