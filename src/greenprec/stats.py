@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, overload
 
@@ -207,7 +207,13 @@ def zscore_outliers(
             continue
         from scipy import stats
 
-        z[finite] = stats.zscore(x[finite], ddof=0)
+        with warnings.catch_warnings(record=True) as caught:
+            # Nearly equal values make scipy warn about cancellation; the z-scores are still
+            # the rule's, so the caveat becomes a note instead of a warning.
+            warnings.simplefilter("always", RuntimeWarning)
+            z[finite] = stats.zscore(x[finite], ddof=0)
+        if any(issubclass(w.category, RuntimeWarning) for w in caught):
+            notes.append(f"values{where} are nearly identical; z-scores are dominated by rounding")
         # With ddof=0 no |z| can exceed sqrt(n - 1) (one value apart from n - 1 equal ones), so
         # a small group cannot have outliers: at threshold 3 that is any group of 10 or fewer.
         ceiling = math.sqrt(finite.size - 1)
@@ -426,8 +432,11 @@ def compare_groups(
         missing.update(dict.fromkeys(t_fields + d_fields, reason))
     else:
         va, vb = float(xa.var(ddof=1)), float(xb.var(ddof=1))
-        welch = stats.ttest_ind(xb, xa, equal_var=False)
-        student = stats.ttest_ind(xb, xa, equal_var=True)
+        # From summary statistics: ttest_ind itself warns about precision loss whenever one
+        # group is constant, which is a legitimate input here (the other group has spread).
+        summary = (float(xb.mean()), math.sqrt(vb), nb, float(xa.mean()), math.sqrt(va), na)
+        welch = stats.ttest_ind_from_stats(*summary, equal_var=False)
+        student = stats.ttest_ind_from_stats(*summary, equal_var=True)
         out["welch_t"], out["welch_p"] = float(welch.statistic), float(welch.pvalue)
         out["student_t"], out["student_p"] = float(student.statistic), float(student.pvalue)
         out["welch_df"] = (va / na + vb / nb) ** 2 / (
@@ -771,7 +780,7 @@ def binned_power(
 
 
 def mean_power_trace(
-    runs: Mapping[Hashable, pd.DataFrame] | Sequence[pd.DataFrame],
+    runs: Mapping[Any, pd.DataFrame] | Sequence[pd.DataFrame],
     bin_s: float = 0.5,
     *,
     domains: Sequence[str] | None = None,
