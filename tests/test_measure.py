@@ -61,7 +61,7 @@ def test_mock_one_second_at_100_w_gives_100_j() -> None:
     assert m.duration_s >= 1.0
     assert m.energy_j == pytest.approx(100.0 * m.duration_s, rel=0.01)
     assert m.energy_j == pytest.approx(100.0, rel=0.05)
-    assert m.mean_power_w == pytest.approx(100.0, rel=1e-3)
+    assert m.mean_power_w == pytest.approx(100.0, rel=0.01)
     assert m.domains == {"mock/cpu": pytest.approx(m.energy_j)}
     assert m.meter == "mock" and m.meters == ["mock"]
     assert m.estimated is False
@@ -71,7 +71,8 @@ def test_mock_one_second_at_100_w_gives_100_j() -> None:
 def test_mock_power_option_and_callable() -> None:
     with greenprec.measure("mock", meter_options={"power_w": "42"}) as m:
         time.sleep(0.3)
-    assert m.mean_power_w == pytest.approx(42.0, rel=1e-3)
+    # The meter's clock and the window's are read a moment apart (a GC pause can fall between).
+    assert m.mean_power_w == pytest.approx(42.0, rel=0.01)
 
     with greenprec.measure("mock", meter_options={"power_w": lambda t: 2.0 * t}) as m:
         time.sleep(0.5)

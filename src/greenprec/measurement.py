@@ -129,7 +129,7 @@ class Measurement:
         self._ended_at = datetime.now(timezone.utc)
         try:
             if self._sampling_error is None:
-                self._sample(t_end)
+                self._sample(t_end, final=True)
         except Exception as error:
             self._sampling_error = error
         finally:
@@ -180,10 +180,10 @@ class Measurement:
                 self._sampling_error = error
                 return
 
-    def _sample(self, t_s: float) -> None:
+    def _sample(self, t_s: float, *, final: bool = False) -> None:
         with self._lock:
             for meter in self._meters:
-                for reading in meter.read():
+                for reading in meter.finish() if final else meter.read():
                     track = self._tracks.get(reading.domain)
                     if track is None:
                         kind = "energy" if reading.energy_j is not None else "power"

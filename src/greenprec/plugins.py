@@ -19,8 +19,12 @@ ENTRY_POINT_GROUP = "greenprec"
 # Built-in plugins are modules with hookimpls, registered exactly like third-party ones.
 DEFAULT_PLUGINS = (
     "greenprec.meters.rapl",
+    "greenprec.meters.nvml",
+    "greenprec.meters.energibridge",
     "greenprec.meters.estimate",
     "greenprec.meters.mock",
+    "greenprec.workloads.digits",
+    "greenprec.workloads.cifar10",
 )
 
 _lock = threading.RLock()

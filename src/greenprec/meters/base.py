@@ -14,7 +14,8 @@ keyword arguments, then drives it from a background sampling thread::
             return greenprec.Probe(True, domains=["mymeter/gpu-0"])
 
         def start(self) -> None: ...          # open handles, remember initial counters
-        def read(self) -> list[greenprec.Reading]: ...  # called at every tick, at entry and exit
+        def read(self) -> list[greenprec.Reading]: ...  # called at entry and at every tick
+        def finish(self) -> list[greenprec.Reading]: ...  # optional: the reading at exit
         def stop(self) -> None: ...           # release handles; must not raise if start failed
 
 ``read()`` returns one :class:`Reading` per domain, either
@@ -23,6 +24,12 @@ keyword arguments, then drives it from a background sampling thread::
   meters correct wrap-around themselves; they are read often enough to see every wrap), or
 - ``power_w``: instantaneous power; greenprec integrates it over the sample times with the
   trapezoid rule, from the block's entry to its exit.
+
+``finish()`` gives the readings at the block's exit, in place of a last ``read()``; the default
+calls ``read()``. A meter whose data arrive late overrides it: the ``energibridge`` meter stops
+its child process there, which then writes the samples up to the exit. ``finish()`` is called
+once, after the last ``read()`` and before ``stop()``, and not at all when an earlier ``read()``
+failed; ``stop()`` must still release everything after a ``finish()`` that raised.
 
 Domains are named ``<meter>/<part>`` (``rapl/package-0``, ``nvml/gpu-0``). A reading with
 ``in_total=False`` is reported but not added to the total, for parts contained in another
@@ -86,6 +93,14 @@ class Meter:
     def read(self) -> list[Reading]:
         """Return the current reading of every domain."""
         raise NotImplementedError
+
+    def finish(self) -> list[Reading]:
+        """Return every domain's reading at the block's exit (called once, before :meth:`stop`).
+
+        The default is :meth:`read`; override it when the last samples only become available
+        once the meter is told the block has ended.
+        """
+        return self.read()
 
     def stop(self) -> None:
         """Release what :meth:`start` acquired."""

@@ -111,6 +111,8 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
         (cls for cls in meter_classes().values() if cls.auto), key=lambda c: (c.auto_order, c.name)
     )
     for cls in candidates:
+        if cls.covers & covered:
+            continue  # the same hardware is already measured: never count a joule twice
         meter_options = options_for(cls, options)
         try:
             result = probe(cls, meter_options)
@@ -119,8 +121,6 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
         if not result.available:
             missing.append(f"{cls.name}: {result.reason}")
             continue
-        if cls.covers & covered:
-            continue  # the same hardware is already measured: never count a joule twice
         chosen.append(create(cls, meter_options))
         covered |= cls.covers
     if chosen:

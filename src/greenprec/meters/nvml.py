@@ -1,0 +1,343 @@
+"""``nvml``: NVIDIA GPU board energy through NVML (``pip install greenprec[nvidia]``).
+
+NVML is the NVIDIA driver's management library; ``nvidia-ml-py`` binds it as the module
+``pynvml``, imported only when the meter is probed or started, so ``import greenprec`` stays
+light and works without it.
+
+Per GPU, at :meth:`NvmlMeter.start`:
+
+- Volta and newer: ``nvmlDeviceGetTotalEnergyConsumption``, the board's energy in mJ since the
+  driver loaded. Read at the block's edges and every sample; a counter reading. It updates
+  about every 100 ms, so a block shorter than that gets a warning: its energy may be 0 or one
+  whole update.
+- Older boards, or where that call raises ``NVMLError_NotSupported``: ``nvmlDeviceGetPowerUsage``
+  (mW), returned as power readings that ``measure()`` integrates.
+
+Which GPUs: the ``devices`` option (comma-separated NVML indices) if given, else those in
+``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-`` UUIDs or unique prefixes of them, ``MIG-`` UUIDs),
+else all. As CUDA does, the list ends at the first entry that names no GPU. Domains are
+``nvml/gpu-<NVML index>``.
+
+MIG: energy exists per physical GPU, not per MIG slice, so a ``MIG-`` entry measures its parent
+GPU, whole: every slice of it, whoever runs there, is in the figure (a warning says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
+from greenprec.hookspecs import hookimpl
+from greenprec.meters.base import Meter, Probe, Reading
+
+INSTALL_HINT = "pip install 'greenprec[nvidia]' (the nvidia-ml-py package, module pynvml)"
+COUNTER_PERIOD_S = 0.1
+"""NVML's energy counter updates about this often."""
+_NOT_SUPPORTED = 3  # NVML_ERROR_NOT_SUPPORTED
+
+
+@dataclass
+class _Gpu:
+    index: int
+    handle: Any
+    domain: str
+    counter: bool  # True: energy counter in mJ; False: power in mW
+    start_mj: int = 0
+    last_mj: int = 0
+
+
+class NvmlMeter(Meter):
+    """NVIDIA GPU board energy (or power) through NVML; see the module docstring."""
+
+    name = "nvml"
+    estimated = False
+    auto = True
+    auto_order = 20
+    covers = frozenset({"gpu"})
+    description = "NVIDIA GPU board energy through NVML (nvidia-ml-py)"
+
+    def __init__(self, devices: str | int | Sequence[int] | None = None) -> None:
+        self.devices = _parse_devices(devices)
+        self._nvml: Any = None
+        self._gpus: list[_Gpu] = []
+        self._started = 0.0
+
+    # -- the contract ----------------------------------------------------------------------
+    @classmethod
+    def probe(cls, **options: Any) -> Probe:
+        meter = cls(**options)  # bad options are the user's to fix: ConfigError propagates
+        try:
+            nvml = _import_pynvml()
+            _init(nvml)
+        except MeterUnavailable as error:
+            return Probe(False, str(error))
+        try:
+            indices, _ignored, _mig = meter._select(nvml)
+        except MeterUnavailable as error:
+            return Probe(False, str(error))
+        except nvml.NVMLError as error:
+            return Probe(False, f"NVML failed listing the GPUs: {_text(error)}")
+        finally:
+            with contextlib.suppress(Exception):
+                nvml.nvmlShutdown()
+        return Probe(True, domains=[f"nvml/gpu-{index}" for index in indices])
+
+    def start(self) -> None:
+        nvml = _import_pynvml()
+        _init(nvml)
+        self._nvml = nvml
+        try:
+            indices, ignored, mig = self._select(nvml)
+            self._warn_about_selection(nvml, ignored, mig)
+            self._gpus = [self._open(nvml, index) for index in indices]
+        except nvml.NVMLError as error:
+            self.stop()
+            raise MeterError(f"NVML failed opening the GPUs: {_text(error)}") from error
+        except BaseException:
+            self.stop()
+            raise
+        self._started = time.monotonic()
+
+    def read(self) -> list[Reading]:
+        nvml = self._nvml
+        readings: list[Reading] = []
+        for gpu in self._gpus:
+            try:
+                if gpu.counter:
+                    millijoules = int(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle))
+                    if millijoules < gpu.last_mj:
+                        raise MeterError(
+                            f"the energy counter of GPU {gpu.index} went backwards "
+                            f"({gpu.last_mj} -> {millijoules} mJ): was the driver reloaded?"
+                        )
+                    gpu.last_mj = millijoules
+                    readings.append(
+                        Reading(gpu.domain, energy_j=(millijoules - gpu.start_mj) / 1e3)
+                    )
+                else:
+                    milliwatts = nvml.nvmlDeviceGetPowerUsage(gpu.handle)
+                    readings.append(Reading(gpu.domain, power_w=float(milliwatts) / 1e3))
+            except nvml.NVMLError as error:
+                raise MeterError(f"NVML failed reading GPU {gpu.index}: {_text(error)}") from error
+        return readings
+
+    def finish(self) -> list[Reading]:
+        readings = self.read()
+        elapsed = time.monotonic() - self._started
+        if elapsed < COUNTER_PERIOD_S and self._gpus:
+            what = (
+                "NVML's energy counter updates about every 100 ms"
+                if any(gpu.counter for gpu in self._gpus)
+                else "NVML's power reading is an average over at least 100 ms"
+            )
+            warnings.warn(
+                f"the block lasted {elapsed * 1e3:.0f} ms and {what}: its GPU energy is "
+                "unreliable; measure a longer block (repeat the work inside it)",
+                GreenprecWarning,
+                stacklevel=2,
+            )
+        return readings
+
+    def stop(self) -> None:
+        nvml, self._nvml = self._nvml, None
+        self._gpus = []
+        if nvml is not None:
+            with contextlib.suppress(Exception):
+                nvml.nvmlShutdown()
+
+    # -- devices ---------------------------------------------------------------------------
+    def _select(self, nvml: Any) -> tuple[list[int], list[str], list[str]]:
+        """NVML indices to measure, the CUDA_VISIBLE_DEVICES entries ignored, the MIG ones."""
+        count = int(nvml.nvmlDeviceGetCount())
+        if count == 0:
+            raise MeterUnavailable("NVML sees no NVIDIA GPU on this machine")
+        if self.devices is not None:
+            missing = [index for index in self.devices if index >= count]
+            if missing:
+                raise ConfigError(
+                    f"nvml option devices names GPU {missing[0]}, but NVML sees {count} "
+                    f"(indices 0-{count - 1}; see nvidia-smi -L)"
+                )
+            return list(self.devices), [], []
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is None:
+            return list(range(count)), [], []
+        indices, ignored, mig = _visible_indices(nvml, visible, count)
+        if not indices:
+            raise MeterUnavailable(
+                f"CUDA_VISIBLE_DEVICES={visible!r} makes no GPU visible to this job; unset it "
+                "or pass -o nvml.devices=0,1"
+            )
+        return indices, ignored, mig
+
+    def _open(self, nvml: Any, index: int) -> _Gpu:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        gpu = _Gpu(index, handle, f"nvml/gpu-{index}", counter=True)
+        try:
+            gpu.start_mj = gpu.last_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+        except nvml.NVMLError as error:
+            if not _is_not_supported(nvml, error):
+                raise
+            gpu.counter = False
+            try:
+                nvml.nvmlDeviceGetPowerUsage(handle)
+            except nvml.NVMLError as power_error:
+                if not _is_not_supported(nvml, power_error):
+                    raise
+                raise MeterError(
+                    f"GPU {index} reports neither energy nor power through NVML "
+                    "(NVMLError_NotSupported for both)"
+                ) from power_error
+        return gpu
+
+    def _warn_about_selection(self, nvml: Any, ignored: list[str], mig: list[str]) -> None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if ignored:
+            warnings.warn(
+                f"CUDA_VISIBLE_DEVICES={visible!r}: {ignored[0]!r} names no GPU, so it and the "
+                "entries after it are ignored (as CUDA ignores them)",
+                GreenprecWarning,
+                stacklevel=3,
+            )
+        if mig:
+            warnings.warn(
+                f"CUDA_VISIBLE_DEVICES names MIG slices ({', '.join(mig)}): NVML measures "
+                "energy per physical GPU, so the figure covers every slice of that GPU",
+                GreenprecWarning,
+                stacklevel=3,
+            )
+        numeric = any(entry.strip().lstrip("-").isdigit() for entry in visible.split(","))
+        if self.devices is None and numeric and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+            count = int(nvml.nvmlDeviceGetCount())
+            names = {
+                _decode(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
+                for i in range(count)
+            }
+            if len(names) > 1:
+                warnings.warn(
+                    "CUDA_VISIBLE_DEVICES uses indices on a machine with different GPU models: "
+                    "CUDA orders them fastest first, NVML by PCI bus, so the indices may name "
+                    "other GPUs; set CUDA_DEVICE_ORDER=PCI_BUS_ID or use GPU UUIDs",
+                    GreenprecWarning,
+                    stacklevel=3,
+                )
+
+
+def _visible_indices(nvml: Any, visible: str, count: int) -> tuple[list[int], list[str], list[str]]:
+    """Resolve CUDA_VISIBLE_DEVICES the way CUDA does: stop at the first entry naming no GPU."""
+    uuids: list[str] | None = None
+    indices: list[int] = []
+    mig: list[str] = []
+    entries = [entry.strip() for entry in visible.split(",")]
+    for position, entry in enumerate(entries):
+        index: int | None = None
+        if entry.lstrip("-").isdigit():
+            number = int(entry)
+            index = number if 0 <= number < count else None
+        elif entry.startswith("MIG-"):
+            index = _mig_parent(nvml, entry, count)
+            if index is not None:
+                mig.append(entry)
+        elif entry.startswith("GPU-"):
+            if uuids is None:
+                uuids = [
+                    _decode(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
+                    for i in range(count)
+                ]
+            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
+            index = matches[0] if len(matches) == 1 else None
+        if index is None:
+            return indices, [e for e in entries[position:] if e] if entry else [], mig
+        if index not in indices:
+            indices.append(index)
+    return indices, [], mig
+
+
+def _mig_parent(nvml: Any, entry: str, count: int) -> int | None:
+    """The NVML index of the GPU a MIG UUID belongs to (``MIG-<uuid>`` or legacy
+    ``MIG-GPU-<uuid>/<gi>/<ci>``)."""
+    if entry.startswith("MIG-GPU-"):
+        parent_uuid = entry.removeprefix("MIG-").split("/", 1)[0]
+        for i in range(count):
+            uuid = _decode(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
+            if uuid == parent_uuid:
+                return i
+        return None
+    try:
+        try:
+            handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+        except TypeError:  # nvidia-ml-py before 11.515 wants bytes
+            handle = nvml.nvmlDeviceGetHandleByUUID(entry.encode())
+        parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
+        return int(nvml.nvmlDeviceGetIndex(parent))
+    except nvml.NVMLError:
+        return None
+
+
+def _import_pynvml() -> Any:
+    try:
+        import pynvml
+    except ImportError:
+        raise MeterUnavailable(f"nvidia-ml-py is not installed: {INSTALL_HINT}") from None
+    return pynvml
+
+
+def _init(nvml: Any) -> None:
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as error:
+        raise MeterUnavailable(
+            f"NVML could not start ({_text(error)}): no NVIDIA driver is loaded here, or this "
+            "container was started without the GPU (docker run --gpus all); nvidia-smi "
+            "should list the GPUs"
+        ) from None
+
+
+def _is_not_supported(nvml: Any, error: BaseException) -> bool:
+    cls = getattr(nvml, "NVMLError_NotSupported", None)
+    if isinstance(cls, type) and isinstance(error, cls):
+        return True
+    return getattr(error, "value", None) == _NOT_SUPPORTED
+
+
+def _text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _decode(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse_devices(devices: str | int | Sequence[int] | None) -> list[int] | None:
+    if devices is None:
+        return None
+    items: list[object]
+    if isinstance(devices, str):
+        items = [part.strip() for part in devices.split(",")]
+    elif isinstance(devices, int):
+        items = [devices]
+    else:
+        items = list(devices)
+    parsed: list[int] = []
+    for item in items:
+        if isinstance(item, bool) or not str(item).isdigit():
+            raise ConfigError(
+                "nvml option devices must be comma-separated GPU indices as NVML (nvidia-smi) "
+                f"numbers them, e.g. devices=0,1; got {devices!r}"
+            )
+        if int(str(item)) not in parsed:
+            parsed.append(int(str(item)))
+    if not parsed:
+        raise ConfigError("nvml option devices is empty; name at least one GPU index")
+    return parsed
+
+
+@hookimpl
+def greenprec_meters() -> list[type[Meter]]:
+    return [NvmlMeter]

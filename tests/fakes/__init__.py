@@ -1,0 +1,1 @@
+"""Test doubles: fake executables and modules standing in for hardware tools."""

@@ -1,0 +1,403 @@
+"""The EnergiBridge CSV reader: real macOS files from the seed study and synthetic layouts."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenprec import ConfigError
+from greenprec.energibridge import (
+    AMD_RAPL_RANGE_J,
+    INTEL_RAPL_RANGE_J,
+    EnergiBridgeStream,
+    read_energibridge_csv,
+)
+
+T0 = 1_700_000_000_000  # epoch ms of the first sample in synthetic files
+
+
+def _seed_study() -> Path | None:
+    for candidate in (
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "seed-study",
+        Path("/work/shared/data/seed-study"),
+    ):
+        if (candidate / "mixed_precision_false").is_dir():
+            return candidate
+    return None
+
+
+SEED = _seed_study()
+needs_seed = pytest.mark.skipif(SEED is None, reason="seed-study data folder is not present")
+
+
+def write_csv(
+    tmp_path: Path, header: list[str], rows: list[list[object]], name: str = "run.csv"
+) -> Path:
+    path = tmp_path / name
+    lines = [",".join(header)] + [",".join(str(cell) for cell in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- real data ------------------------------------------------------------------------------
+@needs_seed
+@pytest.mark.parametrize("group", ["mixed_precision_false", "mixed_precision_true"])
+def test_seed_study_energy_matches_an_independent_computation(group: str) -> None:
+    assert SEED is not None
+    files = sorted((SEED / group).glob("run_*.csv"))[:3]
+    assert files
+    for file in files:
+        recording = read_energibridge_csv(file)
+        frame = pd.read_csv(file)
+        expected = float(np.sum(frame["SYSTEM_POWER (Watts)"] * frame["Delta"] / 1000.0))
+        assert recording.energy_j == pytest.approx(expected, rel=1e-9)
+        assert 2e4 < recording.energy_j < 5e4  # ~32 kJ FP32, ~28 kJ mixed: not 3.2e7
+        assert recording.counted_domains == ["energibridge/system"]
+        assert list(recording.domains) == ["energibridge/system"]
+        assert recording.duration_s == pytest.approx(frame["Delta"].sum() / 1000.0)
+        assert 200 < recording.duration_s < 300
+        assert recording.mean_power_w == pytest.approx(recording.energy_j / recording.duration_s)
+        assert recording.started_at == datetime.fromtimestamp(
+            frame["Time"].iloc[0] / 1000.0, tz=timezone.utc
+        )
+        assert recording.wraps == 0
+        assert recording.columns == list(frame.columns)
+        samples = recording.samples
+        assert list(samples.columns) == ["t_s", "domain", "power_w", "energy_j"]
+        assert len(samples) == len(frame)
+        assert samples["energy_j"].iloc[-1] == pytest.approx(recording.energy_j)
+        assert samples["energy_j"].is_monotonic_increasing
+
+
+@needs_seed
+def test_seed_study_mixed_precision_uses_less_energy_on_average() -> None:
+    assert SEED is not None
+    means = {
+        group: np.mean(
+            [read_energibridge_csv(f).energy_j for f in sorted((SEED / group).glob("*.csv"))[:4]]
+        )
+        for group in ("mixed_precision_false", "mixed_precision_true")
+    }
+    assert means["mixed_precision_true"] < means["mixed_precision_false"]
+
+
+# -- synthetic layouts ----------------------------------------------------------------------
+def test_intel_counters_parts_are_reported_not_counted(tmp_path: Path) -> None:
+    header = [
+        "Delta",
+        "Time",
+        "CPU_USAGE_0",
+        "DRAM_ENERGY (J)",
+        "PACKAGE_ENERGY (J)",
+        "PP0_ENERGY (J)",
+        "PP1_ENERGY (J)",
+    ]
+    rows = [
+        [0, T0, 10.0, 100.0, 1000.0, 500.0, 10.0],
+        [200, T0, 12.0, 101.0, 1010.0, 508.0, 10.5],
+        [200, T0 + 201, 13.0, 102.0, 1020.0, 516.0, 11.0],
+        [100, T0 + 402, 14.0, 102.5, 1025.0, 520.0, 11.5],
+    ]
+    recording = read_energibridge_csv(write_csv(tmp_path, header, rows))
+    assert recording.domains == pytest.approx(
+        {
+            "energibridge/dram": 2.5,
+            "energibridge/package": 25.0,
+            "energibridge/pp0": 20.0,
+            "energibridge/pp1": 1.5,
+        }
+    )
+    assert sorted(recording.counted_domains) == ["energibridge/dram", "energibridge/package"]
+    assert recording.energy_j == pytest.approx(27.5)
+    assert recording.duration_s == pytest.approx(0.5)
+    assert recording.mean_power_w == pytest.approx(55.0)
+    assert recording.started_at == datetime.fromtimestamp(T0 / 1000, tz=timezone.utc)
+    package = recording.samples[recording.samples["domain"] == "energibridge/package"]
+    assert package["t_s"].tolist() == pytest.approx([0.0, 0.0, 0.201, 0.402])
+    assert package["energy_j"].tolist() == pytest.approx([0.0, 10.0, 20.0, 25.0])
+    # Power from counter steps over Time: NaN where Time did not advance.
+    assert math.isnan(package["power_w"].iloc[1])
+    assert package["power_w"].iloc[2] == pytest.approx(10.0 / 0.201)
+
+
+def test_old_spellings_package_typo_and_unitless_gpu(tmp_path: Path) -> None:
+    header = ["Delta", "Time", "GPU0_POWER", "PACAKGE_ENERGY (J)"]
+    rows = [[0, T0, 50_000, 10.0], [1000, T0, 50_000, 30.0]]
+    recording = read_energibridge_csv(write_csv(tmp_path, header, rows))
+    assert recording.domains == pytest.approx(
+        {"energibridge/gpu-0": 50.0, "energibridge/package": 20.0}
+    )
+    assert recording.energy_j == pytest.approx(70.0)
+
+
+def test_amd_package_counted_cores_inside_it(tmp_path: Path) -> None:
+    header = [
+        "Delta",
+        "Time",
+        "CORE0_ENERGY (J)",
+        "CORE0_FREQ (MHZ)",
+        "CORE0_VOLT (V)",
+        "CORE3_ENERGY (J)",
+        "CPU_ENERGY (J)",
+    ]
+    rows = [
+        [0, T0, 5.0, 4000, 1.1, 7.0, 100.0],
+        [500, T0, 6.0, 4100, 1.1, 9.0, 130.0],
+        [500, T0 + 501, 7.0, 4100, 1.2, 11.0, 160.0],
+    ]
+    recording = read_energibridge_csv(write_csv(tmp_path, header, rows))
+    assert recording.domains == pytest.approx(
+        {"energibridge/core-0": 2.0, "energibridge/core-3": 4.0, "energibridge/cpu": 60.0}
+    )
+    assert recording.counted_domains == ["energibridge/cpu"]
+    assert recording.energy_j == pytest.approx(60.0)
+
+
+def test_macos_system_power_alone_is_the_total(tmp_path: Path) -> None:
+    header = ["Delta", "Time", "CPU_POWER (Watts)", "CPU_TEMP_0", "GPU_POWER (Watts)",
+              "SYSTEM_POWER (Watts)"]  # fmt: skip
+    rows = [
+        [0, T0, 10.0, 40.0, 5.0, 999.0],  # Delta 0: its power adds nothing
+        [200, T0, 20.0, 41.0, 6.0, 50.0],
+        [300, T0 + 201, 30.0, 42.0, 7.0, 60.0],
+    ]
+    recording = read_energibridge_csv(write_csv(tmp_path, header, rows))
+    assert recording.domains == pytest.approx(
+        {
+            "energibridge/cpu-power": 20.0 * 0.2 + 30.0 * 0.3,
+            "energibridge/gpu": 6.0 * 0.2 + 7.0 * 0.3,
+            "energibridge/system": 50.0 * 0.2 + 60.0 * 0.3,
+        }
+    )
+    assert recording.counted_domains == ["energibridge/system"]
+    assert recording.energy_j == pytest.approx(28.0)
+    assert recording.duration_s == pytest.approx(0.5)
+    system = recording.samples[recording.samples["domain"] == "energibridge/system"]
+    # A power row's energy is reached at the end of its interval, Time + Delta.
+    assert system["t_s"].tolist() == pytest.approx([0.0, 0.2, 0.501])
+    assert system["power_w"].tolist() == pytest.approx([999.0, 50.0, 60.0])
+    assert system["energy_j"].tolist() == pytest.approx([0.0, 10.0, 28.0])
+
+
+def test_macos_cpu_power_counts_when_there_is_no_system_power(tmp_path: Path) -> None:
+    header = ["Delta", "Time", "CPU_POWER (Watts)", "GPU_POWER (Watts)"]
+    rows = [[0, T0, 10.0, 1.0], [1000, T0, 20.0, 4.0]]
+    recording = read_energibridge_csv(write_csv(tmp_path, header, rows))
+    assert sorted(recording.counted_domains) == ["energibridge/cpu-power", "energibridge/gpu"]
+    assert recording.energy_j == pytest.approx(24.0)
+
+
+def test_nvidia_gpu_milliwatts_become_watts_and_count(tmp_path: Path) -> None:
+    header = [
+        "Delta",
+        "Time",
+        "DRAM_ENERGY (J)",
+        "GPU0_MEMORY_USED",
+        "GPU0_POWER (mWatts)",
+        "GPU0_USAGE",
+        "GPU1_POWER (mWatts)",
+        "PACKAGE_ENERGY (J)",
+    ]
+    rows = [
+        [0, T0, 0.0, 100, 150_000, 90, 70_000, 0.0],
+        [1000, T0, 5.0, 100, 150_000, 90, 70_000, 40.0],
+        [500, T0 + 1001, 7.5, 100, 100_000, 90, 60_000, 60.0],
+    ]
+    recording = read_energibridge_csv(write_csv(tmp_path, header, rows))
+    assert recording.domains["energibridge/gpu-0"] == pytest.approx(150.0 + 50.0)
+    assert recording.domains["energibridge/gpu-1"] == pytest.approx(70.0 + 30.0)
+    assert sorted(recording.counted_domains) == [
+        "energibridge/dram",
+        "energibridge/gpu-0",
+        "energibridge/gpu-1",
+        "energibridge/package",
+    ]
+    assert recording.energy_j == pytest.approx(60.0 + 7.5 + 200.0 + 100.0)
+    gpu = recording.samples[recording.samples["domain"] == "energibridge/gpu-0"]
+    assert gpu["power_w"].tolist() == pytest.approx([150.0, 150.0, 100.0])
+
+
+def test_unknown_energy_and_power_columns_are_reported_not_counted(tmp_path: Path) -> None:
+    header = ["Delta", "Time", "FAN_POWER (Watts)", "PACKAGE_ENERGY (J)", "UNCORE_ENERGY (J)"]
+    rows = [[0, T0, 3.0, 0.0, 0.0], [1000, T0, 3.0, 10.0, 2.0]]
+    recording = read_energibridge_csv(write_csv(tmp_path, header, rows))
+    assert recording.domains == pytest.approx(
+        {
+            "energibridge/fan-power": 3.0,
+            "energibridge/package": 10.0,
+            "energibridge/uncore": 2.0,
+        }
+    )
+    assert recording.counted_domains == ["energibridge/package"]
+
+
+def test_crlf_line_endings_and_a_missing_final_newline(tmp_path: Path) -> None:
+    path = tmp_path / "win.csv"
+    path.write_bytes(b"Delta,Time,CPU_ENERGY (J)\r\n0,1700000000000,1.0\r\n1000,1700000000000,3.5")
+    assert read_energibridge_csv(path).energy_j == pytest.approx(2.5)
+
+
+# -- wrap-around ----------------------------------------------------------------------------
+WRAP_ROWS = [
+    [0, T0, 262_000.0],
+    [200, T0, 262_100.0],
+    [200, T0 + 201, 50.0],  # wrapped
+    [200, T0 + 402, 150.0],
+]
+
+
+def test_wrap_with_a_known_range_is_exact(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, ["Delta", "Time", "PACKAGE_ENERGY (J)"], WRAP_ROWS)
+    recording = read_energibridge_csv(path, counter_range_j=INTEL_RAPL_RANGE_J)
+    assert recording.wraps == 1
+    assert recording.energy_j == pytest.approx(
+        100.0 + (INTEL_RAPL_RANGE_J - 262_100.0 + 50.0) + 100.0
+    )
+    by_column = read_energibridge_csv(path, counter_range_j={"PACKAGE_ENERGY (J)": 262_144})
+    by_domain = read_energibridge_csv(path, counter_range_j={"package": "262144"})
+    assert by_column.energy_j == by_domain.energy_j == pytest.approx(recording.energy_j)
+
+
+def test_wrap_with_an_unknown_range_assumes_a_restart_from_zero(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, ["Delta", "Time", "PACKAGE_ENERGY (J)"], WRAP_ROWS)
+    recording = read_energibridge_csv(path)
+    assert recording.wraps == 1
+    assert recording.energy_j == pytest.approx(100.0 + 50.0 + 100.0)  # never negative
+    # A range given for another column leaves this one unknown too.
+    assert read_energibridge_csv(path, counter_range_j={"dram": 1e5}).energy_j == pytest.approx(
+        250.0
+    )
+
+
+@pytest.mark.parametrize("bad", [0, -1, "many", math.inf, {"package": 0}])
+def test_bad_counter_range_is_a_config_error(tmp_path: Path, bad: object) -> None:
+    path = write_csv(tmp_path, ["Delta", "Time", "PACKAGE_ENERGY (J)"], WRAP_ROWS)
+    with pytest.raises(ConfigError, match="counter_range_j"):
+        read_energibridge_csv(path, counter_range_j=bad)  # type: ignore[arg-type]
+
+
+def test_counter_above_its_range_is_refused(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, ["Delta", "Time", "PACKAGE_ENERGY (J)"], WRAP_ROWS)
+    with pytest.raises(ConfigError, match=r"run.csv:2: .*exceeds counter_range_j=65536"):
+        read_energibridge_csv(path, counter_range_j=AMD_RAPL_RANGE_J)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.floats(0, 65_535),
+    steps=st.lists(st.floats(0, 30_000), min_size=1, max_size=30),
+)
+def test_wrap_correction_recovers_the_true_energy(start: float, steps: list[float]) -> None:
+    stream = EnergiBridgeStream("prop.csv", counter_range_j=AMD_RAPL_RANGE_J)
+    stream.feed("Delta,Time,CPU_ENERGY (J)", 1)
+    raw = start
+    stream.feed(f"0,{T0},{raw!r}", 2)
+    for i, step in enumerate(steps):
+        raw = (raw + step) % AMD_RAPL_RANGE_J
+        stream.feed(f"200,{T0 + 200 * i},{raw!r}", i + 3)
+    assert stream.totals()["energibridge/cpu"] == pytest.approx(sum(steps), abs=1e-6)
+
+
+# -- the stream's window (what the meter uses) ----------------------------------------------
+def test_stream_energy_at_interpolates_counters_and_cuts_power_rows() -> None:
+    stream = EnergiBridgeStream("live.csv")
+    stream.feed("Delta,Time,PACKAGE_ENERGY (J),SYSTEM_POWER (Watts)\n", 1)
+    assert stream.rows == 0 and stream.covered_until_ms() == -math.inf
+    stream.feed(f"0,{T0},100.0,10.0\n", 2)
+    # EnergiBridge's second row is sampled in the same millisecond as its first.
+    stream.feed(f"100,{T0},100.0,20.0\n", 3)  # 20 W over [T0, T0+100]
+    stream.feed(f"100,{T0 + 100},110.0,40.0\n", 4)  # 40 W over [T0+100, T0+200]
+    at = stream.energy_at
+    assert at(T0 - 50) == {"energibridge/package": 0.0, "energibridge/system": 0.0}
+    assert at(T0 + 50)["energibridge/package"] == pytest.approx(5.0)
+    assert at(T0 + 50)["energibridge/system"] == pytest.approx(20.0 * 0.05)
+    assert at(T0 + 150)["energibridge/system"] == pytest.approx(2.0 + 40.0 * 0.05)
+    # Beyond the known rows the energy stays put until more rows arrive.
+    assert at(T0 + 1000) == pytest.approx(
+        {"energibridge/package": 10.0, "energibridge/system": 6.0}
+    )
+    assert stream.covered_until_ms() == T0 + 100  # the counter's last sample
+
+
+# -- malformed input ------------------------------------------------------------------------
+MALFORMED = [
+    ("missing-delta", "Time,SYSTEM_POWER (Watts)\n1,2\n", r"bad.csv:1: no 'Delta' column"),
+    ("missing-time", "Delta,SYSTEM_POWER (Watts)\n0,2\n", r"bad.csv:1: no 'Time' column"),
+    ("empty", "", r"bad.csv:1: empty file"),
+    ("header-only", "Delta,Time,SYSTEM_POWER (Watts)\n", r"bad.csv:2: no data rows"),
+    (
+        "no-energy-column",
+        "Delta,Time,CPU_USAGE_0\n0,1700000000000,5\n",
+        r"bad.csv:1: no energy or power column",
+    ),
+    (
+        "non-numeric",
+        "Delta,Time,SYSTEM_POWER (Watts)\n0,1700000000000,5\n200,1700000000000,abc\n",
+        r"^bad.csv:3: non-numeric value 'abc' in column 'SYSTEM_POWER \(Watts\)'$",
+    ),
+    (
+        "non-numeric-other-column",
+        "Delta,Time,CPU_TEMP_0,SYSTEM_POWER (Watts)\n0,1700000000000,oops,5\n",
+        r"bad.csv:2: non-numeric value 'oops' in column 'CPU_TEMP_0'",
+    ),
+    (
+        "negative-delta",
+        "Delta,Time,SYSTEM_POWER (Watts)\n0,1700000000000,5\n-200,1700000000000,5\n",
+        r"bad.csv:3: implausible Delta '-200'",
+    ),
+    (
+        "huge-delta",
+        "Delta,Time,SYSTEM_POWER (Watts)\n0,1700000000000,5\n3600001,1700000000000,5\n",
+        r"bad.csv:3: implausible Delta '3600001'",
+    ),
+    (
+        "short-row",
+        "Delta,Time,SYSTEM_POWER (Watts)\n0,1700000000000,5\n200,1700000000000\n",
+        r"bad.csv:3: 2 values but the header has 3 columns",
+    ),
+    (
+        "nan-power",
+        "Delta,Time,SYSTEM_POWER (Watts)\n0,1700000000000,NaN\n",
+        r"bad.csv:2: implausible value 'NaN' in column 'SYSTEM_POWER \(Watts\)'",
+    ),
+    (
+        "negative-counter",
+        "Delta,Time,CPU_ENERGY (J)\n0,1700000000000,-4\n",
+        r"bad.csv:2: implausible value '-4'",
+    ),
+    (
+        "negative-time",
+        "Delta,Time,CPU_ENERGY (J)\n0,-5,4\n",
+        r"bad.csv:2: implausible Time",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_files_name_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    (tmp_path / "bad.csv").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        read_energibridge_csv("bad.csv")
+
+
+def test_nan_in_a_non_energy_column_is_fine(tmp_path: Path) -> None:
+    header = ["Delta", "Time", "CPU_USAGE_0", "SYSTEM_POWER (Watts)"]
+    rows = [[0, T0, "NaN", 5.0], [1000, T0, 50, 5.0]]
+    assert read_energibridge_csv(write_csv(tmp_path, header, rows)).energy_j == pytest.approx(5.0)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.csv: cannot read"):
+        read_energibridge_csv(tmp_path / "nope.csv")
