@@ -1,0 +1,366 @@
+"""EnergiBridge CSV files → a greenprec results folder, so ``greenprec report`` reads them.
+
+One run per file: run id = file stem, policy = the group the file's glob belongs to. Every
+file is read and every metrics row matched before anything is written; the folder is then
+written into a temporary directory beside ``out`` and renamed into place, so a bad input
+never leaves a half-written folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from greenprec._version import __version__
+from greenprec.energibridge import EnergiBridgeRecording, read_energibridge_csv
+from greenprec.errors import ConfigError
+from greenprec.experiment.folder import DOMAIN_PREFIX, RUN_COLUMNS, ResultsFolder, Row
+
+SOURCE = "energibridge import"
+METER = "energibridge"
+# Metrics may fill these result columns; every other contract column is greenprec's own.
+_METRIC_COLUMNS = {"test_accuracy", "test_loss"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    folder: ResultsFolder
+    rows: list[Row]
+    counts: dict[str, int]
+    warnings: list[str]
+
+
+def parse_group(spec: str) -> Group:
+    """``NAME=GLOB`` → Group; ConfigError with the expected form otherwise."""
+    name, sep, pattern = spec.partition("=")
+    name, pattern = name.strip(), pattern.strip()
+    if not sep or not name or not pattern:
+        raise ConfigError(
+            f"malformed --group {spec!r}; write --group NAME=GLOB, "
+            "e.g. --group fp32='mixed_precision_false/*.csv'"
+        )
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"--group {spec!r}: policy name {name!r} must be letters, digits, '_', '.', '+' or "
+            "'-' (it becomes a column value and a figure label)"
+        )
+    return Group(name, pattern)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    # run_2 before run_10, as a person would list them.
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def _expand(pattern: str, what: str) -> list[Path]:
+    expanded = os.path.expanduser(pattern)
+    if os.path.isdir(expanded):
+        expanded = os.path.join(expanded, "*.csv")
+    files = [Path(p) for p in glob.glob(expanded, recursive=True) if os.path.isfile(p)]
+    if not files:
+        raise ConfigError(f"{what}: {pattern!r} matches no file; check the path and quote the glob")
+    return sorted(files, key=_natural_key)
+
+
+def _check_out(out: Path) -> None:
+    if ResultsFolder(out).exists():
+        raise ConfigError(
+            f"--out {out} is already a greenprec results folder; choose another --out "
+            "(nothing was written)"
+        )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} exists and is not empty; choose a new or empty folder")
+
+
+def import_energibridge(
+    groups: Sequence[str | Group],
+    out: str | Path,
+    *,
+    metrics: str | None = None,
+    counter_range_j: float | Mapping[str, float] | None = None,
+) -> ImportResult:
+    """Read every group's files (and metrics), then write the results folder ``out``."""
+    out = Path(out)
+    parsed = [g if isinstance(g, Group) else parse_group(g) for g in groups]
+    if not parsed:
+        raise ConfigError("no --group given; write --group NAME=GLOB (one per policy)")
+    names = [g.name for g in parsed]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"--group names must differ; given twice: {', '.join(duplicates)}")
+    _check_out(out)
+
+    files: dict[str, tuple[str, Path]] = {}  # run id -> (policy, file)
+    owner: dict[Path, str] = {}
+    for group in parsed:
+        for path in _expand(group.pattern, f"--group {group.name}={group.pattern}"):
+            resolved = path.resolve()
+            if resolved in owner:
+                raise ConfigError(
+                    f"{path} matches both --group {owner[resolved]} and --group {group.name}; "
+                    "make the globs disjoint"
+                )
+            owner[resolved] = group.name
+            run_id = path.stem
+            if run_id in files:
+                raise ConfigError(
+                    f"two files give run id {run_id!r}: {files[run_id][1]} and {path}; "
+                    "run ids are file stems and must be unique"
+                )
+            files[run_id] = (group.name, path)
+
+    recordings = {
+        run_id: read_energibridge_csv(path, counter_range_j=counter_range_j)
+        for run_id, (_, path) in files.items()
+    }
+    joined, metric_files = ({}, []) if metrics is None else _read_metrics(metrics, list(files))
+    rows, warnings = _rows(files, recordings, joined)
+    experiment = _experiment(parsed, metrics, files, recordings, rows, metric_files, warnings)
+    folder = _write(out, rows, recordings, experiment)
+    counts = {g.name: sum(1 for r in rows if r["policy"] == g.name) for g in parsed}
+    return ImportResult(folder, rows, counts, warnings)
+
+
+def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Metrics rows by run id; ConfigError naming file and line for any row that does not fit."""
+    joined: dict[str, dict[str, Any]] = {}
+    where: dict[str, str] = {}
+    paths = _expand(pattern, f"--metrics {pattern}")
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: cannot read metrics: {error}") from None
+        reader = csv.DictReader(text.splitlines())
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if not header:
+            raise ConfigError(f"{path}:1: empty metrics file: no header")
+        if "run_id" not in header:
+            raise ConfigError(
+                f"{path}:1: metrics need a 'run_id' column (matched to file stems); "
+                f"the header is {','.join(header)}"
+            )
+        for column in header:
+            if column == "run_id" or column in _METRIC_COLUMNS:
+                continue
+            if column in RUN_COLUMNS or column.startswith(DOMAIN_PREFIX) or not column:
+                raise ConfigError(
+                    f"{path}:1: metrics column {column!r} would overwrite a column greenprec "
+                    "fills itself; rename it"
+                )
+        for lineno, raw in enumerate(reader, start=2):
+            record = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            if None in raw:
+                raise ConfigError(f"{path}:{lineno}: more values than header columns")
+            key = record.get("run_id", "")
+            if not key:
+                raise ConfigError(f"{path}:{lineno}: empty run_id")
+            run_id = _match(key, run_ids, f"{path}:{lineno}")
+            if run_id in joined:
+                raise ConfigError(
+                    f"{path}:{lineno}: run {run_id} already has metrics from {where[run_id]}"
+                )
+            values: dict[str, Any] = {}
+            for column, cell in record.items():
+                if column == "run_id":
+                    continue
+                values[column] = _metric_value(cell, column, f"{path}:{lineno}")
+            joined[run_id] = values
+            where[run_id] = f"{path}:{lineno}"
+    return joined, [str(p) for p in paths]
+
+
+def _match(key: str, run_ids: list[str], where: str) -> str:
+    if key in run_ids:
+        return key
+    candidates = [r for r in run_ids if r.endswith(f"_{key}")]
+    if not candidates:
+        raise ConfigError(
+            f"{where}: run_id {key!r} matches no imported file (want a file stem equal to it "
+            f"or ending in _{key})"
+        )
+    if len(candidates) > 1:
+        raise ConfigError(
+            f"{where}: run_id {key!r} matches several files ({', '.join(candidates)}); "
+            "use the full file stem as run_id"
+        )
+    return candidates[0]
+
+
+def _metric_value(cell: str, column: str, where: str) -> Any:
+    if cell == "":
+        return None
+    try:
+        number = float(cell)
+    except ValueError:
+        if column in _METRIC_COLUMNS:
+            raise ConfigError(f"{where}: {column} {cell!r} is not a number") from None
+        return cell
+    if column in _METRIC_COLUMNS and not math.isfinite(number):
+        raise ConfigError(f"{where}: {column} {cell!r} is not a finite number")
+    return number
+
+
+def _rows(
+    files: dict[str, tuple[str, Path]],
+    recordings: dict[str, EnergiBridgeRecording],
+    joined: dict[str, dict[str, Any]],
+) -> tuple[list[Row], list[str]]:
+    # Execution order is the order the recordings started: drift over the session shows up
+    # in the order column as it would for greenprec's own runs.
+    ordered = sorted(files, key=lambda r: (recordings[r].started_at, _natural_key(Path(r))))
+    repetition: dict[str, int] = {}
+    rows: list[Row] = []
+    warnings: list[str] = []
+    for order, run_id in enumerate(ordered, start=1):
+        policy, _ = files[run_id]
+        recording = recordings[run_id]
+        repetition[policy] = repetition.get(policy, 0) + 1
+        ended = recording.started_at + timedelta(seconds=recording.duration_s)
+        row: Row = {
+            "run_id": run_id,
+            "order": order,
+            "policy": policy,
+            "repetition": repetition[policy],
+            "seed": None,
+            "status": "done",
+            "started_at": recording.started_at.isoformat(),
+            "ended_at": ended.isoformat(),
+            "duration_s": recording.duration_s,
+            "energy_j": recording.energy_j,
+            "net_energy_j": None,
+            "mean_power_w": recording.mean_power_w,
+            "meter": METER,
+            "estimated": False,
+            "test_accuracy": None,
+            "test_loss": None,
+            "error": None,
+        }
+        for domain, energy in recording.domains.items():
+            row[DOMAIN_PREFIX + domain] = energy
+        row.update(joined.get(run_id, {}))
+        rows.append(row)
+        if recording.wraps:
+            warnings.append(
+                f"{recording.path}: {recording.wraps} energy-counter wrap-around(s) corrected"
+            )
+    if joined:
+        without = [r["run_id"] for r in rows if r["run_id"] not in joined]
+        if without:
+            warnings.append(
+                f"{len(without)} run(s) have no metrics row: {', '.join(without[:10])}"
+                + (" ..." if len(without) > 10 else "")
+            )
+    return rows, warnings
+
+
+def _experiment(
+    groups: list[Group],
+    metrics: str | None,
+    files: dict[str, tuple[str, Path]],
+    recordings: dict[str, EnergiBridgeRecording],
+    rows: list[Row],
+    metric_files: list[str],
+    warnings: list[str],
+) -> dict[str, Any]:
+    counted = list(dict.fromkeys(d for r in recordings.values() for d in r.counted_domains))
+    kinds = {tuple(r.counted_domains) for r in recordings.values()}
+    if len(kinds) > 1:
+        warnings.append(
+            "the files do not all count the same domains (different machines or EnergiBridge "
+            "versions?): " + "; ".join(", ".join(k) for k in sorted(kinds))
+        )
+    intervals = sorted(
+        r.duration_s / (n - 1)
+        for r in recordings.values()
+        if (n := len(r.samples) // max(1, len(r.domains))) > 1
+    )
+    interval = round(intervals[len(intervals) // 2], 4) if intervals else None
+    now = datetime.now(timezone.utc).isoformat()
+    policies = [g.name for g in groups]
+    return {
+        "format_version": 1,
+        "created_at": now,
+        "status": "complete",
+        "source": SOURCE,
+        "config": {
+            "policies": policies,
+            "source": SOURCE,
+            "workload": None,
+            "runs": max((sum(1 for r in rows if r["policy"] == p) for p in policies), default=0),
+            "groups": {g.name: g.pattern for g in groups},
+            "metrics": metrics,
+            "interval_s": interval,
+        },
+        "schedule": [
+            {k: row[k] for k in ("run_id", "order", "policy", "repetition", "seed")} for row in rows
+        ],
+        "meters": {
+            "requested": [METER],
+            "used": [METER],
+            "estimated": False,
+            "counted_domains": counted,
+        },
+        "precision_support": None,
+        "warnings": warnings,
+        "baseline": None,
+        "warmups": [],
+        "import": {
+            "tool": "EnergiBridge",
+            "files": {run_id: str(path) for run_id, (_, path) in files.items()},
+            "metrics_files": metric_files,
+            "columns": sorted({c for r in recordings.values() for c in r.columns}),
+        },
+        "versions": {"greenprec": __version__},
+        "host": {},
+    }
+
+
+def _write(
+    out: Path,
+    rows: list[Row],
+    recordings: dict[str, EnergiBridgeRecording],
+    experiment: dict[str, Any],
+) -> ResultsFolder:
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=parent))
+    try:
+        folder = ResultsFolder(staging)
+        for row in rows:
+            samples = recordings[row["run_id"]].samples
+            folder.write_samples(row["run_id"], samples.itertuples(index=False, name=None))
+        folder.write_runs(rows)
+        folder.write_experiment(experiment)
+        _check_out(out)  # someone may have written there while the files were read
+        try:
+            os.rename(staging, out)
+        except OSError as error:
+            raise ConfigError(
+                f"--out {out}: cannot move the imported folder there: {error}"
+            ) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        raise
+    return ResultsFolder(out)

@@ -1,0 +1,253 @@
+"""The report's figures, each as PNG (embedded in report.html) and SVG (for papers).
+
+matplotlib is imported inside :func:`make_figures` and drawn through the Agg canvas directly,
+without pyplot: no global figure state, no GUI backend, and ``import greenprec`` never loads
+it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greenprec.experiment.atomic import write_atomic
+from greenprec.report.analysis import ACCURACY, ENERGY, Prepared, accuracy_points, removed_rows
+from greenprec.report.data import numeric
+
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+_WIDTH_IN, _HEIGHT_IN, _DPI = 7.2, 4.4, 110
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    name: str
+    title: str
+    caption: str
+    png: Path
+    svg: Path
+    png_bytes: bytes
+
+
+def colour(index: int) -> str:
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def make_figures(
+    prepared: Prepared, traces: dict[str, pd.DataFrame], out_dir: Path
+) -> tuple[list[FigureFile], dict[str, str]]:
+    """Draw every figure the data allows; the others get a reason instead."""
+    import matplotlib
+
+    # Fixed SVG ids and no timestamps: the same data gives byte-identical files.
+    rc: Any = {"svg.hashsalt": "greenprec", "font.size": 11, "axes.titlesize": 12.5}
+    figures: list[FigureFile] = []
+    skipped: dict[str, str] = {}
+    label = " (estimated)" if prepared.data.estimated else ""
+    with matplotlib.rc_context(rc):
+        makers = (
+            ("energy_violin", _energy_violin),
+            ("power_trace", _power_trace),
+            ("energy_vs_accuracy", _energy_vs_accuracy),
+            ("duration_violin", _duration_violin),
+        )
+        for name, maker in makers:
+            drawn = maker(prepared, traces, label)
+            if isinstance(drawn, str):
+                skipped[name] = drawn
+                continue
+            figure, title, caption = drawn
+            figures.append(_save(figure, name, title, caption, out_dir))
+    return figures, skipped
+
+
+def _new_figure() -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, name: str, title: str, caption: str, out_dir: Path) -> FigureFile:
+    png, svg = io.BytesIO(), io.BytesIO()
+    figure.savefig(png, format="png", metadata={"Software": None})
+    figure.savefig(svg, format="svg", metadata={"Date": None})
+    png_path, svg_path = out_dir / f"{name}.png", out_dir / f"{name}.svg"
+    write_atomic(png_path, png.getvalue())
+    write_atomic(svg_path, svg.getvalue())
+    return FigureFile(name, title, caption, png_path, svg_path, png.getvalue())
+
+
+def _policy_arrays(prepared: Prepared, key: str) -> list[tuple[str, np.ndarray[Any, Any]]]:
+    out = []
+    for policy, rows in prepared.kept_by_policy().items():
+        values = numeric(rows, key)
+        out.append((policy, values[np.isfinite(values)]))
+    return out
+
+
+def _violin(
+    ax: Any,
+    groups: Sequence[tuple[str, np.ndarray[Any, Any]]],
+    removed: dict[str, list[float]],
+) -> None:
+    rng = np.random.default_rng(0)  # fixed jitter: reruns draw identical figures
+    positions = list(range(1, len(groups) + 1))
+    for index, (pos, (policy, values)) in enumerate(zip(positions, groups, strict=True)):
+        c = colour(index)
+        # A kernel density needs spread; with 0-1 distinct values only the points are drawn.
+        if values.size >= 2 and np.ptp(values) > 0:
+            parts = ax.violinplot([values], positions=[pos], widths=0.75, showextrema=False)
+            for body in parts["bodies"]:
+                body.set_facecolor(c)
+                body.set_edgecolor(c)
+                body.set_alpha(0.3)
+        if values.size:
+            ax.boxplot(
+                [values],
+                positions=[pos],
+                widths=0.16,
+                showfliers=False,
+                manage_ticks=False,
+                patch_artist=True,
+                boxprops={"facecolor": "white", "edgecolor": "#333333"},
+                medianprops={"color": c, "linewidth": 2},
+                whiskerprops={"color": "#333333"},
+                capprops={"color": "#333333"},
+            )
+            jitter = rng.uniform(-0.07, 0.07, size=values.size)
+            ax.scatter(pos + jitter, values, s=9, color=c, alpha=0.7, zorder=3, linewidths=0)
+        gone = removed.get(policy, [])
+        if gone:
+            ax.scatter(
+                [pos] * len(gone),
+                gone,
+                marker="x",
+                s=40,
+                color="#d62728",
+                zorder=4,
+                label="removed outlier (|z| > 3)",
+            )
+    ax.set_xticks(positions, [f"{p}\n(n = {v.size})" for p, v in groups])
+    ax.set_xlim(0.4, len(groups) + 0.6)
+    ax.grid(axis="y", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        unique = dict(zip(labels, handles, strict=True))
+        ax.legend(unique.values(), unique.keys(), loc="best", fontsize=9.5)
+
+
+def _removed(prepared: Prepared, key: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for row in removed_rows(prepared):
+        value = numeric([row], key)[0]
+        if math.isfinite(value):
+            out.setdefault(str(row["policy"]), []).append(float(value))
+    return out
+
+
+Drawn = tuple[Any, str, str] | str
+
+
+def _energy_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+    groups = _policy_arrays(prepared, ENERGY)
+    if not any(v.size for _, v in groups):
+        return "no finished run has an energy value"
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    _violin(ax, groups, _removed(prepared, ENERGY))
+    title = f"Energy per run{label}"
+    ax.set_title(title)
+    ax.set_ylabel(f"Energy per run (J{', estimated' if label else ''})")
+    caption = "Violin (density) with box (median, quartiles, 1.5 IQR whiskers) and every run."
+    return figure, title, caption
+
+
+def _duration_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+    groups = _policy_arrays(prepared, "duration_s")
+    if not any(v.size for _, v in groups):
+        return "no finished run has a duration"
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    _violin(ax, groups, _removed(prepared, "duration_s"))
+    title = "Duration per run"
+    ax.set_title(title)
+    ax.set_ylabel("Duration of the measured window (s)")
+    caption = "Violin with box and every run: the measured training time."
+    return figure, title, caption
+
+
+def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+    usable = {p: t for p, t in traces.items() if len(t)}
+    if not usable:
+        return "no samples/<run_id>.csv with power readings for the runs used"
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    policies = prepared.data.policies
+    for policy, trace in usable.items():
+        c = colour(policies.index(policy) if policy in policies else len(policies))
+        runs = int(trace["n_runs"].max())
+        # Late bins reached by few runs are one run's noise; keep those most runs reach.
+        shown = trace[trace["n_runs"] >= max(1, math.ceil(runs / 2))]
+        t = shown["t_s"].to_numpy()
+        ax.plot(t, shown["mean_power_w"].to_numpy(), color=c, lw=1.3, label=f"{policy} ({runs})")
+        lo, hi = shown["ci_lo_w"].to_numpy(), shown["ci_hi_w"].to_numpy()
+        band = np.isfinite(lo) & np.isfinite(hi)
+        if band.any():
+            ax.fill_between(t, lo, hi, where=band, color=c, alpha=0.25, linewidth=0)
+    title = f"Mean power over time{label}"
+    ax.set_title(title)
+    ax.set_xlabel("Time since the run started (s)")
+    ax.set_ylabel(f"Power (W{', estimated' if label else ''})")
+    ax.grid(alpha=0.3)
+    ax.legend(title="policy (runs)", fontsize=9.5, title_fontsize=9.5, loc="best")
+    caption = (
+        "Mean over runs of power in 0.5 s bins, with the t-based 95% band; bins reached by "
+        "fewer than half of a policy's runs are not drawn."
+    )
+    return figure, title, caption
+
+
+def _energy_vs_accuracy(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+    scale = prepared.accuracy_scale
+    if scale is None:
+        return "no finished run reported test_accuracy"
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    for index, (policy, rows) in enumerate(prepared.kept_by_policy().items()):
+        energy, accuracy = numeric(rows, ENERGY), numeric(rows, ACCURACY)
+        ok = np.isfinite(energy) & np.isfinite(accuracy)
+        points = accuracy_points(1.0, scale) or 1.0
+        ax.scatter(
+            accuracy[ok] * points, energy[ok], s=18, color=colour(index), alpha=0.8, label=policy
+        )
+    gone = removed_rows(prepared)
+    if gone:
+        energy, accuracy = numeric(gone, ENERGY), numeric(gone, ACCURACY)
+        ok = np.isfinite(energy) & np.isfinite(accuracy)
+        if ok.any():
+            points = accuracy_points(1.0, scale) or 1.0
+            ax.scatter(
+                accuracy[ok] * points,
+                energy[ok],
+                marker="x",
+                s=40,
+                color="#d62728",
+                label="removed outlier",
+            )
+    title = f"Energy against test accuracy{label}"
+    ax.set_title(title)
+    ax.set_xlabel("Test accuracy (%)")
+    ax.set_ylabel(f"Energy per run (J{', estimated' if label else ''})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9.5, loc="best")
+    caption = "One point per run: lower and further right is better."
+    return figure, title, caption

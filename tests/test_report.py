@@ -1,0 +1,479 @@
+"""greenprec report: stats.json against scipy, outliers, degenerate folders, files, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import typer
+from scipy import stats as sps
+from typer.testing import CliRunner
+
+from greenprec import stats
+from greenprec.errors import ConfigError
+from greenprec.experiment.folder import ResultsFolder
+from greenprec.report import build_report
+from greenprec.report.analysis import prepare
+from greenprec.report.build import power_traces
+from greenprec.report.commands import report_command
+from greenprec.report.data import load
+from greenprec.report.formatting import pvalue
+
+SHARES = {"rapl/package-0": 0.75, "rapl/dram": 0.25, "rapl/core": 0.4}  # core is inside package
+COUNTED_W = 0.75 + 0.25
+
+
+def write_folder(
+    path: Path,
+    energies: dict[str, Sequence[float]],
+    *,
+    accuracy: dict[str, Sequence[float]] | None = None,
+    duration_s: float = 20.0,
+    samples: bool = True,
+    failed: Sequence[str] = (),
+    estimated: bool = False,
+    experiment: bool = True,
+    warnings: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """A results folder as the runner writes it, with exactly these energies."""
+    folder = ResultsFolder(path)
+    path.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    order = 0
+    for policy, values in energies.items():
+        for index, energy in enumerate(values):
+            order += 1
+            run_id = f"{policy}-{index + 1:03d}"
+            row: dict[str, Any] = {
+                "run_id": run_id,
+                "order": order,
+                "policy": policy,
+                "repetition": index + 1,
+                "seed": order,
+            }
+            if run_id in failed:
+                row.update(status="failed", error="MemoryError: out of memory")
+                rows.append(row)
+                continue
+            duration = duration_s + 0.1 * index
+            row.update(
+                status="done",
+                duration_s=duration,
+                energy_j=float(energy),
+                mean_power_w=float(energy) / duration,
+                meter="estimate" if estimated else "rapl",
+                estimated=estimated,
+            )
+            if accuracy is not None:
+                row["test_accuracy"] = float(accuracy[policy][index])
+            for domain, share in SHARES.items():
+                row[f"energy_j:{domain}"] = float(energy) * share
+            rows.append(row)
+            if samples:
+                power = float(energy) / duration
+                t = np.arange(0.0, duration, 0.2)
+                folder.write_samples(
+                    run_id,
+                    [
+                        (float(ti), domain, power * share, power * share * float(ti))
+                        for ti in t
+                        for domain, share in SHARES.items()
+                    ],
+                )
+    folder.write_runs(rows)
+    if experiment:
+        folder.write_experiment(
+            {
+                "format_version": 1,
+                "status": "complete",
+                "config": {"policies": list(energies), "workload": "digits-cnn", "runs": 12},
+                "meters": {
+                    "requested": ["auto"],
+                    "used": ["estimate" if estimated else "rapl"],
+                    "estimated": estimated,
+                },
+                "warnings": list(warnings),
+                "versions": {"greenprec": "test", "python": "3.11"},
+                "host": {"cpu_model": "Test CPU 9000", "logical_cpus": 2, "gpus": []},
+            }
+        )
+    return rows
+
+
+def study_like(seed: int = 1, n: int = 12) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    rng = np.random.default_rng(seed)
+    energies = {
+        "fp32": [float(x) for x in rng.normal(32_000, 250, n)],
+        "mixed": [float(x) for x in rng.normal(28_000, 250, n)],
+    }
+    if n > 10:
+        energies["fp32"][4] = 36_000.0  # far outside: the |z| > 3 rule removes it
+    accuracy = {
+        "fp32": [float(x) for x in rng.normal(0.46, 0.01, n)],
+        "mixed": [float(x) for x in rng.normal(0.45, 0.01, n)],
+    }
+    return energies, accuracy
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, dict[str, Any]]:
+    path = tmp_path_factory.mktemp("study")
+    energies, accuracy = study_like()
+    write_folder(path, energies, accuracy=accuracy, failed=["mixed-012"])
+    report = build_report(path)
+    return path, report, {"energies": energies, "accuracy": accuracy}
+
+
+# -- stats.json ----------------------------------------------------------------------------------
+
+
+def test_stats_json_has_the_contract_keys(study: tuple[Path, Any, dict[str, Any]]) -> None:
+    path, report, _ = study
+    data = json.loads((path / "stats.json").read_text())
+    assert data == report.stats
+    assert data["baseline"] == "fp32"
+    assert {"energy_j", "duration_s", "mean_power_w", "test_accuracy"} <= set(data["metrics"])
+    group_keys = {"n", "mean", "sd", "cv_pct", "shapiro_w", "shapiro_p", "outliers"}
+    comparison_keys = {
+        "a", "b", "welch_t", "welch_p", "student_t", "student_p", "mannwhitney_u",
+        "mannwhitney_p", "cohens_d", "hedges_g", "relative_change_pct", "relative_change_ci",
+        "primary_test",
+    }  # fmt: skip
+    for metric in ("energy_j", "duration_s", "mean_power_w", "test_accuracy"):
+        entry = data["metrics"][metric]
+        assert set(entry["groups"]) == {"fp32", "mixed"}
+        for group in entry["groups"].values():
+            assert group_keys <= set(group)
+        assert len(entry["comparisons"]) == 1
+        assert comparison_keys <= set(entry["comparisons"][0])
+        assert entry["comparisons"][0]["a"] == "fp32" and entry["comparisons"][0]["b"] == "mixed"
+    assert set(data["energy_per_accuracy_point_j"]) == {"fp32", "mixed"}
+    assert "runs_needed" in data
+    # strict JSON: no NaN or Infinity tokens anywhere
+    json.loads((path / "stats.json").read_text(), parse_constant=pytest.fail)
+
+
+def test_numbers_agree_with_scipy(study: tuple[Path, Any, dict[str, Any]]) -> None:
+    _, report, known = study
+    fp32 = np.delete(np.array(known["energies"]["fp32"]), 4)  # the outlier
+    mixed = np.array(known["energies"]["mixed"][:11])  # mixed-012 failed
+    energy = report.stats["metrics"]["energy_j"]
+    g = energy["groups"]["fp32"]
+    assert g["n"] == 11
+    assert g["mean"] == pytest.approx(fp32.mean())
+    assert g["sd"] == pytest.approx(fp32.std(ddof=1))
+    assert g["cv_pct"] == pytest.approx(100 * fp32.std(ddof=1) / fp32.mean())
+    w, p = sps.shapiro(fp32)
+    assert g["shapiro_w"] == pytest.approx(w) and g["shapiro_p"] == pytest.approx(p)
+    c = energy["comparisons"][0]
+    welch = sps.ttest_ind(mixed, fp32, equal_var=False)
+    student = sps.ttest_ind(mixed, fp32, equal_var=True)
+    mwu = sps.mannwhitneyu(mixed, fp32, alternative="two-sided")
+    assert c["welch_t"] == pytest.approx(welch.statistic)
+    assert c["welch_p"] == pytest.approx(welch.pvalue, rel=1e-6)
+    assert c["student_t"] == pytest.approx(student.statistic)
+    assert c["mannwhitney_u"] == pytest.approx(mwu.statistic)
+    assert c["mannwhitney_p"] == pytest.approx(mwu.pvalue)
+    pooled = math.sqrt((10 * fp32.var(ddof=1) + 10 * mixed.var(ddof=1)) / 20)
+    assert c["cohens_d"] == pytest.approx((mixed.mean() - fp32.mean()) / pooled)
+    assert c["relative_change_pct"] == pytest.approx(100 * (mixed.mean() / fp32.mean() - 1))
+    lo, hi = c["relative_change_ci"]
+    assert lo < c["relative_change_pct"] < hi
+    # J per accuracy point: mean energy over mean accuracy in percentage points
+    acc = np.delete(np.array(known["accuracy"]["fp32"]), 4)
+    assert report.stats["energy_per_accuracy_point_j"]["fp32"] == pytest.approx(
+        fp32.mean() / (100 * acc.mean())
+    )
+    # runs needed: from the pooled CV and the observed change
+    planning = report.stats["runs_needed"]["comparisons"][0]
+    cv = 100 * pooled / fp32.mean()
+    assert planning["cv_pct"] == pytest.approx(cv)
+    assert planning["runs_needed_per_policy"] == stats.runs_needed(cv, c["relative_change_pct"])
+    assert planning["achieved_power"] == pytest.approx(
+        stats.achieved_power((11, 11), cv, c["relative_change_pct"])
+    )
+    assert planning["enough"] is True
+
+
+def test_outlier_is_removed_from_every_metric(study: tuple[Path, Any, dict[str, Any]]) -> None:
+    _, report, _ = study
+    removed = report.stats["outliers"]["removed"]
+    assert [r["run_id"] for r in removed] == ["fp32-005"]
+    for metric in ("energy_j", "duration_s", "mean_power_w", "test_accuracy"):
+        group = report.stats["metrics"][metric]["groups"]["fp32"]
+        assert group["n"] == 11
+        assert group["outliers"] == ["fp32-005"]
+    durations = [20.0 + 0.1 * i for i in range(12) if i != 4]
+    assert report.stats["metrics"]["duration_s"]["groups"]["fp32"]["mean"] == pytest.approx(
+        np.mean(durations)
+    )
+    assert any("fp32-005" in w for w in report.warnings)
+
+
+def test_failed_runs_are_listed_not_analysed(study: tuple[Path, Any, dict[str, Any]]) -> None:
+    _, report, _ = study
+    assert report.stats["failed_runs"] == [
+        {"run_id": "mixed-012", "policy": "mixed", "error": "MemoryError: out of memory"}
+    ]
+    assert report.stats["metrics"]["energy_j"]["groups"]["mixed"]["n"] == 11
+    assert any("mixed-012" in w and "MemoryError" in w for w in report.warnings)
+
+
+def test_no_outliers_keeps_every_run(tmp_path: Path) -> None:
+    energies, accuracy = study_like()
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    report = build_report(tmp_path, outliers=False)
+    assert report.stats["outliers"]["applied"] is False
+    assert report.stats["outliers"]["removed"] == []
+    assert [r["run_id"] for r in report.stats["outliers"]["flagged"]] == ["fp32-005"]
+    group = report.stats["metrics"]["energy_j"]["groups"]["fp32"]
+    assert group["n"] == 12 and group["outliers"] == []
+    assert group["mean"] == pytest.approx(np.mean(energies["fp32"]))
+
+
+def test_verdict_reads_like_the_study(study: tuple[Path, Any, dict[str, Any]]) -> None:
+    _, report, _ = study
+    (line,) = report.stats["verdict"]
+    assert re.match(r"mixed used 1\d\.\d% less energy than fp32 \(95% CI −1\d\.\d% to ", line)
+    assert "Welch t = −" in line or "Mann–Whitney U" in line
+    assert "test accuracy" in line and " pp" in line
+
+
+def test_counted_domains_make_the_power_trace(tmp_path: Path) -> None:
+    write_folder(tmp_path, {"fp32": [400.0, 420.0, 410.0], "mixed": [300.0, 310.0, 305.0]})
+    data = load(tmp_path)
+    # core sits inside the package: only package + dram add up to energy_j
+    assert data.counted_domains == ["rapl/dram", "rapl/package-0"]
+    traces, info, warnings = power_traces(data, prepare(data))
+    assert warnings == []
+    assert info["runs"] == {"fp32": 3, "mixed": 3}
+    expected = np.mean([e / (20.0 + 0.1 * i) for i, e in enumerate([400.0, 420.0, 410.0])])
+    assert traces["fp32"]["mean_power_w"].iloc[3] == pytest.approx(expected * COUNTED_W)
+
+
+def test_report_files_are_written_and_self_contained(
+    study: tuple[Path, Any, dict[str, Any]],
+) -> None:
+    path, report, _ = study
+    names = {"energy_violin", "power_trace", "energy_vs_accuracy", "duration_violin"}
+    assert {f.name for f in report.figures} == names
+    for name in names:
+        assert (path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (path / "figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    html = (path / "report.html").read_text()
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)
+    assert html.count('src="data:image/png;base64,') == 4
+    md = (path / "report.md").read_text()
+    for text in (
+        "## Verdict",
+        "| fp32 |",
+        "fp32-005",
+        "![Energy per run](figures/energy_violin.png)",
+    ):
+        assert text in md
+    assert "Test CPU 9000" in md and "Test CPU 9000" in html
+    assert "estimated" not in report.content.summary.headers[2]
+
+
+def test_reports_are_reproducible(tmp_path: Path) -> None:
+    energies, accuracy = study_like(seed=3, n=5)
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    first = build_report(tmp_path)
+    svg = (tmp_path / "figures" / "energy_violin.svg").read_bytes()
+    second = build_report(tmp_path)
+    assert first.stats == second.stats
+    assert (tmp_path / "figures" / "energy_violin.svg").read_bytes() == svg
+
+
+def test_estimated_meter_labels_every_energy_figure(tmp_path: Path) -> None:
+    energies, accuracy = study_like(n=4)
+    warning = "meter estimate is an estimate, not a measurement"
+    write_folder(tmp_path, energies, accuracy=accuracy, estimated=True, warnings=[warning])
+    report = build_report(tmp_path)
+    assert report.stats["estimated"] is True
+    energy_figures = [f for f in report.figures if f.name != "duration_violin"]
+    assert energy_figures and all("estimated" in f.title for f in energy_figures)
+    headers = report.content.summary.headers
+    assert "energy (J) estimated" in headers and "mean power (W) estimated" in headers
+    assert "less energy (estimated)" in report.stats["verdict"][0]
+    html = (tmp_path / "report.html").read_text()
+    assert "Estimated energy." in html and "ESTIMATED" in html
+    assert sum(warning in w for w in report.warnings) == 1
+
+
+# -- degenerate folders ----------------------------------------------------------------------------
+
+
+def _not_computed_text(path: Path) -> str:
+    return (path / "report.md").read_text()
+
+
+def test_one_policy(tmp_path: Path) -> None:
+    write_folder(tmp_path, {"fp32": [10.0, 11.0, 12.0]}, accuracy={"fp32": [0.5, 0.6, 0.55]})
+    report = build_report(tmp_path)
+    energy = report.stats["metrics"]["energy_j"]
+    assert energy["comparisons"] == []
+    assert "only one policy" in energy["not_computed"]["comparisons"]
+    assert report.stats["verdict"][0].startswith("No comparison")
+    assert report.stats["runs_needed"]["comparisons"] == []
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_one_or_two_runs_per_policy(tmp_path: Path, n: int) -> None:
+    write_folder(
+        tmp_path,
+        {"fp32": [10.0, 12.0][:n], "mixed": [8.0, 9.0][:n]},
+        accuracy={"fp32": [0.5, 0.52][:n], "mixed": [0.49, 0.5][:n]},
+    )
+    report = build_report(tmp_path)
+    group = report.stats["metrics"]["energy_j"]["groups"]["fp32"]
+    assert group["shapiro_w"] is None and "at least 3" in group["not_computed"]["shapiro_w"]
+    c = report.stats["metrics"]["energy_j"]["comparisons"][0]
+    assert c["primary_test"] == "mannwhitney"
+    if n == 1:
+        assert c["welch_t"] is None and "at least 2" in c["not_computed"]["welch_t"]
+        assert report.stats["runs_needed"]["comparisons"][0]["runs_needed_per_policy"] is None
+    else:
+        assert c["welch_t"] == pytest.approx(
+            sps.ttest_ind([8.0, 9.0], [10.0, 12.0], equal_var=False).statistic
+        )
+    assert any("too few runs" in w for w in report.warnings)
+    assert "## Not computed" in _not_computed_text(tmp_path)
+    # violins need spread; with one run per policy the points and boxes are still drawn
+    assert "energy_violin" in {f.name for f in report.figures}
+
+
+def test_no_samples_and_no_accuracy(tmp_path: Path) -> None:
+    write_folder(tmp_path, {"fp32": [10.0, 11.0, 12.0], "mixed": [8.0, 9.0, 9.5]}, samples=False)
+    report = build_report(tmp_path)
+    assert set(report.skipped_figures) == {"power_trace", "energy_vs_accuracy"}
+    accuracy = report.stats["metrics"]["test_accuracy"]
+    assert accuracy["groups"]["fp32"]["n"] == 0
+    assert "no finished run reported test_accuracy" in accuracy["not_computed"]["comparisons"]
+    assert report.stats["energy_per_accuracy_point_j"] == {"fp32": None, "mixed": None}
+    assert "test accuracy not compared" in report.stats["verdict"][0]
+    assert any("no samples/<run_id>.csv for 6 run(s)" in w for w in report.warnings)
+    text = _not_computed_text(tmp_path)
+    assert "figure power_trace:" in text and "J per accuracy point, fp32" in text
+
+
+def test_every_run_failed(tmp_path: Path) -> None:
+    write_folder(tmp_path, {"fp32": [1.0, 2.0], "mixed": [1.0, 2.0]},
+                 failed=["fp32-001", "fp32-002", "mixed-001", "mixed-002"])  # fmt: skip
+    report = build_report(tmp_path)
+    assert report.figures == []
+    assert report.stats["runs"]["used"] == 0
+    assert any("no run finished" in w for w in report.warnings)
+    assert (tmp_path / "report.html").exists()
+
+
+def test_empty_runs_csv_and_no_experiment_json(tmp_path: Path) -> None:
+    (tmp_path / "runs.csv").write_text("run_id,policy,status\n")
+    report = build_report(tmp_path)
+    assert report.stats["baseline"] is None
+    assert report.stats["metrics"]["energy_j"]["groups"] == {}
+    assert any("no experiment.json" in w for w in report.warnings)
+
+
+def test_not_a_results_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a greenprec results folder"):
+        build_report(tmp_path)
+    with pytest.raises(ConfigError, match="not a directory"):
+        build_report(tmp_path / "missing")
+    (tmp_path / "experiment.json").write_text("{not json")
+    (tmp_path / "runs.csv").write_text("run_id,policy,status\n")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        build_report(tmp_path)
+
+
+# -- command ---------------------------------------------------------------------------------------
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("report")(report_command)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command makes typer keep "report" as a subcommand
+        pass
+
+    return app
+
+
+def test_command_prints_the_summary(tmp_path: Path) -> None:
+    energies, accuracy = study_like(n=4)
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    result = CliRunner().invoke(_app(), ["report", str(tmp_path)], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "fp32" in result.stdout and "mixed" in result.stdout
+    assert "energy (J)" in result.stdout
+    assert "less energy than fp32" in result.stdout
+    assert f"wrote {tmp_path / 'report.html'}" in result.stdout
+    result = CliRunner().invoke(_app(), ["report", str(tmp_path), "--no-outliers", "-q"])
+    assert result.exit_code == 0 and "energy (J)" not in result.stdout
+
+
+def test_command_on_a_plain_folder_is_a_config_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(_app(), ["report", str(tmp_path)])
+    assert isinstance(result.exception, ConfigError)
+    assert "\n" not in str(result.exception)
+
+
+# -- formatting and import cost --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [
+        (0.0876, "p = 0.09"),
+        (0.004321, "p = 0.004"),
+        (2.34e-5, "p = 2.3e-5"),
+        (3e-71, "p < 1e-70"),
+        (1e-80, "p < 1e-79"),
+        (0.0, "p < 1e-300"),
+        (None, "p not computed"),
+        (0.999, "p = 1.00"),
+    ],
+)
+def test_pvalue_format(p: float | None, text: str) -> None:
+    assert pvalue(p) == text
+
+
+def test_import_greenprec_report_does_not_import_matplotlib() -> None:
+    code = "import sys, greenprec.report; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_broken_cells_and_samples_are_warnings_not_crashes(tmp_path: Path) -> None:
+    rows = write_folder(tmp_path, {"fp32": [10.0, 11.0, 12.0], "mixed": [8.0, 9.0, 9.5]})
+    rows[1]["energy_j"] = float("inf")
+    ResultsFolder(tmp_path).write_runs(rows)
+    (tmp_path / "samples" / "fp32-003.csv").write_text("this,is\nnot,samples\n")
+    (tmp_path / "samples" / "mixed-001.csv").write_text(
+        "t_s,domain,power_w,energy_j\n0.0,gpu/0,5.0,0.0\n0.2,gpu/0,5.0,1.0\n"
+    )
+    report = build_report(tmp_path)
+    assert report.stats["metrics"]["energy_j"]["groups"]["fp32"]["n"] == 2
+    assert any("infinite for run(s) fp32-002" in w for w in report.warnings)
+    assert any("skips run fp32-003" in w and "fp32-003.csv" in w for w in report.warnings)
+    assert any("(mixed-001) have no complete reading" in w for w in report.warnings)
+    assert report.stats["power_trace"]["runs"] == {"fp32": 2, "mixed": 2}
+
+
+def test_importing_the_commands_stays_light() -> None:
+    code = (
+        "import sys, greenprec.report.commands\n"
+        "print(sorted({'pandas', 'scipy', 'matplotlib', 'numpy'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
