@@ -1,0 +1,429 @@
+"""Whether the device training runs on does float16 and bfloat16 natively, without importing TF.
+
+Two questions are answered separately: does the *hardware* have the arithmetic (instruction
+flags, compute capability), and does *TensorFlow* use it when training. They differ on x86
+CPUs: see docs/precision.md for the timings behind the CPU rules below.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any
+
+from greenprec.errors import ConfigError
+from greenprec.precision.policies import Policy, resolve_policy
+
+CPUINFO = "/proc/cpuinfo"
+X86_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
+X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# aarch64 /proc/cpuinfo "Features": fphp/asimdhp are half-precision arithmetic, bf16 is FEAT_BF16.
+ARM_FP16_FLAGS = ("asimdhp", "fphp")
+ARM_BF16_FLAGS = ("bf16",)
+
+
+@dataclass(frozen=True)
+class DtypeSupport:
+    """How one reduced-precision dtype runs on the device."""
+
+    dtype: str
+    policy: str
+    hardware: bool
+    """The device has native arithmetic (or matrix units) for this dtype."""
+    native: bool
+    """Training with TensorFlow here runs it natively; False means emulated or a slow path."""
+    reason: str
+    """A short clause that says why, e.g. ``no AVX-512 FP16/AMX-FP16``."""
+
+    @property
+    def emulated(self) -> bool:
+        return not self.native
+
+
+@dataclass(frozen=True)
+class SupportReport:
+    """The result of :func:`support`: the device and its float16 / bfloat16 verdicts."""
+
+    device: str
+    """``cpu`` or ``gpu``."""
+    name: str
+    platform: str
+    """``x86_64``, ``aarch64``, ``apple`` or ``nvidia``."""
+    fp16: DtypeSupport
+    bf16: DtypeSupport
+    flags: tuple[str, ...] = ()
+    """The precision-related CPU flags found."""
+    compute_capability: str | None = None
+    caveats: tuple[str, ...] = ()
+    detected_by: str = ""
+
+    def for_policy(self, policy: str | Policy) -> DtypeSupport | None:
+        """The verdict for a policy's compute dtype; None for fp32, which is always native."""
+        chosen = resolve_policy(policy)
+        return {"mixed": self.fp16, "bf16": self.bf16}.get(chosen.name)
+
+    def emulated(self, policy: str | Policy) -> bool:
+        verdict = self.for_policy(policy)
+        return verdict is not None and verdict.emulated
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["flags"] = list(self.flags)
+        data["caveats"] = list(self.caveats)
+        return data
+
+
+def read_cpuinfo(path: str | os.PathLike[str] = CPUINFO) -> tuple[str, frozenset[str]]:
+    """(model name, flags) from a Linux cpuinfo file; empty when it cannot be read."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "", frozenset()
+    name = ""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "cpu model", "hardware") and not name:
+            name = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags.update(value.split())
+    return name, frozenset(flags)
+
+
+def _onednn_enabled(env: Mapping[str, str]) -> bool:
+    # TensorFlow enables oneDNN by default on x86 Linux; only an explicit 0/false turns it off.
+    return env.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false", "no")
+
+
+def _x86(name: str, flags: frozenset[str], env: Mapping[str, str]) -> SupportReport:
+    fp16_flags = [flag for flag in X86_FP16_FLAGS if flag in flags]
+    bf16_flags = [flag for flag in X86_BF16_FLAGS if flag in flags]
+    onednn = _onednn_enabled(env)
+    caveats = []
+    if "amx_fp16" in fp16_flags and onednn:
+        fp16 = DtypeSupport(
+            "float16",
+            "mixed",
+            hardware=True,
+            native=True,
+            reason="amx_fp16 through TensorFlow's oneDNN kernels",
+        )
+        caveats.append(
+            "TensorFlow on CPU: float16 with AMX-FP16 was not measured by greenprec; without "
+            "AMX, oneDNN computes float16 convolution weight gradients with its slow reference "
+            "kernel, so check with a short run"
+        )
+    elif fp16_flags:
+        fp16 = DtypeSupport(
+            "float16",
+            "mixed",
+            hardware=True,
+            native=False,
+            reason=(
+                f"it has {'/'.join(fp16_flags)}, but TensorFlow's CPU kernels take a slow path "
+                "for float16 convolution gradients"
+            ),
+        )
+        if onednn:
+            caveats.append(
+                "TensorFlow on CPU: with AVX-512 FP16 but no AMX-FP16, oneDNN computes float16 "
+                "convolution weight gradients with its reference kernel (~500x the float32 time "
+                "measured on a Xeon); float16 CNN training is many times slower than float32"
+            )
+    else:
+        fp16 = DtypeSupport(
+            "float16", "mixed", hardware=False, native=False, reason="no AVX-512 FP16/AMX-FP16"
+        )
+    if bf16_flags and onednn:
+        bf16 = DtypeSupport(
+            "bfloat16",
+            "bf16",
+            hardware=True,
+            native=True,
+            reason=f"{'/'.join(bf16_flags)} through TensorFlow's oneDNN kernels",
+        )
+        if "amx_bf16" not in bf16_flags:
+            caveats.append(
+                "TensorFlow on CPU: bfloat16 without AMX was not measured; AVX-512 BF16 alone "
+                "may not beat float32"
+            )
+    elif bf16_flags:
+        bf16 = DtypeSupport(
+            "bfloat16",
+            "bf16",
+            hardware=True,
+            native=False,
+            reason=f"it has {'/'.join(bf16_flags)}, but TF_ENABLE_ONEDNN_OPTS=0 turns off "
+            "the oneDNN kernels that use it",
+        )
+    else:
+        bf16 = DtypeSupport(
+            "bfloat16", "bf16", hardware=False, native=False, reason="no AVX-512 BF16/AMX-BF16"
+        )
+    if not onednn:
+        caveats.append(
+            "TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's Eigen kernels emulate float16 and bfloat16"
+        )
+    return SupportReport(
+        device="cpu",
+        name=name or "x86-64 CPU",
+        platform="x86_64",
+        fp16=fp16,
+        bf16=bf16,
+        flags=tuple(sorted(set(fp16_flags + bf16_flags))),
+        caveats=tuple(caveats),
+    )
+
+
+def _aarch64(name: str, flags: frozenset[str]) -> SupportReport:
+    fp16_flags = [flag for flag in ARM_FP16_FLAGS if flag in flags]
+    bf16_flags = [flag for flag in ARM_BF16_FLAGS if flag in flags]
+
+    def verdict(dtype: str, policy: str, found: list[str], missing: str) -> DtypeSupport:
+        if found:
+            return DtypeSupport(dtype, policy, True, True, f"the CPU has {'/'.join(found)}")
+        return DtypeSupport(dtype, policy, False, False, missing)
+
+    return SupportReport(
+        device="cpu",
+        name=name or "Arm CPU",
+        platform="aarch64",
+        fp16=verdict("float16", "mixed", fp16_flags, "no Armv8.2 half-precision (asimdhp)"),
+        bf16=verdict("bfloat16", "bf16", bf16_flags, "no Armv8.6 BF16"),
+        flags=tuple(sorted(set(fp16_flags + bf16_flags))),
+        caveats=("TensorFlow on Arm CPUs: not measured by greenprec; check with a short run",),
+    )
+
+
+def _apple_chip() -> str:
+    try:
+        result = subprocess.run(
+            ["sysctl", "-n", "machdep.cpu.brand_string"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip()
+
+
+def _apple(chip: str) -> SupportReport:
+    match = re.search(r"\bM(\d+)\b", chip)
+    generation = int(match.group(1)) if match else None
+    fp16 = DtypeSupport("float16", "mixed", True, True, "Apple silicon has native float16")
+    if generation is None:
+        bf16 = DtypeSupport(
+            "bfloat16",
+            "bf16",
+            False,
+            False,
+            f"unknown Apple chip {chip!r}: M2 and later have bfloat16, M1 does not",
+        )
+    elif generation >= 2:
+        bf16 = DtypeSupport("bfloat16", "bf16", True, True, f"{chip} (M2 and later have BF16)")
+    else:
+        bf16 = DtypeSupport("bfloat16", "bf16", False, False, f"{chip} has no BF16 (M2+ does)")
+    return SupportReport(
+        device="cpu",
+        name=chip or "Apple silicon",
+        platform="apple",
+        fp16=fp16,
+        bf16=bf16,
+        caveats=(
+            "TensorFlow on macOS runs on the CPU unless tensorflow-metal is installed; "
+            "not measured by greenprec",
+        ),
+    )
+
+
+def _nvidia(name: str, capability: str) -> SupportReport:
+    try:
+        major, minor = (int(part) for part in capability.split(".")[:2])
+    except ValueError:
+        raise ConfigError(f"compute capability must look like '8.0', got {capability!r}") from None
+    value = (major, minor)
+    if value >= (7, 0):
+        fp16 = DtypeSupport(
+            "float16", "mixed", True, True, f"compute capability {capability} has tensor cores"
+        )
+    else:
+        fp16 = DtypeSupport(
+            "float16",
+            "mixed",
+            False,
+            False,
+            f"compute capability {capability} has no tensor cores (needs 7.0+)",
+        )
+    if value >= (8, 0):
+        bf16 = DtypeSupport(
+            "bfloat16", "bf16", True, True, f"compute capability {capability} has BF16 tensor cores"
+        )
+    else:
+        bf16 = DtypeSupport(
+            "bfloat16",
+            "bf16",
+            False,
+            False,
+            f"compute capability {capability} has no bfloat16 (needs 8.0+)",
+        )
+    return SupportReport(
+        device="gpu",
+        name=name or "NVIDIA GPU",
+        platform="nvidia",
+        fp16=fp16,
+        bf16=bf16,
+        compute_capability=f"{major}.{minor}",
+    )
+
+
+def _tensorflow_gpu() -> tuple[str, str] | None:
+    """(name, compute capability) of TF's first GPU; only when TF is already imported."""
+    tf: Any = sys.modules["tensorflow"]
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    capability = details.get("compute_capability")
+    if not capability:
+        return None
+    return str(details.get("device_name", "NVIDIA GPU")), "{}.{}".format(*capability)
+
+
+def _nvidia_smi() -> tuple[str, str] | None:
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return None
+    try:
+        result = subprocess.run(
+            [executable, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in result.stdout.splitlines():
+        name, _, capability = line.rpartition(",")
+        if result.returncode == 0 and re.fullmatch(r"\s*\d+\.\d+\s*", capability):
+            return name.strip(), capability.strip()
+    return None
+
+
+def _tensorflow_is_cpu_only() -> bool:
+    try:
+        distribution("tensorflow-cpu")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def support(
+    device: str | None = None,
+    *,
+    cpuinfo: str | os.PathLike[str] = CPUINFO,
+    cpu_flags: Iterable[str] | None = None,
+    cpu_name: str | None = None,
+    compute_capability: str | tuple[int, int] | None = None,
+    gpu_name: str | None = None,
+    system: str | None = None,
+    machine: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> SupportReport:
+    """Report whether float16 and bfloat16 are native on the device training will run on.
+
+    ``device`` is ``"cpu"``, ``"gpu"`` or None: the GPU TensorFlow sees (asked only when TF is
+    already imported; otherwise an NVIDIA GPU found by ``nvidia-smi``, unless the installed
+    TensorFlow is ``tensorflow-cpu``), else the CPU. TensorFlow is never imported here.
+
+    The other arguments replace what is read from the machine (for tests and what-ifs):
+    ``cpuinfo`` path, ``cpu_flags``, ``cpu_name``, ``compute_capability`` (``"8.0"`` or
+    ``(8, 0)``; implies the GPU), ``gpu_name``, ``system`` and ``machine`` as in
+    :mod:`platform` (``Darwin`` + ``arm64`` is Apple silicon, where ``cpu_name`` is the chip),
+    and ``env`` for ``TF_ENABLE_ONEDNN_OPTS``.
+    """
+    if device not in (None, "cpu", "gpu"):
+        raise ConfigError(f"device must be 'cpu', 'gpu' or None, got {device!r}")
+    if compute_capability is not None and device != "cpu":
+        capability = (
+            compute_capability
+            if isinstance(compute_capability, str)
+            else "{}.{}".format(*compute_capability)
+        )
+        report = _nvidia(gpu_name or "", capability)
+        return _with(report, "given compute capability")
+    if device != "cpu":
+        found: tuple[str, str] | None = None
+        detected_by = ""
+        if "tensorflow" in sys.modules:
+            found, detected_by = _tensorflow_gpu(), "TensorFlow"
+        elif device == "gpu" or not _tensorflow_is_cpu_only():
+            found, detected_by = _nvidia_smi(), "nvidia-smi"
+        if found is not None:
+            return _with(_nvidia(gpu_name or found[0], found[1]), detected_by)
+        if device == "gpu":
+            raise ConfigError(
+                "no NVIDIA GPU found (TensorFlow lists none, or nvidia-smi is missing or "
+                "failed); use device='cpu'"
+            )
+    system = system if system is not None else platform.system()
+    machine = (machine if machine is not None else platform.machine()).lower()
+    if system == "Darwin" and machine in ("arm64", "aarch64"):
+        return _with(_apple(cpu_name if cpu_name is not None else _apple_chip()), "platform")
+    name, flags = read_cpuinfo(cpuinfo)
+    if cpu_flags is not None:
+        flags = frozenset(cpu_flags)
+    name = cpu_name if cpu_name is not None else name
+    if machine in ("aarch64", "arm64"):
+        return _with(_aarch64(name, flags), str(cpuinfo) if cpu_flags is None else "given flags")
+    if machine in ("x86_64", "amd64", "i386", "i686", "x86"):
+        report = _x86(name, flags, os.environ if env is None else env)
+        return _with(report, str(cpuinfo) if cpu_flags is None else "given flags")
+    unknown = "not a CPU greenprec knows (x86-64, aarch64, Apple silicon)"
+    return SupportReport(
+        device="cpu",
+        name=name or machine or "unknown CPU",
+        platform=machine or "unknown",
+        fp16=DtypeSupport("float16", "mixed", False, False, unknown),
+        bf16=DtypeSupport("bfloat16", "bf16", False, False, unknown),
+        detected_by="platform",
+    )
+
+
+def _with(report: SupportReport, detected_by: str) -> SupportReport:
+    return SupportReport(**{**report.__dict__, "detected_by": detected_by})
+
+
+def emulation_warnings(
+    policies: Iterable[str | Policy], report: SupportReport | None = None
+) -> list[str]:
+    """One line per compared policy that will not run natively on ``report``'s device.
+
+    ``report`` defaults to :func:`support` for this machine; fp32 never gets a line.
+    """
+    report = support() if report is None else report
+    lines: list[str] = []
+    seen: set[str] = set()
+    for item in policies:
+        chosen = resolve_policy(item)
+        verdict = report.for_policy(chosen)
+        if verdict is None or verdict.native or chosen.name in seen:
+            continue
+        seen.add(chosen.name)
+        how = "not accelerated" if verdict.hardware else "emulated"
+        lines.append(
+            f"{chosen.name} ({verdict.dtype}) is {how} on this {report.device.upper()} "
+            f"({verdict.reason}): expect it to be slower and use more energy than fp32"
+        )
+    return lines

@@ -1,0 +1,46 @@
+"""Workloads: what greenprec trains and measures, and how to run one under a policy.
+
+A workload is a callable ``workload(ctx) -> dict`` that trains inside ``with ctx.measured():``
+and returns at least ``test_accuracy`` and ``test_loss``. ``import greenprec.workloads`` does
+not import TensorFlow, Keras or scikit-learn; the workloads import them when they run.
+"""
+
+from __future__ import annotations
+
+from greenprec.workloads.core import (
+    REQUIRED_METRICS,
+    MeasureFactory,
+    Workload,
+    WorkloadContext,
+    WorkloadError,
+    WorkloadResult,
+    run_workload,
+    seed_everything,
+    uses_keras,
+    workload,
+)
+from greenprec.workloads.registry import (
+    ENTRY_POINT_GROUP,
+    WorkloadInfo,
+    available_workloads,
+    get_workload,
+    workload_errors,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "REQUIRED_METRICS",
+    "MeasureFactory",
+    "Workload",
+    "WorkloadContext",
+    "WorkloadError",
+    "WorkloadInfo",
+    "WorkloadResult",
+    "available_workloads",
+    "get_workload",
+    "run_workload",
+    "seed_everything",
+    "uses_keras",
+    "workload",
+    "workload_errors",
+]

@@ -1,0 +1,44 @@
+"""Helpers the built-in workloads share: parameter validation and the float32 output head."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from greenprec.errors import ConfigError
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_params(model: type[P], params: Mapping[str, Any], workload: str) -> P:
+    """Validate a workload's params; unknown or bad ones are one-line ConfigErrors.
+
+    A None value means "not set" (a CLI flag left out), so the default applies.
+    """
+    try:
+        return model.model_validate({k: v for k, v in params.items() if v is not None})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'params'}: {item['msg']}"
+            for item in error.errors()
+        )
+        known = ", ".join(model.model_fields)
+        raise ConfigError(
+            f"bad params for workload {workload!r}: {problems} (known params: {known})"
+        ) from None
+
+
+def float32_head(x: Any, classes: int) -> Any:
+    """The classifier head: Dense and softmax in float32 so the loss stays float32 under
+    mixed policies (a float16 softmax overflows and its cross-entropy loses precision)."""
+    import keras
+
+    x = keras.layers.Dense(classes, dtype="float32", name="logits")(x)
+    return keras.layers.Activation("softmax", dtype="float32", name="softmax")(x)
+
+
+def evaluate(model: Any, x: Any, y: Any, batch_size: int) -> dict[str, float]:
+    loss, accuracy = model.evaluate(x, y, batch_size=batch_size, verbose=0)
+    return {"test_loss": float(loss), "test_accuracy": float(accuracy)}

@@ -1,0 +1,280 @@
+"""``cifar10-cnn``: the published CIFAR-10 network, and a loader that never downloads.
+
+The network is the Keras ``cifar10_cnn`` example the study trained: four 3x3 convolutions
+(128, 128, 256, 256), two max-pools, dropout, Dense(1024) and a 10-way softmax, ~10.48M
+parameters; RMSprop (lr 1e-4), batch 512, 25 epochs, shift/flip augmentation.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from greenprec.errors import ConfigError
+from greenprec.hookspecs import hookimpl
+from greenprec.workloads._common import evaluate, float32_head, parse_params
+from greenprec.workloads.core import WorkloadContext
+
+NAME = "cifar10-cnn"
+ENV_VAR = "GREENPREC_DATA"
+ARCHIVE = "cifar-10-python.tar.gz"
+FOLDER = "cifar-10-batches-py"
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+# Where keras.datasets.cifar10.load_data() leaves the files: Keras 3 names, then Keras 2's.
+KERAS_CACHE_NAMES = (
+    "cifar-10-batches-py-target",
+    "cifar-10-batches-py-target_archive",
+    FOLDER,
+    "cifar-10-batches-py.tar.gz",
+)
+
+# The batches are pickles, and unpickling runs code: allow only what a numpy array needs.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _keras_datasets_dirs() -> list[Path]:
+    home = os.environ.get("KERAS_HOME")
+    if home:
+        return [Path(home).expanduser() / "datasets"]
+    # Keras falls back to /tmp/.keras when the home directory is not writable.
+    return [Path("~/.keras").expanduser() / "datasets", Path("/tmp/.keras/datasets")]
+
+
+def _resolve(path: Path) -> Path | None:
+    """The archive or batch folder at or directly under ``path``; None if there is none."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        return None
+    if (path / TRAIN_BATCHES[0]).is_file() or (path / TEST_BATCH).is_file():
+        return path
+    for child in (path / FOLDER, path / ARCHIVE):
+        if child.exists():
+            return child
+    return None
+
+
+def find_cifar10(data: str | os.PathLike[str] | None = None) -> Path:
+    """Where CIFAR-10 is: ``data``, else ``$GREENPREC_DATA``, else the Keras cache.
+
+    Each may be the ``cifar-10-python.tar.gz`` archive, its extracted ``cifar-10-batches-py``
+    folder, or a folder holding either.
+    """
+    for given, label in ((data, "data"), (os.environ.get(ENV_VAR) or None, ENV_VAR)):
+        if given is None:
+            continue
+        found = _resolve(Path(given).expanduser())
+        if found is None:
+            raise ConfigError(
+                f"{label} path {str(given)!r} holds no CIFAR-10: give {ARCHIVE} or its "
+                f"extracted {FOLDER} folder"
+            )
+        return found
+    for datasets in _keras_datasets_dirs():
+        for name in KERAS_CACHE_NAMES:
+            found = _resolve(datasets / name)
+            if found is not None:
+                return found
+    cache = _keras_datasets_dirs()[0] / "cifar-10-batches-py-target_archive"
+    raise ConfigError(
+        f"CIFAR-10 not found: download {URL} and set {ENV_VAR} to it (or to its extracted "
+        f"{FOLDER} folder), pass data=PATH, or save it as {cache}"
+    )
+
+
+def _decode(source: IO[bytes], where: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    try:
+        batch = _BatchUnpickler(source, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.uint8)
+    except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as error:
+        raise ConfigError(f"{where} is not a CIFAR-10 python batch ({error})") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise ConfigError(
+            f"{where} holds data of shape {data.shape} and {len(labels)} labels; "
+            "CIFAR-10 batches are N x 3072 with N labels"
+        )
+    # Each row is 1024 red, then 1024 green, then 1024 blue values, each plane row-major 32x32.
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def _read_batches(location: Path) -> dict[str, tuple[Any, Any]]:
+    names = (*TRAIN_BATCHES, TEST_BATCH)
+    batches: dict[str, tuple[Any, Any]] = {}
+    if location.is_dir():
+        for name in names:
+            path = location / name
+            if not path.is_file():
+                raise ConfigError(f"CIFAR-10 folder {location} has no {name}")
+            with path.open("rb") as handle:
+                batches[name] = _decode(handle, str(path))
+        return batches
+    try:
+        with tarfile.open(location, "r:*") as archive:
+            members = {
+                Path(member.name).name: member
+                for member in archive.getmembers()
+                if member.isfile() and Path(member.name).name in names
+            }
+            for name in names:
+                if name not in members:
+                    raise ConfigError(f"CIFAR-10 archive {location} has no {name}")
+                contents = archive.extractfile(members[name])
+                assert contents is not None  # isfile() members always have contents
+                batches[name] = _decode(io.BytesIO(contents.read()), f"{location}:{name}")
+    except (tarfile.TarError, OSError) as error:
+        raise ConfigError(f"cannot read CIFAR-10 archive {location} ({error})") from None
+    return batches
+
+
+def load_cifar10(
+    data: str | os.PathLike[str] | None = None,
+) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """``(x_train, y_train), (x_test, y_test)`` from the CIFAR-10 python files; never downloads.
+
+    Images are uint8 N×32×32×3 (RGB), labels uint8 of shape (N,). See :func:`find_cifar10`
+    for where the files are looked for.
+    """
+    import numpy as np
+
+    batches = _read_batches(find_cifar10(data))
+    x_train = np.concatenate([batches[name][0] for name in TRAIN_BATCHES])
+    y_train = np.concatenate([batches[name][1] for name in TRAIN_BATCHES])
+    x_test, y_test = batches[TEST_BATCH]
+    return (x_train, y_train), (x_test, y_test)
+
+
+class Cifar10Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(25, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    train_size: int | None = Field(None, ge=1)
+    """Train on the first N training images (all 50,000 by default)."""
+    test_size: int | None = Field(None, ge=1)
+    """Validate and test on the first N test images (all 10,000 by default)."""
+    augment: bool = True
+    validation: bool = True
+    """Validate on the test set after each epoch, as the study did (inside the measured fit)."""
+    data: str | None = None
+    verbose: int = Field(0, ge=0, le=2)
+
+
+def build_cifar10_cnn() -> Any:
+    """The published CIFAR-10 CNN, uncompiled; dtypes follow Keras's policy at the call."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = layers.Conv2D(128, (3, 3), padding="same", name="conv1")(inputs)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(128, (3, 3), name="conv2")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Dropout(0.25)(x)
+    x = layers.Conv2D(256, (3, 3), padding="same", name="conv3")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(256, (3, 3), name="conv4")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(1024, name="dense")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dropout(0.5)(x)
+    return keras.Model(inputs, float32_head(x, 10), name="cifar10_cnn")
+
+
+def _train_dataset(x: Any, y: Any, params: Cifar10Params, seed: int) -> Any:
+    """Shuffled batches scaled to [0, 1], shifted and flipped on the fly when ``augment``."""
+    import keras
+    import tensorflow as tf
+
+    # Explicit float32: the augmentation belongs to the data, not to the policy under test.
+    augmentation = [
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed, dtype="float32"),
+        keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"),
+    ]
+
+    def prepare(images: Any, labels: Any) -> tuple[Any, Any]:
+        images = tf.cast(images, tf.float32) / 255.0
+        if params.augment:
+            for layer in augmentation:
+                images = layer(images, training=True)
+        return images, labels
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(params.batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
+    """The study's CIFAR-10 CNN (10.48M params, 25 epochs, batch 512); needs the dataset file."""
+    import keras
+    import numpy as np
+
+    params = parse_params(Cifar10Params, ctx.params, NAME)
+    (x_train, y_train), (x_test, y_test) = load_cifar10(params.data)
+    x_train, y_train = x_train[: params.train_size], y_train[: params.train_size]
+    x_test, y_test = x_test[: params.test_size], y_test[: params.test_size]
+    y_train = keras.utils.to_categorical(y_train, 10)
+    y_test = keras.utils.to_categorical(y_test, 10)
+    x_test = x_test.astype(np.float32) / 255.0
+    model = build_cifar10_cnn()
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(params.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    from greenprec.precision import check_model
+
+    check_model(model, policy=ctx.policy)
+    train = _train_dataset(x_train, y_train, params, ctx.seed)
+    validation = (x_test, y_test) if params.validation else None
+    with ctx.measured():
+        history = model.fit(
+            train,
+            epochs=params.epochs,
+            shuffle=False,  # the dataset reshuffles itself each epoch
+            validation_data=validation,
+            validation_batch_size=params.batch_size,
+            verbose=params.verbose,
+        )
+    metrics = evaluate(model, x_test, y_test, params.batch_size)
+    metrics["train_accuracy"] = float(history.history["accuracy"][-1])
+    metrics["epochs"] = float(params.epochs)
+    metrics["train_size"] = float(len(x_train))
+    return metrics
+
+
+@hookimpl
+def greenprec_workloads() -> dict[str, Any]:
+    return {NAME: cifar10_cnn}
