@@ -43,7 +43,7 @@ def test_measure_json_through_clirunner() -> None:
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["meter"] == "mock" and record["exit_code"] == 0
-    assert record["energy_j"] == pytest.approx(50 * record["duration_s"], rel=1e-3)
+    assert record["energy_j"] == pytest.approx(50 * record["duration_s"], rel=1e-9)
     assert record["duration_s"] >= 0.3
 
 

@@ -31,7 +31,8 @@ class ConstantBoardMeter(greenprec.Meter):
         self.t0 = time.monotonic()
 
     def read(self):
-        return [greenprec.Reading("board/0", energy_j=self.power_w * (time.monotonic() - self.t0))]
+        now = self.reading_time or time.monotonic()  # the window's own stamp, when given
+        return [greenprec.Reading("board/0", energy_j=self.power_w * (now - self.t0))]
 
 @greenprec.hookimpl
 def greenprec_meters():
@@ -45,7 +46,7 @@ def test_plugin_meter_from_an_entry_point_is_usable_by_name(install_plugin) -> N
     with greenprec.measure("board", meter_options={"power_w": "7"}) as m:
         time.sleep(0.2)
     assert m.meter == "board"
-    assert m.energy_j == pytest.approx(7.0 * m.duration_s, rel=1e-3)
+    assert m.energy_j == pytest.approx(7.0 * m.duration_s, rel=1e-9)
 
 
 def test_plugin_that_fails_to_import_is_reported_once_and_others_work(install_plugin) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import warnings
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -190,6 +192,229 @@ def _print_measurement(measurement: Any) -> None:
     console = _console()
     console.print(table)
     console.print(f"duration_s: {duration_s:.3f}")
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` pairs; values read as JSON where they can be (numbers, booleans)."""
+    params: dict[str, Any] = {}
+    for key, value in parse_options(pairs).items():
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+@app.command("compare")
+def compare_command(
+    policies: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Precision policies to compare: fp32, mixed, bf16.", show_default=False
+        ),
+    ] = None,
+    workload: Annotated[
+        str | None, typer.Option(help="Workload name or module.path:function.")
+    ] = None,
+    runs: Annotated[int | None, typer.Option(help="Runs per policy.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Experiment seed (schedule and runs).")] = None,
+    warmup: Annotated[
+        float | None, typer.Option(help="CPU warm-up before the first run, seconds.")
+    ] = None,
+    cooldown: Annotated[float | None, typer.Option(help="Rest between runs, seconds.")] = None,
+    baseline: Annotated[
+        float | None, typer.Option(help="Measure idle power this long first, seconds.")
+    ] = None,
+    meter: MeterOption = None,
+    option: OptionOption = None,
+    interval: Annotated[float | None, typer.Option(help="Sampling interval, seconds.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default: greenprec-results/<time>).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the experiment in --out.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="With --resume, also run failed runs again.")
+    ] = False,
+    no_shuffle: Annotated[
+        bool, typer.Option("--no-shuffle", help="Run in policy order, not seeded random order.")
+    ] = False,
+    isolation: Annotated[
+        str | None, typer.Option(help="process (a fresh Python per run) or inline.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Workload epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Workload batch size.")] = None,
+    data: Annotated[str | None, typer.Option(help="Workload data path (e.g. CIFAR-10).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Workload parameter KEY=VALUE (repeatable).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with the same fields.")] = None,
+    quick: Annotated[
+        bool, typer.Option(help="digits-cnn, 3 runs per policy, no warm-up: about a minute.")
+    ] = False,
+    protocol: Annotated[
+        str | None, typer.Option(help="paper: the published study's settings.")
+    ] = None,
+    deterministic: Annotated[
+        bool | None, typer.Option("--deterministic", help="Enable TensorFlow op determinism.")
+    ] = None,
+    fail_fast: Annotated[
+        bool | None, typer.Option("--fail-fast", help="Stop at the first failed run.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="Progress as JSON lines on stdout.")
+    ] = False,
+) -> None:
+    """Run the experiment protocol: seeded schedule, warm-up, cool-downs, every run measured."""
+    from greenprec.experiment.config import load_config
+    from greenprec.experiment.runner import ExperimentFailed, run_experiment
+
+    if quick and protocol:
+        fail("--quick and --protocol are alternatives; give one")
+    if resume and out is None:
+        fail("--resume needs --out DIR, the folder of the experiment to continue")
+    if not resume and not policies and config is None:
+        fail("no policies given; write e.g. greenprec compare fp32 mixed")
+    overrides: dict[str, Any] = {
+        "policies": policies or None,
+        "protocol": "quick" if quick else protocol,
+        "workload": workload,
+        "runs": runs,
+        "seed": seed,
+        "warmup_s": warmup,
+        "cooldown_s": cooldown,
+        "baseline_s": baseline,
+        "meters": meter or None,
+        "meter_options": parse_options(option) or None,
+        "interval_s": interval,
+        "shuffle": False if no_shuffle else None,
+        "isolation": isolation,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "data": data,
+        "params": parse_params(param) or None,
+        "deterministic": deterministic,
+        "fail_fast": fail_fast,
+    }
+    experiment_config = None
+    if not resume:
+        experiment_config = load_config(overrides, config)
+    elif any(value is not None for key, value in overrides.items()) or config is not None:
+        fail("--resume continues with the folder's own settings; give only --out (and --quiet)")
+    if out is None:
+        out = Path("greenprec-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    reporter = _reporter(quiet=quiet, jsonl=jsonl)
+    try:
+        folder, rows = run_experiment(
+            experiment_config, out, resume=resume, retry_failed=retry_failed, reporter=reporter
+        )
+    except ExperimentFailed as error:
+        fail(str(error), code=1)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"greenprec: interrupted; the current run is marked failed (interrupted). "
+            f"Continue with: greenprec compare --resume --out {out}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    if not jsonl:
+        _summarise(folder.path, rows)
+    failed = [row for row in rows if row["status"] != "done"]
+    if failed:
+        typer.echo(
+            f"greenprec: {len(failed)} run(s) failed; see runs.csv and logs/ in {folder.path}",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _summarise(folder: Path, rows: list[dict[str, Any]]) -> None:
+    """The full report when any run is done; the runs summary otherwise."""
+    from greenprec.experiment.tables import summary_table
+
+    if any(row["status"] == "done" for row in rows):
+        from greenprec.report.commands import report_command
+
+        try:
+            report_command(folder)
+            return
+        except GreenprecError as error:
+            typer.echo(f"greenprec: warning: no report ({error}); the runs are saved", err=True)
+    _console().print(summary_table(rows, title=f"greenprec compare: {folder}"))
+
+
+def _reporter(*, quiet: bool, jsonl: bool) -> Any:
+    from greenprec.experiment import progress
+
+    if jsonl:
+        return progress.JsonLinesReporter()
+    if quiet:
+        return progress.Reporter()
+    if sys.stderr.isatty():
+        return progress.RichReporter()
+    return progress.PlainReporter()
+
+
+@app.command("workloads")
+def workloads_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the workloads compare can train: built-in and from plugins."""
+    from greenprec.workloads import available_workloads, workload_errors
+
+    workloads = available_workloads()
+    if as_json:
+        rows = [
+            {"name": info.name, "description": info.description, "source": info.source}
+            for info in workloads.values()
+        ]
+        typer.echo(json.dumps({"workloads": rows, "errors": workload_errors}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="greenprec workloads")
+    for column in ("workload", "source", "description"):
+        table.add_column(column)
+    for info in workloads.values():
+        table.add_row(info.name, info.source, info.description)
+    console = _console()
+    console.print(table)
+    console.print("Any module.path:function taking a context also works: --workload pkg.mod:fn")
+    for source, problem in workload_errors.items():
+        console.print(f"[yellow]workload {source!r} {problem}[/]")
+
+
+@app.command("runs")
+def runs_command(
+    folder: Annotated[Path, typer.Argument(help="A results folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print runs as JSON.")] = False,
+) -> None:
+    """Print the runs table of a results folder: status, energy, duration, accuracy."""
+    from greenprec.experiment.folder import ResultsFolder
+    from greenprec.experiment.tables import runs_table, summary_table
+
+    rows = ResultsFolder(folder).read_runs()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    console = _console()
+    console.print(runs_table(rows, title=str(folder)))
+    console.print(summary_table(rows))
+
+
+def _register_report_commands() -> None:
+    from greenprec.report.commands import import_energibridge_command, report_command
+
+    app.command("report")(report_command)
+    import_app = typer.Typer(
+        help="Turn other tools' recordings into a greenprec results folder.",
+        no_args_is_help=True,
+    )
+    import_app.command("energibridge")(import_energibridge_command)
+    app.add_typer(import_app, name="import")
+
+
+_register_report_commands()
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:

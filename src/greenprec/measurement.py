@@ -104,8 +104,8 @@ class Measurement:
                 meter.start()
                 started.append(meter)
             self._started_at = datetime.now(timezone.utc)
-            self._t0 = time.monotonic()
-            self._sample(0.0)
+            self._t0 = math.nan  # set by the entry reading itself
+            self._sample()
         except BaseException:
             for meter in started:
                 _stop_quietly(meter)
@@ -126,13 +126,13 @@ class Measurement:
         if self._thread is not None:
             self._thread.join()
         t_end = time.monotonic() - self._t0
-        self._ended_at = datetime.now(timezone.utc)
         try:
             if self._sampling_error is None:
-                self._sample(t_end, final=True)
+                t_end = self._sample(final=True)
         except Exception as error:
             self._sampling_error = error
         finally:
+            self._ended_at = datetime.now(timezone.utc)
             for meter in self._meters:
                 _stop_quietly(meter)
             self._duration_s = t_end
@@ -175,14 +175,28 @@ class Measurement:
     def _run(self) -> None:
         while not self._stop_event.wait(self.interval_s):
             try:
-                self._sample(time.monotonic() - self._t0)
+                self._sample()
             except Exception as error:
                 self._sampling_error = error
                 return
 
-    def _sample(self, t_s: float, *, final: bool = False) -> None:
+    def _sample(self, *, final: bool = False) -> float:
+        """Read every meter; return the time of the first meter's reading since entry.
+
+        Each meter's readings are stamped with the clock read just before that meter, so a
+        meter's own clock and the window's agree to microseconds, and entry and exit are the
+        moments of the first and last readings.
+        """
+        first_t_s = math.nan
         with self._lock:
             for meter in self._meters:
+                now = time.monotonic()
+                if math.isnan(self._t0):
+                    self._t0 = now
+                t_s = now - self._t0
+                if math.isnan(first_t_s):
+                    first_t_s = t_s
+                meter.reading_time = now
                 for reading in meter.finish() if final else meter.read():
                     track = self._tracks.get(reading.domain)
                     if track is None:
@@ -190,6 +204,7 @@ class Measurement:
                         track = self._tracks[reading.domain] = _DomainTrack(kind, reading.in_total)
                     power_w, energy_j = track.add(t_s, reading)
                     self._rows.append((t_s, reading.domain, power_w, energy_j))
+        return first_t_s
 
     # -- results ---------------------------------------------------------------------------
     def _finished(self) -> None:

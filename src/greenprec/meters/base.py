@@ -77,6 +77,12 @@ class Meter:
     """Lower runs first in ``auto``; a later meter covering hardware already covered is skipped."""
     description: ClassVar[str] = ""
 
+    reading_time: float | None = None
+    """The ``time.monotonic()`` stamp greenprec gives the reading it is about to take, set just
+    before each :meth:`read` / :meth:`finish`. A meter that computes energy from a clock (the
+    mock) uses it, so its energy and the measured window agree exactly, whatever pauses
+    (garbage collection, thread switches) fall between two clock reads."""
+
     def __init__(self, **options: Any) -> None:
         if options:
             unknown = ", ".join(sorted(options))

@@ -15,7 +15,8 @@ from greenprec.meters.base import Meter, Probe, Reading
 class MockMeter(Meter):
     """Constant ``power_w`` (default 100 W) or a callable ``power(t_s)``; energy is exact.
 
-    Energy is the integral of the power since :meth:`start` on the monotonic clock, so a 1 s
+    Energy is the integral of the power since :meth:`start` on the monotonic clock, stamped
+    with the window's own clock readings (``reading_time``), so a 1 s
     block at 100 W gives 100 J. A callable is integrated with adaptive quadrature.
     """
 
@@ -49,6 +50,9 @@ class MockMeter(Meter):
     def start(self) -> None:
         self._t0 = time.monotonic()
 
+    def _now(self) -> float:
+        return self.reading_time if self.reading_time is not None else time.monotonic()
+
     def energy_at(self, t_s: float) -> float:
         """Energy in joules from start to ``t_s`` seconds after it."""
         if self._power is None:
@@ -59,7 +63,7 @@ class MockMeter(Meter):
         return float(value)
 
     def read(self) -> list[Reading]:
-        return [Reading(self.domain, energy_j=self.energy_at(time.monotonic() - self._t0))]
+        return [Reading(self.domain, energy_j=self.energy_at(self._now() - self._t0))]
 
 
 @hookimpl

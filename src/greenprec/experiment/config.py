@@ -1,0 +1,189 @@
+"""The experiment's configuration: presets, a TOML file and flags, validated before any run."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from greenprec.errors import ConfigError, GreenprecWarning
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+# Each preset is a complete protocol; a config file and then flags override it field by field.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Between a smoke test and the paper: minutes on a laptop, enough runs for a first answer.
+    "default": {
+        "workload": "digits-cnn",
+        "runs": 10,
+        "seed": 42,
+        "warmup_s": 60.0,
+        "cooldown_s": 30.0,
+        "interval_s": 0.2,
+    },
+    # About a minute on 2 cores where float16 is not pathologically emulated: the README's
+    # main command. Three epochs keep an emulated mixed run bounded (docs/compare.md).
+    "quick": {
+        "workload": "digits-cnn",
+        "params": {"epochs": 3},
+        "runs": 3,
+        "seed": 42,
+        "warmup_s": 0.0,
+        "cooldown_s": 2.0,
+        "interval_s": 0.2,
+    },
+    # The published study: CIFAR-10 CNN, 30 runs per policy, seed 42, 5 min warm-up, 2 min rest.
+    "paper": {
+        "workload": "cifar10-cnn",
+        "runs": 30,
+        "seed": 42,
+        "warmup_s": 300.0,
+        "cooldown_s": 120.0,
+        "interval_s": 0.2,
+    },
+}
+
+# Shortcuts a config file or flag may set directly; they travel to the workload as params.
+PARAM_SHORTCUTS = ("epochs", "batch_size", "data", "train_size")
+
+
+class ExperimentConfig(BaseModel):
+    """Everything ``greenprec compare`` needs; stored in ``experiment.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policies: list[str] = Field(min_length=1)
+    protocol: Literal["default", "quick", "paper"] = "default"
+    workload: str = "digits-cnn"
+    runs: int = Field(default=10, ge=1, description="runs per policy")
+    seed: int = 42
+    warmup_s: float = Field(default=60.0, ge=0)
+    cooldown_s: float = Field(default=30.0, ge=0)
+    baseline_s: float = Field(default=0.0, ge=0)
+    meters: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
+    meter_options: dict[str, str] = Field(default_factory=dict)
+    interval_s: float = Field(default=0.2, gt=0)
+    shuffle: bool = True
+    isolation: Literal["process", "inline"] = "process"
+    params: dict[str, Any] = Field(default_factory=dict)
+    deterministic: bool = False
+    fail_fast: bool = False
+
+    @field_validator("policies")
+    @classmethod
+    def _canonical_policies(cls, policies: list[str]) -> list[str]:
+        from greenprec.precision import resolve_policy
+
+        names = [resolve_policy(policy).name for policy in policies]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"policy listed twice: {', '.join(duplicates)}")
+        return names
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            values: dict[str, Any] = tomllib.load(handle)
+            return values
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the --config path") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, config_file: Path | None = None
+) -> ExperimentConfig:
+    """Merge preset, config file and flags (in that order of precedence) and validate.
+
+    ``overrides`` holds the flags the user actually gave (None means "not given"). Every
+    problem is reported, one line each, in a single :class:`ConfigError`.
+    """
+    file_values = load_toml(config_file) if config_file is not None else {}
+    flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
+    protocol = flag_values.get("protocol", file_values.get("protocol", "default"))
+    if protocol not in PRESETS:
+        raise ConfigError(
+            f"protocol: unknown protocol {protocol!r}; choose one of {', '.join(PRESETS)}"
+        )
+    preset = dict(PRESETS[protocol])
+    preset_params = preset.pop("params", {})
+    merged: dict[str, Any] = {**preset, "protocol": protocol}
+    params: dict[str, Any] = {}
+    for source in (file_values, flag_values):
+        source = dict(source)
+        params.update(source.pop("params", None) or {})
+        for shortcut in PARAM_SHORTCUTS:
+            if shortcut in source:
+                params[shortcut] = source.pop(shortcut)
+        meter_options = source.pop("meter_options", None)
+        if meter_options:
+            merged["meter_options"] = {**merged.get("meter_options", {}), **meter_options}
+        merged.update(source)
+    # A preset's workload parameters belong to its workload, not to one the user chose.
+    if merged["workload"] == preset["workload"]:
+        params = {**preset_params, **params}
+    merged["params"] = params
+    return validate(merged)
+
+
+def validate(values: Mapping[str, Any]) -> ExperimentConfig:
+    """Validate every field; raise one ConfigError listing every problem, one per line."""
+    problems: list[str] = []
+    config: ExperimentConfig | None = None
+    try:
+        config = ExperimentConfig.model_validate(dict(values))
+    except ValidationError as error:
+        problems.extend(_problem_lines(error))
+    problems.extend(_semantic_problems(values))
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def _problem_lines(error: ValidationError) -> list[str]:
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "config"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown setting; check its spelling (see docs/compare.md)"
+        given = problem.get("input")
+        suffix = "" if problem["type"] in {"extra_forbidden", "missing"} else f" (got {given!r})"
+        lines.append(f"{field}: {message}{suffix}")
+    return lines
+
+
+def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
+    """Problems only the rest of greenprec can judge: is the workload known, can the meters run
+    here? Checked on the raw values, so they are reported alongside field errors."""
+    from greenprec.meters.registry import resolve
+    from greenprec.workloads import get_workload
+
+    problems = []
+    workload = values.get("workload", ExperimentConfig.model_fields["workload"].default)
+    if isinstance(workload, str):
+        try:
+            get_workload(workload)
+        except ConfigError as error:
+            problems.append(f"workload: {error}")
+    meters = values.get("meters") or ["auto"]
+    options = values.get("meter_options") or {}
+    names_ok = isinstance(meters, list) and all(isinstance(m, str) for m in meters)
+    if names_ok and isinstance(options, Mapping):
+        try:
+            with warnings.catch_warnings():
+                # The fallback warning is given once, when the experiment starts.
+                warnings.simplefilter("ignore", GreenprecWarning)
+                resolve(meters if meters != ["auto"] else "auto", options)
+        except Exception as error:  # MeterUnavailable too: a reason, not a crash
+            problems.append(f"meters: {error}")
+    return problems

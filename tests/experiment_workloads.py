@@ -1,0 +1,62 @@
+"""Tiny workloads for experiment tests: no TensorFlow, so a run takes milliseconds.
+
+They are importable as ``experiment_workloads:NAME`` once ``tests/`` is on the path, which the
+tests arrange for child processes through PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from greenprec.workloads import workload
+
+# Module state that a leaky workload mutates; process isolation must hide it from the next run.
+LEAKED: list[str] = []
+
+
+@workload(keras=False)
+def sleepy(ctx: Any) -> dict[str, float]:
+    """Sleep in the measured phase for ``params['sleep_s']`` (default 0.2 s)."""
+    time.sleep(0.05)  # set-up outside the measured phase
+    with ctx.measured():
+        time.sleep(float(ctx.params.get("sleep_s", 0.2)))
+    return {"test_accuracy": 0.9 + (ctx.seed % 100) / 10_000, "test_loss": 0.3, "epochs_run": 1.0}
+
+
+@workload(keras=False)
+def fails_on_repetition_two(ctx: Any) -> dict[str, float]:
+    """Raises on its second repetition of the first policy (decided from a marker file)."""
+    marker = Path(ctx.params["marker_dir"]) / f"{ctx.policy}-{ctx.seed}"
+    with ctx.measured():
+        time.sleep(0.05)
+    if ctx.policy == "fp32" and len(list(Path(ctx.params["marker_dir"]).glob("fp32-*"))) == 1:
+        marker.touch()
+        raise RuntimeError("simulated out-of-memory in fit()")
+    marker.touch()
+    return {"test_accuracy": 0.5, "test_loss": 1.0}
+
+
+@workload(keras=False)
+def leaks_state(ctx: Any) -> dict[str, float]:
+    """Fails if an earlier run's state is visible, then leaves state behind for the next."""
+    seen = list(LEAKED) + (
+        [os.environ["GREENPREC_TEST_LEAK"]] if "GREENPREC_TEST_LEAK" in os.environ else []
+    )
+    LEAKED.append(ctx.policy)
+    os.environ["GREENPREC_TEST_LEAK"] = ctx.policy
+    with ctx.measured():
+        time.sleep(0.02)
+    if seen:
+        raise RuntimeError(f"state leaked from an earlier run: {seen}")
+    return {"test_accuracy": 1.0, "test_loss": 0.0}
+
+
+@workload(keras=False)
+def slow(ctx: Any) -> dict[str, float]:
+    """Long enough in the measured phase for a test to kill the runner mid-run."""
+    with ctx.measured():
+        time.sleep(float(ctx.params.get("sleep_s", 1.0)))
+    return {"test_accuracy": 0.8, "test_loss": 0.5}

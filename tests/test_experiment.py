@@ -1,0 +1,347 @@
+"""`greenprec compare`: protocol, results-folder contract, failures, isolation, kill and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from greenprec.cli import app
+from greenprec.experiment.config import PRESETS, load_config
+from greenprec.experiment.folder import RUN_COLUMNS, ResultsFolder
+from greenprec.experiment.schedule import make_schedule, run_seed
+
+TESTS_DIR = Path(__file__).resolve().parent
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def importable_test_workloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Child processes find tests/experiment_workloads.py through PYTHONPATH."""
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), path])))
+
+
+def compare(*args: str) -> Any:
+    result = runner.invoke(app, ["compare", *args])
+    return result
+
+
+def compare_subprocess(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "greenprec", "compare", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        **kwargs,
+    )
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+FAST = ["--warmup", "0", "--cooldown", "0", "--meter", "mock", "--quiet"]
+
+
+def test_schedule_is_a_seeded_permutation_of_every_policy_and_repetition() -> None:
+    schedule = make_schedule(["fp32", "mixed"], 5, seed=42)
+    pairs = [(run.policy, run.repetition) for run in schedule]
+    expected = [(p, r) for r in range(1, 6) for p in ("fp32", "mixed")]
+    random.Random(42).shuffle(expected)
+    assert pairs == expected
+    assert [run.order for run in schedule] == list(range(1, 11))
+    assert make_schedule(["fp32", "mixed"], 5, seed=42) == schedule
+    assert make_schedule(["fp32", "mixed"], 5, seed=7) != schedule
+    unshuffled = make_schedule(["fp32", "mixed"], 2, seed=42, shuffle=False)
+    assert [run.run_id for run in unshuffled] == ["fp32-001", "mixed-001", "fp32-002", "mixed-002"]
+    assert schedule[0].seed == run_seed(42, schedule[0].run_id)
+    assert len({run.seed for run in schedule}) == 10
+
+
+def test_inline_experiment_matches_the_results_folder_contract(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    result = compare(
+        "fp32", "mixed", "--workload", "experiment_workloads:sleepy", "--runs", "2",
+        "--isolation", "inline", "-o", "power_w=50", "--param", "sleep_s=0.15",
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    experiment = json.loads((out / "experiment.json").read_text())
+    assert experiment["config"]["policies"] == ["fp32", "mixed"]
+    assert experiment["config"]["params"] == {"sleep_s": 0.15}
+    assert experiment["meters"] == {"requested": ["mock"], "used": ["mock"], "estimated": False}
+    assert experiment["status"] == "complete"
+    assert {"versions", "host", "precision_support", "schedule", "warnings"} <= set(experiment)
+    assert experiment["host"]["logical_cpus"] >= 1
+    rows = read_csv(out / "runs.csv")
+    assert list(rows[0])[: len(RUN_COLUMNS)] == list(RUN_COLUMNS)
+    assert "energy_j:mock/cpu" in rows[0] and "epochs_run" in rows[0]
+    schedule = {run["run_id"]: run for run in experiment["schedule"]}
+    assert len(rows) == 4
+    for row in rows:
+        assert row["status"] == "done"
+        assert int(row["order"]) == schedule[row["run_id"]]["order"]
+        assert int(row["seed"]) == schedule[row["run_id"]]["seed"]
+        duration_s, energy_j = float(row["duration_s"]), float(row["energy_j"])
+        # The mock's power times the measured window only: set-up (0.05 s) is outside it.
+        assert 0.15 <= duration_s < 0.2
+        assert energy_j == pytest.approx(50.0 * duration_s, rel=1e-9)
+        assert float(row["energy_j:mock/cpu"]) == pytest.approx(energy_j)
+        assert float(row["mean_power_w"]) == pytest.approx(50.0, rel=1e-9)
+        assert row["estimated"] == "false" and row["meter"] == "mock"
+        assert float(row["test_accuracy"]) > 0.9 and row["net_energy_j"] == ""
+        samples = read_csv(out / "samples" / f"{row['run_id']}.csv")
+        assert list(samples[0]) == ["t_s", "domain", "power_w", "energy_j"]
+        assert float(samples[-1]["energy_j"]) == pytest.approx(energy_j)
+
+
+def test_process_isolation_with_warm_up_and_idle_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    result = compare_subprocess(
+        "fp32", "mixed", "--workload", "experiment_workloads:sleepy", "--runs", "1",
+        "--warmup", "0.3", "--baseline", "0.3", "--cooldown", "0.1", "--meter", "mock",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # The full report follows the experiment.
+    assert "fp32" in result.stdout and "report.html" in result.stdout
+    assert (out / "report.html").exists() and (out / "stats.json").exists()
+    experiment = json.loads((out / "experiment.json").read_text())
+    baseline = experiment["baseline"]
+    assert baseline["power_w"] == pytest.approx(100.0, rel=1e-9)
+    assert experiment["warmups"][0]["duration_s"] >= 0.3
+    assert (out / "samples" / "warmup.csv").exists() and (out / "samples" / "baseline.csv").exists()
+    for row in read_csv(out / "runs.csv"):
+        assert row["status"] == "done"
+        net = float(row["energy_j"]) - baseline["power_w"] * float(row["duration_s"])
+        assert float(row["net_energy_j"]) == pytest.approx(net, abs=1e-9)
+        assert (out / "logs" / f"{row['run_id']}.log").exists()
+
+
+def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    result = compare(
+        "fp32", "mixed", "--workload", "experiment_workloads:fails_on_repetition_two",
+        "--runs", "3", "--isolation", "inline", "--param", f"marker_dir={markers}",
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    rows = read_csv(out / "runs.csv")
+    failed = [row for row in rows if row["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["policy"] == "fp32"
+    assert failed[0]["error"] == "RuntimeError: simulated out-of-memory in fit()"
+    assert failed[0]["energy_j"] == ""
+    assert sum(row["status"] == "done" for row in rows) == 5
+
+
+def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    result = compare(
+        "fp32", "--workload", "experiment_workloads:fails_on_repetition_two", "--runs", "3",
+        "--isolation", "inline", "--param", f"marker_dir={markers}", "--fail-fast",
+        "--out", str(tmp_path / "exp"), *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    statuses = [row["status"] for row in read_csv(tmp_path / "exp" / "runs.csv")]
+    assert statuses.count("failed") == 1 and statuses.count("pending") == 1
+
+
+def test_process_isolation_keeps_one_runs_state_from_the_next(tmp_path: Path) -> None:
+    args = ["fp32", "mixed", "--workload", "experiment_workloads:leaks_state", "--runs", "2"]
+    isolated = compare(*args, "--out", str(tmp_path / "isolated"), *FAST)
+    assert isolated.exit_code == 0, isolated.output
+    # The same workload inline sees the state its earlier runs left: the test has teeth.
+    inline = compare(*args, "--isolation", "inline", "--out", str(tmp_path / "inline"), *FAST)
+    assert inline.exit_code == 1
+    rows = read_csv(tmp_path / "inline" / "runs.csv")
+    assert sum(row["status"] == "failed" for row in rows) == 3
+    os.environ.pop("GREENPREC_TEST_LEAK", None)
+
+
+def _wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _statuses(out: Path) -> list[str]:
+    try:
+        return [row["status"] for row in read_csv(out / "runs.csv")]
+    except (FileNotFoundError, KeyError):
+        return []
+
+
+def test_sigkill_mid_experiment_then_resume_runs_each_run_exactly_once(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    args = [
+        "fp32", "mixed", "--workload", "experiment_workloads:slow", "--runs", "3",
+        "--param", "sleep_s=0.6", "--out", str(out), *FAST,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "greenprec", "compare", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: _statuses(out).count("done") >= 2 and "running" in _statuses(out))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = {row["run_id"]: row for row in read_csv(out / "runs.csv")}
+    done_before = {run_id for run_id, row in before.items() if row["status"] == "done"}
+    assert len(done_before) >= 2 and len(done_before) < 6
+
+    refused = compare_subprocess(*args)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    resumed = compare_subprocess("--resume", "--out", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    after = read_csv(out / "runs.csv")
+    assert sorted(row["run_id"] for row in after) == sorted(before)
+    assert all(row["status"] == "done" for row in after)
+    for row in after:
+        if row["run_id"] in done_before:  # not repeated: the original measurement is kept
+            assert row["started_at"] == before[row["run_id"]]["started_at"]
+            assert row["energy_j"] == before[row["run_id"]]["energy_j"]
+    assert json.loads((out / "experiment.json").read_text())["status"] == "complete"
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_the_folder_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "greenprec", "compare", "fp32", "--runs", "2",
+         "--workload", "experiment_workloads:slow", "--param", "sleep_s=2",
+         "--out", str(out), *FAST],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: "running" in _statuses(out))
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "--resume" in stderr
+    rows = read_csv(out / "runs.csv")
+    interrupted = [row for row in rows if row["status"] == "failed"]
+    assert len(interrupted) == 1 and interrupted[0]["error"].startswith("interrupted")
+    resumed = compare_subprocess("--resume", "--out", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [row["status"] for row in read_csv(out / "runs.csv")] == ["done", "done"]
+
+
+def test_config_file_then_flags_override_the_preset(tmp_path: Path) -> None:
+    config_file = tmp_path / "experiment.toml"
+    config_file.write_text(
+        'policies = ["fp32", "fp16"]\nruns = 5\ncooldown_s = 7.5\nepochs = 2\n'
+        '[meter_options]\npower_w = "10"\n'
+    )
+    config = load_config({"runs": 2, "batch_size": 64}, config_file)
+    assert config.policies == ["fp32", "mixed"]  # aliases are resolved
+    assert config.runs == 2 and config.cooldown_s == 7.5
+    assert config.params == {"epochs": 2, "batch_size": 64}
+    assert config.meter_options == {"power_w": "10"}
+    assert config.warmup_s == PRESETS["default"]["warmup_s"]
+    quick = load_config({"policies": ["fp32"], "protocol": "quick"})
+    assert (quick.workload, quick.runs, quick.warmup_s, quick.cooldown_s) == (
+        "digits-cnn",
+        3,
+        0.0,
+        2.0,
+    )
+    paper = load_config({"policies": ["fp32", "mixed"], "protocol": "paper"})
+    assert (paper.workload, paper.runs, paper.seed, paper.warmup_s, paper.cooldown_s) == (
+        "cifar10-cnn",
+        30,
+        42,
+        300.0,
+        120.0,
+    )
+    assert paper.interval_s == 0.2
+
+
+@pytest.mark.parametrize(
+    ("args", "messages", "lines"),
+    [
+        (["fp32", "fp64"], ["policies: unknown precision policy 'fp64'"], 1),
+        (["fp32", "--runs", "0", "--warmup", "-1"], ["runs:", "warmup_s:"], 2),
+        (
+            ["fp32", "--runs", "0", "--workload", "nope", "--meter", "nope"],
+            ["runs:", "workload:", "meters: unknown meter 'nope'"],
+            3,
+        ),
+        (["fp32", "--meter", "rapl", "-o", "root=/nonexistent"], ["meters:", "unavailable"], 1),
+        (["fp32", "--isolation", "threads"], ["isolation:"], 1),
+        (["fp32", "--quick", "--protocol", "paper"], ["alternatives"], 1),
+        (["fp32", "--protocol", "fast"], ["unknown protocol 'fast'"], 1),
+        ([], ["no policies given"], 1),
+    ],
+)
+def test_invalid_input_is_reported_before_anything_runs(
+    tmp_path: Path, args: list[str], messages: list[str], lines: int
+) -> None:
+    out = tmp_path / "exp"
+    result = compare_subprocess(*args, "--out", str(out), "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for message in messages:
+        assert message in result.stderr
+    problem_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(problem_lines) == lines, result.stderr
+    assert not out.exists()
+
+
+def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("runs = [unclosed\n")
+    result = compare_subprocess("fp32", "--config", str(bad), "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "not valid TOML" in result.stderr
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('policies = ["fp32"]\nrunz = 3\n')
+    result = compare_subprocess("--config", str(unknown), "--out", str(tmp_path / "y"))
+    assert result.returncode == 2 and "runz: unknown setting" in result.stderr
+
+
+def test_runs_command_and_jsonl_progress(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    result = compare(
+        "fp32", "--workload", "experiment_workloads:sleepy", "--runs", "2", "--isolation",
+        "inline", "--param", "sleep_s=0.05", "--out", str(out), "--warmup", "0",
+        "--cooldown", "0", "--meter", "mock", "--jsonl",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and kinds.count("run") == 2
+    table = runner.invoke(app, ["runs", str(out)])
+    assert table.exit_code == 0 and "fp32-001" in table.stdout and "done" in table.stdout
+    as_json = runner.invoke(app, ["runs", str(out), "--json"])
+    assert {row["run_id"] for row in json.loads(as_json.stdout)} == {"fp32-001", "fp32-002"}
+    missing = runner.invoke(app, ["runs", str(tmp_path / "nothing")])
+    assert missing.exit_code != 0
+    assert ResultsFolder(out).read_runs()[0]["status"] == "done"
