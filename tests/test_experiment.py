@@ -345,3 +345,57 @@ def test_runs_command_and_jsonl_progress(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["runs", str(tmp_path / "nothing")])
     assert missing.exit_code != 0
     assert ResultsFolder(out).read_runs()[0]["status"] == "done"
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow
+def test_quick_digits_experiment_with_the_mock_meter_end_to_end(tmp_path: Path) -> None:
+    """The README's main job, shrunk: real digits-cnn runs in fresh processes, then a report."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "exp"
+    result = compare_subprocess(
+        "fp32", "mixed", "--quick", "--runs", "1", "--meter", "mock", "--cooldown", "0",
+        "--param", "train_size=200", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = json.loads((out / "experiment.json").read_text())
+    assert experiment["config"]["workload"] == "digits-cnn"
+    assert experiment["config"]["params"] == {"epochs": 3, "train_size": 200}
+    if not experiment["precision_support"]["fp16"]["native"]:
+        # Emulated float16 is announced before the first run and kept with the results.
+        assert any(line.startswith("mixed (float16)") for line in experiment["warnings"])
+        assert "warning: mixed (float16)" in result.stderr
+    rows = read_csv(out / "runs.csv")
+    assert sorted(row["policy"] for row in rows) == ["fp32", "mixed"]
+    for row in rows:
+        assert row["status"] == "done", row["error"]
+        assert float(row["energy_j"]) == pytest.approx(100.0 * float(row["duration_s"]), rel=1e-9)
+        assert 0.0 < float(row["test_accuracy"]) <= 1.0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["baseline"] == "fp32"
+    assert (out / "report.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow
+def test_estimate_meter_experiment_is_labelled_estimated(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "exp"
+    result = compare_subprocess(
+        "fp32", "--quick", "--runs", "1", "--meter", "estimate", "--cooldown", "0",
+        "--param", "train_size=200", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "every energy figure of this experiment is estimated" in result.stderr
+    experiment = json.loads((out / "experiment.json").read_text())
+    assert experiment["meters"] == {
+        "requested": ["estimate"],
+        "used": ["estimate"],
+        "estimated": True,
+    }
+    (row,) = read_csv(out / "runs.csv")
+    assert row["status"] == "done" and row["estimated"] == "true" and row["meter"] == "estimate"
+    assert float(row["energy_j"]) > 0
+    assert "estimated" in (out / "report.md").read_text().lower()
