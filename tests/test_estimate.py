@@ -58,8 +58,8 @@ def test_default_tdp_comes_from_the_table_or_the_documented_per_cpu_figure() -> 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"tdp_w": "hot"}, "tdp_w must be a number"),
-        ({"tdp_w": -5}, "tdp_w must be positive"),
+        ({"tdp_w": "hot"}, "tdp_w must be a positive number of watts"),
+        ({"tdp_w": -5}, "tdp_w must be a positive number"),
         ({"idle_fraction": 2}, "between 0 and 1"),
         ({"pid": 999_999_999}, "no process"),
     ],

@@ -11,24 +11,19 @@ from greenprec.errors import ConfigError
 from greenprec.experiment.config import ExperimentConfig, validate
 from greenprec.experiment.environment import environment
 from greenprec.experiment.execute import execute_in_process, execute_inline, run_spec
-from greenprec.experiment.folder import DOMAIN_PREFIX, INTERRUPTED, ResultsFolder, Row
+from greenprec.experiment.folder import (
+    DOMAIN_PREFIX,
+    INTERRUPTED,
+    RUN_COLUMNS,
+    ResultsFolder,
+    Row,
+)
 from greenprec.experiment.progress import Reporter
 from greenprec.experiment.schedule import ScheduledRun, make_schedule
 
 FORMAT_VERSION = 1
-RESULT_COLUMNS = (
-    "started_at",
-    "ended_at",
-    "duration_s",
-    "energy_j",
-    "net_energy_j",
-    "mean_power_w",
-    "meter",
-    "estimated",
-    "test_accuracy",
-    "test_loss",
-    "error",
-)
+# What a run measured or reported: cleared before a run is repeated.
+RESULT_COLUMNS = RUN_COLUMNS[RUN_COLUMNS.index("started_at") :]
 
 
 class ExperimentFailed(Exception):

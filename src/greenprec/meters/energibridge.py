@@ -29,7 +29,6 @@ alone when present, else CPU + DRAM + GPUs; parts inside the package are reporte
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import shutil
@@ -51,6 +50,7 @@ from greenprec.energibridge import (
 )
 from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
+from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
 
 ENV_EXECUTABLE = "GREENPREC_ENERGIBRIDGE"
@@ -75,8 +75,6 @@ MSR_UNSUPPORTED_HINT = (
     "PP1 and DRAM on Intel, core and package on AMD); use the rapl meter on Linux"
 )
 
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
 _POLL_S = 0.01
 _PROBE_RUN_S = 0.1  # EnergiBridge still writes 2-3 rows: start-up sampling precedes it
 _STDERR_TAIL = 1200
@@ -115,16 +113,22 @@ class EnergiBridgeMeter(Meter):
                 f"got {executable!r}"
             )
         self.executable = None if executable is None else os.fspath(executable)
-        self.gpu = _boolean(gpu, "gpu")
+        self.gpu = options.boolean(gpu, "energibridge", "gpu")
         if keep_csv is not None and (
             not isinstance(keep_csv, (str, os.PathLike)) or not os.fspath(keep_csv)
         ):
             raise ConfigError(f"energibridge option keep_csv must be a file path, got {keep_csv!r}")
         self.keep_csv = None if keep_csv is None else Path(keep_csv)
-        self.interval_ms = _positive_int(interval_ms, "interval_ms")
+        self.interval_ms = options.whole_number(
+            interval_ms, "energibridge", "interval_ms", unit="milliseconds"
+        )
         self.counter_range_j = check_counter_range(counter_range_j)
-        self.stop_timeout_s = _positive_float(stop_timeout_s, "stop_timeout_s")
-        self.start_timeout_s = _positive_float(start_timeout_s, "start_timeout_s")
+        self.stop_timeout_s = options.positive_number(
+            stop_timeout_s, "energibridge", "stop_timeout_s", unit="seconds"
+        )
+        self.start_timeout_s = options.positive_number(
+            start_timeout_s, "energibridge", "start_timeout_s", unit="seconds"
+        )
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._tmpdir: Path | None = None
@@ -469,47 +473,6 @@ def _explain(stderr: str) -> str:
         tail = "…" + tail[-_STDERR_TAIL:]
     hint = _diagnose(stderr)
     return f"{hint}. stderr: {tail}" if hint else f"stderr: {tail or '(empty)'}"
-
-
-def _boolean(value: bool | str | int, option: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    raise ConfigError(
-        f"energibridge option {option} must be true or false (or 1/0, yes/no), got {value!r}"
-    )
-
-
-def _positive_int(value: int | str, option: str) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number < 1 or number != int(number):
-        raise ConfigError(
-            f"energibridge option {option} must be a whole number of milliseconds >= 1, "
-            f"got {value!r}"
-        )
-    return int(number)
-
-
-def _positive_float(value: float | str, option: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not number > 0 or math.isinf(number):
-        raise ConfigError(
-            f"energibridge option {option} must be a positive number of seconds, got {value!r}"
-        )
-    return number
 
 
 @hookimpl

@@ -25,6 +25,7 @@ import psutil
 
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
+from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
 
 DEFAULT_WATTS_PER_CPU = 10.0
@@ -140,8 +141,13 @@ class EstimateMeter(Meter):
         if tdp_w is None:
             self.tdp_w, self.tdp_source = default_tdp_w(logical_cpus=self.logical_cpus)
         else:
-            self.tdp_w, self.tdp_source = _positive(tdp_w, "tdp_w"), "option tdp_w"
-        self.idle_fraction = _positive(idle_fraction, "idle_fraction", allow_zero=True)
+            self.tdp_w, self.tdp_source = (
+                options.positive_number(tdp_w, "estimate", "tdp_w", unit="watts"),
+                "option tdp_w",
+            )
+        self.idle_fraction = options.positive_number(
+            idle_fraction, "estimate", "idle_fraction", allow_zero=True
+        )
         if self.idle_fraction > 1:
             raise ConfigError(f"idle_fraction must be between 0 and 1, got {idle_fraction!r}")
         try:
@@ -177,16 +183,6 @@ class EstimateMeter(Meter):
             elapsed_s * self.idle_fraction * self.tdp_w
         )
         return [Reading("estimate/cpu", energy_j=energy_j)]
-
-
-def _positive(value: float | str, name: str, *, allow_zero: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"estimate option {name} must be a number, got {value!r}") from None
-    if not (number >= 0 if allow_zero else number > 0) or number != number:
-        raise ConfigError(f"estimate option {name} must be positive, got {value!r}")
-    return number
 
 
 @hookimpl

@@ -54,6 +54,7 @@ from typing import Any
 
 from greenprec.errors import ConfigError, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
+from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
 
 DEFAULT_ROOT = "/sys/class/powercap"
@@ -66,9 +67,6 @@ _ZONE_DIR = re.compile(r"intel-rapl(?:-mmio)?(?::\d+)+")
 _CONTROL_DIRS = frozenset({"intel-rapl", "intel-rapl-mmio"})
 _PACKAGE_NAME = re.compile(r"package-\d+(?:-die-\d+)?|die-\d+")
 _MAX_DEPTH = 8  # sysfs zone trees are 2-3 levels deep; the bound only guards against loops
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def read_sysfs(path: str) -> str:
@@ -117,7 +115,7 @@ class RaplMeter(Meter):
                 f"rapl option root must be a directory path such as {DEFAULT_ROOT}, got {root!r}"
             )
         self.root = os.fspath(root)
-        self.prefer_psys = _boolean(prefer_psys, "prefer_psys")
+        self.prefer_psys = options.boolean(prefer_psys, "rapl", "prefer_psys")
         if reader is not None and not callable(reader):
             raise ConfigError(
                 f"rapl option reader must be a callable (path -> text), got {reader!r}; "
@@ -352,20 +350,6 @@ def _natural_key(zone_id: str) -> tuple[int, ...]:
     """Order ``intel-rapl:10`` after ``intel-rapl:9``; MMIO zones after MSR zones."""
     mmio = 1 if "-mmio" in zone_id else 0
     return (mmio, *(int(part) for part in zone_id.split(":")[1:]))
-
-
-def _boolean(value: bool | str | int, option: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    raise ConfigError(f"rapl option {option} must be true or false (or 1/0, yes/no), got {value!r}")
 
 
 @hookimpl
