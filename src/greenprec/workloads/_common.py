@@ -39,6 +39,23 @@ def float32_head(x: Any, classes: int) -> Any:
     return keras.layers.Activation("softmax", dtype="float32", name="softmax")(x)
 
 
-def evaluate(model: Any, x: Any, y: Any, batch_size: int) -> dict[str, float]:
-    loss, accuracy = model.evaluate(x, y, batch_size=batch_size, verbose=0)
-    return {"test_loss": float(loss), "test_accuracy": float(accuracy)}
+def final_metrics(
+    model: Any,
+    history: Any,
+    test: tuple[Any, Any],
+    *,
+    batch_size: int,
+    epochs: int,
+    train_size: int,
+) -> dict[str, float]:
+    """Test loss and accuracy from ``evaluate`` (outside the measured phase), plus the last
+    epoch's training accuracy and the size of the run, as the report's extra columns."""
+    x_test, y_test = test
+    loss, accuracy = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0)
+    return {
+        "test_loss": float(loss),
+        "test_accuracy": float(accuracy),
+        "train_accuracy": float(history.history["accuracy"][-1]),
+        "epochs": float(epochs),
+        "train_size": float(train_size),
+    }

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
-from greenprec.workloads._common import evaluate, float32_head, parse_params
+from greenprec.workloads._common import final_metrics, float32_head, parse_params
 from greenprec.workloads.core import WorkloadContext
 
 NAME = "cifar10-cnn"
@@ -268,11 +268,14 @@ def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
             validation_batch_size=params.batch_size,
             verbose=params.verbose,
         )
-    metrics = evaluate(model, x_test, y_test, params.batch_size)
-    metrics["train_accuracy"] = float(history.history["accuracy"][-1])
-    metrics["epochs"] = float(params.epochs)
-    metrics["train_size"] = float(len(x_train))
-    return metrics
+    return final_metrics(
+        model,
+        history,
+        (x_test, y_test),
+        batch_size=params.batch_size,
+        epochs=params.epochs,
+        train_size=len(x_train),
+    )
 
 
 @hookimpl

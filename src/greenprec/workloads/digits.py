@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from greenprec.hookspecs import hookimpl
-from greenprec.workloads._common import evaluate, float32_head, parse_params
+from greenprec.workloads._common import final_metrics, float32_head, parse_params
 from greenprec.workloads.core import WorkloadContext
 
 NAME = "digits-cnn"
@@ -82,11 +82,14 @@ def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
             epochs=params.epochs,
             verbose=params.verbose,
         )
-    metrics = evaluate(model, x_test, y_test, params.batch_size)
-    metrics["train_accuracy"] = float(history.history["accuracy"][-1])
-    metrics["epochs"] = float(params.epochs)
-    metrics["train_size"] = float(len(x_train))
-    return metrics
+    return final_metrics(
+        model,
+        history,
+        (x_test, y_test),
+        batch_size=params.batch_size,
+        epochs=params.epochs,
+        train_size=len(x_train),
+    )
 
 
 @hookimpl
