@@ -200,6 +200,9 @@ def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str
         t = shown["t_s"].to_numpy()
         ax.plot(t, shown["mean_power_w"].to_numpy(), color=c, lw=1.3, label=f"{policy} ({runs})")
         lo, hi = shown["ci_lo_w"].to_numpy(), shown["ci_hi_w"].to_numpy()
+        # Power is never negative; a t-band over few runs can reach below zero. The figure
+        # clips it at 0, stats.json keeps the band as computed.
+        lo = np.clip(lo, 0.0, None)
         band = np.isfinite(lo) & np.isfinite(hi)
         if band.any():
             ax.fill_between(t, lo, hi, where=band, color=c, alpha=0.25, linewidth=0)
