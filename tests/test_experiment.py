@@ -297,6 +297,7 @@ def test_config_file_then_flags_override_the_preset(tmp_path: Path) -> None:
         ),
         (["fp32", "--meter", "rapl", "-o", "root=/nonexistent"], ["meters:", "unavailable"], 1),
         (["fp32", "--isolation", "threads"], ["isolation:"], 1),
+        (["fp32", "--data", "/x"], ["params: bad params for workload 'digits-cnn': data"], 1),
         (["fp32", "--quick", "--protocol", "paper"], ["alternatives"], 1),
         (["fp32", "--protocol", "fast"], ["unknown protocol 'fast'"], 1),
         ([], ["no policies given"], 1),
@@ -313,6 +314,16 @@ def test_invalid_input_is_reported_before_anything_runs(
         assert message in result.stderr
     problem_lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(problem_lines) == lines, result.stderr
+    assert not out.exists()
+
+
+def test_paper_protocol_without_cifar10_stops_before_anything_runs(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "KERAS_HOME": str(tmp_path / "keras")}
+    env.pop("GREENPREC_DATA", None)
+    out = tmp_path / "exp"
+    result = compare_subprocess("fp32", "mixed", "--protocol", "paper", "--out", str(out), env=env)
+    assert result.returncode == 2
+    assert "params: CIFAR-10 not found" in result.stderr and "GREENPREC_DATA" in result.stderr
     assert not out.exists()
 
 

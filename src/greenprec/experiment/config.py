@@ -172,9 +172,19 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
     workload = values.get("workload", ExperimentConfig.model_fields["workload"].default)
     if isinstance(workload, str):
         try:
-            get_workload(workload)
+            function = get_workload(workload)
         except ConfigError as error:
             problems.append(f"workload: {error}")
+        else:
+            # A workload may check its params (and its data) up front: better now than after
+            # hours of warm-up and runs.
+            check = getattr(function, "check_params", None)
+            params = values.get("params") or {}
+            if callable(check) and isinstance(params, Mapping):
+                try:
+                    check(params)
+                except ConfigError as error:
+                    problems.append(f"params: {error}")
     meters = values.get("meters") or ["auto"]
     options = values.get("meter_options") or {}
     names_ok = isinstance(meters, list) and all(isinstance(m, str) for m in meters)

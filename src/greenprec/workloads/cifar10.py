@@ -11,6 +11,7 @@ import io
 import os
 import pickle
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -276,6 +277,14 @@ def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
         epochs=params.epochs,
         train_size=len(x_train),
     )
+
+
+def check_cifar10_params(params: Mapping[str, Any]) -> None:
+    """Before any run: the params are valid and the dataset can be found."""
+    find_cifar10(parse_params(Cifar10Params, params, NAME).data)
+
+
+cifar10_cnn.check_params = check_cifar10_params  # type: ignore[attr-defined]
 
 
 @hookimpl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,6 +91,14 @@ def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
         epochs=params.epochs,
         train_size=len(x_train),
     )
+
+
+def check_digits_params(params: Mapping[str, Any]) -> None:
+    """Before any run: the params are valid."""
+    parse_params(DigitsParams, params, NAME)
+
+
+digits_cnn.check_params = check_digits_params  # type: ignore[attr-defined]
 
 
 @hookimpl
