@@ -20,6 +20,7 @@ from greenprec.cli import app
 from greenprec.experiment.config import PRESETS, load_config
 from greenprec.experiment.folder import RUN_COLUMNS, ResultsFolder
 from greenprec.experiment.schedule import make_schedule, run_seed
+from workload_helpers import make_cifar_archive
 
 TESTS_DIR = Path(__file__).resolve().parent
 runner = CliRunner()
@@ -255,7 +256,9 @@ def test_ctrl_c_marks_the_run_interrupted_and_the_folder_resumes(tmp_path: Path)
     assert [row["status"] for row in read_csv(out / "runs.csv")] == ["done", "done"]
 
 
-def test_config_file_then_flags_override_the_preset(tmp_path: Path) -> None:
+def test_config_file_then_flags_override_the_preset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config_file = tmp_path / "experiment.toml"
     config_file.write_text(
         'policies = ["fp32", "fp16"]\nruns = 5\ncooldown_s = 7.5\nepochs = 2\n'
@@ -274,6 +277,9 @@ def test_config_file_then_flags_override_the_preset(tmp_path: Path) -> None:
         0.0,
         2.0,
     )
+    # The paper's workload checks for CIFAR-10 up front: give it a tiny archive in the format.
+    archive = make_cifar_archive(tmp_path / "cifar-10-python.tar.gz")
+    monkeypatch.setenv("GREENPREC_DATA", str(archive))
     paper = load_config({"policies": ["fp32", "mixed"], "protocol": "paper"})
     assert (paper.workload, paper.runs, paper.seed, paper.warmup_s, paper.cooldown_s) == (
         "cifar10-cnn",
