@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import psutil
 
 from greenprec._version import __version__
-from greenprec.meters.estimate import cpu_model
+from greenprec.host import cpu_model, nvidia_gpus
 
 
 def package_version(*names: str) -> str | None:
@@ -24,32 +22,6 @@ def package_version(*names: str) -> str | None:
         except PackageNotFoundError:
             continue
     return None
-
-
-def gpus() -> list[dict[str, str]]:
-    """NVIDIA GPUs as nvidia-smi lists them; empty where there is none or no driver."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        listing = subprocess.run(
-            [
-                "nvidia-smi",
-                "--query-gpu=index,name,memory.total,compute_cap,driver_version",
-                "--format=csv,noheader",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    keys = ("index", "name", "memory_total", "compute_capability", "driver_version")
-    return [
-        dict(zip(keys, (field.strip() for field in line.split(",")), strict=False))
-        for line in listing.splitlines()
-        if line.strip()
-    ]
 
 
 def environment() -> dict[str, Any]:
@@ -71,6 +43,6 @@ def environment() -> dict[str, Any]:
             "logical_cpus": os.cpu_count(),
             "physical_cpus": psutil.cpu_count(logical=False),
             "memory_gib": round(memory.total / 2**30, 2),
-            "gpus": gpus(),
+            "gpus": nvidia_gpus(),
         },
     }

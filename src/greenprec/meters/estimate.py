@@ -17,7 +17,6 @@ that runs on the machine, and every output that shows its figures says "estimate
 from __future__ import annotations
 
 import os
-import platform
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ import psutil
 
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
+from greenprec.host import cpu_model
 from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
 
@@ -49,18 +49,6 @@ TDP_TABLE_W: tuple[tuple[str, float], ...] = (
     ("Apple M1", 20.0),
     ("Apple M2", 22.0),
 )
-
-
-def cpu_model() -> str:
-    """The CPU model name, or '' when the system does not say."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def default_tdp_w(model: str | None = None, logical_cpus: int | None = None) -> tuple[float, str]:

@@ -6,6 +6,7 @@ Keras import it when called.
 
 from __future__ import annotations
 
+from greenprec.host import read_cpuinfo
 from greenprec.precision.inspection import (
     LayerPrecision,
     ModelPrecision,
@@ -27,7 +28,6 @@ from greenprec.precision.support import (
     DtypeSupport,
     SupportReport,
     emulation_warnings,
-    read_cpuinfo,
     support,
 )
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, distribution
-from pathlib import Path
 from typing import Any
 
 from greenprec.errors import ConfigError
+from greenprec.host import CPUINFO, nvidia_gpus, read_cpuinfo
 from greenprec.precision.policies import Policy, resolve_policy
 
-CPUINFO = "/proc/cpuinfo"
 X86_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
 X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # aarch64 /proc/cpuinfo "Features": fphp/asimdhp are half-precision arithmetic, bf16 is FEAT_BF16.
@@ -79,24 +77,6 @@ class SupportReport:
         data["flags"] = list(self.flags)
         data["caveats"] = list(self.caveats)
         return data
-
-
-def read_cpuinfo(path: str | os.PathLike[str] = CPUINFO) -> tuple[str, frozenset[str]]:
-    """(model name, flags) from a Linux cpuinfo file; empty when it cannot be read."""
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "", frozenset()
-    name = ""
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "cpu model", "hardware") and not name:
-            name = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags.update(value.split())
-    return name, frozenset(flags)
 
 
 def _onednn_enabled(env: Mapping[str, str]) -> bool:
@@ -301,23 +281,10 @@ def _tensorflow_gpu() -> tuple[str, str] | None:
 
 
 def _nvidia_smi() -> tuple[str, str] | None:
-    executable = shutil.which("nvidia-smi")
-    if executable is None:
-        return None
-    try:
-        result = subprocess.run(
-            [executable, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in result.stdout.splitlines():
-        name, _, capability = line.rpartition(",")
-        if result.returncode == 0 and re.fullmatch(r"\s*\d+\.\d+\s*", capability):
-            return name.strip(), capability.strip()
+    for gpu in nvidia_gpus():
+        capability = gpu.get("compute_capability", "")
+        if re.fullmatch(r"\d+\.\d+", capability):
+            return gpu.get("name", ""), capability
     return None
 
 

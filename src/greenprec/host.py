@@ -1,0 +1,65 @@
+"""Facts about this machine that several parts of greenprec read: the CPU and NVIDIA GPUs.
+
+Light on purpose (no TensorFlow, no psutil): meters, precision checks and the experiment's
+environment record all read the same files and tools through here.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+CPUINFO = "/proc/cpuinfo"
+GPU_FIELDS = ("index", "name", "memory_total", "compute_capability", "driver_version")
+
+
+def read_cpuinfo(path: str | os.PathLike[str] = CPUINFO) -> tuple[str, frozenset[str]]:
+    """(model name, flags) from a Linux cpuinfo file; empty when it cannot be read."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "", frozenset()
+    name = ""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "cpu model", "hardware") and not name:
+            name = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags.update(value.split())
+    return name, frozenset(flags)
+
+
+def cpu_model() -> str:
+    """The CPU model name, or what the platform says where there is no cpuinfo."""
+    return read_cpuinfo()[0] or platform.processor()
+
+
+def nvidia_gpus() -> list[dict[str, str]]:
+    """NVIDIA GPUs as nvidia-smi lists them (GPU_FIELDS); empty without a GPU or a driver."""
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return []
+    try:
+        listing = subprocess.run(
+            [
+                executable,
+                "--query-gpu=index,name,memory.total,compute_cap,driver_version",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [
+        dict(zip(GPU_FIELDS, (field.strip() for field in line.split(",")), strict=False))
+        for line in listing.splitlines()
+        if line.strip()
+    ]
