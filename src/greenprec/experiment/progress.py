@@ -28,6 +28,10 @@ class Reporter:
     def close(self) -> None: ...
 
 
+def started_line(total: int, done: int, folder: str) -> str:
+    return f"greenprec compare: {total} runs ({done} already done) -> {folder}"
+
+
 def run_summary(row: Row) -> str:
     """One line per finished run: energy, duration, accuracy (or the error)."""
     head = f"{row['run_id']} [{row['policy']}]"
@@ -96,7 +100,7 @@ class RichReporter(Reporter):
         self.task: Any = None
 
     def started(self, total: int, done: int, folder: str) -> None:
-        self.console.print(f"greenprec compare: {total} runs ({done} already done) -> {folder}")
+        self.console.print(started_line(total, done, folder), markup=False)
         self.progress.start()
         self.task = self.progress.add_task("runs", total=total, completed=done, phase="", run="")
 
@@ -125,7 +129,7 @@ class PlainReporter(Reporter):
     """Summary lines only, on stderr: for logs and terminals without a live display."""
 
     def started(self, total: int, done: int, folder: str) -> None:
-        print(f"greenprec compare: {total} runs ({done} already done) -> {folder}", file=sys.stderr)
+        print(started_line(total, done, folder), file=sys.stderr)
 
     def run_finished(self, row: Row) -> None:
         print(run_summary(row), file=sys.stderr, flush=True)
