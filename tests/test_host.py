@@ -41,7 +41,11 @@ def test_nvidia_gpus_parses_nvidia_smi(fake_nvidia_smi: Path) -> None:
     ]
 
 
-def test_one_nvidia_smi_listing_serves_support_and_the_environment(fake_nvidia_smi: Path) -> None:
+def test_one_nvidia_smi_listing_serves_support_and_the_environment(
+    fake_nvidia_smi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # support() asks TensorFlow instead when it is already imported (other tests import it).
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     report = support(device="gpu")
     assert report.device == "gpu" and report.name == "NVIDIA H200"
     assert report.fp16.native and report.bf16.native
