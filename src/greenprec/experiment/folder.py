@@ -38,6 +38,7 @@ RUN_COLUMNS = (
     "mean_power_w",
     "meter",
     "estimated",
+    "counted_domains",
     "test_accuracy",
     "test_loss",
     "error",
@@ -137,7 +138,30 @@ def runs_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-_TEXT_COLUMNS = {"run_id", "policy", "status", "started_at", "ended_at", "meter", "error"}
+_TEXT_COLUMNS = {
+    "run_id",
+    "policy",
+    "status",
+    "started_at",
+    "ended_at",
+    "meter",
+    "error",
+    "counted_domains",
+}
+COUNTED_SEPARATOR = ";"
+"""``counted_domains`` holds the domains added up in ``energy_j``, joined by this character."""
+
+
+def join_domains(domains: Sequence[str]) -> str:
+    """The ``counted_domains`` cell for a run: its counted domains in order, ``;``-joined."""
+    return COUNTED_SEPARATOR.join(domains)
+
+
+def split_domains(cell: Any) -> list[str] | None:
+    """The counted domains a ``counted_domains`` cell records (None when it records none)."""
+    if not isinstance(cell, str) or not cell.strip():
+        return None
+    return [part.strip() for part in cell.split(COUNTED_SEPARATOR) if part.strip()]
 
 
 def _parse_cell(key: str, value: str | None) -> Any:
