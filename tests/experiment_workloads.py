@@ -60,3 +60,11 @@ def slow(ctx: Any) -> dict[str, float]:
     with ctx.measured():
         time.sleep(float(ctx.params.get("sleep_s", 1.0)))
     return {"test_accuracy": 0.8, "test_loss": 0.5}
+
+
+@workload(keras=False)
+def reserved_metrics(ctx: Any) -> dict[str, float]:
+    """Returns metrics named like columns greenprec measures itself (energy_j, order)."""
+    with ctx.measured():
+        time.sleep(0.05)
+    return {"test_accuracy": 0.5, "test_loss": 1.0, "energy_j": 1.0, "order": 7.0}

@@ -57,7 +57,7 @@ def recorder(ctx: WorkloadContext) -> dict[str, Any]:
     return {
         "test_accuracy": np.float32(0.5),
         "test_loss": np.array(1.25),
-        "seed": ctx.seed,
+        "seed_seen": ctx.seed,  # not "seed": that column is greenprec's (refused as a metric)
         "policy_is_mixed": int(ctx.policy == "mixed"),
         "param": ctx.params.get("x", 0),
     }
@@ -68,7 +68,7 @@ def test_context_and_result() -> None:
     assert result.metrics == {
         "test_accuracy": 0.5,
         "test_loss": 1.25,
-        "seed": 7.0,
+        "seed_seen": 7.0,
         "policy_is_mixed": 1.0,
         "param": 3.0,
     }

@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from greenprec._version import __version__
-from greenprec.errors import ConfigError, GreenprecError, GreenprecWarning
+from greenprec.errors import ConfigError, GreenprecError, GreenprecWarning, MeterError
 
 app = typer.Typer(
     name="greenprec",
@@ -160,8 +160,13 @@ def measure_command(
         raise
     measurement.stop()
     if as_json:
-        record = {"command": command, "exit_code": completed.returncode, **measurement.to_dict()}
-        typer.echo(json.dumps(record, indent=2))
+        # to_json never writes NaN or Infinity (not JSON); a value it cannot give is null.
+        record = {
+            "command": command,
+            "exit_code": completed.returncode,
+            **json.loads(measurement.to_json()),
+        }
+        typer.echo(json.dumps(record, indent=2, allow_nan=False))
     else:
         _print_measurement(measurement)
     raise typer.Exit(completed.returncode)
@@ -432,6 +437,10 @@ def main() -> None:
     warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)
+    except MeterError as error:
+        # A meter that failed mid-measurement is a failed measurement (1), not bad input (2).
+        typer.echo(f"greenprec: error: {error}", err=True)
+        sys.exit(1)
     except GreenprecError as error:
         typer.echo(f"greenprec: error: {error}", err=True)
         sys.exit(2)

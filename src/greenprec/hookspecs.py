@@ -25,9 +25,9 @@ def greenprec_workloads() -> dict[str, Any]:  # type: ignore[empty-body]
 
 @hookspec
 def greenprec_measurement_started(measurement: Measurement) -> None:
-    """Called when a measured block begins, with its (still running) measurement."""
+    """Called just before a block's entry reading; its time is not inside the window."""
 
 
 @hookspec
 def greenprec_measurement_finished(measurement: Measurement) -> None:
-    """Called with every finished measurement, also when the block raised."""
+    """Called after every block's exit reading (also when the block raised); not in the window."""

@@ -24,36 +24,61 @@ F = TypeVar("F", bound=Callable[..., Any])
 SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
 
 
+# A counter may read a hair lower than before from float rounding (a meter that converts
+# units); more than this is a counter going backwards, which no wrap correction explains.
+_COUNTER_SLACK_J = 1e-6
+
+
 @dataclass
 class _DomainTrack:
     """Running state of one domain: turns raw readings into cumulative energy and power."""
 
     kind: str  # "energy" (counter since meter start) or "power"
     in_total: bool
+    meter: str
     origin_j: float = math.nan  # counter value at the block's entry
     energy_j: float = 0.0
     last_t_s: float = math.nan
     last_value: float = math.nan
 
     def add(self, t_s: float, reading: Reading) -> tuple[float, float]:
-        """Fold one reading in; return (power_w, cumulative energy_j since the block began)."""
+        """Fold one reading in; return (power_w, cumulative energy_j since the block began).
+
+        A value that cannot be right is a meter failure (MeterError), never a number: NaN or
+        infinite readings, negative power, a counter that goes down.
+        """
         if reading.energy_j is not None:
+            value = self._check(reading, reading.energy_j, "energy_j")
             if math.isnan(self.origin_j):
-                self.origin_j = reading.energy_j
+                self.origin_j = value
                 power_w = math.nan
             else:
+                if value < self.last_value - _COUNTER_SLACK_J:
+                    raise MeterError(
+                        f"meter {self.meter!r} reported {reading.domain} energy going down "
+                        f"({self.last_value:.6g} J, then {value:.6g} J): cumulative energy "
+                        "never decreases, so this meter is broken or misconfigured"
+                    )
                 dt = t_s - self.last_t_s
-                power_w = (reading.energy_j - self.last_value) / dt if dt > 0 else math.nan
-            self.energy_j = reading.energy_j - self.origin_j
-            value = reading.energy_j
+                power_w = (value - self.last_value) / dt if dt > 0 else math.nan
+            self.energy_j = max(value - self.origin_j, 0.0)
         else:
             assert reading.power_w is not None
-            value = reading.power_w
+            value = self._check(reading, reading.power_w, "power_w")
             if not math.isnan(self.last_t_s):
                 self.energy_j += (t_s - self.last_t_s) * (value + self.last_value) / 2
             power_w = value
         self.last_t_s, self.last_value = t_s, value
         return power_w, self.energy_j
+
+    def _check(self, reading: Reading, value: float, what: str) -> float:
+        number = float(value)
+        if not math.isfinite(number) or number < 0:
+            raise MeterError(
+                f"meter {self.meter!r} reported {what} = {value!r} for {reading.domain}: "
+                "energy and power are finite and never negative, so the measurement is refused"
+            )
+        return number
 
 
 class Measurement:
@@ -91,31 +116,43 @@ class Measurement:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Measurement:
-        """Start measuring now. Returns ``self`` so ``m = measure().start()`` reads well."""
+        """Start measuring now. Returns ``self`` so ``m = measure().start()`` reads well.
+
+        greenprec's own start-up work (resolving and probing meters, loading the plugin
+        manager, the ``greenprec_measurement_started`` hooks) all happens *before* the entry
+        reading, so the window is the block and nothing else.
+        """
         if self._state != "new":
             raise ConfigError("this measurement was already started; create a new measure()")
         from greenprec.meters.registry import resolve
-        from greenprec.plugins import call_each
+        from greenprec.plugins import call_each, get_plugin_manager
 
+        # Loading the plugin manager imports every built-in plugin (100-200 ms the first time
+        # in a process); done here, not inside the window by the first hook call.
+        get_plugin_manager()
         self._meters = resolve(self._meter_spec, self._meter_options)
+        _claim(self._meters, self)
         started: list[Meter] = []
         try:
             for meter in self._meters:
                 meter.start()
                 started.append(meter)
+            self._state = "starting"
+            call_each("greenprec_measurement_started", measurement=self)
             self._started_at = datetime.now(timezone.utc)
             self._t0 = math.nan  # set by the entry reading itself
             self._sample()
         except BaseException:
             for meter in started:
                 _stop_quietly(meter)
+            _release(self._meters, self)
+            self._state = "failed"
             raise
         self._state = "running"
         self._thread = threading.Thread(
             target=self._run, name=f"greenprec-sampler-{id(self):x}", daemon=True
         )
         self._thread.start()
-        call_each("greenprec_measurement_started", measurement=self)
         return self
 
     def stop(self) -> Measurement:
@@ -135,6 +172,7 @@ class Measurement:
             self._ended_at = datetime.now(timezone.utc)
             for meter in self._meters:
                 _stop_quietly(meter)
+            _release(self._meters, self)
             self._duration_s = t_end
             self._state = "finished"
         from greenprec.plugins import call_each
@@ -201,7 +239,9 @@ class Measurement:
                     track = self._tracks.get(reading.domain)
                     if track is None:
                         kind = "energy" if reading.energy_j is not None else "power"
-                        track = self._tracks[reading.domain] = _DomainTrack(kind, reading.in_total)
+                        track = self._tracks[reading.domain] = _DomainTrack(
+                            kind, reading.in_total, meter.name or type(meter).__name__
+                        )
                     power_w, energy_j = track.add(t_s, reading)
                     self._rows.append((t_s, reading.domain, power_w, energy_j))
         return first_t_s
@@ -216,7 +256,8 @@ class Measurement:
 
     @property
     def running(self) -> bool:
-        return self._state == "running"
+        """True from just before the entry reading (``started`` hooks see it) to the exit."""
+        return self._state in ("starting", "running")
 
     @property
     def duration_s(self) -> float:
@@ -300,7 +341,8 @@ class Measurement:
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+        """JSON text; never ``NaN`` or ``Infinity``, which are not JSON (``null`` instead)."""
+        return json.dumps(_strict_json(self.to_dict()), allow_nan=False, **kwargs)
 
     def __repr__(self) -> str:
         if self._state != "finished":
@@ -313,6 +355,46 @@ class Measurement:
 
 def _json_number(value: float) -> float | None:
     return None if math.isnan(value) else value
+
+
+def _strict_json(value: Any) -> Any:
+    """Non-finite floats become None, recursively (JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
+
+
+# Meter instances inside a running window, by id: one instance in two windows at once would
+# be started twice and stopped by the inner window under the outer one (whose energy then
+# comes out wrong), so the second window is refused instead.
+_in_use: dict[int, Measurement] = {}
+_in_use_lock = threading.Lock()
+
+
+def _claim(meters: Sequence[Meter], owner: Measurement) -> None:
+    with _in_use_lock:
+        for meter in meters:
+            holder = _in_use.get(id(meter))
+            if holder is not None and holder is not owner:
+                raise ConfigError(
+                    f"this {type(meter).__name__} instance is already measuring another block "
+                    "(a nested or concurrent measure()); give each block its own meter "
+                    "instance, or pass the meter by name, e.g. measure(meter="
+                    f"{meter.name or 'NAME'!r})"
+                )
+        for meter in meters:
+            _in_use[id(meter)] = owner
+
+
+def _release(meters: Sequence[Meter], owner: Measurement) -> None:
+    with _in_use_lock:
+        for meter in meters:
+            if _in_use.get(id(meter)) is owner:
+                del _in_use[id(meter)]
 
 
 def _stop_quietly(meter: Meter) -> None:

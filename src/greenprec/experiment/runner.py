@@ -17,6 +17,7 @@ from greenprec.experiment.folder import (
     RUN_COLUMNS,
     ResultsFolder,
     Row,
+    join_domains,
 )
 from greenprec.experiment.progress import Reporter
 from greenprec.experiment.schedule import ScheduledRun, make_schedule
@@ -203,6 +204,7 @@ def _apply(row: Row, outcome: dict[str, Any], baseline: dict[str, Any] | None) -
         mean_power_w=measurement["mean_power_w"],
         meter=measurement["meter"],
         estimated=measurement["estimated"],
+        counted_domains=join_domains(measurement.get("counted_domains") or []),
         test_accuracy=metrics.pop("test_accuracy", None),
         test_loss=metrics.pop("test_loss", None),
         error=None,

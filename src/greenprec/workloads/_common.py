@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenprec.errors import ConfigError
 
-P = TypeVar("P", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+P = TypeVar("P", bound="BaseModel")
 
 
 def parse_params(model: type[P], params: Mapping[str, Any], workload: str) -> P:
@@ -17,6 +18,8 @@ def parse_params(model: type[P], params: Mapping[str, Any], workload: str) -> P:
 
     A None value means "not set" (a CLI flag left out), so the default applies.
     """
+    from pydantic import ValidationError
+
     try:
         return model.model_validate({k: v for k, v in params.items() if v is not None})
     except ValidationError as error:

@@ -13,14 +13,15 @@ import pickle
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import IO, TYPE_CHECKING, Any
 
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import final_metrics, float32_head, parse_params
 from greenprec.workloads.core import WorkloadContext
+
+if TYPE_CHECKING:
+    from greenprec.workloads.params import Cifar10Params
 
 NAME = "cifar10-cnn"
 ENV_VAR = "GREENPREC_DATA"
@@ -171,23 +172,6 @@ def load_cifar10(
     return (x_train, y_train), (x_test, y_test)
 
 
-class Cifar10Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(25, ge=1)
-    batch_size: int = Field(512, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
-    train_size: int | None = Field(None, ge=1)
-    """Train on the first N training images (all 50,000 by default)."""
-    test_size: int | None = Field(None, ge=1)
-    """Validate and test on the first N test images (all 10,000 by default)."""
-    augment: bool = True
-    validation: bool = True
-    """Validate on the test set after each epoch, as the study did (inside the measured fit)."""
-    data: str | None = None
-    verbose: int = Field(0, ge=0, le=2)
-
-
 def build_cifar10_cnn() -> Any:
     """The published CIFAR-10 CNN, uncompiled; dtypes follow Keras's policy at the call."""
     import keras
@@ -242,6 +226,8 @@ def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
     import keras
     import numpy as np
 
+    from greenprec.workloads.params import Cifar10Params
+
     params = parse_params(Cifar10Params, ctx.params, NAME)
     (x_train, y_train), (x_test, y_test) = load_cifar10(params.data)
     x_train, y_train = x_train[: params.train_size], y_train[: params.train_size]
@@ -281,6 +267,8 @@ def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
 
 def check_cifar10_params(params: Mapping[str, Any]) -> None:
     """Before any run: the params are valid and the dataset can be found."""
+    from greenprec.workloads.params import Cifar10Params
+
     find_cifar10(parse_params(Cifar10Params, params, NAME).data)
 
 

@@ -152,6 +152,21 @@ def _plain_metrics(name: str, metrics: object) -> dict[str, float]:
             f"workload {name!r} returned no {', '.join(missing)}; a workload returns at least "
             f"{', '.join(REQUIRED_METRICS)}"
         )
+    from greenprec.experiment.folder import DOMAIN_PREFIX, RUN_COLUMNS
+
+    # A metric named like a column greenprec measures would overwrite it in runs.csv (a 20 J
+    # run recorded as 1 J; ``order: 7`` leaves the folder unreadable): refused, not merged.
+    reserved = sorted(
+        str(key)
+        for key in metrics
+        if str(key) not in REQUIRED_METRICS
+        and (str(key) in RUN_COLUMNS or str(key).startswith(DOMAIN_PREFIX))
+    )
+    if reserved:
+        raise WorkloadError(
+            f"workload {name!r} returned metric(s) {', '.join(map(repr, reserved))}, named like "
+            "columns greenprec measures itself; rename them (e.g. 'my_energy_j')"
+        )
     plain: dict[str, float] = {}
     for key, value in metrics.items():
         # numpy scalars and 0-d arrays qualify through numbers.Real or .item().

@@ -5,26 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import final_metrics, float32_head, parse_params
 from greenprec.workloads.core import WorkloadContext
 
 NAME = "digits-cnn"
-
-
-class DigitsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(12, ge=1)
-    batch_size: int = Field(32, ge=1)
-    train_size: int | None = Field(None, ge=1)
-    """Train on the first N training images (all 1347 by default)."""
-    learning_rate: float = Field(2e-3, gt=0)
-    test_size: float = Field(0.25, gt=0, lt=1)
-    """Held-out fraction; the split is fixed (random_state 0) so seeds vary only training."""
-    verbose: int = Field(0, ge=0, le=2)
 
 
 def load_digits_split(test_size: float = 0.25) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
@@ -61,6 +46,8 @@ def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
     """Small CNN on scikit-learn's 8x8 digits (1797 images); ~98% in seconds, for demos and CI."""
     import keras
 
+    from greenprec.workloads.params import DigitsParams
+
     params = parse_params(DigitsParams, ctx.params, NAME)
     (x_train, y_train), (x_test, y_test) = load_digits_split(params.test_size)
     x_train, y_train = x_train[: params.train_size], y_train[: params.train_size]
@@ -95,6 +82,8 @@ def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
 
 def check_digits_params(params: Mapping[str, Any]) -> None:
     """Before any run: the params are valid."""
+    from greenprec.workloads.params import DigitsParams
+
     parse_params(DigitsParams, params, NAME)
 
 
