@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from greenprec.experiment.environment import environment
-from greenprec.host import nvidia_gpus
+from greenprec.host import cpu_model, logical_cpus, nvidia_gpus
 from greenprec.precision import support
 
 
@@ -55,3 +55,30 @@ def test_one_nvidia_smi_listing_serves_support_and_the_environment(
 def test_no_nvidia_smi_means_no_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert nvidia_gpus() == []
+
+
+def test_a_vms_cpuinfo_gives_its_model_and_its_vcpus_not_the_chips_threads(
+    tmp_path: Path,
+) -> None:
+    # A 2-vCPU VM on a 128-thread EPYC 7B13, as GCE shows it: two processor entries.
+    cpuinfo = tmp_path / "cpuinfo"
+    block = (
+        "processor\t: {index}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+        "model name\t: AMD EPYC 7B13 64-Core Processor\nsiblings\t: 2\ncpu cores\t: 1\n"
+    )
+    cpuinfo.write_text("\n".join(block.format(index=index) for index in range(2)))
+    assert cpu_model(cpuinfo) == "AMD EPYC 7B13 64-Core Processor"
+    assert logical_cpus(cpuinfo) == 2
+
+
+def test_old_arm_processor_model_line_is_not_a_cpu(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "Processor\t: ARMv7 Processor rev 4 (v7l)\nprocessor\t: 0\nBogoMIPS\t: 38.40\n\n"
+        "processor\t: 1\nBogoMIPS\t: 38.40\n\nHardware\t: BCM2835\n"
+    )
+    assert logical_cpus(cpuinfo) == 2
+
+
+def test_without_cpuinfo_the_os_count_is_used(tmp_path: Path) -> None:
+    assert logical_cpus(tmp_path / "missing") == (os.cpu_count() or 1)

@@ -34,9 +34,29 @@ def read_cpuinfo(path: str | os.PathLike[str] = CPUINFO) -> tuple[str, frozenset
     return name, frozenset(flags)
 
 
-def cpu_model() -> str:
+def cpu_model(path: str | os.PathLike[str] = CPUINFO) -> str:
     """The CPU model name, or what the platform says where there is no cpuinfo."""
-    return read_cpuinfo()[0] or platform.processor()
+    return read_cpuinfo(path)[0] or platform.processor()
+
+
+def logical_cpus(path: str | os.PathLike[str] = CPUINFO) -> int:
+    """Logical CPUs of this machine: the ``processor`` entries of a Linux cpuinfo file.
+
+    In a VM these are its vCPUs, not the host's threads: ``siblings`` and ``cpu cores`` there
+    describe the VM's virtual topology too, so nothing in the file tells the chip's own thread
+    count. Where the file lists none (macOS, Windows, s390x), ``os.cpu_count()``.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    count = 0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        # The value check skips old ARM kernels' "Processor : ARMv7 ..." model line.
+        if key.strip().lower() == "processor" and value.strip().isdigit():
+            count += 1
+    return count or os.cpu_count() or 1
 
 
 def nvidia_gpus() -> list[dict[str, str]]:

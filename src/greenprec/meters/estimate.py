@@ -2,13 +2,20 @@
 
 The model (documented in docs/meters/estimate.md)::
 
-    energy_j = cpu_s * (tdp_w / logical_cpus) + duration_s * idle_fraction * tdp_w
+    energy_j = cpu_s * watts_per_thread + duration_s * idle_fraction * watts_per_thread * threads
 
 - ``cpu_s``: CPU time (user + system) of this process and all its descendants since the
   block began, from psutil, including children that have already exited.
-- ``tdp_w``: the package TDP (option ``tdp_w``; default from a small table of CPU models;
-  otherwise ``DEFAULT_WATTS_PER_CPU`` times the logical CPU count).
+- ``watts_per_thread``: one hardware thread's share of its chip's TDP: the chip's TDP over
+  the chip's own thread count, from a small table of CPU models (:data:`TDP_TABLE`); for a
+  model not in it, :data:`DEFAULT_WATTS_PER_THREAD`; with option ``tdp_w``, that TDP over
+  this machine's logical CPUs.
+- ``threads``: this machine's logical CPUs (a VM's vCPUs), from cpuinfo.
 - ``idle_fraction``: the share of TDP drawn while idle (option, default ``DEFAULT_IDLE_FRACTION``).
+
+Per-thread figures are what make the estimate right in a VM: a 2-vCPU VM on a 128-thread
+EPYC 7B13 owns 2/128 of the chip, and dividing the whole chip's 240 W by the VM's 2 vCPUs
+would charge each busy vCPU 120 W instead of 1.9 W.
 
 It is a model, not a measurement: it ignores frequency, memory, GPUs and everything else
 that runs on the machine, and every output that shows its figures says "estimated".
@@ -17,48 +24,75 @@ that runs on the machine, and every output that shows its figures says "estimate
 from __future__ import annotations
 
 import os
+import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
+from greenprec import host
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
-from greenprec.host import cpu_model
 from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
 
-DEFAULT_WATTS_PER_CPU = 10.0
-"""Per logical CPU share of TDP when the CPU model is not in the table (a mid-range server
+DEFAULT_WATTS_PER_THREAD = 10.0
+"""One logical CPU's share of TDP when the CPU model is not in the table (a mid-range server
 core at 20 W TDP per physical core with two hyperthreads)."""
 
 DEFAULT_IDLE_FRACTION = 0.1
-"""Share of the package TDP drawn at idle, attributed to the measured block's wall time."""
+"""Share of the TDP drawn at idle, attributed to the measured block's wall time."""
 
-# Package TDP in watts by CPU model substring; first match wins. Small on purpose: a wrong
-# entry is worse than the documented default.
-TDP_TABLE_W: tuple[tuple[str, float], ...] = (
-    ("EPYC 7B13", 240.0),
-    ("EPYC 7763", 280.0),
-    ("EPYC 9654", 360.0),
-    ("Xeon(R) Platinum 8375C", 300.0),
-    ("Xeon(R) Platinum 8480", 350.0),
-    ("Xeon(R) Gold 6248", 150.0),
-    ("Core(TM) i7-8700", 65.0),
-    ("Core(TM) i9-13900K", 125.0),
-    ("Apple M1", 20.0),
-    ("Apple M2", 22.0),
+
+@dataclass(frozen=True)
+class CpuTdp:
+    """One CPU model's TDP and the hardware threads that share it (one package)."""
+
+    pattern: str
+    """A substring of cpuinfo's model name, matched only where no letter or digit follows."""
+    tdp_w: float
+    threads: int
+
+    @property
+    def watts_per_thread(self) -> float:
+        return self.tdp_w / self.threads
+
+    def matches(self, model: str) -> bool:
+        # The boundary keeps "Gold 6248" off "Gold 6248R" (24 cores, 205 W) and "i7-8700" off
+        # "i7-8700K" (95 W): a near miss must fall to the default, never to a wrong entry.
+        return re.search(re.escape(self.pattern) + r"(?![0-9A-Za-z])", model) is not None
+
+
+# Package TDP and the package's own hardware thread count (cores x SMT), by model; first match
+# wins. Small on purpose: a wrong entry is worse than the documented default.
+TDP_TABLE: tuple[CpuTdp, ...] = (
+    # Google Cloud's own Milan part (T2D, N2D, C2D): 64 cores with SMT, as its name says. AMD
+    # publishes no TDP for it; 240 W is the figure commonly reported.
+    CpuTdp("EPYC 7B13", 240.0, 128),
+    CpuTdp("EPYC 7763", 280.0, 128),  # 64 cores, SMT2
+    CpuTdp("EPYC 9654", 360.0, 192),  # 96 cores, SMT2
+    # AWS's own Ice Lake part (m6i, c6i, r6i): 32 cores with HT. Intel publishes no TDP for
+    # it; 300 W is the figure commonly reported.
+    CpuTdp("Xeon(R) Platinum 8375C", 300.0, 64),
+    CpuTdp("Xeon(R) Platinum 8480", 350.0, 112),  # 8480+: 56 cores, HT
+    CpuTdp("Xeon(R) Gold 6248", 150.0, 40),  # 20 cores, HT
+    CpuTdp("Core(TM) i7-8700", 65.0, 12),  # 6 cores, HT
+    CpuTdp("Core(TM) i9-13900K", 125.0, 32),  # 8 P-cores with HT + 16 E-cores; base power
 )
 
 
-def default_tdp_w(model: str | None = None, logical_cpus: int | None = None) -> tuple[float, str]:
-    """The TDP used when none is given, and where it came from."""
-    model = cpu_model() if model is None else model
-    for pattern, tdp_w in TDP_TABLE_W:
-        if pattern in model:
-            return tdp_w, f"table entry for {pattern!r}"
-    cpus = logical_cpus or os.cpu_count() or 1
-    return DEFAULT_WATTS_PER_CPU * cpus, f"{DEFAULT_WATTS_PER_CPU:g} W x {cpus} logical CPUs"
+def default_watts_per_thread(model: str) -> tuple[float, str]:
+    """One hardware thread's share of TDP for a CPU model, and where the figure came from."""
+    for entry in TDP_TABLE:
+        if entry.matches(model):
+            return entry.watts_per_thread, (
+                f"table entry for {entry.pattern!r}: {entry.tdp_w:g} W / {entry.threads} threads"
+            )
+    return DEFAULT_WATTS_PER_THREAD, (
+        f"default {DEFAULT_WATTS_PER_THREAD:g} W per thread "
+        f"(CPU model {model or 'unknown'!r} is not in the table)"
+    )
 
 
 def process_tree_cpu_s(process: psutil.Process) -> float:
@@ -117,22 +151,30 @@ class EstimateMeter(Meter):
 
     name = "estimate"
     estimated = True
-    description = "CPU time x per-CPU share of TDP + idle share (estimated, no counter needed)"
+    description = "CPU time x per-thread share of TDP + idle share (estimated, no counter needed)"
 
     def __init__(
         self,
         tdp_w: float | str | None = None,
         idle_fraction: float | str = DEFAULT_IDLE_FRACTION,
         pid: int | str | None = None,
+        cpuinfo: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.logical_cpus = os.cpu_count() or 1
-        if tdp_w is None:
-            self.tdp_w, self.tdp_source = default_tdp_w(logical_cpus=self.logical_cpus)
-        else:
-            self.tdp_w, self.tdp_source = (
-                options.positive_number(tdp_w, "estimate", "tdp_w", unit="watts"),
-                "option tdp_w",
+        if cpuinfo is None:
+            cpuinfo = host.CPUINFO  # absent on macOS and Windows: host falls back for both
+        elif not isinstance(cpuinfo, (str, os.PathLike)) or not os.path.isfile(cpuinfo):
+            raise ConfigError(
+                f"estimate option cpuinfo must be a readable cpuinfo file such as "
+                f"{host.CPUINFO}, got {cpuinfo!r}"
             )
+        self.cpu_model = host.cpu_model(cpuinfo)
+        self.logical_cpus = host.logical_cpus(cpuinfo)
+        if tdp_w is None:
+            self.watts_per_thread, self.tdp_source = default_watts_per_thread(self.cpu_model)
+        else:
+            given_w = options.positive_number(tdp_w, "estimate", "tdp_w", unit="watts")
+            self.watts_per_thread = given_w / self.logical_cpus
+            self.tdp_source = f"option tdp_w: {given_w:g} W / {self.logical_cpus} logical CPUs"
         self.idle_fraction = options.positive_number(
             idle_fraction, "estimate", "idle_fraction", allow_zero=True
         )
@@ -147,8 +189,9 @@ class EstimateMeter(Meter):
         self._t0 = 0.0
 
     @property
-    def watts_per_cpu(self) -> float:
-        return self.tdp_w / self.logical_cpus
+    def tdp_w(self) -> float:
+        """The TDP of this machine's logical CPUs: in a VM, its vCPUs' share of the chip."""
+        return self.watts_per_thread * self.logical_cpus
 
     @classmethod
     def probe(cls, **options: Any) -> Probe:
@@ -167,7 +210,7 @@ class EstimateMeter(Meter):
             cpu_s = self._cpu_last_s  # the measured process has exited: its CPU time is final
         # A child that exits between listing and reading is briefly missed; never go backwards.
         self._cpu_last_s = max(self._cpu_last_s, cpu_s)
-        energy_j = (self._cpu_last_s - self._cpu_start_s) * self.watts_per_cpu + (
+        energy_j = (self._cpu_last_s - self._cpu_start_s) * self.watts_per_thread + (
             elapsed_s * self.idle_fraction * self.tdp_w
         )
         return [Reading("estimate/cpu", energy_j=energy_j)]
