@@ -1,0 +1,232 @@
+"""``runs.csv``: the spreadsheet view of a results folder's runs, and 0.1's only run table.
+
+Since schema 2 the run files (``runs/<run_id>.json``) are the record and ``runs.csv`` is an
+index rebuilt from them after every change, kept because people open it in a spreadsheet.
+Folders written by greenprec 0.1 have no run files: there ``runs.csv`` *is* the record, and
+:func:`read_legacy_runs` reads it strictly, naming every row it cannot use.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from greenprec.results.models import RUN_STATUSES, RunRecord
+
+INDEX_COLUMNS = (
+    "run_id",
+    "order",
+    "policy",
+    "repetition",
+    "seed",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "energy_j",
+    "net_energy_j",
+    "mean_power_w",
+    "meter",
+    "estimated",
+    "counted_domains",
+    "test_accuracy",
+    "test_loss",
+    "host",
+    "error",
+)
+"""The index's leading columns; ``energy_j:<domain>`` columns and further metrics follow."""
+DOMAIN_PREFIX = "energy_j:"
+COUNTED_SEPARATOR = ";"
+NAMED_METRICS = ("test_accuracy", "test_loss")
+"""Metrics with a column of their own among the leading columns."""
+RESERVED_NAMES = frozenset(INDEX_COLUMNS) - frozenset(NAMED_METRICS)
+"""Names a metric may not take: they are columns greenprec fills itself."""
+
+
+def is_reserved(name: str) -> bool:
+    """Whether a metric named ``name`` would overwrite a column greenprec fills itself."""
+    return name in RESERVED_NAMES or name.startswith(DOMAIN_PREFIX) or not name
+
+
+def record_row(record: RunRecord) -> dict[str, Any]:
+    """A run as one flat row (what runs.csv shows, and what tables and the report index)."""
+    row: dict[str, Any] = {
+        "run_id": record.run_id,
+        "order": record.order,
+        "policy": record.policy,
+        "repetition": record.repetition,
+        "seed": record.seed,
+        "status": record.status,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "duration_s": record.duration_s,
+        "energy_j": record.energy_j,
+        "net_energy_j": record.net_energy_j,
+        "mean_power_w": record.mean_power_w,
+        "meter": record.meter,
+        "estimated": record.estimated,
+        "counted_domains": COUNTED_SEPARATOR.join(record.counted_domains) or None,
+        "host": record.host,
+        "error": record.error,
+    }
+    for name in NAMED_METRICS:
+        row[name] = record.metrics.get(name)
+    for domain, energy_j in record.domains.items():
+        row[DOMAIN_PREFIX + domain] = energy_j
+    for name, value in record.metrics.items():
+        if name not in NAMED_METRICS:
+            row[name] = value
+    return row
+
+
+def index_text(records: Sequence[RunRecord]) -> str:
+    """runs.csv text: the leading columns, then per-domain energies, then further metrics."""
+    rows = [record_row(record) for record in records]
+    domain_columns = sorted({key for row in rows for key in row if key.startswith(DOMAIN_PREFIX)})
+    extra = [
+        key
+        for key in dict.fromkeys(key for row in rows for key in row)
+        if key not in INDEX_COLUMNS and not key.startswith(DOMAIN_PREFIX)
+    ]
+    columns = [*INDEX_COLUMNS, *domain_columns, *extra]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({column: format_cell(row.get(column)) for column in columns})
+    return buffer.getvalue()
+
+
+def format_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return value
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row of a 0.1 runs.csv that cannot be used, and why."""
+
+    line: int
+    run_id: str | None
+    reason: str
+
+
+_TEXT = {"run_id", "policy", "status", "started_at", "ended_at", "meter", "error", "host"}
+_INTEGER = {"order", "repetition", "seed"}
+_RUN_FLOATS = ("duration_s", "energy_j", "net_energy_j", "mean_power_w")
+
+
+def read_legacy_runs(text: str, source: str) -> tuple[list[RunRecord], list[RowProblem]]:
+    """The runs of a 0.1 ``runs.csv`` (``text``), and every row that cannot be used."""
+    from pydantic import ValidationError
+
+    text = text.removeprefix("\ufeff")  # a spreadsheet may have saved it with a BOM
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        return [], [RowProblem(1, None, "empty file: no header")]
+    except csv.Error as error:
+        return [], [RowProblem(1, None, f"unreadable header ({error})")]
+    missing = [name for name in ("run_id", "order", "policy", "status") if name not in header]
+    if missing:
+        return [], [RowProblem(1, None, f"no {', '.join(missing)} column in the header")]
+    records: list[RunRecord] = []
+    problems: list[RowProblem] = []
+    line = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            problems.append(RowProblem(reader.line_num, None, f"unreadable row ({error})"))
+            break
+        line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        run_id = cells[0].strip()[:60] if cells else None
+        if len(cells) != len(header):
+            problems.append(
+                RowProblem(
+                    line,
+                    run_id,
+                    f"{len(cells)} cells where the header has {len(header)} (a cut or edited row)",
+                )
+            )
+            continue
+        try:
+            records.append(_legacy_record(dict(zip(header, cells, strict=True))))
+        except (ValueError, ValidationError) as error:
+            problems.append(RowProblem(line, run_id, _first_line(error)))
+    return records, problems
+
+
+def _first_line(error: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        item = error.errors()[0]
+        where = ".".join(str(part) for part in item["loc"])
+        return f"{where}: {item['msg']}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _legacy_record(raw: dict[str, str]) -> RunRecord:
+    values: dict[str, Any] = {}
+    domains: dict[str, float] = {}
+    metrics: dict[str, float | str | None] = {}
+    for key, cell in raw.items():
+        cell = cell.strip()
+        if key.startswith(DOMAIN_PREFIX):
+            if cell:
+                domains[key.removeprefix(DOMAIN_PREFIX)] = _number(cell, key)
+        elif key in _TEXT:
+            values[key] = cell or None
+        elif key in _INTEGER:
+            values[key] = _integer(cell, key) if cell else None
+        elif key in _RUN_FLOATS:
+            values[key] = _number(cell, key) if cell else None
+        elif key == "estimated":
+            values[key] = None if not cell else cell.lower() == "true"
+        elif key == "counted_domains":
+            values[key] = [d.strip() for d in cell.split(COUNTED_SEPARATOR) if d.strip()]
+        elif key in NAMED_METRICS:
+            metrics[key] = _number(cell, key) if cell else None
+        elif cell:
+            try:
+                metrics[key] = float(cell)
+            except ValueError:
+                metrics[key] = cell
+    status = values.get("status")
+    if status not in RUN_STATUSES:
+        raise ValueError(f"status {str(status)[:20]!r} is not one of {', '.join(RUN_STATUSES)}")
+    return RunRecord(
+        **{k: v for k, v in values.items() if v is not None}, domains=domains, metrics=metrics
+    )
+
+
+def _integer(cell: str, column: str) -> int:
+    try:
+        return int(cell)
+    except ValueError:
+        raise ValueError(f"{column} {cell[:20]!r} is not a whole number") from None
+
+
+def _number(cell: str, column: str) -> float:
+    try:
+        number = float(cell)
+    except ValueError:
+        raise ValueError(f"{column} {cell[:20]!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{column} {cell[:20]!r} is not a finite number")
+    return number

@@ -1,0 +1,202 @@
+"""The results folder's records, as pydantic models: one experiment, one run.
+
+Every file greenprec writes into a results folder (``experiment.json``, ``runs/<run_id>.json``)
+is one of these models, written by :mod:`greenprec.results.store` and read back through the same
+models, so a field has one name, one type and one unit everywhere. ``schema_version`` is
+``MAJOR.MINOR``: a reader accepts any minor version of its major (fields it does not know are
+kept), refuses a newer major with one line, and reads the 0.1 layout (``format_version: 1``,
+no run files) through :mod:`greenprec.results.legacy`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = "2.0"
+"""The schema this greenprec writes (``MAJOR.MINOR``)."""
+SCHEMA_MAJOR = 2
+
+RunStatus = Literal["pending", "running", "done", "failed"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "done", "failed")
+ExperimentStatus = Literal["running", "complete", "incomplete"]
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+"""A run id is a file name in ``runs/``, ``samples/`` and ``logs/``: no separator, no leading
+dot, so no run id can name a path outside its folder (``../../escaped`` is refused)."""
+
+INTERRUPTED = "interrupted"
+"""A failed run's error starts with this when it was stopped by the user or a signal."""
+
+
+def check_run_id(value: object, where: str = "run id") -> str:
+    """``value`` as a run id, or ValueError naming what is wrong (never a path built from it)."""
+    if not isinstance(value, str) or RUN_ID_PATTERN.fullmatch(value) is None:
+        shown = repr(value)[:60]
+        raise ValueError(
+            f"{where} {shown} is not a valid run id (letters, digits, '_', '.', '+', '-'; "
+            "starting with a letter or digit; at most 128 characters)"
+        )
+    return value
+
+
+def _finite_or_none(value: float | None, name: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+class _Record(BaseModel):
+    # Unknown fields are kept (a newer minor version may add some) and written back unchanged.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, validate_assignment=False)
+
+
+class ScheduledRun(_Record):
+    """One planned run: which policy, which repetition, its place and its seed."""
+
+    run_id: str
+    order: int = Field(ge=1)
+    policy: str = Field(min_length=1)
+    repetition: int = Field(ge=1)
+    seed: int | None = None
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        return check_run_id(value)
+
+
+class HostEnergy(_Record):
+    """The energy one host measured for a run (one entry today; several for multi-node runs)."""
+
+    hostname: str
+    energy_j: float | None = None
+    domains: dict[str, float] = Field(default_factory=dict)
+    counted_domains: list[str] = Field(default_factory=list)
+
+
+class RunRecord(_Record):
+    """One run: what was planned, what happened, what it measured (``runs/<run_id>.json``)."""
+
+    schema_version: str = SCHEMA_VERSION
+    run_id: str
+    order: int = Field(ge=1)
+    policy: str = Field(min_length=1)
+    repetition: int = Field(ge=1)
+    seed: int | None = None
+    status: RunStatus = "pending"
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    energy_j: float | None = None
+    net_energy_j: float | None = None
+    """``energy_j`` less the idle baseline's power over ``duration_s`` (None without one)."""
+    mean_power_w: float | None = None
+    meter: str | None = None
+    estimated: bool | None = None
+    domains: dict[str, float] = Field(default_factory=dict)
+    """Energy in joules per domain, counted in the total or not."""
+    counted_domains: list[str] = Field(default_factory=list)
+    """The domains whose energies add up to ``energy_j`` (each joule once)."""
+    metrics: dict[str, float | str | None] = Field(default_factory=dict)
+    """What the workload reported (``test_accuracy``, ``test_loss``, more)."""
+    host: str | None = None
+    """The host that executed the run."""
+    hosts: list[HostEnergy] = Field(default_factory=list)
+    executor_pid: int | None = None
+    """The process executing the run while it is ``running`` (to recognise a stale state)."""
+    error: str | None = None
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        return check_run_id(value)
+
+    @field_validator("duration_s", "energy_j", "net_energy_j", "mean_power_w")
+    @classmethod
+    def _finite(cls, value: float | None, info: Any) -> float | None:
+        return _finite_or_none(value, info.field_name)
+
+    @field_validator("domains")
+    @classmethod
+    def _finite_domains(cls, value: dict[str, float]) -> dict[str, float]:
+        for domain, energy_j in value.items():
+            _finite_or_none(energy_j, f"domains[{domain!r}]")
+        return value
+
+    @classmethod
+    def planned(cls, run: ScheduledRun) -> RunRecord:
+        """The pending record of a scheduled run."""
+        return cls(
+            run_id=run.run_id,
+            order=run.order,
+            policy=run.policy,
+            repetition=run.repetition,
+            seed=run.seed,
+        )
+
+    def cleared(self) -> RunRecord:
+        """The same scheduled run, pending again, with every result forgotten."""
+        return RunRecord(
+            run_id=self.run_id,
+            order=self.order,
+            policy=self.policy,
+            repetition=self.repetition,
+            seed=self.seed,
+        )
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "failed" and (self.error or "").startswith(INTERRUPTED)
+
+
+class MetersRecord(_Record):
+    requested: list[str] = Field(default_factory=list)
+    used: list[str] = Field(default_factory=list)
+    estimated: bool = False
+    counted_domains: list[str] | None = None
+
+
+class PhaseRecord(_Record):
+    """A measured phase outside the runs: the idle baseline or a warm-up."""
+
+    samples: str | None = None
+    started_at: str | None = None
+    duration_s: float | None = None
+    energy_j: float | None = None
+    power_w: float | None = None
+    estimated: bool = False
+    domains: dict[str, float] = Field(default_factory=dict)
+
+
+class ExperimentRecord(_Record):
+    """``experiment.json``: how the experiment was set up, where its data came from."""
+
+    schema_version: str = SCHEMA_VERSION
+    created_at: str
+    updated_at: str | None = None
+    status: ExperimentStatus = "running"
+    source: str = "greenprec compare"
+    # The producer's own settings: compare's validated ExperimentConfig, or an importer's
+    # groups and files. Each producer validates its own; the store only carries them.
+    config: dict[str, Any] = Field(default_factory=dict)
+    schedule: list[ScheduledRun] = Field(default_factory=list)
+    meters: MetersRecord = Field(default_factory=MetersRecord)
+    precision_support: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)
+    baseline: PhaseRecord | None = None
+    warmups: list[PhaseRecord] = Field(default_factory=list)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    host: dict[str, Any] = Field(default_factory=dict)
+    imported: dict[str, Any] | None = Field(default=None, alias="import")
+    """For imported folders: the tool, the files read, their columns."""
+
+    @property
+    def policies(self) -> list[str]:
+        configured = self.config.get("policies")
+        if isinstance(configured, list):
+            return [str(p) for p in configured]
+        return list(dict.fromkeys(run.policy for run in self.schedule))

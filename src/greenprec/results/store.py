@@ -1,0 +1,452 @@
+"""The results folder on disk: the only code that knows its layout.
+
+::
+
+    DIR/experiment.json        ExperimentRecord: config, schedule, meters, host, versions
+    DIR/runs/<run_id>.json     RunRecord, one file per run, written by whoever executed it
+    DIR/runs.csv               the index: one row per run, rebuilt from the run files
+    DIR/samples/<name>.csv     t_s, domain, power_w, energy_j (runs, warmup, baseline)
+    DIR/logs/<run_id>.log      a run's output, when it ran in a process of its own
+    DIR/.work/                 hand-over files between the driver and a run's process
+    DIR/.greenprec.lock        held by the process driving the folder (see lock.py)
+
+Every write is atomic (:func:`greenprec.results.files.write_atomic`), so a crash leaves a
+readable folder. Two writers never write the same file at the same time: the driver creates
+the run files as *pending*, the executor of a run then owns that run's file until it ends,
+and the driver writes it again only when the executor is gone. Every path is built from a
+validated run id or a fixed name, never from text read out of a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from greenprec.errors import ConfigError
+from greenprec.results.files import read_bounded, write_atomic
+from greenprec.results.index import RowProblem, index_text, read_legacy_runs
+from greenprec.results.lock import LOCK_NAME, FolderLock
+from greenprec.results.models import (
+    RUN_ID_PATTERN,
+    SCHEMA_MAJOR,
+    ExperimentRecord,
+    RunRecord,
+    check_run_id,
+)
+
+SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
+_SAMPLE_NAME_RESERVED = ("warmup", "baseline")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A run the store could not use as it is, and why: named in every report."""
+
+    run_id: str | None
+    where: str
+    """The file (and line, for a 0.1 runs.csv) the problem is in."""
+    reason: str
+
+    def __str__(self) -> str:
+        who = f"run {self.run_id}: " if self.run_id else ""
+        return f"{who}{self.where}: {self.reason}"
+
+
+@dataclass
+class Snapshot:
+    """Everything a results folder holds, read and checked against its schedule."""
+
+    experiment: ExperimentRecord
+    runs: list[RunRecord]
+    """The usable runs, in schedule order (then unscheduled ones, which are named problems)."""
+    problems: list[Problem] = field(default_factory=list)
+    """Damaged, missing and unscheduled runs, and an index that disagrees with the run files."""
+    legacy: bool = False
+    """True for a folder written by greenprec 0.1 (runs.csv is its record)."""
+
+    @property
+    def missing(self) -> list[str]:
+        return [p.run_id for p in self.problems if p.run_id and p.reason.startswith("missing")]
+
+
+class ResultsStore:
+    """One results folder. Cheap to create; nothing is read or written until asked."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    # -- layout ------------------------------------------------------------------------------
+    @property
+    def experiment_file(self) -> Path:
+        return self.path / "experiment.json"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    @property
+    def index_file(self) -> Path:
+        return self.path / "runs.csv"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.path / ".work"
+
+    def run_file(self, run_id: str) -> Path:
+        return self.runs_dir / f"{_checked(run_id)}.json"
+
+    def samples_file(self, name: str) -> Path:
+        return self.samples_dir / f"{_checked(name)}.csv"
+
+    def log_file(self, run_id: str) -> Path:
+        return self.logs_dir / f"{_checked(run_id)}.log"
+
+    def work_file(self, run_id: str, suffix: str) -> Path:
+        return self.work_dir / f"{_checked(run_id)}.{suffix}"
+
+    # -- what is there -----------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether the folder holds a greenprec experiment (of any version)."""
+        return self.experiment_file.exists() or self.index_file.exists()
+
+    def check_new(self) -> None:
+        """Refuse a folder that already holds an experiment, or anything that is not ours."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"{self.path} exists and is not a folder; choose another folder")
+        if self.exists():
+            raise ConfigError(f"{self.path} already holds a greenprec experiment")
+        if self.path.is_dir():
+            strangers = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_NAME)
+            if strangers:
+                shown = ", ".join(strangers[:3]) + (" ..." if len(strangers) > 3 else "")
+                raise ConfigError(
+                    f"{self.path} is not empty ({shown}) and is not a greenprec experiment; "
+                    "choose a new or empty folder (nothing was written)"
+                )
+
+    def lock(self, purpose: str) -> FolderLock:
+        """The driver's lock (see :mod:`greenprec.results.lock`); use it as a context manager."""
+        return FolderLock(self.path, purpose)
+
+    # -- creating ----------------------------------------------------------------------------
+    def create(self, experiment: ExperimentRecord, runs: Sequence[RunRecord]) -> None:
+        """Write a new experiment: its record, a run file per scheduled run, the index.
+
+        The caller holds the lock and has called :meth:`check_new`. ``experiment.json``
+        comes first, so the schedule is on disk before anything else: a crash in between
+        leaves a folder whose missing run files are recognised (and recreated on resume).
+        """
+        scheduled = {run.run_id for run in experiment.schedule}
+        unknown = sorted(run.run_id for run in runs if run.run_id not in scheduled)
+        if unknown:
+            raise ValueError(f"runs not in the schedule: {', '.join(unknown)}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_experiment(experiment)
+        for run in runs:
+            self.write_run(run)
+        self.write_index(runs)
+
+    # -- experiment.json ---------------------------------------------------------------------
+    def read_experiment(self) -> ExperimentRecord:
+        data = self._read_json(self.experiment_file, what="experiment.json")
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.experiment_file} must hold a JSON object")
+        if "schema_version" not in data and data.get("format_version") == 1:
+            from greenprec.results.legacy import upgrade_experiment
+
+            data = upgrade_experiment(data)
+        _check_schema(data.get("schema_version"), self.experiment_file)
+        try:
+            return ExperimentRecord.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(
+                f"{self.experiment_file} is damaged: {_validation_line(error)}; it cannot be "
+                "read (restore it from a copy, or re-import the source files)"
+            ) from None
+
+    def write_experiment(self, experiment: ExperimentRecord) -> None:
+        text = experiment.model_dump_json(indent=2, by_alias=True)
+        write_atomic(self.experiment_file, text + "\n")
+
+    # -- run files ---------------------------------------------------------------------------
+    def write_run(self, run: RunRecord) -> Path:
+        """Write one run's file atomically (the caller is the run's executor, or the driver
+        once the executor is gone)."""
+        path = self.run_file(run.run_id)
+        write_atomic(path, run.model_dump_json(indent=2) + "\n")
+        return path
+
+    def read_run(self, run_id: str) -> RunRecord:
+        """One run's file; ConfigError naming the file when it is missing or damaged."""
+        path = self.run_file(run_id)
+        data = self._read_json(path, what="run file")
+        return self._run_from(data, path, run_id)
+
+    def _run_from(self, data: Any, path: Path, run_id: str) -> RunRecord:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: damaged run file (not a JSON object)")
+        _check_schema(data.get("schema_version"), path)
+        try:
+            record = RunRecord.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(f"{path}: damaged run file ({_validation_line(error)})") from None
+        if record.run_id != run_id:
+            raise ConfigError(
+                f"{path}: damaged run file (it names run {record.run_id!r}, not {run_id!r})"
+            )
+        return record
+
+    def write_index(self, runs: Sequence[RunRecord]) -> None:
+        """Rebuild runs.csv from the runs (in their order)."""
+        write_atomic(self.index_file, index_text(sorted(runs, key=lambda r: r.order)))
+
+    # -- samples -----------------------------------------------------------------------------
+    def write_samples(self, name: str, rows: Iterable[Sequence[Any]]) -> Path:
+        from greenprec.results.index import format_cell
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(SAMPLE_COLUMNS)
+        for row in rows:
+            writer.writerow([format_cell(value) for value in row])
+        path = self.samples_file(name)
+        write_atomic(path, buffer.getvalue())
+        return path
+
+    # -- reading everything ------------------------------------------------------------------
+    def load(self) -> Snapshot:
+        """Read the experiment and all its runs, checked against the schedule.
+
+        Each scheduled run must have exactly one usable record; every missing, damaged,
+        unscheduled or tampered one is a named :class:`Problem`, never silently dropped.
+        """
+        if not self.path.is_dir():
+            raise ConfigError(f"{self.path} is not a folder; give a greenprec results folder")
+        if not self.exists():
+            raise ConfigError(
+                f"{self.path} is not a greenprec results folder (no experiment.json or "
+                "runs.csv); make one with greenprec compare or greenprec import"
+            )
+        if not self.experiment_file.exists():
+            raise ConfigError(
+                f"{self.path} has runs.csv but no experiment.json; it cannot be read "
+                "(restore experiment.json from a copy)"
+            )
+        experiment = self.read_experiment()
+        if self.runs_dir.is_dir():
+            runs, problems = self._load_run_files()
+            problems.extend(self._check_index(runs))
+            legacy = False
+        else:
+            runs, problems = self._load_legacy()
+            legacy = True
+        named = {p.run_id for p in problems if p.run_id}
+        runs, schedule_problems = _against_schedule(experiment, runs, named, legacy)
+        return Snapshot(experiment, runs, [*problems, *schedule_problems], legacy)
+
+    def _load_run_files(self) -> tuple[list[RunRecord], list[Problem]]:
+        runs: list[RunRecord] = []
+        problems: list[Problem] = []
+        for path in sorted(self.runs_dir.iterdir()):
+            name = path.name
+            if name.startswith(".") and name.endswith(".tmp"):
+                continue  # a write a kill interrupted: the old file (if any) is still whole
+            stem = name.removesuffix(".json")
+            if not name.endswith(".json") or RUN_ID_PATTERN.fullmatch(stem) is None:
+                problems.append(Problem(None, f"runs/{name[:60]!r}", "not a run file; ignored"))
+                continue
+            try:
+                data = self._read_json(path, what="run file")
+                runs.append(self._run_from(data, path, stem))
+            except ConfigError as error:
+                problems.append(Problem(stem, f"runs/{name}", _reason(str(error), path)))
+        return runs, problems
+
+    def _load_legacy(self) -> tuple[list[RunRecord], list[Problem]]:
+        try:
+            raw = read_bounded(self.index_file)
+        except FileNotFoundError:
+            return [], []
+        except OSError as error:
+            raise ConfigError(f"{self.index_file}: cannot read: {error}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{self.index_file}: not UTF-8 text (byte {error.start}); save it as UTF-8"
+            ) from None
+        records, row_problems = read_legacy_runs(text, str(self.index_file))
+        return records, [_row_problem(p) for p in row_problems]
+
+    def _check_index(self, runs: Sequence[RunRecord]) -> list[Problem]:
+        """runs.csv is only an index; say so when it disagrees with the run files."""
+        if not self.index_file.exists():
+            return [Problem(None, "runs.csv", "missing; it is rebuilt on the next write")]
+        try:
+            text = read_bounded(self.index_file).decode("utf-8", errors="replace")
+            indexed = {
+                (row.get("run_id"), row.get("status"))
+                for row in csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+            }
+        except (OSError, csv.Error):
+            indexed = set()
+        actual = {(run.run_id, run.status) for run in runs}
+        if indexed != actual:
+            return [
+                Problem(
+                    None,
+                    "runs.csv",
+                    "does not match the run files in runs/ (an interrupted update or an edit); "
+                    "the run files were used, and the index is rebuilt on the next write",
+                )
+            ]
+        return []
+
+    def _read_json(self, path: Path, *, what: str) -> Any:
+        try:
+            raw = read_bounded(path)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no {what}") from None
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read {what}: {error.strerror or error}") from None
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"{path}: {what} is not valid JSON (line {error.lineno}: {error.msg})"
+            ) from None
+
+    # -- the running state -------------------------------------------------------------------
+    def is_stale(self, run: RunRecord) -> bool:
+        """A ``running`` run whose executor is gone (this host, its process dead).
+
+        A run executed on another host is judged by whoever can see that host (the cluster
+        executor asks its scheduler); here it is not stale.
+        """
+        if run.status != "running":
+            return False
+        if run.host is not None and run.host != platform.node():
+            return False
+        if run.executor_pid is None:
+            return True  # nobody claimed it: a driver that died between two writes
+        return not _alive(run.executor_pid)
+
+    def ensure_dirs(self) -> None:
+        for directory in (self.runs_dir, self.samples_dir, self.logs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def remove_work_file(self, run_id: str, suffix: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.work_file(run_id, suffix).unlink()
+
+
+def _checked(name: str) -> str:
+    try:
+        return check_run_id(name, "name")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _check_schema(version: object, path: Path) -> None:
+    if version is None:
+        raise ConfigError(f"{path}: no schema_version; it was not written by greenprec")
+    major_text = str(version).split(".", 1)[0]
+    if not major_text.isdigit():
+        raise ConfigError(f"{path}: unreadable schema_version {str(version)[:20]!r}")
+    if int(major_text) > SCHEMA_MAJOR:
+        from greenprec._version import __version__
+
+        raise ConfigError(
+            f"{path} was written by a newer greenprec (schema {str(version)[:20]}; this is "
+            f"greenprec {__version__}, schema {SCHEMA_MAJOR}.x); upgrade greenprec to read it"
+        )
+
+
+def _validation_line(error: ValidationError) -> str:
+    item = error.errors()[0]
+    where = ".".join(str(part) for part in item["loc"]) or "record"
+    return f"{where}: {item['msg']}"
+
+
+def _reason(message: str, path: Path) -> str:
+    return message.removeprefix(f"{path}: ")
+
+
+def _row_problem(problem: RowProblem) -> Problem:
+    return Problem(problem.run_id, f"runs.csv:{problem.line}", problem.reason)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _against_schedule(
+    experiment: ExperimentRecord, runs: list[RunRecord], named: set[str], legacy: bool
+) -> tuple[list[RunRecord], list[Problem]]:
+    """Keep the runs the schedule planned, in its order; name every other difference."""
+    where = "runs.csv" if legacy else "runs/"
+    if not experiment.schedule:
+        return sorted(runs, key=lambda r: r.order), []
+    planned = {run.run_id: run for run in experiment.schedule}
+    problems: list[Problem] = []
+    seen: dict[str, RunRecord] = {}
+    for run in runs:
+        plan = planned.get(run.run_id)
+        if plan is None:
+            problems.append(Problem(run.run_id, where, "not in the experiment's schedule; ignored"))
+            continue
+        if run.run_id in seen:
+            problems.append(Problem(run.run_id, where, "recorded twice; the first was used"))
+            continue
+        differs = [
+            name
+            for name in ("order", "policy", "repetition")
+            if getattr(run, name) != getattr(plan, name)
+        ]
+        if differs:
+            problems.append(
+                Problem(
+                    run.run_id,
+                    where,
+                    f"its {', '.join(differs)} differ from the schedule (edited?); ignored",
+                )
+            )
+            continue
+        seen[run.run_id] = run
+    for run_id in planned:
+        if (
+            run_id not in seen
+            and run_id not in named
+            and not any(p.run_id == run_id for p in problems)
+        ):
+            problems.append(Problem(run_id, where, "missing: scheduled but not recorded"))
+    ordered = [seen[run.run_id] for run in experiment.schedule if run.run_id in seen]
+    return ordered, problems
