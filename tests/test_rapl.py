@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,55 @@ class FakePowercap:
     def advance(self, deltas_uj: Mapping[str, int]) -> None:
         for zone_id, delta in deltas_uj.items():
             self.set(zone_id, (self.energy(zone_id) + delta) % self.ranges[zone_id])
+
+
+class SteadyDraw:
+    """Advances fake counters as RAPL does: a fixed energy per update, updates >= 1 ms apart.
+
+    The meter judges a wrap by the power of the steps around it, so a test that wraps a counter
+    mid-block must draw power like a CPU, not jump. At most 20 W per zone, a step can never look
+    implausible (counters.PLAUSIBLE_SLACK_W), whatever the threads' timing.
+    """
+
+    UPDATE_S = 0.001
+
+    def __init__(self, powercap: FakePowercap, powers_w: Mapping[str, float]) -> None:
+        assert all(power_w <= 18.0 for power_w in powers_w.values())
+        self.powercap = powercap
+        self.update_uj = {zone: round(w * self.UPDATE_S * 1e6) for zone, w in powers_w.items()}
+        self.advanced_uj = dict.fromkeys(powers_w, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.UPDATE_S):
+            self.powercap.advance(self.update_uj)
+            for zone, update_uj in self.update_uj.items():
+                self.advanced_uj[zone] += update_uj
+
+    def __enter__(self) -> SteadyDraw:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def until(self, done: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert time.monotonic() < deadline, "the fake counters never got there"
+            time.sleep(0.005)
+
+
+class FakeClock:
+    """The meter's clock, moved by the test: counter steps get the durations the test says."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
 
 
 @pytest.fixture(autouse=True)
@@ -261,6 +311,8 @@ def test_bad_options_reach_the_user_as_one_line(powercap: FakePowercap) -> None:
         RaplMeter(root="")
     with pytest.raises(ConfigError, match="reader must be a callable"):
         RaplMeter(reader="cat")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="clock must be a callable returning seconds"):
+        RaplMeter(clock=0.0)  # type: ignore[arg-type]
 
 
 # -- totals --------------------------------------------------------------------------------
@@ -343,13 +395,18 @@ def test_nested_devices_layout_reads_the_same_zones(powercap: FakePowercap) -> N
 def test_amd_package_wraps_and_core_is_not_added(powercap: FakePowercap) -> None:
     amd(powercap)
     assert RaplMeter.probe(root=str(powercap.root)).domains == ["rapl/package-0", "rapl/core-0"]
-    with measure_rapl(powercap.root) as m:
-        # The package counter sits 2 J below its 32-bit limit: this wraps it.
-        powercap.advance({"intel-rapl:0": 3_500_000, "intel-rapl:0:0": 2_000_000})
-    assert powercap.energy("intel-rapl:0") == 1_500_000
-    assert m.energy_j == pytest.approx(3.5)
+    package = "intel-rapl:0"
+    with (
+        measure_rapl(powercap.root) as m,
+        SteadyDraw(powercap, {package: 15.0, "intel-rapl:0:0": 6.0}) as draw,
+    ):
+        # The package counter sits 2 J below its 32-bit limit: 15 W wraps it within 0.2 s.
+        draw.until(lambda: powercap.energy(package) < 1_000_000)
+    assert draw.advanced_uj[package] > 2_000_000  # it did wrap
+    assert m.domains["rapl/package-0"] == pytest.approx(draw.advanced_uj[package] / 1e6)
+    assert m.energy_j == pytest.approx(draw.advanced_uj[package] / 1e6)
     assert m.counted_domains == ["rapl/package-0"]
-    assert m.domains["rapl/core-0"] == pytest.approx(2.0)
+    assert m.domains["rapl/core-0"] == pytest.approx(draw.advanced_uj["intel-rapl:0:0"] / 1e6)
 
 
 def test_mmio_twins_are_not_counted_twice(powercap: FakePowercap) -> None:
@@ -447,7 +504,9 @@ def test_counter_wrapping_several_times_during_a_block(powercap: FakePowercap) -
     range_uj = 1_000_000
     powercap.add("intel-rapl:0", "package-0", 900_000, range_uj)
     powercap.add("intel-rapl:0:0", "dram", 10, range_uj // 2)
-    steps, package_step, dram_step = 60, 97_000, 23_000
+    # At most 6 steps between two reads >= 20 ms apart: 6 x 61 mJ / 20 ms = 18 W, a power no
+    # neighbour can make implausible (the wraps are judged like real ones).
+    steps, package_step, dram_step = 100, 61_000, 23_000
     reader = GatedReader()
     writer_done = threading.Event()
 
@@ -474,6 +533,9 @@ def test_counter_wrapping_several_times_during_a_block(powercap: FakePowercap) -
         thread.start()
         assert writer_done.wait(10)
         thread.join()
+        # The last steps were written just after a read: let a tick read them >= 20 ms later,
+        # as a real counter would have taken that long to count them.
+        time.sleep(0.05)
     package_j, dram_j = steps * package_step / 1e6, steps * dram_step / 1e6
     assert package_j > 5 * range_uj / 1e6 and dram_j > 2 * range_uj / 2 / 1e6  # it did wrap
     assert m.domains["rapl/package-0"] == pytest.approx(package_j)
@@ -524,13 +586,77 @@ def test_reported_energy_equals_true_energy_through_any_wraps(
 ) -> None:
     range_uj, start_uj, steps = run
     reader = CounterReader(range_uj, start_uj)
-    meter = RaplMeter(root=one_zone_tree, reader=reader)
+    clock = FakeClock()
+    meter = RaplMeter(root=one_zone_tree, reader=reader, clock=clock)
     meter.start()
     true_uj = 0
     for step in steps:
         true_uj += step
         reader.value_uj = (reader.value_uj + step) % range_uj
+        clock.now_s += step / 1e6 / 100.0  # a steady 100 W: every wrap is a plausible one
         (reading,) = meter.read()
         assert reading.domain == "rapl/package-0" and reading.in_total
         assert reading.energy_j == true_uj / 1e6
     meter.stop()
+
+
+# -- drops that are not wraps ----------------------------------------------------------------
+def test_a_counter_that_drops_implausibly_mid_block_fails_the_measurement(
+    powercap: FakePowercap,
+) -> None:
+    intel_dual(powercap)
+    zone = "intel-rapl:1"
+    with pytest.raises(MeterError) as failure, measure_rapl(powercap.root):
+        with SteadyDraw(powercap, {"intel-rapl:0": 15.0, zone: 15.0}):
+            time.sleep(0.1)  # the steps before the drop draw up to 15 W
+        before_uj = powercap.energy(zone)
+        time.sleep(0.05)  # a tick reads before_uj, so the message names it
+        powercap.set(zone, 5_000_000)  # reset mid-block: far from the top of its range
+        time.sleep(0.05)
+    message = str(failure.value)
+    wrap_j = (INTEL_RANGE_UJ - before_uj + 5_000_000) / 1e6  # what a wrap would have added
+    assert f"rapl/package-1: {powercap.root}/{zone}/energy_uj fell from {before_uj} " in message
+    assert "to 5000000 in " in message and re.search(r" in 0\.\d{3} s;", message)
+    assert f"max_energy_range_uj={INTEL_RANGE_UJ} that is {wrap_j:,.0f} J at " in message
+    assert re.search(r"J at [\d.]+ MW \(the last steps drew [\d.]+ W; at most", message)
+    assert "neither a wrap nor a real step: the counter was reset or misread" in message
+    assert "measure it again" in message
+
+
+def test_drops_are_judged_against_the_zones_recent_power(one_zone_tree: Path) -> None:
+    range_uj = 100_000_000  # a 100 J counter, so that a reset is short of 2 kW
+    reader = CounterReader(range_uj, 90_000_000)
+    clock = FakeClock()
+    meter = RaplMeter(root=one_zone_tree, reader=reader, clock=clock)
+    meter.start()
+
+    def step(to_uj: int, seconds: float) -> float:
+        reader.value_uj = to_uj
+        clock.now_s += seconds
+        (reading,) = meter.read()
+        assert reading.energy_j is not None
+        return reading.energy_j
+
+    for value_uj in (92_000_000, 94_000_000, 96_000_000, 98_000_000):
+        step(value_uj, 0.2)  # 10 W
+    assert step(2_000_000, 0.2) == pytest.approx(12.0)  # a real wrap: 4 J, 20 W beside 10 W
+    # 100 - 2 + 0.5 = 98.5 J in 0.2 s is 492 W: under 2 kW, yet 49 times what the steps before
+    # drew (at most 5 x 10 + 20 = 70 W is plausible).
+    with pytest.raises(
+        MeterError,
+        match=r"fell from 2000000 to 500000 in 0\.200 s; .* 98 J at 490 W "
+        r"\(the last steps drew 10 W; at most 70 W is plausible\): neither a wrap",
+    ):
+        step(500_000, 0.2)
+
+
+def test_a_drop_with_no_step_before_it_is_judged_against_any_counters_ceiling(
+    one_zone_tree: Path,
+) -> None:
+    reader = CounterReader(100_000_000, 50_000_000)
+    clock = FakeClock()
+    meter = RaplMeter(root=one_zone_tree, reader=reader, clock=clock)
+    meter.start()
+    reader.value_uj, clock.now_s = 1_000_000, clock.now_s + 0.02  # 51 J in 20 ms: 2.5 kW
+    with pytest.raises(MeterError, match=r"no earlier step to compare; at most 2 kW"):
+        meter.read()

@@ -33,10 +33,15 @@ The total rule (each joule counted once):
    report their package's counter) are one counter: the first is counted, the others are
    reported and not added. Zero is excluded because counters that never ran are all zero.
 
-Wrap-around: the meter keeps each zone's last raw value; a new value below it means the counter
-wrapped, and the step is ``max_energy_range_uj - last + new``. Any number of wraps within one
-block is handled as long as reads are less than one wrap period apart, which ``measure()``'s
-sampling interval (default 0.2 s) guarantees by a wide margin.
+Wrap-around: the meter keeps each zone's last raw value and when it read it; a new value below
+it is judged by the rule every reader of counters shares (:func:`greenprec.counters.judge_drop`)
+with the zone's ``max_energy_range_uj`` as the range and the power of its last few steps as the
+neighbours. A plausible drop is a wrap, and the step is ``max_energy_range_uj - last + new``.
+An implausible one (a wrap would mean hundreds of kilojoules in a fraction of a second) is a
+counter that was reset or misread: the energy of that step cannot be known, so the reading
+fails with a MeterError rather than adding a range's worth of joules. Any number of wraps
+within one block is handled as long as reads are less than one wrap period apart, which
+``measure()``'s sampling interval (default 0.2 s) guarantees by a wide margin.
 
 Since Linux 5.10 (CVE-2020-8694, PLATYPUS) ``energy_uj`` is readable by root only; the probe
 says so, with the ``chmod`` and udev/tmpfiles fixes (see docs/meters/rapl.md).
@@ -45,13 +50,16 @@ says so, with the ``chmod`` and udev/tmpfiles fixes (see docs/meters/rapl.md).
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
+import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from greenprec.counters import judge_drop, reference_power_w
 from greenprec.errors import ConfigError, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
 from greenprec.meters import options
@@ -61,6 +69,20 @@ DEFAULT_ROOT = "/sys/class/powercap"
 
 Reader = Callable[[str], str]
 """Reads one sysfs file and returns its text; injectable so tests can fake failures."""
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic clock; injectable so tests can give counter steps a duration."""
+
+COUNTER_UPDATE_S = 0.001
+"""RAPL counters advance about once a millisecond (Hähnel et al., "Measuring energy consumption
+for short code paths using RAPL", 2012), so a step read ``dt`` apart can hold up to ``dt`` plus
+one update of energy: a drop is judged over that span, not at the inflated power of a read
+that came just after an update."""
+NEIGHBOUR_MIN_STEP_S = 0.01
+"""Shorter steps are not kept as neighbours: over a few update periods their power is mostly
+rounding (the entry reading, microseconds after start, holds no update or one)."""
+NEIGHBOURS = 5
+"""How many recent step powers per zone a drop is judged against (their median)."""
 
 _ZONE_DIR = re.compile(r"intel-rapl(?:-mmio)?(?::\d+)+")
 # Control-type directories that hold the zones in the nested /sys/devices layout.
@@ -87,7 +109,10 @@ class _Zone:
     max_range_uj: int
     in_total: bool = False
     last_uj: int = 0
+    last_s: float = 0.0  # the clock when last_uj was read
+    max_seen_uj: int = 0
     total_uj: int = 0
+    recent_powers_w: deque[float] = field(default_factory=lambda: deque(maxlen=NEIGHBOURS))
 
     @property
     def energy_path(self) -> str:
@@ -109,6 +134,7 @@ class RaplMeter(Meter):
         root: str | os.PathLike[str] = DEFAULT_ROOT,
         prefer_psys: bool | str | int = False,
         reader: Reader | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
             raise ConfigError(
@@ -122,6 +148,12 @@ class RaplMeter(Meter):
                 "it exists for tests and cannot be given on the command line"
             )
         self._read: Reader = reader if reader is not None else read_sysfs
+        if clock is not None and not callable(clock):
+            raise ConfigError(
+                f"rapl option clock must be a callable returning seconds, got {clock!r}; "
+                "it exists for tests and cannot be given on the command line"
+            )
+        self._clock: Clock = clock if clock is not None else time.monotonic
         self._zones: list[_Zone] = []
 
     # -- the contract ----------------------------------------------------------------------
@@ -140,26 +172,62 @@ class RaplMeter(Meter):
         zones = self._discover()
         first = {zone.zone_id: self._read_counter(zone) for zone in zones}
         # A second pass lets the mirror check tolerate a counter update between two reads.
-        second = {zone.zone_id: self._read_counter(zone) for zone in zones}
+        second: dict[str, int] = {}
+        for zone in zones:
+            second[zone.zone_id] = self._read_counter(zone)
+            zone.last_s = self._clock()
         _mark_mirrors(zones, first, second)
         for zone in zones:
-            zone.last_uj = second[zone.zone_id]
+            zone.last_uj = zone.max_seen_uj = second[zone.zone_id]
             zone.total_uj = 0
+            zone.recent_powers_w.clear()
         self._zones = zones
 
     def read(self) -> list[Reading]:
         readings: list[Reading] = []
         for zone in self._zones:
             raw = self._read_counter(zone)
-            if raw >= zone.last_uj:
-                zone.total_uj += raw - zone.last_uj
-            else:
-                zone.total_uj += zone.max_range_uj - zone.last_uj + raw
-            zone.last_uj = raw
+            now_s = self._clock()
+            dt_s = now_s - zone.last_s
+            step_uj = raw - zone.last_uj if raw >= zone.last_uj else self._wrap_uj(zone, raw, dt_s)
+            if dt_s >= NEIGHBOUR_MIN_STEP_S:
+                zone.recent_powers_w.append(step_uj / 1e6 / dt_s)
+            zone.total_uj += step_uj
+            zone.last_uj, zone.last_s = raw, now_s
+            zone.max_seen_uj = max(zone.max_seen_uj, raw)
             readings.append(
                 Reading(zone.domain, energy_j=zone.total_uj / 1e6, in_total=zone.in_total)
             )
         return readings
+
+    def _wrap_uj(self, zone: _Zone, raw: int, dt_s: float) -> int:
+        """The step of a counter that went down: a wrap when plausible, else a MeterError."""
+        drop = judge_drop(
+            zone.last_uj / 1e6,
+            raw / 1e6,
+            dt_s + COUNTER_UPDATE_S,
+            max_seen_j=zone.max_seen_uj / 1e6,
+            range_j=zone.max_range_uj / 1e6,
+            neighbour_powers_w=list(zone.recent_powers_w),
+        )
+        if not drop.plausible:
+            reference_w = reference_power_w(list(zone.recent_powers_w))
+            beside = (
+                "no earlier step to compare"
+                if reference_w is None
+                else f"the last steps drew {_watts(reference_w)}"
+            )
+            # A live meter cannot learn that step's energy afterwards: fail, never invent it.
+            raise MeterError(
+                f"{zone.domain}: {zone.energy_path} fell from {zone.last_uj} to {raw} in "
+                f"{dt_s:.3f} s; as a wrap at max_energy_range_uj={zone.max_range_uj} that is "
+                f"{drop.step_j:,.0f} J at {_watts(drop.implied_power_w)} ({beside}; at most "
+                f"{_watts(drop.limit_w)} is plausible): neither a wrap nor a real step: the "
+                "counter was reset or misread (suspend/resume, a driver reload, another tool "
+                "writing the register); this block's energy is unknown, measure it again"
+            )
+        # The integer form keeps the total exact in µJ; drop.step_j is the same in joules.
+        return zone.max_range_uj - zone.last_uj + raw
 
     def stop(self) -> None:
         self._zones = []
@@ -266,6 +334,16 @@ class RaplMeter(Meter):
             f"fix: sudo chmod a+r {pattern} (until reboot), or a udev rule or tmpfiles.d "
             "entry to keep it (docs/meters/rapl.md), or run as root"
         )
+
+
+def _watts(power_w: float) -> str:
+    """A power for a message: ``12.5 MW``, ``3.2 kW``, ``45 W``."""
+    if not math.isfinite(power_w):
+        return "unbounded power"  # the range is at or below the last value: no wrap fits
+    for scale, unit in ((1e6, "MW"), (1e3, "kW")):
+        if power_w >= scale:
+            return f"{power_w / scale:.3g} {unit}"
+    return f"{power_w:.3g} W"
 
 
 def _zone_dirs(root: str) -> tuple[list[tuple[str, str]], bool]:
