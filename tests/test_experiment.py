@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from greenprec.cli import app
 from greenprec.experiment.config import PRESETS, load_config
-from greenprec.experiment.folder import RUN_COLUMNS, ResultsFolder
 from greenprec.experiment.schedule import make_schedule, run_seed
+from greenprec.results import INDEX_COLUMNS as RUN_COLUMNS
+from greenprec.results import ResultsStore
 from workload_helpers import make_cifar_archive
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -361,7 +362,7 @@ def test_runs_command_and_jsonl_progress(tmp_path: Path) -> None:
     assert {row["run_id"] for row in json.loads(as_json.stdout)} == {"fp32-001", "fp32-002"}
     missing = runner.invoke(app, ["runs", str(tmp_path / "nothing")])
     assert missing.exit_code != 0
-    assert ResultsFolder(out).read_runs()[0]["status"] == "done"
+    assert ResultsStore(out).load().runs[0].status == "done"
 
 
 @pytest.mark.slow

@@ -273,6 +273,7 @@ def compare_command(
     """Run the experiment protocol: seeded schedule, warm-up, cool-downs, every run measured."""
     from greenprec.experiment.config import load_config
     from greenprec.experiment.runner import ExperimentFailed, run_experiment
+    from greenprec.results import ExperimentExists
 
     if quick and protocol:
         fail("--quick and --protocol are alternatives; give one")
@@ -310,11 +311,16 @@ def compare_command(
         out = Path("greenprec-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
     reporter = _reporter(quiet=quiet, jsonl=jsonl)
     try:
-        folder, rows = run_experiment(
+        store, records = run_experiment(
             experiment_config, out, resume=resume, retry_failed=retry_failed, reporter=reporter
         )
+    except ExperimentExists as error:
+        fail(f"{error}; continue it with --resume --out {error.path}, or choose another --out")
     except ExperimentFailed as error:
-        fail(str(error), code=1)
+        fail(
+            f"{error}; fix it, then continue with --resume --retry-failed --out {error.folder}",
+            code=1,
+        )
     except KeyboardInterrupt:
         typer.echo(
             f"greenprec: interrupted; the current run is marked failed (interrupted). "
@@ -322,12 +328,16 @@ def compare_command(
             err=True,
         )
         raise typer.Exit(130) from None
+    from greenprec.results import record_row
+
+    rows = [record_row(record) for record in records]
     if not jsonl:
-        _summarise(folder.path, rows)
+        _summarise(store.path, rows)
     failed = [row for row in rows if row["status"] != "done"]
     if failed:
         typer.echo(
-            f"greenprec: {len(failed)} run(s) failed; see runs.csv and logs/ in {folder.path}",
+            f"greenprec: {len(failed)} run(s) failed; see runs.csv and logs/ in {store.path}; "
+            f"run them again with --resume --retry-failed --out {store.path}",
             err=True,
         )
         raise typer.Exit(1)
@@ -395,10 +405,13 @@ def runs_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print runs as JSON.")] = False,
 ) -> None:
     """Print the runs table of a results folder: status, energy, duration, accuracy."""
-    from greenprec.experiment.folder import ResultsFolder
     from greenprec.experiment.tables import runs_table, summary_table
+    from greenprec.results import ResultsStore, record_row
 
-    rows = ResultsFolder(folder).read_runs()
+    snapshot = ResultsStore(folder).load()
+    rows = [record_row(run) for run in snapshot.runs]
+    for problem in snapshot.problems:
+        typer.echo(f"greenprec: warning: {problem}", err=True)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return

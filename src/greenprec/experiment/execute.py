@@ -1,129 +1,166 @@
-"""Running one scheduled run: in this process (``inline``) or in a fresh Python (``process``).
+"""The run executor: one scheduled run, here (``inline``) or in a fresh Python (``process``).
 
-A run's outcome is a plain dict: ``status`` ("done" or "failed"), ``error``, ``metrics`` and
-``measurement`` (``Measurement.to_dict()``); its samples are written by whoever measured it.
+Whoever executes a run writes its run file (``runs/<run_id>.json``) and its samples: first
+``running`` (with this host and process, so a stale state can be recognised), then ``done``
+or ``failed``. The driver (:mod:`greenprec.experiment.runner`) writes the file itself only
+when the executor is gone without a final record (killed, out of memory, a native crash).
+A job on another node runs the very same :func:`execute_run`.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from greenprec.experiment.atomic import write_atomic
-from greenprec.experiment.folder import ResultsFolder
+from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = dict[str, Any]
+from greenprec.results import ResultsStore, RunRecord
+from greenprec.results.files import write_atomic
+from greenprec.results.records import now_iso
+
 RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
 
 
-def run_spec(config: Any, run: Any, meters: list[str]) -> dict[str, Any]:
-    """Everything a run needs, as JSON-ready data (handed to the child process)."""
-    return {
-        "run_id": run.run_id,
-        "policy": run.policy,
-        "seed": run.seed,
-        "workload": config.workload,
-        "params": config.params,
-        "deterministic": config.deterministic,
-        "meters": meters,
-        "meter_options": config.meter_options,
-        "interval_s": config.interval_s,
-    }
+class RunSpec(BaseModel):
+    """Everything one run needs, handed from the driver to the executor (a JSON file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: RunRecord
+    workload: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    deterministic: bool = False
+    meters: list[str]
+    meter_options: dict[str, str] = Field(default_factory=dict)
+    interval_s: float
+    baseline_power_w: float | None = None
+    """The idle baseline's power: ``net_energy_j`` is the run's energy less this over its time."""
 
 
-def execute_inline(spec: dict[str, Any], folder: ResultsFolder) -> Outcome:
-    """Run the workload here, measure its marked phase, write its samples."""
+def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
+    """Run the workload in this process, measure its marked phase, write the run's files."""
     from greenprec.measurement import measure
     from greenprec.workloads import run_workload
 
+    running = spec.run.cleared().model_copy(
+        update={
+            "status": "running",
+            "started_at": now_iso(),
+            "host": platform.node(),
+            "executor_pid": os.getpid(),
+        }
+    )
+    store.write_run(running)
+
     def measure_factory() -> Any:
-        return measure(
-            spec["meters"], interval=spec["interval_s"], meter_options=spec["meter_options"]
-        )
+        return measure(spec.meters, interval=spec.interval_s, meter_options=spec.meter_options)
 
     try:
         result = run_workload(
-            spec["workload"],
-            policy=spec["policy"],
-            seed=spec["seed"],
-            params=spec["params"],
-            deterministic=spec["deterministic"],
+            spec.workload,
+            policy=spec.run.policy,
+            seed=spec.run.seed if spec.run.seed is not None else 0,
+            params=spec.params,
+            deterministic=spec.deterministic,
             measure_factory=measure_factory,
         )
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # a failed run is data, not a crash of the experiment
-        return {
-            "status": "failed",
-            "error": _one_line(error),
-            "traceback": traceback.format_exc(),
-        }
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        failed = running.model_copy(
+            update={"status": "failed", "ended_at": now_iso(), "error": one_line(error)}
+        )
+        store.write_run(failed)
+        return failed
     measurement = result.measurement
-    folder.write_samples(spec["run_id"], measurement.samples.itertuples(index=False, name=None))
-    return {
-        "status": "done",
-        "error": None,
-        "metrics": dict(result.metrics),
-        "measurement": measurement.to_dict(),
-    }
+    store.write_samples(spec.run.run_id, measurement.samples.itertuples(index=False, name=None))
+    duration_s = measurement.duration_s
+    energy_j = measurement.energy_j
+    mean_power_w = measurement.mean_power_w
+    done = running.model_copy(
+        update={
+            "status": "done",
+            "started_at": measurement.started_at.isoformat(),
+            "ended_at": measurement.ended_at.isoformat(),
+            "duration_s": duration_s,
+            "energy_j": energy_j,
+            "net_energy_j": (
+                energy_j - spec.baseline_power_w * duration_s
+                if spec.baseline_power_w is not None
+                else None
+            ),
+            "mean_power_w": mean_power_w if mean_power_w == mean_power_w else None,
+            "meter": measurement.meter,
+            "estimated": measurement.estimated,
+            "domains": measurement.domains,
+            "counted_domains": measurement.counted_domains,
+            "metrics": dict(result.metrics),
+            "executor_pid": None,
+            "error": None,
+        }
+    )
+    store.write_run(done)
+    return done
 
 
-def execute_in_process(
-    spec: dict[str, Any], folder: ResultsFolder, *, poll: Callable[[], None] | None = None
-) -> Outcome:
+def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     """Run in a fresh interpreter so no framework state leaks from run to run.
 
-    The child's output goes to ``logs/<run_id>.log``; a child that dies without an outcome
-    (killed, out of memory, a crash in native code) is a failed run with its log's last line.
+    The child's output goes to ``logs/<run_id>.log``. A child that dies without a final
+    record (killed, out of memory, a crash in native code) leaves a failed run with its log's
+    last line, written here once the child is gone.
     """
-    work = folder.path / ".work"
-    spec_file = work / f"{spec['run_id']}.spec.json"
-    outcome_file = work / f"{spec['run_id']}.outcome.json"
-    write_atomic(spec_file, json.dumps(spec))
-    outcome_file.unlink(missing_ok=True)
-    log_file = folder.path / "logs" / f"{spec['run_id']}.log"
+    run_id = spec.run.run_id
+    spec_file = store.work_file(run_id, "spec.json")
+    write_atomic(spec_file, spec.model_dump_json())
+    log_file = store.log_file(run_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
         "-m",
         "greenprec.experiment.child",
-        str(folder.path),
+        str(store.path),
         str(spec_file),
-        str(outcome_file),
     ]
     with log_file.open("wb") as log:
         env = {**os.environ, RUNNER_PID_VARIABLE: str(os.getpid())}
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             while child.poll() is None:
-                if poll is not None:
-                    poll()
                 time.sleep(0.1)
         except BaseException:
-            _stop_child(child)
+            stop_child(child)
             raise
-    if outcome_file.exists():
-        outcome: Outcome = json.loads(outcome_file.read_text(encoding="utf-8"))
-        outcome_file.unlink()
-        spec_file.unlink(missing_ok=True)
-        return outcome
-    spec_file.unlink(missing_ok=True)
-    return {
-        "status": "failed",
-        "error": f"{_exit_description(child.returncode)}; last output: {_last_line(log_file)} "
-        f"(full log: {log_file})",
-    }
+    store.remove_work_file(run_id, "spec.json")
+    try:
+        record = store.read_run(run_id)
+    except Exception:
+        record = spec.run
+    if record.status in ("done", "failed"):
+        return record
+    failed = record.model_copy(
+        update={
+            "status": "failed",
+            "ended_at": now_iso(),
+            "executor_pid": None,
+            "error": f"{_exit_description(child.returncode)}; last output: "
+            f"{_last_line(log_file)} (full log: {log_file})",
+        }
+    )
+    store.write_run(failed)
+    return failed
 
 
-def _stop_child(child: subprocess.Popen[bytes]) -> None:
+def stop_child(child: subprocess.Popen[bytes]) -> None:
+    """Ask a run's process to stop (SIGINT), then kill it after 10 s."""
     if child.poll() is not None:
         return
     child.send_signal(signal.SIGINT)
@@ -147,27 +184,27 @@ def _exit_description(returncode: int) -> str:
 
 def _last_line(log_file: Path) -> str:
     try:
-        lines = [line.strip() for line in log_file.read_text(errors="replace").splitlines()]
+        with log_file.open("rb") as handle:
+            handle.seek(max(0, log_file.stat().st_size - 65536))
+            tail = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return "(no log)"
-    lines = [line for line in lines if line]
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
     return lines[-1][:300] if lines else "(no output)"
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its type and its message with whitespace folded."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def child_main(argv: list[str]) -> int:
-    """Entry of ``python -m greenprec.experiment.child FOLDER SPEC OUTCOME``."""
-    folder_path, spec_path, outcome_path = argv
+    """Entry of ``python -m greenprec.experiment.child FOLDER SPEC``."""
+    folder_path, spec_path = argv
     _die_with_parent()
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    outcome = execute_inline(spec, ResultsFolder(folder_path))
-    if "traceback" in outcome:
-        print(outcome["traceback"], file=sys.stderr, flush=True)
-    write_atomic(Path(outcome_path), json.dumps(outcome, default=str))
+    spec = RunSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
+    execute_run(spec, ResultsStore(folder_path))
     return 0
 
 

@@ -15,7 +15,7 @@ class Reporter:
     started, phase (warm-up / baseline / cool-down / training, repeated), run_finished, finished.
     """
 
-    def started(self, total: int, done: int, folder: str) -> None: ...
+    def started(self, total: int, done: int, folder: str, failed: int = 0) -> None: ...
 
     def phase(self, name: str, row: Row | None = None, seconds: float | None = None) -> None: ...
 
@@ -28,8 +28,10 @@ class Reporter:
     def close(self) -> None: ...
 
 
-def started_line(total: int, done: int, folder: str) -> str:
-    return f"greenprec compare: {total} runs ({done} already done) -> {folder}"
+def started_line(total: int, done: int, folder: str, failed: int = 0) -> str:
+    """The experiment's opening line: how many runs, how many already done or failed."""
+    before = f"{done} already done" + (f", {failed} failed" if failed else "")
+    return f"greenprec compare: {total} runs ({before}) -> {folder}"
 
 
 def run_summary(row: Row) -> str:
@@ -54,8 +56,8 @@ class JsonLinesReporter(Reporter):
         sys.stdout.write(json.dumps(record, default=str) + "\n")
         sys.stdout.flush()
 
-    def started(self, total: int, done: int, folder: str) -> None:
-        self._emit("started", total=total, done=done, folder=folder)
+    def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
+        self._emit("started", total=total, done=done, failed=failed, folder=folder)
 
     def phase(self, name: str, row: Row | None = None, seconds: float | None = None) -> None:
         self._emit("phase", phase=name, run_id=row["run_id"] if row else None, seconds=seconds)
@@ -99,8 +101,8 @@ class RichReporter(Reporter):
         )
         self.task: Any = None
 
-    def started(self, total: int, done: int, folder: str) -> None:
-        self.console.print(started_line(total, done, folder), markup=False)
+    def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
+        self.console.print(started_line(total, done, folder, failed), markup=False)
         self.progress.start()
         self.task = self.progress.add_task("runs", total=total, completed=done, phase="", run="")
 
@@ -128,8 +130,8 @@ class RichReporter(Reporter):
 class PlainReporter(Reporter):
     """Summary lines only, on stderr: for logs and terminals without a live display."""
 
-    def started(self, total: int, done: int, folder: str) -> None:
-        print(started_line(total, done, folder), file=sys.stderr)
+    def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
+        print(started_line(total, done, folder, failed), file=sys.stderr)
 
     def run_finished(self, row: Row) -> None:
         print(run_summary(row), file=sys.stderr, flush=True)

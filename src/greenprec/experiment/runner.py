@@ -1,38 +1,46 @@
-"""The experiment protocol: schedule, baseline, warm-up, runs with cool-downs, resumable."""
+"""The experiment protocol: schedule, baseline, warm-up, runs with cool-downs, resumable.
+
+The runner is the folder's *driver*: it holds the folder lock (one driver at a time), creates
+the experiment record and a pending run file per scheduled run, then hands each run to an
+executor (:mod:`greenprec.experiment.execute`), which writes the run's own file. After each
+run the driver rebuilds the ``runs.csv`` index. Everything on disk goes through
+:class:`greenprec.results.ResultsStore`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from greenprec.errors import ConfigError
+from greenprec.errors import ConfigError, GreenprecError
 from greenprec.experiment.config import ExperimentConfig, validate
 from greenprec.experiment.environment import environment
-from greenprec.experiment.execute import execute_in_process, execute_inline, run_spec
-from greenprec.experiment.folder import (
-    DOMAIN_PREFIX,
-    INTERRUPTED,
-    RUN_COLUMNS,
-    ResultsFolder,
-    Row,
-    join_domains,
-)
+from greenprec.experiment.execute import RunSpec, execute_in_process, execute_run
 from greenprec.experiment.progress import Reporter
-from greenprec.experiment.schedule import ScheduledRun, make_schedule
+from greenprec.experiment.schedule import make_schedule
+from greenprec.results import (
+    INTERRUPTED,
+    ExperimentRecord,
+    MetersRecord,
+    PhaseRecord,
+    ResultsStore,
+    RunRecord,
+    new_experiment_record,
+    record_row,
+)
+from greenprec.results.lock import LOCK_NAME
+from greenprec.results.records import now_iso
 
-FORMAT_VERSION = 1
-# What a run measured or reported: cleared before a run is repeated.
-RESULT_COLUMNS = RUN_COLUMNS[RUN_COLUMNS.index("started_at") :]
+SOURCE = "greenprec compare"
 
 
-class ExperimentFailed(Exception):
+class ExperimentFailed(GreenprecError):
     """A run failed under ``fail_fast``; the folder stays resumable."""
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    def __init__(self, run_id: str, error: str, folder: Path) -> None:
+        self.run_id, self.error, self.folder = run_id, error, folder
+        super().__init__(f"run {run_id} failed and fail_fast is set: {error}")
 
 
 def run_experiment(
@@ -42,60 +50,102 @@ def run_experiment(
     resume: bool = False,
     retry_failed: bool = False,
     reporter: Reporter | None = None,
-) -> tuple[ResultsFolder, list[Row]]:
-    """Run (or continue) an experiment into ``out``; return the folder and its final runs.
+) -> tuple[ResultsStore, list[RunRecord]]:
+    """Run (or continue) an experiment into ``out``; return the store and its final runs.
 
     With ``resume``, the configuration stored in the folder is used and only runs that are
-    not done are executed: pending ones, one interrupted mid-run, and failed ones if
-    ``retry_failed``. Without it, a folder that already holds runs is refused.
+    not done are executed: pending ones, one interrupted mid-run, a stale ``running`` one,
+    and failed ones if ``retry_failed``. Without it, a folder that already holds anything is
+    refused. A second process driving the same folder is refused while this one runs.
     """
     reporter = reporter or Reporter()
-    folder = ResultsFolder(out)
-    if resume:
-        config, experiment, rows = _reopen(folder)
-    else:
+    store = ResultsStore(out)
+    if not resume:
         if config is None:
             raise ConfigError("no configuration given")
-        if folder.exists():
-            raise ConfigError(
-                f"{folder.path} already holds an experiment; continue it with "
-                f"--resume --out {folder.path}, or choose another --out"
-            )
-        experiment, rows = _create(folder, config)
-
-    todo = [row for row in rows if _needs_running(row, retry_failed)]
-    for row in todo:
-        _clear(row)
-    folder.write_runs(rows)
-    meters: list[str] = experiment["meters"]["used"]
-    reporter.started(len(rows), len(rows) - len(todo), str(folder.path))
+        store.check_new()
+    elif not store.exists():
+        raise ConfigError(f"nothing to resume: {store.path} holds no experiment")
+    created_dir = not store.path.exists()
+    store.path.mkdir(parents=True, exist_ok=True)
+    lock = store.lock("greenprec compare" + (" --resume" if resume else ""))
     try:
-        for text in experiment.get("warnings", []):
+        lock.acquire()
+    except BaseException:
+        if created_dir:
+            _remove_empty(store.path)
+        raise
+    try:
+        if resume:
+            config, experiment, runs, notes = _reopen(store)
+        else:
+            assert config is not None
+            store.check_new()  # again, under the lock: another process may have been first
+            experiment, runs = _create(store, config)
+            notes = []
+        return _drive(store, config, experiment, runs, notes, retry_failed, reporter)
+    finally:
+        lock.release()
+
+
+def _drive(
+    store: ResultsStore,
+    config: ExperimentConfig,
+    experiment: ExperimentRecord,
+    runs: list[RunRecord],
+    notes: list[str],
+    retry_failed: bool,
+    reporter: Reporter,
+) -> tuple[ResultsStore, list[RunRecord]]:
+    by_id = {run.run_id: run for run in runs}
+    todo = [run.run_id for run in runs if _needs_running(store, run, retry_failed)]
+    for run_id in todo:
+        by_id[run_id] = by_id[run_id].cleared()
+        store.write_run(by_id[run_id])
+    store.write_index(list(by_id.values()))
+    meters = experiment.meters.used
+    done_before = sum(run.status == "done" for run in by_id.values())
+    failed_before = sum(run.status == "failed" for run in by_id.values())
+    reporter.started(len(by_id), done_before, str(store.path), failed=failed_before)
+    current: str | None = None
+    try:
+        for text in [*experiment.warnings, *notes]:
             reporter.message(f"warning: {text}")
         if todo:
-            _baseline(folder, experiment, config, meters, reporter)
-            _warm_up(folder, experiment, config, meters, reporter)
-        for index, row in enumerate(todo):
+            _baseline(store, experiment, config, meters, reporter)
+            _warm_up(store, experiment, config, meters, reporter)
+        for index, run_id in enumerate(todo):
+            current = run_id
             if index > 0 and config.cooldown_s > 0:
-                reporter.phase("cool-down", row, config.cooldown_s)
+                reporter.phase("cool-down", record_row(by_id[run_id]), config.cooldown_s)
                 time.sleep(config.cooldown_s)
-            _run_one(folder, experiment, config, meters, rows, row, reporter)
-            if row["status"] == "failed" and config.fail_fast:
-                raise ExperimentFailed(
-                    f"run {row['run_id']} failed and --fail-fast is set: {row['error']}; "
-                    f"fix it, then continue with --resume --retry-failed --out {folder.path}"
-                )
+            # The index shows the run as running now; its file is the executor's to write.
+            starting = by_id[run_id].model_copy(update={"status": "running"})
+            store.write_index([starting if r.run_id == run_id else r for r in by_id.values()])
+            by_id[run_id] = _run_one(store, experiment, config, meters, by_id[run_id], reporter)
+            current = None
+            store.write_index(list(by_id.values()))
+            if by_id[run_id].status == "failed" and config.fail_fast:
+                raise ExperimentFailed(run_id, by_id[run_id].error or "failed", store.path)
     finally:
         reporter.close()
-        done = all(row["status"] == "done" for row in rows)
-        experiment["status"] = "complete" if done else "incomplete"
-        experiment["updated_at"] = _now()
-        folder.write_experiment(experiment)
+        if current is not None:  # interrupted mid-run: its file says how it ended
+            with contextlib.suppress(GreenprecError, OSError):
+                by_id[current] = store.read_run(current)
+        final = list(by_id.values())
+        with contextlib.suppress(OSError):
+            store.write_index(final)
+        experiment.status = "complete" if all(r.status == "done" for r in final) else "incomplete"
+        experiment.updated_at = now_iso()
+        store.write_experiment(experiment)
+    rows = [record_row(run) for run in final]
     reporter.finished(rows)
-    return folder, rows
+    return store, final
 
 
-def _create(folder: ResultsFolder, config: ExperimentConfig) -> tuple[dict[str, Any], list[Row]]:
+def _create(
+    store: ResultsStore, config: ExperimentConfig
+) -> tuple[ExperimentRecord, list[RunRecord]]:
     from greenprec.meters.registry import resolve
     from greenprec.precision import emulation_warnings, support
 
@@ -110,120 +160,124 @@ def _create(folder: ResultsFolder, config: ExperimentConfig) -> tuple[dict[str, 
             f"meter {'+'.join(used)} is an estimate, not a measurement: every energy figure "
             "of this experiment is estimated"
         )
-    experiment: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "created_at": _now(),
-        "status": "running",
-        "config": config.model_dump(mode="json"),
-        "schedule": [run.to_dict() for run in schedule],
-        "meters": {"requested": requested, "used": used, "estimated": estimated},
-        "precision_support": support().to_dict(),
-        "warnings": warnings,
-        "baseline": None,
-        "warmups": [],
-        **environment(),
-    }
-    folder.path.mkdir(parents=True, exist_ok=True)
-    folder.write_experiment(experiment)  # the schedule is on disk before the first run starts
-    rows = [_pending_row(run) for run in schedule]
-    folder.write_runs(rows)
-    return experiment, rows
+    facts = environment()
+    experiment = new_experiment_record(
+        source=SOURCE,
+        config=config.model_dump(mode="json"),
+        schedule=schedule,
+        meters=MetersRecord(requested=requested, used=used, estimated=estimated),
+        warnings=warnings,
+        precision_support=support().to_dict(),
+        versions=facts["versions"],
+        host=facts["host"],
+    )
+    runs = [RunRecord.planned(run) for run in schedule]
+    store.create(experiment, runs)  # the schedule is on disk before the first run starts
+    store.ensure_dirs()
+    return experiment, runs
 
 
-def _reopen(folder: ResultsFolder) -> tuple[ExperimentConfig, dict[str, Any], list[Row]]:
-    if not folder.exists():
-        raise ConfigError(f"nothing to resume: {folder.path} holds no experiment")
-    experiment = folder.read_experiment()
-    config = validate(experiment["config"])
-    return config, experiment, folder.read_runs()
+def _reopen(
+    store: ResultsStore,
+) -> tuple[ExperimentConfig, ExperimentRecord, list[RunRecord], list[str]]:
+    """The folder's config and runs; missing or damaged runs come back pending, named."""
+    snapshot = store.load()
+    experiment = snapshot.experiment
+    if experiment.source != SOURCE:
+        raise ConfigError(
+            f"{store.path} was made by {experiment.source[:40]}, not greenprec compare; there "
+            "is nothing to resume (greenprec report reads it)"
+        )
+    config = validate(experiment.config)
+    usable = {run.run_id: run for run in snapshot.runs}
+    notes: list[str] = []
+    runs: list[RunRecord] = []
+    for planned in experiment.schedule:
+        run = usable.get(planned.run_id)
+        if run is None:
+            run = RunRecord.planned(planned)
+            store.write_run(run)
+        runs.append(run)
+    for problem in snapshot.problems:
+        if problem.run_id in usable or problem.where == "runs.csv":
+            continue
+        again = " it runs again" if problem.run_id in {r.run_id for r in runs} else ""
+        notes.append(f"{problem};{again}" if again else str(problem))
+    if snapshot.legacy:
+        notes.append(
+            "this folder was written by greenprec 0.1; its runs now have run files in runs/"
+        )
+        experiment.schema_version = ExperimentRecord.model_fields["schema_version"].default
+        store.write_experiment(experiment)
+        for run in runs:
+            store.write_run(run)
+    store.ensure_dirs()
+    return config, experiment, runs, notes
 
 
-def _pending_row(run: ScheduledRun) -> Row:
-    return {**run.to_dict(), "status": "pending"}
-
-
-def _needs_running(row: Row, retry_failed: bool) -> bool:
-    if row["status"] in ("pending", "running"):
-        return True  # "running" in a folder means the runner died mid-run: run it again
-    if row["status"] == "failed":
-        return retry_failed or str(row.get("error") or "").startswith(INTERRUPTED)
+def _needs_running(store: ResultsStore, run: RunRecord, retry_failed: bool) -> bool:
+    if run.status == "pending":
+        return True
+    if run.status == "running":
+        # This process holds the lock, so no driver is running it; its executor is gone
+        # unless a process of a killed driver is still finishing it (then leave it be).
+        return store.is_stale(run)
+    if run.status == "failed":
+        return retry_failed or run.interrupted
     return False
 
 
-def _clear(row: Row) -> None:
-    for key in list(row):
-        if key in RESULT_COLUMNS or key.startswith(DOMAIN_PREFIX):
-            row[key] = None
-    row["status"] = "pending"
-
-
 def _run_one(
-    folder: ResultsFolder,
-    experiment: dict[str, Any],
+    store: ResultsStore,
+    experiment: ExperimentRecord,
     config: ExperimentConfig,
     meters: list[str],
-    rows: list[Row],
-    row: Row,
+    run: RunRecord,
     reporter: Reporter,
-) -> None:
-    run = ScheduledRun(row["run_id"], row["order"], row["policy"], row["repetition"], row["seed"])
-    row.update(status="running", started_at=_now())
-    folder.write_runs(rows)
-    reporter.phase("training", row)
-    spec = run_spec(config, run, meters)
+) -> RunRecord:
+    reporter.phase("training", record_row(run))
+    baseline = experiment.baseline
+    spec = RunSpec(
+        run=run,
+        workload=config.workload,
+        params=config.params,
+        deterministic=config.deterministic,
+        meters=meters,
+        meter_options=config.meter_options,
+        interval_s=config.interval_s,
+        baseline_power_w=baseline.power_w if baseline is not None else None,
+    )
     try:
         if config.isolation == "process":
-            outcome = execute_in_process(spec, folder)
+            finished = execute_in_process(spec, store)
         else:
-            outcome = execute_inline(spec, folder)
+            finished = execute_run(spec, store)
     except KeyboardInterrupt:
-        row.update(
-            status="failed",
-            ended_at=_now(),
-            error=f"{INTERRUPTED} (Ctrl-C); continue with --resume --out {folder.path}",
+        with contextlib.suppress(Exception):
+            run = store.read_run(run.run_id)
+        store.write_run(
+            run.model_copy(
+                update={
+                    "status": "failed",
+                    "ended_at": now_iso(),
+                    "executor_pid": None,
+                    "error": f"{INTERRUPTED} (Ctrl-C); resuming the experiment runs it again",
+                }
+            )
         )
-        folder.write_runs(rows)
         raise
-    _apply(row, outcome, experiment.get("baseline"))
-    folder.write_runs(rows)
-    reporter.run_finished(row)
-
-
-def _apply(row: Row, outcome: dict[str, Any], baseline: dict[str, Any] | None) -> None:
-    if outcome["status"] != "done":
-        row.update(status="failed", ended_at=_now(), error=outcome.get("error") or "failed")
-        return
-    measurement = outcome["measurement"]
-    metrics = dict(outcome.get("metrics") or {})
-    row.update(
-        status="done",
-        started_at=measurement["started_at"],
-        ended_at=measurement["ended_at"],
-        duration_s=measurement["duration_s"],
-        energy_j=measurement["energy_j"],
-        mean_power_w=measurement["mean_power_w"],
-        meter=measurement["meter"],
-        estimated=measurement["estimated"],
-        counted_domains=join_domains(measurement.get("counted_domains") or []),
-        test_accuracy=metrics.pop("test_accuracy", None),
-        test_loss=metrics.pop("test_loss", None),
-        error=None,
-    )
-    if baseline:
-        row["net_energy_j"] = row["energy_j"] - baseline["power_w"] * row["duration_s"]
-    for domain, energy_j in measurement["domains"].items():
-        row[f"{DOMAIN_PREFIX}{domain}"] = energy_j
-    row.update(metrics)
+    reporter.run_finished(record_row(finished))
+    return finished
 
 
 def _measure_phase(
-    folder: ResultsFolder,
+    store: ResultsStore,
     config: ExperimentConfig,
     meters: list[str],
     name: str,
     seconds: float,
     busy: bool,
-) -> dict[str, Any]:
+) -> PhaseRecord:
     from greenprec.measurement import measure
 
     with measure(meters, interval=config.interval_s, meter_options=config.meter_options) as m:
@@ -231,37 +285,37 @@ def _measure_phase(
             _busy_loop(seconds)
         else:
             time.sleep(seconds)
-    folder.write_samples(name, m.samples.itertuples(index=False, name=None))
-    return {
-        "samples": f"samples/{name}.csv",
-        "started_at": m.started_at.isoformat(),
-        "duration_s": m.duration_s,
-        "energy_j": m.energy_j,
-        "power_w": m.mean_power_w,
-        "estimated": m.estimated,
-        "domains": m.domains,
-    }
+    store.write_samples(name, m.samples.itertuples(index=False, name=None))
+    return PhaseRecord(
+        samples=f"samples/{name}.csv",
+        started_at=m.started_at.isoformat(),
+        duration_s=m.duration_s,
+        energy_j=m.energy_j,
+        power_w=m.mean_power_w if m.mean_power_w == m.mean_power_w else None,
+        estimated=m.estimated,
+        domains=m.domains,
+    )
 
 
 def _baseline(
-    folder: ResultsFolder,
-    experiment: dict[str, Any],
+    store: ResultsStore,
+    experiment: ExperimentRecord,
     config: ExperimentConfig,
     meters: list[str],
     reporter: Reporter,
 ) -> None:
-    if config.baseline_s <= 0 or experiment.get("baseline"):
+    if config.baseline_s <= 0 or experiment.baseline is not None:
         return
     reporter.phase("baseline", None, config.baseline_s)
-    experiment["baseline"] = _measure_phase(
-        folder, config, meters, "baseline", config.baseline_s, busy=False
+    experiment.baseline = _measure_phase(
+        store, config, meters, "baseline", config.baseline_s, busy=False
     )
-    folder.write_experiment(experiment)
+    store.write_experiment(experiment)
 
 
 def _warm_up(
-    folder: ResultsFolder,
-    experiment: dict[str, Any],
+    store: ResultsStore,
+    experiment: ExperimentRecord,
     config: ExperimentConfig,
     meters: list[str],
     reporter: Reporter,
@@ -270,12 +324,19 @@ def _warm_up(
     if config.warmup_s <= 0:
         return
     reporter.phase("warm-up", None, config.warmup_s)
-    count = len(experiment.setdefault("warmups", []))
+    count = len(experiment.warmups)
     name = "warmup" if count == 0 else f"warmup-{count + 1}"
-    experiment["warmups"].append(
-        _measure_phase(folder, config, meters, name, config.warmup_s, busy=True)
+    experiment.warmups.append(
+        _measure_phase(store, config, meters, name, config.warmup_s, busy=True)
     )
-    folder.write_experiment(experiment)
+    store.write_experiment(experiment)
+
+
+def _remove_empty(path: Path) -> None:
+    """Undo a folder this runner created but could not lock (only if nothing else is in it)."""
+    with contextlib.suppress(OSError):
+        (path / LOCK_NAME).unlink()
+        path.rmdir()
 
 
 def _busy_loop(seconds: float) -> None:

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import asdict, dataclass
-from typing import Any
 
-
-@dataclass(frozen=True)
-class ScheduledRun:
-    run_id: str
-    order: int
-    policy: str
-    repetition: int
-    seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from greenprec.results.models import ScheduledRun
 
 
 def run_seed(experiment_seed: int, run_id: str) -> int:

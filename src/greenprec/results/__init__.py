@@ -38,7 +38,13 @@ from greenprec.results.models import (
     check_run_id,
 )
 from greenprec.results.records import new_experiment_record
-from greenprec.results.store import SAMPLE_COLUMNS, Problem, ResultsStore, Snapshot
+from greenprec.results.store import (
+    SAMPLE_COLUMNS,
+    ExperimentExists,
+    Problem,
+    ResultsStore,
+    Snapshot,
+)
 
 __all__ = [
     "COUNTED_SEPARATOR",
@@ -49,6 +55,7 @@ __all__ = [
     "RUN_STATUSES",
     "SAMPLE_COLUMNS",
     "SCHEMA_VERSION",
+    "ExperimentExists",
     "ExperimentRecord",
     "FolderLock",
     "HostEnergy",

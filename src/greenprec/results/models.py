@@ -154,10 +154,11 @@ class RunRecord(_Record):
 
 
 class MetersRecord(_Record):
+    """The meters asked for and used (an importer adds ``counted_domains``, the files' own)."""
+
     requested: list[str] = Field(default_factory=list)
     used: list[str] = Field(default_factory=list)
     estimated: bool = False
-    counted_domains: list[str] | None = None
 
 
 class PhaseRecord(_Record):

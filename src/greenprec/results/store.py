@@ -48,6 +48,14 @@ SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
 _SAMPLE_NAME_RESERVED = ("warmup", "baseline")
 
 
+class ExperimentExists(ConfigError):
+    """A new experiment was asked for in a folder that already holds one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path} already holds a greenprec experiment")
+
+
 @dataclass(frozen=True)
 class Problem:
     """A run the store could not use as it is, and why: named in every report."""
@@ -132,7 +140,7 @@ class ResultsStore:
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"{self.path} exists and is not a folder; choose another folder")
         if self.exists():
-            raise ConfigError(f"{self.path} already holds a greenprec experiment")
+            raise ExperimentExists(self.path)
         if self.path.is_dir():
             strangers = sorted(p.name for p in self.path.iterdir() if p.name != LOCK_NAME)
             if strangers:

@@ -152,15 +152,12 @@ def _plain_metrics(name: str, metrics: object) -> dict[str, float]:
             f"workload {name!r} returned no {', '.join(missing)}; a workload returns at least "
             f"{', '.join(REQUIRED_METRICS)}"
         )
-    from greenprec.experiment.folder import DOMAIN_PREFIX, RUN_COLUMNS
+    from greenprec.results.index import is_reserved
 
     # A metric named like a column greenprec measures would overwrite it in runs.csv (a 20 J
     # run recorded as 1 J; ``order: 7`` leaves the folder unreadable): refused, not merged.
     reserved = sorted(
-        str(key)
-        for key in metrics
-        if str(key) not in REQUIRED_METRICS
-        and (str(key) in RUN_COLUMNS or str(key).startswith(DOMAIN_PREFIX))
+        str(key) for key in metrics if str(key) not in REQUIRED_METRICS and is_reserved(str(key))
     )
     if reserved:
         raise WorkloadError(
