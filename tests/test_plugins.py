@@ -93,3 +93,23 @@ def test_plugin_found_in_a_fresh_process_and_listed_by_the_cli(install_plugin) -
     )
     assert measured.returncode == 0, measured.stderr
     assert "board/0" in measured.stdout
+
+
+def test_plugin_hook_calls_are_traced_on_request() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "from greenprec.meters.registry import meter_classes; meter_classes()"
+    env = {**os.environ, "GREENPREC_TRACE_PLUGINS": "1"}
+    traced = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert "greenprec: hook greenprec_meters -> greenprec.meters.rapl: list of 1: rapl" in (
+        traced.stderr
+    )
+    env["GREENPREC_TRACE_PLUGINS"] = "0"
+    quiet = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert quiet.stderr == ""

@@ -249,10 +249,12 @@ def test_third_party_plugin_hook(install_plugin: Any) -> None:
     assert run_workload("tiny", policy="fp32", seed=0, measure_factory=mock).metrics
 
 
-def test_entry_point_group(install_plugin: Any) -> None:
+def test_a_workload_plugin_from_the_greenprec_entry_point_group(install_plugin: Any) -> None:
     install_plugin(
         "gp_entry_workload",
         """
+        import greenprec
+
         def run(ctx):
             with ctx.measured():
                 pass
@@ -260,27 +262,37 @@ def test_entry_point_group(install_plugin: Any) -> None:
 
         run.uses_keras = False
         run.description = "From an entry point."
+
+        @greenprec.hookimpl
+        def greenprec_workloads():
+            return {"gp_entry_workload": run}
         """,
-        group="greenprec.workloads",
-        entry_name="run",
     )
     info = available_workloads()["gp_entry_workload"]
-    assert info.description == "From an entry point." and "gp_entry_workload:run" in info.source
+    assert info.description == "From an entry point." and info.source == "gp_entry_workload"
     result = run_workload("gp_entry_workload", policy="fp32", seed=0, measure_factory=mock)
     assert result.metrics["test_accuracy"] == 0.25
 
 
-def test_broken_entry_point_is_skipped_with_a_warning(install_plugin: Any) -> None:
+def test_the_0_1_workload_entry_point_group_is_named_not_silently_dropped(
+    install_plugin: Any,
+) -> None:
     install_plugin(
-        "gp_broken_workload",
-        "raise ImportError('missing dependency')\n",
+        "gp_old_workload",
+        "def run(ctx):\n    return {}\n",
         group="greenprec.workloads",
         entry_name="run",
     )
+    with pytest.warns(GreenprecWarning, match=r"gp_old_workload.*no longer reads.*hook"):
+        found = available_workloads()
+    assert "gp_old_workload" not in found and "digits-cnn" in found
+
+
+def test_broken_workload_plugin_is_skipped_with_a_warning(install_plugin: Any) -> None:
+    install_plugin("gp_broken_workload", "raise ImportError('missing dependency')\n")
     with pytest.warns(GreenprecWarning, match="gp_broken_workload.*missing dependency"):
         found = available_workloads()
     assert "gp_broken_workload" not in found and "digits-cnn" in found
-    assert any("gp_broken_workload" in source for source in registry.workload_errors)
 
 
 # --- the built-in workloads (TensorFlow) -----------------------------------------------------
@@ -409,3 +421,19 @@ def test_cifar10_workload_on_a_tiny_archive(keras: Any, tmp_path: Path) -> None:
     result = run_workload("cifar10-cnn", policy="fp32", seed=0, params=params, measure_factory=mock)
     assert result.metrics["train_size"] == 20 and 0 <= result.metrics["test_accuracy"] <= 1
     assert result.measurement.duration_s > 0
+
+
+def test_a_module_function_workload_imports_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gp_cwd_work.py").write_text(
+        "def mlp(ctx):\n"
+        "    with ctx.measured():\n"
+        "        pass\n"
+        "    return {'test_accuracy': 0.5, 'test_loss': 1.0}\n"
+        "mlp.uses_keras = False\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    result = run_workload("gp_cwd_work:mlp", policy="fp32", seed=0, measure_factory=mock)
+    assert result.metrics["test_accuracy"] == 0.5

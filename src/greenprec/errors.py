@@ -1,4 +1,24 @@
-"""Exceptions that greenprec raises on purpose; each message names the problem and the fix."""
+"""Exceptions that greenprec raises on purpose; each message names the problem and the fix.
+
+Every one of them is a :class:`GreenprecError`, so ``except greenprec.GreenprecError`` catches
+all that greenprec raises on purpose (the command line shows each as one line)::
+
+    GreenprecError
+    ├── ConfigError (also a ValueError)       bad input: a name, an option, a file, a value
+    │   ├── WorkloadError                     a workload broke its contract (greenprec.workloads)
+    │   └── ExperimentExists                  a new experiment into a folder that holds one
+    │                                         (greenprec.results)
+    ├── MeterUnavailable                      a meter cannot run on this machine, and why
+    ├── MeterError                            a meter failed while measuring, or gave a value
+    │                                         that cannot be right (NaN, negative, falling)
+    ├── MeasurementNotFinished (also a RuntimeError)
+    │                                         a result read before the block ended
+    └── ExperimentFailed                      a run failed under fail_fast; the folder resumes
+                                              (greenprec.experiment.runner)
+
+    GreenprecWarning (a UserWarning)          something to know: a fallback meter, a broken
+                                              plugin, emulated precision
+"""
 
 from __future__ import annotations
 

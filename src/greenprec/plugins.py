@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -26,6 +28,9 @@ DEFAULT_PLUGINS = (
     "greenprec.workloads.digits",
     "greenprec.workloads.cifar10",
 )
+
+TRACE_VARIABLE = "GREENPREC_TRACE_PLUGINS"
+"""Set to 1 to log every hook call (plugin, arguments, result) on stderr, as datasette does."""
 
 _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
@@ -53,8 +58,44 @@ def get_plugin_manager() -> pluggy.PluginManager:
             for module_name in DEFAULT_PLUGINS:
                 manager.register(importlib.import_module(module_name), name=module_name)
             _load_entry_points(manager)
+            if _tracing():
+                _trace(manager)
             _manager = manager
         return _manager
+
+
+def _tracing() -> bool:
+    return os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
+
+
+def _trace_line(text: str) -> None:
+    print(f"greenprec: hook {text}", file=sys.stderr, flush=True)
+
+
+def _summary(result: object) -> str:
+    if result is None:
+        return "None"
+    if isinstance(result, (list, tuple, dict)):
+        names = [getattr(item, "name", None) or str(item) for item in result]
+        return f"{type(result).__name__} of {len(names)}: {', '.join(map(str, names))[:120]}"
+    return type(result).__name__
+
+
+def _trace(manager: pluggy.PluginManager) -> None:
+    """Log hook calls made through pluggy itself (``manager.hook.NAME(...)``) too."""
+
+    def before(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        plugins = ", ".join(impl.plugin_name for impl in hook_impls)
+        _trace_line(f"{hook_name} called on [{plugins}]")
+
+    def after(
+        outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
+        error = outcome.exception
+        done = f"raised {type(error).__name__}" if error else _summary(outcome.get_result())
+        _trace_line(f"{hook_name} returned {done}")
+
+    manager.add_hookcall_monitoring(before, after)
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:
@@ -86,13 +127,18 @@ def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
     manager = get_plugin_manager()
     caller: Any = getattr(manager.hook, hook_name)
     results: list[tuple[str, Any]] = []
+    trace = _tracing()
     for impl in reversed(caller.get_hookimpls()):
         function: Callable[..., Any] = impl.function
         try:
             result = function(**{arg: kwargs[arg] for arg in impl.argnames})
         except Exception as error:
+            if trace:
+                _trace_line(f"{hook_name} -> {impl.plugin_name}: raised {type(error).__name__}")
             _report(impl.plugin_name, f"raised in {hook_name} ({type(error).__name__}: {error})")
             continue
+        if trace:
+            _trace_line(f"{hook_name} -> {impl.plugin_name}: {_summary(result)}")
         if result is not None:
             results.append((impl.plugin_name, result))
     return results

@@ -20,7 +20,7 @@ from greenprec.workloads.core import (
     workload,
 )
 from greenprec.workloads.registry import (
-    ENTRY_POINT_GROUP,
+    LEGACY_ENTRY_POINT_GROUP,
     WorkloadInfo,
     available_workloads,
     get_workload,
@@ -28,7 +28,7 @@ from greenprec.workloads.registry import (
 )
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
+    "LEGACY_ENTRY_POINT_GROUP",
     "REQUIRED_METRICS",
     "MeasureFactory",
     "Workload",

@@ -1,8 +1,17 @@
-"""Finding workloads: built-in plugins, third-party plugins, entry points, ``module:function``."""
+"""Finding workloads: one way to register (the ``greenprec_workloads`` hook), plus paths.
+
+A workload is registered by a plugin implementing ``greenprec_workloads``, loaded from the
+``greenprec`` entry-point group like every plugin (the built-ins are registered the same way),
+or named by path, ``module.path:function``, for scripts. greenprec 0.1 also read an entry-point
+group of its own, ``greenprec.workloads``; it is no longer read, and a package still using it
+gets a warning that says how to move (never a workload that silently disappears).
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +20,8 @@ from typing import Any
 
 from greenprec.errors import ConfigError, GreenprecWarning
 
-ENTRY_POINT_GROUP = "greenprec.workloads"
+LEGACY_ENTRY_POINT_GROUP = "greenprec.workloads"
+"""greenprec 0.1's own entry-point group for workloads: warned about, not read."""
 
 workload_errors: dict[str, str] = {}
 """Workload sources that failed to load: source -> error (shown by ``greenprec workloads``)."""
@@ -70,22 +80,12 @@ def available_workloads() -> dict[str, WorkloadInfo]:
                 _report(f"{name!r} from plugin {plugin!r}", f"clashes with {found[name].source}")
             else:
                 found[name] = WorkloadInfo(name, describe_workload(function), plugin, function)
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name in found:
-            source = f"{entry_point.name!r} (entry point {entry_point.value})"
-            _report(source, f"clashes with {found[entry_point.name].source}")
-            continue
-        source = f"entry point {entry_point.value}"
-        try:
-            function = entry_point.load()
-        except Exception as error:  # one broken package must not hide the other workloads
-            _report(f"{entry_point.name!r} ({source})", f"failed to load ({error})")
-            continue
-        if not callable(function):
-            _report(f"{entry_point.name!r} ({source})", "is not callable")
-            continue
-        found[entry_point.name] = WorkloadInfo(
-            entry_point.name, describe_workload(function), source, function
+    for entry_point in entry_points(group=LEGACY_ENTRY_POINT_GROUP):
+        _report(
+            f"{entry_point.name!r} (entry point {entry_point.value})",
+            f"is in the {LEGACY_ENTRY_POINT_GROUP!r} entry-point group, which greenprec no "
+            "longer reads; register it with a greenprec_workloads hook in a module of the "
+            "'greenprec' group (see docs/workloads.md)",
         )
     return dict(sorted(found.items()))
 
@@ -95,6 +95,10 @@ def load_path(path: str) -> Callable[..., Any]:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"workload {path!r} must look like module.path:function")
+    # As `python -m` and pytest do: a script's own module in the current directory imports.
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
