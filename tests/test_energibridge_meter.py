@@ -111,16 +111,25 @@ def test_gpu_option_passes_dash_g_and_counts_gpus_in_watts(tmp_path: Path) -> No
     assert m.energy_j == pytest.approx(expected_power_w("intel", gpu=True) * m.duration_s, rel=0.04)
 
 
-def test_a_counter_wrap_during_the_block_is_corrected(tmp_path: Path) -> None:
-    # The package counter starts 1 J below Intel's range: it wraps 25 ms into the run.
+@pytest.mark.parametrize(
+    "counter_range_j",
+    [None, str(INTEL_RAPL_RANGE_J), f"PACKAGE_ENERGY (J)={INTEL_RAPL_RANGE_J:g},dram=262144"],
+    ids=["inferred", "one-number", "per-column"],
+)
+def test_a_counter_wrap_during_the_block_is_corrected(
+    tmp_path: Path, counter_range_j: str | None
+) -> None:
+    # The package counter starts 1 J below Intel's range: it wraps 25 ms into the run. Before,
+    # without a range the step was taken as a restart from 0 and the block ~5 % short; the
+    # range is now inferred, and a range per column arrives as one option string.
     fake = write_fake_energibridge(
         tmp_path,
         ranges={"PACKAGE_ENERGY (J)": INTEL_RAPL_RANGE_J},
         offset_j={"PACKAGE_ENERGY (J)": INTEL_RAPL_RANGE_J - 1.0 - 40.0 * 0.3},
         startup_s=0.0,
     )
-    m = measure_fake(fake, 0.4, counter_range_j=str(INTEL_RAPL_RANGE_J))
-    # Without the range it would be ~5 % short (a restart from 0 is assumed).
+    options = {} if counter_range_j is None else {"counter_range_j": counter_range_j}
+    m = measure_fake(fake, 0.4, **options)
     assert m.domains["energibridge/package"] == pytest.approx(40.0 * m.duration_s, rel=0.02)
 
 
@@ -246,6 +255,7 @@ def test_a_block_shorter_than_one_sample(fakes: dict[str, Path]) -> None:
         ({"gpu": "maybe"}, "gpu must be true or false"),
         ({"stop_timeout_s": "-1"}, "stop_timeout_s must be a positive number"),
         ({"counter_range_j": "big"}, "counter_range_j"),
+        ({"counter_range_j": "CPU_ENERGY(J)=5"}, "no EnergiBridge counter column"),
     ],
 )
 def test_bad_options_are_config_errors(

@@ -25,15 +25,24 @@ checked to be numbers). Older EnergiBridge releases spelled the package column
 ``PACAKGE_ENERGY (J)`` and the NVIDIA one ``GPU<i>_POWER`` (milliwatts, no unit): both are read.
 Any other ``..._ENERGY (J)`` or ``(Watts)``/``(mWatts)`` column is reported, never counted.
 
+The file may be separated by ``,`` (EnergiBridge's own) or ``;``/tab (a spreadsheet's re-export;
+detected from the header, or given), start with a UTF-8 byte-order mark, or be UTF-16 (what
+PowerShell's ``>`` writes). A column name given twice is refused: which one to count is unknown.
+
 Energy of a file, EnergiBridge's own ``--summary`` convention:
 
 - a counter column: last value minus first, corrected for wrap-around. EnergiBridge reads the
-  raw 32-bit RAPL registers and does not correct wraps itself (its summary can go negative);
-  this reader does: a value below the previous one means the counter wrapped, and the step is
-  ``counter_range_j - previous + new``. When the range is unknown (``counter_range_j=None``,
-  the default) the counter is assumed to have restarted from 0 and the step is ``new``: that
-  misses at most ``range - previous``, less than one sample's energy. Intel packages usually
-  wrap at :data:`INTEL_RAPL_RANGE_J` (2**32 units of 2**-14 J), AMD at :data:`AMD_RAPL_RANGE_J`.
+  raw 32-bit RAPL registers and does not correct wraps itself (its summary can go negative).
+  A value below the previous one is judged by :func:`greenprec.counters.judge_drop`, the rule
+  the ``rapl`` meter uses too: the wrap range is the one given, else the smallest power of two
+  in joules above every value seen (EnergiBridge multiplies the register by a power-of-two
+  unit); the step ``range - previous + new`` is taken when its power is plausible beside the
+  neighbouring steps (up to :data:`NEIGHBOUR_STEPS` before and after the drop), otherwise the
+  drop is a *glitch*: that step adds 0 J and a warning names the file, line and column.
+  Intel counters wrap at :data:`INTEL_RAPL_RANGE_J`; on AMD it depends on the release:
+  EnergiBridge releases that mask the register to 32 bits wrap at :data:`AMD_RAPL_RANGE_J`,
+  others write the whole MSR (``CPU_ENERGY (J)`` values of megajoules), so no single AMD range
+  is right: leave it to the inference.
 - a power column: ``sum(power * Delta / 1000)``. A row's power was sampled at its ``Time`` and
   holds for the ``Delta`` ms that follow (EnergiBridge stamps a row with the time of the sample
   and the time elapsed until it was printed), so the first row, with ``Delta`` 0, adds nothing.
@@ -41,35 +50,60 @@ Energy of a file, EnergiBridge's own ``--summary`` convention:
 The total (:attr:`EnergiBridgeRecording.energy_j`) counts each joule once: the system power
 when there is one (it contains everything else), otherwise the CPU (package counter, else the
 AMD CPU counter, else the CPU power) plus DRAM plus the GPUs. ``pp0``, ``pp1`` and the cores
-are inside the package: reported, never added.
+are inside the package: reported, never added; their wraps and glitches are reported as such,
+never as corrections of the total.
+
+A counted domain whose mean power is beyond what one package, DRAM or GPU can draw
+(:data:`greenprec.counters.MAX_DOMAIN_POWER_W`) is warned about, never rescaled: EnergiBridge
+before v0.0.7 wrote raw register counts instead of joules on Intel.
 """
 
 from __future__ import annotations
 
 import bisect
+import codecs
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from greenprec.counters import MAX_DOMAIN_POWER_W, Drop, judge_drop
 from greenprec.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 INTEL_RAPL_RANGE_J = 262144.0
-"""Usual wrap range of Intel's 32-bit package counter (energy unit 2**-14 J)."""
+"""Wrap range of Intel's 32-bit RAPL counters as EnergiBridge writes them (2**32 units of
+2**-14 J)."""
 AMD_RAPL_RANGE_J = 65536.0
-"""Usual wrap range of AMD's 32-bit package counter (energy unit 2**-16 J, about 15.3 µJ)."""
+"""Wrap range of AMD's counters in EnergiBridge releases that mask the register to 32 bits
+(2**32 units of 2**-16 J). Other releases write the whole MSR (values of megajoules): this range
+is wrong for their files, which the default inference handles."""
 
 MAX_DELTA_MS = 3_600_000.0
 """A ``Delta`` above an hour is no sampling interval: the file is damaged or not EnergiBridge's."""
 
+NEIGHBOUR_STEPS = 4
+"""Steps on each side of a counter drop whose power judges it (see counters.judge_drop)."""
+
+GLITCH_LINES = 5
+"""Glitches named one by one per column; further ones are counted in one more line."""
+
+RAW_COUNT_UNIT_J = 2.0**-14
+"""Intel's usual RAPL energy unit: what raw counts must be multiplied by to be joules."""
+
 DOMAIN_PREFIX = "energibridge/"
+ALL_COUNTERS = "*"
+"""Key of a ``counter_range_j`` mapping that applies to every counter not named otherwise."""
+
+_SEPARATORS = (",", ";", "\t")
+_SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
+_DOMAIN_KEY = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 
 @dataclass(frozen=True)
@@ -125,45 +159,166 @@ def _counted(columns: list[_Column]) -> set[str]:
     return counted
 
 
+def _show(text: str, limit: int = 48) -> str:
+    """A short, quoted, escaped excerpt of file content for a one-line message."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+@dataclass
+class _CounterDrop:
+    """A counter value below the previous one, and what it was judged to be."""
+
+    row: int  # index of the row with the lower value (its step is rows[row-1] -> rows[row])
+    lineno: int
+    previous_j: float
+    value_j: float
+    dt_s: float
+    max_seen_j: float
+    verdict: Drop | None = None
+    settled: bool = False  # NEIGHBOUR_STEPS steps after it were known when it was judged
+    wrap: bool = False
+
+
 @dataclass
 class _Track:
-    """One domain's running energy: what the samples say up to now."""
+    """One domain's running energy: what the samples say up to now.
+
+    A counter's steps are kept, and its drops judged lazily: a drop is settled once
+    ``NEIGHBOUR_STEPS`` steps after it are known; until then (and at the end of a file) it is
+    judged with the neighbours known so far, so a whole file is judged with both sides.
+    """
 
     column: _Column
     range_j: float | None
     counted: bool
-    # counters: (Time ms, cumulative J); power: (Time ms, end ms, W, cumulative J to end)
+    source: str
     times_ms: list[float] = field(default_factory=list)
     ends_ms: list[float] = field(default_factory=list)
     powers_w: list[float] = field(default_factory=list)
-    cumulative_j: list[float] = field(default_factory=list)
+    steps_j: list[float] = field(default_factory=list)
+    # counters: the power of each plain (non-drop) step, NaN where unknown: the neighbours.
+    step_powers_w: list[float] = field(default_factory=list)
+    drops: list[_CounterDrop] = field(default_factory=list)
     last_raw: float = math.nan
-    wraps: int = 0
+    max_raw: float = -math.inf
+    _cumulative: list[float] = field(default_factory=list)
+    _valid: int = 0  # how many entries of _cumulative are up to date
+    _unsettled: int = 0  # index into drops of the first unsettled drop
 
-    def add(self, time_ms: float, delta_ms: float, value: float) -> None:
+    def add(self, time_ms: float, delta_ms: float, value: float, lineno: int) -> None:
+        row = len(self.times_ms)
         if self.column.kind == "counter":
-            if not self.cumulative_j:
-                step = 0.0
-            elif value >= self.last_raw:
-                step = value - self.last_raw
-            else:
-                self.wraps += 1
-                step = value if self.range_j is None else self.range_j - self.last_raw + value
+            step, power = 0.0, math.nan
+            if row:
+                dt_ms = time_ms - self.times_ms[-1]
+                dt_s = (dt_ms if dt_ms > 0 else delta_ms) / 1e3
+                if value >= self.last_raw:
+                    step = value - self.last_raw
+                    power = step / dt_s if dt_s > 0 else math.nan
+                else:
+                    self.drops.append(
+                        _CounterDrop(row, lineno, self.last_raw, value, dt_s, self.max_raw)
+                    )
             self.last_raw = value
+            self.max_raw = max(self.max_raw, value)
             self.times_ms.append(time_ms)
             self.ends_ms.append(time_ms)
             self.powers_w.append(math.nan)
-            total = (self.cumulative_j[-1] if self.cumulative_j else 0.0) + step
+            self.steps_j.append(step)
+            self.step_powers_w.append(power)
         else:
             self.times_ms.append(time_ms)
             self.ends_ms.append(time_ms + delta_ms)
             self.powers_w.append(value)
-            total = (self.cumulative_j[-1] if self.cumulative_j else 0.0) + value * delta_ms / 1e3
-        self.cumulative_j.append(total)
+            self.steps_j.append(value * delta_ms / 1e3)
+
+    # -- judging drops -----------------------------------------------------------------------
+    def _neighbours(self, row: int) -> tuple[list[float], int]:
+        """Powers of up to NEIGHBOUR_STEPS plain steps on each side of ``row``; and how many
+        of them lie after it."""
+        powers = self.step_powers_w
+        before: list[float] = []
+        k = row - 1
+        while k > 0 and len(before) < NEIGHBOUR_STEPS:
+            if math.isfinite(powers[k]):
+                before.append(powers[k])
+            k -= 1
+        after: list[float] = []
+        k = row + 1
+        while k < len(powers) and len(after) < NEIGHBOUR_STEPS:
+            if math.isfinite(powers[k]):
+                after.append(powers[k])
+            k += 1
+        return before + after, len(after)
+
+    def _judge(self, drop: _CounterDrop) -> None:
+        neighbours, after = self._neighbours(drop.row)
+        verdict = judge_drop(
+            drop.previous_j,
+            drop.value_j,
+            drop.dt_s,
+            max_seen_j=drop.max_seen_j,
+            range_j=self.range_j,
+            neighbour_powers_w=neighbours,
+        )
+        if self.range_j is not None and not verdict.plausible and self.counted:
+            inferred = judge_drop(
+                drop.previous_j,
+                drop.value_j,
+                drop.dt_s,
+                max_seen_j=drop.max_seen_j,
+                neighbour_powers_w=neighbours,
+            )
+            if inferred.plausible:
+                # The given range is what makes the step implausible: the user's to fix.
+                raise ConfigError(
+                    f"{self.source}:{drop.lineno}: {_show(self.column.name)[1:-1]} went down from "
+                    f"{drop.previous_j:.6g} to {drop.value_j:.6g}; with counter_range_j="
+                    f"{self.range_j:.10g} that step would draw {verdict.implied_power_w:.3g} W "
+                    f"beside {_reference(neighbours)}, but it wraps plausibly at "
+                    f"{inferred.range_j:.10g} J: give that range for this column, or none"
+                )
+        drop.verdict = verdict
+        drop.wrap = verdict.plausible
+        drop.settled = after >= NEIGHBOUR_STEPS
+        step = verdict.step_j if drop.wrap else 0.0
+        if self.steps_j[drop.row] != step:
+            self.steps_j[drop.row] = step
+            self._valid = min(self._valid, drop.row)
+
+    def _settle(self) -> None:
+        while self._unsettled < len(self.drops) and self.drops[self._unsettled].settled:
+            self._unsettled += 1
+        for drop in self.drops[self._unsettled :]:
+            if not drop.settled:
+                self._judge(drop)
+
+    @property
+    def cumulative_j(self) -> list[float]:
+        """Energy from the first row to each row (drops judged with what is known now)."""
+        self._settle()
+        del self._cumulative[self._valid :]
+        total = self._cumulative[-1] if self._cumulative else 0.0
+        for step in self.steps_j[len(self._cumulative) :]:
+            total += step
+            self._cumulative.append(total)
+        self._valid = len(self._cumulative)
+        return self._cumulative
+
+    @property
+    def wraps(self) -> int:
+        self._settle()
+        return sum(1 for drop in self.drops if drop.wrap)
+
+    @property
+    def glitches(self) -> list[_CounterDrop]:
+        self._settle()
+        return [drop for drop in self.drops if not drop.wrap]
 
     @property
     def total_j(self) -> float:
-        return self.cumulative_j[-1] if self.cumulative_j else 0.0
+        cumulative = self.cumulative_j
+        return cumulative[-1] if cumulative else 0.0
 
     @property
     def covered_until_ms(self) -> float:
@@ -171,21 +326,90 @@ class _Track:
 
     def energy_at(self, t_ms: float) -> float:
         """Energy from the first sample to epoch time ``t_ms`` (clamped to the known samples)."""
-        if not self.cumulative_j:
+        cumulative = self.cumulative_j
+        if not cumulative:
             return 0.0
         k = bisect.bisect_right(self.times_ms, t_ms) - 1
         if k < 0:
             return 0.0
         if self.column.kind == "power":
-            before = self.cumulative_j[k - 1] if k > 0 else 0.0
+            before = cumulative[k - 1] if k > 0 else 0.0
             held_ms = min(max(t_ms - self.times_ms[k], 0.0), self.ends_ms[k] - self.times_ms[k])
             return before + self.powers_w[k] * held_ms / 1e3
         if k == len(self.times_ms) - 1:
-            return self.cumulative_j[k]
+            return cumulative[k]
         # bisect_right guarantees times_ms[k] <= t_ms < times_ms[k + 1]: no zero division.
         t0, t1 = self.times_ms[k], self.times_ms[k + 1]
-        e0, e1 = self.cumulative_j[k], self.cumulative_j[k + 1]
+        e0, e1 = cumulative[k], cumulative[k + 1]
         return e0 + (e1 - e0) * (t_ms - t0) / (t1 - t0)
+
+    # -- what to tell the user ---------------------------------------------------------------
+    def messages(self) -> list[str]:
+        """Warning lines about this column's drops (empty when it never went down)."""
+        if not self.drops:
+            return []
+        self._settle()
+        name, domain = _show(self.column.name), self.column.domain
+        wraps = [d for d in self.drops if d.wrap]
+        glitches = [d for d in self.drops if not d.wrap]
+        lines: list[str] = []
+        if not self.counted:
+            # Not in the total: say so first, so that no line reads as a total corrected.
+            first = self.drops[0].lineno
+            if glitches:
+                lines.append(
+                    f"{self.source}:{first}: column {name} went down {len(self.drops)} "
+                    f"time(s), {len(glitches)} of them no counter wrap-around: it does not "
+                    f"behave as an energy counter in this file, so its figure ({domain}) is "
+                    "unreliable; it is not in the total, which is unaffected"
+                )
+            else:
+                lines.append(
+                    f"{self.source}:{first}: column {name} wrapped around {len(wraps)} time(s) "
+                    f"at {_ranges(wraps)}; corrected in its own figure ({domain}), which is not "
+                    "in the total"
+                )
+            return lines
+        if wraps:
+            lines.append(
+                f"{self.source}:{wraps[0].lineno}: {len(wraps)} wrap-around(s) of counted "
+                f"column {name} corrected at {_ranges(wraps)}"
+            )
+        for drop in glitches[:GLITCH_LINES]:
+            verdict = drop.verdict
+            assert verdict is not None  # _settle judged every drop
+            lines.append(
+                f"{self.source}:{drop.lineno}: column {name} went down from "
+                f"{drop.previous_j:.6g} to {drop.value_j:.6g}, which is no wrap-around (at "
+                f"{verdict.range_j:.10g} J that step would draw {verdict.implied_power_w:.3g} W, "
+                f"more than the {verdict.limit_w:.3g} W plausible here): a glitch, that step "
+                f"counts 0 J in {domain} and the total"
+            )
+        if len(glitches) > GLITCH_LINES:
+            lines.append(
+                f"{self.source}: column {name}: {len(glitches) - GLITCH_LINES} more glitch(es) "
+                "like these, each counting 0 J"
+            )
+        return lines
+
+
+def _ranges(drops: Sequence[_CounterDrop]) -> str:
+    described = []
+    for drop in drops:
+        verdict = drop.verdict
+        assert verdict is not None
+        how = "inferred" if verdict.inferred else "given"
+        text = f"{verdict.range_j:.10g} J ({how})"
+        if text not in described:
+            described.append(text)
+    return ", ".join(described)
+
+
+def _reference(neighbours: Sequence[float]) -> str:
+    finite = sorted(p for p in neighbours if math.isfinite(p))
+    if not finite:
+        return "no neighbouring step"
+    return f"neighbouring steps of about {finite[len(finite) // 2]:.3g} W"
 
 
 class EnergiBridgeStream:
@@ -193,19 +417,25 @@ class EnergiBridgeStream:
 
     The ``energibridge`` meter feeds it the rows EnergiBridge has written so far;
     :func:`read_energibridge_csv` feeds it a whole file. ``source`` names the file in errors.
+    ``separator`` is the column separator; None detects it from the header.
     """
 
     def __init__(
         self,
         source: str,
         *,
-        counter_range_j: float | Mapping[str, float] | None = None,
+        counter_range_j: float | Mapping[str, float] | str | None = None,
+        separator: str | None = None,
     ) -> None:
         self.source = source
         self._ranges = check_counter_range(counter_range_j)
+        self._separator = check_separator(separator)
+        self.separator = self._separator or ","
         self.columns: list[str] = []
         self._tracks: list[_Track] = []
+        self._used: list[int] = []  # indices of named columns (a trailing separator adds none)
         self.rows = 0
+        self.last_lineno = 0
         self.first_time_ms = math.nan
         self.delta_sum_ms = 0.0
         self.last_time_ms = math.nan
@@ -215,6 +445,9 @@ class EnergiBridgeStream:
     def feed(self, line: str, lineno: int) -> None:
         """Take one line of the file (``lineno`` counts from 1, the header)."""
         line = line.rstrip("\r\n")
+        if not self.columns:
+            # A byte-order mark the decoder left (the meter decodes plain UTF-8).
+            line = line.lstrip("\ufeff")
         if not line.strip():
             return  # EnergiBridge writes no blank lines; a trailing one is harmless
         if not self.columns:
@@ -225,15 +458,38 @@ class EnergiBridgeStream:
     def _fail(self, lineno: int, message: str) -> ConfigError:
         return ConfigError(f"{self.source}:{lineno}: {message}")
 
+    def _split_header(self, line: str, lineno: int) -> list[str]:
+        candidates = (self._separator,) if self._separator else _SEPARATORS
+        for separator in candidates:
+            names = [name.strip() for name in line.split(separator)]
+            if "Delta" in names and "Time" in names:
+                self.separator = separator
+                return names
+        names = [name.strip() for name in line.split(candidates[0])]
+        missing = "Delta" if "Delta" not in names else "Time"
+        given = (
+            f" split by the separator given ({_SEPARATOR_NAMES.get(candidates[0], candidates[0])})"
+            if self._separator
+            else ""
+        )
+        raise self._fail(
+            lineno,
+            f"no {missing!r} column in the header{given}: not an EnergiBridge CSV "
+            f"(the header starts {_show(line, 60)})",
+        )
+
     def _header(self, line: str, lineno: int) -> None:
-        names = [name.strip() for name in line.split(",")]
-        for required in ("Delta", "Time"):
-            if required not in names:
+        names = self._split_header(line, lineno)
+        seen: dict[str, int] = {}
+        for position, name in enumerate(names, start=1):
+            if name and name in seen:
                 raise self._fail(
                     lineno,
-                    f"no {required!r} column in the header: not an EnergiBridge CSV "
-                    f"(the header starts {line[:60]!r})",
+                    f"column {_show(name)} appears twice in the header (columns {seen[name]} "
+                    f"and {position}): which one to count is unknown; keep one of them "
+                    "(EnergiBridge never writes a column twice)",
                 )
+            seen[name] = position
         columns = [c for i, name in enumerate(names) if (c := _classify(name, i)) is not None]
         if not columns:
             raise self._fail(
@@ -244,41 +500,55 @@ class EnergiBridgeStream:
         counted = _counted(columns)
         self._delta_index = names.index("Delta")
         self._time_index = names.index("Time")
-        self._tracks = [_Track(c, self._range_for(c), c.domain in counted) for c in columns]
+        self._used = [i for i, name in enumerate(names) if name]
+        self._tracks = [
+            _Track(c, self._range_for(c), c.domain in counted, self.source) for c in columns
+        ]
         self.columns = names
 
     def _range_for(self, column: _Column) -> float | None:
         if isinstance(self._ranges, float) or self._ranges is None:
             return self._ranges
-        for key in (column.name, column.domain, column.domain.removeprefix(DOMAIN_PREFIX)):
+        short = column.domain.removeprefix(DOMAIN_PREFIX)
+        for key in (column.name, column.domain, short, ALL_COUNTERS):
             if key in self._ranges:
                 return self._ranges[key]
         return None
 
     def _row(self, line: str, lineno: int) -> None:
-        cells = line.split(",")
+        cells = line.split(self.separator)
         if len(cells) != len(self.columns):
             raise self._fail(
                 lineno,
                 f"{len(cells)} values but the header has {len(self.columns)} columns "
                 "(a truncated row: was EnergiBridge killed while writing?)",
             )
-        values: list[float] = []
-        for name, cell in zip(self.columns, cells, strict=True):
+        values = [math.nan] * len(cells)
+        for index in self._used:
+            cell = cells[index]
             try:
-                values.append(float(cell))
+                values[index] = float(cell)
             except ValueError:
+                hint = (
+                    " (a decimal comma? EnergiBridge writes '.'; export with '.' decimals)"
+                    if self.separator != "," and re.fullmatch(r"\s*-?\d+,\d+\s*", cell)
+                    else ""
+                )
                 raise self._fail(
-                    lineno, f"non-numeric value {cell.strip()!r} in column {name!r}"
+                    lineno,
+                    f"non-numeric value {_show(cell.strip())} in column "
+                    f"{_show(self.columns[index])}{hint}",
                 ) from None
         delta_ms = values[self._delta_index]
         time_ms = values[self._time_index]
         if not math.isfinite(time_ms) or time_ms < 0:
-            raise self._fail(lineno, f"implausible Time {cells[self._time_index]!r} (epoch ms)")
+            raise self._fail(
+                lineno, f"implausible Time {_show(cells[self._time_index].strip())} (epoch ms)"
+            )
         if not math.isfinite(delta_ms) or not 0 <= delta_ms <= MAX_DELTA_MS:
             raise self._fail(
                 lineno,
-                f"implausible Delta {cells[self._delta_index].strip()!r} ms (want 0 to "
+                f"implausible Delta {_show(cells[self._delta_index].strip())} ms (want 0 to "
                 f"{MAX_DELTA_MS:.0f}: the time since the previous sample)",
             )
         readings: list[float] = []
@@ -287,14 +557,15 @@ class EnergiBridgeStream:
             if not math.isfinite(value) or value < 0:
                 raise self._fail(
                     lineno,
-                    f"implausible value {cells[track.column.index].strip()!r} in column "
-                    f"{track.column.name!r} (energy and power are finite and >= 0)",
+                    f"implausible value {_show(cells[track.column.index].strip())} in column "
+                    f"{_show(track.column.name)} (energy and power are finite and >= 0)",
                 )
             if track.range_j is not None and value * track.column.scale > track.range_j:
                 raise self._fail(
                     lineno,
-                    f"{track.column.name} = {value} exceeds counter_range_j={track.range_j}: "
-                    "that range is wrong for this counter",
+                    f"{_show(track.column.name)[1:-1]} = {value:.10g} exceeds counter_range_j="
+                    f"{track.range_j:.10g}: that range is wrong for this counter (give none: "
+                    "greenprec infers it)",
                 )
             readings.append(value * track.column.scale)
         if self.rows and time_ms < self.last_time_ms:
@@ -302,10 +573,11 @@ class EnergiBridgeStream:
             # that windows and samples use must not run backwards.
             time_ms = self.last_time_ms
         for track, value in zip(self._tracks, readings, strict=True):
-            track.add(time_ms, delta_ms, value)
+            track.add(time_ms, delta_ms, value, lineno)
         if self.rows == 0:
             self.first_time_ms = time_ms
         self.rows += 1
+        self.last_lineno = lineno
         self.delta_sum_ms += delta_ms
         self.last_time_ms = time_ms
         self._row_times.append((time_ms, delta_ms))
@@ -324,7 +596,18 @@ class EnergiBridgeStream:
 
     @property
     def wraps(self) -> int:
-        return sum(track.wraps for track in self._tracks)
+        """Wrap-arounds corrected in the counted columns (those that change the total)."""
+        return sum(track.wraps for track in self._tracks if track.counted)
+
+    @property
+    def glitches(self) -> int:
+        """Drops of counted columns that were no wrap-around (each step counted 0 J)."""
+        return sum(len(track.glitches) for track in self._tracks if track.counted)
+
+    def warnings(self) -> list[str]:
+        """One line per wrap-corrected counted column, per glitch, per misbehaving part."""
+        ordered = sorted(self._tracks, key=lambda track: not track.counted)
+        return [line for track in ordered for line in track.messages()]
 
     def totals(self) -> dict[str, float]:
         """Energy per domain over the whole file so far."""
@@ -333,8 +616,9 @@ class EnergiBridgeStream:
     def energy_at(self, t_ms: float) -> dict[str, float]:
         """Energy per domain from the first sample to epoch ms ``t_ms``, as far as known.
 
-        Non-decreasing in ``t_ms``, and a later call (more rows known) never gives less for the
-        same ``t_ms`` once the rows around it are known: the meter relies on both.
+        Non-decreasing in ``t_ms``. A later call (more rows known) gives the same for the same
+        ``t_ms`` once the rows around it are known, except where a counter drop within the last
+        NEIGHBOUR_STEPS rows is judged again with the steps that followed it.
         """
         return {track.column.domain: track.energy_at(t_ms) for track in self._tracks}
 
@@ -346,11 +630,12 @@ class EnergiBridgeStream:
         """``t_s, domain, power_w, energy_j`` per row and domain (as in the recording)."""
         import pandas as pd
 
+        cumulative = {track.column.domain: track.cumulative_j for track in self._tracks}
         rows: list[tuple[float, str, float, float]] = []
         for k in range(self.rows):
             for track in self._tracks:
                 domain = track.column.domain
-                energy_j = track.cumulative_j[k]
+                energy_j = cumulative[domain][k]
                 if track.column.kind == "power":
                     t_s = (track.ends_ms[k] - self.first_time_ms) / 1e3
                     rows.append((t_s, domain, track.powers_w[k], energy_j))
@@ -359,13 +644,45 @@ class EnergiBridgeStream:
                 power_w = math.nan
                 if k > 0 and track.times_ms[k] > track.times_ms[k - 1]:
                     power_w = (
-                        (energy_j - track.cumulative_j[k - 1])
+                        (energy_j - cumulative[domain][k - 1])
                         / (track.times_ms[k] - track.times_ms[k - 1])
                         * 1e3
                     )
                 rows.append((t_s, domain, power_w, energy_j))
         frame: pd.DataFrame = pd.DataFrame(rows, columns=["t_s", "domain", "power_w", "energy_j"])
         return frame
+
+    def implausible_power(self, duration_s: float) -> str | None:
+        """A warning when a counted domain's mean power over ``duration_s`` is beyond hardware."""
+        if not duration_s > 0:
+            return None
+        over = [
+            (track, track.total_j / duration_s)
+            for track in self._tracks
+            if track.counted and track.total_j / duration_s > MAX_DOMAIN_POWER_W
+        ]
+        if not over:
+            return None
+        listed = ", ".join(f"{track.column.domain} {power:,.0f} W" for track, power in over)
+        counters = [(track, power) for track, power in over if track.column.kind == "counter"]
+        if counters:
+            rescaled = ", ".join(
+                f"{track.column.domain} {power * RAW_COUNT_UNIT_J:.3g} W"
+                for track, power in counters
+            )
+            cause = (
+                "the counters are likely raw RAPL register counts, not joules (EnergiBridge "
+                "before v0.0.7 wrote them on Intel): divided by 2**14, Intel's usual energy "
+                f"unit, they would give {rescaled}; re-record with a current EnergiBridge or "
+                "convert the file"
+            )
+        else:
+            cause = "the power column is likely in another unit than its header says"
+        return (
+            f"{self.source}: mean power beyond what one CPU package, DRAM or GPU can draw "
+            f"(more than {MAX_DOMAIN_POWER_W:g} W): {listed}; {cause}. The figures are kept "
+            "as the file gives them"
+        )
 
 
 @dataclass(frozen=True)
@@ -384,42 +701,75 @@ class EnergiBridgeRecording:
     """The first row's ``Time``, in UTC."""
     mean_power_w: float
     wraps: int
-    """Counter decreases corrected as wrap-arounds, over all counter columns."""
+    """Counter decreases corrected as wrap-arounds in the counted columns (a part's wraps do
+    not change the total and are only named in :attr:`warnings`)."""
     samples: pd.DataFrame
     """``t_s, domain, power_w, energy_j``: per row and domain, energy cumulative since the
     first row. ``t_s`` is ``Time`` minus the first ``Time`` in seconds; for a power column it is
     the end of the row's interval (``Time + Delta``), the moment its energy is reached."""
     columns: list[str]
     """The file's raw column names, in order."""
+    glitches: int = 0
+    """Drops of counted columns that were no wrap-around: each such step counted 0 J."""
+    warnings: list[str] = field(default_factory=list)
+    """One line each, naming the file: wraps corrected, glitches, columns that misbehaved
+    (not in the total), implausible mean power."""
 
 
 def read_energibridge_csv(
     path: str | os.PathLike[str],
     *,
-    counter_range_j: float | Mapping[str, float] | None = None,
+    counter_range_j: float | Mapping[str, float] | str | None = None,
+    separator: str | None = None,
 ) -> EnergiBridgeRecording:
     """Read an EnergiBridge CSV file.
 
     ``counter_range_j`` is the wrap range of the energy counters in joules: one number for all,
     or a mapping from column name or domain (``"PACKAGE_ENERGY (J)"``, ``"energibridge/dram"``
-    or ``"dram"``) to range. ``None`` treats a decrease as a restart from 0 (see the module
-    docstring). A malformed file raises :class:`greenprec.ConfigError` naming file and line.
+    or ``"dram"``, ``"*"`` for every other counter) to range. ``None`` (the default) infers it
+    at each drop (see the module docstring). ``separator`` is the column separator (``","``,
+    ``";"``, ``"\\t"``); ``None`` detects it from the header. UTF-8 (with or without a byte-order
+    mark) and UTF-16 with a byte-order mark are read. A malformed file raises
+    :class:`greenprec.ConfigError` naming file and line.
     """
     file = Path(path)
     source = os.fspath(path)
-    stream = EnergiBridgeStream(source, counter_range_j=counter_range_j)
+    stream = EnergiBridgeStream(source, counter_range_j=counter_range_j, separator=separator)
+    lineno = 0
     try:
-        with open(file, encoding="utf-8", errors="replace", newline="") as handle:
-            lineno = 0
-            for lineno, line in enumerate(handle, start=1):
-                stream.feed(line, lineno)
+        for lineno, line in enumerate(_lines(file), start=1):
+            stream.feed(line, lineno)
     except OSError as error:
         raise ConfigError(f"{source}: cannot read: {error.strerror or error}") from None
     if not stream.columns:
         raise ConfigError(f"{source}:1: empty file: no EnergiBridge header")
     if stream.rows == 0:
         raise ConfigError(f"{source}:{max(lineno, 1) + 1}: no data rows after the header")
+    if stream.rows == 1:
+        # A counter's energy is a difference and a power row's is its Delta (0 on the first
+        # row): one row gives 0 J, which would read as a run that used no energy.
+        raise ConfigError(
+            f"{source}:{stream.last_lineno}: only one sample: no energy can be measured (the "
+            "run was shorter than EnergiBridge's interval, or the file was cut); record longer "
+            "or leave this file out"
+        )
     return _recording(file, stream)
+
+
+def _lines(file: Path) -> Iterator[str]:
+    """The file's lines, decoded by its byte-order mark (UTF-8 when there is none)."""
+    with open(file, "rb") as probe:
+        start = probe.read(4)
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"  # PowerShell's `>`: the BOM tells the byte order
+    elif len(start) >= 4 and start[1] == 0 and start[3] == 0 and start[0] and start[2]:
+        encoding = "utf-16-le"  # UTF-16 without a BOM: every other byte of ASCII text is 0
+    elif len(start) >= 4 and start[0] == 0 and start[2] == 0 and start[1] and start[3]:
+        encoding = "utf-16-be"
+    else:
+        encoding = "utf-8-sig"
+    with open(file, encoding=encoding, errors="replace", newline="") as handle:
+        yield from handle
 
 
 def _recording(path: Path, stream: EnergiBridgeStream) -> EnergiBridgeRecording:
@@ -429,6 +779,10 @@ def _recording(path: Path, stream: EnergiBridgeStream) -> EnergiBridgeRecording:
     duration_s = stream.delta_sum_ms / 1e3
     if duration_s == 0:
         duration_s = (stream.last_time_ms - stream.first_time_ms) / 1e3
+    warnings = stream.warnings()
+    implausible = stream.implausible_power(duration_s)
+    if implausible:
+        warnings.append(implausible)
     return EnergiBridgeRecording(
         path=path,
         domains=domains,
@@ -440,18 +794,81 @@ def _recording(path: Path, stream: EnergiBridgeStream) -> EnergiBridgeRecording:
         wraps=stream.wraps,
         samples=stream.samples(),
         columns=list(stream.columns),
+        glitches=stream.glitches,
+        warnings=warnings,
     )
+
+
+def check_separator(value: str | None) -> str | None:
+    """Validate a column separator (``","``, ``";"``, a tab, or ``"tab"``); None detects it."""
+    if value is None:
+        return None
+    if value in ("tab", "\\t"):
+        return "\t"
+    if not isinstance(value, str) or len(value) != 1 or value.isalnum() or value in ".+-\"' ":
+        raise ConfigError(
+            f"separator must be one character such as ',' or ';' (or 'tab'), got {value!r}"
+        )
+    return value
 
 
 def check_counter_range(
     value: float | Mapping[str, float] | str | None,
 ) -> float | dict[str, float] | None:
-    """Validate a ``counter_range_j`` value (a number, a string, a mapping, or None)."""
+    """Validate a ``counter_range_j`` value: a number, a mapping, None, or a string.
+
+    A string is a number, or ``COLUMN=NUMBER`` entries separated by ``,`` (how a meter option
+    arrives: ``-o energibridge.counter_range_j='CPU_ENERGY (J)=4294967296'``).
+    """
     if value is None:
         return None
+    if isinstance(value, str) and "=" in value:
+        return parse_counter_ranges(value.split(","))
     if isinstance(value, Mapping):
-        return {str(key): _one_range(item, str(key)) for key, item in value.items()}
+        checked: dict[str, float] = {}
+        for key, item in value.items():
+            name = _range_key(key)
+            checked[name] = _one_range(item, name)
+        return checked
     return _one_range(value, "all counters")
+
+
+def parse_counter_ranges(specs: Sequence[str]) -> float | dict[str, float] | None:
+    """``--counter-range-j`` values: ``NUMBER`` (every counter) or ``COLUMN=NUMBER``, repeated.
+
+    One plain number alone gives that number; per-column entries give a mapping, in which a
+    plain number becomes the ``"*"`` entry (every counter not named).
+    """
+    ranges: dict[str, float] = {}
+    for spec in specs:
+        name, sep, number = spec.rpartition("=")
+        key = _range_key(name.strip()) if sep else ALL_COUNTERS
+        if key in ranges:
+            what = "one number for all counters" if key == ALL_COUNTERS else repr(key)
+            raise ConfigError(f"counter_range_j: {what} given twice; give each once")
+        ranges[key] = _one_range(number.strip(), "all counters" if key == ALL_COUNTERS else key)
+    if not ranges:
+        return None
+    if list(ranges) == [ALL_COUNTERS]:
+        return ranges[ALL_COUNTERS]
+    return ranges
+
+
+def _range_key(key: object) -> str:
+    """A mapping key: ``"*"``, a counter column's name, or a domain (with or without prefix)."""
+    name = str(key).strip()
+    if name == ALL_COUNTERS:
+        return name
+    column = _classify(name, 0)
+    if column is not None and column.kind == "counter":
+        return name
+    if column is None and _DOMAIN_KEY.fullmatch(name.removeprefix(DOMAIN_PREFIX)):
+        return name
+    raise ConfigError(
+        f"counter_range_j names {_show(name)}, which is no EnergiBridge counter column (such "
+        "as 'CPU_ENERGY (J)') or domain (such as 'cpu' or 'energibridge/cpu'); ranges apply "
+        "to ..._ENERGY (J) counters only"
+    )
 
 
 def _one_range(value: object, what: str) -> float:
@@ -462,6 +879,7 @@ def _one_range(value: object, what: str) -> float:
     if not number > 0 or math.isinf(number):
         raise ConfigError(
             f"counter_range_j for {what} must be a positive number of joules (e.g. "
-            f"{INTEL_RAPL_RANGE_J:g} for Intel, {AMD_RAPL_RANGE_J:g} for AMD), got {value!r}"
+            f"{INTEL_RAPL_RANGE_J:g} for Intel's counters; by default greenprec infers it), "
+            f"got {value!r}"
         )
     return number
