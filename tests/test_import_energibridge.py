@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from greenprec.errors import ConfigError
 from greenprec.experiment.folder import ResultsFolder
 from greenprec.importers import import_energibridge
+from greenprec.importers.energibridge import run_ids_for
 from greenprec.report import build_report
 from greenprec.report.commands import import_energibridge_command
 
@@ -88,6 +89,7 @@ def test_import_writes_a_results_folder(tmp_path: Path, recordings: dict[str, fl
         assert row["energy_j:energibridge/system"] == pytest.approx(energy)
         assert row["status"] == "done" and row["meter"] == "energibridge"
         assert row["estimated"] is False
+        assert row["counted_domains"] == "energibridge/system"
         assert row["duration_s"] == pytest.approx(0.6)
         assert folder.samples_file(run_id).exists()
     assert rows["run_1"]["policy"] == "fp32" and rows["run_1"]["test_accuracy"] == 0.51
@@ -183,10 +185,16 @@ def _same_group_twice(tmp: Path) -> tuple[list[str], str | None, str]:
     return [groups(tmp)[0], groups(tmp)[0]], None, "names must differ"
 
 
-def _duplicate_stem(tmp: Path) -> tuple[list[str], str | None, str]:
-    eb_csv(tmp / "mixed" / "sub" / "run_0.csv", [1.0, 2.0])
-    spec = [groups(tmp)[0], f"mixed={tmp}/mixed/**/*.csv"]
-    return spec, None, "two files give run id 'run_0'"
+def _one_row(tmp: Path) -> tuple[list[str], str | None, str]:
+    eb_csv(tmp / "mixed" / "run_17.csv", [25.0])
+    return groups(tmp), None, r"run_17\.csv:2: only one sample: no energy can be measured"
+
+
+def _column_twice(tmp: Path) -> tuple[list[str], str | None, str]:
+    _write(
+        tmp / "fp32" / "run_7.csv", f"Delta,Time,{POWER},{POWER}\n0,1,10,1000\n200,201,10,1000\n"
+    )
+    return groups(tmp), None, r"run_7\.csv:1: column 'SYSTEM_POWER \(Watts\)' appears twice"
 
 
 @pytest.mark.parametrize(
@@ -202,7 +210,8 @@ def _duplicate_stem(tmp: Path) -> tuple[list[str], str | None, str]:
         _metrics_without_run_id,
         _bad_group,
         _same_group_twice,
-        _duplicate_stem,
+        _one_row,
+        _column_twice,
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
@@ -263,6 +272,93 @@ def test_command(tmp_path: Path, recordings: dict[str, float]) -> None:
     assert "fp32" in result.stdout and f"next: greenprec report {out}" in result.stdout
     again = CliRunner().invoke(_app(), args)
     assert isinstance(again.exception, ConfigError)
+
+
+def test_repeated_stems_get_run_ids_from_the_folders_that_differ(tmp_path: Path) -> None:
+    # How many users keep their runs: r1/energy.csv, r2/energy.csv. Before, the import
+    # refused them ("two files give run id 'energy'").
+    energies = {}
+    for policy, offset in (("baseline", 0.0), ("tuned", -5.0)):
+        for rep in ("r1", "r2"):
+            path = tmp_path / "runs" / policy / rep / "energy.csv"
+            energies[f"{policy}-{rep}"] = (eb_csv(path, [30.0 + offset, 31.0 + offset]), path)
+    _write(tmp_path / "m.csv", "run_id,test_accuracy\nbaseline-r1,0.5\ntuned-r2,0.6\n")
+    out = tmp_path / "out"
+    result = import_energibridge(
+        [f"baseline={tmp_path}/runs/baseline/*/energy.csv", f"tuned={tmp_path}/runs/tuned/*/*.csv"],
+        out,
+        metrics=str(tmp_path / "m.csv"),
+    )
+    rows = {row["run_id"]: row for row in ResultsFolder(out).read_runs()}
+    assert set(rows) == set(energies)
+    for run_id, (energy, _) in energies.items():
+        assert rows[run_id]["energy_j"] == pytest.approx(energy)
+        assert ResultsFolder(out).samples_file(run_id).exists()
+    assert rows["baseline-r1"]["test_accuracy"] == 0.5 and rows["tuned-r2"]["test_accuracy"] == 0.6
+    files = ResultsFolder(out).read_experiment()["import"]["files"]
+    assert files == {run_id: str(path) for run_id, (_, path) in energies.items()}
+    assert result.counts == {"baseline": 2, "tuned": 2}
+
+
+@pytest.mark.parametrize(
+    ("paths", "expected"),
+    [
+        (["a/r1/energy.csv", "a/r2/energy.csv"], ["r1", "r2"]),
+        (["a/r1/energy.csv", "a/r2/energy.csv", "b/r1.csv"], ["r1-energy", "r2-energy", "r1"]),
+        (
+            [
+                "o/answer only/he/r1/energy.csv",
+                "o/base/he/r1/energy.csv",
+                "o/think/he/r2/energy.csv",
+            ],
+            ["answer-only-r1", "base-r1", "think-r2"],
+        ),
+        (["x/run_2.csv", "x/run_10.csv"], ["run_2", "run_10"]),
+        (["x/run 1.csv", "x/run-1.csv", "x/Run-1.csv"], ["run-1-1", "run-1-2", "run-1-3"]),
+    ],
+)
+def test_run_ids_from_paths(tmp_path: Path, paths: list[str], expected: list[str]) -> None:
+    assert run_ids_for([tmp_path / p for p in paths]) == expected
+
+
+def test_command_takes_ranges_per_column_and_a_separator(tmp_path: Path) -> None:
+    header = "Delta;Time;CPU_ENERGY (J);CORE0_ENERGY (J)"
+    for run, start in (("a", 2_939_243.0), ("b", 2_927_038.0)):
+        rows = [f"{0 if k == 0 else 200};{1_000_000 + 200 * k};{start + 5 * k};{10 + k}"
+                for k in range(4)]  # fmt: skip
+        _write(tmp_path / "amd" / f"{run}.csv", "\n".join([header, *rows]) + "\n")
+    base = ["import", "energibridge", "-g", f"amd={tmp_path}/amd/*.csv"]
+    # One number for all: the AMD files' megajoule values exceed the old advice of 65536.
+    wrong = CliRunner().invoke(_app(), [*base, "--counter-range-j", "65536", "--out", "x"])
+    assert isinstance(wrong.exception, ConfigError)
+    assert "exceeds counter_range_j=65536" in str(wrong.exception)
+    out = tmp_path / "out"
+    args = [*base, "--counter-range-j", "CPU_ENERGY (J)=4294967296"]
+    args += ["--counter-range-j", "65536", "--separator", ";", "--out", str(out)]
+    result = CliRunner().invoke(_app(), args, env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    rows = ResultsFolder(out).read_runs()
+    assert [row["energy_j"] for row in rows] == pytest.approx([15.0, 15.0])
+    bad_separator = [*base, "--separator", ",", "--out", str(tmp_path / "y")]
+    refused = CliRunner().invoke(_app(), bad_separator)
+    assert isinstance(refused.exception, ConfigError)
+
+
+def test_command_prints_each_files_warnings(tmp_path: Path) -> None:
+    values = [262_100.0, 262_110.0, 262_120.0, 262_130.0, 262_140.0, 6.0, 16.0, 26.0, 36.0]
+    lines = ["Delta,Time,PACKAGE_ENERGY (J)"]
+    lines += [f"{0 if k == 0 else 200},{1_000_000 + 200 * k},{v}" for k, v in enumerate(values)]
+    _write(tmp_path / "intel" / "[wrap].csv", "\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = ["import", "energibridge", "-g", f"intel={tmp_path}/intel", "--out", str(out)]
+    result = CliRunner().invoke(_app(), args, env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "[wrap].csv:7: 1 wrap-around(s) of counted column 'PACKAGE_ENERGY (J)'" in result.stdout
+    (row,) = ResultsFolder(out).read_runs()
+    assert row["energy_j"] == pytest.approx(80.0)
+    assert row["run_id"] == "wrap"
+    warnings = ResultsFolder(out).read_experiment()["warnings"]
+    assert any("wrap-around(s) of counted column" in w for w in warnings)
 
 
 # -- the published study ---------------------------------------------------------------------------

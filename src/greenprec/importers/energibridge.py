@@ -1,6 +1,7 @@
 """EnergiBridge CSV files → a greenprec results folder, so ``greenprec report`` reads them.
 
-One run per file: run id = file stem, policy = the group the file's glob belongs to. Every
+One run per file: run id = file stem (made of the folders that differ when stems repeat, as
+in ``r1/energy.csv``, ``r2/energy.csv``), policy = the group the file's glob belongs to. Every
 file is read and every metrics row matched before anything is written; the folder is then
 written into a temporary directory beside ``out`` and renamed into place, so a bad input
 never leaves a half-written folder behind.
@@ -25,13 +26,20 @@ from typing import Any
 from greenprec._version import __version__
 from greenprec.energibridge import EnergiBridgeRecording, read_energibridge_csv
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import DOMAIN_PREFIX, RUN_COLUMNS, ResultsFolder, Row
+from greenprec.experiment.folder import (
+    DOMAIN_PREFIX,
+    RUN_COLUMNS,
+    ResultsFolder,
+    Row,
+    join_domains,
+)
 
 SOURCE = "energibridge import"
 METER = "energibridge"
 # Metrics may fill these result columns; every other contract column is greenprec's own.
 _METRIC_COLUMNS = {"test_accuracy", "test_loss"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.+-]+")
 
 
 @dataclass(frozen=True)
@@ -97,9 +105,15 @@ def import_energibridge(
     out: str | Path,
     *,
     metrics: str | None = None,
-    counter_range_j: float | Mapping[str, float] | None = None,
+    counter_range_j: float | Mapping[str, float] | str | None = None,
+    separator: str | None = None,
 ) -> ImportResult:
-    """Read every group's files (and metrics), then write the results folder ``out``."""
+    """Read every group's files (and metrics), then write the results folder ``out``.
+
+    ``counter_range_j`` and ``separator`` are passed to
+    :func:`greenprec.energibridge.read_energibridge_csv` for every file (default: the wrap
+    range is inferred at each drop, the separator detected from each header).
+    """
     out = Path(out)
     parsed = [g if isinstance(g, Group) else parse_group(g) for g in groups]
     if not parsed:
@@ -110,7 +124,7 @@ def import_energibridge(
         raise ConfigError(f"--group names must differ; given twice: {', '.join(duplicates)}")
     _check_out(out)
 
-    files: dict[str, tuple[str, Path]] = {}  # run id -> (policy, file)
+    found: list[tuple[str, Path]] = []  # (policy, file)
     owner: dict[Path, str] = {}
     for group in parsed:
         for path in _expand(group.pattern, f"--group {group.name}={group.pattern}"):
@@ -121,16 +135,12 @@ def import_energibridge(
                     "make the globs disjoint"
                 )
             owner[resolved] = group.name
-            run_id = path.stem
-            if run_id in files:
-                raise ConfigError(
-                    f"two files give run id {run_id!r}: {files[run_id][1]} and {path}; "
-                    "run ids are file stems and must be unique"
-                )
-            files[run_id] = (group.name, path)
+            found.append((group.name, path))
+    run_ids = run_ids_for([path for _, path in found])
+    files: dict[str, tuple[str, Path]] = dict(zip(run_ids, found, strict=True))
 
     recordings = {
-        run_id: read_energibridge_csv(path, counter_range_j=counter_range_j)
+        run_id: read_energibridge_csv(path, counter_range_j=counter_range_j, separator=separator)
         for run_id, (_, path) in files.items()
     }
     joined, metric_files = ({}, []) if metrics is None else _read_metrics(metrics, list(files))
@@ -139,6 +149,75 @@ def import_energibridge(
     folder = _write(out, rows, recordings, experiment)
     counts = {g.name: sum(1 for r in rows if r["policy"] == g.name) for g in parsed}
     return ImportResult(folder, rows, counts, warnings)
+
+
+def _sanitise(text: str) -> str:
+    """``text`` in the run-id alphabet (letters, digits, ``_.+-``), starting with a letter or
+    digit: run ids name files in samples/ and label figures."""
+    cleaned = _NOT_IN_NAME.sub("-", text).strip("-")
+    cleaned = re.sub(r"^[^A-Za-z0-9]+", "", cleaned)
+    return cleaned or "run"
+
+
+def _distinct_parts(folders: list[tuple[str, ...]]) -> list[list[str]]:
+    """The folder names that tell these paths apart: common leading and trailing folders
+    dropped, and, when the paths are equally deep, every level at which they all agree."""
+    shortest = min(len(f) for f in folders)
+    lead = 0
+    while lead < shortest and len({f[lead] for f in folders}) == 1:
+        lead += 1
+    rest = [list(f[lead:]) for f in folders]
+    shortest = min(len(r) for r in rest)
+    trail = 0
+    while trail < shortest and len({r[len(r) - 1 - trail] for r in rest}) == 1:
+        trail += 1
+    rest = [r[: len(r) - trail] for r in rest]
+    if len({len(r) for r in rest}) == 1:
+        keep = [i for i in range(len(rest[0])) if len({r[i] for r in rest}) > 1]
+        rest = [[r[i] for i in keep] for r in rest]
+    return rest
+
+
+def run_ids_for(paths: Sequence[Path]) -> list[str]:
+    """A unique run id per file: its stem, or, where stems repeat (``r1/energy.csv``,
+    ``r2/energy.csv``), the folders that differ (``r1``, ``r2``), with the stem added
+    (``r1-energy``) when that alone collides with another run id.
+
+    Ids are compared ignoring case: ``samples/<run_id>.csv`` must be distinct files on
+    case-insensitive file systems (macOS, Windows) too.
+    """
+    ids = [_sanitise(path.stem) for path in paths]
+    by_id: dict[str, list[int]] = {}
+    for index, run_id in enumerate(ids):
+        by_id.setdefault(run_id.casefold(), []).append(index)
+    clashes = [indices for indices in by_id.values() if len(indices) > 1]
+    if not clashes:
+        return ids
+    taken = {folded for folded, indices in by_id.items() if len(indices) == 1}
+    for indices in clashes:
+        stem = ids[indices[0]]
+        parts = _distinct_parts([paths[i].resolve().parent.parts for i in indices])
+        short = [_sanitise("-".join(p)) if p else stem for p in parts]
+        long = [f"{s}-{stem}" if s != stem else stem for s in short]
+        for candidate in (short, long):
+            folded = [c.casefold() for c in candidate]
+            if len(set(folded)) == len(folded) and not taken.intersection(folded):
+                chosen = candidate
+                break
+        else:
+            # Same folder, stems that differ only in case or in characters run ids lack:
+            # number them, skipping any number another file's id already has.
+            chosen, number = [], 0
+            for base in long:
+                number += 1
+                while f"{base}-{number}".casefold() in taken:
+                    number += 1
+                chosen.append(f"{base}-{number}")
+                taken.add(chosen[-1].casefold())
+        for index, run_id in zip(indices, chosen, strict=True):
+            ids[index] = run_id
+            taken.add(run_id.casefold())
+    return ids
 
 
 def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -193,11 +272,12 @@ def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, dict[str,
 def _match(key: str, run_ids: list[str], where: str) -> str:
     if key in run_ids:
         return key
-    candidates = [r for r in run_ids if r.endswith(f"_{key}")]
+    candidates = [r for r in run_ids if r.endswith((f"_{key}", f"-{key}"))]
     if not candidates:
         raise ConfigError(
-            f"{where}: run_id {key!r} matches no imported file (want a file stem equal to it "
-            f"or ending in _{key})"
+            f"{where}: run_id {key!r} matches no imported file (want a run id equal to it "
+            f"or ending in _{key} or -{key}; run ids are file stems, or the folders that "
+            "differ when stems repeat)"
         )
     if len(candidates) > 1:
         raise ConfigError(
@@ -254,16 +334,14 @@ def _rows(
             "estimated": False,
             "test_accuracy": None,
             "test_loss": None,
+            "counted_domains": join_domains(recording.counted_domains),
             "error": None,
         }
         for domain, energy in recording.domains.items():
             row[DOMAIN_PREFIX + domain] = energy
         row.update(joined.get(run_id, {}))
         rows.append(row)
-        if recording.wraps:
-            warnings.append(
-                f"{recording.path}: {recording.wraps} energy-counter wrap-around(s) corrected"
-            )
+        warnings.extend(recording.warnings)
     if joined:
         without = [r["run_id"] for r in rows if r["run_id"] not in joined]
         if without:

@@ -69,27 +69,50 @@ def import_energibridge_command(
         typer.Option(
             "--metrics",
             help="GLOB of CSVs with a run_id column (test_accuracy, test_loss, ...), joined to "
-            "the file whose stem equals run_id or ends in _<run_id>.",
+            "the run whose id equals run_id or ends in _<run_id> or -<run_id>.",
         ),
     ] = None,
     counter_range_j: Annotated[
-        float | None,
+        list[str] | None,
         typer.Option(
             "--counter-range-j",
-            help="Wrap range of energy counters in J (Intel 262144, AMD 65536); default: a "
-            "decrease is a restart from 0.",
+            help="Wrap range of the energy counters in J: one number for all, or COLUMN=J for "
+            "one column (repeatable), e.g. --counter-range-j 'PACKAGE_ENERGY (J)=262144'. "
+            "Default: inferred at each drop (the smallest power of two above the values "
+            "seen), which is right for Intel (262144) and for AMD, whose range depends on the "
+            "EnergiBridge release (some write CPU_ENERGY values of megajoules: 65536 is wrong "
+            "for them).",
+            show_default=False,
+        ),
+    ] = None,
+    separator: Annotated[
+        str | None,
+        typer.Option(
+            "--separator",
+            help="Column separator of the CSVs (',', ';' or 'tab'); default: detected from "
+            "each file's header.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
     """Turn EnergiBridge CSVs into a greenprec results folder: one run per file."""
     from rich.console import Console
+    from rich.markup import escape
 
+    from greenprec.energibridge import parse_counter_ranges
     from greenprec.experiment.tables import summary_table
     from greenprec.importers.energibridge import import_energibridge
 
-    result = import_energibridge(group, out, metrics=metrics, counter_range_j=counter_range_j)
+    result = import_energibridge(
+        group,
+        out,
+        metrics=metrics,
+        counter_range_j=parse_counter_ranges(counter_range_j or []),
+        separator=separator,
+    )
     console = Console(highlight=False)
     console.print(summary_table(result.rows, title=f"imported into {result.folder.path}"))
     for line in result.warnings:
-        console.print(f"[yellow]warning:[/] {line}", markup=True)
+        # Escaped: file paths and column names may hold brackets that rich reads as markup.
+        console.print(f"[yellow]warning:[/] {escape(line)}", markup=True)
     console.print(f"next: greenprec report {result.folder.path}", markup=False)
