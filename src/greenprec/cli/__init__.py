@@ -1,0 +1,101 @@
+"""The ``greenprec`` command line: one module per command, registered on one typer app.
+
+Library code raises :class:`greenprec.GreenprecError` with messages about data and settings;
+this package turns them into one line on stderr and an exit code (0 success, 1 failed runs or
+a failed measurement, 2 bad input, 130 interrupted), and is the only code that names a flag.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Annotated, Any
+
+import typer
+
+from greenprec._version import __version__
+from greenprec.cli import compare, measure, meters, runs, workloads
+from greenprec.cli._common import fail, parse_options, parse_params
+from greenprec.errors import GreenprecError, GreenprecWarning, MeterError
+
+__all__ = ["app", "fail", "main", "parse_options", "parse_params"]
+
+app = typer.Typer(
+    name="greenprec",
+    help="Measure what numerical precision costs in energy when you train neural networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"greenprec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Measure what numerical precision costs in energy when you train neural networks."""
+
+
+for _module in (meters, measure, compare, workloads, runs):
+    _module.register(app)
+
+
+def _register_report_commands() -> None:
+    from greenprec.report.commands import import_energibridge_command, report_command
+
+    app.command("report")(report_command)
+    import_app = typer.Typer(
+        help="Turn other tools' recordings into a greenprec results folder.",
+        no_args_is_help=True,
+    )
+    import_app.command("energibridge")(import_energibridge_command)
+    app.add_typer(import_app, name="import")
+
+
+_register_report_commands()
+
+
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, GreenprecWarning):
+        typer.echo(f"greenprec: warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, *args, **kwargs)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and exit code 2."""
+    warnings.showwarning = _show_warning
+    try:
+        code = app(standalone_mode=False)
+    except MeterError as error:
+        # A meter that failed mid-measurement is a failed measurement (1), not bad input (2).
+        typer.echo(f"greenprec: error: {error}", err=True)
+        sys.exit(1)
+    except GreenprecError as error:
+        typer.echo(f"greenprec: error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("greenprec: interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:
+        # Usage errors from the (vendored) click layer: duck-typed so any typer version works.
+        exit_code = getattr(error, "exit_code", None)
+        if hasattr(error, "format_message") and isinstance(exit_code, int):
+            typer.echo(
+                f"greenprec: error: {error.format_message()} (see greenprec --help)", err=True
+            )
+            sys.exit(exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

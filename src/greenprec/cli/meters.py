@@ -1,0 +1,65 @@
+"""``greenprec meters``: which meters work here, and why not."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from greenprec.cli._common import OptionOption, make_console, parse_options
+from greenprec.errors import ConfigError
+
+
+def meters_command(
+    option: OptionOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List every registered meter: available here or not (and why), measured or estimated."""
+    from greenprec.meters.base import Probe
+    from greenprec.meters.registry import meter_classes, options_for, probe
+    from greenprec.plugins import plugin_errors
+
+    options = parse_options(option)
+    rows: list[dict[str, Any]] = []
+    for name, cls in sorted(meter_classes().items()):
+        try:
+            result = probe(cls, options_for(cls, options))
+        except ConfigError as error:
+            result = Probe(False, str(error))
+        rows.append(
+            {
+                "name": name,
+                "available": result.available,
+                "kind": "estimated" if cls.estimated else "measured",
+                "auto": cls.auto,
+                "domains": result.domains,
+                "reason": result.reason,
+                "description": cls.description,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"meters": rows, "plugin_errors": plugin_errors}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="greenprec meters")
+    for column in ("meter", "available", "kind", "in auto", "domains here", "reason / notes"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            "[green]yes[/]" if row["available"] else "[red]no[/]",
+            row["kind"],
+            "yes" if row["auto"] else "no",
+            ", ".join(row["domains"]),
+            row["reason"] or row["description"],
+        )
+    console = make_console()
+    console.print(table)
+    for plugin, problem in plugin_errors.items():
+        console.print(f"[yellow]plugin {plugin!r} {problem}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("meters")(meters_command)

@@ -1,0 +1,35 @@
+"""``greenprec runs DIR``: the runs table of a results folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from greenprec.cli._common import make_console
+
+
+def runs_command(
+    folder: Annotated[Path, typer.Argument(help="A results folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print runs as JSON.")] = False,
+) -> None:
+    """Print the runs table of a results folder: status, energy, duration, accuracy."""
+    from greenprec.experiment.tables import runs_table, summary_table
+    from greenprec.results import ResultsStore, record_row
+
+    snapshot = ResultsStore(folder).load()
+    rows = [record_row(run) for run in snapshot.runs]
+    for problem in snapshot.problems:
+        typer.echo(f"greenprec: warning: {problem}", err=True)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    console = make_console()
+    console.print(runs_table(rows, title=str(folder)))
+    console.print(summary_table(rows))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runs")(runs_command)
