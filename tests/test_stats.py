@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -509,6 +510,58 @@ def test_binned_power_sums_counted_domains() -> None:
     assert out["n_samples"].tolist() == [2, 1]
     flagged = frame.assign(in_total=frame["domain"] != "rapl/core")
     assert gs.binned_power(flagged, bin_s=0.5)["power_w"].tolist() == [100.0, 100.0]
+
+
+def _two_meters(duration_s: float = 2.0, skew_s: float = 0.013) -> pd.DataFrame:
+    """Samples as measure() writes them for two meters: each stamped with its own clock read.
+
+    Meter a reads at 0.0, 0.2, ...; meter b reads ``skew_s`` later each time and on a
+    slightly slower clock, so no timestamp is shared. Both are energy counters: the first
+    reading of each has no power yet.
+    """
+    t_a = np.arange(0.0, duration_s, 0.2)
+    t_b = t_a * 1.001 + skew_s
+    frames = [
+        pd.DataFrame({"t_s": t_a, "domain": "rapl/package-0", "power_w": 100.0}),
+        pd.DataFrame({"t_s": t_b, "domain": "nvml/gpu0", "power_w": 50.0}),
+        pd.DataFrame({"t_s": t_a, "domain": "rapl/core", "power_w": 70.0}),  # inside package
+    ]
+    for frame in frames:
+        frame.loc[0, "power_w"] = math.nan
+    frame = pd.concat(frames).sort_values("t_s", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def test_binned_power_adds_meters_with_different_clocks() -> None:
+    # Before: kept only timestamps at which every counted domain had a value, so two meters
+    # (never the same timestamp) gave an empty trace.
+    samples = _two_meters()
+    counted = ["rapl/package-0", "nvml/gpu0"]
+    out = gs.binned_power(samples, bin_s=0.5, domains=counted)
+    assert out["t_s"].tolist() == [0.0, 0.5, 1.0, 1.5]
+    np.testing.assert_allclose(out["power_w"], 150.0)
+    assert out["n_samples"].tolist() == [2, 2, 3, 2]  # a's first reading has no power
+    flagged = samples.assign(in_total=samples["domain"] != "rapl/core")
+    np.testing.assert_allclose(gs.binned_power(flagged, bin_s=0.5)["power_w"], 150.0)
+    # a counted domain that is absent gives no bin rather than an undercounted one
+    assert gs.binned_power(samples, domains=[*counted, "rapl/dram"]).empty
+    trace = gs.mean_power_trace([samples, _two_meters(skew_s=0.05)], bin_s=0.5, domains=counted)
+    np.testing.assert_allclose(trace["mean_power_w"], 150.0)
+    assert trace["n_runs"].tolist() == [2, 2, 2, 2]
+
+
+def test_binned_power_of_a_real_two_meter_measurement() -> None:
+    from greenprec.measurement import measure
+    from greenprec.meters.mock import MockMeter
+
+    with measure(
+        meter=[MockMeter(power_w=100, domain="mock/a"), MockMeter(power_w=50, domain="mock/b")],
+        interval=0.1,
+    ) as m:
+        time.sleep(1.2)
+    out = gs.binned_power(m.samples, bin_s=0.5, domains=m.counted_domains)
+    assert len(out) >= 2
+    np.testing.assert_allclose(out["power_w"], 150.0, rtol=1e-6)
 
 
 def test_mean_power_trace_synthetic_runs() -> None:

@@ -729,11 +729,14 @@ def binned_power(
 ) -> pd.DataFrame:
     """One run's power samples averaged into ``bin_s``-second bins.
 
-    With a ``domain`` column, the counted domains are summed per timestamp first: ``domains``
-    when given, else those with ``in_total`` true when that column exists, else all of them.
-    A timestamp missing any of those domains (or with a NaN power) is skipped rather than
-    undercounted. Returns ``t_s`` (bin start), ``power_w`` (mean), ``n_samples``; empty bins
-    are left out.
+    With a ``domain`` column, each counted domain is binned on its own (mean of its readings
+    in the bin) and the domains' bin means are added: ``domains`` when given, else those with
+    ``in_total`` true when that column exists, else all of them. Meters stamp readings with
+    their own clock reads, so two meters never share a timestamp; binning per domain first
+    makes their sum independent of that. A bin in which some counted domain has no finite
+    reading is left out rather than undercounted (``domains`` given but absent from the
+    samples: no bin at all). Returns ``t_s`` (bin start), ``power_w``, ``n_samples`` (the
+    fewest readings any counted domain has in the bin); empty bins are left out.
     """
     bin_s = _check_bin(bin_s)
     if not isinstance(samples, pd.DataFrame):
@@ -741,40 +744,49 @@ def binned_power(
     for column in ("t_s", "power_w"):
         if column not in samples.columns:
             raise ConfigError(f"samples needs a {column!r} column; it has {list(samples.columns)}")
-    frame = samples
-    if "domain" in frame.columns:
+    t = samples["t_s"].to_numpy(dtype=np.float64)
+    power = samples["power_w"].to_numpy(dtype=np.float64)
+    if "domain" in samples.columns:
+        domain = samples["domain"].astype(str).to_numpy()
         if domains is not None:
-            wanted = [str(d) for d in domains]
-            frame = frame[frame["domain"].isin(wanted)]
-        elif "in_total" in frame.columns:
-            frame = frame[frame["in_total"].astype(bool)]
-        n_domains = frame["domain"].nunique()
-        by_time = frame.groupby("t_s", sort=True)
-        total = by_time["power_w"].sum(min_count=1)
-        complete = (by_time["domain"].nunique() == n_domains) & (
-            by_time["power_w"].count() == by_time["power_w"].size()
-        )
-        total = total[complete]
-        t = total.index.to_numpy(dtype=np.float64)
-        power = total.to_numpy(dtype=np.float64)
+            wanted = list(dict.fromkeys(str(d) for d in domains))
+        elif "in_total" in samples.columns:
+            in_total = samples["in_total"].astype(bool).to_numpy()
+            wanted = list(dict.fromkeys(domain[in_total].tolist()))
+        else:
+            wanted = list(dict.fromkeys(domain.tolist()))
     else:
-        t = frame["t_s"].to_numpy(dtype=np.float64)
-        power = frame["power_w"].to_numpy(dtype=np.float64)
-    ok = np.isfinite(t) & np.isfinite(power)
-    t, power = t[ok], power[ok]
+        domain = np.zeros(t.size, dtype=object)
+        wanted = [domain[0]] if t.size else []
     # The small epsilon keeps a timestamp such as 0.3 with bin 0.1 in bin 3, not 2.99... -> 2.
-    bins = np.floor(t / bin_s + 1e-9).astype(np.int64)
-    binned = (
-        pd.DataFrame({"bin": bins, "power_w": power})
-        .groupby("bin", sort=True)["power_w"]
-        .agg(["mean", "size"])
-    )
+    with np.errstate(invalid="ignore"):
+        bins = np.floor(t / bin_s + 1e-9)
+    ok = np.isfinite(t) & np.isfinite(power)
+    per_domain = []
+    for name in wanted:
+        mine = ok & (domain == name)
+        grouped = (
+            pd.DataFrame({"bin": bins[mine].astype(np.int64), "power_w": power[mine]})
+            .groupby("bin", sort=True)["power_w"]
+            .agg(["mean", "size"])
+        )
+        per_domain.append(grouped)
+    if per_domain:
+        # Only bins every counted domain reaches: a missing domain would undercount the total.
+        common = per_domain[0].index
+        for grouped in per_domain[1:]:
+            common = common.intersection(grouped.index)
+        common = common.sort_values()
+        total = np.zeros(len(common))
+        fewest = np.full(len(common), np.iinfo(np.int64).max, dtype=np.int64)
+        for grouped in per_domain:
+            total += grouped.loc[common, "mean"].to_numpy(dtype=np.float64)
+            fewest = np.minimum(fewest, grouped.loc[common, "size"].to_numpy(dtype=np.int64))
+        index = common.to_numpy(dtype=np.float64)
+    else:
+        index, total, fewest = np.empty(0), np.empty(0), np.empty(0, dtype=np.int64)
     result: pd.DataFrame = pd.DataFrame(
-        {
-            "t_s": binned.index.to_numpy(dtype=np.float64) * bin_s,
-            "power_w": binned["mean"].to_numpy(dtype=np.float64),
-            "n_samples": binned["size"].to_numpy(dtype=np.int64),
-        }
+        {"t_s": index * bin_s, "power_w": total, "n_samples": fewest.astype(np.int64)}
     )
     return result
 
