@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -619,6 +620,58 @@ def test_runs_needed_is_smallest_sufficient_and_monotonic() -> None:
     assert gs.runs_needed(10.0, 5.0, power=0.9) > n
     assert gs.runs_needed(10.0, 5.0, alpha=0.01) > n
     assert gs.achieved_power((30, 40), 10.0, 5.0) > gs.achieved_power(30, 10.0, 5.0)
+
+
+def _power_by_integration(n: int, d: float, alpha: float = 0.05) -> float:
+    """Two-sample t-test power without scipy's noncentral t: integrate over the chi-square.
+
+    T = (Z + delta) / sqrt(V / df) with V ~ chi2(df), so given V = v the test rejects with
+    probability Phi(delta - t* s) + Phi(-delta - t* s), s = sqrt(v / df).
+    """
+    from scipy.integrate import quad
+
+    df = 2 * n - 2
+    delta = d * math.sqrt(n / 2)
+    t_crit = sps.t.ppf(1 - alpha / 2, df)
+
+    def miss(v: float) -> float:
+        # 1 - power given v, integrated instead of power so that values near 1 keep digits
+        s = math.sqrt(v / df)
+        inside = sps.norm.cdf(t_crit * s - delta) - sps.norm.cdf(-t_crit * s - delta)
+        return float(inside * sps.chi2.pdf(v, df))
+
+    value, _ = quad(miss, 0, np.inf, limit=400, epsabs=1e-300, epsrel=1e-10)
+    return 1.0 - value
+
+
+@pytest.mark.parametrize(
+    ("n", "cv_pct", "change_pct"),
+    # (30, 1, 2.5) and (10, 1, 5) are the large effects energy experiments have: scipy's
+    # nct.cdf (and so statsmodels) gives NaN there, and achieved_power returned NaN.
+    [(30, 1.0, 2.5), (10, 1.0, 5.0), (3, 1.0, 2.5), (5, 2.0, 3.0), (64, 10.0, 5.0), (4, 1, 3)],
+)
+def test_achieved_power_matches_independent_computations(
+    n: int, cv_pct: float, change_pct: float
+) -> None:
+    from statsmodels.stats.power import TTestIndPower
+
+    power = gs.achieved_power(n, cv_pct, change_pct)
+    assert math.isfinite(power) and 0.0 < power <= 1.0
+    assert power == pytest.approx(_power_by_integration(n, change_pct / cv_pct), abs=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = TTestIndPower().power(effect_size=change_pct / cv_pct, nobs1=n, alpha=0.05)
+    if math.isfinite(reference):
+        assert power == pytest.approx(reference, abs=1e-9)
+
+
+def test_achieved_power_for_huge_effects() -> None:
+    assert gs.achieved_power(30, 1.0, 2.5) == pytest.approx(1.0, abs=1e-12)
+    assert gs.achieved_power(2, 1.0, 100.0) == 1.0
+    assert gs.achieved_power(10**5, 0.1, 50.0) == 1.0
+    # nearly constant runs (an import of identical files): d ~ 1e15, where nct is NaN outright
+    assert gs.achieved_power(3, 1e-13, 0.22) == 1.0
+    assert gs.runs_needed(1.0, 2.5) == 4  # from the power at n = 3 and 4, both finite
 
 
 def test_planning_bad_arguments() -> None:

@@ -865,7 +865,27 @@ def _power(n_a: int, n_b: int, d: float, alpha: float) -> float:
     df = n_a + n_b - 2
     ncp = d / math.sqrt(1.0 / n_a + 1.0 / n_b)
     t_crit = float(stats.t.ppf(1.0 - alpha / 2.0, df))
-    return float(stats.nct.sf(t_crit, df, ncp) + stats.nct.cdf(-t_crit, df, ncp))
+    upper = float(stats.nct.sf(t_crit, df, ncp))
+    # P(T < -t*) for T ~ nct(df, ncp) is P(T' > t*) for T' = -T ~ nct(df, -ncp). scipy's
+    # nct.cdf returns NaN far in the lower tail (large effects: achieved_power(30, 1, 2.5)),
+    # while sf with the mirrored noncentrality stays finite there.
+    lower = float(stats.nct.sf(t_crit, df, -ncp))
+    # For effects far beyond that (near-constant runs: d ~ 1e15) nct gives NaN outright.
+    # T = (Z + ncp) / S with S = sqrt(V / df): T <= t* needs Z <= -ncp/2 or t* S >= ncp/2, and
+    # T < -t* needs Z < -ncp. When these bounds are below double precision, the tails are 1
+    # and 0 to the last bit.
+    if not math.isfinite(upper):
+        miss = float(stats.norm.cdf(-ncp / 2) + stats.chi2.sf(df * (ncp / (2 * t_crit)) ** 2, df))
+        if miss < 1e-16:
+            upper = 1.0
+    if not math.isfinite(lower) and float(stats.norm.cdf(-ncp)) < 1e-16:
+        lower = 0.0
+    power = upper + lower
+    if not math.isfinite(power):
+        raise ConfigError(
+            f"the power for d = {d:g} with {n_a} and {n_b} runs is beyond scipy's noncentral t"
+        )
+    return min(power, 1.0)
 
 
 def achieved_power(
