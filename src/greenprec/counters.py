@@ -18,6 +18,11 @@ energy (262,020 J in 1.5 s from a laptop). One rule serves every reader of count
   smallest real one) in one sampling interval, megawatts for any real interval, so the
   margin can be generous to real changes of load and still never accept a wrong range.
 - Without neighbours (the first step) the step is judged against :data:`MAX_DOMAIN_POWER_W`.
+- With a *known* range (sysfs's ``max_energy_range_uj``, or one the user gave) the only doubt
+  is a reset or a misread, not the range: a step is then plausible up to the larger of the
+  neighbour rule and :data:`MAX_DOMAIN_POWER_W`. A wrap that falls in the very step where a
+  load starts (10 W idle, then 200 W) is real and must not fail a five-hour run; a wrong range
+  or a reset still implies kilowatts to megawatts and is refused.
 """
 
 from __future__ import annotations
@@ -99,4 +104,6 @@ def judge_drop(
     # A range at or below a value already seen cannot be this counter's: never plausible.
     power_w = step_j / dt_s if dt_s > 0 and used > previous_j else math.inf
     limit_w = plausible_limit_w(reference_power_w(neighbour_powers_w))
+    if not inferred:
+        limit_w = max(limit_w, MAX_DOMAIN_POWER_W)
     return Drop(step_j, used, inferred, power_w, limit_w)
