@@ -243,7 +243,8 @@ def test_verdict_reads_like_the_study(study: tuple[Path, Any, dict[str, Any]]) -
     _, report, _ = study
     (line,) = report.stats["verdict"]
     assert re.match(r"mixed used 1\d\.\d% less energy than fp32 \(95% CI −1\d\.\d% to ", line)
-    assert "Welch t = −" in line or "Mann–Whitney U" in line
+    # the primary test is decided before the data: always Welch's t on the log ratio
+    assert "Welch t (log ratio) = −" in line
     assert "test accuracy" in line and " pp" in line
 
 
@@ -338,7 +339,7 @@ def test_one_or_two_runs_per_policy(tmp_path: Path, n: int) -> None:
     group = report.stats["metrics"]["energy_j"]["groups"]["fp32"]
     assert group["shapiro_w"] is None and "at least 3" in group["not_computed"]["shapiro_w"]
     c = report.stats["metrics"]["energy_j"]["comparisons"][0]
-    assert c["primary_test"] == "mannwhitney"
+    assert c["primary_test"] == "welch_log_ratio"
     if n == 1:
         assert c["welch_t"] is None and "at least 2" in c["not_computed"]["welch_t"]
         assert report.stats["runs_needed"]["comparisons"][0]["runs_needed_per_policy"] is None

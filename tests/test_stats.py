@@ -58,9 +58,12 @@ def test_compare_groups_hand_checked() -> None:
     # J = 1 - 3 / (4*6 - 9) = 0.8, g = 2.4.
     # SE_d = sqrt(6/9 + 9/12) = 1.190238; d CI = 3 -/+ 1.959964 * 1.190238 = 3 -/+ 2.332824;
     # g CI = 2.4 -/+ 0.8 * 2.332824. Relative change (5 - 2) / 2 = +150%.
-    # U for b: b beats a in all 9 pairs -> 9; exact two-sided p = 2 * 1/C(6,3) = 0.1.
-    # Shapiro–Wilk of 1 2 3 is W = 1, p = 1 for both, so the primary test is Welch.
-    r = gs.compare_groups([1, 2, 3], [4, 5, 6], label_a="fp32", label_b="mixed", n_boot=500)
+    # U for b: b beats a in all 9 pairs -> 9; exact two-sided p = 2 * 1/C(6,3) = 0.1, which is
+    # also the smallest p Mann–Whitney can give with 3 and 3 runs.
+    # Primary test, Welch on the log ratio: L = ln(5/2) = 0.9162907; variance components
+    # 1 / (3 * 2^2) = 1/12 and 1 / (3 * 5^2) = 1/75, SE = sqrt(29/300) = 0.3109126,
+    # t = 2.9471003; df = (29/300)^2 / ((1/12)^2 / 2 + (1/75)^2 / 2) = 2.6240250.
+    r = gs.compare_groups([1, 2, 3], [4, 5, 6], label_a="fp32", label_b="mixed")
     assert (r.a, r.b, r.n_a, r.n_b) == ("fp32", "mixed", 3, 3)
     assert r.cohens_d == pytest.approx(3.0)
     assert r.welch_t == pytest.approx(3.674235, abs=1e-6)
@@ -73,16 +76,23 @@ def test_compare_groups_hand_checked() -> None:
     assert r.relative_change_pct == pytest.approx(150.0)
     assert r.mannwhitney_u == 9.0
     assert r.mannwhitney_p == pytest.approx(0.1)
-    assert r.primary_test == "welch"
-    assert r.primary_p == r.welch_p
-    assert "Welch" in r.primary_reason
+    assert r.mannwhitney_min_p == pytest.approx(0.1)
+    assert r.log_ratio_t == pytest.approx(2.9471003, abs=1e-6)
+    assert r.log_ratio_df == pytest.approx(2.6240250, abs=1e-6)
+    assert r.log_ratio_p == pytest.approx(2 * sps.t.sf(2.9471003, 2.6240250), abs=1e-6)
+    assert r.primary_test == "welch_log_ratio"
+    assert r.primary_p == r.log_ratio_p
+    assert "log ratio" in r.primary_reason
     assert r.not_computed == {} and r.notes == []
-    ci = r.relative_change_ci
-    assert ci is not None and ci[0] <= 150.0 <= ci[1]
+    half = sps.t.isf(0.025, 2.6240250) * math.sqrt(29 / 300)
+    expected = (100 * math.expm1(math.log(2.5) - half), 100 * math.expm1(math.log(2.5) + half))
+    assert r.relative_change_ci == pytest.approx(expected, abs=1e-4)
+    # p = 0.071 >= 0.05, and the interval contains 0, as it must
+    assert r.relative_change_ci is not None and r.relative_change_ci[0] < 0 < 150.0
 
 
 def test_compare_groups_to_dict_keys() -> None:
-    data = _json_ready(gs.compare_groups([1, 2, 3.5], [4, 5, 6.5], n_boot=100))
+    data = _json_ready(gs.compare_groups([1, 2, 3.5], [4, 5, 6.5]))
     required = {
         "a", "b", "n_a", "n_b", "welch_t", "welch_p", "student_t", "student_p",
         "mannwhitney_u", "mannwhitney_p", "cohens_d", "cohens_d_ci", "hedges_g",
@@ -155,7 +165,7 @@ def test_compare_groups_agrees_with_scipy() -> None:
     rng = np.random.default_rng(7)
     a = rng.normal(1000, 40, 30)
     b = rng.normal(930, 70, 25)
-    r = gs.compare_groups(a, b, n_boot=1000)
+    r = gs.compare_groups(a, b)
     welch = sps.ttest_ind(b, a, equal_var=False)
     student = sps.ttest_ind(b, a, equal_var=True)
     mwu = sps.mannwhitneyu(b, a, alternative="two-sided")
@@ -184,24 +194,96 @@ def test_normality_agrees_with_scipy() -> None:
     assert r.normal == bool(expected.pvalue >= 0.05)
 
 
-def test_primary_test_rule_picks_mannwhitney_for_skewed_data() -> None:
+def test_primary_test_is_fixed_before_the_data() -> None:
+    # Skewed data used to switch the primary test to Mann–Whitney after a look at Shapiro–Wilk.
+    # The primary analysis is now the same whatever the data look like.
     rng = np.random.default_rng(2)
     a = rng.normal(100, 5, 30)
     b = 80 + rng.exponential(10, 30) ** 2
-    r = gs.compare_groups(a, b, label_b="skewed", n_boot=200)
+    r = gs.compare_groups(a, b, label_b="skewed")
     assert r.shapiro_p_b is not None and r.shapiro_p_b < 0.05
-    assert r.primary_test == "mannwhitney"
-    assert r.primary_p == r.mannwhitney_p
-    assert "skewed" in r.primary_reason
+    assert r.primary_test == "welch_log_ratio"
+    assert r.primary_p == r.log_ratio_p
+    # Mann–Whitney is still there, as the robustness check.
+    assert r.mannwhitney_p == pytest.approx(sps.mannwhitneyu(b, a).pvalue)
 
 
-def test_bootstrap_is_seeded() -> None:
+def test_verdict_at_three_runs_does_not_flip_with_shapiro() -> None:
+    # n = 3: Shapiro–Wilk rejects fp32 by chance (two runs close together, one apart) and
+    # Mann–Whitney cannot go below p = 0.1 at this size. The old rule then reported "not
+    # significant" beside a CI that excluded 0; now Welch's log-ratio test decides, and its
+    # CI agrees with it.
+    fp32 = [32_000.0, 32_010.0, 32_900.0]
+    mixed = [28_000.0, 28_300.0, 28_500.0]
+    r = gs.compare_groups(fp32, mixed, label_a="fp32", label_b="mixed")
+    assert r.shapiro_p_a is not None and r.shapiro_p_a < 0.05
+    assert r.mannwhitney_p is not None and r.mannwhitney_p >= 0.10
+    assert r.mannwhitney_min_p == pytest.approx(0.1)
+    assert r.primary_test == "welch_log_ratio"
+    assert r.primary_p is not None and r.primary_p < 0.05
+    ci = r.relative_change_ci
+    assert ci is not None and ci[1] < 0
+    # independently: Welch's t on the log ratio from the formula in docs/stats.md
+    ma, mb = np.mean(fp32), np.mean(mixed)
+    ua = np.var(fp32, ddof=1) / (3 * ma**2)
+    ub = np.var(mixed, ddof=1) / (3 * mb**2)
+    df = (ua + ub) ** 2 / (ua**2 / 2 + ub**2 / 2)
+    t = math.log(mb / ma) / math.sqrt(ua + ub)
+    assert r.log_ratio_t == pytest.approx(t)
+    assert r.primary_p == pytest.approx(2 * sps.t.sf(abs(t), df))
+
+
+def test_log_ratio_interval_is_scale_free_and_deterministic() -> None:
     a, b = [10.0, 11, 12, 13, 9], [8.0, 9, 10, 8.5, 7]
-    one = gs.compare_groups(a, b, seed=5, n_boot=2000)
-    two = gs.compare_groups(a, b, seed=5, n_boot=2000)
-    other = gs.compare_groups(a, b, seed=6, n_boot=2000)
-    assert one.relative_change_ci == two.relative_change_ci
-    assert one.relative_change_ci != other.relative_change_ci
+    one = gs.compare_groups(a, b)
+    assert one.relative_change_ci == gs.compare_groups(a, b).relative_change_ci
+    # the same inference read the other way round: the ratio a/b has the reciprocal interval
+    back = gs.compare_groups(b, a)
+    assert one.relative_change_ci is not None and back.relative_change_ci is not None
+    lo, hi = one.relative_change_ci
+    assert back.relative_change_ci == pytest.approx(
+        (100 * (100 / (100 + hi) - 1), 100 * (100 / (100 + lo) - 1))
+    )
+    assert back.primary_p == pytest.approx(one.primary_p)
+
+
+def test_welch_log_ratio_broadcasts_and_flags_what_it_cannot_do() -> None:
+    test = gs.welch_log_ratio(
+        [100.0, 100.0, 0.0, 100.0, 100.0],
+        [5.0, 5.0, 5.0, 0.0, 5.0],
+        [3, 1, 3, 3, 3],
+        [88.0, 88.0, 88.0, 100.0, -88.0],
+        [4.0, 4.0, 4.0, 0.0, 4.0],
+        [3, 3, 3, 3, 3],
+    )
+    assert np.isfinite(test.p[0]) and test.significant[0]
+    # one run, zero baseline mean, no spread at all, opposite signs
+    assert np.isnan(test.p[1:]).all() and not test.significant[1:].any()
+    assert np.isnan(test.ci_lo_pct[1:]).all()
+    with pytest.raises(ConfigError):
+        gs.welch_log_ratio(1.0, 1.0, 3, 1.0, 1.0, 3, alpha=0.0)
+
+
+@FAST
+@given(
+    st.lists(st.floats(0.5, 2.0), min_size=2, max_size=10),
+    st.lists(st.floats(0.5, 2.0), min_size=2, max_size=10),
+    st.floats(1e-3, 1e4),
+    st.sampled_from([0.01, 0.05, 0.1]),
+)
+def test_significance_and_interval_always_agree(
+    a: list[float], b: list[float], scale: float, alpha: float
+) -> None:
+    # The verdict's test and its interval are one inference: p < alpha exactly when the
+    # (1 - alpha) interval of the relative change excludes 0.
+    r = gs.compare_groups(np.multiply(a, scale), np.multiply(b, scale), alpha=alpha)
+    if r.primary_p is None:
+        assert r.relative_change_ci is None
+        return
+    assert r.relative_change_ci is not None
+    lo, hi = r.relative_change_ci
+    assert (r.primary_p < alpha) == (lo > 0 or hi < 0)
+    assert lo <= r.relative_change_pct <= hi  # type: ignore[operator]
 
 
 # -- invariants ---------------------------------------------------------------------------------
@@ -221,9 +303,9 @@ def test_t_and_d_unchanged_by_shift_and_scale(
 ) -> None:
     # Spread well above rounding noise, so the comparison tests the statistic, not float error.
     assume(np.std(a) > 1e-2 and np.std(b) > 1e-2)
-    base = gs.compare_groups(a, b, n_boot=10)
-    moved = gs.compare_groups(np.add(a, shift), np.add(b, shift), n_boot=10)
-    scaled = gs.compare_groups(np.multiply(a, scale), np.multiply(b, scale), n_boot=10)
+    base = gs.compare_groups(a, b)
+    moved = gs.compare_groups(np.add(a, shift), np.add(b, shift))
+    scaled = gs.compare_groups(np.multiply(a, scale), np.multiply(b, scale))
     for other in (moved, scaled):
         for name in ("welch_t", "student_t", "cohens_d", "hedges_g"):
             assert getattr(other, name) == pytest.approx(getattr(base, name), rel=1e-6, abs=1e-6)
@@ -232,8 +314,8 @@ def test_t_and_d_unchanged_by_shift_and_scale(
 @FAST
 @given(positive, positive, st.floats(1e-3, 1e3))
 def test_relative_change_unchanged_by_scale(a: list[float], b: list[float], scale: float) -> None:
-    base = gs.compare_groups(a, b, n_boot=50)
-    scaled = gs.compare_groups(np.multiply(a, scale), np.multiply(b, scale), n_boot=50)
+    base = gs.compare_groups(a, b)
+    scaled = gs.compare_groups(np.multiply(a, scale), np.multiply(b, scale))
     assert scaled.relative_change_pct == pytest.approx(base.relative_change_pct, rel=1e-9, abs=1e-9)
     assert scaled.relative_change_ci == pytest.approx(base.relative_change_ci, rel=1e-9, abs=1e-9)
 
@@ -282,7 +364,7 @@ def test_no_outliers_at_three_in_nine_or_fewer(values: list[float]) -> None:
     [([], [1.0, 2.0, 3.0]), ([1.0, 2.0, 3.0], []), ([], []), ([math.nan], [1.0, 2.0])],
 )
 def test_compare_groups_empty_group(a: list[float], b: list[float]) -> None:
-    r = gs.compare_groups(a, b, n_boot=100)
+    r = gs.compare_groups(a, b)
     for name in ("welch_p", "student_p", "mannwhitney_p", "cohens_d", "relative_change_pct"):
         assert getattr(r, name) is None
         assert r.not_computed[name]
@@ -291,46 +373,51 @@ def test_compare_groups_empty_group(a: list[float], b: list[float]) -> None:
 
 
 def test_compare_groups_one_run() -> None:
-    r = gs.compare_groups([5.0], [1.0, 2.0, 3.0], n_boot=100)
+    r = gs.compare_groups([5.0], [1.0, 2.0, 3.0])
     assert r.welch_t is None and "at least 2" in r.not_computed["welch_t"]
     assert r.cohens_d is None and r.hedges_g_ci is None
     assert r.mannwhitney_p is not None  # ranks work with one value
     assert r.relative_change_pct == pytest.approx(-60.0)
     assert r.relative_change_ci is None and r.not_computed["relative_change_ci"]
-    assert r.primary_test == "mannwhitney" and "could not be tested" in r.primary_reason
+    # the primary test stays the declared one, with the reason it could not be run
+    assert r.primary_test == "welch_log_ratio" and r.primary_p is None
+    assert "at least 2" in r.not_computed["primary_p"]
     _json_ready(r)
 
 
 def test_compare_groups_two_runs() -> None:
-    r = gs.compare_groups([1.0, 2.0], [3.0, 5.0], n_boot=100)
+    r = gs.compare_groups([1.0, 2.0], [3.0, 5.0])
     assert r.welch_p is not None and r.cohens_d is not None
     assert r.shapiro_p_a is None and "at least 3" in r.not_computed["shapiro_p_a"]
-    assert r.primary_test == "mannwhitney" and r.primary_p == r.mannwhitney_p
+    assert r.primary_test == "welch_log_ratio" and r.primary_p == r.log_ratio_p
+    assert r.primary_p is not None
     _json_ready(r)
 
 
 def test_compare_groups_zero_variance() -> None:
-    both = gs.compare_groups([2.0, 2.0, 2.0], [3.0, 3.0, 3.0], n_boot=100)
+    both = gs.compare_groups([2.0, 2.0, 2.0], [3.0, 3.0, 3.0])
     assert both.welch_t is None and "zero variance" in both.not_computed["welch_t"]
     assert both.cohens_d is None and "zero variance" in both.not_computed["cohens_d"]
     assert both.mannwhitney_p is not None
     assert both.relative_change_pct == pytest.approx(50.0)
-    assert both.relative_change_ci == pytest.approx((50.0, 50.0))
-    assert both.primary_test == "mannwhitney" and "zero variance" in both.primary_reason
+    # no spread: no test, and so no interval either (the two always come together)
+    assert both.relative_change_ci is None and both.primary_p is None
+    assert "zero variance" in both.not_computed["relative_change_ci"]
+    assert "zero variance" in both.not_computed["primary_p"]
     _json_ready(both)
 
-    one = gs.compare_groups([2.0, 2.0, 2.0], [3.0, 4.0, 5.0], n_boot=100)
+    one = gs.compare_groups([2.0, 2.0, 2.0], [3.0, 4.0, 5.0])
     assert one.welch_p is not None and one.cohens_d is not None
     assert one.welch_df == pytest.approx(2.0)  # all the uncertainty is b's
 
-    same = gs.compare_groups([2.0, 2.0, 2.0], [2.0, 2.0], n_boot=100)
+    same = gs.compare_groups([2.0, 2.0, 2.0], [2.0, 2.0])
     assert same.mannwhitney_p is None and "identical" in same.not_computed["mannwhitney_p"]
     assert same.primary_p is None
     _json_ready(same)
 
 
 def test_compare_groups_zero_baseline_mean() -> None:
-    r = gs.compare_groups([-1.0, 0.0, 1.0], [1.0, 2.0, 3.0], n_boot=100)
+    r = gs.compare_groups([-1.0, 0.0, 1.0], [1.0, 2.0, 3.0])
     assert r.relative_change_pct is None and "zero" in r.not_computed["relative_change_pct"]
 
 
@@ -399,8 +486,6 @@ def test_zscore_outliers_bad_arguments() -> None:
 def test_compare_groups_bad_arguments() -> None:
     with pytest.raises(ConfigError):
         gs.compare_groups([1.0, 2.0], [3.0, 4.0], alpha=1.5)
-    with pytest.raises(ConfigError):
-        gs.compare_groups([1.0, 2.0], [3.0, 4.0], n_boot=0)
 
 
 # -- several policies ------------------------------------------------------------------------------
@@ -413,7 +498,7 @@ def test_compare_policies_holm_over_primary_p() -> None:
         "mixed_float16": rng.normal(900, 30, 30),
         "mixed_bfloat16": rng.normal(990, 30, 30),
     }
-    r = gs.compare_policies(groups, n_boot=200)
+    r = gs.compare_policies(groups)
     assert r.baseline == "fp32"
     assert list(r.comparisons) == ["mixed_float16", "mixed_bfloat16"]
     raw = [c.primary_p for c in r.comparisons.values()]
@@ -427,7 +512,7 @@ def test_compare_policies_holm_over_primary_p() -> None:
 
 
 def test_compare_policies_baseline_and_two_groups() -> None:
-    r = gs.compare_policies({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]}, baseline="b", n_boot=50)
+    r = gs.compare_policies({"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0]}, baseline="b")
     assert list(r.comparisons) == ["a"]
     only = r.comparisons["a"]
     assert only.cohens_d == pytest.approx(-3.0)
@@ -447,7 +532,7 @@ def test_compare_policies_single_policy() -> None:
 
 
 def test_compare_policies_skips_missing_p_in_holm() -> None:
-    r = gs.compare_policies({"a": [1.0, 2.0, 3.0], "b": [], "c": [4.0, 5.0, 6.0]}, n_boot=50)
+    r = gs.compare_policies({"a": [1.0, 2.0, 3.0], "b": [], "c": [4.0, 5.0, 6.0]})
     assert r.holm_p["b"] is None
     assert r.holm_p["c"] == r.comparisons["c"].primary_p  # a family of one
     assert any("Holm" in note for note in r.notes)

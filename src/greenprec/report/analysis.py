@@ -143,8 +143,6 @@ def accuracy_points(value: float | None, scale: str | None) -> float | None:
 def statistics(
     prepared: Prepared,
     *,
-    seed: int = 0,
-    n_boot: int = 10_000,
     alpha: float = ALPHA,
     power: float = POWER,
 ) -> dict[str, Any]:
@@ -158,9 +156,7 @@ def statistics(
         present = any(np.isfinite(v).any() for v in values.values())
         if not present and not metric.always:
             continue
-        metrics[metric.key] = _metric(
-            metric, values, prepared, present=present, seed=seed, n_boot=n_boot, alpha=alpha
-        )
+        metrics[metric.key] = _metric(metric, values, prepared, present=present, alpha=alpha)
 
     per_point, per_point_missing = _energy_per_point(metrics, prepared)
     if per_point_missing:
@@ -195,8 +191,6 @@ def statistics(
         "counted_domains": data.counted_domains,
         "counted_domains_source": data.counted_source,
         "alpha": alpha,
-        "seed": seed,
-        "n_boot": n_boot,
         "not_computed": not_computed,
     }
     result["verdict"] = verdict(result)
@@ -210,8 +204,6 @@ def _metric(
     prepared: Prepared,
     *,
     present: bool,
-    seed: int,
-    n_boot: int,
     alpha: float,
 ) -> dict[str, Any]:
     groups: dict[str, Any] = {}
@@ -251,7 +243,7 @@ def _metric(
         entry["not_computed"]["comparisons"] = f"no finished run reported {metric.key}"
         return entry
     baseline = prepared.data.baseline
-    compared = stats.compare_policies(values, baseline, seed=seed, n_boot=n_boot, alpha=alpha)
+    compared = stats.compare_policies(values, baseline, alpha=alpha)
     entry["comparisons"] = [c.to_dict() for c in compared.comparisons.values()]
     entry["not_computed"].update(compared.not_computed)
     if compared.notes:
@@ -340,7 +332,10 @@ def _runs_needed(energy: dict[str, Any], *, alpha: float, power: float) -> dict[
                 ("runs_needed_per_policy", "achieved_power", "enough"), "zero variance"
             )
             continue
-        item["achieved_power"] = stats.achieved_power((n_a, n_b), cv, change, alpha)
+        try:
+            item["achieved_power"] = stats.achieved_power((n_a, n_b), cv, change, alpha)
+        except ConfigError as error:
+            item["not_computed"]["achieved_power"] = str(error)
         try:
             needed = stats.runs_needed(cv, change, alpha, power)
         except ConfigError as error:
@@ -367,13 +362,16 @@ def _planning_reason(comparison: dict[str, Any]) -> str | None:
 
 # -- verdict and warnings ----------------------------------------------------------------------
 
-_TESTS = {"welch": "Welch t", "mannwhitney": "Mann–Whitney U"}
+PRIMARY_LABEL = "Welch t (log ratio)"
 
 
 def _test_text(comparison: dict[str, Any], several: bool) -> str:
-    test = comparison["primary_test"]
-    statistic = comparison["welch_t"] if test == "welch" else comparison["mannwhitney_u"]
-    text = f"{_TESTS[test]} = {fmt.stat(statistic)}, {fmt.pvalue(comparison['primary_p'])}"
+    # The primary test is fixed in advance (stats.compare_groups): Welch's t on the log ratio,
+    # the test that the CI printed beside it inverts.
+    text = (
+        f"{PRIMARY_LABEL} = {fmt.stat(comparison['log_ratio_t'])}, "
+        f"{fmt.pvalue(comparison['primary_p'])}"
+    )
     if several and comparison.get("holm_p") is not None:
         text += f", Holm-adjusted {fmt.pvalue(comparison['holm_p'])}"
     return text
@@ -424,7 +422,16 @@ def verdict(result: dict[str, Any]) -> list[str]:
         )
         significant = _significant(comparison, alpha)
         if significant is False:
-            sentence += ", not significant"
+            raw = comparison["primary_p"]
+            if several and raw is not None and raw < alpha:
+                # The CI is per comparison, Holm's correction is over the family: say which
+                # one makes the difference rather than print a CI that seems to contradict.
+                sentence += (
+                    f", not significant after Holm's correction for {len(comparisons)} comparisons"
+                )
+            else:
+                sentence += ", not significant"
+
         accuracy = by_b.get(ACCURACY, {}).get(b)
         if (
             accuracy is not None

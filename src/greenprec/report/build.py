@@ -54,8 +54,6 @@ def build_report(
     folder: str | Path,
     *,
     outliers: bool = True,
-    seed: int = 0,
-    n_boot: int = 10_000,
 ) -> Report:
     """Write ``stats.json``, ``report.md``, ``report.html`` and ``figures/`` into ``folder``.
 
@@ -65,7 +63,7 @@ def build_report(
     """
     data = load(folder)
     prepared = analysis.prepare(data, outliers=outliers)
-    result = analysis.statistics(prepared, seed=seed, n_boot=n_boot)
+    result = analysis.statistics(prepared)
     traces, trace_info, trace_warnings = power_traces(data, prepared)
     result["warnings"].extend(trace_warnings)
     result["power_trace"] = trace_info
