@@ -242,6 +242,10 @@ class EnergiBridgeMeter(Meter):
                 GreenprecWarning,
                 stacklevel=2,
             )
+        # What the reader corrected or refused (wraps, glitches counted as 0 J, columns outside
+        # the total that misbehaved) is said here too, as for an imported file: never silent.
+        for line in stream.warnings():
+            warnings.warn(f"EnergiBridge: {line}", GreenprecWarning, stacklevel=2)
         return self._readings(end_ms)
 
     def stop(self) -> None:
