@@ -465,10 +465,16 @@ def test_broken_cells_and_samples_are_warnings_not_crashes(tmp_path: Path) -> No
     )
     report = build_report(tmp_path)
     assert report.stats["metrics"]["energy_j"]["groups"]["fp32"]["n"] == 2
-    assert any("infinite for run(s) fp32-002" in w for w in report.warnings)
+    assert any("fp32-002 (line 3)" in w and "left out" in w for w in report.warnings)
+    assert [(e.run_id, e.line) for e in report.excluded] == [("fp32-002", 3)]
+    assert "energy_j inf is not finite" in report.excluded[0].reason
     assert any("skips run fp32-003" in w and "fp32-003.csv" in w for w in report.warnings)
-    assert any("(mixed-001) have no complete reading" in w for w in report.warnings)
-    assert report.stats["power_trace"]["runs"] == {"fp32": 2, "mixed": 2}
+    assert any(
+        "no 0.5 s bin with a reading of every counted domain (mixed-001: " in w
+        for w in report.warnings
+    )
+    # fp32-002 (infinite energy) is left out of the whole analysis, its power trace included
+    assert report.stats["power_trace"]["runs"] == {"fp32": 1, "mixed": 2}
 
 
 def test_importing_the_commands_stays_light() -> None:

@@ -560,6 +560,20 @@ def test_energy_per_accuracy_point() -> None:
         gs.energy_per_accuracy_point(1.0, 0.5, scale="ratio")  # type: ignore[call-overload]
 
 
+def test_accuracy_scale_is_decided_once_per_column() -> None:
+    assert gs.accuracy_scale([0.45, 0.44, 1.0, 0.0]) == "fraction"
+    assert gs.accuracy_scale([45.0, 44.0, 0.0, math.nan]) == "percent"  # 0 reads the same
+    assert gs.accuracy_scale([math.nan]) is None
+    # One 95.0 among values near 0.45 used to switch the whole column to percent, reading
+    # 0.45 as 0.45%. A mix has no single unit: refused, naming the odd values.
+    with pytest.raises(ConfigError, match=r"mixes fractions .* r3 \(95\)"):
+        gs.accuracy_scale([0.45, 0.44, 95.0, 0.46], ids=["r1", "r2", "r3", "r4"])
+    with pytest.raises(ConfigError, match="mixes"):
+        gs.energy_per_accuracy_point([1000.0, 1000.0, 1000.0], [0.45, 95.0, 0.46])
+    with pytest.raises(ConfigError, match="between 0 and 1 or 0 and 100"):
+        gs.accuracy_scale([50.0, 150.0])
+
+
 # -- power traces ----------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.experiment.folder import Row
 from greenprec.report import formatting as fmt
-from greenprec.report.data import ExperimentData, infinite, numeric
+from greenprec.report.data import Excluded, ExperimentData, numeric
 
 ENERGY = "energy_j"
 ACCURACY = "test_accuracy"
@@ -68,6 +68,21 @@ class Prepared:
     def removed_ids(self, policy: str | None = None) -> list[str]:
         return [r["run_id"] for r in self.removed if policy is None or r["policy"] == policy]
 
+    def excluded(self) -> list[Excluded]:
+        """Every row of runs.csv (or value of one) the statistics do not use, by line."""
+        out = list(self.data.excluded)
+        for entry in self.removed:
+            out.append(
+                Excluded(
+                    str(entry["run_id"]),
+                    self.data.line_of(str(entry["run_id"])) or 0,
+                    f"outlier: energy_j {entry['energy_j']:g} J has |z| = {abs(entry['z']):.3g} "
+                    f"> {self.threshold:g} within {entry['policy']} (--no-outliers keeps it)",
+                    str(entry["policy"]),
+                )
+            )
+        return sorted(out, key=lambda e: (e.line, e.column or ""))
+
 
 def prepare(
     data: ExperimentData, *, outliers: bool = True, threshold: float = OUTLIER_THRESHOLD
@@ -98,11 +113,6 @@ def prepare(
             flagged.append({"run_id": run_id, "policy": group, "energy_j": value, "z": z})
     flagged_ids = {entry["run_id"] for entry in flagged}
     kept = [row for row in done if not outliers or str(row["run_id"]) not in flagged_ids]
-    accuracy = numeric(done, ACCURACY)
-    finite = accuracy[np.isfinite(accuracy)]
-    scale: Literal["fraction", "percent"] | None = None
-    if finite.size:
-        scale = "percent" if (finite > 1.0).any() else "fraction"
     return Prepared(
         data=data,
         outliers_applied=outliers,
@@ -110,7 +120,7 @@ def prepare(
         kept=kept,
         flagged=flagged,
         removed=flagged if outliers else [],
-        accuracy_scale=scale,
+        accuracy_scale=data.accuracy_scale,
         notes=notes,
     )
 
@@ -158,6 +168,7 @@ def statistics(
             continue
         metrics[metric.key] = _metric(metric, values, prepared, present=present, alpha=alpha)
 
+    excluded = prepared.excluded()
     per_point, per_point_missing = _energy_per_point(metrics, prepared)
     if per_point_missing:
         not_computed["energy_per_accuracy_point_j"] = per_point_missing
@@ -183,7 +194,10 @@ def statistics(
             "used": len(prepared.kept),
             "failed": len(data.failed),
             "unfinished": len(data.unfinished),
+            "excluded": sum(1 for e in excluded if e.column is None),
         },
+        "excluded_runs": [e.to_dict() for e in excluded],
+        "refused_columns": dict(data.refused_columns),
         "failed_runs": [
             {"run_id": row["run_id"], "policy": row["policy"], "error": row.get("error")}
             for row in data.failed
@@ -239,6 +253,10 @@ def _metric(
     if not values:
         entry["not_computed"]["comparisons"] = "runs.csv has no runs"
         return entry
+    refused = prepared.data.refused_columns.get(metric.key)
+    if refused is not None:
+        entry["not_computed"]["comparisons"] = refused
+        return entry
     if not present:
         entry["not_computed"]["comparisons"] = f"no finished run reported {metric.key}"
         return entry
@@ -264,6 +282,8 @@ def _energy_per_point(
         out[policy] = None
         if mean_e is None:
             missing[policy] = "no energy values"
+        elif ACCURACY in prepared.data.refused_columns:
+            missing[policy] = prepared.data.refused_columns[ACCURACY]
         elif mean_a is None or prepared.accuracy_scale is None:
             missing[policy] = "no test_accuracy values"
         else:
@@ -431,7 +451,6 @@ def verdict(result: dict[str, Any]) -> list[str]:
                 )
             else:
                 sentence += ", not significant"
-
         accuracy = by_b.get(ACCURACY, {}).get(b)
         if (
             accuracy is not None
@@ -445,6 +464,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
             p_text = fmt.pvalue(accuracy["primary_p"])
             label = {True: "significant", False: "not significant", None: "untested"}[sig]
             sentence += f"; test accuracy {fmt.signed(diff, 2, ' pp')}, {label} ({p_text})"
+        elif ACCURACY in result.get("refused_columns", {}):
+            sentence += "; test accuracy not compared (it mixes fractions and percentages)"
         else:
             sentence += "; test accuracy not compared (no test_accuracy values)"
         extras = []
@@ -487,12 +508,33 @@ def warnings_for(prepared: Prepared, result: dict[str, Any]) -> list[str]:
     if not prepared.outliers_applied and prepared.flagged:
         ids = ", ".join(entry["run_id"] for entry in prepared.flagged)
         out.append(f"--no-outliers: kept run(s) with |z| > {prepared.threshold:g}: {ids}")
-    for metric in METRICS:
-        broken = infinite(data.done, metric.key)
-        if broken:
-            out.append(
-                f"{metric.key} is infinite for run(s) {', '.join(broken)}: treated as missing"
-            )
+    # Failed and unfinished runs and outliers have their own lines above; the rest of what
+    # is left out is bad data, summarised here and listed one by one under "Runs not used".
+    invalid = [
+        e
+        for e in data.excluded
+        if e.column is None and not e.reason.startswith(("the run failed", "the run has not"))
+    ]
+    if invalid:
+        shown = ", ".join(f"{e.run_id} (line {e.line})" for e in invalid[:8])
+        more = f" and {len(invalid) - 8} more" if len(invalid) > 8 else ""
+        out.append(
+            f"{fmt.plural(len(invalid), 'row')} of runs.csv cannot be used and "
+            f"{'is' if len(invalid) == 1 else 'are'} left out of the analysis: {shown}{more} "
+            "(reasons under Runs not used)"
+        )
+    values = [e for e in data.excluded if e.column is not None]
+    for column, reason in data.refused_columns.items():
+        out.append(reason)
+        values = [e for e in values if e.column != column]
+    if values:
+        shown = ", ".join(f"{e.column} of {e.run_id} (line {e.line})" for e in values[:8])
+        more = f" and {len(values) - 8} more" if len(values) > 8 else ""
+        out.append(
+            f"{fmt.plural(len(values), 'value')} of runs.csv cannot be used and "
+            f"{'is' if len(values) == 1 else 'are'} left out: {shown}{more} (reasons under Runs "
+            "not used)"
+        )
     counts = {p: g["n"] for p, g in result["metrics"][ENERGY]["groups"].items()}
     few = [f"{p} ({n})" for p, n in counts.items() if n < 3]
     if few:

@@ -13,7 +13,7 @@ from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.experiment.atomic import write_atomic
 from greenprec.report import analysis, content, html, markdown
-from greenprec.report.data import ExperimentData, load, read_samples
+from greenprec.report.data import Excluded, ExperimentData, load, read_samples
 from greenprec.report.figures import FigureFile, make_figures
 
 BIN_S = 0.5
@@ -32,6 +32,9 @@ class Report:
     skipped_figures: dict[str, str]
     content: content.Content
     warnings: list[str] = field(default_factory=list)
+    # Every row of runs.csv (or value of one, with ``column`` set) the analysis did not use,
+    # in runs.csv order, with its line and reason: for the caller to show, e.g. on stderr.
+    excluded: list[Excluded] = field(default_factory=list)
 
     @property
     def figure_paths(self) -> list[Path]:
@@ -97,6 +100,7 @@ def build_report(
         skipped_figures=skipped,
         content=report_content,
         warnings=list(result["warnings"]),
+        excluded=prepared.excluded(),
     )
 
 
@@ -130,9 +134,10 @@ def power_traces(
             except ConfigError as error:
                 warnings.append(f"power trace skips run {run_id}: {error}")
                 continue
-            per_run = stats.binned_power(samples, BIN_S, domains=data.counted_domains)
+            counted = data.counted_by_run.get(run_id)
+            per_run = stats.binned_power(samples, BIN_S, domains=counted)
             if len(samples) and not len(per_run):
-                no_counted.append(run_id)
+                no_counted.append(f"{run_id}: {', '.join(counted or ['any domain'])}")
             if len(per_run):
                 binned.append(per_run[["t_s", "power_w"]])
         # Bins are already BIN_S wide, so re-binning inside mean_power_trace is the identity.
@@ -147,10 +152,10 @@ def power_traces(
             "the power trace leaves them out"
         )
     if no_counted:
+        more = f"; and {len(no_counted) - 8} more" if len(no_counted) > 8 else ""
         warnings.append(
-            f"the samples of {len(no_counted)} run(s) ({', '.join(no_counted[:8])}) have no "
-            f"complete reading of the counted domains ({', '.join(data.counted_domains or [])}): "
-            "the power trace leaves them out"
+            f"the samples of {len(no_counted)} run(s) have no 0.5 s bin with a reading of every "
+            f"counted domain ({'; '.join(no_counted[:8])}{more}): the power trace leaves them out"
         )
     info["missing"] = missing
     return traces, info, warnings

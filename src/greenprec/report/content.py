@@ -32,6 +32,8 @@ class Content:
     tests_note: str
     groups: Table
     planning: list[str]
+    not_used: list[str]
+    not_used_values: list[str]
     outliers: list[str]
     environment: list[tuple[str, str]]
     warnings: list[str]
@@ -289,6 +291,25 @@ def outlier_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def not_used_lines(result: dict[str, Any]) -> list[str]:
+    """Every row of runs.csv the analysis does not use: line, run id and reason."""
+    rows = [e for e in result["excluded_runs"] if e["column"] is None]
+    if not rows:
+        return []
+    total = result["runs"]["total"]
+    lines = [f"{fmt.plural(len(rows), 'row')} of {total} in runs.csv not used:"]
+    for e in rows:
+        policy = f" ({e['policy']})" if e.get("policy") else ""
+        lines.append(f"line {e['line']}, run {e['run_id']}{policy}: {e['reason']}")
+    return lines
+
+
+def not_used_value_lines(result: dict[str, Any]) -> list[str]:
+    """Single values of runs.csv left out of a used run (or of a refused column)."""
+    values = [e for e in result["excluded_runs"] if e["column"] is not None]
+    return [f"line {e['line']}, run {e['run_id']}, {e['column']}: {e['reason']}" for e in values]
+
+
 def environment_lines(data: ExperimentData, result: dict[str, Any]) -> list[tuple[str, str]]:
     experiment = data.experiment
     config = experiment.get("config") if isinstance(experiment.get("config"), dict) else {}
@@ -429,6 +450,8 @@ def build_content(
         tests_note=tests_note,
         groups=groups_table(result),
         planning=planning_lines(result),
+        not_used=not_used_lines(result),
+        not_used_values=not_used_value_lines(result),
         outliers=outlier_lines(result),
         environment=environment_lines(data, result),
         warnings=list(result["warnings"]),

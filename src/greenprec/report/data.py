@@ -1,29 +1,113 @@
-"""Reading a results folder for the report: runs, policies, counted domains, power samples."""
+"""Reading a results folder for the report: runs, policies, counted domains, power samples.
+
+Every row of runs.csv either enters the analysis or is named in ``ExperimentData.excluded``
+with its line and the reason: a report never drops a run, or uses an impossible value, without
+saying so.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from greenprec import stats
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import DOMAIN_PREFIX, ResultsFolder, Row
+from greenprec.experiment.folder import (
+    DOMAIN_PREFIX,
+    STATUSES,
+    ResultsFolder,
+    Row,
+    split_domains,
+)
 
 # Beyond this many energy_j:<domain> columns the subset search below gets slow (2^n subsets)
 # and no known meter reports that many; all domains are then counted.
 _MAX_DOMAINS_SEARCHED = 12
 _SAMPLE_DTYPES = {"t_s": "float64", "domain": "category", "power_w": "float64"}
 
+ENERGY = "energy_j"
+ACCURACY = "test_accuracy"
+# One terajoule is 278 MWh, a month of a large GPU cluster: no single run of an experiment
+# uses that much, so a larger value is a unit or meter error (1e308 J made "100% less").
+MAX_ENERGY_J = 1e12
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """The values of a runs.csv column the analysis accepts; anything else is named, not used."""
+
+    low: float
+    high: float
+    low_inclusive: bool
+    what: str
+
+    def problem(self, value: float) -> str | None:
+        if not math.isfinite(value):
+            return "is not finite"
+        if value < self.low or (value == self.low and not self.low_inclusive):
+            return f"is not {self.what}"
+        if value > self.high:
+            return f"is implausible (more than {self.high:g})"
+        return None
+
+
+# energy_j decides whether a run is used at all; the others only lose the one value.
+PLAUSIBLE: dict[str, Plausible] = {
+    ENERGY: Plausible(0.0, MAX_ENERGY_J, False, "positive"),
+    "net_energy_j": Plausible(-MAX_ENERGY_J, MAX_ENERGY_J, True, "a finite energy"),
+    "duration_s": Plausible(0.0, 1e8, False, "positive"),
+    "mean_power_w": Plausible(0.0, 1e9, True, "zero or positive"),
+    ACCURACY: Plausible(0.0, 100.0, True, "zero or positive"),
+    "test_loss": Plausible(-math.inf, math.inf, True, "a number"),
+}
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """A row of runs.csv the analysis does not use (or, with ``column``, one value of it).
+
+    ``line`` is the line in runs.csv (the header is line 1). ``column`` is None when the whole
+    run is left out; otherwise only that column's value is, and the run is used for the rest.
+    """
+
+    run_id: str
+    line: int
+    reason: str
+    policy: str | None = None
+    column: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "line": self.line,
+            "policy": self.policy,
+            "column": self.column,
+            "reason": self.reason,
+        }
+
+    def text(self) -> str:
+        where = f"runs.csv line {self.line}, run {self.run_id}"
+        if self.policy:
+            where += f" ({self.policy})"
+        return f"{where}: {self.reason}"
+
 
 @dataclass
 class ExperimentData:
-    """What the report needs from a results folder, read once."""
+    """What the report needs from a results folder, read once.
+
+    ``rows`` are every row of runs.csv, in order, with the values that are not used (see
+    ``excluded``) blanked to None; ``lines`` are their line numbers in runs.csv.
+    """
 
     path: Path
     experiment: dict[str, Any]
@@ -35,10 +119,17 @@ class ExperimentData:
     counted_domains: list[str] | None
     counted_source: str
     warnings: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    excluded: list[Excluded] = field(default_factory=list)
+    counted_by_run: dict[str, list[str] | None] = field(default_factory=dict)
+    usable: list[bool] = field(default_factory=list)  # per row: a done run the analysis uses
+    accuracy_scale: Literal["fraction", "percent"] | None = None
+    refused_columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> list[Row]:
-        return [row for row in self.rows if row.get("status") == "done"]
+        """Finished runs the analysis uses (before outlier removal)."""
+        return [row for row, used in zip(self.rows, self.usable, strict=True) if used]
 
     @property
     def failed(self) -> list[Row]:
@@ -47,6 +138,12 @@ class ExperimentData:
     @property
     def unfinished(self) -> list[Row]:
         return [row for row in self.rows if row.get("status") in ("pending", "running")]
+
+    def line_of(self, run_id: str) -> int | None:
+        for row, line in zip(self.rows, self.lines, strict=True):
+            if str(row["run_id"]) == run_id:
+                return line
+        return None
 
     def samples_path(self, run_id: str) -> Path:
         return ResultsFolder(self.path).samples_file(run_id)
@@ -70,7 +167,12 @@ def load(path: str | Path) -> ExperimentData:
     else:
         experiment = {}
         warnings.append("no experiment.json: the environment and settings are unknown")
-    rows = folder.read_runs()
+    raw_rows = folder.read_runs()
+    lines = _line_numbers(folder.runs_file, len(raw_rows))
+    checked = check_rows(raw_rows, lines)
+    rows, usable, excluded = checked.rows, checked.usable, checked.excluded
+    done = [row for row, used in zip(rows, usable, strict=True) if used]
+    scale, refused = _accuracy_unit(rows, usable, lines, excluded)
     policies, baseline = _policies(experiment, rows)
     domain_columns = sorted(
         {
@@ -82,11 +184,14 @@ def load(path: str | Path) -> ExperimentData:
     )
     meters = experiment.get("meters") if isinstance(experiment.get("meters"), dict) else {}
     assert isinstance(meters, dict)
-    estimated = bool(meters.get("estimated")) or any(
-        row.get("estimated") is True for row in rows if row.get("status") == "done"
-    )
-    done = [row for row in rows if row.get("status") == "done"]
-    counted, source = counted_domains(experiment, done, domain_columns)
+    estimated = bool(meters.get("estimated")) or any(row.get("estimated") is True for row in done)
+    counted = counted_domains(experiment, done, domain_columns)
+    if counted.guessed:
+        warnings.append(
+            f"counted domains of {len(counted.guessed)} run(s) are not recorded (runs.csv has no "
+            "counted_domains and experiment.json no meters.counted_domains); "
+            f"{counted.source}"
+        )
     return ExperimentData(
         path=folder.path,
         experiment=experiment,
@@ -95,10 +200,152 @@ def load(path: str | Path) -> ExperimentData:
         baseline=baseline,
         estimated=estimated,
         domain_columns=domain_columns,
-        counted_domains=counted,
-        counted_source=source,
+        counted_domains=counted.summary,
+        counted_source=counted.source,
         warnings=warnings,
+        lines=lines,
+        excluded=sorted(excluded, key=lambda e: (e.line, e.column or "")),
+        counted_by_run=counted.by_run,
+        usable=usable,
+        accuracy_scale=scale,
+        refused_columns=refused,
     )
+
+
+def _line_numbers(runs_file: Path, n_rows: int) -> list[int]:
+    """The line of runs.csv each row starts on, as csv.DictReader yields the rows.
+
+    A quoted cell may hold line breaks (an error message), so the line is not row index + 2.
+    """
+    text = runs_file.read_text(encoding="utf-8")
+    reader = csv.reader(io.StringIO(text))
+    lines: list[int] = []
+    header = True
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        if header:
+            header = False
+            continue
+        if record == []:  # DictReader skips blank lines too
+            continue
+        lines.append(start)
+    if len(lines) != n_rows:  # not expected; keep every row named anyway
+        lines = list(range(2, n_rows + 2))
+    return lines
+
+
+@dataclass
+class CheckedRows:
+    """Rows with unusable values blanked, which rows the analysis uses, and what was left out."""
+
+    rows: list[Row]
+    usable: list[bool]
+    excluded: list[Excluded]
+
+
+def check_rows(raw_rows: Sequence[Row], lines: Sequence[int]) -> CheckedRows:
+    """Decide for every row of runs.csv whether the analysis uses it, naming what it does not.
+
+    A row is left out when its status is not one of the contract's, when it failed or has not
+    finished, when its run_id repeats an earlier row's, or when it is done but its energy_j
+    is missing, not a number, not positive, not finite or implausibly large. In a used row a
+    single implausible value of another metric (PLAUSIBLE) is blanked and named.
+    """
+    rows: list[Row] = []
+    usable: list[bool] = []
+    excluded: list[Excluded] = []
+    first_line: dict[str, int] = {}
+    for raw, line in zip(raw_rows, lines, strict=True):
+        row = dict(raw)
+        run_id, policy = str(row["run_id"]), str(row["policy"])
+        status = row.get("status")
+
+        def leave_out(reason: str, column: str | None = None) -> None:
+            excluded.append(Excluded(run_id, line, reason, policy, column))  # noqa: B023
+
+        used = False
+        if run_id in first_line:
+            leave_out(f"run_id repeats line {first_line[run_id]}; only the first row is used")
+        elif status not in STATUSES:
+            leave_out(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        elif status == "failed":
+            leave_out(f"the run failed: {row.get('error') or 'no error recorded'}")
+        elif status != "done":
+            leave_out(f"the run has not finished (status {status})")
+        else:
+            problem = _value_problem(ENERGY, row.get(ENERGY))
+            if problem is None:
+                used = True
+            else:
+                leave_out(problem)
+        first_line.setdefault(run_id, line)
+        if used:
+            for key in PLAUSIBLE:
+                if key == ENERGY or row.get(key) is None:
+                    continue
+                problem = _value_problem(key, row[key])
+                if problem is not None:
+                    leave_out(problem + "; this value is not used", key)
+                    row[key] = None
+        rows.append(row)
+        usable.append(used)
+    return CheckedRows(rows, usable, excluded)
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    """Why a runs.csv value cannot enter the analysis, or None when it can."""
+    if value is None:
+        return f"{key} is empty"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        unit = " in joules" if key.endswith("_j") else ""
+        return f"{key} {str(value)!r} is not a number{unit}"
+    problem = PLAUSIBLE[key].problem(float(value))
+    return None if problem is None else f"{key} {float(value):g} {problem}"
+
+
+def _accuracy_unit(
+    rows: list[Row], usable: Sequence[bool], lines: Sequence[int], excluded: list[Excluded]
+) -> tuple[Literal["fraction", "percent"] | None, dict[str, str]]:
+    """The unit of test_accuracy, decided once from every used value of the column.
+
+    A column that mixes fractions and percentages (0.45 beside 95.0) has no unit that reads
+    every value right: the column is refused as a whole, blanked in every row, and each odd
+    value is named. Energy and the other metrics are still analysed.
+    """
+    index = [i for i, used in enumerate(usable) if used and rows[i].get(ACCURACY) is not None]
+    values = np.array([float(rows[i][ACCURACY]) for i in index], dtype=np.float64)
+    try:
+        return stats.accuracy_scale(values, ids=[str(rows[i]["run_id"]) for i in index]), {}
+    except ConfigError as error:
+        reason = f"{ACCURACY} is not analysed: {error}"
+    fractions = [i for i, v in zip(index, values, strict=True) if 0 < v <= 1]
+    percents = [i for i, v in zip(index, values, strict=True) if v > 1]
+    odd, kind = (
+        (fractions, "a fraction")
+        if len(fractions) <= len(percents)
+        else (
+            percents,
+            "a percentage",
+        )
+    )
+    for i in odd:
+        excluded.append(
+            Excluded(
+                str(rows[i]["run_id"]),
+                lines[i],
+                f"{ACCURACY} {rows[i][ACCURACY]:g} reads as {kind} while most of the column "
+                "does not; the column is not analysed",
+                str(rows[i]["policy"]),
+                ACCURACY,
+            )
+        )
+    for row in rows:
+        row[ACCURACY] = None
+    return None, {ACCURACY: reason}
 
 
 def _policies(experiment: dict[str, Any], rows: Sequence[Row]) -> tuple[list[str], str | None]:
@@ -111,21 +358,87 @@ def _policies(experiment: dict[str, Any], rows: Sequence[Row]) -> tuple[list[str
     return policies, (policies[0] if policies else None)
 
 
+RUNS_CSV_SOURCE = "runs.csv counted_domains"
+EXPERIMENT_SOURCE = "experiment.json meters.counted_domains"
+
+
+@dataclass
+class CountedDomains:
+    """Which domains make up each run's energy_j, and where that answer came from."""
+
+    by_run: dict[str, list[str] | None]
+    summary: list[str] | None  # the runs' lists when they agree, else their union
+    source: str
+    guessed: list[str] = field(default_factory=list)  # run ids without a recorded answer
+
+
 def counted_domains(
     experiment: dict[str, Any], done: Sequence[Row], domain_columns: Sequence[str]
-) -> tuple[list[str] | None, str]:
-    """The domains whose energies make up ``energy_j``, and where that answer came from.
+) -> CountedDomains:
+    """The domains whose energies make up each run's ``energy_j``, and where they came from.
 
     Meters report parts that are contained in another domain (RAPL's core inside its
-    package); summing those in a power trace would count the same joule twice.
+    package); summing those in a power trace would count the same joule twice. In order: the
+    run's own ``counted_domains`` cell in runs.csv (written by the runner and the importer);
+    else experiment.json's ``meters.counted_domains`` (limited to the domains the run has an
+    ``energy_j:<domain>`` value for, since an import may list the union of several machines);
+    only for folders that record neither, the largest set of ``energy_j:<domain>`` columns that
+    sums to ``energy_j`` in every such run.
     """
     meters = experiment.get("meters")
+    recorded: list[str] | None = None
     for candidate in (
         meters.get("counted_domains") if isinstance(meters, dict) else None,
         experiment.get("counted_domains"),
     ):
         if isinstance(candidate, list) and all(isinstance(d, str) for d in candidate) and candidate:
-            return list(candidate), "experiment.json"
+            recorded = list(candidate)
+            break
+    by_run: dict[str, list[str] | None] = {}
+    sources: dict[str, list[str]] = {}
+    unrecorded: list[Row] = []
+    for row in done:
+        run_id = str(row["run_id"])
+        own = split_domains(row.get("counted_domains"))
+        if own is not None:
+            by_run[run_id] = own
+            sources.setdefault(RUNS_CSV_SOURCE, []).append(run_id)
+        elif recorded is not None:
+            present = [d for d in recorded if row.get(DOMAIN_PREFIX + d) is not None]
+            has_columns = any(row.get(DOMAIN_PREFIX + d) is not None for d in domain_columns)
+            by_run[run_id] = present if has_columns and present else list(recorded)
+            sources.setdefault(EXPERIMENT_SOURCE, []).append(run_id)
+        else:
+            unrecorded.append(row)
+    guessed: list[str] = []
+    if unrecorded:
+        found, how = _search_counted(unrecorded, domain_columns)
+        for row in unrecorded:
+            by_run[str(row["run_id"])] = found
+            guessed.append(str(row["run_id"]))
+        sources.setdefault(how, []).extend(guessed)
+    if not done and recorded is not None:
+        sources[EXPERIMENT_SOURCE] = []
+    lists = [tuple(v) if v is not None else None for v in by_run.values()]
+    if not lists:
+        summary = recorded
+    elif all(v is None for v in lists):
+        summary = None
+    else:
+        summary = list(dict.fromkeys(d for v in lists if v is not None for d in v))
+    if not sources:
+        source = "no finished run"
+    elif len(sources) == 1:
+        source = next(iter(sources))
+    else:
+        source = "; ".join(f"{how} for {len(ids)} run(s)" for how, ids in sources.items())
+    return CountedDomains(by_run, summary, source, guessed)
+
+
+def _search_counted(
+    done: Sequence[Row], domain_columns: Sequence[str]
+) -> tuple[list[str] | None, str]:
+    """Old folders only: the largest set of energy_j:<domain> columns summing to energy_j."""
     if not domain_columns:
         return None, "runs.csv has no energy_j:<domain> columns; every sampled domain is summed"
     totals = np.array([_number(row.get("energy_j")) for row in done])
@@ -143,7 +456,10 @@ def counted_domains(
         for combo in itertools.combinations(range(len(domain_columns)), size):
             sums = matrix[:, list(combo)].sum(axis=1)
             if np.allclose(sums, totals, rtol=1e-6, atol=1e-6):
-                return [domain_columns[i] for i in combo], "runs.csv (domains summing to energy_j)"
+                return (
+                    [domain_columns[i] for i in combo],
+                    "guessed: the energy_j:<domain> columns that sum to energy_j",
+                )
     return list(domain_columns), (
         "no set of energy_j:<domain> columns sums to energy_j; every domain is summed"
     )
@@ -154,15 +470,6 @@ def _number(value: Any) -> float:
         return math.nan
     # An infinite energy or time is a broken measurement: missing, not a value to average.
     return float(value) if math.isfinite(value) else math.nan
-
-
-def infinite(rows: Sequence[Row], key: str) -> list[str]:
-    """Run ids whose ``key`` is infinite (reported, then treated as missing)."""
-    return [
-        str(row["run_id"])
-        for row in rows
-        if isinstance(row.get(key), float) and math.isinf(row[key])
-    ]
 
 
 def numeric(rows: Sequence[Row], key: str) -> np.ndarray[Any, np.dtype[np.float64]]:

@@ -221,6 +221,9 @@ def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str
 
 def _energy_vs_accuracy(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
     scale = prepared.accuracy_scale
+    refused = prepared.data.refused_columns.get(ACCURACY)
+    if refused is not None:
+        return refused
     if scale is None:
         return "no finished run reported test_accuracy"
     figure = _new_figure()

@@ -109,6 +109,16 @@ def render(content: Content) -> str:
     ]
     parts += ["<h2>Runs needed</h2>", _items(content.planning)]
     parts += ["<h2>Outliers</h2>", _items(content.outliers)]
+    parts += ['<h2 id="not-used">Runs not used</h2>']
+    if content.not_used:
+        parts += [f"<p>{escape(content.not_used[0])}</p>", _items(content.not_used[1:])]
+    else:
+        parts.append("<p>Every row of runs.csv is used.</p>")
+    if content.not_used_values:
+        parts += [
+            "<p>Values not used (the rest of each run is):</p>",
+            _items(content.not_used_values),
+        ]
     parts += ["<h2>Warnings</h2>", _items(content.warnings, "warnings")]
     env = "".join(
         f"<dt>{escape(key)}</dt><dd>{escape(value)}</dd>" for key, value in content.environment

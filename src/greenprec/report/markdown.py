@@ -41,6 +41,15 @@ def render(content: Content, folder: Path) -> str:
     out += [f"- {line}" for line in content.planning]
     out += ["", "## Outliers", ""]
     out += [f"- {line}" for line in content.outliers]
+    out += ["", "## Runs not used", ""]
+    if content.not_used:
+        out += [content.not_used[0], ""]
+        out += [f"- {line}" for line in content.not_used[1:]]
+    else:
+        out += ["Every row of runs.csv is used."]
+    if content.not_used_values:
+        out += ["", "Values not used (the rest of each run is):", ""]
+        out += [f"- {line}" for line in content.not_used_values]
     out += ["", "## Figures", ""]
     if not content.figures:
         out += ["No figure could be drawn (see Not computed).", ""]
