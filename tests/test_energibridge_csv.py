@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenprec import ConfigError
-from greenprec.energibridge import (
+from greenprec.formats.energibridge_csv import (
     AMD_RAPL_RANGE_J,
     INTEL_RAPL_RANGE_J,
     EnergiBridgeStream,

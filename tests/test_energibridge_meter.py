@@ -12,7 +12,7 @@ import pytest
 
 import greenprec
 from greenprec import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
-from greenprec.energibridge import INTEL_RAPL_RANGE_J, read_energibridge_csv
+from greenprec.formats.energibridge_csv import INTEL_RAPL_RANGE_J, read_energibridge_csv
 from greenprec.meters.energibridge import ENV_EXECUTABLE, EnergiBridgeMeter
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from greenprec.cli import app
-from greenprec.energibridge import read_energibridge_csv
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import ResultsFolder, split_domains
+from greenprec.formats.energibridge_csv import read_energibridge_csv
 from greenprec.importers import import_energibridge
+from greenprec.results import ResultsStore, record_row
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "energibridge-real"
 pytestmark = pytest.mark.skipif(
@@ -199,17 +199,17 @@ def test_import_of_every_real_file(tmp_path: Path) -> None:
     groups = sorted({name.split("/")[0] for name in FILES})
     out = tmp_path / "all"
     result = import_energibridge([f"{g.replace('-', '_')}={DATA / g}/*.csv" for g in groups], out)
-    folder = ResultsFolder(out)
-    rows = {row["run_id"]: row for row in folder.read_runs()}
+    folder = ResultsStore(out).load()
+    rows = {row["run_id"]: row for row in map(record_row, folder.runs)}
     assert len(rows) == 29
-    files = folder.read_experiment()["import"]["files"]
+    files = folder.experiment.imported["files"]
     for run_id, row in rows.items():
         path = Path(files[run_id])
         assert run_id == path.stem
         hand = by_hand(path)
         assert row["energy_j"] == pytest.approx(hand["total_j"], rel=1e-4)
         recording = read_energibridge_csv(path)
-        assert split_domains(row["counted_domains"]) == recording.counted_domains
+        assert row["counted_domains"].split(";") == recording.counted_domains
         for line in recording.warnings:
             assert line in result.warnings
     per_file = [w for w in result.warnings if w.startswith(str(DATA))]
@@ -231,13 +231,15 @@ def test_import_of_runs_kept_as_r1_energy_csv(tmp_path: Path) -> None:
     args = ["import", "energibridge", "-g", f"coder={tmp_path}/runs/**/energy.csv"]
     result = runner.invoke(app, [*args, "--out", str(out)], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    rows = {row["run_id"]: row for row in ResultsFolder(out).read_runs()}
+    rows = {
+        row["run_id"]: row for row in [record_row(run) for run in ResultsStore(out).load().runs]
+    }
     assert sorted(rows) == [
         "answer_only_no_expl-r1",
         "baseline_single_shot-r1",
         "think_step_by_step-r2",
     ]
-    files = ResultsFolder(out).read_experiment()["import"]["files"]
+    files = ResultsStore(out).load().experiment.imported["files"]
     for run_id, row in rows.items():
         original = DATA / source[str(Path(files[run_id]).parent.relative_to(tmp_path / "runs"))]
         assert row["energy_j"] == pytest.approx(by_hand(original)["total_j"], rel=1e-4)
@@ -253,7 +255,7 @@ def test_command_line_on_the_intel_files_that_wrap(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "wrap-around(s) of counted column 'PACKAGE_ENERGY (J)'" in result.stdout
     assert "'PP0_ENERGY (J)' wrapped around 1 time(s)" in result.stdout
-    for row in ResultsFolder(out).read_runs():
+    for row in [record_row(run) for run in ResultsStore(out).load().runs]:
         path = DATA / "sse26-g10" / f"{row['run_id']}.csv"
         assert row["energy_j"] == pytest.approx(by_hand(path)["total_j"], rel=1e-4)
 

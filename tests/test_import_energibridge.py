@@ -14,12 +14,12 @@ import typer
 from scipy import stats as sps
 from typer.testing import CliRunner
 
+from greenprec.cli.importing import import_energibridge_command
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import ResultsFolder
 from greenprec.importers import import_energibridge
 from greenprec.importers.energibridge import run_ids_for
 from greenprec.report import build_report
-from greenprec.report.commands import import_energibridge_command
+from greenprec.results import ResultsStore, record_row
 
 POWER = "SYSTEM_POWER (Watts)"
 SEED_STUDY_CANDIDATES = (
@@ -80,8 +80,8 @@ def test_import_writes_a_results_folder(tmp_path: Path, recordings: dict[str, fl
     out = tmp_path / "out"
     result = import_energibridge(groups(tmp_path), out, metrics=f"{tmp_path}/metrics/*.csv")
     assert result.counts == {"fp32": 3, "mixed": 3}
-    folder = ResultsFolder(out)
-    rows = {row["run_id"]: row for row in folder.read_runs()}
+    folder = ResultsStore(out).load()
+    rows = {row["run_id"]: row for row in map(record_row, folder.runs)}
     assert set(rows) == set(recordings)
     for run_id, energy in recordings.items():
         row = rows[run_id]
@@ -91,7 +91,7 @@ def test_import_writes_a_results_folder(tmp_path: Path, recordings: dict[str, fl
         assert row["estimated"] is False
         assert row["counted_domains"] == "energibridge/system"
         assert row["duration_s"] == pytest.approx(0.6)
-        assert folder.samples_file(run_id).exists()
+        assert ResultsStore(out).samples_file(run_id).exists()
     assert rows["run_1"]["policy"] == "fp32" and rows["run_1"]["test_accuracy"] == 0.51
     assert rows["run_11"]["policy"] == "mixed" and rows["run_11"]["test_accuracy"] == 0.41
     assert rows["run_11"]["mixed_precision"] == "true"
@@ -99,13 +99,13 @@ def test_import_writes_a_results_folder(tmp_path: Path, recordings: dict[str, fl
         "run_0",
         "run_1",
     ]
-    experiment = folder.read_experiment()
+    experiment = folder.experiment.model_dump(by_alias=True)
     assert experiment["config"]["policies"] == ["fp32", "mixed"]
     assert experiment["config"]["source"] == "energibridge import"
     assert experiment["meters"]["used"] == ["energibridge"]
     assert experiment["meters"]["estimated"] is False
     assert experiment["meters"]["counted_domains"] == ["energibridge/system"]
-    samples = pd.read_csv(folder.samples_file("run_0"))
+    samples = pd.read_csv(ResultsStore(out).samples_file("run_0"))
     assert list(samples.columns) == ["t_s", "domain", "power_w", "energy_j"]
     assert samples["energy_j"].iloc[-1] == pytest.approx(recordings["run_0"])
     assert leftovers(tmp_path) == []
@@ -125,7 +125,7 @@ def test_an_empty_out_directory_is_fine(tmp_path: Path, recordings: dict[str, fl
     out = tmp_path / "out"
     out.mkdir()
     import_energibridge(groups(tmp_path), out)
-    assert ResultsFolder(out).exists()
+    assert ResultsStore(out).exists()
 
 
 ErrorCase = Callable[[Path], tuple[list[str], str | None, str]]
@@ -153,7 +153,7 @@ def _empty(tmp: Path) -> tuple[list[str], str | None, str]:
 
 
 def _glob_matches_nothing(tmp: Path) -> tuple[list[str], str | None, str]:
-    return [*groups(tmp), f"bf16={tmp}/bf16/*.csv"], None, r"--group bf16=.*matches no file"
+    return [*groups(tmp), f"bf16={tmp}/bf16/*.csv"], None, r"group bf16=.*matches no file"
 
 
 def _metrics_row_given_twice(tmp: Path) -> tuple[list[str], str | None, str]:
@@ -178,7 +178,7 @@ def _metrics_without_run_id(tmp: Path) -> tuple[list[str], str | None, str]:
 
 
 def _bad_group(tmp: Path) -> tuple[list[str], str | None, str]:
-    return ["fp32"], None, r"malformed --group 'fp32'; write --group NAME=GLOB"
+    return ["fp32"], None, r"malformed group 'fp32'; write NAME=GLOB"
 
 
 def _same_group_twice(tmp: Path) -> tuple[list[str], str | None, str]:
@@ -232,7 +232,7 @@ def test_out_that_is_already_a_results_folder_is_refused(
     out = tmp_path / "out"
     import_energibridge(groups(tmp_path), out)
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    with pytest.raises(ConfigError, match="already a greenprec results folder"):
+    with pytest.raises(ConfigError, match="already holds a greenprec experiment"):
         import_energibridge(groups(tmp_path), out)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     (tmp_path / "full").mkdir()
@@ -245,10 +245,10 @@ def test_out_that_is_already_a_results_folder_is_refused(
 def test_a_failure_while_writing_removes_the_staging_folder(
     tmp_path: Path, recordings: dict[str, float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: ResultsFolder, rows: object) -> None:
+    def broken(self: ResultsStore, runs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(ResultsFolder, "write_runs", broken)
+    monkeypatch.setattr(ResultsStore, "write_index", broken)
     with pytest.raises(OSError, match="disk full"):
         import_energibridge(groups(tmp_path), tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -289,13 +289,15 @@ def test_repeated_stems_get_run_ids_from_the_folders_that_differ(tmp_path: Path)
         out,
         metrics=str(tmp_path / "m.csv"),
     )
-    rows = {row["run_id"]: row for row in ResultsFolder(out).read_runs()}
+    rows = {
+        row["run_id"]: row for row in [record_row(run) for run in ResultsStore(out).load().runs]
+    }
     assert set(rows) == set(energies)
     for run_id, (energy, _) in energies.items():
         assert rows[run_id]["energy_j"] == pytest.approx(energy)
-        assert ResultsFolder(out).samples_file(run_id).exists()
+        assert ResultsStore(out).samples_file(run_id).exists()
     assert rows["baseline-r1"]["test_accuracy"] == 0.5 and rows["tuned-r2"]["test_accuracy"] == 0.6
-    files = ResultsFolder(out).read_experiment()["import"]["files"]
+    files = ResultsStore(out).load().experiment.imported["files"]
     assert files == {run_id: str(path) for run_id, (_, path) in energies.items()}
     assert result.counts == {"baseline": 2, "tuned": 2}
 
@@ -337,7 +339,7 @@ def test_command_takes_ranges_per_column_and_a_separator(tmp_path: Path) -> None
     args += ["--counter-range-j", "65536", "--separator", ";", "--out", str(out)]
     result = CliRunner().invoke(_app(), args, env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    rows = ResultsFolder(out).read_runs()
+    rows = [record_row(run) for run in ResultsStore(out).load().runs]
     assert [row["energy_j"] for row in rows] == pytest.approx([15.0, 15.0])
     bad_separator = [*base, "--separator", ",", "--out", str(tmp_path / "y")]
     refused = CliRunner().invoke(_app(), bad_separator)
@@ -354,10 +356,10 @@ def test_command_prints_each_files_warnings(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), args, env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     assert "[wrap].csv:7: 1 wrap-around(s) of counted column 'PACKAGE_ENERGY (J)'" in result.stdout
-    (row,) = ResultsFolder(out).read_runs()
+    (row,) = [record_row(run) for run in ResultsStore(out).load().runs]
     assert row["energy_j"] == pytest.approx(80.0)
     assert row["run_id"] == "wrap"
-    warnings = ResultsFolder(out).read_experiment()["warnings"]
+    warnings = ResultsStore(out).load().experiment.warnings
     assert any("wrap-around(s) of counted column" in w for w in warnings)
 
 

@@ -28,7 +28,15 @@ class GreenprecError(Exception):
 
 
 class ConfigError(GreenprecError, ValueError):
-    """Bad input: an unknown name, a malformed option, an impossible value."""
+    """Bad input: an unknown name, a malformed option, an impossible value.
+
+    ``param`` names the argument of the library function the input came through (``groups``,
+    ``out``): the command line puts its flag for that argument before the message.
+    """
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class MeterUnavailable(GreenprecError):

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from greenprec._version import __version__
-from greenprec.cli import compare, measure, meters, runs, workloads
+from greenprec.cli import compare, importing, measure, meters, report, runs, workloads
 from greenprec.cli._common import fail, parse_options, parse_params
 from greenprec.errors import GreenprecError, GreenprecWarning, MeterError
 
@@ -45,23 +45,8 @@ def _root(
     """Measure what numerical precision costs in energy when you train neural networks."""
 
 
-for _module in (meters, measure, compare, workloads, runs):
+for _module in (meters, measure, compare, report, runs, workloads, importing):
     _module.register(app)
-
-
-def _register_report_commands() -> None:
-    from greenprec.report.commands import import_energibridge_command, report_command
-
-    app.command("report")(report_command)
-    import_app = typer.Typer(
-        help="Turn other tools' recordings into a greenprec results folder.",
-        no_args_is_help=True,
-    )
-    import_app.command("energibridge")(import_energibridge_command)
-    app.add_typer(import_app, name="import")
-
-
-_register_report_commands()
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
@@ -72,6 +57,23 @@ def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> Non
 
 
 _default_showwarning = warnings.showwarning
+
+# The library names the argument that bad input came through (ConfigError.param); on the
+# command line that argument is a flag, named here and only here.
+PARAM_FLAGS = {
+    "groups": "--group",
+    "out": "--out",
+    "metrics": "--metrics",
+    "counter_range_j": "--counter-range-j",
+    "separator": "--separator",
+    "config": "--config",
+}
+
+
+def _with_flag(error: GreenprecError) -> str:
+    param = getattr(error, "param", None)
+    flag = PARAM_FLAGS.get(param) if isinstance(param, str) else None
+    return f"{flag}: {error}" if flag else str(error)
 
 
 def main() -> None:
@@ -84,7 +86,7 @@ def main() -> None:
         typer.echo(f"greenprec: error: {error}", err=True)
         sys.exit(1)
     except GreenprecError as error:
-        typer.echo(f"greenprec: error: {error}", err=True)
+        typer.echo(f"greenprec: error: {_with_flag(error)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("greenprec: interrupted", err=True)

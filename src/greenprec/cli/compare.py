@@ -154,10 +154,10 @@ def compare_command(
 
 def _summarise(folder: Path, rows: list[dict[str, Any]]) -> None:
     """The full report when any run is done; the runs summary otherwise."""
-    from greenprec.experiment.tables import summary_table
+    from greenprec.cli.tables import summary_table
 
     if any(row["status"] == "done" for row in rows):
-        from greenprec.report.commands import report_command
+        from greenprec.cli.report import report_command
 
         try:
             report_command(folder)
@@ -168,12 +168,13 @@ def _summarise(folder: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _reporter(*, quiet: bool, jsonl: bool) -> Any:
-    from greenprec.experiment import progress
+    from greenprec.cli import progress
+    from greenprec.experiment.progress import Reporter
 
     if jsonl:
         return progress.JsonLinesReporter()
     if quiet:
-        return progress.Reporter()
+        return Reporter()
     if sys.stderr.isatty():
         return progress.RichReporter()
     return progress.PlainReporter()

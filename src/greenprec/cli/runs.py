@@ -16,7 +16,7 @@ def runs_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print runs as JSON.")] = False,
 ) -> None:
     """Print the runs table of a results folder: status, energy, duration, accuracy."""
-    from greenprec.experiment.tables import runs_table, summary_table
+    from greenprec.cli.tables import runs_table, summary_table
     from greenprec.results import ResultsStore, record_row
 
     snapshot = ResultsStore(folder).load()

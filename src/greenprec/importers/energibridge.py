@@ -3,8 +3,8 @@
 One run per file: run id = file stem (made of the folders that differ when stems repeat, as
 in ``r1/energy.csv``, ``r2/energy.csv``), policy = the group the file's glob belongs to. Every
 file is read and every metrics row matched before anything is written; the folder is then
-written into a temporary directory beside ``out`` and renamed into place, so a bad input
-never leaves a half-written folder behind.
+written through :class:`greenprec.results.ResultsStore` into a temporary directory beside
+``out`` and renamed into place, so a bad input never leaves a half-written folder behind.
 """
 
 from __future__ import annotations
@@ -19,24 +19,25 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from greenprec._version import __version__
-from greenprec.energibridge import EnergiBridgeRecording, read_energibridge_csv
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import (
-    DOMAIN_PREFIX,
-    RUN_COLUMNS,
-    ResultsFolder,
-    Row,
-    join_domains,
+from greenprec.formats.energibridge_csv import EnergiBridgeRecording, read_energibridge_csv
+from greenprec.results import (
+    MetersRecord,
+    ResultsStore,
+    RunRecord,
+    ScheduledRun,
+    is_reserved,
+    new_experiment_record,
 )
+from greenprec.results.files import read_bounded
 
 SOURCE = "energibridge import"
 METER = "energibridge"
-# Metrics may fill these result columns; every other contract column is greenprec's own.
+# Metrics with columns of their own; other metric columns must not be named like greenprec's.
 _METRIC_COLUMNS = {"test_accuracy", "test_loss"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.+-]+")
@@ -50,8 +51,8 @@ class Group:
 
 @dataclass(frozen=True)
 class ImportResult:
-    folder: ResultsFolder
-    rows: list[Row]
+    store: ResultsStore
+    runs: list[RunRecord]
     counts: dict[str, int]
     warnings: list[str]
 
@@ -62,13 +63,15 @@ def parse_group(spec: str) -> Group:
     name, pattern = name.strip(), pattern.strip()
     if not sep or not name or not pattern:
         raise ConfigError(
-            f"malformed --group {spec!r}; write --group NAME=GLOB, "
-            "e.g. --group fp32='mixed_precision_false/*.csv'"
+            f"malformed group {spec[:80]!r}; write NAME=GLOB, "
+            "e.g. fp32='mixed_precision_false/*.csv'",
+            param="groups",
         )
     if not _NAME.match(name):
         raise ConfigError(
-            f"--group {spec!r}: policy name {name!r} must be letters, digits, '_', '.', '+' or "
-            "'-' (it becomes a column value and a figure label)"
+            f"group {spec[:80]!r}: policy name {name[:40]!r} must be letters, digits, '_', '.', "
+            "'+' or '-' (it becomes a column value and a figure label)",
+            param="groups",
         )
     return Group(name, pattern)
 
@@ -78,26 +81,24 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def _expand(pattern: str, what: str) -> list[Path]:
+def _expand(pattern: str, what: str, param: str) -> list[Path]:
     expanded = os.path.expanduser(pattern)
     if os.path.isdir(expanded):
         expanded = os.path.join(expanded, "*.csv")
     files = [Path(p) for p in glob.glob(expanded, recursive=True) if os.path.isfile(p)]
     if not files:
-        raise ConfigError(f"{what}: {pattern!r} matches no file; check the path and quote the glob")
+        raise ConfigError(
+            f"{what}: {pattern!r} matches no file; check the path and quote the glob",
+            param=param,
+        )
     return sorted(files, key=_natural_key)
 
 
 def _check_out(out: Path) -> None:
-    if ResultsFolder(out).exists():
-        raise ConfigError(
-            f"--out {out} is already a greenprec results folder; choose another --out "
-            "(nothing was written)"
-        )
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} exists and is not empty; choose a new or empty folder")
+    try:
+        ResultsStore(out).check_new()
+    except ConfigError as error:
+        raise ConfigError(f"{error}", param="out") from None
 
 
 def import_energibridge(
@@ -111,28 +112,31 @@ def import_energibridge(
     """Read every group's files (and metrics), then write the results folder ``out``.
 
     ``counter_range_j`` and ``separator`` are passed to
-    :func:`greenprec.energibridge.read_energibridge_csv` for every file (default: the wrap
-    range is inferred at each drop, the separator detected from each header).
+    :func:`greenprec.formats.energibridge_csv.read_energibridge_csv` for every file (default:
+    the wrap range is inferred at each drop, the separator detected from each header).
     """
     out = Path(out)
     parsed = [g if isinstance(g, Group) else parse_group(g) for g in groups]
     if not parsed:
-        raise ConfigError("no --group given; write --group NAME=GLOB (one per policy)")
+        raise ConfigError("no group given; give one NAME=GLOB per policy", param="groups")
     names = [g.name for g in parsed]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"--group names must differ; given twice: {', '.join(duplicates)}")
+        raise ConfigError(
+            f"group names must differ; given twice: {', '.join(duplicates)}", param="groups"
+        )
     _check_out(out)
 
     found: list[tuple[str, Path]] = []  # (policy, file)
     owner: dict[Path, str] = {}
     for group in parsed:
-        for path in _expand(group.pattern, f"--group {group.name}={group.pattern}"):
+        for path in _expand(group.pattern, f"group {group.name}={group.pattern}", "groups"):
             resolved = path.resolve()
             if resolved in owner:
                 raise ConfigError(
-                    f"{path} matches both --group {owner[resolved]} and --group {group.name}; "
-                    "make the globs disjoint"
+                    f"{path} matches both group {owner[resolved]} and group {group.name}; "
+                    "make the globs disjoint",
+                    param="groups",
                 )
             owner[resolved] = group.name
             found.append((group.name, path))
@@ -144,11 +148,11 @@ def import_energibridge(
         for run_id, (_, path) in files.items()
     }
     joined, metric_files = ({}, []) if metrics is None else _read_metrics(metrics, list(files))
-    rows, warnings = _rows(files, recordings, joined)
-    experiment = _experiment(parsed, metrics, files, recordings, rows, metric_files, warnings)
-    folder = _write(out, rows, recordings, experiment)
-    counts = {g.name: sum(1 for r in rows if r["policy"] == g.name) for g in parsed}
-    return ImportResult(folder, rows, counts, warnings)
+    runs, warnings = _runs(files, recordings, joined)
+    experiment = _experiment(parsed, metrics, files, recordings, runs, metric_files, warnings)
+    store = _write(out, runs, recordings, experiment)
+    counts = {g.name: sum(1 for r in runs if r.policy == g.name) for g in parsed}
+    return ImportResult(store, runs, counts, warnings)
 
 
 def _sanitise(text: str) -> str:
@@ -224,12 +228,16 @@ def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, dict[str,
     """Metrics rows by run id; ConfigError naming file and line for any row that does not fit."""
     joined: dict[str, dict[str, Any]] = {}
     where: dict[str, str] = {}
-    paths = _expand(pattern, f"--metrics {pattern}")
+    paths = _expand(pattern, f"metrics {pattern}", "metrics")
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as error:
+            text = read_bounded(path).decode("utf-8-sig")
+        except OSError as error:
             raise ConfigError(f"{path}: cannot read metrics: {error}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{path}: metrics are not UTF-8 text; save the file as UTF-8"
+            ) from None
         reader = csv.DictReader(text.splitlines())
         header = [h.strip() for h in (reader.fieldnames or [])]
         if not header:
@@ -242,7 +250,7 @@ def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, dict[str,
         for column in header:
             if column == "run_id" or column in _METRIC_COLUMNS:
                 continue
-            if column in RUN_COLUMNS or column.startswith(DOMAIN_PREFIX) or not column:
+            if is_reserved(column):
                 raise ConfigError(
                     f"{path}:1: metrics column {column!r} would overwrite a column greenprec "
                     "fills itself; rename it"
@@ -301,55 +309,54 @@ def _metric_value(cell: str, column: str, where: str) -> Any:
     return number
 
 
-def _rows(
+def _runs(
     files: dict[str, tuple[str, Path]],
     recordings: dict[str, EnergiBridgeRecording],
     joined: dict[str, dict[str, Any]],
-) -> tuple[list[Row], list[str]]:
+) -> tuple[list[RunRecord], list[str]]:
     # Execution order is the order the recordings started: drift over the session shows up
     # in the order column as it would for greenprec's own runs.
     ordered = sorted(files, key=lambda r: (recordings[r].started_at, _natural_key(Path(r))))
     repetition: dict[str, int] = {}
-    rows: list[Row] = []
+    runs: list[RunRecord] = []
     warnings: list[str] = []
     for order, run_id in enumerate(ordered, start=1):
         policy, _ = files[run_id]
         recording = recordings[run_id]
         repetition[policy] = repetition.get(policy, 0) + 1
         ended = recording.started_at + timedelta(seconds=recording.duration_s)
-        row: Row = {
-            "run_id": run_id,
-            "order": order,
-            "policy": policy,
-            "repetition": repetition[policy],
-            "seed": None,
-            "status": "done",
-            "started_at": recording.started_at.isoformat(),
-            "ended_at": ended.isoformat(),
-            "duration_s": recording.duration_s,
-            "energy_j": recording.energy_j,
-            "net_energy_j": None,
-            "mean_power_w": recording.mean_power_w,
-            "meter": METER,
-            "estimated": False,
-            "test_accuracy": None,
-            "test_loss": None,
-            "counted_domains": join_domains(recording.counted_domains),
-            "error": None,
-        }
-        for domain, energy in recording.domains.items():
-            row[DOMAIN_PREFIX + domain] = energy
-        row.update(joined.get(run_id, {}))
-        rows.append(row)
+        runs.append(
+            RunRecord(
+                run_id=run_id,
+                order=order,
+                policy=policy,
+                repetition=repetition[policy],
+                status="done",
+                started_at=recording.started_at.isoformat(),
+                ended_at=ended.isoformat(),
+                duration_s=recording.duration_s,
+                energy_j=recording.energy_j,
+                mean_power_w=_finite(recording.mean_power_w),
+                meter=METER,
+                estimated=False,
+                domains=dict(recording.domains),
+                counted_domains=list(recording.counted_domains),
+                metrics=joined.get(run_id, {}),
+            )
+        )
         warnings.extend(recording.warnings)
     if joined:
-        without = [r["run_id"] for r in rows if r["run_id"] not in joined]
+        without = [r.run_id for r in runs if r.run_id not in joined]
         if without:
             warnings.append(
                 f"{len(without)} run(s) have no metrics row: {', '.join(without[:10])}"
                 + (" ..." if len(without) > 10 else "")
             )
-    return rows, warnings
+    return runs, warnings
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _experiment(
@@ -357,10 +364,10 @@ def _experiment(
     metrics: str | None,
     files: dict[str, tuple[str, Path]],
     recordings: dict[str, EnergiBridgeRecording],
-    rows: list[Row],
+    runs: list[RunRecord],
     metric_files: list[str],
     warnings: list[str],
-) -> dict[str, Any]:
+) -> Any:
     counted = list(dict.fromkeys(d for r in recordings.values() for d in r.counted_domains))
     kinds = {tuple(r.counted_domains) for r in recordings.values()}
     if len(kinds) > 1:
@@ -374,71 +381,73 @@ def _experiment(
         if (n := len(r.samples) // max(1, len(r.domains))) > 1
     )
     interval = round(intervals[len(intervals) // 2], 4) if intervals else None
-    now = datetime.now(timezone.utc).isoformat()
     policies = [g.name for g in groups]
-    return {
-        "format_version": 1,
-        "created_at": now,
-        "status": "complete",
-        "source": SOURCE,
-        "config": {
+    # counted_domains is an extra of MetersRecord here: the domains the files themselves count.
+    meters = MetersRecord.model_validate(
+        {"requested": [METER], "used": [METER], "estimated": False, "counted_domains": counted}
+    )
+    return new_experiment_record(
+        source=SOURCE,
+        status="complete",
+        config={
             "policies": policies,
             "source": SOURCE,
             "workload": None,
-            "runs": max((sum(1 for r in rows if r["policy"] == p) for p in policies), default=0),
+            "runs": max((sum(1 for r in runs if r.policy == p) for p in policies), default=0),
             "groups": {g.name: g.pattern for g in groups},
             "metrics": metrics,
             "interval_s": interval,
         },
-        "schedule": [
-            {k: row[k] for k in ("run_id", "order", "policy", "repetition", "seed")} for row in rows
+        schedule=[
+            ScheduledRun(run_id=r.run_id, order=r.order, policy=r.policy, repetition=r.repetition)
+            for r in runs
         ],
-        "meters": {
-            "requested": [METER],
-            "used": [METER],
-            "estimated": False,
-            "counted_domains": counted,
-        },
-        "precision_support": None,
-        "warnings": warnings,
-        "baseline": None,
-        "warmups": [],
-        "import": {
+        meters=meters,
+        warnings=warnings,
+        imported={
             "tool": "EnergiBridge",
             "files": {run_id: str(path) for run_id, (_, path) in files.items()},
             "metrics_files": metric_files,
             "columns": sorted({c for r in recordings.values() for c in r.columns}),
         },
-        "versions": {"greenprec": __version__},
-        "host": {},
-    }
+    )
 
 
 def _write(
     out: Path,
-    rows: list[Row],
+    runs: list[RunRecord],
     recordings: dict[str, EnergiBridgeRecording],
-    experiment: dict[str, Any],
-) -> ResultsFolder:
+    experiment: Any,
+) -> ResultsStore:
     parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=parent))
     try:
-        folder = ResultsFolder(staging)
-        for row in rows:
-            samples = recordings[row["run_id"]].samples
-            folder.write_samples(row["run_id"], samples.itertuples(index=False, name=None))
-        folder.write_runs(rows)
-        folder.write_experiment(experiment)
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=parent))
+    except OSError as error:
+        raise ConfigError(
+            f"cannot create the results folder in {parent}: {error.strerror or error}",
+            param="out",
+        ) from None
+    try:
+        store = ResultsStore(staging)
+        store.create(experiment, runs)
+        for run in runs:
+            samples = recordings[run.run_id].samples
+            store.write_samples(run.run_id, samples.itertuples(index=False, name=None))
+        # mkdtemp made the staging folder 0700; the results get the umask's mode like a mkdir.
+        from greenprec.results.files import current_umask
+
+        os.chmod(staging, 0o777 & ~current_umask())
         _check_out(out)  # someone may have written there while the files were read
         try:
             os.rename(staging, out)
         except OSError as error:
             raise ConfigError(
-                f"--out {out}: cannot move the imported folder there: {error}"
+                f"{out}: cannot move the imported folder there: {error.strerror or error}",
+                param="out",
             ) from None
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
         raise
-    return ResultsFolder(out)
+    return ResultsStore(out)

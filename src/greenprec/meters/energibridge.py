@@ -21,7 +21,7 @@ between its samples, a power column counts only the part of a row inside the win
 :meth:`start` waits for EnergiBridge's first row (it takes a few hundred ms to start), so that
 the block is measured from its first instant.
 
-Counting: the CSV becomes domains with the one reader, :mod:`greenprec.energibridge`
+Counting: the CSV becomes domains with the one reader, :mod:`greenprec.formats.energibridge_csv`
 (``energibridge/package``, ``energibridge/system`` ...), with its total rule: system power
 alone when present, else CPU + DRAM + GPUs; parts inside the package are reported, not added.
 """
@@ -43,12 +43,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from greenprec.energibridge import (
+from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
+from greenprec.formats.energibridge_csv import (
     EnergiBridgeStream,
     check_counter_range,
     read_energibridge_csv,
 )
-from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
 from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading

@@ -20,7 +20,7 @@ __all__ = ["Report", "build_report"]
 
 
 def __getattr__(name: str) -> Any:
-    # The CLI imports greenprec.report.commands at start-up; pandas and scipy must wait until
+    # `import greenprec.report` must stay light; pandas and scipy wait until
     # a report is actually built.
     if name in __all__:
         from greenprec.report import build

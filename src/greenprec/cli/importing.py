@@ -1,0 +1,88 @@
+"""``greenprec import TOOL``: other tools' recordings as a greenprec results folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def import_energibridge_command(
+    group: Annotated[
+        list[str],
+        typer.Option(
+            "--group",
+            "-g",
+            help="NAME=GLOB: the EnergiBridge CSVs of one policy (repeatable; the first is "
+            "the baseline). Quote the glob.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="The results folder to create.", show_default=False),
+    ],
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="GLOB of CSVs with a run_id column (test_accuracy, test_loss, ...), joined to "
+            "the run whose id equals run_id or ends in _<run_id> or -<run_id>.",
+        ),
+    ] = None,
+    counter_range_j: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--counter-range-j",
+            help="Wrap range of the energy counters in J: one number for all, or COLUMN=J for "
+            "one column (repeatable), e.g. --counter-range-j 'PACKAGE_ENERGY (J)=262144'. "
+            "Default: inferred at each drop (the smallest power of two above the values "
+            "seen), which is right for Intel (262144) and for AMD, whose range depends on the "
+            "EnergiBridge release (some write CPU_ENERGY values of megajoules: 65536 is wrong "
+            "for them).",
+            show_default=False,
+        ),
+    ] = None,
+    separator: Annotated[
+        str | None,
+        typer.Option(
+            "--separator",
+            help="Column separator of the CSVs (',', ';' or 'tab'); default: detected from "
+            "each file's header.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Turn EnergiBridge CSVs into a greenprec results folder: one run per file."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from greenprec.cli.tables import summary_table
+    from greenprec.formats.energibridge_csv import parse_counter_ranges
+    from greenprec.importers.energibridge import import_energibridge
+    from greenprec.results import record_row
+
+    result = import_energibridge(
+        group,
+        out,
+        metrics=metrics,
+        counter_range_j=parse_counter_ranges(counter_range_j or []),
+        separator=separator,
+    )
+    console = Console(highlight=False)
+    rows = [record_row(run) for run in result.runs]
+    console.print(summary_table(rows, title=f"imported into {result.store.path}"))
+    for line in result.warnings:
+        # Escaped: file paths and column names may hold brackets that rich reads as markup.
+        console.print(f"[yellow]warning:[/] {escape(line)}", markup=True)
+    console.print(f"next: greenprec report {result.store.path}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    import_app = typer.Typer(
+        help="Turn other tools' recordings into a greenprec results folder.",
+        no_args_is_help=True,
+    )
+    import_app.command("energibridge")(import_energibridge_command)
+    app.add_typer(import_app, name="import")
