@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 from greenprec import stats
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import ResultsFolder
 from greenprec.report import build_report
 from greenprec.report.analysis import prepare
 from greenprec.report.build import power_traces
 from greenprec.report.commands import report_command
 from greenprec.report.data import load
 from greenprec.report.formatting import pvalue
+from legacy_folder import LegacyFolder as ResultsFolder
 
 SHARES = {"rapl/package-0": 0.75, "rapl/dram": 0.25, "rapl/core": 0.4}  # core is inside package
 COUNTED_W = 0.75 + 0.25

@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greenprec import stats
-from greenprec.experiment.folder import ResultsFolder, join_domains
 from greenprec.report import build_report
 from greenprec.report.analysis import prepare, verdict
 from greenprec.report.build import power_traces
 from greenprec.report.data import load
+from legacy_folder import LegacyFolder as ResultsFolder
+from legacy_folder import join_domains
 
 DOMAINS = {"rapl/package-0": 0.6, "nvml/gpu0": 0.4, "rapl/core": 0.3}  # core inside package
 COUNTED = ["rapl/package-0", "nvml/gpu0"]
@@ -198,7 +199,7 @@ def test_every_unusable_row_is_counted_and_named(tmp_path: Path) -> None:
         assert f"line {line}, run {run_id} (mixed)" in md
         assert f"line {line}, run {run_id} (mixed)" in html
     assert "line 2, run fp32-001, duration_s: duration_s -5 is not positive" in md
-    assert any("8 rows of runs.csv cannot be used" in w for w in report.warnings)
+    assert any("8 runs cannot be used" in w for w in report.warnings)
 
 
 def test_failed_unfinished_and_outlier_runs_are_named_too(tmp_path: Path) -> None:

@@ -15,9 +15,8 @@ import numpy as np
 
 from greenprec import stats
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import Row
 from greenprec.report import formatting as fmt
-from greenprec.report.data import Excluded, ExperimentData, numeric
+from greenprec.report.data import Excluded, ExperimentData, Row, numeric
 
 ENERGY = "energy_j"
 ACCURACY = "test_accuracy"
@@ -189,7 +188,7 @@ def statistics(
             "notes": prepared.notes,
         },
         "runs": {
-            "total": len(data.rows),
+            "total": len(data.rows) + data.unreadable,
             "done": len(data.done),
             "used": len(prepared.kept),
             "failed": len(data.failed),
@@ -516,10 +515,10 @@ def warnings_for(prepared: Prepared, result: dict[str, Any]) -> list[str]:
         if e.column is None and not e.reason.startswith(("the run failed", "the run has not"))
     ]
     if invalid:
-        shown = ", ".join(f"{e.run_id} (line {e.line})" for e in invalid[:8])
+        shown = ", ".join(f"{e.run_id} ({e.place})" for e in invalid[:8])
         more = f" and {len(invalid) - 8} more" if len(invalid) > 8 else ""
         out.append(
-            f"{fmt.plural(len(invalid), 'row')} of runs.csv cannot be used and "
+            f"{fmt.plural(len(invalid), 'run')} cannot be used and "
             f"{'is' if len(invalid) == 1 else 'are'} left out of the analysis: {shown}{more} "
             "(reasons under Runs not used)"
         )
@@ -528,10 +527,10 @@ def warnings_for(prepared: Prepared, result: dict[str, Any]) -> list[str]:
         out.append(reason)
         values = [e for e in values if e.column != column]
     if values:
-        shown = ", ".join(f"{e.column} of {e.run_id} (line {e.line})" for e in values[:8])
+        shown = ", ".join(f"{e.column} of {e.run_id} ({e.place})" for e in values[:8])
         more = f" and {len(values) - 8} more" if len(values) > 8 else ""
         out.append(
-            f"{fmt.plural(len(values), 'value')} of runs.csv cannot be used and "
+            f"{fmt.plural(len(values), 'value')} cannot be used and "
             f"{'is' if len(values) == 1 else 'are'} left out: {shown}{more} (reasons under Runs "
             "not used)"
         )

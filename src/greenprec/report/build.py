@@ -11,10 +11,10 @@ import pandas as pd
 
 from greenprec import stats
 from greenprec.errors import ConfigError
-from greenprec.experiment.atomic import write_atomic
 from greenprec.report import analysis, content, html, markdown
 from greenprec.report.data import Excluded, ExperimentData, load, read_samples
 from greenprec.report.figures import FigureFile, make_figures
+from greenprec.results.files import write_atomic
 
 BIN_S = 0.5
 

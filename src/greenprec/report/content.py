@@ -300,14 +300,20 @@ def not_used_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"{fmt.plural(len(rows), 'row')} of {total} in runs.csv not used:"]
     for e in rows:
         policy = f" ({e['policy']})" if e.get("policy") else ""
-        lines.append(f"line {e['line']}, run {e['run_id']}{policy}: {e['reason']}")
+        lines.append(f"{_place(e)}, run {e['run_id']}{policy}: {e['reason']}")
     return lines
+
+
+def _place(entry: dict[str, Any]) -> str:
+    """Where an unused run's record is: its runs.csv line, or its own run file."""
+    where = entry.get("where") or "runs.csv"
+    return f"line {entry['line']}" if where == "runs.csv" else str(where)
 
 
 def not_used_value_lines(result: dict[str, Any]) -> list[str]:
     """Single values of runs.csv left out of a used run (or of a refused column)."""
     values = [e for e in result["excluded_runs"] if e["column"] is not None]
-    return [f"line {e['line']}, run {e['run_id']}, {e['column']}: {e['reason']}" for e in values]
+    return [f"{_place(e)}, run {e['run_id']}, {e['column']}: {e['reason']}" for e in values]
 
 
 def environment_lines(data: ExperimentData, result: dict[str, Any]) -> list[tuple[str, str]]:

@@ -7,8 +7,6 @@ saying so.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 from collections.abc import Sequence
@@ -21,13 +19,10 @@ import pandas as pd
 
 from greenprec import stats
 from greenprec.errors import ConfigError
-from greenprec.experiment.folder import (
-    DOMAIN_PREFIX,
-    STATUSES,
-    ResultsFolder,
-    Row,
-    split_domains,
-)
+from greenprec.results import DOMAIN_PREFIX, RUN_STATUSES, ResultsStore, Snapshot, record_row
+
+Row = dict[str, Any]
+STATUSES = RUN_STATUSES
 
 # Beyond this many energy_j:<domain> columns the subset search below gets slow (2^n subsets)
 # and no known meter reports that many; all domains are then counted.
@@ -73,10 +68,13 @@ PLAUSIBLE: dict[str, Plausible] = {
 
 @dataclass(frozen=True)
 class Excluded:
-    """A row of runs.csv the analysis does not use (or, with ``column``, one value of it).
+    """A run the analysis does not use (or, with ``column``, one value of it), and why.
 
-    ``line`` is the line in runs.csv (the header is line 1). ``column`` is None when the whole
-    run is left out; otherwise only that column's value is, and the run is used for the rest.
+    ``line`` is the run's line in runs.csv for a folder whose record is runs.csv (greenprec
+    0.1; the header is line 1), else its row in the runs.csv index; ``where`` is the file that
+    holds its record (``runs/<run_id>.json`` or ``runs.csv``). ``column`` is None when the
+    whole run is left out; otherwise only that column's value is, and the run is used for the
+    rest.
     """
 
     run_id: str
@@ -84,10 +82,17 @@ class Excluded:
     reason: str
     policy: str | None = None
     column: str | None = None
+    where: str = "runs.csv"
+
+    @property
+    def place(self) -> str:
+        """Where to look: ``line 5`` of runs.csv, or the run's own file."""
+        return f"line {self.line}" if self.where == "runs.csv" else self.where
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "where": self.where,
             "line": self.line,
             "policy": self.policy,
             "column": self.column,
@@ -95,7 +100,11 @@ class Excluded:
         }
 
     def text(self) -> str:
-        where = f"runs.csv line {self.line}, run {self.run_id}"
+        where = (
+            f"runs.csv line {self.line}, run {self.run_id}"
+            if self.where == "runs.csv"
+            else f"{self.where}, run {self.run_id}"
+        )
         if self.policy:
             where += f" ({self.policy})"
         return f"{where}: {self.reason}"
@@ -125,6 +134,8 @@ class ExperimentData:
     usable: list[bool] = field(default_factory=list)  # per row: a done run the analysis uses
     accuracy_scale: Literal["fraction", "percent"] | None = None
     refused_columns: dict[str, str] = field(default_factory=dict)
+    unreadable: int = 0
+    """Runs whose record could not be read at all (damaged, missing): named in ``excluded``."""
 
     @property
     def done(self) -> list[Row]:
@@ -146,31 +157,24 @@ class ExperimentData:
         return None
 
     def samples_path(self, run_id: str) -> Path:
-        return ResultsFolder(self.path).samples_file(run_id)
+        return ResultsStore(self.path).samples_file(run_id)
 
 
 def load(path: str | Path) -> ExperimentData:
-    """Read ``experiment.json`` and ``runs.csv``; ConfigError when it is not a results folder."""
-    folder = ResultsFolder(path)
-    if not folder.path.is_dir():
-        raise ConfigError(f"{folder.path} is not a directory; give a greenprec results folder")
-    if not folder.exists():
-        raise ConfigError(
-            f"{folder.path} is not a greenprec results folder (no runs.csv or experiment.json); "
-            "make one with greenprec compare --out DIR or greenprec import energibridge"
-        )
+    """Read the folder through :class:`greenprec.results.ResultsStore`; ConfigError when it is
+    not a results folder. Runs the store could not read are named like any other unused run."""
+    store = ResultsStore(path)
     warnings: list[str] = []
-    if folder.experiment_file.exists():
-        experiment = folder.read_experiment()
-        if not isinstance(experiment, dict):
-            raise ConfigError(f"{folder.experiment_file} must hold a JSON object")
-    else:
-        experiment = {}
+    snapshot = store.load()
+    if snapshot.experiment.created_at == UNKNOWN:
         warnings.append("no experiment.json: the environment and settings are unknown")
-    raw_rows = folder.read_runs()
-    lines = _line_numbers(folder.runs_file, len(raw_rows))
-    checked = check_rows(raw_rows, lines)
+    experiment = snapshot.experiment.model_dump(mode="json", by_alias=True)
+    raw_rows = [record_row(run) for run in snapshot.runs]
+    wheres, lines = _places(snapshot)
+    checked = check_rows(raw_rows, lines, wheres)
     rows, usable, excluded = checked.rows, checked.usable, checked.excluded
+    from_store = _store_problems(snapshot, warnings)
+    excluded.extend(from_store)
     done = [row for row, used in zip(rows, usable, strict=True) if used]
     scale, refused = _accuracy_unit(rows, usable, lines, excluded)
     policies, baseline = _policies(experiment, rows)
@@ -193,7 +197,7 @@ def load(path: str | Path) -> ExperimentData:
             f"{counted.source}"
         )
     return ExperimentData(
-        path=folder.path,
+        path=store.path,
         experiment=experiment,
         rows=rows,
         policies=policies,
@@ -209,33 +213,51 @@ def load(path: str | Path) -> ExperimentData:
         usable=usable,
         accuracy_scale=scale,
         refused_columns=refused,
+        unreadable=sum(1 for e in from_store if e.column is None),
     )
 
 
-def _line_numbers(runs_file: Path, n_rows: int) -> list[int]:
-    """The line of runs.csv each row starts on, as csv.DictReader yields the rows.
+UNKNOWN = "unknown"
 
-    A quoted cell may hold line breaks (an error message), so the line is not row index + 2.
-    """
-    text = runs_file.read_text(encoding="utf-8")
-    reader = csv.reader(io.StringIO(text))
+
+def _places(snapshot: Snapshot) -> tuple[list[str], list[int]]:
+    """Each usable run's record file and line: runs.csv's line for a 0.1 folder, else the
+    run's row in the runs.csv index (rebuilt in schedule order)."""
+    wheres: list[str] = []
     lines: list[int] = []
-    header = True
-    while True:
-        start = reader.line_num + 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        if header:
-            header = False
+    for index, run in enumerate(snapshot.runs):
+        location = run.where or snapshot.locations.get(run.run_id, "")
+        file, _, line = location.partition(":")
+        if file == "runs.csv" and line.isdigit():
+            wheres.append("runs.csv")
+            lines.append(int(line))
+        else:
+            wheres.append(location or f"runs/{run.run_id}.json")
+            lines.append(index + 2)
+    return wheres, lines
+
+
+def _store_problems(snapshot: Snapshot, warnings: list[str]) -> list[Excluded]:
+    """The runs the store could not use (damaged, missing, unscheduled), named as unused."""
+    named: list[Excluded] = []
+    policy_of = {run.run_id: run.policy for run in snapshot.experiment.schedule}
+    policies = {run.run_id: run.policy for run in snapshot.runs}
+    for problem in snapshot.problems:
+        if problem.run_id is None:
+            warnings.append(str(problem))
             continue
-        if record == []:  # DictReader skips blank lines too
-            continue
-        lines.append(start)
-    if len(lines) != n_rows:  # not expected; keep every row named anyway
-        lines = list(range(2, n_rows + 2))
-    return lines
+        file, _, line = problem.where.partition(":")
+        named.append(
+            Excluded(
+                problem.run_id,
+                int(line) if line.isdigit() else 0,
+                problem.reason,
+                policy_of.get(problem.run_id) or policies.get(problem.run_id) or problem.policy,
+                problem.column,
+                where=file if file == "runs.csv" else problem.where,
+            )
+        )
+    return named
 
 
 @dataclass
@@ -247,7 +269,9 @@ class CheckedRows:
     excluded: list[Excluded]
 
 
-def check_rows(raw_rows: Sequence[Row], lines: Sequence[int]) -> CheckedRows:
+def check_rows(
+    raw_rows: Sequence[Row], lines: Sequence[int], wheres: Sequence[str] | None = None
+) -> CheckedRows:
     """Decide for every row of runs.csv whether the analysis uses it, naming what it does not.
 
     A row is left out when its status is not one of the contract's, when it failed or has not
@@ -259,13 +283,14 @@ def check_rows(raw_rows: Sequence[Row], lines: Sequence[int]) -> CheckedRows:
     usable: list[bool] = []
     excluded: list[Excluded] = []
     first_line: dict[str, int] = {}
-    for raw, line in zip(raw_rows, lines, strict=True):
+    places = wheres if wheres is not None else ["runs.csv"] * len(lines)
+    for raw, line, where in zip(raw_rows, lines, places, strict=True):
         row = dict(raw)
         run_id, policy = str(row["run_id"]), str(row["policy"])
         status = row.get("status")
 
         def leave_out(reason: str, column: str | None = None) -> None:
-            excluded.append(Excluded(run_id, line, reason, policy, column))  # noqa: B023
+            excluded.append(Excluded(run_id, line, reason, policy, column, where))  # noqa: B023
 
         used = False
         if run_id in first_line:
@@ -399,7 +424,7 @@ def counted_domains(
     unrecorded: list[Row] = []
     for row in done:
         run_id = str(row["run_id"])
-        own = split_domains(row.get("counted_domains"))
+        own = _split_domains(row.get("counted_domains"))
         if own is not None:
             by_run[run_id] = own
             sources.setdefault(RUNS_CSV_SOURCE, []).append(run_id)
@@ -463,6 +488,12 @@ def _search_counted(
     return list(domain_columns), (
         "no set of energy_j:<domain> columns sums to energy_j; every domain is summed"
     )
+
+
+def _split_domains(cell: Any) -> list[str] | None:
+    if not isinstance(cell, str) or not cell.strip():
+        return None
+    return [part.strip() for part in cell.split(";") if part.strip()]
 
 
 def _number(value: Any) -> float:

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greenprec.experiment.atomic import write_atomic
 from greenprec.report.analysis import ACCURACY, ENERGY, Prepared, accuracy_points, removed_rows
 from greenprec.report.data import numeric
+from greenprec.results.files import write_atomic
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 _WIDTH_IN, _HEIGHT_IN, _DPI = 7.2, 4.4, 110

@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from greenprec.experiment.folder import DOMAIN_PREFIX, SAMPLE_COLUMNS, ResultsFolder
+from greenprec.results import (
+    SAMPLE_COLUMNS,
+    MetersRecord,
+    ResultsStore,
+    RunRecord,
+    ScheduledRun,
+    new_experiment_record,
+)
 
 DOMAINS = ("rapl/package-0", "rapl/dram", "rapl/core")
 COUNTED = ("rapl/package-0", "rapl/dram")
@@ -50,8 +56,8 @@ def write_synthetic_folder(
     estimated: bool = False,
     with_samples: bool = True,
     with_accuracy: bool = True,
-) -> ResultsFolder:
-    """Write experiment.json, runs.csv and samples/ like ``greenprec compare`` would.
+) -> ResultsStore:
+    """Write a results folder (through :class:`ResultsStore`) like ``greenprec compare`` would.
 
     Run ids are ``<policy>-<rep:03d>``. ``outlier_runs`` get 12 SDs more energy (the
     study's rule removes them once a policy has more than 10 runs); ``failed_runs`` are
@@ -59,103 +65,113 @@ def write_synthetic_folder(
     """
     specs = dict(policies or DEFAULT_POLICIES)
     rng = np.random.default_rng(seed)
-    folder = ResultsFolder(path)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    schedule: list[dict[str, Any]] = [
-        {"run_id": f"{p}-{r:03d}", "policy": p, "repetition": r}
-        for r in range(1, runs + 1)
-        for p in specs
+    store = ResultsStore(path)
+    store.path.mkdir(parents=True, exist_ok=True)
+    planned: list[tuple[str, str, int]] = [
+        (f"{p}-{r:03d}", p, r) for r in range(1, runs + 1) for p in specs
     ]
-    order = rng.permutation(len(schedule))
-    rows: list[dict[str, Any]] = []
+    order = rng.permutation(len(planned))
+    records: list[RunRecord] = []
     for position, index in enumerate(order, start=1):
-        entry = schedule[int(index)]
-        spec = specs[entry["policy"]]
-        row: dict[str, Any] = {**entry, "order": position, "seed": int(rng.integers(2**31 - 1))}
-        if entry["run_id"] in failed_runs:
-            row.update(status="failed", error="RuntimeError: synthetic failure")
-            rows.append(row)
+        run_id, policy, repetition = planned[int(index)]
+        spec = specs[policy]
+        run = RunRecord(
+            run_id=run_id,
+            order=position,
+            policy=policy,
+            repetition=repetition,
+            seed=int(rng.integers(2**31 - 1)),
+        )
+        if run_id in failed_runs:
+            records.append(
+                run.model_copy(
+                    update={"status": "failed", "error": "RuntimeError: synthetic failure"}
+                )
+            )
             continue
         energy = float(rng.normal(spec.energy_j, spec.energy_sd_j))
-        if entry["run_id"] in outlier_runs:
+        if run_id in outlier_runs:
             energy += 12 * spec.energy_sd_j
         duration = float(rng.normal(spec.duration_s, spec.duration_sd_s))
-        row.update(
-            status="done",
-            started_at=f"2025-01-01T00:{position // 60:02d}:{position % 60:02d}+00:00",
-            ended_at=f"2025-01-01T01:{position // 60:02d}:{position % 60:02d}+00:00",
-            duration_s=duration,
-            energy_j=energy,
-            mean_power_w=energy / duration,
-            meter="estimate" if estimated else "rapl",
-            estimated=estimated,
-            test_accuracy=float(rng.normal(spec.accuracy, spec.accuracy_sd))
-            if with_accuracy
-            else None,
-            test_loss=float(rng.normal(1.6, 0.05)) if with_accuracy else None,
-        )
-        for domain in DOMAINS:
-            row[DOMAIN_PREFIX + domain] = energy * _SHARE[domain]
-        rows.append(row)
-        if with_samples:
-            _write_samples(folder, row, samples_per_run, rng)
-    rows.sort(key=lambda r: r["order"])
-    folder.write_runs(rows)
-    folder.write_experiment(
-        {
-            "format_version": 1,
-            "created_at": "2025-01-01T00:00:00+00:00",
-            "status": "complete" if not failed_runs else "incomplete",
-            "config": {
-                "policies": list(specs),
-                "protocol": "default",
-                "workload": "synthetic",
-                "runs": runs,
-                "seed": seed,
-                "warmup_s": 0.0,
-                "cooldown_s": 0.0,
-                "interval_s": 0.2,
-            },
-            "schedule": [
-                {k: r[k] for k in ("run_id", "order", "policy", "repetition", "seed")} for r in rows
-            ],
-            "meters": {
-                "requested": ["auto"],
-                "used": ["estimate" if estimated else "rapl"],
+        metrics: dict[str, float | str | None] = {}
+        if with_accuracy:
+            metrics["test_accuracy"] = float(rng.normal(spec.accuracy, spec.accuracy_sd))
+            metrics["test_loss"] = float(rng.normal(1.6, 0.05))
+        run = run.model_copy(
+            update={
+                "status": "done",
+                "started_at": f"2025-01-01T00:{position // 60:02d}:{position % 60:02d}+00:00",
+                "ended_at": f"2025-01-01T01:{position // 60:02d}:{position % 60:02d}+00:00",
+                "duration_s": duration,
+                "energy_j": energy,
+                "mean_power_w": energy / duration,
+                "meter": "estimate" if estimated else "rapl",
                 "estimated": estimated,
-            },
-            "warnings": (
-                [
-                    "meter estimate is an estimate, not a measurement: every energy figure of "
-                    "this experiment is estimated"
-                ]
-                if estimated
-                else []
-            ),
-            "baseline": None,
-            "warmups": [],
-            "versions": {"greenprec": "synthetic", "python": "3"},
-            "host": {
-                "cpu_model": "Synthetic CPU",
-                "logical_cpus": 2,
-                "memory_gib": 8.0,
-                "os": "Linux",
-                "gpus": [],
-            },
-        }
+                "domains": {domain: energy * _SHARE[domain] for domain in DOMAINS},
+                "counted_domains": list(COUNTED),
+                "metrics": metrics,
+            }
+        )
+        records.append(run)
+        if with_samples:
+            _write_samples(store, run, samples_per_run, rng)
+    records.sort(key=lambda r: r.order)
+    used = "estimate" if estimated else "rapl"
+    experiment = new_experiment_record(
+        source="synthetic",
+        status="complete" if not failed_runs else "incomplete",
+        config={
+            "policies": list(specs),
+            "protocol": "default",
+            "workload": "synthetic",
+            "runs": runs,
+            "seed": seed,
+            "warmup_s": 0.0,
+            "cooldown_s": 0.0,
+            "interval_s": 0.2,
+        },
+        schedule=[
+            ScheduledRun(
+                run_id=r.run_id,
+                order=r.order,
+                policy=r.policy,
+                repetition=r.repetition,
+                seed=r.seed,
+            )
+            for r in records
+        ],
+        meters=MetersRecord(requested=["auto"], used=[used], estimated=estimated),
+        warnings=(
+            [
+                "meter estimate is an estimate, not a measurement: every energy figure of "
+                "this experiment is estimated"
+            ]
+            if estimated
+            else []
+        ),
+        versions={"greenprec": "synthetic", "python": "3"},
+        host={
+            "cpu_model": "Synthetic CPU",
+            "logical_cpus": 2,
+            "memory_gib": 8.0,
+            "os": "Linux",
+            "gpus": [],
+        },
     )
-    return folder
+    store.create(experiment, records)
+    return store
 
 
 def _write_samples(
-    folder: ResultsFolder, row: dict[str, Any], n_rows: int, rng: np.random.Generator
+    store: ResultsStore, run: RunRecord, n_rows: int, rng: np.random.Generator
 ) -> None:
+    assert run.duration_s is not None and run.energy_j is not None
     n_times = max(2, n_rows // len(DOMAINS))
-    t = np.linspace(0.0, row["duration_s"], n_times)
+    t = np.linspace(0.0, run.duration_s, n_times)
     dt = np.diff(t, prepend=0.0)
     frames = []
     for domain in DOMAINS:
-        mean_w = row["energy_j"] * _SHARE[domain] / row["duration_s"]
+        mean_w = run.energy_j * _SHARE[domain] / run.duration_s
         # A warm-up ramp over the first 10 s, then noise: the trace has a visible shape.
         power = mean_w * (0.85 + 0.15 * np.minimum(t / 10.0, 1.0)) + rng.normal(
             0, 0.03 * mean_w, n_times
@@ -166,6 +182,6 @@ def _write_samples(
             )
         )
     samples = pd.concat(frames).sort_values("t_s", kind="stable")[list(SAMPLE_COLUMNS)]
-    path = folder.samples_file(str(row["run_id"]))
+    path = store.samples_file(run.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     samples.to_csv(path, index=False)

@@ -113,11 +113,13 @@ def format_cell(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class RowProblem:
-    """A row of a 0.1 runs.csv that cannot be used, and why."""
+    """A row of a 0.1 runs.csv that cannot be used (or, with ``column``, one value of it)."""
 
     line: int
     run_id: str | None
     reason: str
+    column: str | None = None
+    policy: str | None = None
 
 
 _TEXT = {"run_id", "policy", "status", "started_at", "ended_at", "meter", "error", "host"}
@@ -125,8 +127,11 @@ _INTEGER = {"order", "repetition", "seed"}
 _RUN_FLOATS = ("duration_s", "energy_j", "net_energy_j", "mean_power_w")
 
 
-def read_legacy_runs(text: str, source: str) -> tuple[list[RunRecord], list[RowProblem]]:
-    """The runs of a 0.1 ``runs.csv`` (``text``), and every row that cannot be used."""
+def read_legacy_runs(
+    text: str, source: str
+) -> tuple[list[RunRecord], list[RowProblem], dict[str, int]]:
+    """The runs of a 0.1 ``runs.csv`` (``text``), every row that cannot be used, and the line
+    each usable run starts on (a quoted error message may span lines)."""
     from pydantic import ValidationError
 
     text = text.removeprefix("\ufeff")  # a spreadsheet may have saved it with a BOM
@@ -134,16 +139,17 @@ def read_legacy_runs(text: str, source: str) -> tuple[list[RunRecord], list[RowP
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
-        return [], [RowProblem(1, None, "empty file: no header")]
+        return [], [RowProblem(1, None, "empty file: no header")], {}
     except csv.Error as error:
-        return [], [RowProblem(1, None, f"unreadable header ({error})")]
-    missing = [name for name in ("run_id", "order", "policy", "status") if name not in header]
+        return [], [RowProblem(1, None, f"unreadable header ({error})")], {}
+    missing = [name for name in ("run_id", "policy", "status") if name not in header]
     if missing:
-        return [], [RowProblem(1, None, f"no {', '.join(missing)} column in the header")]
+        return [], [RowProblem(1, None, f"no {', '.join(missing)} column in the header")], {}
     records: list[RunRecord] = []
     problems: list[RowProblem] = []
-    line = 1
+    lines: dict[str, int] = {}
     while True:
+        line = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
@@ -151,24 +157,36 @@ def read_legacy_runs(text: str, source: str) -> tuple[list[RunRecord], list[RowP
         except csv.Error as error:
             problems.append(RowProblem(reader.line_num, None, f"unreadable row ({error})"))
             break
-        line = reader.line_num
         if not any(cell.strip() for cell in cells):
             continue
-        run_id = cells[0].strip()[:60] if cells else None
+        named = dict(zip(header, cells, strict=False))
+        run_id = named.get("run_id", "").strip()[:60] or None
+        policy = named.get("policy", "").strip()[:40] or None
         if len(cells) != len(header):
             problems.append(
                 RowProblem(
                     line,
                     run_id,
                     f"{len(cells)} cells where the header has {len(header)} (a cut or edited row)",
+                    policy=policy,
                 )
             )
             continue
+        raw = dict(zip(header, cells, strict=True))
+        # A hand-made table may have no order column: the rows' own order is the order.
+        raw.setdefault("order", str(line - 1))
+        raw.setdefault("repetition", "1")
+        blanked: list[tuple[str, str]] = []
         try:
-            records.append(_legacy_record(dict(zip(header, cells, strict=True))))
+            record = _legacy_record(raw, blanked)
         except (ValueError, ValidationError) as error:
-            problems.append(RowProblem(line, run_id, _first_line(error)))
-    return records, problems
+            problems.append(RowProblem(line, run_id, _first_line(error), policy=policy))
+            continue
+        problems.extend(RowProblem(line, record.run_id, why, column) for column, why in blanked)
+        record.where = f"runs.csv:{line}"
+        records.append(record)
+        lines.setdefault(record.run_id, line)
+    return records, problems, lines
 
 
 def _first_line(error: Exception) -> str:
@@ -181,27 +199,39 @@ def _first_line(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _legacy_record(raw: dict[str, str]) -> RunRecord:
+def _legacy_record(raw: dict[str, str], blanked: list[tuple[str, str]]) -> RunRecord:
+    """One 0.1 row as a run. A bad energy_j or identity cell refuses the row; a bad value of
+    another number is left out (None) and named in ``blanked``, and the run kept."""
     values: dict[str, Any] = {}
     domains: dict[str, float] = {}
     metrics: dict[str, float | str | None] = {}
+
+    def lenient(cell: str, key: str) -> float | None:
+        try:
+            return _number(cell, key)
+        except ValueError as error:
+            blanked.append((key, f"{error}; this value is not used"))
+            return None
+
     for key, cell in raw.items():
         cell = cell.strip()
         if key.startswith(DOMAIN_PREFIX):
-            if cell:
-                domains[key.removeprefix(DOMAIN_PREFIX)] = _number(cell, key)
+            if cell and (number := lenient(cell, key)) is not None:
+                domains[key.removeprefix(DOMAIN_PREFIX)] = number
         elif key in _TEXT:
             values[key] = cell or None
         elif key in _INTEGER:
             values[key] = _integer(cell, key) if cell else None
-        elif key in _RUN_FLOATS:
+        elif key == "energy_j":
             values[key] = _number(cell, key) if cell else None
+        elif key in _RUN_FLOATS:
+            values[key] = lenient(cell, key) if cell else None
         elif key == "estimated":
             values[key] = None if not cell else cell.lower() == "true"
         elif key == "counted_domains":
             values[key] = [d.strip() for d in cell.split(COUNTED_SEPARATOR) if d.strip()]
         elif key in NAMED_METRICS:
-            metrics[key] = _number(cell, key) if cell else None
+            metrics[key] = lenient(cell, key) if cell else None
         elif cell:
             try:
                 metrics[key] = float(cell)
@@ -223,10 +253,11 @@ def _integer(cell: str, column: str) -> int:
 
 
 def _number(cell: str, column: str) -> float:
+    unit = " in joules" if column.endswith("_j") else ""
     try:
         number = float(cell)
     except ValueError:
-        raise ValueError(f"{column} {cell[:20]!r} is not a number") from None
+        raise ValueError(f"{column} {cell[:20]!r} is not a number{unit}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{column} {cell[:20]!r} is not a finite number")
+        raise ValueError(f"{column} {cell[:20]} is not finite")
     return number

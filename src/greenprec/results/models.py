@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 SCHEMA_VERSION = "2.0"
 """The schema this greenprec writes (``MAJOR.MINOR``)."""
@@ -109,6 +109,16 @@ class RunRecord(_Record):
     executor_pid: int | None = None
     """The process executing the run while it is ``running`` (to recognise a stale state)."""
     error: str | None = None
+    _where: str = PrivateAttr(default="")
+
+    @property
+    def where(self) -> str:
+        """Where this record was read from (``runs/<id>.json``, ``runs.csv:<line>``), if read."""
+        return self._where
+
+    @where.setter
+    def where(self, value: str) -> None:
+        self._where = value
 
     @field_validator("run_id")
     @classmethod
@@ -177,7 +187,7 @@ class ExperimentRecord(_Record):
     """``experiment.json``: how the experiment was set up, where its data came from."""
 
     schema_version: str = SCHEMA_VERSION
-    created_at: str
+    created_at: str = "unknown"
     updated_at: str | None = None
     status: ExperimentStatus = "running"
     source: str = "greenprec compare"

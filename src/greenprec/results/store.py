@@ -58,12 +58,15 @@ class ExperimentExists(ConfigError):
 
 @dataclass(frozen=True)
 class Problem:
-    """A run the store could not use as it is, and why: named in every report."""
+    """A run the store could not use as it is (or, with ``column``, one value of it), and why:
+    named in every report."""
 
     run_id: str | None
     where: str
     """The file (and line, for a 0.1 runs.csv) the problem is in."""
     reason: str
+    column: str | None = None
+    policy: str | None = None
 
     def __str__(self) -> str:
         who = f"run {self.run_id}: " if self.run_id else ""
@@ -81,6 +84,8 @@ class Snapshot:
     """Damaged, missing and unscheduled runs, and an index that disagrees with the run files."""
     legacy: bool = False
     """True for a folder written by greenprec 0.1 (runs.csv is its record)."""
+    locations: dict[str, str] = field(default_factory=dict)
+    """Where each usable run's record is: ``runs/<run_id>.json``, or ``runs.csv:<line>``."""
 
     @property
     def missing(self) -> list[str]:
@@ -247,28 +252,34 @@ class ResultsStore:
         unscheduled or tampered one is a named :class:`Problem`, never silently dropped.
         """
         if not self.path.is_dir():
-            raise ConfigError(f"{self.path} is not a folder; give a greenprec results folder")
+            raise ConfigError(f"{self.path} is not a directory; give a greenprec results folder")
         if not self.exists():
             raise ConfigError(
                 f"{self.path} is not a greenprec results folder (no experiment.json or "
                 "runs.csv); make one with greenprec compare or greenprec import"
             )
-        if not self.experiment_file.exists():
-            raise ConfigError(
-                f"{self.path} has runs.csv but no experiment.json; it cannot be read "
-                "(restore experiment.json from a copy)"
+        if self.experiment_file.exists():
+            experiment = self.read_experiment()
+        else:
+            # A runs.csv alone (hand-made, or experiment.json lost): readable, with nothing
+            # known about how it was made; it has no schedule to check against.
+            from greenprec.results.legacy import LEGACY_SCHEMA_VERSION
+
+            experiment = ExperimentRecord(
+                schema_version=LEGACY_SCHEMA_VERSION, created_at="unknown", source="unknown"
             )
-        experiment = self.read_experiment()
         if self.runs_dir.is_dir():
             runs, problems = self._load_run_files()
             problems.extend(self._check_index(runs))
             legacy = False
+            locations = {run.run_id: f"runs/{run.run_id}.json" for run in runs}
         else:
-            runs, problems = self._load_legacy()
+            runs, problems, lines = self._load_legacy()
             legacy = True
-        named = {p.run_id for p in problems if p.run_id}
+            locations = {run_id: f"runs.csv:{line}" for run_id, line in lines.items()}
+        named = {p.run_id for p in problems if p.run_id and p.column is None}
         runs, schedule_problems = _against_schedule(experiment, runs, named, legacy)
-        return Snapshot(experiment, runs, [*problems, *schedule_problems], legacy)
+        return Snapshot(experiment, runs, [*problems, *schedule_problems], legacy, locations)
 
     def _load_run_files(self) -> tuple[list[RunRecord], list[Problem]]:
         runs: list[RunRecord] = []
@@ -283,16 +294,18 @@ class ResultsStore:
                 continue
             try:
                 data = self._read_json(path, what="run file")
-                runs.append(self._run_from(data, path, stem))
+                run = self._run_from(data, path, stem)
+                run.where = f"runs/{name}"
+                runs.append(run)
             except ConfigError as error:
                 problems.append(Problem(stem, f"runs/{name}", _reason(str(error), path)))
         return runs, problems
 
-    def _load_legacy(self) -> tuple[list[RunRecord], list[Problem]]:
+    def _load_legacy(self) -> tuple[list[RunRecord], list[Problem], dict[str, int]]:
         try:
             raw = read_bounded(self.index_file)
         except FileNotFoundError:
-            return [], []
+            return [], [], {}
         except OSError as error:
             raise ConfigError(f"{self.index_file}: cannot read: {error}") from None
         try:
@@ -301,8 +314,8 @@ class ResultsStore:
             raise ConfigError(
                 f"{self.index_file}: not UTF-8 text (byte {error.start}); save it as UTF-8"
             ) from None
-        records, row_problems = read_legacy_runs(text, str(self.index_file))
-        return records, [_row_problem(p) for p in row_problems]
+        records, row_problems, lines = read_legacy_runs(text, str(self.index_file))
+        return records, [_row_problem(p) for p in row_problems], lines
 
     def _check_index(self, runs: Sequence[RunRecord]) -> list[Problem]:
         """runs.csv is only an index; say so when it disagrees with the run files."""
@@ -401,7 +414,9 @@ def _reason(message: str, path: Path) -> str:
 
 
 def _row_problem(problem: RowProblem) -> Problem:
-    return Problem(problem.run_id, f"runs.csv:{problem.line}", problem.reason)
+    return Problem(
+        problem.run_id, f"runs.csv:{problem.line}", problem.reason, problem.column, problem.policy
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -422,7 +437,8 @@ def _against_schedule(
     """Keep the runs the schedule planned, in its order; name every other difference."""
     where = "runs.csv" if legacy else "runs/"
     if not experiment.schedule:
-        return sorted(runs, key=lambda r: r.order), []
+        # Nothing planned to check against (a hand-made runs.csv): the runs as recorded.
+        return (runs if legacy else sorted(runs, key=lambda r: r.order)), []
     planned = {run.run_id: run for run in experiment.schedule}
     problems: list[Problem] = []
     seen: dict[str, RunRecord] = {}
