@@ -275,3 +275,28 @@ def test_verdict_significance_agrees_with_its_ci(a: list[float], b: list[float])
     lo, hi = comparison["relative_change_ci"]
     excludes_zero = lo > 0 or hi < 0
     assert ("not significant" not in line) == excludes_zero
+
+
+def test_the_report_command_names_every_unused_run_on_stderr(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    energies = {"fp32": [300.0, 306.0, 297.0, 303.0], "mixed": [240.0, 246.0, 243.0, 238.0]}
+    rows = two_meter_folder(tmp_path, energies)
+    rows.append({**rows[-1], "run_id": "mixed-005", "energy_j": "12 kJ"})
+    rows.append({**rows[-1], "run_id": "mixed-006", "energy_j": 1e308})
+    ResultsFolder(tmp_path).write_runs(rows)
+    result = subprocess.run(
+        [sys.executable, "-m", "greenprec", "report", str(tmp_path), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "greenprec: 2 of 10 runs not used:" in result.stderr
+    assert "runs.csv line 10, run mixed-005 (mixed): energy_j '12 kJ' is not a number" in (
+        result.stderr
+    )
+    assert "runs.csv line 11, run mixed-006 (mixed): energy_j 1e+308 is implausible" in (
+        result.stderr
+    )

@@ -28,6 +28,23 @@ def report_command(
     from greenprec.report.build import build_report
 
     report = build_report(folder, outliers=not no_outliers)
+    # Every run (or value) the analysis left out is named on stderr too, also with --quiet:
+    # a figure computed from fewer runs than the folder holds must never go unnoticed.
+    whole = [e for e in report.excluded if e.column is None]
+    if report.excluded:
+        total = report.stats["runs"]["total"]
+        typer.echo(
+            f"greenprec: {len(whole)} of {total} runs not used"
+            + (
+                f", and {len(report.excluded) - len(whole)} single values"
+                if len(whole) < len(report.excluded)
+                else ""
+            )
+            + ":",
+            err=True,
+        )
+        for entry in report.excluded:
+            typer.echo(f"greenprec:   {entry.text()}", err=True)
     console = Console(highlight=False)
     if not quiet:
         console.print(report.summary_table())
