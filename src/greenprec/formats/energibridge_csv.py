@@ -591,9 +591,6 @@ class EnergiBridgeStream:
     def counted_domains(self) -> list[str]:
         return [track.column.domain for track in self._tracks if track.counted]
 
-    def in_total(self, domain: str) -> bool:
-        return domain in self.counted_domains
-
     @property
     def wraps(self) -> int:
         """Wrap-arounds corrected in the counted columns (those that change the total)."""

@@ -36,10 +36,6 @@ class Report:
     # in runs.csv order, with its line and reason: for the caller to show, e.g. on stderr.
     excluded: list[Excluded] = field(default_factory=list)
 
-    @property
-    def figure_paths(self) -> list[Path]:
-        return [path for figure in self.figures for path in (figure.png, figure.svg)]
-
     def summary_table(self) -> Any:
         """The per-policy summary as a rich Table, for the terminal."""
         from rich.table import Table
