@@ -213,7 +213,7 @@ def test_bad_interval_is_a_config_error(interval: Any) -> None:
 def test_unknown_meter_and_bad_option_are_config_errors() -> None:
     with pytest.raises(greenprec.ConfigError, match=r"unknown meter 'nope'.*mock"):
         greenprec.measure("nope").start()
-    with pytest.raises(greenprec.ConfigError, match="bad option for meter 'mock'"):
+    with pytest.raises(greenprec.ConfigError, match=r"meter 'mock' takes no option 'colour'"):
         greenprec.measure("mock", meter_options={"colour": "green"}).start()
     with pytest.raises(greenprec.ConfigError, match="number of watts"):
         greenprec.measure("mock", meter_options={"power_w": "lots"}).start()

@@ -39,22 +39,18 @@ import tempfile
 import time
 import warnings
 import weakref
-from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
 
 from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
-from greenprec.formats.energibridge_csv import (
-    EnergiBridgeStream,
-    check_counter_range,
-    read_energibridge_csv,
-)
+from greenprec.formats.energibridge_csv import EnergiBridgeStream, read_energibridge_csv
 from greenprec.hookspecs import hookimpl
-from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
 
+if TYPE_CHECKING:
+    from greenprec.meters.options import EnergiBridgeOptions
+
 ENV_EXECUTABLE = "GREENPREC_ENERGIBRIDGE"
-DEFAULT_INTERVAL_MS = 200
 INSTALL_HINT = (
     "download a release from https://github.com/tdurieux/EnergiBridge/releases (or build it "
     "with cargo), then put `energibridge` on PATH, set GREENPREC_ENERGIBRIDGE=/path/to/it, or "
@@ -95,40 +91,21 @@ class EnergiBridgeMeter(Meter):
 
     _probe_cache: ClassVar[dict[tuple[str, int, int, bool], tuple[float, Probe]]] = {}
 
-    def __init__(
-        self,
-        executable: str | os.PathLike[str] | None = None,
-        gpu: bool | str | int = False,
-        keep_csv: str | os.PathLike[str] | None = None,
-        interval_ms: int | str = DEFAULT_INTERVAL_MS,
-        counter_range_j: float | str | Mapping[str, float] | None = None,
-        stop_timeout_s: float | str = 5.0,
-        start_timeout_s: float | str = 15.0,
-    ) -> None:
-        if executable is not None and (
-            not isinstance(executable, (str, os.PathLike)) or not os.fspath(executable)
-        ):
-            raise ConfigError(
-                f"energibridge option executable must be a path or a command name, "
-                f"got {executable!r}"
-            )
-        self.executable = None if executable is None else os.fspath(executable)
-        self.gpu = options.boolean(gpu, "energibridge", "gpu")
-        if keep_csv is not None and (
-            not isinstance(keep_csv, (str, os.PathLike)) or not os.fspath(keep_csv)
-        ):
-            raise ConfigError(f"energibridge option keep_csv must be a file path, got {keep_csv!r}")
-        self.keep_csv = None if keep_csv is None else Path(keep_csv)
-        self.interval_ms = options.whole_number(
-            interval_ms, "energibridge", "interval_ms", unit="milliseconds"
-        )
-        self.counter_range_j = check_counter_range(counter_range_j)
-        self.stop_timeout_s = options.positive_number(
-            stop_timeout_s, "energibridge", "stop_timeout_s", unit="seconds"
-        )
-        self.start_timeout_s = options.positive_number(
-            start_timeout_s, "energibridge", "start_timeout_s", unit="seconds"
-        )
+    Options = "greenprec.meters.options:EnergiBridgeOptions"
+
+    def __init__(self, **options: Any) -> None:
+        """Options: ``executable``, ``gpu``, ``keep_csv``, ``interval_ms``, ``counter_range_j``,
+        ``stop_timeout_s``, ``start_timeout_s`` (see
+        :class:`~greenprec.meters.options.EnergiBridgeOptions`)."""
+        super().__init__(**options)
+        valid = cast("EnergiBridgeOptions", self.options)
+        self.executable = valid.executable
+        self.gpu = valid.gpu
+        self.keep_csv = None if valid.keep_csv is None else Path(valid.keep_csv)
+        self.interval_ms = valid.interval_ms
+        self.counter_range_j = valid.counter_range_j
+        self.stop_timeout_s = valid.stop_timeout_s
+        self.start_timeout_s = valid.start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._tmpdir: Path | None = None

@@ -11,7 +11,7 @@ The model (documented in docs/meters/estimate.md)::
   model not in it, :data:`DEFAULT_WATTS_PER_THREAD`; with option ``tdp_w``, that TDP over
   this machine's logical CPUs.
 - ``threads``: this machine's logical CPUs (a VM's vCPUs), from cpuinfo.
-- ``idle_fraction``: the share of TDP drawn while idle (option, default ``DEFAULT_IDLE_FRACTION``).
+- ``idle_fraction``: the share of TDP drawn while idle (option, default 0.1).
 
 Per-thread figures are what make the estimate right in a VM: a 2-vCPU VM on a 128-thread
 EPYC 7B13 owns 2/128 of the chip, and dividing the whole chip's 240 W by the VM's 2 vCPUs
@@ -27,22 +27,21 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 
 from greenprec import host
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
-from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
+
+if TYPE_CHECKING:
+    from greenprec.meters.options import EstimateOptions
 
 DEFAULT_WATTS_PER_THREAD = 10.0
 """One logical CPU's share of TDP when the CPU model is not in the table (a mid-range server
 core at 20 W TDP per physical core with two hyperthreads)."""
-
-DEFAULT_IDLE_FRACTION = 0.1
-"""Share of the TDP drawn at idle, attributed to the measured block's wall time."""
 
 
 @dataclass(frozen=True)
@@ -153,36 +152,28 @@ class EstimateMeter(Meter):
     estimated = True
     description = "CPU time x per-thread share of TDP + idle share (estimated, no counter needed)"
 
-    def __init__(
-        self,
-        tdp_w: float | str | None = None,
-        idle_fraction: float | str = DEFAULT_IDLE_FRACTION,
-        pid: int | str | None = None,
-        cpuinfo: str | os.PathLike[str] | None = None,
-    ) -> None:
-        if cpuinfo is None:
-            cpuinfo = host.CPUINFO  # absent on macOS and Windows: host falls back for both
-        elif not isinstance(cpuinfo, (str, os.PathLike)) or not os.path.isfile(cpuinfo):
-            raise ConfigError(
-                f"estimate option cpuinfo must be a readable cpuinfo file such as "
-                f"{host.CPUINFO}, got {cpuinfo!r}"
-            )
+    Options = "greenprec.meters.options:EstimateOptions"
+
+    def __init__(self, **options: Any) -> None:
+        """Options: ``tdp_w``, ``idle_fraction``, ``pid``, ``cpuinfo`` (see
+        :class:`~greenprec.meters.options.EstimateOptions`)."""
+        super().__init__(**options)
+        valid = cast("EstimateOptions", self.options)
+        # Without the option, host falls back where the file is absent (macOS, Windows).
+        cpuinfo = valid.cpuinfo if valid.cpuinfo is not None else host.CPUINFO
         self.cpu_model = host.cpu_model(cpuinfo)
         self.logical_cpus = host.logical_cpus(cpuinfo)
-        if tdp_w is None:
+        if valid.tdp_w is None:
             self.watts_per_thread, self.tdp_source = default_watts_per_thread(self.cpu_model)
         else:
-            given_w = options.positive_number(tdp_w, "estimate", "tdp_w", unit="watts")
-            self.watts_per_thread = given_w / self.logical_cpus
-            self.tdp_source = f"option tdp_w: {given_w:g} W / {self.logical_cpus} logical CPUs"
-        self.idle_fraction = options.positive_number(
-            idle_fraction, "estimate", "idle_fraction", allow_zero=True
-        )
-        if self.idle_fraction > 1:
-            raise ConfigError(f"idle_fraction must be between 0 and 1, got {idle_fraction!r}")
+            self.watts_per_thread = valid.tdp_w / self.logical_cpus
+            self.tdp_source = f"option tdp_w: {valid.tdp_w:g} W / {self.logical_cpus} logical CPUs"
+        self.idle_fraction = valid.idle_fraction
+        pid = valid.pid if valid.pid is not None else os.getpid()
         try:
-            self._process = psutil.Process(int(pid) if pid is not None else os.getpid())
-        except (psutil.NoSuchProcess, ValueError):
+            self._process = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            # Whether a process exists is this machine's state, not the option's syntax.
             raise ConfigError(f"estimate: no process with pid {pid!r}") from None
         self._cpu_start_s = 0.0
         self._cpu_last_s = 0.0

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
 from greenprec.meters.base import Meter, Probe, Reading
+
+if TYPE_CHECKING:
+    from greenprec.meters.options import MockOptions
 
 
 class MockMeter(Meter):
@@ -24,28 +26,25 @@ class MockMeter(Meter):
     estimated = False
     description = "deterministic power for tests and demos (never picked by auto)"
 
-    def __init__(
-        self, power_w: float | str | Callable[[float], float] = 100.0, domain: str = "mock/cpu"
-    ) -> None:
-        if callable(power_w):
-            self._power: Callable[[float], float] | None = power_w
-            self._constant_w = math.nan
+    Options = "greenprec.meters.options:MockOptions"
+
+    def __init__(self, **options: Any) -> None:
+        """Options: ``power_w``, ``domain`` (see :class:`~greenprec.meters.options.MockOptions`)."""
+        super().__init__(**options)
+        valid = cast("MockOptions", self.options)
+        self._power: Callable[[float], float] | None = None
+        self._constant_w = math.nan
+        if callable(valid.power_w):
+            self._power = valid.power_w
         else:
-            try:
-                self._constant_w = float(power_w)
-            except ValueError:
-                raise ConfigError(
-                    f"mock power_w must be a number of watts, got {power_w!r}"
-                ) from None
-            if not self._constant_w >= 0 or math.isinf(self._constant_w):
-                raise ConfigError(f"mock power_w must be finite and >= 0, got {power_w!r}")
-            self._power = None
-        self.domain = domain
+            self._constant_w = valid.power_w
+        self.domain = valid.domain
         self._t0 = 0.0
 
     @classmethod
     def probe(cls, **options: Any) -> Probe:
-        return Probe(True, domains=[str(options.get("domain", "mock/cpu"))])
+        valid = cast("MockOptions", cls.parse_options(options))  # bad options: ConfigError
+        return Probe(True, domains=[valid.domain])
 
     def start(self) -> None:
         self._t0 = time.monotonic()

@@ -28,13 +28,15 @@ import contextlib
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
 from greenprec.meters.base import Meter, Probe, Reading
+
+if TYPE_CHECKING:
+    from greenprec.meters.options import NvmlOptions
 
 INSTALL_HINT = "pip install 'greenprec[nvidia]' (the nvidia-ml-py package, module pynvml)"
 COUNTER_PERIOD_S = 0.1
@@ -62,8 +64,12 @@ class NvmlMeter(Meter):
     covers = frozenset({"gpu"})
     description = "NVIDIA GPU board energy through NVML (nvidia-ml-py)"
 
-    def __init__(self, devices: str | int | Sequence[int] | None = None) -> None:
-        self.devices = _parse_devices(devices)
+    Options = "greenprec.meters.options:NvmlOptions"
+
+    def __init__(self, **options: Any) -> None:
+        """Option: ``devices`` (see :class:`~greenprec.meters.options.NvmlOptions`)."""
+        super().__init__(**options)
+        self.devices = cast("NvmlOptions", self.options).devices
         self._nvml: Any = None
         self._gpus: list[_Gpu] = []
         self._started = 0.0
@@ -312,30 +318,6 @@ def _text(error: BaseException) -> str:
 
 def _decode(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _parse_devices(devices: str | int | Sequence[int] | None) -> list[int] | None:
-    if devices is None:
-        return None
-    items: list[object]
-    if isinstance(devices, str):
-        items = [part.strip() for part in devices.split(",")]
-    elif isinstance(devices, int):
-        items = [devices]
-    else:
-        items = list(devices)
-    parsed: list[int] = []
-    for item in items:
-        if isinstance(item, bool) or not str(item).isdigit():
-            raise ConfigError(
-                "nvml option devices must be comma-separated GPU indices as NVML (nvidia-smi) "
-                f"numbers them, e.g. devices=0,1; got {devices!r}"
-            )
-        if int(str(item)) not in parsed:
-            parsed.append(int(str(item)))
-    if not parsed:
-        raise ConfigError("nvml option devices is empty; name at least one GPU index")
-    return parsed
 
 
 @hookimpl

@@ -57,15 +57,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from greenprec.counters import judge_drop, reference_power_w
 from greenprec.errors import ConfigError, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
-from greenprec.meters import options
 from greenprec.meters.base import Meter, Probe, Reading
 
-DEFAULT_ROOT = "/sys/class/powercap"
+if TYPE_CHECKING:
+    from greenprec.meters.options import RaplOptions
 
 Reader = Callable[[str], str]
 """Reads one sysfs file and returns its text; injectable so tests can fake failures."""
@@ -129,31 +129,17 @@ class RaplMeter(Meter):
     covers = frozenset({"cpu", "dram"})
     description = "CPU package + DRAM energy counters from Linux powercap (Intel/AMD RAPL)"
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str] = DEFAULT_ROOT,
-        prefer_psys: bool | str | int = False,
-        reader: Reader | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
-            raise ConfigError(
-                f"rapl option root must be a directory path such as {DEFAULT_ROOT}, got {root!r}"
-            )
-        self.root = os.fspath(root)
-        self.prefer_psys = options.boolean(prefer_psys, "rapl", "prefer_psys")
-        if reader is not None and not callable(reader):
-            raise ConfigError(
-                f"rapl option reader must be a callable (path -> text), got {reader!r}; "
-                "it exists for tests and cannot be given on the command line"
-            )
-        self._read: Reader = reader if reader is not None else read_sysfs
-        if clock is not None and not callable(clock):
-            raise ConfigError(
-                f"rapl option clock must be a callable returning seconds, got {clock!r}; "
-                "it exists for tests and cannot be given on the command line"
-            )
-        self._clock: Clock = clock if clock is not None else time.monotonic
+    Options = "greenprec.meters.options:RaplOptions"
+
+    def __init__(self, **options: Any) -> None:
+        """Options: ``root``, ``prefer_psys``; from Python also ``reader`` and ``clock``
+        (see :class:`~greenprec.meters.options.RaplOptions`)."""
+        super().__init__(**options)
+        valid = cast("RaplOptions", self.options)
+        self.root = valid.root
+        self.prefer_psys = valid.prefer_psys
+        self._read: Reader = valid.reader if valid.reader is not None else read_sysfs
+        self._clock: Clock = valid.clock if valid.clock is not None else time.monotonic
         self._zones: list[_Zone] = []
 
     # -- the contract ----------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from greenprec.errors import ConfigError, GreenprecWarning, MeterUnavailable
@@ -61,15 +61,67 @@ def options_for(
 
     With several meters (``strict=False``), plain keys go to every meter that accepts them,
     so one ``-o`` dict can serve ``auto``; a lone meter gets them all and rejects the unknown.
+    Scoped keys always reach their meter, so a misspelt ``rapl.colour`` is refused.
     """
     chosen: dict[str, Any] = {}
+    accepted = None if strict else accepted_options(cls)
     for key, value in (options or {}).items():
         meter_name, dot, option = key.partition(".")
         if dot and meter_name == cls.name:
             chosen[option] = value
-        elif not dot:
+        elif not dot and (accepted is None or key in accepted):
             chosen[key] = value
-    return chosen if strict else _accepted(cls, chosen)
+    return chosen
+
+
+def accepted_options(cls: type[Meter]) -> frozenset[str] | None:
+    """The option names a meter takes, from its ``Options`` model; None: it takes any.
+
+    A meter without a model (written before them) is read from its ``__init__`` keywords, as
+    it always was, so plain options keep reaching it in ``auto``.
+    """
+    model = cls.options_model()
+    if model is not None:
+        return frozenset(model.model_fields)
+    return _init_keywords(cls)
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    """One option of a meter, for ``greenprec meters``: its name, default and meaning."""
+
+    name: str
+    default: str | int | float | bool | None
+    """The default as JSON can hold it; any other value as its ``repr``."""
+    description: str
+    python_only: bool = False
+    """A Python object (a callable for tests) that ``-o`` and TOML cannot give."""
+
+
+def option_docs(cls: type[Meter]) -> list[OptionDoc]:
+    """A meter's options in declaration order; from ``__init__`` for a meter without a model."""
+    model = cls.options_model()
+    if model is None:
+        import inspect
+
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return [
+            OptionDoc(p.name, _plain(None if p.default is p.empty else p.default), "")
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+    from greenprec.meters.options import is_python_only
+
+    return [
+        OptionDoc(name, _plain(field.default), field.description or "", is_python_only(field))
+        for name, field in model.model_fields.items()
+    ]
+
+
+def _plain(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
 
 
 def resolve(
@@ -136,12 +188,16 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
     return [create(fallback, options_for(fallback, options))]
 
 
-def _accepted(cls: type[Meter], options: dict[str, Any]) -> dict[str, Any]:
-    """Drop options a meter's constructor does not take."""
+def _init_keywords(cls: type[Meter]) -> frozenset[str] | None:
+    """The keywords a model-less meter's ``__init__`` takes; None when it takes ``**options``."""
+    import inspect
 
     parameters = inspect.signature(cls.__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()) and (
         cls.__init__ is not Meter.__init__
     ):
-        return options
-    return {key: value for key, value in options.items() if key in parameters}
+        return None
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(
+        name for name, p in parameters.items() if name != "self" and p.kind in keywords
+    )
