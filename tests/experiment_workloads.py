@@ -68,3 +68,15 @@ def reserved_metrics(ctx: Any) -> dict[str, float]:
     with ctx.measured():
         time.sleep(0.05)
     return {"test_accuracy": 0.5, "test_loss": 1.0, "energy_j": 1.0, "order": 7.0}
+
+
+@workload(keras=False)
+def hangs_with_a_helper(ctx: Any) -> dict[str, float]:
+    """Starts a helper process (as data loaders do), writes its pid, then never returns."""
+    import subprocess
+
+    helper = subprocess.Popen(["sleep", "1000"])
+    Path(ctx.params["pid_file"]).write_text(str(helper.pid))
+    with ctx.measured():
+        time.sleep(1000)
+    return {"test_accuracy": 0.5, "test_loss": 1.0}

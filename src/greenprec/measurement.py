@@ -24,6 +24,51 @@ F = TypeVar("F", bound=Callable[..., Any])
 SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
 
 
+# Every call into a meter is bounded: a read that hangs (a stuck driver, a FIFO, an NFS mount)
+# must fail the measurement with a reason, never hang the block, the experiment or Ctrl-C.
+READ_TIMEOUT_FLOOR_S = 2.0
+"""A read may take this long at least (or five sampling intervals, whichever is longer)."""
+START_TIMEOUT_S = 120.0
+"""start(): EnergiBridge waits up to its own start_timeout_s (15 s) for its first sample."""
+FINISH_TIMEOUT_S = 60.0
+"""finish(): EnergiBridge stops its child, waiting up to its own stop_timeout_s (5 s)."""
+STOP_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
+
+
+def _bounded(who: str, what: str, call: Callable[[], T], timeout_s: float) -> T:
+    """``call()`` on a helper thread, or MeterError when it has not returned in ``timeout_s``.
+
+    A call that never returns cannot be interrupted in Python: its thread (a daemon) is left
+    behind and the meter abandoned, but the measurement ends with a clear reason.
+    """
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:
+            failure.append(error)
+
+    worker = threading.Thread(target=target, name=f"greenprec-meter-{what}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise MeterError(
+            f"meter {who} did not answer {what}() within "
+            f"{timeout_s:g} s (a hung driver, file or device?); the measurement is abandoned"
+        )
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _label(meters: Sequence[Meter]) -> str:
+    return " + ".join(repr(m.name or type(m).__name__) for m in meters)
+
+
 # A counter may read a hair lower than before from float rounding (a meter that converts
 # units); more than this is a counter going backwards, which no wrap correction explains.
 _COUNTER_SLACK_J = 1e-6
@@ -101,6 +146,7 @@ class Measurement:
         self._meter_spec = meter
         self.interval_s = float(interval)
         self._meter_options = dict(meter_options or {})
+        self._read_timeout_s = max(READ_TIMEOUT_FLOOR_S, 5 * self.interval_s)
         self._meters: list[Meter] = []
         self._state = "new"
         self._lock = threading.Lock()
@@ -135,13 +181,15 @@ class Measurement:
         started: list[Meter] = []
         try:
             for meter in self._meters:
-                meter.start()
+                _bounded(_label([meter]), "start", meter.start, START_TIMEOUT_S)
                 started.append(meter)
             self._state = "starting"
             call_each("greenprec_measurement_started", measurement=self)
             self._started_at = datetime.now(timezone.utc)
             self._t0 = math.nan  # set by the entry reading itself
-            self._sample()
+            # The entry reading runs on a helper thread so a hung meter cannot hang the caller;
+            # its clock stamps are taken there, beside each read.
+            _bounded(_label(self._meters), "read", self._sample, self._read_timeout_s)
         except BaseException:
             for meter in started:
                 _stop_quietly(meter)
@@ -161,11 +209,24 @@ class Measurement:
             raise ConfigError(f"cannot stop a measurement that is {self._state}")
         self._stop_event.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(self._read_timeout_s + self.interval_s)
+            if self._thread.is_alive() and self._sampling_error is None:
+                # The sampler is stuck inside a meter's read(): the exit reading would wait for
+                # it (and its lock) for ever. Fail with the reason instead.
+                self._sampling_error = MeterError(
+                    f"meter {_label(self._meters)} did not answer read() within "
+                    f"{self._read_timeout_s:g} s (a "
+                    "hung driver, file or device?); the measurement is abandoned"
+                )
         t_end = time.monotonic() - self._t0
         try:
             if self._sampling_error is None:
-                t_end = self._sample(final=True)
+                t_end = _bounded(
+                    _label(self._meters),
+                    "finish",
+                    lambda: self._sample(final=True),
+                    FINISH_TIMEOUT_S,
+                )
         except Exception as error:
             self._sampling_error = error
         finally:
@@ -398,9 +459,9 @@ def _release(meters: Sequence[Meter], owner: Measurement) -> None:
 
 
 def _stop_quietly(meter: Meter) -> None:
-    # Releasing a handle must never hide the block's own outcome.
+    # Releasing a handle must never hide the block's own outcome, nor hang it.
     with contextlib.suppress(Exception):
-        meter.stop()
+        _bounded(_label([meter]), "stop", meter.stop, STOP_TIMEOUT_S)
 
 
 def measure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,13 @@ def compare_command(
     meter: MeterOption = None,
     option: OptionOption = None,
     interval: Annotated[float | None, typer.Option(help="Sampling interval, seconds.")] = None,
+    run_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop a run still going after this many seconds (recorded as failed: timed "
+            "out). Default: the workload's own generous limit (digits-cnn 1800 s)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Results folder (default: greenprec-results/<time>).")
     ] = None,
@@ -81,7 +89,7 @@ def compare_command(
 ) -> None:
     """Run the experiment protocol: seeded schedule, warm-up, cool-downs, every run measured."""
     from greenprec.experiment.config import load_config
-    from greenprec.experiment.runner import ExperimentFailed, run_experiment
+    from greenprec.experiment.runner import ExperimentFailed, Terminated, run_experiment
     from greenprec.results import ExperimentExists
 
     if quick and protocol:
@@ -102,6 +110,7 @@ def compare_command(
         "meters": meter or None,
         "meter_options": parse_options(option) or None,
         "interval_s": interval,
+        "run_timeout_s": run_timeout,
         "shuffle": False if no_shuffle else None,
         "isolation": isolation,
         "epochs": epochs,
@@ -119,6 +128,7 @@ def compare_command(
     if out is None:
         out = Path("greenprec-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
     reporter = _reporter(quiet=quiet, jsonl=jsonl)
+    previous = _terminate_like_ctrl_c()
     try:
         store, records = run_experiment(
             experiment_config, out, resume=resume, retry_failed=retry_failed, reporter=reporter
@@ -130,13 +140,18 @@ def compare_command(
             f"{error}; fix it, then continue with --resume --retry-failed --out {error.folder}",
             code=1,
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
+        by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
         typer.echo(
-            f"greenprec: interrupted; the current run is marked failed (interrupted). "
+            f"greenprec: interrupted ({by}); the current run is marked failed (interrupted). "
             f"Continue with: greenprec compare --resume --out {out}",
             err=True,
         )
-        raise typer.Exit(130) from None
+        # 128 + the signal's number, as a shell reports a process killed by it.
+        raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     from greenprec.results import record_row
 
     rows = [record_row(record) for record in records]
@@ -150,6 +165,21 @@ def compare_command(
             err=True,
         )
         raise typer.Exit(1)
+
+
+def _terminate_like_ctrl_c() -> Any:
+    """SIGTERM (what Slurm, systemd and ``timeout`` send) stops the experiment as Ctrl-C does;
+    returns the handler it replaced (None where signals cannot be set: not the main thread)."""
+
+    from greenprec.experiment.runner import Terminated
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def _summarise(folder: Path, rows: list[dict[str, Any]]) -> None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from greenprec.errors import ConfigError, GreenprecWarning
 
@@ -54,27 +63,45 @@ PRESETS: dict[str, dict[str, Any]] = {
 PARAM_SHORTCUTS = ("epochs", "batch_size", "data", "train_size")
 
 
+# Finite bounds on every duration and count: ``inf`` busy-looped for ever (warm-up), overflowed
+# (cool-down 1e300) or left a folder no one could resume (interval inf), and a huge run count
+# built its schedule until memory ran out. Each bound is far beyond any real experiment.
+MAX_RUNS = 10_000
+"""Runs per policy: the study used 30."""
+MAX_PHASE_S = 86_400.0
+"""A warm-up, cool-down or idle baseline: at most a day."""
+MAX_INTERVAL_S = 60.0
+"""The sampling interval: a minute (RAPL counters wrap in minutes under load)."""
+MAX_RUN_TIMEOUT_S = 30 * 86_400.0
+"""A run's time limit: at most 30 days."""
+
+
 class ExperimentConfig(BaseModel):
     """Everything ``greenprec compare`` needs; stored in ``experiment.json``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
     policies: list[str] = Field(min_length=1)
     protocol: Literal["default", "quick", "paper"] = "default"
     workload: str = "digits-cnn"
-    runs: int = Field(default=10, ge=1, description="runs per policy")
-    seed: int = 42
-    warmup_s: float = Field(default=60.0, ge=0)
-    cooldown_s: float = Field(default=30.0, ge=0)
-    baseline_s: float = Field(default=0.0, ge=0)
+    runs: StrictInt = Field(default=10, ge=1, le=MAX_RUNS, description="runs per policy")
+    seed: StrictInt = 42
+    warmup_s: float = Field(default=60.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
+    cooldown_s: float = Field(default=30.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
+    baseline_s: float = Field(default=0.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
     meters: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     meter_options: dict[str, str] = Field(default_factory=dict)
-    interval_s: float = Field(default=0.2, gt=0)
-    shuffle: bool = True
+    interval_s: float = Field(default=0.2, gt=0, le=MAX_INTERVAL_S, allow_inf_nan=False)
+    run_timeout_s: float | None = Field(
+        default=None, gt=0, le=MAX_RUN_TIMEOUT_S, allow_inf_nan=False
+    )
+    """A run still going after this long is stopped and recorded as failed ("timed out after N
+    s"). None: the workload's own generous default (see :func:`run_timeout_for`)."""
+    shuffle: StrictBool = True
     isolation: Literal["process", "inline"] = "process"
     params: dict[str, Any] = Field(default_factory=dict)
-    deterministic: bool = False
-    fail_fast: bool = False
+    deterministic: StrictBool = False
+    fail_fast: StrictBool = False
 
     @field_validator("policies")
     @classmethod
@@ -86,6 +113,27 @@ class ExperimentConfig(BaseModel):
         if duplicates:
             raise ValueError(f"policy listed twice: {', '.join(duplicates)}")
         return names
+
+
+DEFAULT_RUN_TIMEOUT_S = 12 * 3600.0
+"""A user workload that declares no time of its own gets half a day per run."""
+
+
+def run_timeout_for(config: ExperimentConfig) -> float:
+    """The time limit of one run: the config's, else the workload's (``timeout_s`` attribute, a
+    number or a function of the params), else :data:`DEFAULT_RUN_TIMEOUT_S`."""
+    if config.run_timeout_s is not None:
+        return config.run_timeout_s
+    from greenprec.workloads import get_workload
+
+    try:
+        declared = getattr(get_workload(config.workload), "timeout_s", None)
+    except ConfigError:
+        declared = None
+    value = declared(config.params) if callable(declared) else declared
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(min(value, MAX_RUN_TIMEOUT_S))
+    return DEFAULT_RUN_TIMEOUT_S
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ A job on another node runs the very same :func:`execute_run`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -42,6 +43,8 @@ class RunSpec(BaseModel):
     interval_s: float
     baseline_power_w: float | None = None
     """The idle baseline's power: ``net_energy_j`` is the run's energy less this over its time."""
+    timeout_s: float | None = None
+    """Stop the run after this long (process isolation): a failed run, "timed out after N s"."""
 
 
 def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
@@ -130,16 +133,38 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
         str(store.path),
         str(spec_file),
     ]
+    timed_out = False
     with log_file.open("wb") as log:
         env = {**os.environ, RUNNER_PID_VARIABLE: str(os.getpid())}
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        # A process group of its own: a time limit or an interruption ends the run with every
+        # process it started (data loaders, EnergiBridge), not just the Python at its top.
+        child = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
         try:
             while child.poll() is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    timed_out = True
+                    stop_child(child, grace_s=5.0)
+                    break
                 time.sleep(0.1)
         except BaseException:
             stop_child(child)
             raise
     store.remove_work_file(run_id, "spec.json")
+    if timed_out:
+        failed = spec.run.cleared().model_copy(
+            update={
+                "status": "failed",
+                "ended_at": now_iso(),
+                "host": platform.node(),
+                "error": f"timed out after {spec.timeout_s:g} s (the run's time limit); its "
+                f"process group was stopped (log: {log_file})",
+            }
+        )
+        store.write_run(failed)
+        return failed
     try:
         record = store.read_run(run_id)
     except Exception:
@@ -159,16 +184,25 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     return failed
 
 
-def stop_child(child: subprocess.Popen[bytes]) -> None:
-    """Ask a run's process to stop (SIGINT), then kill it after 10 s."""
-    if child.poll() is not None:
-        return
-    child.send_signal(signal.SIGINT)
+def stop_child(child: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> None:
+    """Ask a run's process group to stop (SIGINT), then kill the whole group after ``grace_s``."""
+    if child.poll() is None:
+        _signal_group(child, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace_s)
+    # Whatever the run started (and left) goes too, even when its top process already ended.
+    _signal_group(child, signal.SIGKILL)
+    child.wait()
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
     try:
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+        os.killpg(child.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except OSError:
+        with contextlib.suppress(OSError):
+            child.send_signal(signum)
 
 
 def _exit_description(returncode: int) -> str:

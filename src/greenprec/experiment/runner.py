@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from greenprec.errors import ConfigError, GreenprecError
-from greenprec.experiment.config import ExperimentConfig, validate
+from greenprec.experiment.config import ExperimentConfig, run_timeout_for, validate
 from greenprec.experiment.environment import environment
 from greenprec.experiment.execute import RunSpec, execute_in_process, execute_run
 from greenprec.experiment.progress import Reporter
@@ -33,6 +33,11 @@ from greenprec.results.lock import LOCK_NAME
 from greenprec.results.records import now_iso
 
 SOURCE = "greenprec compare"
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM, what Slurm and ``timeout`` send): handled like
+    Ctrl-C, so the current run is marked interrupted and the folder stays resumable."""
 
 
 class ExperimentFailed(GreenprecError):
@@ -246,13 +251,15 @@ def _run_one(
         meter_options=config.meter_options,
         interval_s=config.interval_s,
         baseline_power_w=baseline.power_w if baseline is not None else None,
+        timeout_s=run_timeout_for(config),
     )
     try:
         if config.isolation == "process":
             finished = execute_in_process(spec, store)
         else:
             finished = execute_run(spec, store)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:
+        signal_name = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
         with contextlib.suppress(Exception):
             run = store.read_run(run.run_id)
         store.write_run(
@@ -261,7 +268,8 @@ def _run_one(
                     "status": "failed",
                     "ended_at": now_iso(),
                     "executor_pid": None,
-                    "error": f"{INTERRUPTED} (Ctrl-C); resuming the experiment runs it again",
+                    "error": f"{INTERRUPTED} ({signal_name}); resuming the experiment runs it "
+                    "again",
                 }
             )
         )

@@ -275,6 +275,19 @@ def check_cifar10_params(params: Mapping[str, Any]) -> None:
 cifar10_cnn.check_params = check_cifar10_params  # type: ignore[attr-defined]
 
 
+def cifar10_timeout_s(params: Mapping[str, Any]) -> float:
+    """A generous time limit for one run: an hour per epoch (a CPU epoch of the full set takes
+    minutes to tens of minutes; the study's GPU epochs took seconds), plus an hour."""
+    epochs = params.get("epochs") if isinstance(params, Mapping) else None
+    count = (
+        epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else 25
+    )
+    return 3600.0 * (count + 1)
+
+
+cifar10_cnn.timeout_s = cifar10_timeout_s  # type: ignore[attr-defined]
+
+
 @hookimpl
 def greenprec_workloads() -> dict[str, Any]:
     return {NAME: cifar10_cnn}

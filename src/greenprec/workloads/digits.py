@@ -88,6 +88,8 @@ def check_digits_params(params: Mapping[str, Any]) -> None:
 
 
 digits_cnn.check_params = check_digits_params  # type: ignore[attr-defined]
+# Seconds on a laptop, a minute or two with emulated float16: half an hour is generous.
+digits_cnn.timeout_s = 1800.0  # type: ignore[attr-defined]
 
 
 @hookimpl
