@@ -259,3 +259,17 @@ def test_a_wrong_options_attribute_is_named_on_first_use() -> None:
 
     with pytest.raises(TypeError, match="'broken': Options must be a MeterOptions subclass"):
         Broken()
+
+
+def test_meters_json_lists_each_meters_options() -> None:
+    from typer.testing import CliRunner
+
+    from greenprec.cli import app
+
+    result = CliRunner().invoke(app, ["meters", "--json"])
+    assert result.exit_code == 0, result.output
+    meters = {m["name"]: m for m in json.loads(result.stdout)["meters"]}
+    rapl = {o["name"]: o for o in meters["rapl"]["options"]}
+    assert rapl["root"]["default"] == "/sys/class/powercap" and not rapl["root"]["python_only"]
+    assert rapl["reader"]["python_only"]
+    assert [o["name"] for o in meters["mock"]["options"]] == ["power_w", "domain"]

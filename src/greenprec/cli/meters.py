@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ def meters_command(
 ) -> None:
     """List every registered meter: available here or not (and why), measured or estimated."""
     from greenprec.meters.base import Probe
-    from greenprec.meters.registry import meter_classes, options_for, probe
+    from greenprec.meters.registry import meter_classes, option_docs, options_for, probe
     from greenprec.plugins import plugin_errors
 
     options = parse_options(option)
@@ -36,6 +37,7 @@ def meters_command(
                 "domains": result.domains,
                 "reason": result.reason,
                 "description": cls.description,
+                "options": [dataclasses.asdict(doc) for doc in option_docs(cls)],
             }
         )
     if as_json:
