@@ -105,7 +105,7 @@ def test_vm_figures_are_per_thread_of_the_chip_not_per_vcpu(
     tmp_path: Path, model_name: str, vendor: str, watts_per_thread: float, source: str
 ) -> None:
     cpuinfo = vm_cpuinfo(tmp_path, model_name, vendor)
-    meter = greenprec.meters()["estimate"](cpuinfo=str(cpuinfo))
+    meter = greenprec.available_meters()["estimate"](cpuinfo=str(cpuinfo))
     assert isinstance(meter, estimate.EstimateMeter)
     assert meter.logical_cpus == 2
     assert meter.watts_per_thread == pytest.approx(watts_per_thread)

@@ -22,4 +22,4 @@ def test_lazy_subpackages_resolve_on_attribute_access() -> None:
     import greenprec
 
     assert greenprec.measure is greenprec.measurement.measure
-    assert "mock" in greenprec.meters()
+    assert "mock" in greenprec.available_meters()

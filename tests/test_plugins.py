@@ -42,7 +42,7 @@ def greenprec_meters():
 
 def test_plugin_meter_from_an_entry_point_is_usable_by_name(install_plugin) -> None:  # type: ignore[no-untyped-def]
     install_plugin("greenprec_board", PLUGIN_SOURCE)
-    assert "board" in greenprec.meters()
+    assert "board" in greenprec.available_meters()
     with greenprec.measure("board", meter_options={"power_w": "7"}) as m:
         time.sleep(0.2)
     assert m.meter == "board"
@@ -52,7 +52,7 @@ def test_plugin_meter_from_an_entry_point_is_usable_by_name(install_plugin) -> N
 def test_plugin_that_fails_to_import_is_reported_once_and_others_work(install_plugin) -> None:  # type: ignore[no-untyped-def]
     install_plugin("greenprec_broken", "raise ImportError('needs libfoo')\n")
     with pytest.warns(greenprec.GreenprecWarning, match="greenprec_broken.*failed to load"):
-        names = greenprec.meters()
+        names = greenprec.available_meters()
     assert {"mock", "estimate"} <= set(names)
     with greenprec.measure("mock"):
         pass
@@ -69,7 +69,7 @@ def greenprec_meters():
 """
     install_plugin("greenprec_raiser", source)
     with pytest.warns(greenprec.GreenprecWarning, match="greenprec_raiser.*cannot enumerate"):
-        names = greenprec.meters()
+        names = greenprec.available_meters()
     assert "mock" in names
 
 

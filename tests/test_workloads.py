@@ -437,3 +437,19 @@ def test_a_module_function_workload_imports_from_the_current_directory(
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     result = run_workload("gp_cwd_work:mlp", policy="fp32", seed=0, measure_factory=mock)
     assert result.metrics["test_accuracy"] == 0.5
+
+
+def test_a_missing_framework_names_the_extra_before_the_workload_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from greenprec.workloads import missing_requirements
+
+    monkeypatch.setitem(sys.modules, "keras", None)  # as if TensorFlow were not installed
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(
+        WorkloadError,
+        match=r"workload 'digits-cnn' needs tensorflow, keras, which is not installed: "
+        r"pip install 'greenprec\[tensorflow\]'",
+    ):
+        run_workload("digits-cnn", policy="fp32", seed=0, measure_factory=mock)
+    assert missing_requirements(recorder, "recorder") is None  # keras=False needs nothing

@@ -40,17 +40,30 @@ __all__ = [
     "Probe",
     "Reading",
     "__version__",
+    "available_meters",
     "hookimpl",
     "measure",
-    "meters",
 ]
 
-# Subpackages that pull in heavy libraries load on first attribute access.
-_LAZY_SUBMODULES = {"precision", "stats", "workloads", "experiment", "report"}
+# Subpackages that pull in heavy libraries load on first attribute access. ``meters`` is the
+# subpackage (``greenprec.meters.mock``), never shadowed by a function of the same name.
+_LAZY_SUBMODULES = {
+    "precision",
+    "stats",
+    "workloads",
+    "experiment",
+    "report",
+    "results",
+    "meters",
+}
 
 
-def meters() -> dict[str, type[Meter]]:
-    """Every registered meter class by name (built-in and plugins)."""
+def available_meters() -> dict[str, type[Meter]]:
+    """Every registered meter class by name (built-in and plugins).
+
+    greenprec 0.1 called this ``greenprec.meters()``, which shadowed the subpackage
+    ``greenprec.meters``; the subpackage is reachable again.
+    """
     from greenprec.meters.registry import meter_classes
 
     return meter_classes()

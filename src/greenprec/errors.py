@@ -53,3 +53,22 @@ class MeasurementNotFinished(GreenprecError, RuntimeError):
 
 class GreenprecWarning(UserWarning):
     """Something the user should know: a fallback meter, a broken plugin, emulated precision."""
+
+
+def warn_at_caller(message: str, category: type[Warning] = GreenprecWarning) -> None:
+    """Warn pointing at the first line outside greenprec: the user's own ``measure()`` call.
+
+    With the stack level there, Python's default filter shows the warning once per line of
+    the user's code that triggers it, not once per internal call site of greenprec.
+    """
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from greenprec.errors import ConfigError, MeasurementNotFinished, MeterError
+from greenprec.errors import ConfigError, GreenprecError, MeasurementNotFinished, MeterError
 from greenprec.meters.base import Meter, Reading
 
 if TYPE_CHECKING:
@@ -37,11 +37,20 @@ STOP_TIMEOUT_S = 10.0
 T = TypeVar("T")
 
 
-def _bounded(who: str, what: str, call: Callable[[], T], timeout_s: float) -> T:
+def _bounded(
+    who: str,
+    what: str,
+    call: Callable[[], T],
+    timeout_s: float,
+    *,
+    then: tuple[threading.Event, str, float] | None = None,
+) -> T:
     """``call()`` on a helper thread, or MeterError when it has not returned in ``timeout_s``.
 
-    A call that never returns cannot be interrupted in Python: its thread (a daemon) is left
-    behind and the meter abandoned, but the measurement ends with a clear reason.
+    With ``then=(event, what_next, next_timeout_s)``, ``timeout_s`` bounds the call until it
+    sets ``event``, and ``next_timeout_s`` the rest (a meter's slow start, then its quick
+    first read). A call that never returns cannot be interrupted in Python: its thread (a
+    daemon) is left behind and the meter abandoned, but the measurement ends with a reason.
     """
     outcome: list[T] = []
     failure: list[BaseException] = []
@@ -54,6 +63,16 @@ def _bounded(who: str, what: str, call: Callable[[], T], timeout_s: float) -> T:
 
     worker = threading.Thread(target=target, name=f"greenprec-meter-{what}", daemon=True)
     worker.start()
+    if then is not None:
+        event, what_next, next_timeout_s = then
+        deadline = time.monotonic() + timeout_s
+        while not event.wait(0.05) and worker.is_alive() and time.monotonic() < deadline:
+            pass
+        if event.is_set():
+            what, timeout_s = what_next, next_timeout_s
+        else:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            timeout_s = 0.0
     worker.join(timeout_s)
     if worker.is_alive():
         raise MeterError(
@@ -178,18 +197,47 @@ class Measurement:
         get_plugin_manager()
         self._meters = resolve(self._meter_spec, self._meter_options)
         _claim(self._meters, self)
+        self._state = "starting"
+        call_each("greenprec_measurement_started", measurement=self)
         started: list[Meter] = []
-        try:
+        meters_started = threading.Event()
+
+        def start_and_enter() -> None:
+            # The meters start and the entry reading follows at once, on one helper thread:
+            # a hung meter cannot hang the caller, and no hop sits between a meter's start
+            # and its first reading (a meter counting from its start sees the window's origin).
             for meter in self._meters:
-                _bounded(_label([meter]), "start", meter.start, START_TIMEOUT_S)
+                try:
+                    meter.start()
+                except GreenprecError:
+                    raise
+                except Exception as error:  # a plugin's own bug: one line naming the meter
+                    raise MeterError(
+                        f"meter {_label([meter])} failed to start: {type(error).__name__}: "
+                        f"{' '.join(str(error).split())[:300]}"
+                    ) from error
                 started.append(meter)
-            self._state = "starting"
-            call_each("greenprec_measurement_started", measurement=self)
             self._started_at = datetime.now(timezone.utc)
             self._t0 = math.nan  # set by the entry reading itself
-            # The entry reading runs on a helper thread so a hung meter cannot hang the caller;
-            # its clock stamps are taken there, beside each read.
-            _bounded(_label(self._meters), "read", self._sample, self._read_timeout_s)
+            meters_started.set()
+            try:
+                self._sample()
+            except GreenprecError:
+                raise
+            except Exception as error:
+                raise MeterError(
+                    f"meter {_label(self._meters)} failed at the entry reading: "
+                    f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+                ) from error
+
+        try:
+            _bounded(
+                _label(self._meters),
+                "start",
+                start_and_enter,
+                START_TIMEOUT_S,
+                then=(meters_started, "read", self._read_timeout_s),
+            )
         except BaseException:
             for meter in started:
                 _stop_quietly(meter)
@@ -464,17 +512,47 @@ def _stop_quietly(meter: Meter) -> None:
         _bounded(_label([meter]), "stop", meter.stop, STOP_TIMEOUT_S)
 
 
+@overload
+def measure(
+    meter: F,
+    *,
+    interval: float = 0.2,
+    meter_options: Mapping[str, Any] | None = None,
+) -> F: ...
+
+
+@overload
 def measure(
     meter: str | Meter | Sequence[str | Meter] = "auto",
     *,
     interval: float = 0.2,
     meter_options: Mapping[str, Any] | None = None,
-) -> Measurement:
+) -> Measurement: ...
+
+
+def measure(
+    meter: str | Meter | Sequence[str | Meter] | Callable[..., Any] = "auto",
+    *,
+    interval: float = 0.2,
+    meter_options: Mapping[str, Any] | None = None,
+) -> Measurement | Callable[..., Any]:
     """Measure the energy of a block: ``with greenprec.measure() as m: ...``.
+
+    Also a decorator, with or without arguments: ``@greenprec.measure`` and
+    ``@greenprec.measure(meter="rapl")`` both measure every call of the function (the latest
+    is ``function.measurement``).
 
     ``meter`` is ``"auto"`` (every available hardware meter, else the CPU-time estimate), a
     meter name, a list of names, or a meter instance. ``meter_options`` go to the meters,
     e.g. ``{"root": "/tmp/fake-powercap"}`` for ``rapl``; prefix a key with ``name.`` to aim
     it at one meter when several run.
     """
+    if isinstance(meter, type):
+        raise ConfigError(
+            f"measure() got the class {meter.__name__}; pass an instance, e.g. "
+            f"measure({meter.__name__}()), or a meter name"
+        )
+    if callable(meter) and not isinstance(meter, (str, Meter, Sequence)):
+        # `@greenprec.measure` without parentheses: Python passes the function itself.
+        return Measurement("auto", interval=interval, meter_options=meter_options)(meter)
     return Measurement(meter, interval=interval, meter_options=meter_options)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprec.errors import ConfigError, GreenprecWarning, MeterUnavailable
+from greenprec.errors import ConfigError, MeterUnavailable, warn_at_caller
 from greenprec.meters.base import Meter, Probe
 from greenprec.plugins import call_each
 
@@ -178,12 +177,12 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
     if chosen:
         return chosen
     fallback = get_meter_class(FALLBACK_METER)
-    why = "; ".join(missing) if missing else "no hardware meter is registered"
-    warnings.warn(
-        f"no hardware energy meter available ({why}); using the CPU-time estimate, "
-        "so figures are estimated",
-        GreenprecWarning,
-        stacklevel=4,
+    # One short line at the user's own line; each meter's reason and fix are in
+    # `greenprec meters` (620 characters of reasons in a warning helped no one).
+    names = ", ".join(name.split(":", 1)[0] for name in missing) or "none registered"
+    warn_at_caller(
+        f"no hardware energy meter here ({names}: unavailable); using the CPU-time estimate, "
+        "so figures are estimated. `greenprec meters` says why and how to fix it"
     )
     return [create(fallback, options_for(fallback, options))]
 

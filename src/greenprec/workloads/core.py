@@ -107,6 +107,52 @@ def uses_keras(workload: Callable[..., Any]) -> bool:
     return bool(getattr(workload, "uses_keras", True))
 
 
+@dataclass(frozen=True)
+class Requirement:
+    """A module a workload imports, and the greenprec extra that installs it."""
+
+    module: str
+    extra: str
+
+    @property
+    def installed(self) -> bool:
+        import sys
+
+        if self.module in sys.modules:
+            return sys.modules[self.module] is not None  # None: import blocked on purpose
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    @property
+    def install(self) -> str:
+        return f"pip install 'greenprec[{self.extra}]'"
+
+
+KERAS_REQUIREMENTS = (Requirement("tensorflow", "tensorflow"), Requirement("keras", "tensorflow"))
+
+
+def requirements(workload: Callable[..., Any]) -> list[Requirement]:
+    """What a workload needs installed: its ``requires`` attribute, else TensorFlow and Keras
+    for a Keras workload, else nothing."""
+    declared = getattr(workload, "requires", None)
+    if declared is not None:
+        return [r for r in declared if isinstance(r, Requirement)]
+    return list(KERAS_REQUIREMENTS) if uses_keras(workload) else []
+
+
+def missing_requirements(workload: Callable[..., Any], name: str) -> str | None:
+    """One line naming what is missing and the extra that installs it, or None."""
+    missing = [r for r in requirements(workload) if not r.installed]
+    if not missing:
+        return None
+    modules = ", ".join(r.module for r in missing)
+    extras = sorted({r.extra for r in missing})
+    install = " ".join(f"'greenprec[{extra}]'" for extra in extras)
+    return f"workload {name!r} needs {modules}, which is not installed: pip install {install}"
+
+
 def workload(
     *, description: str | None = None, keras: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -219,14 +265,10 @@ def run_workload(
         measure_factory=measure_factory or _default_measure,
     )
     keras = uses_keras(function)
-    if keras and importlib.util.find_spec("keras") is None:
-        if chosen.name != "fp32":
-            raise ConfigError(
-                f"policy {chosen.name} needs Keras for workload {name!r}: install "
-                "greenprec[tensorflow], or set uses_keras = False on a workload that applies "
-                "ctx.policy itself"
-            )
-        keras = False
+    # Before anything runs: "No module named 'keras'" from inside a run names no fix.
+    problem = missing_requirements(function, name)
+    if problem is not None:
+        raise WorkloadError(problem)
     seed_everything(seed, deterministic=deterministic, keras=keras)
     with precision_policy(chosen) if keras else nullcontext(chosen):
         metrics = function(context)

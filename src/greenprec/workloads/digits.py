@@ -7,7 +7,7 @@ from typing import Any
 
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import final_metrics, float32_head, parse_params
-from greenprec.workloads.core import WorkloadContext
+from greenprec.workloads.core import KERAS_REQUIREMENTS, Requirement, WorkloadContext
 
 NAME = "digits-cnn"
 
@@ -90,6 +90,10 @@ def check_digits_params(params: Mapping[str, Any]) -> None:
 digits_cnn.check_params = check_digits_params  # type: ignore[attr-defined]
 # Seconds on a laptop, a minute or two with emulated float16: half an hour is generous.
 digits_cnn.timeout_s = 1800.0  # type: ignore[attr-defined]
+digits_cnn.requires = (  # type: ignore[attr-defined]
+    *KERAS_REQUIREMENTS,
+    Requirement("sklearn", "tensorflow"),  # the digits data ship with scikit-learn
+)
 
 
 @hookimpl
