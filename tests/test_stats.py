@@ -792,3 +792,11 @@ def test_import_does_not_load_scipy() -> None:
     code = "import sys, greenprec.stats; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("scale", [1.1, 1.7, 3.3, 1e-3])
+def test_identical_runs_have_no_interval_in_any_unit(scale: float) -> None:
+    # Found by hypothesis in CI: the mean of [1.1, 1.1, 1.1] is not exactly 1.1, so numpy's
+    # SD was ~1e-16 and an interval appeared in one unit and not in another.
+    scaled = gs.compare_groups(np.multiply([1.0] * 3, scale), np.multiply([1.0] * 3, scale))
+    assert scaled.relative_change_ci is None

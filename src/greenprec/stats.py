@@ -140,6 +140,13 @@ def _constant(x: FloatArray) -> bool:
     return bool(x.size > 0 and np.ptp(x) == 0.0)
 
 
+def _sd(x: FloatArray) -> float:
+    """The sample SD, exactly 0 for identical values: numpy's two-pass formula leaves ~1e-16
+    there (the mean of [1.1, 1.1, 1.1] is not exactly 1.1), which would make a CI appear or
+    vanish with the unit the data are in."""
+    return 0.0 if _constant(x) else float(x.std(ddof=1))
+
+
 # -- outliers --------------------------------------------------------------------------------------
 
 
@@ -656,7 +663,7 @@ def _relative_change(
         missing.update(dict.fromkeys(test_fields, reason))
         return
     test = welch_log_ratio(
-        mean_a, float(xa.std(ddof=1)), na, mean_b, float(xb.std(ddof=1)), nb, alpha=alpha
+        mean_a, _sd(xa), na, mean_b, _sd(xb), nb, alpha=alpha
     )
     out["relative_change_ci"] = (float(test.ci_lo_pct), float(test.ci_hi_pct))
     out["log_ratio_t"] = float(test.t)
