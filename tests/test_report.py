@@ -25,6 +25,7 @@ from greenprec.report.build import power_traces
 from greenprec.report.commands import report_command
 from greenprec.report.data import load
 from greenprec.report.formatting import pvalue
+from greenprec.report.prose import trace_warnings
 from legacy_folder import LegacyFolder as ResultsFolder
 
 SHARES = {"rapl/package-0": 0.75, "rapl/dram": 0.25, "rapl/core": 0.4}  # core is inside package
@@ -253,9 +254,9 @@ def test_counted_domains_make_the_power_trace(tmp_path: Path) -> None:
     data = load(tmp_path)
     # core sits inside the package: only package + dram add up to energy_j
     assert data.counted_domains == ["rapl/dram", "rapl/package-0"]
-    traces, info, warnings = power_traces(data, prepare(data))
-    assert warnings == []
-    assert info["runs"] == {"fp32": 3, "mixed": 3}
+    traces, info = power_traces(data, prepare(data))
+    assert trace_warnings(info) == []
+    assert info.runs == {"fp32": 3, "mixed": 3}
     expected = np.mean([e / (20.0 + 0.1 * i) for i, e in enumerate([400.0, 420.0, 410.0])])
     assert traces["fp32"]["mean_power_w"].iloc[3] == pytest.approx(expected * COUNTED_W)
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from greenprec import stats
 from greenprec.report import build_report
-from greenprec.report.analysis import prepare, verdict
+from greenprec.report.analysis import Analysis, analyse, prepare
 from greenprec.report.build import power_traces
-from greenprec.report.data import load
+from greenprec.report.data import ExperimentData, load
+from greenprec.report.prose import trace_warnings, verdict
 from legacy_folder import LegacyFolder as ResultsFolder
 from legacy_folder import join_domains
 
@@ -95,8 +95,8 @@ def test_report_on_two_meters_shows_a_power_figure(tmp_path: Path) -> None:
     assert "power_trace" in {f.name for f in report.figures}, report.skipped_figures
     assert report.stats["power_trace"]["runs"] == {"fp32": 4, "mixed": 4}
     data = load(tmp_path)
-    traces, _, warnings = power_traces(data, prepare(data))
-    assert warnings == []
+    traces, info = power_traces(data, prepare(data))
+    assert trace_warnings(info) == []
     # package + gpu, not the core inside the package: 100% of the run's mean power
     expected = np.mean(ENERGIES["fp32"]) / 6.0
     assert traces["fp32"]["mean_power_w"].iloc[1:-1].to_numpy() == pytest.approx(expected)
@@ -138,7 +138,7 @@ def test_counted_domains_column_wins_over_a_sum_that_would_mislead(tmp_path: Pat
     ResultsFolder(tmp_path).write_runs(rows)
     data = load(tmp_path)
     assert data.counted_by_run["fp32-001"] == ["rapl/package-0"]
-    traces, _, _ = power_traces(data, prepare(data))
+    traces, _ = power_traces(data, prepare(data))
     expected = 0.6 * np.mean(ENERGIES["fp32"]) / 6.0
     assert traces["fp32"]["mean_power_w"].iloc[1:-1].to_numpy() == pytest.approx(expected)
 
@@ -260,21 +260,40 @@ def test_accuracy_unit_is_read_from_the_whole_column(tmp_path: Path) -> None:
 )
 def test_verdict_significance_agrees_with_its_ci(a: list[float], b: list[float]) -> None:
     energies = {"fp32": [1000.0 * x for x in a], "mixed": [950.0 * x for x in b]}
-    compared = stats.compare_policies(energies)
-    comparison = compared.comparisons["mixed"].to_dict()
-    result = {
-        "metrics": {"energy_j": {"comparisons": [comparison], "not_computed": {}}},
-        "estimated": False,
-        "alpha": 0.05,
-        "accuracy_scale": None,
-    }
-    (line,) = verdict(result)
-    if comparison["relative_change_ci"] is None:  # no spread at all: neither test nor CI
-        assert comparison["primary_p"] is None and "no test" in line
+    analysis = in_memory_analysis(energies)
+    comparison = analysis.energy.against("mixed")
+    assert comparison is not None
+    (line,) = verdict(analysis)
+    if comparison.relative_change_ci is None:  # no spread at all: neither test nor CI
+        assert comparison.primary_p is None and "no test" in line
         return
-    lo, hi = comparison["relative_change_ci"]
+    lo, hi = comparison.relative_change_ci
     excludes_zero = lo > 0 or hi < 0
     assert ("not significant" not in line) == excludes_zero
+
+
+def in_memory_analysis(energies: dict[str, list[float]]) -> Analysis:
+    """The analysis of done runs with these energies and nothing else, without a folder."""
+    rows: list[dict[str, Any]] = [
+        {"run_id": f"{policy}-{i + 1:03d}", "policy": policy, "status": "done", "energy_j": e}
+        for policy, values in energies.items()
+        for i, e in enumerate(values)
+    ]
+    data = ExperimentData(
+        path=Path("in-memory"),
+        experiment={},
+        rows=rows,
+        policies=list(energies),
+        baseline=next(iter(energies)),
+        estimated=False,
+        domain_columns=[],
+        counted_domains=None,
+        counted_source="no finished run",
+        lines=list(range(2, len(rows) + 2)),
+        usable=[True] * len(rows),
+    )
+    # With 6 runs or fewer per policy the |z| > 3 rule cannot remove any.
+    return analyse(prepare(data))
 
 
 def test_the_report_command_names_every_unused_run_on_stderr(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from greenprec import stats
 from greenprec.report import Report, build_report
 from greenprec.report.synthetic import DEFAULT_POLICIES, PolicySpec, write_synthetic_folder
 from legacy_folder import LegacyFolder, join_domains
@@ -246,6 +247,39 @@ def test_stats_json_and_report_text_are_unchanged(tmp_path: Path, name: str) -> 
     assert json.loads(got["stats.json"]) == report.stats
     assert got["report.md"] == (GOLDEN / name / "report.md").read_text()
     assert got["report.html"] == (GOLDEN / name / "report.html").read_text()
+
+
+def test_the_analysis_wraps_the_stats_results(tmp_path: Path) -> None:
+    report = build("synthetic-three-estimated", tmp_path / "three")
+    analysis = report.analysis
+    energy = analysis.energy
+    assert isinstance(energy.compared, stats.PolicyComparison)
+    assert all(isinstance(c, stats.CompareResult) for c in energy.comparisons)
+    assert [c.b for c in energy.comparisons] == ["mixed", "bf16"]
+    group = energy.groups["fp32"]
+    assert isinstance(group.description, stats.Description)
+    assert isinstance(group.normality, stats.NormalityResult)
+    assert group.outliers == ["fp32-004"] == analysis.outliers.removed_ids("fp32")
+    assert isinstance(analysis.outliers.result, stats.OutlierResult)
+    assert analysis.runs.failed == 2
+    assert sorted(run.run_id for run in analysis.failed) == ["bf16-011", "mixed-005"]
+    assert [item.comparison for item in analysis.planning.items] == energy.comparisons
+    # stats.json is the analysis plus what build adds: the sentences, the trace, the figures
+    added = {"verdict", "warnings", "power_trace", "figures", "figures_not_made"}
+    assert set(report.stats) - set(analysis.to_json_dict()) == added
+    assert report.stats["runs_needed"]["summary"] == report.prose.planning
+    assert report.verdict == report.stats["verdict"] == report.content.verdict
+    assert report.warnings == report.stats["warnings"] == report.content.warnings
+
+
+def test_planning_with_one_run_per_policy_is_not_computed(tmp_path: Path) -> None:
+    report = build("one-run", tmp_path / "one-run")
+    (item,) = report.analysis.planning.items
+    assert item.runs_needed_per_policy is None and item.enough is None
+    assert set(item.not_computed.values()) == {"needs at least 2 runs per policy"}
+    assert report.prose.planning[0] == (
+        "mixed vs fp32: not computed (needs at least 2 runs per policy)."
+    )
 
 
 def regenerate() -> None:

@@ -1,4 +1,8 @@
-"""``build_report``: read a results folder, compute, draw, and write the report into it."""
+"""``build_report``: read a results folder, compute, draw, and write the report into it.
+
+This is the edge where the typed analysis becomes files: ``stats.json`` is
+:meth:`Analysis.to_json_dict` plus the report's sentences, the power trace and the figures.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import pandas as pd
 
 from greenprec import stats
 from greenprec.errors import ConfigError
-from greenprec.report import analysis, content, html, markdown
+from greenprec.report import content, html, markdown, prose
+from greenprec.report.analysis import Analysis, JsonObject, PowerTrace, Prepared, analyse, prepare
 from greenprec.report.data import Excluded, ExperimentData, load, read_samples
 from greenprec.report.figures import FigureFile, make_figures
 from greenprec.results.files import write_atomic
@@ -21,9 +26,14 @@ BIN_S = 0.5
 
 @dataclass
 class Report:
-    """What :func:`build_report` wrote, and the numbers it wrote."""
+    """What :func:`build_report` wrote, and the numbers and sentences it wrote."""
 
     folder: Path
+    analysis: Analysis
+    power_trace: PowerTrace
+    prose: prose.Prose
+    # What stats.json holds, as JSON-ready data (dicts and lists), for callers that want the
+    # file's shape: report.stats["metrics"]["energy_j"]["comparisons"][0] and so on.
     stats: dict[str, Any]
     stats_path: Path
     markdown_path: Path
@@ -35,6 +45,11 @@ class Report:
     # Every row of runs.csv (or value of one, with ``column`` set) the analysis did not use,
     # in runs.csv order, with its line and reason: for the caller to show, e.g. on stderr.
     excluded: list[Excluded] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> list[str]:
+        """One plain-language sentence per compared policy."""
+        return list(self.prose.verdict)
 
     def summary_table(self) -> Any:
         """The per-policy summary as a rich Table, for the terminal."""
@@ -61,63 +76,74 @@ def build_report(
     with "not computed" reasons instead of an error.
     """
     data = load(folder)
-    prepared = analysis.prepare(data, outliers=outliers)
-    result = analysis.statistics(prepared)
-    traces, trace_info, trace_warnings = power_traces(data, prepared)
-    result["warnings"].extend(trace_warnings)
-    result["power_trace"] = trace_info
-
-    figures_dir = data.path / "figures"
-    figures, skipped = make_figures(prepared, traces, figures_dir)
-    result["figures"] = {
-        f.name: {
-            "png": f.png.relative_to(data.path).as_posix(),
-            "svg": f.svg.relative_to(data.path).as_posix(),
-        }
-        for f in figures
-    }
-    result["figures_not_made"] = skipped
-
-    result["runs_needed"]["summary"] = content.planning_lines(result)
-    report_content = content.build_content(data, result, figures, skipped)
+    prepared = prepare(data, outliers=outliers)
+    result = analyse(prepared)
+    traces, trace = power_traces(data, prepared)
+    figures, skipped = make_figures(prepared, traces, data.path / "figures")
+    text = prose.write(result, trace)
+    report_content = content.build_content(result, text, figures, skipped)
+    numbers = stats_json(result, text, trace, figures, skipped)
     stats_path = data.path / "stats.json"
     markdown_path = data.path / "report.md"
     html_path = data.path / "report.html"
-    write_atomic(stats_path, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    write_atomic(stats_path, json.dumps(numbers, indent=2, allow_nan=False) + "\n")
     write_atomic(markdown_path, markdown.render(report_content, data.path))
     write_atomic(html_path, html.render(report_content))
     return Report(
         folder=data.path,
-        stats=result,
+        analysis=result,
+        power_trace=trace,
+        prose=text,
+        stats=numbers,
         stats_path=stats_path,
         markdown_path=markdown_path,
         html_path=html_path,
         figures=figures,
         skipped_figures=skipped,
         content=report_content,
-        warnings=list(result["warnings"]),
-        excluded=prepared.excluded(),
+        warnings=list(text.warnings),
+        excluded=list(result.excluded),
     )
 
 
+def stats_json(
+    analysis: Analysis,
+    text: prose.Prose,
+    trace: PowerTrace,
+    figures: list[FigureFile],
+    skipped: dict[str, str],
+) -> JsonObject:
+    """What ``stats.json`` holds: the analysis, then the sentences, trace and figures."""
+    out = analysis.to_json_dict()
+    out["runs_needed"] = {**analysis.planning.to_json_dict(), "summary": list(text.planning)}
+    out["verdict"] = list(text.verdict)
+    out["warnings"] = list(text.warnings)
+    out["power_trace"] = trace.to_json_dict()
+    out["figures"] = {
+        f.name: {
+            "png": f.png.relative_to(analysis.data.path).as_posix(),
+            "svg": f.svg.relative_to(analysis.data.path).as_posix(),
+        }
+        for f in figures
+    }
+    out["figures_not_made"] = dict(skipped)
+    return out
+
+
 def power_traces(
-    data: ExperimentData, prepared: analysis.Prepared
-) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[str]]:
+    data: ExperimentData, prepared: Prepared
+) -> tuple[dict[str, pd.DataFrame], PowerTrace]:
     """Mean power over time per policy, from the samples of the runs used.
 
     Each run is binned as soon as it is read and only its bins are kept: 200 runs of 20,000
-    samples would otherwise sit in memory at once.
+    samples would otherwise sit in memory at once. What had to be left out is in the
+    :class:`PowerTrace` (:func:`prose.trace_warnings` says it).
     """
     traces: dict[str, pd.DataFrame] = {}
-    info: dict[str, Any] = {
-        "bin_s": BIN_S,
-        "domains": data.counted_domains,
-        "runs": {},
-        "missing": [],
-    }
-    warnings: list[str] = []
+    runs: dict[str, int] = {}
     missing: list[str] = []
-    no_counted: list[str] = []
+    unreadable: dict[str, str] = {}
+    no_counted: dict[str, list[str] | None] = {}
     for policy, rows in prepared.kept_by_policy().items():
         binned: list[pd.DataFrame] = []
         for row in rows:
@@ -128,30 +154,16 @@ def power_traces(
                 missing.append(run_id)
                 continue
             except ConfigError as error:
-                warnings.append(f"power trace skips run {run_id}: {error}")
+                unreadable[run_id] = str(error)
                 continue
             counted = data.counted_by_run.get(run_id)
             per_run = stats.binned_power(samples, BIN_S, domains=counted)
             if len(samples) and not len(per_run):
-                no_counted.append(f"{run_id}: {', '.join(counted or ['any domain'])}")
+                no_counted[run_id] = counted
             if len(per_run):
                 binned.append(per_run[["t_s", "power_w"]])
         # Bins are already BIN_S wide, so re-binning inside mean_power_trace is the identity.
         traces[policy] = stats.mean_power_trace(binned, BIN_S)
-        info["runs"][policy] = len(binned)
-    if missing:
-        shown = ", ".join(missing[:8]) + (
-            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        )
-        warnings.append(
-            f"no samples/<run_id>.csv for {len(missing)} run(s) used ({shown}): "
-            "the power trace leaves them out"
-        )
-    if no_counted:
-        more = f"; and {len(no_counted) - 8} more" if len(no_counted) > 8 else ""
-        warnings.append(
-            f"the samples of {len(no_counted)} run(s) have no 0.5 s bin with a reading of every "
-            f"counted domain ({'; '.join(no_counted[:8])}{more}): the power trace leaves them out"
-        )
-    info["missing"] = missing
-    return traces, info, warnings
+        runs[policy] = len(binned)
+    trace = PowerTrace(BIN_S, data.counted_domains, runs, missing, unreadable, no_counted)
+    return traces, trace

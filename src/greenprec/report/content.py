@@ -1,15 +1,27 @@
-"""The report's content as plain tables and sentences, rendered by markdown.py and html.py."""
+"""The report's content as tables and listings, rendered by markdown.py and html.py.
+
+The tables read the typed :class:`~greenprec.report.analysis.Analysis`; the sentences (verdict,
+warnings, planning, outliers) come from :mod:`greenprec.report.prose`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from greenprec import stats
 from greenprec.report import formatting as fmt
-from greenprec.report.analysis import ACCURACY, ENERGY, METRIC_BY_KEY, accuracy_points
+from greenprec.report.analysis import (
+    ACCURACY,
+    ENERGY,
+    METRIC_BY_KEY,
+    Analysis,
+    accuracy_points,
+    finite,
+)
 from greenprec.report.data import ExperimentData
 from greenprec.report.figures import FigureFile
+from greenprec.report.prose import Prose
 
 
 @dataclass(frozen=True)
@@ -52,15 +64,16 @@ def _label(key: str, estimated: bool) -> str:
     return f"{metric.label}{unit}{est}"
 
 
-def _metric_value(key: str, value: Any, scale: str | None) -> Any:
+def _metric_value(key: str, value: float | None, scale: str | None) -> float | None:
+    value = finite(value)
     return accuracy_points(value, scale) if key == ACCURACY and value is not None else value
 
 
-def summary_table(result: dict[str, Any]) -> Table:
+def summary_table(analysis: Analysis) -> Table:
     """The study's Table 1: one row per policy, mean ± sd of each metric."""
-    estimated = bool(result["estimated"])
-    metrics = result["metrics"]
-    scale = result["accuracy_scale"]
+    estimated = analysis.estimated
+    metrics = analysis.metrics
+    scale = analysis.accuracy_scale
     keys = [ENERGY, "duration_s", "mean_power_w", ACCURACY]
     headers = [
         "policy",
@@ -70,35 +83,36 @@ def summary_table(result: dict[str, Any]) -> Table:
         "removed outliers",
     ]
     rows = []
-    for policy, energy in metrics[ENERGY]["groups"].items():
-        cells = [policy, str(energy["n"])]
+    for policy, energy in analysis.energy.groups.items():
+        cells = [policy, str(energy.description.n)]
         for key in keys:
-            group = metrics[key]["groups"].get(policy, {})
+            group = metrics[key].groups.get(policy)
+            described = group.description if group is not None else None
             digits = 2 if key == ACCURACY else None
             cells.append(
                 fmt.mean_sd(
-                    _metric_value(key, group.get("mean"), scale),
-                    _metric_value(key, group.get("sd"), scale),
+                    _metric_value(key, described.mean if described else None, scale),
+                    _metric_value(key, described.sd if described else None, scale),
                     digits,
                 )
             )
-        cells.append(fmt.num(result["energy_per_accuracy_point_j"].get(policy)))
-        cells.append(", ".join(energy["outliers"]) or "none")
+        cells.append(fmt.num(analysis.energy_per_point.values.get(policy)))
+        cells.append(", ".join(energy.outliers) or "none")
         rows.append(cells)
     return Table(headers, rows, frozenset(range(1, len(headers) - 1)))
 
 
-def _comparisons(result: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
+def _comparisons(analysis: Analysis) -> list[tuple[str, stats.CompareResult, bool]]:
     return [
-        (key, c, len(metric["comparisons"]) > 1)
-        for key, metric in result["metrics"].items()
-        for c in metric["comparisons"]
+        (key, c, len(metric.comparisons) > 1)
+        for key, metric in analysis.metrics.items()
+        for c in metric.comparisons
     ]
 
 
-def tests_table(result: dict[str, Any]) -> Table:
+def tests_table(analysis: Analysis) -> Table:
     """Every policy against the baseline, for every metric: the three tests and the primary."""
-    estimated = bool(result["estimated"])
+    estimated = analysis.estimated
     headers = [
         "metric",
         "comparison",
@@ -109,40 +123,40 @@ def tests_table(result: dict[str, Any]) -> Table:
         "robustness: Mann–Whitney U (p)",
     ]
     rows = []
-    for key, c, several in _comparisons(result):
-        change = fmt.signed(c["relative_change_pct"], 1, "%")
-        if c["relative_change_ci"]:
-            change += f" ({fmt.percent_ci(c['relative_change_ci'])})"
-        primary = _t(c["log_ratio_t"], c["primary_p"])
-        if several and c.get("holm_p") is not None:
-            primary += f", Holm {fmt.pvalue(c['holm_p'], prefix=False)}"
+    for key, c, several in _comparisons(analysis):
+        change = fmt.signed(c.relative_change_pct, 1, "%")
+        if c.relative_change_ci:
+            change += f" ({fmt.percent_ci(c.relative_change_ci)})"
+        primary = _t(c.log_ratio_t, c.primary_p)
+        if several and finite(c.holm_p) is not None:
+            primary += f", Holm {fmt.pvalue(c.holm_p, prefix=False)}"
         rows.append(
             [
                 _label(key, estimated),
-                f"{c['b']} vs {c['a']}",
+                f"{c.b} vs {c.a}",
                 change,
                 primary,
-                _t(c["welch_t"], c["welch_p"]),
-                _t(c["student_t"], c["student_p"]),
+                _t(c.welch_t, c.welch_p),
+                _t(c.student_t, c.student_p),
                 _robustness(c),
             ]
         )
     return Table(headers, rows, frozenset(range(2, 7)))
 
 
-def _robustness(c: dict[str, Any]) -> str:
+def _robustness(c: stats.CompareResult) -> str:
     """Mann–Whitney U, and whether it could have reached the primary test's verdict at all."""
-    text = _t(c["mannwhitney_u"], c["mannwhitney_p"])
-    floor = c.get("mannwhitney_min_p")
-    if c["mannwhitney_p"] is not None and floor is not None and floor >= c["alpha"]:
-        text += f"; cannot go below p = {floor:.2g} with {c['n_a']} + {c['n_b']} runs"
+    text = _t(c.mannwhitney_u, c.mannwhitney_p)
+    floor = finite(c.mannwhitney_min_p)
+    if finite(c.mannwhitney_p) is not None and floor is not None and floor >= c.alpha:
+        text += f"; cannot go below p = {floor:.2g} with {c.n_a} + {c.n_b} runs"
     return text
 
 
-def effects_table(result: dict[str, Any]) -> Table:
+def effects_table(analysis: Analysis) -> Table:
     """Means and standardised effect sizes (Cohen's d with its CI, Hedges' g)."""
-    estimated = bool(result["estimated"])
-    scale = result["accuracy_scale"]
+    estimated = analysis.estimated
+    scale = analysis.accuracy_scale
     headers = [
         "metric",
         "comparison",
@@ -153,20 +167,20 @@ def effects_table(result: dict[str, Any]) -> Table:
         "Hedges' g (95% CI)",
     ]
     rows = []
-    for key, c, _ in _comparisons(result):
-        mean_a = _metric_value(key, c["mean_a"], scale)
-        mean_b = _metric_value(key, c["mean_b"], scale)
+    for key, c, _ in _comparisons(analysis):
+        mean_a = _metric_value(key, c.mean_a, scale)
+        mean_b = _metric_value(key, c.mean_b, scale)
         diff = None if mean_a is None or mean_b is None else mean_b - mean_a
         digits = 2 if key == ACCURACY else None
         rows.append(
             [
                 _label(key, estimated),
-                f"{c['b']} vs {c['a']}",
+                f"{c.b} vs {c.a}",
                 fmt.num(mean_a, digits),
                 fmt.num(mean_b, digits),
                 fmt.signed(diff, 2) if digits else _signed_num(diff),
-                _with_ci(c["cohens_d"], c["cohens_d_ci"]),
-                _with_ci(c["hedges_g"], c["hedges_g_ci"]),
+                _with_ci(c.cohens_d, c.cohens_d_ci),
+                _with_ci(c.hedges_g, c.hedges_g_ci),
             ]
         )
     return Table(headers, rows, frozenset(range(2, 7)))
@@ -179,144 +193,62 @@ def _signed_num(value: float | None) -> str:
     return ("+" if value >= 0 else fmt.MINUS) + text
 
 
-def _with_ci(value: Any, ci: Any) -> str:
+def _with_ci(value: float | None, ci: tuple[float, float] | None) -> str:
     text = fmt.signed(value, 2)
     if ci:
         text += f" ({fmt.signed(ci[0], 2)} to {fmt.signed(ci[1], 2)})"
     return text
 
 
-def _t(statistic: Any, p: Any) -> str:
-    if statistic is None:
+def _t(statistic: float | None, p: float | None) -> str:
+    if finite(statistic) is None:
         return fmt.NOT_AVAILABLE
     return f"{fmt.stat(statistic)} ({fmt.pvalue(p)})"
 
 
-def groups_table(result: dict[str, Any]) -> Table:
+def groups_table(analysis: Analysis) -> Table:
     """Per metric and policy: spread and normality (a description; they choose no test)."""
-    estimated = bool(result["estimated"])
-    scale = result["accuracy_scale"]
+    estimated = analysis.estimated
+    scale = analysis.accuracy_scale
     headers = ["metric", "policy", "n", "mean ± sd", "median", "CV %", "Shapiro W", "Shapiro p"]
     rows = []
-    for key, metric in result["metrics"].items():
-        for policy, g in metric["groups"].items():
+    for key, metric in analysis.metrics.items():
+        for policy, g in metric.groups.items():
+            d = g.description
             rows.append(
                 [
                     _label(key, estimated),
                     policy,
-                    str(g["n"]),
-                    fmt.mean_sd(
-                        _metric_value(key, g["mean"], scale), _metric_value(key, g["sd"], scale)
-                    ),
-                    fmt.num(_metric_value(key, g["median"], scale)),
-                    fmt.num(g["cv_pct"], 2),
-                    fmt.num(g["shapiro_w"], 3),
-                    fmt.pvalue(g["shapiro_p"], prefix=False),
+                    str(d.n),
+                    fmt.mean_sd(_metric_value(key, d.mean, scale), _metric_value(key, d.sd, scale)),
+                    fmt.num(_metric_value(key, d.median, scale)),
+                    fmt.num(d.cv_pct, 2),
+                    fmt.num(g.normality.w, 3),
+                    fmt.pvalue(g.normality.p, prefix=False),
                 ]
             )
     return Table(headers, rows, frozenset(range(2, 8)))
 
 
-def planning_lines(result: dict[str, Any]) -> list[str]:
-    planning = result["runs_needed"]
-    lines = []
-    for item in planning["comparisons"]:
-        head = f"{item['b']} vs {item['a']}"
-        if item["runs_needed_per_policy"] is None and item["achieved_power"] is None:
-            reason = next(iter(item["not_computed"].values()), "not computed")
-            lines.append(f"{head}: not computed ({reason}).")
-            continue
-        n = min(item["n_a"], item["n_b"])
-        power = item["achieved_power"]
-        text = (
-            f"{head}: with a pooled CV of {fmt.num(item['cv_pct'], 2)}% and the observed change "
-            f"of {fmt.signed(item['relative_change_pct'], 1, '%')}, {n} runs per policy gave "
-            f"{_power_text(power)} power "
-            f"(two-sided t-test, α = {planning['alpha']:g}). "
-        )
-        needed = item["runs_needed_per_policy"]
-        if needed is None:
-            text += (
-                f"No practical number of runs reaches {planning['power']:.0%} power "
-                f"({item['not_computed'].get('runs_needed_per_policy', '')})."
-            )
-        elif item["enough"]:
-            text += (
-                f"{needed} runs per policy would have sufficed for {planning['power']:.0%} "
-                f"power: the experiment had enough."
-            )
-        else:
-            text += (
-                f"{needed} runs per policy are needed for {planning['power']:.0%} power: "
-                "the experiment had too few."
-            )
-        lines.append(text)
-    if not planning["comparisons"]:
-        reason = planning["not_computed"].get("comparisons", "nothing to compare")
-        lines.append(f"Not computed: {reason}.")
-    else:
-        lines.append(
-            "This is a post-hoc estimate from the observed effect; use it to plan the next "
-            "experiment, not to reinterpret this one."
-        )
-    return lines
-
-
-def _power_text(power: float | None) -> str:
-    if power is None:
-        return fmt.NOT_AVAILABLE
-    return "> 99.9%" if power > 0.999 else f"{100 * power:.1f}%"
-
-
-def outlier_lines(result: dict[str, Any]) -> list[str]:
-    info = result["outliers"]
-    lines = [f"Rule: {info['rule']}, applied once, as in the study."]
-    if info["applied"]:
-        if info["removed"]:
-            for entry in info["removed"]:
-                lines.append(
-                    f"Removed run {entry['run_id']} ({entry['policy']}): energy "
-                    f"{fmt.num(entry['energy_j'])} J, z = {fmt.stat(entry['z'])}. It is left "
-                    "out of every metric."
-                )
-        else:
-            lines.append("No run was removed.")
-    else:
-        lines.append("Outlier removal is off (--no-outliers): every finished run is used.")
-        for entry in info["flagged"]:
-            lines.append(
-                f"The rule would have removed run {entry['run_id']} ({entry['policy']}), "
-                f"z = {fmt.stat(entry['z'])}."
-            )
-    return lines
-
-
-def not_used_lines(result: dict[str, Any]) -> list[str]:
+def not_used_lines(analysis: Analysis) -> list[str]:
     """Every row of runs.csv the analysis does not use: line, run id and reason."""
-    rows = [e for e in result["excluded_runs"] if e["column"] is None]
+    rows = [e for e in analysis.excluded if e.column is None]
     if not rows:
         return []
-    total = result["runs"]["total"]
-    lines = [f"{fmt.plural(len(rows), 'row')} of {total} in runs.csv not used:"]
+    lines = [f"{fmt.plural(len(rows), 'row')} of {analysis.runs.total} in runs.csv not used:"]
     for e in rows:
-        policy = f" ({e['policy']})" if e.get("policy") else ""
-        lines.append(f"{_place(e)}, run {e['run_id']}{policy}: {e['reason']}")
+        policy = f" ({e.policy})" if e.policy else ""
+        lines.append(f"{e.place}, run {e.run_id}{policy}: {e.reason}")
     return lines
 
 
-def _place(entry: dict[str, Any]) -> str:
-    """Where an unused run's record is: its runs.csv line, or its own run file."""
-    where = entry.get("where") or "runs.csv"
-    return f"line {entry['line']}" if where == "runs.csv" else str(where)
-
-
-def not_used_value_lines(result: dict[str, Any]) -> list[str]:
+def not_used_value_lines(analysis: Analysis) -> list[str]:
     """Single values of runs.csv left out of a used run (or of a refused column)."""
-    values = [e for e in result["excluded_runs"] if e["column"] is not None]
-    return [f"{_place(e)}, run {e['run_id']}, {e['column']}: {e['reason']}" for e in values]
+    values = [e for e in analysis.excluded if e.column is not None]
+    return [f"{e.place}, run {e.run_id}, {e.column}: {e.reason}" for e in values]
 
 
-def environment_lines(data: ExperimentData, result: dict[str, Any]) -> list[tuple[str, str]]:
+def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
     experiment = data.experiment
     config = experiment.get("config") if isinstance(experiment.get("config"), dict) else {}
     assert isinstance(config, dict)
@@ -332,11 +264,9 @@ def environment_lines(data: ExperimentData, result: dict[str, Any]) -> list[tupl
     used = meters.get("used") or sorted({str(r.get("meter")) for r in data.done if r.get("meter")})
     kind = "ESTIMATED (not measured)" if data.estimated else "measured"
     out.append(("meter", f"{', '.join(str(m) for m in used) or 'unknown'} — {kind}"))
-    counted = result.get("counted_domains")
+    counted = data.counted_domains
     if counted:
-        out.append(
-            ("counted domains", f"{', '.join(counted)} ({result['counted_domains_source']})")
-        )
+        out.append(("counted domains", f"{', '.join(counted)} ({data.counted_source})"))
     for key, name in (
         ("workload", "workload"),
         ("runs", "runs per policy (configured)"),
@@ -396,23 +326,23 @@ def environment_lines(data: ExperimentData, result: dict[str, Any]) -> list[tupl
     return out
 
 
-def not_computed_lines(result: dict[str, Any], skipped_figures: dict[str, str]) -> list[str]:
+def not_computed_lines(analysis: Analysis, skipped_figures: Mapping[str, str]) -> list[str]:
     """Every "not computed" reason, fields with the same reason merged on one line."""
     lines: list[str] = []
-    for key, metric in result["metrics"].items():
-        for policy, group in metric["groups"].items():
-            lines.extend(_merge(f"{key}, {policy}", group.get("not_computed", {})))
-        lines.extend(_merge(key, metric.get("not_computed", {})))
-        for c in metric["comparisons"]:
-            lines.extend(_merge(f"{key}, {c['b']} vs {c['a']}", c.get("not_computed", {})))
-    for policy, reason in result["not_computed"].get("energy_per_accuracy_point_j", {}).items():
+    for key, metric in analysis.metrics.items():
+        for policy, group in metric.groups.items():
+            lines.extend(_merge(f"{key}, {policy}", group.not_computed))
+        lines.extend(_merge(key, metric.not_computed))
+        for c in metric.comparisons:
+            lines.extend(_merge(f"{key}, {c.b} vs {c.a}", c.not_computed))
+    for policy, reason in analysis.energy_per_point.not_computed.items():
         lines.append(f"J per accuracy point, {policy}: {reason}")
     for name, reason in skipped_figures.items():
         lines.append(f"figure {name}: {reason}")
     return lines
 
 
-def _merge(where: str, missing: dict[str, Any]) -> list[str]:
+def _merge(where: str, missing: Mapping[str, str]) -> list[str]:
     by_reason: dict[str, list[str]] = {}
     for name, reason in missing.items():
         by_reason.setdefault(str(reason), []).append(name)
@@ -420,16 +350,18 @@ def _merge(where: str, missing: dict[str, Any]) -> list[str]:
 
 
 def build_content(
-    data: ExperimentData,
-    result: dict[str, Any],
+    analysis: Analysis,
+    prose: Prose,
     figures: Sequence[FigureFile],
-    skipped_figures: dict[str, str],
+    skipped_figures: Mapping[str, str],
 ) -> Content:
-    estimated = bool(result["estimated"])
-    policies = ", ".join(result["policies"]) or "no policies"
+    """The report's tables, sentences and listings, for markdown.py and html.py."""
+    data = analysis.data
+    estimated = analysis.estimated
+    policies = ", ".join(data.policies) or "no policies"
     subtitle = (
-        f"{policies}; baseline {result['baseline'] or '—'}; "
-        f"{result['runs']['used']} of {result['runs']['total']} runs used"
+        f"{policies}; baseline {data.baseline or '—'}; "
+        f"{analysis.runs.used} of {analysis.runs.total} runs used"
     )
     if estimated:
         subtitle += "; energy ESTIMATED, not measured"
@@ -441,26 +373,26 @@ def build_content(
         "Signed statistics are policy − baseline: negative means less. The primary test, fixed "
         "before the data, is Welch's t on the log ratio of the means; the change CI inverts "
         "that same test (delta-method SE, Welch–Satterthwaite df), so the p-value is below "
-        f"{result['alpha']:g} exactly when the CI excludes 0. Mann–Whitney U is a robustness "
+        f"{analysis.alpha:g} exactly when the CI excludes 0. Mann–Whitney U is a robustness "
         "check, not the verdict."
     )
     return Content(
         title=f"greenprec report: {data.path.name}",
         subtitle=subtitle,
         estimated=estimated,
-        verdict=list(result["verdict"]),
-        summary=summary_table(result),
+        verdict=list(prose.verdict),
+        summary=summary_table(analysis),
         summary_note=summary_note,
-        tests=tests_table(result),
-        effects=effects_table(result),
+        tests=tests_table(analysis),
+        effects=effects_table(analysis),
         tests_note=tests_note,
-        groups=groups_table(result),
-        planning=planning_lines(result),
-        not_used=not_used_lines(result),
-        not_used_values=not_used_value_lines(result),
-        outliers=outlier_lines(result),
-        environment=environment_lines(data, result),
-        warnings=list(result["warnings"]),
+        groups=groups_table(analysis),
+        planning=list(prose.planning),
+        not_used=not_used_lines(analysis),
+        not_used_values=not_used_value_lines(analysis),
+        outliers=list(prose.outliers),
+        environment=environment_lines(data),
+        warnings=list(prose.warnings),
         figures=list(figures),
-        not_computed=not_computed_lines(result, skipped_figures),
+        not_computed=not_computed_lines(analysis, skipped_figures),
     )

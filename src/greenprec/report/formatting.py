@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 MINUS = "\u2212"
 DASH = "\u2013"
 NOT_AVAILABLE = DASH
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     number = float(value)
     return number if math.isfinite(number) else None
 
 
-def num(value: Any, digits: int | None = None) -> str:
+def num(value: object, digits: int | None = None) -> str:
     """A magnitude: fixed decimals when given, else about four significant figures."""
     number = _finite(value)
     if number is None:
@@ -41,7 +40,7 @@ def num(value: Any, digits: int | None = None) -> str:
     return text.replace("-", MINUS, 1) if text.startswith("-") else text
 
 
-def signed(value: Any, digits: int = 2, suffix: str = "") -> str:
+def signed(value: object, digits: int = 2, suffix: str = "") -> str:
     """A difference with its sign always shown: +1.20, −0.96."""
     number = _finite(value)
     if number is None:
@@ -50,7 +49,7 @@ def signed(value: Any, digits: int = 2, suffix: str = "") -> str:
     return (MINUS + text[1:] if text.startswith("-") else text) + suffix
 
 
-def stat(value: Any) -> str:
+def stat(value: object) -> str:
     """A test statistic: three significant figures, typographic minus."""
     number = _finite(value)
     if number is None:
@@ -59,7 +58,7 @@ def stat(value: Any) -> str:
     return MINUS + text[1:] if text.startswith("-") else text
 
 
-def pvalue(p: Any, *, prefix: bool = True) -> str:
+def pvalue(p: object, *, prefix: bool = True) -> str:
     """``p = 0.09``, ``p = 2.1e-5`` or ``p < 1e-70``; without ``prefix``: ``0.09``, ``< 1e-70``.
 
     Below 1e-10 the digits of p are below the precision of any test's assumptions, so only
@@ -95,7 +94,7 @@ def _digits_for(value: float) -> int:
     return 4
 
 
-def mean_sd(mean: Any, sd: Any, digits: int | None = None) -> str:
+def mean_sd(mean: object, sd: object, digits: int | None = None) -> str:
     """``32,026 ± 219``: both at the precision the mean's magnitude calls for."""
     number = _finite(mean)
     if digits is None and number is not None:
@@ -108,7 +107,7 @@ def mean_sd(mean: Any, sd: Any, digits: int | None = None) -> str:
     return f"{m} ± {num(sd, digits)}"
 
 
-def percent_ci(ci: Any) -> str:
+def percent_ci(ci: object) -> str:
     if not isinstance(ci, (list, tuple)) or len(ci) != 2:
         return NOT_AVAILABLE
     lo, hi = (signed(v, 1, "%") for v in ci)
