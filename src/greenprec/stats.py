@@ -662,9 +662,7 @@ def _relative_change(
     if reason is not None:
         missing.update(dict.fromkeys(test_fields, reason))
         return
-    test = welch_log_ratio(
-        mean_a, _sd(xa), na, mean_b, _sd(xb), nb, alpha=alpha
-    )
+    test = welch_log_ratio(mean_a, _sd(xa), na, mean_b, _sd(xb), nb, alpha=alpha)
     out["relative_change_ci"] = (float(test.ci_lo_pct), float(test.ci_hi_pct))
     out["log_ratio_t"] = float(test.t)
     out["log_ratio_df"] = float(test.df)
