@@ -90,6 +90,9 @@ class Meter:
 
     name: ClassVar[str] = ""
     estimated: ClassVar[bool] = False
+    simulated: ClassVar[bool] = False
+    """True for a meter that makes its figures up on purpose (the ``mock``, for tests and demos):
+    listed as *simulated*, never as measured."""
     covers: ClassVar[frozenset[str]] = frozenset()
     auto: ClassVar[bool] = False
     """Whether ``measure(meter="auto")`` uses this meter when it is available."""

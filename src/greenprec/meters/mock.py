@@ -24,6 +24,7 @@ class MockMeter(Meter):
 
     name = "mock"
     estimated = False
+    simulated = True
     description = "deterministic power for tests and demos (never picked by auto)"
 
     Options = "greenprec.meters.options:MockOptions"
