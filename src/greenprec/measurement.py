@@ -84,6 +84,40 @@ def _bounded(
     return outcome[0]
 
 
+Sync = Callable[[], Any] | str | None
+"""``measure(sync=...)``: ``"auto"``, None (no synchronisation) or a callable."""
+
+
+def _auto_syncs() -> list[Callable[[], Any]]:
+    """The device synchronisations that apply now, without importing any framework.
+
+    PyTorch: when CUDA is initialised in this process, ``torch.cuda.synchronize()`` (the
+    current device). TensorFlow: when it is imported and sees a GPU,
+    ``tf.test.experimental.sync_devices()`` (TF 2.13 and later). Nothing otherwise: on a CPU
+    both frameworks run synchronously.
+    """
+    import sys
+
+    syncs: list[Callable[[], Any]] = []
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None) if torch is not None else None
+    if cuda is not None:
+        try:
+            if cuda.is_initialized():
+                syncs.append(cuda.synchronize)
+        except Exception:  # a broken CUDA setup must not break measuring
+            pass
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            sync_devices = tf.test.experimental.sync_devices
+            if tf.config.list_logical_devices("GPU"):
+                syncs.append(sync_devices)
+        except Exception:
+            pass
+    return syncs
+
+
 def _label(meters: Sequence[Meter]) -> str:
     return " + ".join(repr(m.name or type(m).__name__) for m in meters)
 
@@ -159,9 +193,16 @@ class Measurement:
         *,
         interval: float = 0.2,
         meter_options: Mapping[str, Any] | None = None,
+        sync: Sync = "auto",
     ) -> None:
         if not isinstance(interval, (int, float)) or not interval > 0 or math.isinf(interval):
             raise ConfigError(f"interval must be a positive number of seconds, got {interval!r}")
+        if not (sync is None or sync == "auto" or callable(sync)):
+            raise ConfigError(
+                f"sync must be 'auto', None or a callable run before the edge readings, "
+                f"got {sync!r}"
+            )
+        self._sync_spec = sync
         self._meter_spec = meter
         self.interval_s = float(interval)
         self._meter_options = dict(meter_options or {})
@@ -217,9 +258,12 @@ class Measurement:
                         f"{' '.join(str(error).split())[:300]}"
                     ) from error
                 started.append(meter)
+            meters_started.set()
+            # Work launched before the block (CUDA kernels still running) finishes here, before
+            # the entry reading, so the block does not pay for it.
+            self._synchronise()
             self._started_at = datetime.now(timezone.utc)
             self._t0 = math.nan  # set by the entry reading itself
-            meters_started.set()
             try:
                 self._sample()
             except GreenprecError:
@@ -272,7 +316,7 @@ class Measurement:
                 t_end = _bounded(
                     _label(self._meters),
                     "finish",
-                    lambda: self._sample(final=True),
+                    self._synchronise_and_finish,
                     FINISH_TIMEOUT_S,
                 )
         except Exception as error:
@@ -309,7 +353,10 @@ class Measurement:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             measurement = Measurement(
-                self._meter_spec, interval=self.interval_s, meter_options=self._meter_options
+                self._meter_spec,
+                interval=self.interval_s,
+                meter_options=self._meter_options,
+                sync=self._sync_spec,
             )
             wrapper.measurement = measurement  # type: ignore[attr-defined]
             with measurement:
@@ -317,6 +364,25 @@ class Measurement:
 
         wrapper.measurement = None  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
+
+    # -- synchronising with the device ------------------------------------------------------
+    def _synchronise(self) -> None:
+        """Run the sync before an edge reading: the block's device work is then inside it."""
+        sync = self._sync_spec
+        if sync is None:
+            return
+        if sync == "auto":
+            for device_sync in _auto_syncs():
+                device_sync()
+            return
+        assert callable(sync)
+        sync()
+
+    def _synchronise_and_finish(self) -> float:
+        # The kernels the block launched run to their end before the exit reading: an
+        # asynchronous block must not end before its work does (the next block would pay).
+        self._synchronise()
+        return self._sample(final=True)
 
     # -- sampling ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -518,6 +584,7 @@ def measure(
     *,
     interval: float = 0.2,
     meter_options: Mapping[str, Any] | None = None,
+    sync: Sync = "auto",
 ) -> F: ...
 
 
@@ -527,6 +594,7 @@ def measure(
     *,
     interval: float = 0.2,
     meter_options: Mapping[str, Any] | None = None,
+    sync: Sync = "auto",
 ) -> Measurement: ...
 
 
@@ -535,6 +603,7 @@ def measure(
     *,
     interval: float = 0.2,
     meter_options: Mapping[str, Any] | None = None,
+    sync: Sync = "auto",
 ) -> Measurement | Callable[..., Any]:
     """Measure the energy of a block: ``with greenprec.measure() as m: ...``.
 
@@ -546,6 +615,12 @@ def measure(
     meter name, a list of names, or a meter instance. ``meter_options`` go to the meters,
     e.g. ``{"root": "/tmp/fake-powercap"}`` for ``rapl``; prefix a key with ``name.`` to aim
     it at one meter when several run.
+
+    ``sync`` runs just before the entry and the exit readings, so a window holds the device
+    work its block launched: GPU kernels run asynchronously, and a block can otherwise end
+    before its work does (the next block then pays for it). ``"auto"`` (the default)
+    synchronises the current CUDA device when PyTorch has CUDA initialised, and TensorFlow's
+    devices when TensorFlow sees a GPU; ``None`` turns it off; a callable is run as it is.
     """
     if isinstance(meter, type):
         raise ConfigError(
@@ -554,5 +629,5 @@ def measure(
         )
     if callable(meter) and not isinstance(meter, (str, Meter, Sequence)):
         # `@greenprec.measure` without parentheses: Python passes the function itself.
-        return Measurement("auto", interval=interval, meter_options=meter_options)(meter)
-    return Measurement(meter, interval=interval, meter_options=meter_options)
+        return Measurement("auto", interval=interval, meter_options=meter_options, sync=sync)(meter)
+    return Measurement(meter, interval=interval, meter_options=meter_options, sync=sync)
