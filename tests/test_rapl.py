@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
+import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,7 +20,8 @@ from hypothesis import strategies as st
 
 import greenprec
 from greenprec import ConfigError, MeterError, MeterUnavailable
-from greenprec.meters.rapl import RaplMeter
+from greenprec.meters.rapl import EXCERPT_CHARS, MAX_ATTRIBUTE_BYTES, RaplMeter, read_sysfs
+from greenprec.meters.registry import meter_classes
 
 INTEL_RANGE_UJ = 262_143_328_850  # 32-bit counter of 61 µJ units: ~15 min at 300 W
 AMD_RANGE_UJ = 65_532_610_987  # 32-bit counter of 15.3 µJ units: ~3.6 min at 300 W
@@ -176,7 +181,7 @@ def denied(path: str) -> str:
 
 # -- registration and probing --------------------------------------------------------------
 def test_rapl_is_registered_with_its_contract() -> None:
-    cls = greenprec.meters()["rapl"]
+    cls = meter_classes()["rapl"]
     assert cls is RaplMeter
     assert (cls.estimated, cls.auto, cls.auto_order) == (False, True, 10)
     assert cls.covers == frozenset({"cpu", "dram"})
@@ -664,3 +669,246 @@ def test_a_drop_with_no_step_before_it_is_judged_against_any_counters_ceiling(
     reader.value_uj, clock.now_s = 1_000_000, clock.now_s + 0.02  # 51 J in 20 ms: 2.5 kW
     with pytest.raises(MeterError, match=r"no earlier step to compare; at most 2 kW"):
         meter.read()
+
+
+# -- hostile trees: the meter may run as root on a tree someone else built -------------------
+SECRET = "s3cr3t-TOKEN-do-not-print-0123456789"
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    """A file outside every powercap tree of these tests (they live under tmp_path/sys)."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET + "\n")
+    return secret
+
+
+def relink(path: Path, target: Path | str) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+def refusal(root: Path) -> str:
+    """The probe's reason and what measuring says: both must refuse, and show no secret."""
+    probe = RaplMeter.probe(root=str(root))
+    assert not probe.available and not probe.domains
+    with pytest.raises(MeterUnavailable) as raised:
+        measure_rapl(root).start()
+    for text in (probe.reason, str(raised.value)):
+        assert "s3cr3t" not in text and "\x1b" not in text
+    assert str(raised.value) == f"meter 'rapl' is unavailable: {probe.reason}"
+    return probe.reason
+
+
+def test_a_counter_linked_outside_the_tree_is_refused_unread(
+    powercap: FakePowercap, secret_file: Path
+) -> None:
+    # Before: "unexpected content in …/energy_uj: 's3cr3t-TOKEN-…' (want an integer)", the
+    # whole file (run as root with a link to /etc/shadow: the whole of /etc/shadow).
+    intel_dual(powercap)
+    relink(powercap.paths["intel-rapl:1"] / "energy_uj", secret_file)
+    reason = refusal(powercap.root)
+    assert f"{powercap.root}/intel-rapl:1/energy_uj resolves to {secret_file}" in reason
+    assert "outside the powercap tree" in reason and "refused" in reason
+
+
+def test_a_name_linked_outside_never_becomes_a_domain(
+    powercap: FakePowercap, secret_file: Path
+) -> None:
+    # Before: the probe listed the domain "rapl/s3cr3t-TOKEN-…", printed and stored as such.
+    intel_dual(powercap)
+    relink(powercap.paths["intel-rapl:0:0"] / "name", secret_file)
+    reason = refusal(powercap.root)
+    assert "intel-rapl:0:0/name resolves to" in reason and "outside the powercap tree" in reason
+
+
+def test_a_zone_directory_linked_outside_the_tree_is_refused(
+    powercap: FakePowercap, tmp_path: Path
+) -> None:
+    # A complete, valid zone, but elsewhere: whoever built the tree chose what it reads.
+    intel_dual(powercap)
+    elsewhere = FakePowercap(tmp_path / "elsewhere")
+    elsewhere.add("intel-rapl:2", "package-2")
+    (powercap.root / "intel-rapl:2").symlink_to(elsewhere.paths["intel-rapl:2"])
+    reason = refusal(powercap.root)
+    assert f"{powercap.root}/intel-rapl:2 resolves to {elsewhere.paths['intel-rapl:2']}" in reason
+
+
+def test_the_real_sysfs_layout_of_relative_class_to_devices_links_works(tmp_path: Path) -> None:
+    # As the kernel lays it out: /sys/class/powercap/intel-rapl:0 is a relative symlink to
+    # ../../devices/virtual/powercap/intel-rapl/intel-rapl:0, whose real path is outside the
+    # class directory. That is sysfs itself, not an escape: the refusals above must allow it,
+    # also for a root reached through a symlink (a host sysfs mounted and linked elsewhere).
+    sysfs = tmp_path / "host-sys"
+    control = sysfs / "devices" / "virtual" / "powercap" / "intel-rapl"
+    package = control / "intel-rapl:0"
+    dram = package / "intel-rapl:0:0"
+    for zone, name, energy in ((package, "package-0", 5_000_000), (dram, "dram", 7_000_000)):
+        zone.mkdir(parents=True)
+        (zone / "name").write_text(f"{name}\n")
+        (zone / "energy_uj").write_text(f"{energy}\n")
+        (zone / "max_energy_range_uj").write_text(f"{INTEL_RANGE_UJ}\n")
+    classes = sysfs / "class" / "powercap"
+    classes.mkdir(parents=True)
+    (classes / "intel-rapl").symlink_to("../../devices/virtual/powercap/intel-rapl")
+    (classes / "intel-rapl:0").symlink_to("../../devices/virtual/powercap/intel-rapl/intel-rapl:0")
+    (classes / "intel-rapl:0:0").symlink_to(
+        "../../devices/virtual/powercap/intel-rapl/intel-rapl:0/intel-rapl:0:0"
+    )
+    (tmp_path / "powercap-link").symlink_to(classes)
+    for root in (classes, tmp_path / "powercap-link", control.parent):
+        probe = RaplMeter.probe(root=str(root))
+        assert probe.available, probe.reason
+        assert probe.domains == ["rapl/package-0", "rapl/dram-0"]
+    with measure_rapl(classes) as m:
+        (package / "energy_uj").write_text("6000000\n")
+    assert m.energy_j == pytest.approx(1.0)
+
+
+def test_a_devices_symlink_cannot_widen_the_tree(tmp_path: Path) -> None:
+    # Beside class/powercap only a real devices directory counts: a `devices` link to
+    # somewhere else (here a tree of valid zones; it could be /) is no sysfs.
+    elsewhere = FakePowercap(tmp_path / "elsewhere")
+    elsewhere.add("intel-rapl:0", "package-0")
+    sysfs = tmp_path / "sys"
+    (sysfs / "class" / "powercap").mkdir(parents=True)
+    (sysfs / "devices").symlink_to(elsewhere.devices.parent.parent)
+    (sysfs / "class" / "powercap" / "intel-rapl:0").symlink_to(
+        "../../devices/virtual/powercap/intel-rapl/intel-rapl:0"
+    )
+    reason = refusal(sysfs / "class" / "powercap")
+    assert "outside the powercap tree" in reason
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "excerpt"),
+    [
+        ("energy_uj", "12 s3cr3t \x1b]0;pwned\x07 and more after it\n", "'12 s3cr3t ?]0;pwned?"),
+        ("name", "Package 0; s3cr3t\x1b[2J\n", "'Package 0; s3cr3t?[2'"),
+        ("energy_uj", "+1_000\n", "'+1_000'"),
+        ("energy_uj", "١٢٣\n", "'??????'"),
+        ("energy_uj", "1" * 21 + "\n", "'11111111111111111111'…"),
+    ],
+    ids=["escapes-in-counter", "name-no-zone-name", "python-int-syntax", "non-ascii", "21-digits"],
+)
+def test_unexpected_content_shows_only_a_short_sanitised_excerpt(
+    powercap: FakePowercap, file: str, content: str, excerpt: str
+) -> None:
+    # Before: the whole text, terminal escapes included; `int()` took "+1_000"; a name was
+    # any text; non-ASCII bytes raised UnicodeDecodeError out of the probe (a traceback).
+    intel_dual(powercap)
+    (powercap.paths["intel-rapl:1"] / file).write_text(content, encoding="utf-8")
+    reason = RaplMeter.probe(root=str(powercap.root)).reason
+    assert f"unexpected content in {powercap.root}/intel-rapl:1/{file}: {excerpt}" in reason
+    shown = reason.split(": ", 1)[1]
+    assert "\x1b" not in reason and "\x07" not in reason
+    assert len(re.findall(r"'([^']*)'", shown)[0]) <= EXCERPT_CHARS
+
+
+def test_names_are_zone_names(powercap: FakePowercap) -> None:
+    powercap.add("intel-rapl:0", "package-0-die-1")
+    powercap.add("intel-rapl:0:0", "dram")
+    powercap.add("intel-rapl:0:1", "uncore")
+    powercap.add("intel-rapl:1", "psys")
+    assert RaplMeter.probe(root=str(powercap.root)).available
+    (powercap.paths["intel-rapl:1"] / "name").write_text("x" * 33 + "\n")
+    assert "want a zone name" in RaplMeter.probe(root=str(powercap.root)).reason
+
+
+def test_an_oversized_file_is_refused_without_reading_it(powercap: FakePowercap) -> None:
+    # Before: read whole, then echoed whole in the error (here 4 MB of digits in one line).
+    intel_dual(powercap)
+    (powercap.paths["intel-rapl:1"] / "energy_uj").write_text("7" * 4_000_000 + "\n")
+    reason = RaplMeter.probe(root=str(powercap.root)).reason
+    assert f"holds more than {MAX_ATTRIBUTE_BYTES} bytes" in reason and "refused unread" in reason
+    assert len(reason) < 400
+
+
+def test_the_file_actually_opened_is_checked_not_only_its_path(
+    powercap: FakePowercap, secret_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A link swapped after the path was checked: the open file's own path is checked again.
+    intel_dual(powercap)
+    link = powercap.paths["intel-rapl:0"] / "energy_uj"
+    relink(link, secret_file)
+    trees = (str(powercap.root), str(powercap.devices))
+    monkeypatch.setattr("greenprec.meters.rapl.os.path.realpath", lambda path: path)
+    with pytest.raises(MeterError, match=r"resolves to .*secret\.txt, outside the powercap tree"):
+        read_sysfs(str(link), trees)
+
+
+# Probes that would hang or exhaust memory before the fix run in a child with a memory limit
+# and a timeout, so a regression fails the test instead of the test machine.
+_BOUNDED_PROBE = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from greenprec.meters.rapl import RaplMeter, read_sysfs
+if sys.argv[1] == "probe":
+    probe = RaplMeter.probe(root=sys.argv[2])
+    print(json.dumps({"available": probe.available, "reason": probe.reason}))
+else:
+    try:
+        read_sysfs(sys.argv[2])
+    except Exception as error:
+        print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+"""
+
+
+def bounded(*args: str) -> dict[str, object]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", _BOUNDED_PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert time.monotonic() - started < 20
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_counter_linked_to_an_endless_device_is_refused_at_once(
+    powercap: FakePowercap, device: str
+) -> None:
+    # Before: /dev/zero was read until MemoryError, /dev/urandom for ever.
+    intel_dual(powercap)
+    relink(powercap.paths["intel-rapl:0"] / "energy_uj", device)
+    result = bounded("probe", str(powercap.root))
+    assert result["available"] is False
+    assert f"resolves to {device}, outside the powercap tree" in str(result["reason"])
+    assert read_sysfs_error(device) == (
+        f"MeterError: {device} is a character device, not a sysfs attribute file: refused "
+        "(point root at a real powercap tree)"
+    )
+
+
+def read_sysfs_error(path: str) -> str:
+    return str(bounded("read", path)["error"])
+
+
+def test_a_fifo_in_the_tree_cannot_hang_the_probe(powercap: FakePowercap) -> None:
+    # Before: open() waited for a writer that never came; the probe (and `meters`) hung.
+    intel_dual(powercap)
+    counter = powercap.paths["intel-rapl:1"] / "energy_uj"
+    counter.unlink()
+    os.mkfifo(counter)
+    result = bounded("probe", str(powercap.root))
+    assert result["available"] is False
+    assert f"{powercap.root}/intel-rapl:1/energy_uj is a FIFO, not a sysfs attribute file" in str(
+        result["reason"]
+    )
+
+
+def test_a_device_node_in_the_tree_is_refused(powercap: FakePowercap) -> None:
+    intel_dual(powercap)
+    counter = powercap.paths["intel-rapl:1"] / "energy_uj"
+    counter.unlink()
+    try:
+        os.mknod(counter, 0o644 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero's numbers
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD (root)")
+    result = bounded("probe", str(powercap.root))
+    assert "energy_uj is a character device, not a sysfs attribute file" in str(result["reason"])

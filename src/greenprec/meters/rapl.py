@@ -45,6 +45,24 @@ within one block is handled as long as reads are less than one wrap period apart
 
 Since Linux 5.10 (CVE-2020-8694, PLATYPUS) ``energy_uj`` is readable by root only; the probe
 says so, with the ``chmod`` and udev/tmpfiles fixes (see docs/meters/rapl.md).
+
+Hostile trees. The meter often runs as root (for ``energy_uj``) on a ``root`` someone else may
+have built, so it reads nothing outside the powercap tree it was given and echoes nothing it
+read beyond a short sanitised excerpt:
+
+- the tree is the real path of ``root`` and, when that ends in ``class/powercap`` (a sysfs, the
+  host's mounted elsewhere, or a test's copy), the ``devices`` directory of the same sysfs,
+  because there every zone is a symlink into ``devices/virtual/powercap``; that ``devices``
+  must be a real directory, never a symlink that would widen the tree;
+- a zone directory or file whose real path is outside the tree is refused (MeterError), and the
+  file actually opened is checked again through ``/proc/self/fd``, so a link swapped between
+  the check and the open is caught too;
+- files are opened non-blocking (a FIFO cannot hang the probe), refused unless regular (no
+  ``/dev/zero``, no ``/dev/urandom``), and read up to :data:`MAX_ATTRIBUTE_BYTES` (a counter is
+  at most 20 digits): a longer file is refused without being read further;
+- a counter must be 1 to 20 digits and a ``name`` must look like a zone name
+  (:data:`ZONE_NAME`), so the text of a stray file never becomes a number or a domain;
+  messages show at most :data:`EXCERPT_CHARS` printable ASCII characters of what was found.
 """
 
 from __future__ import annotations
@@ -53,9 +71,10 @@ import errno
 import math
 import os
 import re
+import stat
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -90,11 +109,137 @@ _CONTROL_DIRS = frozenset({"intel-rapl", "intel-rapl-mmio"})
 _PACKAGE_NAME = re.compile(r"package-\d+(?:-die-\d+)?|die-\d+")
 _MAX_DEPTH = 8  # sysfs zone trees are 2-3 levels deep; the bound only guards against loops
 
+MAX_ATTRIBUTE_BYTES = 64
+"""The most a powercap attribute the meter reads can hold: a 20-digit counter, a zone name of at
+most 32 characters, a newline. A longer file is not one of them and is refused unread."""
+EXCERPT_CHARS = 20
+"""How much of an unexpected file's text a message shows (printable ASCII only)."""
+ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+"""What a zone's ``name`` may be: the kernel's are ``package-0``, ``package-0-die-1``,
+``dram``, ``core``, ``uncore``, ``psys``. The name becomes a domain, printed and stored."""
+_COUNTER = re.compile(r"\d{1,20}")  # a 64-bit counter has at most 20 digits
+_SHOWN_PATH_CHARS = 160
 
-def read_sysfs(path: str) -> str:
-    """The default reader: the whole text of one sysfs file."""
-    with open(path, encoding="ascii") as file:
-        return file.read()
+
+def read_sysfs(path: str, within: Sequence[str] = (), limit: int = MAX_ATTRIBUTE_BYTES) -> str:
+    """The default reader: the text of one sysfs attribute, read defensively.
+
+    Opened non-blocking (a FIFO answers at once instead of waiting for a writer), refused
+    unless a regular file (sysfs attributes are; ``/dev/zero`` is not), and at most ``limit``
+    bytes read: a longer file raises MeterError without being read further, and its text is
+    never returned. ``within``: real directories the file must be in; the file actually opened
+    is checked (through ``/proc/self/fd`` where there is one), so a symlink swapped after any
+    earlier check is still caught. Undecodable bytes come back as U+FFFD, for the caller's
+    validation to refuse.
+    """
+    if within:
+        _require_inside(path, os.path.realpath(path), within)
+    # O_NOCTTY: a terminal device opened here must not become our controlling terminal.
+    # (Windows has neither flag, nor powercap: there only a test tree reaches this.)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    descriptor = os.open(path, flags)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise MeterError(
+                f"{_shown(path)} is {_file_type(mode)}, not a sysfs attribute file: refused "
+                "(point root at a real powercap tree)"
+            )
+        if within:
+            opened = _opened_path(descriptor)
+            if opened is not None:
+                _require_inside(path, opened, within)
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(descriptor, limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(descriptor)
+    if len(data) > limit:
+        raise MeterError(
+            f"{_shown(path)} holds more than {limit} bytes, which no powercap attribute does "
+            "(a counter is at most 20 digits): refused unread (point root at a real powercap "
+            "tree)"
+        )
+    return data.decode("ascii", "replace")
+
+
+def powercap_trees(root: str) -> tuple[str, ...]:
+    """The real directories the zones under ``root`` may resolve into (see the docstring).
+
+    ``root`` itself, resolved once; and, when it is a sysfs's ``class/powercap``, that sysfs's
+    ``devices``: the class directory holds only symlinks into it. ``devices`` counts only as
+    a real directory, so whoever built a tree cannot widen it with a ``devices`` symlink.
+    """
+    real = os.path.realpath(root)
+    trees = [real]
+    parent, leaf = os.path.split(real)
+    if leaf == "powercap" and os.path.basename(parent) == "class":
+        devices = os.path.join(os.path.dirname(parent), "devices")
+        if (
+            os.path.isdir(devices)
+            and not os.path.islink(devices)
+            and os.path.realpath(devices) == devices
+        ):
+            trees.append(devices)
+    return tuple(trees)
+
+
+def _inside(real: str, trees: Sequence[str]) -> bool:
+    return any(real == tree or real.startswith(tree.rstrip(os.sep) + os.sep) for tree in trees)
+
+
+def _require_inside(path: str, real: str, trees: Sequence[str]) -> None:
+    if not _inside(real, trees):
+        raise MeterError(
+            f"{_shown(path)} resolves to {_shown(real)}, outside the powercap tree "
+            f"({', '.join(_shown(tree) for tree in trees)}): refused, a zone and its files must "
+            "lie in the tree that root names (point root at a real powercap tree)"
+        )
+
+
+def _opened_path(descriptor: int) -> str | None:
+    """The real path of an open file, or None where the system cannot say (no /proc)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    except OSError:
+        return None
+
+
+def _file_type(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _printable(text: str) -> str:
+    """Printable ASCII only: a stray file or link may hold terminal escapes or anything."""
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
+
+
+def _shown(path: str) -> str:
+    """A path for a message: links are chosen by whoever built the tree, so sanitised too."""
+    clean = _printable(path)
+    if len(clean) > _SHOWN_PATH_CHARS:
+        return clean[: _SHOWN_PATH_CHARS - 1] + "…"
+    return clean
+
+
+def _excerpt(text: str) -> str:
+    """At most :data:`EXCERPT_CHARS` printable characters of a file's text, quoted."""
+    clean = _printable(text)
+    if len(clean) <= EXCERPT_CHARS:
+        return repr(clean)
+    return f"{clean[:EXCERPT_CHARS]!r}… ({len(text)} characters)"
 
 
 @dataclass
@@ -138,9 +283,12 @@ class RaplMeter(Meter):
         valid = cast("RaplOptions", self.options)
         self.root = valid.root
         self.prefer_psys = valid.prefer_psys
-        self._read: Reader = valid.reader if valid.reader is not None else read_sysfs
+        self._reader: Reader | None = valid.reader
         self._clock: Clock = valid.clock if valid.clock is not None else time.monotonic
         self._zones: list[_Zone] = []
+        # What "inside the tree" means for every read; resolved again at each discovery, as
+        # the tree may only appear after the meter is made.
+        self._trees: tuple[str, ...] = powercap_trees(self.root)
 
     # -- the contract ----------------------------------------------------------------------
     @classmethod
@@ -226,10 +374,11 @@ class RaplMeter(Meter):
                 f"no {self.root}: not Linux, or RAPL not exposed (VM/container); mount the "
                 "host's sysfs or use the estimate meter"
             )
-        paths, dangling = _zone_dirs(self.root)
+        self._trees = powercap_trees(self.root)
+        paths, dangling = _zone_dirs(self.root, self._trees)
         if not paths:
             raise MeterUnavailable(self._no_zones_reason(dangling))
-        names = {zone_id: self._text(os.path.join(path, "name")) for zone_id, path in paths}
+        names = {zone_id: self._zone_name(path) for zone_id, path in paths}
         zones: list[_Zone] = []
         seen: set[str] = set()
         # MSR zones come first, so an MMIO twin finds its domain taken and is skipped.
@@ -279,8 +428,14 @@ class RaplMeter(Meter):
 
     # -- reading ---------------------------------------------------------------------------
     def _text(self, path: str) -> str:
+        # Checked before any reader runs, an injected one too: nothing outside the tree is
+        # opened (opening a device can have effects of its own). The default reader checks
+        # the opened file again, against a link swapped in between.
+        _require_inside(path, os.path.realpath(path), self._trees)
         try:
-            return self._read(path).strip()
+            if self._reader is None:
+                return read_sysfs(path, self._trees).strip()
+            return self._reader(path).strip()
         except PermissionError:
             raise MeterUnavailable(self._permission_reason(path)) from None
         except OSError as error:
@@ -292,13 +447,24 @@ class RaplMeter(Meter):
 
     def _integer(self, path: str) -> int:
         text = self._text(path)
-        try:
-            value = int(text)
-        except ValueError:
-            raise MeterError(f"unexpected content in {path}: {text!r} (want an integer)") from None
-        if value < 0:
-            raise MeterError(f"unexpected negative value in {path}: {value}")
-        return value
+        # Digits only: int() would also take "+1", "1_000" and non-ASCII digits.
+        if not _COUNTER.fullmatch(text):
+            want = (
+                "a counter is never negative" if re.fullmatch(r"-\d+", text) else "want an integer"
+            )
+            raise MeterError(f"unexpected content in {_shown(path)}: {_excerpt(text)} ({want})")
+        return int(text)
+
+    def _zone_name(self, zone_path: str) -> str:
+        path = os.path.join(zone_path, "name")
+        name = self._text(path)
+        # The name becomes a domain (printed, in JSON, in runs.csv): only what the kernel writes.
+        if not ZONE_NAME.fullmatch(name):
+            raise MeterError(
+                f"unexpected content in {_shown(path)}: {_excerpt(name)} (want a zone name such "
+                "as package-0 or dram: 1 to 32 of a-z, 0-9, '-', '_')"
+            )
+        return name
 
     def _read_counter(self, zone: _Zone) -> int:
         return self._integer(zone.energy_path)
@@ -332,8 +498,12 @@ def _watts(power_w: float) -> str:
     return f"{power_w:.3g} W"
 
 
-def _zone_dirs(root: str) -> tuple[list[tuple[str, str]], bool]:
-    """(zone id, path) of every zone under ``root``, and whether zone links were dangling."""
+def _zone_dirs(root: str, trees: Sequence[str]) -> tuple[list[tuple[str, str]], bool]:
+    """(zone id, path) of every zone under ``root``, and whether zone links were dangling.
+
+    A zone or control directory that resolves outside ``trees`` is refused (MeterError), not
+    skipped: a zone left out silently would make a total that looks whole and is not.
+    """
     found: dict[str, str] = {}
     dangling = False
     # Breadth first: the flat class layout lists a subzone twice (at the top and inside its
@@ -349,12 +519,15 @@ def _zone_dirs(root: str) -> tuple[list[tuple[str, str]], bool]:
             path = os.path.join(directory, entry)
             if _ZONE_DIR.fullmatch(entry):
                 if not os.path.isdir(path):
-                    dangling = dangling or os.path.islink(path)
+                    # A link to nothing (a masked /sys/devices); a file is simply no zone.
+                    dangling = dangling or (os.path.islink(path) and not os.path.exists(path))
                 elif entry not in found:
+                    _require_inside(path, os.path.realpath(path), trees)
                     found[entry] = path
                     if depth < _MAX_DEPTH:
                         queue.append((path, depth + 1))
             elif entry in _CONTROL_DIRS and depth == 0 and os.path.isdir(path):
+                _require_inside(path, os.path.realpath(path), trees)
                 queue.append((path, depth + 1))
     return sorted(found.items(), key=lambda item: _natural_key(item[0])), dangling
 
