@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -401,6 +403,17 @@ MALFORMED = [
         "Delta,Time,CPU_ENERGY (J)\n0,-5,4\n",
         r"bad.csv:2: implausible Time",
     ),
+    (
+        # Before: ValueError "year 31690708 is out of range" from datetime, a traceback.
+        "time-1e18",
+        "Delta,Time,CPU_ENERGY (J)\n0,1e18,4\n200,1e18,5\n",
+        r"bad.csv:2: implausible Time '1e18' \(want epoch ms between 1970 and 2200",
+    ),
+    (
+        "time-in-ns-later",
+        "Delta,Time,CPU_ENERGY (J)\n0,1700000000000,4\n200,1700000000200000000,5\n",
+        r"bad.csv:3: implausible Time '1700000000200000000' .*µs or ns",
+    ),
 ]
 
 
@@ -414,6 +427,30 @@ def test_malformed_files_name_file_and_line(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=message):
         read_energibridge_csv("bad.csv")
+
+
+def test_a_time_beyond_2200_is_one_line_from_the_command_line(tmp_path: Path) -> None:
+    good = "Delta,Time,CPU_ENERGY (J)\n0,1700000000000,4\n200,1700000000200,5\n"
+    (tmp_path / "good.csv").write_text(good)
+    (tmp_path / "bad.csv").write_text("Delta,Time,CPU_ENERGY (J)\n0,1e18,4\n200,1e18,5\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "greenprec", "import", "energibridge", "-g", "a=good.csv",
+         "-g", "b=bad.csv", "--out", "out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("greenprec: error: ") and "bad.csv:2: implausible Time '1e18'" in line
+    assert "2200" in line
+
+
+def test_a_time_up_to_2200_is_read(tmp_path: Path) -> None:
+    last = 7_258_118_400_000  # 2200-01-01 UTC
+    text = f"Delta,Time,CPU_ENERGY (J)\n0,{last - 200},4\n200,{last},5\n"
+    (tmp_path / "late.csv").write_text(text)
+    recording = read_energibridge_csv(tmp_path / "late.csv")
+    assert recording.started_at.year == 2199 and recording.energy_j == pytest.approx(1.0)
 
 
 def test_nan_in_a_non_energy_column_is_fine(tmp_path: Path) -> None:

@@ -88,6 +88,10 @@ is wrong for their files, which the default inference handles."""
 MAX_DELTA_MS = 3_600_000.0
 """A ``Delta`` above an hour is no sampling interval: the file is damaged or not EnergiBridge's."""
 
+MAX_TIME_MS = 7_258_118_400_000.0
+"""2200-01-01 UTC in epoch ms. A later ``Time`` is no date EnergiBridge wrote (µs or ns, or a
+damaged file), and one beyond year 9999 would not even convert to a datetime."""
+
 NEIGHBOUR_STEPS = 4
 """Steps on each side of a counter drop whose power judges it (see counters.judge_drop)."""
 
@@ -541,9 +545,11 @@ class EnergiBridgeStream:
                 ) from None
         delta_ms = values[self._delta_index]
         time_ms = values[self._time_index]
-        if not math.isfinite(time_ms) or time_ms < 0:
+        if not math.isfinite(time_ms) or not 0 <= time_ms <= MAX_TIME_MS:
             raise self._fail(
-                lineno, f"implausible Time {_show(cells[self._time_index].strip())} (epoch ms)"
+                lineno,
+                f"implausible Time {_show(cells[self._time_index].strip())} (want epoch ms "
+                "between 1970 and 2200: a Time in µs or ns, or a damaged file?)",
             )
         if not math.isfinite(delta_ms) or not 0 <= delta_ms <= MAX_DELTA_MS:
             raise self._fail(
