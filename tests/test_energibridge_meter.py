@@ -17,8 +17,12 @@ from greenprec.meters.energibridge import ENV_EXECUTABLE, EnergiBridgeMeter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes.fake_energibridge import (
+    WRITTEN,
     expected_power_w,
+    leftover_groups,
     logged_arguments,
+    logged_processes,
+    runs_so_far,
     write_fake_energibridge,
 )
 
@@ -27,8 +31,11 @@ FAST = {"interval_ms": 50, "stop_timeout_s": 3}
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    """Every EnergiBridge the meter starts is gone when the measurement is."""
+    """Every EnergiBridge the meter starts is gone when the measurement is, with its group:
+    an orphan reparented to init is no child of this process any more, so the groups the
+    fakes recorded are checked too."""
     before = {child.pid for child in psutil.Process().children(recursive=True)}
+    runs_before = runs_so_far()
     yield
     left = [
         child
@@ -36,6 +43,7 @@ def no_leftover_processes() -> Iterator[None]:
         if child.pid not in before and child.status() != psutil.STATUS_ZOMBIE
     ]
     assert not left, f"processes left running: {[c.cmdline() for c in left]}"
+    assert leftover_groups(WRITTEN, since=runs_before) == {}
 
 
 @pytest.fixture(autouse=True)
@@ -141,6 +149,52 @@ def test_early_exit_is_a_meter_error_with_its_stderr(tmp_path: Path) -> None:
     fake = write_fake_energibridge(tmp_path, behaviour="early-exit")
     with pytest.raises(MeterError, match=r"exited with code 3 before the block ended.*sensor"):
         measure_fake(fake, 0.3)
+    assert_whole_group_gone(fake)
+
+
+def assert_whole_group_gone(fake: Path) -> None:
+    """Each run of the fake had a group of its own, and nothing of it is running.
+
+    Before, a failed EnergiBridge's placeholder (``sleep 1000000``) lived on under init, and
+    the probe's trial run shared this process's group.
+    """
+    runs = logged_processes(fake)
+    assert runs, "the fake never ran"
+    assert all(run["pgid"] == run["pid"] for run in runs)
+    # Dead, not yet reaped by init (a zombie), is gone: os.killpg(pgid, 0) still finds those.
+    assert leftover_groups([fake]) == {}
+
+
+def test_an_exit_before_the_first_row_leaves_no_process(tmp_path: Path) -> None:
+    fake = write_fake_energibridge(tmp_path, behaviour="exit-at-start")
+    with pytest.raises(
+        MeterError, match=r"exited with code 2 before its first sample.*no RAPL domain"
+    ):
+        measure_fake(fake)
+    assert_whole_group_gone(fake)
+
+
+def test_a_death_mid_block_leaves_no_process(tmp_path: Path) -> None:
+    fake = write_fake_energibridge(tmp_path, behaviour="die")
+    with pytest.raises(MeterError, match=r"exited with code -9 before the block ended"):
+        measure_fake(fake, 0.5)
+    assert_whole_group_gone(fake)
+
+
+def test_a_normal_stop_leaves_no_process(tmp_path: Path) -> None:
+    fake = write_fake_energibridge(tmp_path)
+    measure_fake(fake, 0.1)
+    assert [run["block"] for run in logged_processes(fake)] == [False, True]
+    assert_whole_group_gone(fake)
+
+
+def test_a_hung_trial_run_leaves_no_process(tmp_path: Path) -> None:
+    # The probe kills a trial run that does not finish; what it started must go with it.
+    fake = write_fake_energibridge(tmp_path, behaviour="probe-hang")
+    probe = EnergiBridgeMeter.probe(executable=str(fake), start_timeout_s=0.5)
+    assert not probe.available
+    assert "did not finish a 0.1 s trial run within 0.6 s" in probe.reason
+    assert_whole_group_gone(fake)
 
 
 def test_garbage_output_names_file_and_line(tmp_path: Path) -> None:

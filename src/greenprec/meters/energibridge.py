@@ -21,6 +21,12 @@ between its samples, a power column counts only the part of a row inside the win
 :meth:`start` waits for EnergiBridge's first row (it takes a few hundred ms to start), so that
 the block is measured from its first instant.
 
+Processes. EnergiBridge runs in a session and process group of its own, the probe's trial run
+too. When it fails or dies it leaves its command running (the placeholder ``sleep``, which
+would live on under init for 11 days), so every way out (an exit before the first row or
+mid-block, a normal stop, a kill after the stop timeout, a trial run that fails or hangs, the
+meter's garbage collection) SIGKILLs the whole group, whatever EnergiBridge's own state.
+
 Counting: the CSV becomes domains with the one reader, :mod:`greenprec.formats.energibridge_csv`
 (``energibridge/package``, ``energibridge/system`` ...), with its total rule: system power
 alone when present, else CPU + DRAM + GPUs; parts inside the package are reported, not added.
@@ -183,6 +189,7 @@ class EnergiBridgeMeter(Meter):
         self._consume()
         process = self._require_process()
         if process.poll() is not None:
+            _kill_group(process)  # what it started is still running: not a moment longer
             self._consume(final=True)
             raise MeterError(self._exited("before the block ended"))
         return self._readings(now_ms)
@@ -193,9 +200,12 @@ class EnergiBridgeMeter(Meter):
             self._window_start_ms = end_ms
         process = self._require_process()
         if process.poll() is not None:
+            _kill_group(process)
             self._consume(final=True)
             raise MeterError(self._exited("before the block ended"))
         killed = self._interrupt(process)
+        # EnergiBridge stops its command on SIGINT; anything of the group left is killed.
+        _kill_group(process)
         self._consume(final=not killed)
         stream = self._require_stream()
         if killed:
@@ -227,7 +237,8 @@ class EnergiBridgeMeter(Meter):
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
+        if process is not None:
+            # Even when EnergiBridge has exited: its command may not have.
             _kill_group(process)
         if self._finalizer is not None:
             self._finalizer.detach()
@@ -280,28 +291,37 @@ class EnergiBridgeMeter(Meter):
         with tempfile.TemporaryDirectory(prefix="greenprec-energibridge-probe-") as tmp:
             csv = Path(tmp) / "probe.csv"
             command = self._arguments(executable, csv, 100) + _placeholder(_PROBE_RUN_S)
-            try:
-                done = subprocess.run(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=self.start_timeout_s + _PROBE_RUN_S,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                return Probe(
-                    False,
-                    f"EnergiBridge ({executable}) did not finish a {_PROBE_RUN_S} s trial run "
-                    f"within {self.start_timeout_s + _PROBE_RUN_S:g} s",
-                )
-            except OSError as error:
-                return Probe(False, f"cannot run EnergiBridge ({executable}): {error}")
-            stderr = done.stderr.decode("utf-8", "replace")
-            if done.returncode != 0:
+            limit_s = self.start_timeout_s + _PROBE_RUN_S
+            # Its stderr goes to a file, not a pipe: a leftover child holding a pipe open
+            # would make reading it wait for that child.
+            with open(Path(tmp) / "stderr.txt", "w+b") as stderr_file:
+                try:
+                    process = subprocess.Popen(
+                        command,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=stderr_file,
+                        start_new_session=True,  # a group of its own, to kill as one
+                    )
+                except OSError as error:
+                    return Probe(False, f"cannot run EnergiBridge ({executable}): {error}")
+                try:
+                    returncode = process.wait(timeout=limit_s)
+                except subprocess.TimeoutExpired:
+                    return Probe(
+                        False,
+                        f"EnergiBridge ({executable}) did not finish a {_PROBE_RUN_S} s trial "
+                        f"run within {limit_s:g} s",
+                    )
+                finally:
+                    _kill_group(process)
+                stderr_file.seek(0)
+                stderr = stderr_file.read().decode("utf-8", "replace")
+            if returncode != 0:
                 return Probe(
                     False,
                     f"EnergiBridge ({executable}) failed a trial run with code "
-                    f"{done.returncode}: {_explain(stderr)}",
+                    f"{returncode}: {_explain(stderr)}",
                 )
             try:
                 recording = read_energibridge_csv(csv, counter_range_j=self.counter_range_j)
@@ -322,6 +342,7 @@ class EnergiBridgeMeter(Meter):
             if self._require_stream().rows > 0:
                 return
             if process.poll() is not None:
+                _kill_group(process)
                 self._consume(final=True)
                 raise MeterError(self._exited("before its first sample"))
             if time.monotonic() > deadline:
@@ -425,14 +446,22 @@ def _placeholder(seconds: float) -> list[str]:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL EnergiBridge and its placeholder child (they share a session), then reap it."""
-    if process.poll() is not None:
-        return
+    """SIGKILL EnergiBridge's whole process group, whatever EnergiBridge's state, then reap it.
+
+    The group is EnergiBridge's pid (it was started in a session of its own). It outlives
+    EnergiBridge while its command runs, and Linux does not reuse a pid that is still a group
+    id, so the signal reaches that command, never a stranger. Once the group is empty the
+    call is a no-op (ProcessLookupError); it is made right when an exit is seen, and again
+    when the meter stops, long before pids could wrap around to this one.
+    """
     try:
         os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # nothing of the group is left
     except (OSError, AttributeError):  # AttributeError: no killpg on Windows
-        with contextlib.suppress(OSError):
-            process.kill()
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
 
