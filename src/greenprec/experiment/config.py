@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,14 +138,70 @@ def run_timeout_for(config: ExperimentConfig) -> float:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; ConfigError (``param="config"``) naming the file when it cannot be
+    read or is not TOML."""
     try:
         with path.open("rb") as handle:
             values: dict[str, Any] = tomllib.load(handle)
             return values
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; check the --config path") from None
+        raise ConfigError(
+            f"config file {path} does not exist; check its path", param="config"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path} is a folder; give the path of a TOML file", param="config"
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read the config file {path}: {error.strerror or error}; check its permissions",
+            param="config",
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8",
+            param="config",
+        ) from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {error}", param="config"
+        ) from None
+
+
+# Settings that load_config merges itself before validation: their shape is checked first,
+# or ``params = 5`` ends in a TypeError instead of a line naming the setting.
+_TABLES = ("params", "meter_options")
+
+
+def _shape_problems(values: Mapping[str, Any]) -> list[str]:
+    problems = [
+        f"{name}: must be a table of KEY = VALUE (got {values[name]!r:.60})"
+        for name in _TABLES
+        if values.get(name) is not None and not isinstance(values[name], Mapping)
+    ]
+    protocol = values.get("protocol")
+    if protocol is not None and not isinstance(protocol, str):
+        problems.append(f"protocol: must be one of {', '.join(PRESETS)} (got {protocol!r:.60})")
+    return problems
+
+
+def _merge(sources: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of ``sources`` (a config file's, then the flags'), later ones winning:
+    top-level settings, and workload params (``params`` and the shortcuts) on their own.
+    ``meter_options`` are merged key by key."""
+    merged: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for source in sources:
+        source = dict(source)
+        params.update(source.pop("params", None) or {})
+        for shortcut in PARAM_SHORTCUTS:
+            if shortcut in source:
+                params[shortcut] = source.pop(shortcut)
+        meter_options = source.pop("meter_options", None)
+        if meter_options:
+            merged["meter_options"] = {**merged.get("meter_options", {}), **meter_options}
+        merged.update(source)
+    return merged, params
 
 
 def load_config(
@@ -157,6 +214,9 @@ def load_config(
     """
     file_values = load_toml(config_file) if config_file is not None else {}
     flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
+    problems = _shape_problems(file_values) + _shape_problems(flag_values)
+    if problems:
+        raise ConfigError("\n".join(problems))
     protocol = flag_values.get("protocol", file_values.get("protocol", "default"))
     if protocol not in PRESETS:
         raise ConfigError(
@@ -164,23 +224,73 @@ def load_config(
         )
     preset = dict(PRESETS[protocol])
     preset_params = preset.pop("params", {})
-    merged: dict[str, Any] = {**preset, "protocol": protocol}
-    params: dict[str, Any] = {}
-    for source in (file_values, flag_values):
-        source = dict(source)
-        params.update(source.pop("params", None) or {})
-        for shortcut in PARAM_SHORTCUTS:
-            if shortcut in source:
-                params[shortcut] = source.pop(shortcut)
-        meter_options = source.pop("meter_options", None)
-        if meter_options:
-            merged["meter_options"] = {**merged.get("meter_options", {}), **meter_options}
-        merged.update(source)
+    given, params = _merge([file_values, flag_values])
+    merged: dict[str, Any] = {**preset, "protocol": protocol, **given}
     # A preset's workload parameters belong to its workload, not to one the user chose.
     if merged["workload"] == preset["workload"]:
         params = {**preset_params, **params}
     merged["params"] = params
     return validate(merged)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A setting given for an experiment that already exists, which differs from its own."""
+
+    setting: str
+    """The setting (``runs``), or one key of a table (``params.epochs``, ``meter_options.x``)."""
+    given: Any
+    stored: Any
+
+    def __str__(self) -> str:
+        stored = "has none" if self.stored is _UNSET else f"has {self.stored!r}"
+        return f"{self.setting}: {self.given!r} given, the experiment {stored}"
+
+
+_UNSET: Any = object()
+
+
+def differences(
+    stored: ExperimentConfig,
+    overrides: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+) -> list[Difference]:
+    """The settings given (flags, a config file) that differ from an existing experiment's.
+
+    Only what was given is compared, after it is resolved as :func:`load_config` resolves it
+    (shortcuts become params, policy aliases their canonical names, ``"3"`` the number 3):
+    continuing an experiment with the very command that started it is no conflict. A value
+    that is invalid in itself raises ConfigError as it would when starting the experiment.
+    """
+    file_values = load_toml(config_file) if config_file is not None else {}
+    flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
+    problems = _shape_problems(file_values) + _shape_problems(flag_values)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    given, params = _merge([file_values, flag_values])
+    current = stored.model_dump()
+    resolved = validate(
+        {
+            **current,
+            **given,
+            "params": {**stored.params, **params},
+            "meter_options": {**stored.meter_options, **given.get("meter_options", {})},
+        }
+    )
+    found: list[Difference] = []
+    for name, value in given.items():
+        if name == "meter_options":
+            continue
+        mine, theirs = getattr(resolved, name, value), current.get(name, _UNSET)
+        same = set(mine) == set(theirs) if name == "policies" else mine == theirs
+        if not same:
+            found.append(Difference(name, mine, theirs))
+    for table, keys in (("params", params), ("meter_options", given.get("meter_options", {}))):
+        ours, theirs = getattr(resolved, table), getattr(stored, table)
+        for key in keys:
+            if ours.get(key) != theirs.get(key, _UNSET):
+                found.append(Difference(f"{table}.{key}", ours.get(key), theirs.get(key, _UNSET)))
+    return found
 
 
 def validate(values: Mapping[str, Any]) -> ExperimentConfig:
@@ -241,7 +351,38 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
             with warnings.catch_warnings():
                 # The fallback warning is given once, when the experiment starts.
                 warnings.simplefilter("ignore", GreenprecWarning)
-                resolve(meters if meters != ["auto"] else "auto", options)
+                chosen = resolve(meters if meters != ["auto"] else "auto", options)
         except Exception as error:  # MeterUnavailable too: a reason, not a crash
             problems.append(f"meters: {error}")
+        else:
+            problems.extend(
+                f"meter_options: {line}"
+                for line in unused_meter_options(options, [m.name for m in chosen])
+            )
+    return problems
+
+
+def unused_meter_options(options: Mapping[str, Any], used: Sequence[str]) -> list[str]:
+    """The options aimed at one meter (``rapl.root``) that reach none of the meters ``used``,
+    one line each: meters skip options scoped to others, so a misspelt meter name, or an option
+    for a meter that is not measuring, would otherwise be dropped without a word. (A plain key
+    goes to whichever meters take it; a lone meter refuses one it does not take.)"""
+    from greenprec.meters.registry import meter_classes
+
+    known = meter_classes()
+    problems = []
+    for key in options:
+        meter, dot, _ = key.partition(".")
+        if not dot or meter in used:
+            continue
+        if meter not in known:
+            problems.append(
+                f"option {key!r} is for meter {meter!r}, which does not exist (known: "
+                f"{', '.join(sorted(known))}); check its spelling"
+            )
+        else:
+            problems.append(
+                f"option {key!r} is for meter {meter!r}, which is not used here (used: "
+                f"{', '.join(used)}); drop the option or measure with that meter"
+            )
     return problems

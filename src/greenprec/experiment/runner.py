@@ -188,12 +188,7 @@ def _reopen(
     """The folder's config and runs; missing or damaged runs come back pending, named."""
     snapshot = store.load()
     experiment = snapshot.experiment
-    if experiment.source != SOURCE:
-        raise ConfigError(
-            f"{store.path} was made by {experiment.source[:40]}, not greenprec compare; there "
-            "is nothing to resume (greenprec report reads it)"
-        )
-    config = validate(experiment.config)
+    config = resumable_config(store, experiment)
     usable = {run.run_id: run for run in snapshot.runs}
     notes: list[str] = []
     runs: list[RunRecord] = []
@@ -218,6 +213,39 @@ def _reopen(
             store.write_run(run)
     store.ensure_dirs()
     return config, experiment, runs, notes
+
+
+def resumable_config(
+    store: ResultsStore, experiment: ExperimentRecord | None = None
+) -> ExperimentConfig:
+    """The settings to continue the experiment in ``store`` with (its ``experiment.json``, or
+    ``experiment`` when already read); ConfigError naming the folder when it cannot go on."""
+    if experiment is None:
+        experiment = store.load().experiment
+    if experiment.source != SOURCE:
+        raise ConfigError(
+            f"{store.path} was made by {experiment.source[:40]}, not greenprec compare; there "
+            "is nothing to resume (greenprec report reads it)"
+        )
+    # Without its settings or its meters, the runs left would be measured differently from
+    # the runs done: start again rather than mix two experiments in one folder.
+    unusable = (
+        "holds no config (the experiment's settings)"
+        if not experiment.config
+        else "records no meters used"
+        if not experiment.meters.used
+        else None
+    )
+    if unusable:
+        raise ConfigError(
+            f"{store.experiment_file} {unusable}, so the runs left cannot be run like the others; "
+            "start a new experiment in another folder (greenprec report still reads this one)"
+        )
+    try:
+        return validate(experiment.config)
+    except ConfigError as error:
+        problems = "; ".join(str(error).splitlines())
+        raise ConfigError(f"cannot continue {store.path}: {problems}") from None
 
 
 def _needs_running(store: ResultsStore, run: RunRecord, retry_failed: bool) -> bool:

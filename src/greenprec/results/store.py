@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -307,7 +308,10 @@ class ResultsStore:
         except FileNotFoundError:
             return [], [], {}
         except OSError as error:
-            raise ConfigError(f"{self.index_file}: cannot read: {error}") from None
+            raise ConfigError(
+                f"{self.index_file}: cannot read it ({_unreadable(error)}); in this folder "
+                "runs.csv is the record of the runs: put the file itself back (from a copy)"
+            ) from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -417,6 +421,15 @@ def _row_problem(problem: RowProblem) -> Problem:
     return Problem(
         problem.run_id, f"runs.csv:{problem.line}", problem.reason, problem.column, problem.policy
     )
+
+
+def _unreadable(error: OSError) -> str:
+    """Why a file could not be read, in words (not ``[Errno 40] Too many levels of ...``)."""
+    if error.errno == errno.ELOOP:
+        return "a symbolic link, which greenprec does not follow into a results folder"
+    if error.errno is None:
+        return "not a regular file"  # read_bounded's refusal of a folder, FIFO or device
+    return error.strerror or str(error)
 
 
 def _alive(pid: int) -> bool:
