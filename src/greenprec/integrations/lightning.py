@@ -24,16 +24,18 @@ from greenprec.integrations._imports import missing_framework
 from greenprec.integrations._windows import EpochEnergy, MeterSpec, Windows, figures
 from greenprec.measurement import Measurement
 
-try:
-    from lightning.pytorch.callbacks import Callback
-except ImportError:
-    try:
-        from pytorch_lightning.callbacks import Callback  # type: ignore[assignment]
-    except ImportError as error:
-        raise ImportError(missing_framework("lightning", "Lightning", "lightning")) from error
-
 if TYPE_CHECKING:
+    # Checked against `lightning`; `pytorch_lightning` has the same Callback.
     import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback
+else:
+    try:
+        from lightning.pytorch.callbacks import Callback
+    except ImportError:
+        try:
+            from pytorch_lightning.callbacks import Callback
+        except ImportError as error:
+            raise ImportError(missing_framework("lightning", "Lightning", "lightning")) from error
 
 __all__ = ["EnergyCallback", "EpochEnergy"]
 
