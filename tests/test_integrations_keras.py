@@ -187,6 +187,18 @@ def test_a_failing_meter_ends_the_fit_and_leaves_no_window(
     assert not samplers()
 
 
+@pytest.mark.tensorflow
+def test_sync_runs_at_both_edges_of_every_window(keras: Any, data: tuple[Any, Any]) -> None:
+    from greenprec.integrations.keras import EnergyCallback
+
+    x, y = data
+    calls: list[float] = []
+    energy = EnergyCallback(**MOCK, every_n_batches=2, sync=lambda: calls.append(time.monotonic()))
+    tiny_model(keras).fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[energy])
+    windows = 1 + len(energy.epochs) + len(energy.batches)  # the fit, 2 epochs, 6 groups
+    assert windows == 9 and len(calls) == 2 * windows
+
+
 AUTO_PLUGIN = """
 from greenprec.hookspecs import hookimpl
 from greenprec.meters.mock import MockMeter
@@ -261,6 +273,8 @@ def test_meter_instances_and_bad_arguments_are_refused_at_once() -> None:
         EnergyCallback(meter=["mock", MockMeter()])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="interval"):
         EnergyCallback(meter="mock", interval=0)
+    with pytest.raises(ConfigError, match="sync"):
+        EnergyCallback(meter="mock", sync="cuda")
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ConfigError, match="every_n_batches"):
             EnergyCallback(meter="mock", every_n_batches=bad)  # type: ignore[arg-type]

@@ -167,7 +167,8 @@ def epochs_scenario(package: str) -> dict[str, Any]:
     from greenprec.integrations.lightning import EnergyCallback
 
     pl = importlib.import_module(package)
-    energy = EnergyCallback(**MOCK)
+    syncs: list[None] = []
+    energy = EnergyCallback(**MOCK, sync=lambda: syncs.append(None))
     logger = memory_logger(pl)
     fit = trainer(pl, [energy], logger)
     fit.fit(tiny_module(pl), *loaders())
@@ -179,6 +180,7 @@ def epochs_scenario(package: str) -> dict[str, Any]:
         "callback_metric": float(fit.callback_metrics["energy_j"]),
         "whole": {"energy_j": whole.energy_j, "duration_s": whole.duration_s, "meter": whole.meter},
         "outside_epochs_j": energy.outside_epochs_j,
+        "syncs": len(syncs),
         "samplers": samplers(),
     }
 
@@ -262,6 +264,7 @@ def test_epochs_reach_the_logger_and_add_up_to_the_fit(found: dict[str, Any]) ->
     assert fit["outside_epochs_j"] == pytest.approx(POWER_W * outside_s, rel=1e-6, abs=1e-9)
     # The sanity-check batches come before the first epoch: in the fit, in no epoch.
     assert SANITY_BATCHES * SLEEP_S <= outside_s < SANITY_BATCHES * SLEEP_S + OVERHEAD_S
+    assert fit["syncs"] == 2 * (1 + len(epochs))  # both edges of the fit and of each epoch
     assert fit["samplers"] == 0
 
 

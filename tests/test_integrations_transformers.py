@@ -139,7 +139,8 @@ def train_scenario(out: str) -> dict[str, Any]:
 
     from greenprec.integrations.transformers import EnergyCallback
 
-    energy = EnergyCallback(**MOCK)
+    syncs: list[None] = []
+    energy = EnergyCallback(**MOCK, sync=lambda: syncs.append(None))
     trainer = tiny_trainer(out, [energy])
     trainer.train()
     whole = energy.measurement
@@ -148,6 +149,7 @@ def train_scenario(out: str) -> dict[str, Any]:
         "history": trainer.state.log_history,
         "intervals": [asdict(interval) for interval in energy.intervals],
         "whole": {"energy_j": whole.energy_j, "duration_s": whole.duration_s, "meter": whole.meter},
+        "syncs": len(syncs),
         "samplers": samplers(),
     }
 
@@ -239,6 +241,8 @@ def test_every_log_has_the_energy_since_the_previous_one(found: dict[str, Any]) 
     # and starts and what follows the last log, and never overlap (their sum stays below).
     missing_s = whole["duration_s"] - sum(i["duration_s"] for i in intervals)
     assert 0 <= missing_s < (len(history) + 1) * OVERHEAD_S
+    # Both edges of: the whole train, a window per log, and the one after the last log.
+    assert train["syncs"] == 2 * (1 + len(intervals) + 1)
     assert train["samplers"] == 0
 
 

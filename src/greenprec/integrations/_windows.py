@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from greenprec.errors import ConfigError
-from greenprec.measurement import Measurement
+from greenprec.measurement import Measurement, Sync
 from greenprec.meters.base import Meter
 
 MeterSpec: TypeAlias = "str | Sequence[str]"
@@ -108,6 +108,7 @@ class Windows:
         *,
         interval: float,
         meter_options: Mapping[str, Any] | None,
+        sync: Sync,
         spans: str,
     ) -> None:
         given = [meter] if isinstance(meter, (str, Meter)) else list(meter)
@@ -118,10 +119,12 @@ class Windows:
                 "meter by name (meter='rapl', options in meter_options=...), which gives every "
                 "window its own instance"
             )
-        # A bad interval fails here, where the callback is created, not at the first epoch.
-        Measurement(meter, interval=interval, meter_options=meter_options)
+        # A bad interval or sync fails here, where the callback is created, not at the first
+        # epoch.
+        Measurement(meter, interval=interval, meter_options=meter_options, sync=sync)
         self._meter = meter
         self._interval = interval
+        self._sync = sync
         self._meter_options = dict(meter_options or {})
         # What every window of the current run measures with: "auto" chosen once (_pin).
         self._run_meter: MeterSpec = meter
@@ -131,7 +134,10 @@ class Windows:
 
     def _new(self) -> Measurement:
         return Measurement(
-            self._run_meter, interval=self._interval, meter_options=self._run_options
+            self._run_meter,
+            interval=self._interval,
+            meter_options=self._run_options,
+            sync=self._sync,
         )
 
     def _pin(self) -> None:

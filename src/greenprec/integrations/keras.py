@@ -26,7 +26,7 @@ from greenprec.integrations._windows import (
     Windows,
     figures,
 )
-from greenprec.measurement import Measurement
+from greenprec.measurement import Measurement, Sync
 
 try:
     import keras
@@ -51,8 +51,10 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras h
     inside their epoch. The fit's energy is its own window's, never a sum of epochs; what no
     epoch holds (set-up before the first, callbacks between two) is :attr:`outside_epochs_j`.
 
-    ``meter``, ``meter_options`` and ``interval`` are :func:`greenprec.measure`'s. Overlapping
-    windows each need their own meter, so meters are given by name, not as instances.
+    ``meter``, ``meter_options``, ``interval`` and ``sync`` are :func:`greenprec.measure`'s
+    (``sync="auto"`` waits for the GPU at every window's edges, so an epoch holds its own GPU
+    work). Overlapping windows each need their own meter, so meters are given by name, not as
+    instances.
     """
 
     def __init__(
@@ -61,6 +63,8 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras h
         interval: float = 0.2,
         meter_options: Mapping[str, Any] | None = None,
         every_n_batches: int | None = None,
+        *,
+        sync: Sync = "auto",
     ) -> None:
         super().__init__()
         if every_n_batches is not None and (
@@ -74,7 +78,11 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras h
             )
         self.every_n_batches = every_n_batches
         self._windows = Windows(
-            meter, interval=interval, meter_options=meter_options, spans="epoch"
+            meter,
+            interval=interval,
+            meter_options=meter_options,
+            sync=sync,
+            spans="epoch",
         )
         self.measurement: Measurement | None = None
         """The whole latest fit; None until it has ended."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from greenprec.errors import ConfigError
 from greenprec.integrations._imports import missing_framework
 from greenprec.integrations._windows import EpochEnergy, MeterSpec, Windows, figures
-from greenprec.measurement import Measurement
+from greenprec.measurement import Measurement, Sync
 
 if TYPE_CHECKING:
     # Checked against `lightning`; `pytorch_lightning` has the same Callback.
@@ -60,8 +60,10 @@ class EnergyCallback(Callback):
     whole machine's, which a sum over the ranks of one machine would count several times.
     Loggers write rank 0's figures: its machine's energy, not a multi-node run's.
 
-    ``meter``, ``meter_options`` and ``interval`` are :func:`greenprec.measure`'s. Overlapping
-    windows each need their own meter, so meters are given by name, not as instances.
+    ``meter``, ``meter_options``, ``interval`` and ``sync`` are :func:`greenprec.measure`'s
+    (``sync="auto"`` waits for the GPU at every window's edges, so an epoch holds its own GPU
+    work). Overlapping windows each need their own meter, so meters are given by name, not as
+    instances.
     """
 
     def __init__(
@@ -69,10 +71,16 @@ class EnergyCallback(Callback):
         meter: MeterSpec = "auto",
         interval: float = 0.2,
         meter_options: Mapping[str, Any] | None = None,
+        *,
+        sync: Sync = "auto",
     ) -> None:
         super().__init__()
         self._windows = Windows(
-            meter, interval=interval, meter_options=meter_options, spans="epoch"
+            meter,
+            interval=interval,
+            meter_options=meter_options,
+            sync=sync,
+            spans="epoch",
         )
         self.measurement: Measurement | None = None
         """The whole latest fit; None until it has ended."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenprec.integrations._imports import missing_framework
 from greenprec.integrations._windows import LogEnergy, MeterSpec, Windows, figures
-from greenprec.measurement import Measurement
+from greenprec.measurement import Measurement, Sync
 
 try:
     from transformers import TrainerCallback
@@ -53,8 +53,10 @@ class EnergyCallback(TrainerCallback):
     and each log closes its window and opens the next. The stretch after the last log (saving,
     clean-up before ``on_train_end``) is in the whole train's energy and no log's.
 
-    ``meter``, ``meter_options`` and ``interval`` are :func:`greenprec.measure`'s. Overlapping
-    windows each need their own meter, so meters are given by name, not as instances.
+    ``meter``, ``meter_options``, ``interval`` and ``sync`` are :func:`greenprec.measure`'s
+    (``sync="auto"`` waits for the GPU at every window's edges, so an epoch holds its own GPU
+    work). Overlapping windows each need their own meter, so meters are given by name, not as
+    instances.
     """
 
     def __init__(
@@ -62,9 +64,17 @@ class EnergyCallback(TrainerCallback):
         meter: MeterSpec = "auto",
         interval: float = 0.2,
         meter_options: Mapping[str, Any] | None = None,
+        *,
+        sync: Sync = "auto",
     ) -> None:
         super().__init__()
-        self._windows = Windows(meter, interval=interval, meter_options=meter_options, spans="log")
+        self._windows = Windows(
+            meter,
+            interval=interval,
+            meter_options=meter_options,
+            sync=sync,
+            spans="log",
+        )
         self.measurement: Measurement | None = None
         """The whole latest train; None until it has ended."""
         self.intervals: list[LogEnergy] = []
