@@ -80,3 +80,14 @@ def hangs_with_a_helper(ctx: Any) -> dict[str, float]:
     with ctx.measured():
         time.sleep(1000)
     return {"test_accuracy": 0.5, "test_loss": 1.0}
+
+
+@workload(keras=False)
+def fails_with_brackets(ctx: Any) -> dict[str, float]:
+    """Fails in its mixed runs with an error holding square brackets (rich markup's syntax);
+    fp32 runs succeed, so a report can be written from the same folder."""
+    with ctx.measured():
+        time.sleep(0.02)
+    if ctx.policy != "fp32":
+        raise RuntimeError("missing [/data/cifar-10]")
+    return {"test_accuracy": 0.5 + (ctx.seed % 100) / 1000, "test_loss": 1.0}

@@ -2,11 +2,14 @@
 
 Library code raises :class:`greenprec.GreenprecError` with messages about data and settings;
 this package turns them into one line on stderr and an exit code (0 success, 1 failed runs or
-a failed measurement, 2 bad input, 130 interrupted), and is the only code that names a flag.
+a failed measurement, 2 bad input, 130 interrupted, 143 terminated), and is the only code that
+names a flag.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import warnings
 from typing import Annotated, Any
@@ -15,12 +18,13 @@ import typer
 
 from greenprec._version import __version__
 from greenprec.cli import compare, importing, measure, meters, report, runs, workloads
-from greenprec.cli._common import fail, parse_options, parse_params
+from greenprec.cli._common import FLAG, Group, fail, os_error_line, parse_options, parse_params
 from greenprec.errors import GreenprecError, GreenprecWarning, MeterError
 
 __all__ = ["app", "fail", "main", "parse_options", "parse_params"]
 
 app = typer.Typer(
+    cls=Group,
     name="greenprec",
     help="Measure what numerical precision costs in energy when you train neural networks.",
     no_args_is_help=True,
@@ -39,7 +43,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", metavar=FLAG, callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """Measure what numerical precision costs in energy when you train neural networks."""
@@ -91,6 +97,19 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("greenprec: interrupted", err=True)
         sys.exit(130)
+    except OSError as error:
+        if error.errno == errno.EPIPE:
+            # The reader went away (greenprec runs DIR | head): nothing to report; silence the
+            # flush at exit too, which would fail the same way.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, as a shell reports it
+        # A file or folder a command did not expect to fail on (each command turns the ones it
+        # expects into a line of its own): still one line, not a traceback.
+        typer.echo(
+            f"greenprec: error: {os_error_line(error, 'check that path and its permissions')}",
+            err=True,
+        )
+        sys.exit(2)
     except Exception as error:
         # Usage errors from the (vendored) click layer: duck-typed so any typer version works.
         exit_code = getattr(error, "exit_code", None)

@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperOption
 
 from greenprec.cli._common import (
+    FLAG,
+    Command,
     MeterOption,
     OptionOption,
     fail,
+    folder_problem,
     make_console,
+    os_error_line,
     parse_options,
     parse_params,
 )
@@ -25,75 +30,130 @@ def compare_command(
     policies: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Precision policies to compare: fp32, mixed, bf16.", show_default=False
+            metavar="POLICY",
+            help="Precision policies to compare: fp32, mixed, bf16.",
+            show_default=False,
         ),
     ] = None,
     workload: Annotated[
-        str | None, typer.Option(help="Workload name or module.path:function.")
+        str | None,
+        typer.Option(metavar="NAME", help="Workload name or module.path:function."),
     ] = None,
-    runs: Annotated[int | None, typer.Option(help="Runs per policy.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Experiment seed (schedule and runs).")] = None,
+    runs: Annotated[int | None, typer.Option(metavar="N", help="Runs per policy.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Experiment seed (schedule and runs).")
+    ] = None,
     warmup: Annotated[
-        float | None, typer.Option(help="CPU warm-up before the first run, seconds.")
+        float | None,
+        typer.Option(metavar="S", help="CPU warm-up before the first run, seconds."),
     ] = None,
-    cooldown: Annotated[float | None, typer.Option(help="Rest between runs, seconds.")] = None,
+    cooldown: Annotated[
+        float | None, typer.Option(metavar="S", help="Rest between runs, seconds.")
+    ] = None,
     baseline: Annotated[
-        float | None, typer.Option(help="Measure idle power this long first, seconds.")
+        float | None,
+        typer.Option(metavar="S", help="Measure idle power this long first, seconds."),
     ] = None,
     meter: MeterOption = None,
     option: OptionOption = None,
-    interval: Annotated[float | None, typer.Option(help="Sampling interval, seconds.")] = None,
+    interval: Annotated[
+        float | None, typer.Option(metavar="S", help="Sampling interval, seconds.")
+    ] = None,
     run_timeout: Annotated[
         float | None,
         typer.Option(
+            metavar="S",
             help="Stop a run still going after this many seconds (recorded as failed: timed "
-            "out). Default: the workload's own generous limit (digits-cnn 1800 s)."
+            "out). Default: the workload's own generous limit (digits-cnn 1800 s).",
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Results folder (default: greenprec-results/<time>).")
+        Path | None,
+        typer.Option(metavar="DIR", help="Results folder (default: greenprec-results/DATE-TIME)."),
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the experiment in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            metavar=FLAG,
+            help="Continue the experiment in --out with its own settings (other flags may "
+            "stay if they match them).",
+        ),
+    ] = False,
     retry_failed: Annotated[
-        bool, typer.Option(help="With --resume, also run failed runs again.")
+        bool,
+        typer.Option(
+            "--retry-failed", metavar=FLAG, help="With --resume, also run failed runs again."
+        ),
     ] = False,
     no_shuffle: Annotated[
-        bool, typer.Option("--no-shuffle", help="Run in policy order, not seeded random order.")
+        bool,
+        typer.Option(
+            "--no-shuffle", metavar=FLAG, help="Run in policy order, not seeded random order."
+        ),
     ] = False,
     isolation: Annotated[
-        str | None, typer.Option(help="process (a fresh Python per run) or inline.")
+        str | None,
+        typer.Option(metavar="process|inline", help="process (a fresh Python per run) or inline."),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Workload epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Workload batch size.")] = None,
-    data: Annotated[str | None, typer.Option(help="Workload data path (e.g. CIFAR-10).")] = None,
+    epochs: Annotated[int | None, typer.Option(metavar="N", help="Workload epochs.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(metavar="N", help="Workload batch size.")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(metavar="PATH", help="Workload data path (e.g. CIFAR-10).")
+    ] = None,
     param: Annotated[
-        list[str] | None, typer.Option(help="Workload parameter KEY=VALUE (repeatable).")
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="Workload parameter (repeatable)."),
     ] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML file with the same fields.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="TOML file with the same fields.")
+    ] = None,
     quick: Annotated[
-        bool, typer.Option(help="digits-cnn, 3 runs per policy, no warm-up: about a minute.")
+        bool,
+        typer.Option(
+            "--quick", metavar=FLAG, help="The quick preset (--protocol quick): see below."
+        ),
     ] = False,
     protocol: Annotated[
-        str | None, typer.Option(help="paper: the published study's settings.")
+        str | None,
+        # The names and values come from PRESETS when help is shown (_CompareCommand).
+        typer.Option(metavar="NAME", help="A preset: see below."),
     ] = None,
     deterministic: Annotated[
-        bool | None, typer.Option("--deterministic", help="Enable TensorFlow op determinism.")
+        bool | None,
+        typer.Option("--deterministic", metavar=FLAG, help="Enable TensorFlow op determinism."),
     ] = None,
     fail_fast: Annotated[
-        bool | None, typer.Option("--fail-fast", help="Stop at the first failed run.")
+        bool | None,
+        typer.Option("--fail-fast", metavar=FLAG, help="Stop at the first failed run."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", metavar=FLAG, help="Print only the summary.")
+    ] = False,
     jsonl: Annotated[
-        bool, typer.Option("--jsonl", help="Progress as JSON lines on stdout.")
+        bool,
+        typer.Option("--jsonl", metavar=FLAG, help="Progress as JSON lines on stdout."),
     ] = False,
 ) -> None:
     """Run the experiment protocol: seeded schedule, warm-up, cool-downs, every run measured."""
-    from greenprec.experiment.config import load_config
+    from greenprec.experiment.config import PRESETS, load_config
     from greenprec.experiment.runner import ExperimentFailed, Terminated, run_experiment
-    from greenprec.results import ExperimentExists
+    from greenprec.results import ExperimentExists, ResultsStore
 
-    if quick and protocol:
-        fail("--quick and --protocol are alternatives; give one")
+    if retry_failed and not resume:
+        fail(
+            "--retry-failed runs the failed runs of an existing experiment again; write "
+            "--resume --retry-failed --out DIR"
+        )
+    if quick and protocol is not None and protocol != "quick":
+        if protocol not in PRESETS:
+            fail(f"--protocol: unknown protocol {protocol!r}; choose one of {', '.join(PRESETS)}")
+        fail(
+            f"--quick and --protocol {protocol} are alternatives (--quick is --protocol quick); "
+            "give one"
+        )
     if resume and out is None:
         fail("--resume needs --out DIR, the folder of the experiment to continue")
     if not resume and not policies and config is None:
@@ -120,15 +180,26 @@ def compare_command(
         "deterministic": deterministic,
         "fail_fast": fail_fast,
     }
+    if out is None:
+        out = Path("greenprec-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    # Checked before the settings (which may probe meters and data) and long before the first
+    # file is written: a folder that cannot be written should not cost a warm-up.
+    problem = folder_problem(out, create=not resume)
+    if problem is not None:
+        if not resume:
+            fix = "choose another --out"
+        elif out.is_dir():
+            fix = f"make it writable (chmod -R u+w {out}), or copy it (cp -r) and resume the copy"
+        else:
+            fix = "give the folder of the experiment to continue"
+        fail(f"--out: {problem}; {fix}")
     experiment_config = None
     if not resume:
         experiment_config = load_config(overrides, config)
-    elif any(value is not None for key, value in overrides.items()) or config is not None:
-        fail("--resume continues with the folder's own settings; give only --out (and --quiet)")
-    if out is None:
-        out = Path("greenprec-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    elif any(value is not None for value in overrides.values()) or config is not None:
+        _check_same_settings(ResultsStore(out), overrides, config)
     reporter = _reporter(quiet=quiet, jsonl=jsonl)
-    previous = _terminate_like_ctrl_c()
+    previous = terminate_like_ctrl_c()
     try:
         store, records = run_experiment(
             experiment_config, out, resume=resume, retry_failed=retry_failed, reporter=reporter
@@ -140,6 +211,14 @@ def compare_command(
             f"{error}; fix it, then continue with --resume --retry-failed --out {error.folder}",
             code=1,
         )
+    except OSError as error:
+        # A file that cannot be written (a read-only or full disk, a folder where a file
+        # belongs): every write is atomic, so what was recorded is whole.
+        if ResultsStore(out).exists():
+            fix = f"fix that, then continue with greenprec compare --resume --out {out}"
+        else:
+            fix = "choose another --out"
+        fail(os_error_line(error, fix))
     except (KeyboardInterrupt, Terminated) as stop:
         by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
         typer.echo(
@@ -159,15 +238,100 @@ def compare_command(
         _summarise(store.path, rows)
     failed = [row for row in rows if row["status"] != "done"]
     if failed:
+        # --resume alone leaves failed runs as they are: say so, or "6 runs failed" after a
+        # resume that ran nothing reads as if they had been tried again.
+        not_retried = (
+            " (--resume alone does not run failed runs again)"
+            if resume and not retry_failed
+            else ""
+        )
         typer.echo(
-            f"greenprec: {len(failed)} run(s) failed; see runs.csv and logs/ in {store.path}; "
-            f"run them again with --resume --retry-failed --out {store.path}",
+            f"greenprec: {len(failed)} run(s) failed{not_retried}; see runs.csv and logs/ in "
+            f"{store.path}; run them again with --resume --retry-failed --out {store.path}",
             err=True,
         )
         raise typer.Exit(1)
 
 
-def _terminate_like_ctrl_c() -> Any:
+# The flag of each setting, to name a difference the way the user wrote it.
+_SETTING_FLAGS = {
+    "policies": "POLICY...",
+    "protocol": "--protocol/--quick",
+    "workload": "--workload",
+    "runs": "--runs",
+    "seed": "--seed",
+    "warmup_s": "--warmup",
+    "cooldown_s": "--cooldown",
+    "baseline_s": "--baseline",
+    "meters": "--meter",
+    "interval_s": "--interval",
+    "run_timeout_s": "--run-timeout",
+    "shuffle": "--no-shuffle",
+    "isolation": "--isolation",
+    "deterministic": "--deterministic",
+    "fail_fast": "--fail-fast",
+}
+
+
+def _check_same_settings(store: Any, overrides: dict[str, Any], config: Path | None) -> None:
+    """--resume with more than --out (the original command, --resume appended): go on when
+    everything given matches the folder's settings; otherwise name each difference."""
+    from greenprec.experiment.config import differences
+    from greenprec.experiment.runner import resumable_config
+
+    if not store.exists():
+        return  # the runner says there is nothing to resume
+    found = differences(resumable_config(store), overrides, config)
+    if not found:
+        return
+    listed = "; ".join(f"{item} ({_flag_of(item.setting)})" for item in found)
+    fail(
+        f"--resume continues {store.path} with its own settings, and these differ: "
+        f"{listed}. Drop those flags (matching ones may stay), or start a new experiment with "
+        "another --out"
+    )
+
+
+def _flag_of(setting: str) -> str:
+    table, _, key = setting.partition(".")
+    if table == "meter_options":
+        return "-o"
+    if table == "params":
+        return (
+            f"--{key.replace('_', '-')}" if key in {"epochs", "batch_size", "data"} else "--param"
+        )
+    return _SETTING_FLAGS.get(setting, setting)
+
+
+class _CompareCommand(Command):
+    """compare's help shows each preset's values and the --protocol names, read from PRESETS
+    when help is asked for (not at every start: the config module is not light to import)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from greenprec.experiment.config import PRESETS
+
+        names = ", ".join(PRESETS)
+        for param in self.params:
+            if param.name == "protocol" and isinstance(param, TyperOption):
+                param.help = f"A preset: {names} (default: default). Values below."
+        self.epilog = "\n\n".join(
+            ["Presets (--protocol NAME; --quick is --protocol quick):"]
+            + [f"{name}: {_preset_text(values)}" for name, values in PRESETS.items()]
+        )
+        super().format_help(ctx, formatter)
+
+
+def _preset_text(values: dict[str, Any]) -> str:
+    params = values.get("params") or {}
+    extras = "".join(f", {key} {value}" for key, value in params.items())
+    warmup = f"warm-up {values['warmup_s']:g} s" if values["warmup_s"] else "no warm-up"
+    return (
+        f"{values['runs']} runs per policy, {warmup}, cool-down {values['cooldown_s']:g} s, "
+        f"workload {values['workload']}{extras}, seed {values['seed']}"
+    )
+
+
+def terminate_like_ctrl_c() -> Any:
     """SIGTERM (what Slurm, systemd and ``timeout`` send) stops the experiment as Ctrl-C does;
     returns the handler it replaced (None where signals cannot be set: not the main thread)."""
 
@@ -211,4 +375,4 @@ def _reporter(*, quiet: bool, jsonl: bool) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compare")(compare_command)
+    app.command("compare", cls=_CompareCommand)(compare_command)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from greenprec.cli._common import Command, Group, fail, folder_problem, make_console, os_error_line
+
 
 def import_energibridge_command(
     group: Annotated[
@@ -14,6 +16,7 @@ def import_energibridge_command(
         typer.Option(
             "--group",
             "-g",
+            metavar="NAME=GLOB",
             help="NAME=GLOB: the EnergiBridge CSVs of one policy (repeatable; the first is "
             "the baseline). Quote the glob.",
             show_default=False,
@@ -21,12 +24,15 @@ def import_energibridge_command(
     ],
     out: Annotated[
         Path,
-        typer.Option("--out", help="The results folder to create.", show_default=False),
+        typer.Option(
+            "--out", metavar="DIR", help="The results folder to create.", show_default=False
+        ),
     ],
     metrics: Annotated[
         str | None,
         typer.Option(
             "--metrics",
+            metavar="GLOB",
             help="GLOB of CSVs with a run_id column (test_accuracy, test_loss, ...), joined to "
             "the run whose id equals run_id or ends in _<run_id> or -<run_id>.",
         ),
@@ -35,6 +41,7 @@ def import_energibridge_command(
         list[str] | None,
         typer.Option(
             "--counter-range-j",
+            metavar="J|COLUMN=J",
             help="Wrap range of the energy counters in J: one number for all, or COLUMN=J for "
             "one column (repeatable), e.g. --counter-range-j 'PACKAGE_ENERGY (J)=262144'. "
             "Default: inferred at each drop (the smallest power of two above the values "
@@ -48,6 +55,7 @@ def import_energibridge_command(
         str | None,
         typer.Option(
             "--separator",
+            metavar="SEP",
             help="Column separator of the CSVs (',', ';' or 'tab'); default: detected from "
             "each file's header.",
             show_default=False,
@@ -55,34 +63,43 @@ def import_energibridge_command(
     ] = None,
 ) -> None:
     """Turn EnergiBridge CSVs into a greenprec results folder: one run per file."""
-    from rich.console import Console
-    from rich.markup import escape
+    from rich.text import Text
 
     from greenprec.cli.tables import summary_table
     from greenprec.formats.energibridge_csv import parse_counter_ranges
     from greenprec.importers.energibridge import import_energibridge
     from greenprec.results import record_row
 
-    result = import_energibridge(
-        group,
-        out,
-        metrics=metrics,
-        counter_range_j=parse_counter_ranges(counter_range_j or []),
-        separator=separator,
-    )
-    console = Console(highlight=False)
+    # Checked before the files are read: a read-only parent, or --out below a file, would
+    # otherwise be found only after every CSV was parsed.
+    problem = folder_problem(out, create=True)
+    if problem is not None:
+        fail(f"--out: {problem}; choose another --out")
+    try:
+        result = import_energibridge(
+            group,
+            out,
+            metrics=metrics,
+            counter_range_j=parse_counter_ranges(counter_range_j or []),
+            separator=separator,
+        )
+    except OSError as error:
+        # The import is staged beside --out and moved in whole: nothing half-written stays.
+        fail(os_error_line(error, "choose another --out, or check the files' permissions"))
+    console = make_console()
     rows = [record_row(run) for run in result.runs]
     console.print(summary_table(rows, title=f"imported into {result.store.path}"))
     for line in result.warnings:
-        # Escaped: file paths and column names may hold brackets that rich reads as markup.
-        console.print(f"[yellow]warning:[/] {escape(line)}", markup=True)
-    console.print(f"next: greenprec report {result.store.path}", markup=False)
+        # Markup is off: file paths and column names may hold brackets.
+        console.print(Text.assemble(("warning:", "yellow"), " ", line))
+    console.print(f"next: greenprec report {result.store.path}")
 
 
 def register(app: typer.Typer) -> None:
     import_app = typer.Typer(
+        cls=Group,
         help="Turn other tools' recordings into a greenprec results folder.",
         no_args_is_help=True,
     )
-    import_app.command("energibridge")(import_energibridge_command)
+    import_app.command("energibridge", cls=Command)(import_energibridge_command)
     app.add_typer(import_app, name="import")

@@ -8,13 +8,23 @@ from typing import Annotated, Any
 
 import typer
 
-from greenprec.cli._common import OptionOption, make_console, parse_options
+from greenprec.cli._common import (
+    FLAG,
+    Command,
+    OptionOption,
+    add_column,
+    make_console,
+    make_table,
+    parse_options,
+)
 from greenprec.errors import ConfigError
 
 
 def meters_command(
     option: OptionOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of a table.")
+    ] = False,
 ) -> None:
     """List every registered meter: available here or not (and why), measured or estimated."""
     from greenprec.meters.base import Probe
@@ -43,15 +53,17 @@ def meters_command(
     if as_json:
         typer.echo(json.dumps({"meters": rows, "plugin_errors": plugin_errors}, indent=2))
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="greenprec meters")
+    # Markup off, and every column folds rather than cuts: a reason is an install hint
+    # ("pip install 'greenprec[nvidia]'") that must print whole, brackets included.
+    table = make_table("greenprec meters")
     for column in ("meter", "available", "kind", "in auto", "domains here", "reason / notes"):
-        table.add_column(column)
+        add_column(table, column)
     for row in rows:
         table.add_row(
             row["name"],
-            "[green]yes[/]" if row["available"] else "[red]no[/]",
+            Text("yes", style="green") if row["available"] else Text("no", style="red"),
             row["kind"],
             "yes" if row["auto"] else "no",
             ", ".join(row["domains"]),
@@ -60,8 +72,8 @@ def meters_command(
     console = make_console()
     console.print(table)
     for plugin, problem in plugin_errors.items():
-        console.print(f"[yellow]plugin {plugin!r} {problem}[/]")
+        console.print(Text(f"plugin {plugin!r} {problem}", style="yellow"))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("meters")(meters_command)
+    app.command("meters", cls=Command)(meters_command)

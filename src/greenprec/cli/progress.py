@@ -69,14 +69,15 @@ class RichReporter(Reporter):
             TimeRemainingColumn,
         )
 
-        self.console = Console(stderr=True, highlight=False)
+        # Markup off everywhere: run ids, policies ("[mixed]") and errors are not rich markup.
+        self.console = Console(stderr=True, highlight=False, markup=False)
         self.progress = Progress(
-            TextColumn("{task.fields[phase]:<10}"),
+            TextColumn("{task.fields[phase]:<10}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[run]}"),
+            TextColumn("{task.fields[run]}", markup=False),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
+            TextColumn("ETA", markup=False),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
@@ -84,7 +85,7 @@ class RichReporter(Reporter):
         self.task: Any = None
 
     def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
-        self.console.print(started_line(total, done, folder, failed), markup=False)
+        self.console.print(started_line(total, done, folder, failed))
         self.progress.start()
         self.task = self.progress.add_task("runs", total=total, completed=done, phase="", run="")
 
@@ -95,12 +96,13 @@ class RichReporter(Reporter):
         self.progress.update(self.task, phase=name, run=run)
 
     def run_finished(self, row: Row) -> None:
+        from rich.text import Text
+
         self.progress.advance(self.task)
-        style = "" if row["status"] == "done" else "[red]"
-        self.console.print(f"{style}{run_summary(row)}", markup=bool(style))
+        self.console.print(Text(run_summary(row), style="" if row["status"] == "done" else "red"))
 
     def message(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(text)
 
     def finished(self, rows: list[Row]) -> None:
         self.close()
@@ -109,14 +111,43 @@ class RichReporter(Reporter):
         self.progress.stop()
 
 
+def phase_line(name: str, row: Row | None, seconds: float | None, run: int, total: int) -> str:
+    """One line as a phase starts, for output that is not a terminal (a log, CI, Slurm's output
+    file): without it a 60 s warm-up is a minute of silence that looks like a hang."""
+    if name == "training" and row is not None:
+        return f"run {run} of {total}: {row['run_id']} [{row['policy']}] training"
+    what = {
+        "warm-up": "warm-up (all cores busy)",
+        "baseline": "baseline (idle power)",
+        "cool-down": "cool-down",
+    }.get(name, name)
+    length = f" for {seconds:g} s" if seconds else ""
+    before = f" before {row['run_id']} [{row['policy']}]" if row is not None else ""
+    return f"{what}{length}{before}"
+
+
 class PlainReporter(Reporter):
-    """Summary lines only, on stderr: for logs and terminals without a live display."""
+    """Plain lines on stderr, for logs and terminals without a live display: the opening line,
+    one line as each phase starts (with its length), one line per finished run."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.run = 0
+
+    def _print(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
 
     def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
-        print(started_line(total, done, folder, failed), file=sys.stderr)
+        self.total, self.run = total, done + failed
+        self._print(started_line(total, done, folder, failed))
+
+    def phase(self, name: str, row: Row | None = None, seconds: float | None = None) -> None:
+        if name == "training":
+            self.run += 1
+        self._print(phase_line(name, row, seconds, self.run, self.total))
 
     def run_finished(self, row: Row) -> None:
-        print(run_summary(row), file=sys.stderr, flush=True)
+        self._print(run_summary(row))
 
     def message(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        self._print(text)

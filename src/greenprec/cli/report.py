@@ -7,27 +7,44 @@ from typing import Annotated
 
 import typer
 
+from greenprec.cli._common import FLAG, Command, folder_problem, make_console, os_error_line
+from greenprec.errors import ConfigError
+
 
 def report_command(
     folder: Annotated[
-        Path, typer.Argument(help="A results folder (greenprec compare --out, or an import).")
+        Path,
+        typer.Argument(
+            metavar="DIR", help="A results folder (greenprec compare --out, or an import)."
+        ),
     ],
     no_outliers: Annotated[
         bool,
         typer.Option(
-            "--no-outliers", help="Keep the runs the study's |z| > 3 energy rule would remove."
+            "--no-outliers",
+            metavar=FLAG,
+            help="Keep the runs the study's |z| > 3 energy rule would remove.",
         ),
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only the paths written.")
+        bool, typer.Option("--quiet", "-q", metavar=FLAG, help="Print only the paths written.")
     ] = False,
 ) -> None:
-    """Write stats.json, report.md, report.html and figures/ into FOLDER; print the summary."""
-    from rich.console import Console
+    """Write stats.json, report.md, report.html and figures/ into DIR; print the summary."""
+    from rich.text import Text
 
     from greenprec.report.build import build_report
 
-    report = build_report(folder, outliers=not no_outliers)
+    problem = folder_problem(folder, create=False) if folder.is_dir() else None
+    if problem is not None:
+        # Before the analysis, not after it: the report is written into FOLDER itself.
+        raise ConfigError(f"{problem}; the report is written into the folder: {_WRITABLE_FIX}")
+    try:
+        report = build_report(folder, outliers=not no_outliers)
+    except OSError as error:
+        # A file of the folder that cannot be read (a folder where a samples file belongs) or
+        # written: one line, and a ConfigError, so that compare's summary can carry on.
+        raise ConfigError(os_error_line(error, _WRITABLE_FIX)) from None
     # Every run (or value) the analysis left out is named on stderr too, also with --quiet:
     # a figure computed from fewer runs than the folder holds must never go unnoticed.
     whole = [e for e in report.excluded if e.column is None]
@@ -45,22 +62,26 @@ def report_command(
         )
         for entry in report.excluded:
             typer.echo(f"greenprec:   {entry.text()}", err=True)
-    console = Console(highlight=False)
+    # Markup off: policies, folder names and install hints ('greenprec[nvidia]') print as
+    # they are; greenprec's own emphasis is a Text style.
+    console = make_console()
     if not quiet:
         console.print(report.summary_table())
         for line in report.stats["verdict"]:
-            console.print(f"[bold]{line}[/]", markup=True)
+            console.print(Text(line, style="bold"))
         for line in report.warnings:
-            console.print(f"[yellow]warning:[/] {line}", markup=True)
-    console.print(f"wrote {report.html_path}", markup=False)
-    console.print(f"wrote {report.markdown_path}", markup=False)
-    console.print(f"wrote {report.stats_path}", markup=False)
+            console.print(Text.assemble(("warning:", "yellow"), " ", line))
+    console.print(f"wrote {report.html_path}")
+    console.print(f"wrote {report.markdown_path}")
+    console.print(f"wrote {report.stats_path}")
     if report.figures:
         console.print(
-            f"wrote {len(report.figures)} figures (PNG and SVG) to {report.folder / 'figures'}",
-            markup=False,
+            f"wrote {len(report.figures)} figures (PNG and SVG) to {report.folder / 'figures'}"
         )
 
 
+_WRITABLE_FIX = "make the folder writable (chmod -R u+w), or copy it (cp -r) and report on the copy"
+
+
 def register(app: typer.Typer) -> None:
-    app.command("report")(report_command)
+    app.command("report", cls=Command)(report_command)

@@ -8,18 +8,26 @@ from typing import Annotated
 
 import typer
 
-from greenprec.cli._common import make_console
+from greenprec.cli._common import FLAG, Command, make_console, os_error_line
+from greenprec.errors import ConfigError
 
 
 def runs_command(
-    folder: Annotated[Path, typer.Argument(help="A results folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print runs as JSON.")] = False,
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A results folder.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar=FLAG, help="Print runs as JSON.")
+    ] = False,
 ) -> None:
     """Print the runs table of a results folder: status, energy, duration, accuracy."""
     from greenprec.cli.tables import runs_table, summary_table
     from greenprec.results import ResultsStore, record_row
 
-    snapshot = ResultsStore(folder).load()
+    try:
+        snapshot = ResultsStore(folder).load()
+    except OSError as error:
+        raise ConfigError(
+            os_error_line(error, "check the folder's permissions (greenprec runs only reads)")
+        ) from None
     rows = [record_row(run) for run in snapshot.runs]
     for problem in snapshot.problems:
         typer.echo(f"greenprec: warning: {problem}", err=True)
@@ -32,4 +40,4 @@ def runs_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("runs")(runs_command)
+    app.command("runs", cls=Command)(runs_command)

@@ -1,4 +1,7 @@
-"""Terminal tables of a results folder's runs (rich)."""
+"""Terminal tables of a results folder's runs (rich).
+
+Every value is printed as it is (no rich markup: an error may hold "[/data/cifar-10]") and
+whole (columns fold instead of cutting; see :func:`greenprec.cli._common.add_column`)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
+
+from greenprec.cli._common import add_column, make_table
 
 Row = dict[str, Any]
 
@@ -25,23 +30,23 @@ def _mean_sd(values: Sequence[float], digits: int) -> str:
 
 
 def runs_table(rows: Sequence[Row], title: str | None = None) -> Any:
-    from rich.table import Table
+    from rich.text import Text
 
     estimated = any(row.get("estimated") for row in rows)
     label = " (estimated)" if estimated else ""
-    table = Table(title=title)
+    table = make_table(title)
     for column in ("order", "run_id", "policy", "status"):
-        table.add_column(column)
+        add_column(table, column)
     for column in (f"energy_j{label}", "duration_s", "test_accuracy"):
-        table.add_column(column, justify="right")
-    table.add_column("error")
+        add_column(table, column, right=True)
+    add_column(table, "error")
     for row in sorted(rows, key=lambda r: r.get("order") or 0):
         colour = {"done": "green", "failed": "red", "running": "yellow"}.get(row["status"], "")
         table.add_row(
             str(row.get("order", "")),
-            row["run_id"],
-            row["policy"],
-            f"[{colour}]{row['status']}[/]" if colour else row["status"],
+            str(row["run_id"]),
+            str(row["policy"]),
+            Text(str(row["status"]), style=colour),
             _number(row.get("energy_j"), 2),
             _number(row.get("duration_s"), 2),
             _number(row.get("test_accuracy"), 4),
@@ -52,18 +57,19 @@ def runs_table(rows: Sequence[Row], title: str | None = None) -> Any:
 
 def summary_table(rows: Sequence[Row], title: str | None = None) -> Any:
     """Per policy: runs done/failed, energy, duration, mean power, accuracy (mean ± sd)."""
-    from rich.table import Table
-
     estimated = any(row.get("estimated") for row in rows)
     label = " (estimated)" if estimated else ""
-    table = Table(title=title)
-    table.add_column("policy")
-    table.add_column("done", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column(f"energy_j{label}", justify="right")
-    table.add_column("duration_s", justify="right")
-    table.add_column(f"mean_power_w{label}", justify="right")
-    table.add_column("test_accuracy", justify="right")
+    table = make_table(title)
+    add_column(table, "policy")
+    for column in (
+        "done",
+        "failed",
+        f"energy_j{label}",
+        "duration_s",
+        f"mean_power_w{label}",
+        "test_accuracy",
+    ):
+        add_column(table, column, right=True)
     policies = list(dict.fromkeys(row["policy"] for row in rows))
     for policy in policies:
         group = [row for row in rows if row["policy"] == policy]
@@ -73,7 +79,7 @@ def summary_table(rows: Sequence[Row], title: str | None = None) -> Any:
             return [float(row[key]) for row in done if isinstance(row.get(key), (int, float))]
 
         table.add_row(
-            policy,
+            str(policy),
             str(len(done)),
             str(sum(row["status"] == "failed" for row in group)),
             _mean_sd(values("energy_j"), 2),
@@ -81,4 +87,21 @@ def summary_table(rows: Sequence[Row], title: str | None = None) -> Any:
             _mean_sd(values("mean_power_w"), 2),
             _mean_sd(values("test_accuracy"), 4),
         )
+    return table
+
+
+def text_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: frozenset[int] = frozenset(),
+    title: str | None = None,
+    caption: str | None = None,
+) -> Any:
+    """A table of plain text cells (the report's summary): nothing read as markup, nothing cut."""
+    table = make_table(title, caption)
+    for index, header in enumerate(headers):
+        add_column(table, header, right=index in right)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
     return table

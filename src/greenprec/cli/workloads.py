@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from greenprec.cli._common import make_console
+from greenprec.cli._common import FLAG, Command, add_column, make_console, make_table
 
 
 def workloads_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of a table.")
+    ] = False,
 ) -> None:
     """List the workloads compare can train: built-in and from plugins."""
     from greenprec.workloads import available_workloads, workload_errors
@@ -24,19 +26,19 @@ def workloads_command(
         ]
         typer.echo(json.dumps({"workloads": rows, "errors": workload_errors}, indent=2))
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="greenprec workloads")
+    table = make_table("greenprec workloads")
     for column in ("workload", "source", "description"):
-        table.add_column(column)
+        add_column(table, column)
     for info in workloads.values():
         table.add_row(info.name, info.source, info.description)
     console = make_console()
     console.print(table)
     console.print("Any module.path:function taking a context also works: --workload pkg.mod:fn")
     for source, problem in workload_errors.items():
-        console.print(f"[yellow]workload {source!r} {problem}[/]")
+        console.print(Text(f"workload {source!r} {problem}", style="yellow"))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("workloads")(workloads_command)
+    app.command("workloads", cls=Command)(workloads_command)

@@ -357,23 +357,31 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
         else:
             problems.extend(
                 f"meter_options: {line}"
-                for line in unused_meter_options(options, [m.name for m in chosen])
+                for line in unused_meter_options(
+                    options, [m.name for m in chosen], auto=meters == ["auto"]
+                )
             )
     return problems
 
 
-def unused_meter_options(options: Mapping[str, Any], used: Sequence[str]) -> list[str]:
+def unused_meter_options(
+    options: Mapping[str, Any], used: Sequence[str], *, auto: bool = False
+) -> list[str]:
     """The options aimed at one meter (``rapl.root``) that reach none of the meters ``used``,
     one line each: meters skip options scoped to others, so a misspelt meter name, or an option
     for a meter that is not measuring, would otherwise be dropped without a word. (A plain key
-    goes to whichever meters take it; a lone meter refuses one it does not take.)"""
+    goes to whichever meters take it; a lone meter refuses one it does not take.)
+
+    With ``auto``, an option for a meter that ``auto`` tries is accepted even when that meter
+    turned out unavailable: auto measures with what works, and says what did not.
+    """
     from greenprec.meters.registry import meter_classes
 
     known = meter_classes()
     problems = []
     for key in options:
         meter, dot, _ = key.partition(".")
-        if not dot or meter in used:
+        if not dot or meter in used or (auto and meter in known and known[meter].auto):
             continue
         if meter not in known:
             problems.append(
