@@ -10,6 +10,15 @@ import pytest
 
 from greenprec import plugins
 
+# torch's compiler stack (torch._dynamo, which imports triton) segfaults when it is first
+# imported in a process that has already imported TensorFlow (tensorflow-cpu 2.21, torch 2.14,
+# triton 3.8). The suite imports both; importing the compiler first keeps either order safe.
+# Only where torch is installed, and never inside greenprec itself.
+try:
+    import torch._dynamo  # noqa: F401
+except ImportError:
+    pass
+
 
 @pytest.fixture(autouse=True)
 def fresh_plugin_manager() -> Iterator[None]:
