@@ -45,8 +45,17 @@ def make_figures(
     """Draw every figure the data allows; the others get a reason instead."""
     import matplotlib
 
-    # Fixed SVG ids and no timestamps: the same data gives byte-identical files.
-    rc: Any = {"svg.hashsalt": "greenprec", "font.size": 11, "axes.titlesize": 12.5}
+    # Fixed SVG ids and no timestamps: the same data gives byte-identical files. Policy names
+    # are the user's text: matplotlib would parse "$...$" in them as mathtext (a policy named
+    # "$\frac{$" raised ValueError and no figure was drawn) or hand them to LaTeX with usetex
+    # on in a matplotlibrc; every label is drawn as the characters it holds.
+    rc: Any = {
+        "svg.hashsalt": "greenprec",
+        "font.size": 11,
+        "axes.titlesize": 12.5,
+        "text.parse_math": False,
+        "text.usetex": False,
+    }
     figures: list[FigureFile] = []
     skipped: dict[str, str] = {}
     label = " (estimated)" if prepared.data.estimated else ""

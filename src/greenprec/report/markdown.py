@@ -1,14 +1,48 @@
-"""report.md: the report as Markdown, figures linked from figures/."""
+"""report.md: the report as Markdown, figures linked from figures/.
+
+Every piece of text that goes into report.md passes through :func:`escape`: policy names, run
+ids, the folder's name, parameters, error messages, warnings that quote files and environment
+values all come from users, workloads or files, and most of the report's sentences embed one of
+them. Escaping whole lines (greenprec's own words included) is what makes that safe without
+tracking which part of a sentence came from where; a Markdown renderer shows the same words.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from greenprec.report.content import Content, Table
 
+# What a CommonMark or GitHub renderer ends a line at (\r, \n) and what other tools do (\v,
+# \f, NEL, the Unicode line and paragraph separators): a value spanning lines could start a
+# heading, a list or a table row of its own.
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+# Other control characters (escape sequences, NUL) are shown, not passed to a terminal that
+# prints report.md.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
+# Inline Markdown, escaped with a backslash: code (`), emphasis (*), GitHub strikethrough (~)
+# and math ($), links and images ([ ] — "(" and "!" only act next to a bracket), table cells
+# (|), heading marks (#, which also close an ATX heading), and the backslash itself so that a
+# value's own \ cannot undo the escape that follows it. Text never starts a line (every line
+# begins with greenprec's own "- ", "| " or heading), so the block-level marks (-, +, >, 1.)
+# need no escape.
+_BACKSLASHED = frozenset("\\`*~$[]|#")
+# "_" emphasises only at a word's edge in CommonMark: energy_j and fp32_001 stay as they are.
+_UNDERSCORE_AT_EDGE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# HTML as entities rather than backslash escapes (not every renderer honours \<): "&" always,
+# "<" where it could open a tag, a comment or an autolink, that is unless a space follows it
+# ("p < 1e-15" stays readable). A lone ">" opens nothing.
+_TAG_OPEN = re.compile(r"<(?!\s)")
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+
+def escape(text: object) -> str:
+    """``text`` as Markdown that renders as exactly these characters, on one line."""
+    out = _LINE_BREAK.sub(" ", str(text))
+    out = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", out)
+    out = "".join(f"\\{ch}" if ch in _BACKSLASHED else ch for ch in out)
+    out = _UNDERSCORE_AT_EDGE.sub(r"\\_", out)
+    return _TAG_OPEN.sub("&lt;", out.replace("&", "&amp;"))
 
 
 def table(t: Table) -> str:
@@ -16,15 +50,19 @@ def table(t: Table) -> str:
         return "_No rows._\n"
     align = ["---:" if i in t.align_right else "---" for i in range(len(t.headers))]
     lines = [
-        "| " + " | ".join(_cell(h) for h in t.headers) + " |",
+        "| " + " | ".join(escape(h) for h in t.headers) + " |",
         "| " + " | ".join(align) + " |",
     ]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in t.rows]
     return "\n".join(lines) + "\n"
 
 
+def _items(lines: list[str]) -> list[str]:
+    return [f"- {escape(line)}" for line in lines]
+
+
 def render(content: Content, folder: Path) -> str:
-    out = [f"# {content.title}", "", f"_{content.subtitle}_", ""]
+    out = [f"# {escape(content.title)}", "", f"_{escape(content.subtitle)}_", ""]
     if content.estimated:
         out += [
             "> **Estimated energy.** The meter estimated energy instead of measuring it; every "
@@ -32,44 +70,46 @@ def render(content: Content, folder: Path) -> str:
             "",
         ]
     out += ["## Verdict", ""]
-    out += [f"- {line}" for line in content.verdict]
-    out += ["", "## Summary", "", table(content.summary), content.summary_note, ""]
-    out += ["## Tests", "", table(content.tests), content.tests_note, ""]
+    out += _items(content.verdict)
+    out += ["", "## Summary", "", table(content.summary), escape(content.summary_note), ""]
+    out += ["## Tests", "", table(content.tests), escape(content.tests_note), ""]
     out += ["### Effect sizes", "", table(content.effects)]
     out += ["### Per policy", "", table(content.groups)]
     out += ["## Runs needed", ""]
-    out += [f"- {line}" for line in content.planning]
+    out += _items(content.planning)
     out += ["", "## Outliers", ""]
-    out += [f"- {line}" for line in content.outliers]
+    out += _items(content.outliers)
     out += ["", "## Runs not used", ""]
     if content.not_used:
-        out += [content.not_used[0], ""]
-        out += [f"- {line}" for line in content.not_used[1:]]
+        out += [escape(content.not_used[0]), ""]
+        out += _items(content.not_used[1:])
     else:
         out += ["Every row of runs.csv is used."]
     if content.not_used_values:
         out += ["", "Values not used (the rest of each run is):", ""]
-        out += [f"- {line}" for line in content.not_used_values]
+        out += _items(content.not_used_values)
     out += ["", "## Figures", ""]
     if not content.figures:
         out += ["No figure could be drawn (see Not computed).", ""]
     for figure in content.figures:
+        # The file names are greenprec's own (figures/<name>.png), never a user's text.
         png = figure.png.relative_to(folder).as_posix()
         svg = figure.svg.relative_to(folder).as_posix()
+        title = escape(figure.title)
         out += [
-            f"### {figure.title}",
+            f"### {title}",
             "",
-            f"![{figure.title}]({png})",
+            f"![{title}]({png})",
             "",
-            f"{figure.caption} ([SVG]({svg}))",
+            f"{escape(figure.caption)} ([SVG]({svg}))",
             "",
         ]
     out += ["## Warnings", ""]
-    out += [f"- {line}" for line in content.warnings] or ["None."]
+    out += _items(content.warnings) or ["None."]
     out += ["", "## Environment", ""]
-    out += [f"- **{key}**: {value}" for key, value in content.environment]
+    out += [f"- **{escape(key)}**: {escape(value)}" for key, value in content.environment]
     if content.not_computed:
         out += ["", "## Not computed", ""]
-        out += [f"- {line}" for line in content.not_computed]
+        out += _items(content.not_computed)
     out += ["", "All numbers are in `stats.json`.", ""]
     return "\n".join(out)
