@@ -242,7 +242,12 @@ def test_no_outliers_keeps_every_run(tmp_path: Path) -> None:
 
 def test_verdict_reads_like_the_study(study: tuple[Path, Any, dict[str, Any]]) -> None:
     _, report, _ = study
-    (line,) = report.stats["verdict"]
+    line, used = report.stats["verdict"]
+    # fp32-005 (an outlier) and mixed-012 (failed) are not used, and the verdict says so
+    assert (
+        used
+        == "Based on 22 of 24 runs: 2 not used (1 failed, 1 outlier removed; see Runs not used)."
+    )
     assert re.match(r"mixed used 1\d\.\d% less energy than fp32 \(95% CI −1\d\.\d% to ", line)
     # the primary test is decided before the data: always Welch's t on the log ratio
     assert "Welch t (log ratio) = −" in line
@@ -310,6 +315,104 @@ def test_estimated_meter_labels_every_energy_figure(tmp_path: Path) -> None:
     html = (tmp_path / "report.html").read_text()
     assert "Estimated energy." in html and "ESTIMATED" in html
     assert sum(warning in w for w in report.warnings) == 1
+
+
+# -- figures: few runs, the power trace's end ---------------------------------------------------
+
+
+def _svg_groups(path: Path) -> list[str]:
+    """The kinds of artist an SVG figure holds (matplotlib names its groups after them)."""
+    return re.findall(r'<g id="([A-Za-z]+)_\d+"', path.read_text())
+
+
+def test_few_runs_are_drawn_as_runs_with_their_mean_not_as_violins(tmp_path: Path) -> None:
+    # Three runs made a violin that looked like a blob, with dots too small to count.
+    energies, accuracy = study_like(seed=5, n=3)
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    report = build_report(tmp_path)
+    captions = {f.name: f.caption for f in report.figures}
+    for name in ("energy_violin", "duration_violin"):
+        assert captions[name].startswith("Every run with the mean and its 95% CI (t-based)")
+        groups = _svg_groups(tmp_path / "figures" / f"{name}.svg")
+        assert "FillBetweenPolyCollection" not in groups  # no violin body
+        assert "LineCollection" in groups  # the CI bars
+
+
+def test_ten_runs_or_more_keep_the_violin(tmp_path: Path) -> None:
+    energies, accuracy = study_like(seed=5, n=12)
+    energies["mixed"] = energies["mixed"][:4]
+    accuracy["mixed"] = accuracy["mixed"][:4]
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    report = build_report(tmp_path)
+    caption = next(f.caption for f in report.figures if f.name == "energy_violin")
+    assert caption.startswith("Policies with 10 or more runs: violin (density) with box")
+    assert "with fewer: every run with the mean and its 95% CI" in caption
+    groups = _svg_groups(tmp_path / "figures" / "energy_violin.svg")
+    assert groups.count("FillBetweenPolyCollection") == 1  # fp32's violin only
+
+
+def _samples_with_an_exit_reading(folder: ResultsFolder, run_id: str, power_w: float) -> None:
+    """Readings every 0.2 s to 2.0 s at ``power_w``, then the exit reading 0.05 s later over a
+    short last interval at a fifth of it, as measure() takes one when the block ends."""
+    rows = [
+        (round(0.2 * i, 10), domain, power_w * share, 0.0)
+        for i in range(11)
+        for domain, share in SHARES.items()
+    ]
+    rows += [(2.05, domain, power_w * share / 5, 0.0) for domain, share in SHARES.items()]
+    folder.write_samples(run_id, rows)
+
+
+def test_the_power_trace_does_not_dip_at_each_runs_last_bin(tmp_path: Path) -> None:
+    write_folder(
+        tmp_path, {"fp32": [400.0, 400.0, 400.0], "mixed": [300.0, 300.0, 300.0]}, samples=False
+    )
+    folder = ResultsFolder(tmp_path)
+    for policy, power in (("fp32", 20.0), ("mixed", 15.0)):
+        for index in range(1, 4):
+            _samples_with_an_exit_reading(folder, f"{policy}-{index:03d}", power)
+    data = load(tmp_path)
+    traces, _ = power_traces(data, prepare(data))
+    # The bin [2.0, 2.5) held one full reading and the exit one: its mean was 60% of the
+    # power, and every trace fell there. The run ends inside it: it is left out.
+    for policy, power in (("fp32", 20.0), ("mixed", 15.0)):
+        trace = traces[policy]
+        assert trace["t_s"].tolist() == [0.0, 0.5, 1.0, 1.5]
+        np.testing.assert_allclose(trace["mean_power_w"], power * COUNTED_W, rtol=1e-9)
+    report = build_report(tmp_path)
+    np.testing.assert_allclose(report.traces["fp32"]["mean_power_w"], 20.0 * COUNTED_W)
+
+
+def test_a_run_shorter_than_one_bin_keeps_its_only_bin(tmp_path: Path) -> None:
+    write_folder(tmp_path, {"fp32": [4.0, 4.0], "mixed": [3.0, 3.0]}, duration_s=0.3)
+    data = load(tmp_path)
+    traces, info = power_traces(data, prepare(data))
+    assert info.runs == {"fp32": 2, "mixed": 2} and trace_warnings(info) == []
+    assert traces["fp32"]["t_s"].tolist() == [0.0]
+
+
+# -- the verdict says how many runs it rests on ------------------------------------------------
+
+
+def test_the_verdict_says_when_runs_were_not_used(tmp_path: Path) -> None:
+    write_folder(
+        tmp_path,
+        {"fp32": [10.0, 11.0, 12.0], "mixed": [8.0, 9.0, 9.5]},
+        failed=["fp32-002", "fp32-003", "mixed-001", "mixed-003"],
+    )
+    report = build_report(tmp_path)
+    line = "Based on 2 of 6 runs: 4 not used (4 failed; see Runs not used)."
+    assert report.verdict[-1] == line == report.stats["verdict"][-1]
+    md = (tmp_path / "report.md").read_text()
+    verdict = md.split("## Verdict", 1)[1].split("##", 1)[0]
+    assert f"- {line}" in verdict
+    assert line in (tmp_path / "report.html").read_text()
+
+
+def test_the_verdict_says_nothing_more_when_every_run_is_used(tmp_path: Path) -> None:
+    write_folder(tmp_path, {"fp32": [10.0, 11.0, 12.0], "mixed": [8.0, 9.0, 9.5]})
+    report = build_report(tmp_path)
+    assert len(report.verdict) == 1 and not any("Based on" in v for v in report.verdict)
 
 
 # -- degenerate folders ----------------------------------------------------------------------------

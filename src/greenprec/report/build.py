@@ -42,13 +42,17 @@ class Report:
     skipped_figures: dict[str, str]
     content: content.Content
     warnings: list[str] = field(default_factory=list)
+    # Per policy: the mean power trace the power figure draws (t_s, mean_power_w, ci_lo_w,
+    # ci_hi_w, n_runs), for callers that plot it their own way.
+    traces: dict[str, pd.DataFrame] = field(default_factory=dict)
     # Every row of runs.csv (or value of one, with ``column`` set) the analysis did not use,
     # in runs.csv order, with its line and reason: for the caller to show, e.g. on stderr.
     excluded: list[Excluded] = field(default_factory=list)
 
     @property
     def verdict(self) -> list[str]:
-        """One plain-language sentence per compared policy."""
+        """One plain-language sentence per compared policy, and one on the runs it rests on
+        when the folder holds runs the analysis did not use."""
         return list(self.prose.verdict)
 
     def summary_table(self) -> Any:
@@ -102,6 +106,7 @@ def build_report(
         skipped_figures=skipped,
         content=report_content,
         warnings=list(text.warnings),
+        traces=traces,
         excluded=list(result.excluded),
     )
 
@@ -136,7 +141,8 @@ def power_traces(
     """Mean power over time per policy, from the samples of the runs used.
 
     Each run is binned as soon as it is read and only its bins are kept: 200 runs of 20,000
-    samples would otherwise sit in memory at once. What had to be left out is in the
+    samples would otherwise sit in memory at once. Each run's last bin, which the run ends
+    inside of, is left out (unless it is the run's only one). What had to be left out is in the
     :class:`PowerTrace` (:func:`prose.trace_warnings` says it).
     """
     traces: dict[str, pd.DataFrame] = {}
@@ -160,6 +166,11 @@ def power_traces(
             per_run = stats.binned_power(samples, BIN_S, domains=counted)
             if len(samples) and not len(per_run):
                 no_counted[run_id] = counted
+            if len(per_run) > 1:
+                # The run ends inside its last bin: that bin holds less than BIN_S of the run,
+                # often one short interval up to the exit reading, and every trace dipped
+                # there. A run of a single bin keeps it: it is all there is of the run.
+                per_run = per_run.iloc[:-1]
             if len(per_run):
                 binned.append(per_run[["t_s", "power_w"]])
         # Bins are already BIN_S wide, so re-binning inside mean_power_trace is the identity.

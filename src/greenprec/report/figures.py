@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from greenprec import stats
 from greenprec.report.analysis import ACCURACY, ENERGY, Prepared, accuracy_points, removed_rows
 from greenprec.report.data import numeric
 from greenprec.results.files import write_atomic
@@ -103,37 +104,29 @@ def _policy_arrays(prepared: Prepared, key: str) -> list[tuple[str, np.ndarray[A
     return out
 
 
-def _violin(
+# A kernel density from fewer runs than this is a blob whose shape is the kernel's, not the
+# data's: below it every run is drawn, large enough to count, with the mean and its 95% CI.
+VIOLIN_MIN_RUNS = 10
+
+
+def _distribution(
     ax: Any,
     groups: Sequence[tuple[str, np.ndarray[Any, Any]]],
     removed: dict[str, list[float]],
-) -> None:
+) -> str:
+    """Each policy's runs: a violin with a box from VIOLIN_MIN_RUNS runs on, else every run
+    with the mean ± 95% CI. Returns the caption that says which."""
     rng = np.random.default_rng(0)  # fixed jitter: reruns draw identical figures
     positions = list(range(1, len(groups) + 1))
+    kinds: set[str] = set()
     for index, (pos, (policy, values)) in enumerate(zip(positions, groups, strict=True)):
         c = colour(index)
-        # A kernel density needs spread; with 0-1 distinct values only the points are drawn.
-        if values.size >= 2 and np.ptp(values) > 0:
-            parts = ax.violinplot([values], positions=[pos], widths=0.75, showextrema=False)
-            for body in parts["bodies"]:
-                body.set_facecolor(c)
-                body.set_edgecolor(c)
-                body.set_alpha(0.3)
-        if values.size:
-            ax.boxplot(
-                [values],
-                positions=[pos],
-                widths=0.16,
-                showfliers=False,
-                manage_ticks=False,
-                patch_artist=True,
-                boxprops={"facecolor": "white", "edgecolor": "#333333"},
-                medianprops={"color": c, "linewidth": 2},
-                whiskerprops={"color": "#333333"},
-                capprops={"color": "#333333"},
-            )
-            jitter = rng.uniform(-0.07, 0.07, size=values.size)
-            ax.scatter(pos + jitter, values, s=9, color=c, alpha=0.7, zorder=3, linewidths=0)
+        if values.size >= VIOLIN_MIN_RUNS:
+            kinds.add("violin")
+            _violin(ax, pos, values, c, rng)
+        elif values.size:
+            kinds.add("runs")
+            _runs_with_mean(ax, pos, values, c, rng)
         gone = removed.get(policy, [])
         if gone:
             ax.scatter(
@@ -152,6 +145,77 @@ def _violin(
     if handles:
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), loc="best", fontsize=9.5)
+    violin = "violin (density) with box (median, quartiles, 1.5 IQR whiskers) and every run"
+    runs = "every run with the mean and its 95% CI (t-based)"
+    if kinds == {"violin"}:
+        return violin[0].upper() + violin[1:] + "."
+    if kinds == {"runs"}:
+        return (
+            f"{runs[0].upper()}{runs[1:]}: fewer than {VIOLIN_MIN_RUNS} runs per policy are too "
+            "few for a violin."
+        )
+    return (
+        f"Policies with {VIOLIN_MIN_RUNS} or more runs: {violin}; with fewer: {runs}."
+        if kinds
+        else ""
+    )
+
+
+def _violin(ax: Any, pos: int, values: np.ndarray[Any, Any], c: str, rng: Any) -> None:
+    # A kernel density needs spread; with identical values only the box and points are drawn.
+    if np.ptp(values) > 0:
+        parts = ax.violinplot([values], positions=[pos], widths=0.75, showextrema=False)
+        for body in parts["bodies"]:
+            body.set_facecolor(c)
+            body.set_edgecolor(c)
+            body.set_alpha(0.3)
+    ax.boxplot(
+        [values],
+        positions=[pos],
+        widths=0.16,
+        showfliers=False,
+        manage_ticks=False,
+        patch_artist=True,
+        boxprops={"facecolor": "white", "edgecolor": "#333333"},
+        medianprops={"color": c, "linewidth": 2},
+        whiskerprops={"color": "#333333"},
+        capprops={"color": "#333333"},
+    )
+    jitter = rng.uniform(-0.07, 0.07, size=values.size)
+    ax.scatter(pos + jitter, values, s=12, color=c, alpha=0.7, zorder=3, linewidths=0)
+
+
+def _runs_with_mean(ax: Any, pos: int, values: np.ndarray[Any, Any], c: str, rng: Any) -> None:
+    jitter = rng.uniform(-0.12, 0.12, size=values.size)
+    ax.scatter(
+        pos + jitter,
+        values,
+        s=48,
+        color=c,
+        alpha=0.85,
+        zorder=3,
+        edgecolors="white",
+        linewidths=0.8,
+    )
+    described = stats.describe(values)
+    ci = described.ci95
+    if described.mean is None or ci is None:
+        return  # one run: its point is all there is, a mean beside it would repeat it
+    # The same t-based interval as the report's tables.
+    yerr = [[described.mean - ci[0]], [ci[1] - described.mean]]
+    ax.errorbar(
+        [pos + 0.25],
+        [described.mean],
+        yerr=yerr,
+        fmt="D",
+        markersize=6,
+        color="#222222",
+        ecolor="#222222",
+        elinewidth=1.4,
+        capsize=5,
+        zorder=4,
+        label="mean ± 95% CI",
+    )
 
 
 def _removed(prepared: Prepared, key: str) -> dict[str, list[float]]:
@@ -172,11 +236,10 @@ def _energy_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: s
         return "no finished run has an energy value"
     figure = _new_figure()
     ax = figure.add_subplot()
-    _violin(ax, groups, _removed(prepared, ENERGY))
+    caption = _distribution(ax, groups, _removed(prepared, ENERGY))
     title = f"Energy per run{label}"
     ax.set_title(title)
     ax.set_ylabel(f"Energy per run (J{', estimated' if label else ''})")
-    caption = "Violin (density) with box (median, quartiles, 1.5 IQR whiskers) and every run."
     return figure, title, caption
 
 
@@ -186,12 +249,11 @@ def _duration_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label:
         return "no finished run has a duration"
     figure = _new_figure()
     ax = figure.add_subplot()
-    _violin(ax, groups, _removed(prepared, "duration_s"))
+    caption = _distribution(ax, groups, _removed(prepared, "duration_s"))
     title = "Duration per run"
     ax.set_title(title)
     ax.set_ylabel("Duration of the measured window (s)")
-    caption = "Violin with box and every run: the measured training time."
-    return figure, title, caption
+    return figure, title, caption + " The duration is the measured training time."
 
 
 def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
@@ -222,8 +284,9 @@ def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str
     ax.grid(alpha=0.3)
     ax.legend(title="policy (runs)", fontsize=9.5, title_fontsize=9.5, loc="best")
     caption = (
-        "Mean over runs of power in 0.5 s bins, with the t-based 95% band; bins reached by "
-        "fewer than half of a policy's runs are not drawn."
+        "Mean over runs of power in 0.5 s bins, with the t-based 95% band; each run's last bin, "
+        "which the run ends inside of, is left out, and bins reached by fewer than half of a "
+        "policy's runs are not drawn."
     )
     return figure, title, caption
 

@@ -67,7 +67,50 @@ def _significant(comparison: stats.CompareResult, alpha: float) -> bool | None:
 
 
 def verdict(analysis: Analysis) -> list[str]:
-    """One plain-language sentence per compared policy."""
+    """One plain-language sentence per compared policy, then, when the folder holds runs the
+    analysis did not use, one saying how many it rests on (:func:`runs_used`)."""
+    lines = _comparison_lines(analysis)
+    used = runs_used(analysis)
+    return lines + ([used] if used else [])
+
+
+def runs_used(analysis: Analysis) -> str | None:
+    """The verdict's line on the runs it rests on, "Based on 1 of 6 runs: 5 not used (5 failed;
+    see Runs not used).", or None when every run is used.
+
+    The count used to be only in the subtitle, in small grey text: a verdict drawn from 1 run
+    of 6 read exactly like one drawn from all 6.
+    """
+    runs = analysis.runs
+    if runs.total == 0 or runs.used >= runs.total:
+        return None
+    kinds = dict.fromkeys(("failed", "not finished", "outlier", "unusable"), 0)
+    for entry in analysis.excluded:
+        if entry.column is not None:
+            continue  # a single value: the run itself is used
+        if entry.reason.startswith("the run failed"):
+            kind = "failed"
+        elif entry.reason.startswith("the run has not finished"):
+            kind = "not finished"
+        elif entry.reason.startswith("outlier:"):
+            kind = "outlier"
+        else:
+            kind = "unusable"
+        kinds[kind] += 1
+    parts = [
+        fmt.plural(n, "outlier") + " removed" if kind == "outlier" else f"{n} {kind}"
+        for kind, n in kinds.items()
+        if n
+    ]
+    detail = ", ".join(parts) + "; " if parts else ""
+    unused = runs.total - runs.used
+    return (
+        f"Based on {runs.used} of {fmt.plural(runs.total, 'run')}: {unused} not used "
+        f"({detail}see Runs not used)."
+    )
+
+
+def _comparison_lines(analysis: Analysis) -> list[str]:
     energy = analysis.energy
     comparisons = energy.comparisons
     if not comparisons:
