@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
+import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +38,8 @@ from workload_helpers import python
         ("fp32", "fp32", "float32"),
         ("FP32", "fp32", "float32"),
         ("float32", "fp32", "float32"),
+        ("tf32", "tf32", "float32"),
+        ("Float32-TF32", "tf32", "float32"),
         ("mixed", "mixed", "mixed_float16"),
         ("Mixed_Float16", "mixed", "mixed_float16"),
         ("fp16", "mixed", "mixed_float16"),
@@ -54,9 +60,21 @@ def test_names_and_aliases(given: str, canonical: str, keras_name: str) -> None:
 def test_only_float16_is_loss_scaled() -> None:
     assert {name: p.loss_scaling for name, p in POLICIES.items()} == {
         "fp32": False,
+        "tf32": False,
         "mixed": True,
         "bf16": False,
     }
+
+
+def test_only_tf32_allows_tf32_and_fp32_is_strict() -> None:
+    assert {name: p.allow_tf32 for name, p in POLICIES.items()} == {
+        "fp32": False,
+        "tf32": True,
+        "mixed": False,
+        "bf16": False,
+    }
+    assert resolve_policy("tf32").compute_dtype == "float32"
+    assert "strict" in resolve_policy("fp32").description
 
 
 @pytest.mark.parametrize("bad", ["fp8", "float16", "", "mixed_float", 16])
@@ -65,14 +83,19 @@ def test_unknown_policy_lists_the_valid_names(bad: Any) -> None:
         resolve_policy(bad)
     message = str(caught.value)
     assert "fp32" in message and "mixed (alias mixed_float16, fp16)" in message
-    assert "bf16 (alias mixed_bfloat16)" in message
+    assert "bf16 (alias mixed_bfloat16)" in message and "tf32 (alias float32_tf32)" in message
 
 
 def test_policy_name_type_for_config_models() -> None:
     class Config(BaseModel):
         policies: list[PolicyName]
 
-    assert Config(policies=["FP16", "mixed_bfloat16", "fp32"]).policies == ["mixed", "bf16", "fp32"]
+    assert Config(policies=["FP16", "mixed_bfloat16", "fp32", "TF32"]).policies == [
+        "mixed",
+        "bf16",
+        "fp32",
+        "tf32",
+    ]
     with pytest.raises(ValueError):
         Config(policies=["fp64"])
 
@@ -83,7 +106,8 @@ def test_importing_never_imports_heavy_libraries() -> None:
         "from greenprec.workloads import available_workloads, run_workload\n"
         "greenprec.precision.support(device='cpu')\n"
         "greenprec.precision.resolve_policy('bf16')\n"
-        "assert {'digits-cnn', 'cifar10-cnn'} <= set(available_workloads())\n"
+        "assert {'digits-cnn', 'cifar10-cnn', 'digits-cnn-torch', 'cifar10-cnn-torch'}"
+        " <= set(available_workloads())\n"
         "def tiny(ctx):\n"
         "    with ctx.measured():\n"
         "        pass\n"
@@ -91,7 +115,8 @@ def test_importing_never_imports_heavy_libraries() -> None:
         "tiny.uses_keras = False\n"
         "run_workload(tiny, policy='mixed', seed=1,"
         " measure_factory=lambda: greenprec.measure('mock'))\n"
-        "heavy = {'tensorflow', 'keras', 'sklearn'} & set(sys.modules)\n"
+        "greenprec.precision.support(device='cpu', framework='torch')\n"
+        "heavy = {'tensorflow', 'keras', 'sklearn', 'torch'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     python(code)
@@ -183,24 +208,37 @@ def test_apple_silicon(chip: str, bf16: bool) -> None:
     assert "M2" in report.bf16.reason
 
 
+@pytest.mark.parametrize("framework", ["tensorflow", "torch"])
 @pytest.mark.parametrize(
-    ("capability", "fp16", "bf16"),
+    ("capability", "fp16", "bf16", "tf32"),
     [
-        ("6.1", False, False),
-        ("7.0", True, False),
-        ("7.5", True, False),
-        ("8.0", True, True),
-        ((9, 0), True, True),
+        ("6.1", False, False, False),
+        ("7.0", True, False, False),
+        ("7.5", True, False, False),
+        ("8.0", True, True, True),
+        ((9, 0), True, True, True),
     ],
 )
-def test_nvidia_compute_capability(capability: Any, fp16: bool, bf16: bool) -> None:
-    report = support(compute_capability=capability, gpu_name="Fake GPU")
+def test_nvidia_compute_capability(
+    capability: Any, fp16: bool, bf16: bool, tf32: bool, framework: str
+) -> None:
+    report = support(compute_capability=capability, gpu_name="Fake GPU", framework=framework)
     assert report.device == "gpu" and report.platform == "nvidia" and report.name == "Fake GPU"
     assert report.fp16.native is fp16 and report.bf16.native is bf16
+    assert report.tf32.native is tf32 and report.tf32.hardware is tf32
+    assert report.framework == framework
     expected = [p for p, ok in (("mixed", fp16), ("bf16", bf16)) if not ok]
     lines = emulation_warnings(["fp32", "mixed", "bf16"], report)
     assert [line.split()[0] for line in lines] == expected
     assert all("on this GPU" in line for line in lines)
+    tf32_lines = emulation_warnings(["tf32"], report)
+    if tf32:
+        assert tf32_lines == []
+    else:
+        assert tf32_lines == [
+            f"tf32 (tensorfloat32) has no effect on this GPU (compute capability "
+            f"{report.compute_capability} has no TF32 (needs 8.0+)): it runs as fp32"
+        ]
 
 
 def test_bad_arguments() -> None:
@@ -224,6 +262,130 @@ def test_report_is_json_ready() -> None:
 
 def test_emulation_warnings_once_per_policy() -> None:
     assert len(emulation_warnings(["mixed", "fp16", "mixed_float16"], x86())) == 1
+
+
+def test_tf32_on_a_cpu_is_fp32_not_emulation() -> None:
+    report = x86("avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16")
+    assert not report.tf32.hardware and not report.tf32.native
+    assert report.for_policy("tf32") is report.tf32 and report.for_policy("fp32") is None
+    assert emulation_warnings(["fp32", "tf32"], report) == [
+        "tf32 (tensorfloat32) has no effect on this CPU (TF32 is an NVIDIA tensor-core format "
+        "(compute capability 8.0+); a CPU computes float32): it runs as fp32"
+    ]
+    assert json.loads(json.dumps(report.to_dict()))["tf32"]["policy"] == "tf32"
+
+
+# --- support per framework -------------------------------------------------------------------
+
+
+def torch_x86(*flags: str, env: dict[str, str] | None = None) -> Any:
+    return support(
+        "cpu",
+        framework="torch",
+        cpu_flags=[*AVX2, *flags],
+        cpu_name="Test CPU",
+        machine="x86_64",
+        env=env or {},
+    )
+
+
+def test_pytorch_on_an_avx2_cpu_emulates_both_with_the_same_wording() -> None:
+    report = torch_x86()
+    assert report.framework == "torch" and report.caveats == ()
+    assert emulation_warnings(["fp32", "mixed", "bf16"], report) == emulation_warnings(
+        ["fp32", "mixed", "bf16"], x86()
+    )
+
+
+def test_pytorch_bf16_is_native_with_avx512_bf16_and_names_pytorch() -> None:
+    report = torch_x86("avx512_bf16")
+    assert report.bf16.native and "PyTorch" in report.bf16.reason
+    assert x86("avx512_bf16").bf16.reason == "avx512_bf16 through TensorFlow's oneDNN kernels"
+    assert [caveat.split(":")[0] for caveat in report.caveats] == ["PyTorch on CPU"]
+
+
+def test_tensorflows_onednn_switch_does_not_apply_to_pytorch() -> None:
+    off = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert x86("amx_bf16", env=off).bf16.emulated
+    report = torch_x86("amx_bf16", env=off)
+    assert report.bf16.native
+    assert not any("TF_ENABLE_ONEDNN_OPTS" in caveat for caveat in report.caveats)
+
+
+def test_pytorch_float16_without_amx_is_hardware_but_not_native() -> None:
+    report = torch_x86("avx512f", "avx512_fp16")
+    assert report.fp16.hardware and not report.fp16.native
+    assert "PyTorch" in report.fp16.reason
+    assert any(caveat.startswith("PyTorch on CPU") for caveat in report.caveats)
+    assert torch_x86("avx512_fp16", "amx_fp16").fp16.native
+
+
+def test_pytorch_caveats_on_arm_and_apple() -> None:
+    arm = support("cpu", framework="pytorch", cpu_flags=["asimdhp", "bf16"], machine="aarch64")
+    assert arm.framework == "torch" and arm.caveats[0].startswith("PyTorch on Arm CPUs")
+    apple = support("cpu", framework="torch", system="Darwin", machine="arm64", cpu_name="Apple M2")
+    assert "'mps'" in apple.caveats[0] and apple.bf16.native
+
+
+def test_unknown_framework() -> None:
+    with pytest.raises(ConfigError, match="framework must be one of tensorflow, keras, torch"):
+        support("cpu", framework="jax")
+
+
+@pytest.fixture
+def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An nvidia-smi on PATH that lists one compute capability 7.5 GPU (no TF32, no bf16)."""
+    script = tmp_path / "nvidia-smi"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "assert '--format=csv,noheader' in sys.argv\n"
+        "print('0, Tesla T4, 15360 MiB, 7.5, 550.54.15')\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    return script
+
+
+def test_pytorch_gpu_from_nvidia_smi(
+    fake_nvidia_smi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A torch that has not initialised CUDA is not asked (asking would initialise it).
+    fake_torch = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: False))
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    report = support(framework="torch")
+    assert report.device == "gpu" and report.name == "Tesla T4"
+    assert report.detected_by == "nvidia-smi" and report.framework == "torch"
+    assert report.fp16.native and report.bf16.emulated and report.tf32.emulated
+    assert emulation_warnings(["tf32", "bf16"], report)[0].startswith(
+        "tf32 (tensorfloat32) has no effect on this GPU (compute capability 7.5"
+    )
+
+
+def test_a_cpu_only_pytorch_wheel_means_the_cpu(
+    fake_nvidia_smi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    support_module = sys.modules["greenprec.precision.support"]  # the attribute is the function
+    monkeypatch.setattr(
+        support_module, "distribution", lambda name: types.SimpleNamespace(version="2.5.1+cpu")
+    )
+    assert support(framework="torch").device == "cpu"
+    assert support("gpu", framework="torch").name == "Tesla T4"  # asked for: looked for
+
+
+def test_pytorch_with_cuda_initialised_is_asked(
+    fake_nvidia_smi: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cuda = types.SimpleNamespace(
+        is_initialized=lambda: True,
+        current_device=lambda: 0,
+        get_device_capability=lambda index: (8, 6),
+        get_device_name=lambda index: "Fake RTX A6000",
+    )
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=fake_cuda))
+    report = support(framework="torch")
+    assert report.name == "Fake RTX A6000" and report.detected_by == "PyTorch"
+    assert report.compute_capability == "8.6" and report.tf32.native and report.bf16.native
 
 
 # --- Keras -----------------------------------------------------------------------------------
@@ -277,6 +439,51 @@ def test_policy_restores_on_exceptions_and_foreign_policies(keras: Any) -> None:
     with pytest.raises(ConfigError), policy("fp8"):  # a bad name changes nothing
         pass  # pragma: no cover
     assert keras.config.dtype_policy().name == "float64"
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow
+def test_keras_tf32_switch_is_set_and_restored(keras: Any) -> None:
+    import tensorflow as tf
+
+    from greenprec.precision import current_policy, keras_framework_info
+
+    def tf32() -> bool:
+        return bool(tf.config.experimental.tensor_float_32_execution_enabled())
+
+    tf.config.experimental.enable_tensor_float_32_execution(True)  # TensorFlow's default
+    try:
+        assert current_policy() is not None and current_policy().name == "tf32"  # type: ignore[union-attr]
+        with policy("fp32"):
+            assert not tf32() and keras.config.dtype_policy().name == "float32"
+            assert current_policy().name == "fp32"  # type: ignore[union-attr]
+            assert keras_framework_info().tf32 is False
+            with policy("tf32") as chosen:
+                assert chosen.name == "tf32" and tf32()
+                assert keras.config.dtype_policy().name == "float32"
+                info = keras_framework_info()
+                assert info.name == "keras" and info.tf32 is True
+                assert info.device == ("gpu" if tf.config.list_physical_devices("GPU") else "cpu")
+            assert not tf32()
+        assert tf32()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        with pytest.raises(RuntimeError, match="boom"), policy("tf32"):
+            assert tf32()
+            raise RuntimeError("boom")
+        assert not tf32()
+        with policy("mixed"):
+            assert not tf32()  # only tf32 allows it: mixed's float32 parts stay strict
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(True)
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow
+def test_a_float32_model_under_tf32_is_fine(keras: Any) -> None:
+    with policy("tf32"):
+        model = compiled(small_model(keras), keras)
+        assert describe(model).warnings == []
+    assert describe(model, policy="tf32").warnings == []
 
 
 @pytest.mark.slow

@@ -138,6 +138,34 @@ def test_an_error_in_the_measured_phase_propagates() -> None:
     assert seen[0].duration_s >= 0  # stopped, results readable
 
 
+def test_a_workload_without_a_framework_records_none() -> None:
+    result = run(recorder)
+    assert result.framework.name == "none" and result.framework.tf32 is None
+    assert result.to_dict()["framework"]["name"] == "none"
+
+
+def test_frameworks_declared_old_and_new() -> None:
+    from greenprec.workloads import Requirement, framework_of, requirements, uses_keras
+
+    def plain(ctx: WorkloadContext) -> dict[str, float]:
+        return {}
+
+    assert framework_of(plain) == "keras" and uses_keras(plain)  # greenprec 0.1's default
+    assert framework_of(recorder) is None and not uses_keras(recorder)  # keras=False
+    for given, canonical in (("torch", "torch"), ("PyTorch", "torch"), ("tensorflow", "keras")):
+        marked = workload(framework=given)(lambda ctx: {})
+        assert framework_of(marked) == canonical and marked.framework == canonical
+        assert marked.uses_keras is (canonical == "keras")
+    torch_workload = workload(framework="torch")(lambda ctx: {})
+    assert requirements(torch_workload) == [Requirement("torch", "torch")]
+    assert workload(framework=None)(lambda ctx: {}).framework is None
+    old_style = lambda ctx: {}  # noqa: E731 - a bare function with the 0.1 attribute
+    old_style.uses_keras = False  # type: ignore[attr-defined]
+    assert framework_of(old_style) is None and requirements(old_style) == []
+    with pytest.raises(ConfigError, match="framework must be one of keras, tensorflow, torch"):
+        workload(framework="jax")
+
+
 def test_seed_and_bad_seed() -> None:
     @workload(keras=False)
     def draw(ctx: WorkloadContext) -> dict[str, float]:
@@ -157,10 +185,13 @@ def test_seed_and_bad_seed() -> None:
 # --- finding workloads -----------------------------------------------------------------------
 
 
+BUILT_INS = ("digits-cnn", "cifar10-cnn", "digits-cnn-torch", "cifar10-cnn-torch")
+
+
 def test_builtins_are_listed_with_descriptions() -> None:
     found = available_workloads()
-    assert {"digits-cnn", "cifar10-cnn"} <= set(found)
-    for name in ("digits-cnn", "cifar10-cnn"):
+    assert set(BUILT_INS) <= set(found)
+    for name in BUILT_INS:
         info = found[name]
         assert info.description and "\n" not in info.description
         assert info.source.startswith("greenprec.workloads.")
@@ -453,3 +484,10 @@ def test_a_missing_framework_names_the_extra_before_the_workload_runs(
     ):
         run_workload("digits-cnn", policy="fp32", seed=0, measure_factory=mock)
     assert missing_requirements(recorder, "recorder") is None  # keras=False needs nothing
+
+
+def test_a_missing_torch_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if PyTorch were not installed
+    for name in ("digits-cnn-torch", "cifar10-cnn-torch"):
+        with pytest.raises(WorkloadError, match=r"needs torch.*pip install 'greenprec\[torch\]'"):
+            run_workload(name, policy="fp32", seed=0, measure_factory=mock)

@@ -1,7 +1,9 @@
-"""Helpers for the precision and workload tests: child Pythons and tiny CIFAR-10 files."""
+"""Helpers for the precision and workload tests: child Pythons, tiny CIFAR-10 files, and a
+user's PyTorch workload (``workload_helpers:tiny_torch`` with ``tests/`` on the path)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -13,9 +15,26 @@ from typing import Any
 
 import numpy as np
 
+from greenprec.workloads import WorkloadContext, workload
+
 BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 MARK_ROW, MARK_COL, MARK_VALUE = 1, 2, 200
 """One red pixel (row 1, column 2) gets a distinct value to pin down row-major order."""
+
+
+def load_triton_before_tensorflow() -> None:
+    """Import triton now if TensorFlow is not loaded yet, so the two can share a process.
+
+    PyTorch's optimizers import triton (through torch._dynamo), and triton loaded *after*
+    TensorFlow crashes the interpreter (a segmentation fault, seen with triton 3.8 and
+    TensorFlow 2.21: both bring their own LLVM); loaded before, both work. Test modules are
+    imported before any test runs, so a PyTorch test module calling this at import keeps a
+    later Keras test from setting up the crash for the PyTorch tests after it.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
 
 
 def python(code: str, *, env: dict[str, str] | None = None, timeout: float = 120) -> str:
@@ -79,3 +98,38 @@ def make_cifar_archive(path: Path, *, images: int = 2, protocol: int = 4) -> Pat
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
     return path
+
+
+@workload(framework="torch", description="A user's PyTorch workload: logistic regression.")
+def tiny_torch(ctx: WorkloadContext) -> dict[str, float]:
+    """Trains a linear classifier with the adapter greenprec hands it, as a user's loop would.
+
+    Its extra metrics report what it was handed: the autocast dtype, a scaler, the device.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    precision = ctx.precision
+    assert precision is not None
+    generator = torch.Generator().manual_seed(ctx.seed)
+    x = torch.randn(256, 8, generator=generator).to(precision.device)
+    y = (x[:, 0] > 0).long()
+    model = torch.nn.Linear(8, 2).to(precision.device)  # initialised from the seeded torch RNG
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    with ctx.measured():
+        for _ in range(int(ctx.params.get("steps", 20))):
+            optimizer.zero_grad()
+            with precision.autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            precision.backward_step(loss, optimizer)
+    with torch.no_grad(), precision.autocast():
+        logits = model(x)
+    return {
+        "test_accuracy": (logits.argmax(1) == y).float().mean().item(),
+        "test_loss": F.cross_entropy(logits.float(), y).item(),
+        "computed_in_float16": float(logits.dtype == torch.float16),
+        "computed_in_bfloat16": float(logits.dtype == torch.bfloat16),
+        "had_scaler": float(precision.scaler is not None),
+        "first_weight": float(model.weight[0, 0].item()),
+    }

@@ -27,6 +27,8 @@ DEFAULT_PLUGINS = (
     "greenprec.meters.mock",
     "greenprec.workloads.digits",
     "greenprec.workloads.cifar10",
+    "greenprec.workloads.digits_torch",
+    "greenprec.workloads.cifar10_torch",
 )
 
 TRACE_VARIABLE = "GREENPREC_TRACE_PLUGINS"

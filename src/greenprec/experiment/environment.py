@@ -32,6 +32,7 @@ def environment() -> dict[str, Any]:
             "python": sys.version.split()[0],
             "tensorflow": package_version("tensorflow", "tensorflow-cpu", "tf-nightly"),
             "keras": package_version("keras"),
+            "torch": package_version("torch"),
             "numpy": package_version("numpy"),
         },
         "host": {

@@ -106,6 +106,9 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             "domains": measurement.domains,
             "counted_domains": measurement.counted_domains,
             "metrics": dict(result.metrics),
+            # The framework, its version, the device and the TF32 state as the run had them:
+            # "fp32" from another tool is often TF32, so the record says which it was.
+            "framework": result.framework.to_dict(),
             "executor_pid": None,
             "error": None,
         }

@@ -1,7 +1,8 @@
-"""Precision policies (fp32, mixed, bf16) for Keras, model checks, and device support.
+"""Precision policies (fp32, tf32, mixed, bf16), their Keras and PyTorch adapters, model checks,
+and device support.
 
-``import greenprec.precision`` does not import TensorFlow or Keras; the functions that need
-Keras import it when called.
+``import greenprec.precision`` imports neither TensorFlow/Keras nor PyTorch; the functions
+that need one import it when called.
 """
 
 from __future__ import annotations
@@ -19,20 +20,24 @@ from greenprec.precision.policies import (
     Policy,
     PolicyName,
     current_policy,
+    keras_framework_info,
     policy,
     policy_for_keras_name,
     resolve_policy,
     valid_names,
 )
 from greenprec.precision.support import (
+    FRAMEWORKS,
     DtypeSupport,
     SupportReport,
     emulation_warnings,
     support,
 )
+from greenprec.precision.torch import TorchPolicy, torch_policy
 
 __all__ = [
     "ALIASES",
+    "FRAMEWORKS",
     "POLICIES",
     "DtypeSupport",
     "LayerPrecision",
@@ -40,14 +45,17 @@ __all__ = [
     "Policy",
     "PolicyName",
     "SupportReport",
+    "TorchPolicy",
     "check_model",
     "current_policy",
     "describe",
     "emulation_warnings",
+    "keras_framework_info",
     "policy",
     "policy_for_keras_name",
     "read_cpuinfo",
     "resolve_policy",
     "support",
+    "torch_policy",
     "valid_names",
 ]

@@ -1,13 +1,21 @@
-"""What precision a Keras model really computes in, and the mistakes that silently undo a policy."""
+"""What precision a model really computes in, and the mistakes that silently undo a policy.
+
+Keras models and PyTorch ``nn.Module`` s are both understood; torch is never imported here
+unless the caller already imported it (a torch model cannot exist otherwise).
+"""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenprec.errors import GreenprecWarning
 from greenprec.precision.policies import Policy, policy_for_keras_name, resolve_policy
+
+if TYPE_CHECKING:
+    from greenprec.precision.torch import TorchPolicy
 
 REDUCED_DTYPES = ("float16", "bfloat16")
 
@@ -40,6 +48,10 @@ class ModelPrecision:
     output_dtypes: list[str]
     layers: list[LayerPrecision] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    framework: str = "keras"
+    """``keras`` or ``torch``. For a PyTorch module the Keras fields are empty, ``layers`` lists
+    each module with parameters by its parameter dtype (autocast picks the compute dtype per
+    operation at run time), and ``loss_scaling`` says whether the adapter has a GradScaler."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +114,7 @@ def _problems(
     problems: list[str] = []
     reduced = [layer for layer in layers if layer.compute_dtype in REDUCED_DTYPES]
     float16 = [layer for layer in reduced if layer.compute_dtype == "float16"]
-    if expected is not None and expected.name != "fp32" and not reduced:
+    if expected is not None and expected.compute_dtype != "float32" and not reduced:
         problems.append(
             f"the policy is {expected.keras_name} but every layer of {model.name!r} computes in "
             "float32: the model was built before the policy was set; build and compile it "
@@ -137,13 +149,106 @@ def _problems(
     return problems
 
 
-def describe(model: Any, *, policy: str | Policy | None = None) -> ModelPrecision:
-    """Describe a Keras model's precision: per layer dtypes, loss scaling, and problems.
+def _is_torch_module(model: object) -> bool:
+    torch: Any = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
 
-    ``policy`` is the policy the model is meant to run under; by default Keras's current
-    global policy when that is one of greenprec's (fp32, mixed, bf16). Problems are listed in
-    ``warnings`` but not emitted; :func:`check_model` emits them.
+
+def _torch_expectation(
+    policy: str | Policy | TorchPolicy | None,
+) -> tuple[Policy | None, TorchPolicy | None]:
+    from greenprec.precision.torch import TorchPolicy, active_policy
+
+    if isinstance(policy, TorchPolicy):
+        return policy.policy, policy
+    if policy is None:
+        adapter = active_policy()
+        return (adapter.policy if adapter is not None else None), adapter
+    return resolve_policy(policy), None
+
+
+def _torch_layers(model: Any) -> list[LayerPrecision]:
+    found = []
+    for name, module in model.named_modules():
+        dtypes = sorted(
+            {
+                str(parameter.dtype).removeprefix("torch.")
+                for parameter in module.parameters(recurse=False)
+            }
+        )
+        if dtypes:
+            dtype = "/".join(dtypes)
+            found.append(LayerPrecision(name, type(module).__name__, dtype, dtype, ""))
+    return found
+
+
+def _torch_problems(model: Any, expected: Policy | None, adapter: TorchPolicy | None) -> list[str]:
+    name = type(model).__name__
+    parameters = [p for p in model.parameters() if p.is_floating_point()]
+    reduced = [p for p in parameters if str(p.dtype) in ("torch.float16", "torch.bfloat16")]
+    problems: list[str] = []
+    if expected is not None and reduced:
+        dtypes = "/".join(sorted({str(p.dtype).removeprefix("torch.") for p in reduced}))
+        counted = f"{len(reduced)} of {len(parameters)} parameter tensors of {name!r}"
+        if expected.compute_dtype != "float32":
+            scaler = (
+                ", and GradScaler refuses to unscale float16 gradients"
+                if expected.loss_scaling
+                else ""
+            )
+            problems.append(
+                f"{counted} are {dtypes} (moved with .half() or .to({dtypes})?): under "
+                f"{expected.name} the weights stay float32 and autocast casts each operation; "
+                f"{dtypes} weights lose small updates to rounding{scaler}. Keep the model in "
+                "float32 and compute under `with precision.autocast():`"
+            )
+        else:
+            problems.append(
+                f"the policy is {expected.name} but {counted} are {dtypes}: the model "
+                "computes in reduced precision, not float32"
+            )
+    if adapter is not None and parameters:
+        devices = sorted({p.device.type for p in parameters})
+        if adapter.device_type not in devices:
+            problems.append(
+                f"the policy is set up for {adapter.device} but the parameters of {name!r} "
+                f"are on {', '.join(devices)}, where its autocast and TF32 switches do not "
+                "apply: move the model with .to(precision.device)"
+            )
+    return problems
+
+
+def _describe_torch(model: Any, policy: str | Policy | TorchPolicy | None) -> ModelPrecision:
+    expected, adapter = _torch_expectation(policy)
+    return ModelPrecision(
+        model=type(model).__name__,
+        policy=expected.name if expected is not None else None,
+        keras_policy="",
+        global_policy=adapter.policy.name if adapter is not None else "",
+        loss_scaling=None if adapter is None else adapter.scaler is not None,
+        optimizer=None,
+        output_dtypes=[],
+        layers=_torch_layers(model),
+        warnings=_torch_problems(model, expected, adapter),
+        framework="torch",
+    )
+
+
+def describe(model: Any, *, policy: str | Policy | TorchPolicy | None = None) -> ModelPrecision:
+    """Describe a model's precision: per layer dtypes, loss scaling, and problems.
+
+    ``policy`` is the policy the model is meant to run under. For Keras, by default Keras's
+    current global policy when that is one of greenprec's. For a PyTorch ``nn.Module`` it may
+    be the adapter (:func:`~greenprec.precision.torch_policy`), which also lets the device be
+    checked; by default the innermost entered adapter. Problems are listed in ``warnings``
+    but not emitted; :func:`check_model` emits them.
     """
+    if _is_torch_module(model):
+        return _describe_torch(model, policy)
+    from greenprec.precision.torch import TorchPolicy
+
+    if isinstance(policy, TorchPolicy):
+        policy = policy.policy
     import keras
 
     global_name = str(keras.config.dtype_policy().name)
@@ -168,8 +273,13 @@ def describe(model: Any, *, policy: str | Policy | None = None) -> ModelPrecisio
     )
 
 
-def check_model(model: Any, *, policy: str | Policy | None = None) -> list[str]:
-    """Warn (:class:`~greenprec.GreenprecWarning`) about each precision problem; return them."""
+def check_model(model: Any, *, policy: str | Policy | TorchPolicy | None = None) -> list[str]:
+    """Warn (:class:`~greenprec.GreenprecWarning`) about each precision problem; return them.
+
+    Keras models and PyTorch modules; see :func:`describe` for ``policy``. Mistakes that show
+    only while training (a PyTorch optimizer stepped without the scaler, a float16 loss) are
+    warned about by the PyTorch adapter as they happen.
+    """
     problems = describe(model, policy=policy).warnings
     for problem in problems:
         warnings.warn(problem, GreenprecWarning, stacklevel=2)

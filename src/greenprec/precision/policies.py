@@ -1,19 +1,30 @@
-"""The three precision policies greenprec compares, and a block that applies one to Keras."""
+"""The precision policies greenprec compares, and the Keras adapter that applies one.
+
+A :class:`Policy` is framework-neutral: what computes in which dtype, whether the loss is
+scaled, and whether float32 matmuls and convolutions may use TF32 tensor cores. Each framework
+has an adapter that applies it and restores what was there before: :func:`policy` for Keras
+(below) and :func:`greenprec.precision.torch.torch_policy` for PyTorch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from greenprec.errors import ConfigError
 
+if TYPE_CHECKING:
+    from greenprec.workloads.core import FrameworkInfo
+
 # Other spellings people use for the same policy; keys are compared lower-cased with "-" as "_".
 ALIASES: dict[str, str] = {
     "fp32": "fp32",
     "float32": "fp32",
+    "tf32": "tf32",
+    "float32_tf32": "tf32",
     "mixed": "mixed",
     "mixed_float16": "mixed",
     "fp16": "mixed",
@@ -30,7 +41,7 @@ def _canonical(value: object) -> object:
     return value
 
 
-PolicyName = Annotated[Literal["fp32", "mixed", "bf16"], BeforeValidator(_canonical)]
+PolicyName = Annotated[Literal["fp32", "tf32", "mixed", "bf16"], BeforeValidator(_canonical)]
 """A pydantic type for config models: accepts any alias, any case; holds the canonical name."""
 
 _NAME_ADAPTER: TypeAdapter[str] = TypeAdapter(PolicyName)
@@ -41,17 +52,23 @@ def _validated_name(value: object) -> str:
 
 
 class Policy(BaseModel):
-    """One precision policy: greenprec's canonical name and what it means to Keras."""
+    """One precision policy: greenprec's canonical name and what it means to any framework."""
 
     model_config = ConfigDict(frozen=True)
 
     # Typed str (not the Literal) so callers can put names in list[str] without casts.
     name: Annotated[str, BeforeValidator(_validated_name)]
     keras_name: str
+    """The Keras dtype policy the Keras adapter sets (``tf32`` and ``fp32`` share float32)."""
     compute_dtype: str
     variable_dtype: str
     loss_scaling: bool
-    """Whether Keras wraps the optimizer in a LossScaleOptimizer (only for float16)."""
+    """Whether the loss is scaled (only for float16): Keras's LossScaleOptimizer, PyTorch's
+    GradScaler."""
+    allow_tf32: bool
+    """Whether float32 matmuls and convolutions may run on TF32 tensor cores (NVIDIA compute
+    capability 8.0+). Only ``tf32`` allows it: the float32 parts of the other policies stay
+    strict, so that two policies differ in one thing only."""
     description: str
 
     def __str__(self) -> str:
@@ -65,7 +82,17 @@ POLICIES: dict[str, Policy] = {
         compute_dtype="float32",
         variable_dtype="float32",
         loss_scaling=False,
-        description="float32 everywhere (the baseline)",
+        allow_tf32=False,
+        description="strict float32 everywhere, TF32 off (the baseline)",
+    ),
+    "tf32": Policy(
+        name="tf32",
+        keras_name="float32",
+        compute_dtype="float32",
+        variable_dtype="float32",
+        loss_scaling=False,
+        allow_tf32=True,
+        description="float32, with TF32 tensor cores allowed for matmuls and convolutions",
     ),
     "mixed": Policy(
         name="mixed",
@@ -73,6 +100,7 @@ POLICIES: dict[str, Policy] = {
         compute_dtype="float16",
         variable_dtype="float32",
         loss_scaling=True,
+        allow_tf32=False,
         description="float16 compute, float32 weights, dynamic loss scaling",
     ),
     "bf16": Policy(
@@ -81,11 +109,13 @@ POLICIES: dict[str, Policy] = {
         compute_dtype="bfloat16",
         variable_dtype="float32",
         loss_scaling=False,
+        allow_tf32=False,
         description="bfloat16 compute, float32 weights, no loss scaling needed",
     ),
 }
 
-_BY_KERAS_NAME = {policy.keras_name: policy for policy in POLICIES.values()}
+# float32 is fp32's: a model's dtype policy cannot tell strict float32 from TF32.
+_BY_KERAS_NAME = {p.keras_name: p for p in reversed(POLICIES.values())}
 
 
 def valid_names() -> str:
@@ -116,19 +146,75 @@ def policy_for_keras_name(keras_name: str) -> Policy | None:
 
 
 def current_policy() -> Policy | None:
-    """The greenprec policy Keras is set to now (None when it is some other Keras policy)."""
+    """The greenprec policy Keras is set to now (None when it is some other Keras policy).
+
+    A float32 Keras policy is ``tf32`` when TensorFlow's TF32 execution is on (TensorFlow's
+    own default), ``fp32`` when it is off.
+    """
     import keras
 
-    return policy_for_keras_name(keras.config.dtype_policy().name)
+    found = policy_for_keras_name(keras.config.dtype_policy().name)
+    if found is not None and found.name == "fp32" and _tensorflow_tf32() is True:
+        return POLICIES["tf32"]
+    return found
+
+
+def _tensorflow_tf32() -> bool | None:
+    """TensorFlow's TF32 switch; None when TensorFlow is not installed (another Keras backend)."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    return bool(tf.config.experimental.tensor_float_32_execution_enabled())
+
+
+def _set_tensorflow_tf32(enabled: bool) -> None:
+    import tensorflow as tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
+def keras_framework_info() -> FrameworkInfo:
+    """Keras and TensorFlow as they are now: version, device and the TF32 switch."""
+    import keras
+
+    from greenprec.workloads.core import FrameworkInfo
+
+    tf32 = _tensorflow_tf32()
+    if tf32 is None:
+        return FrameworkInfo(name="keras", version=str(keras.__version__))
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        device_name = str(details.get("device_name") or "GPU")
+    else:
+        from greenprec.host import cpu_model
+
+        device_name = cpu_model()
+    return FrameworkInfo(
+        name="keras",
+        version=str(keras.__version__),
+        device="gpu" if gpus else "cpu",
+        device_name=device_name,
+        tf32=tf32,
+        switches={"tf.config.experimental.tensor_float_32_execution": tf32},
+    )
 
 
 @contextmanager
 def policy(name: str | Policy) -> Iterator[Policy]:
-    """Set Keras's global dtype policy for a block and restore the previous one on exit.
+    """Apply a policy to Keras for a block and restore what was there before on exit.
+
+    Sets Keras's global dtype policy and TensorFlow's TF32 switch
+    (``tf.config.experimental.enable_tensor_float_32_execution``: on for ``tf32`` only; it is
+    TensorFlow's default, so ``fp32`` turns it off). Both are restored on exit, also when the
+    block raises.
 
     Build *and* compile the model inside the block: Keras fixes a layer's dtypes when the layer
     is created, and wraps the optimizer in a LossScaleOptimizer only for a model created under
-    ``mixed_float16``. Keras keeps the policy per thread, so the block affects this thread only.
+    ``mixed_float16``. Keras keeps the dtype policy per thread; the TF32 switch is process-wide.
     """
     chosen = resolve_policy(name)
     try:
@@ -136,8 +222,17 @@ def policy(name: str | Policy) -> Iterator[Policy]:
     except ImportError as error:
         raise ConfigError("precision policies need Keras; install greenprec[tensorflow]") from error
     previous: Any = keras.config.dtype_policy()
+    previous_tf32 = _tensorflow_tf32()
+    if previous_tf32 is None and chosen.allow_tf32:
+        raise ConfigError(
+            "the tf32 policy for Keras needs TensorFlow; install greenprec[tensorflow]"
+        )
     keras.config.set_dtype_policy(chosen.keras_name)
     try:
+        if previous_tf32 is not None:
+            _set_tensorflow_tf32(chosen.allow_tf32)
         yield chosen
     finally:
         keras.config.set_dtype_policy(previous)
+        if previous_tf32 is not None:
+            _set_tensorflow_tf32(previous_tf32)

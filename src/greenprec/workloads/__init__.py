@@ -2,19 +2,22 @@
 
 A workload is a callable ``workload(ctx) -> dict`` that trains inside ``with ctx.measured():``
 and returns at least ``test_accuracy`` and ``test_loss``. ``import greenprec.workloads`` does
-not import TensorFlow, Keras or scikit-learn; the workloads import them when they run.
+not import TensorFlow, Keras, PyTorch or scikit-learn; the workloads import them when they run.
 """
 
 from __future__ import annotations
 
 from greenprec.workloads.core import (
+    FRAMEWORKS,
     REQUIRED_METRICS,
+    FrameworkInfo,
     MeasureFactory,
     Requirement,
     Workload,
     WorkloadContext,
     WorkloadError,
     WorkloadResult,
+    framework_of,
     missing_requirements,
     requirements,
     run_workload,
@@ -31,8 +34,10 @@ from greenprec.workloads.registry import (
 )
 
 __all__ = [
+    "FRAMEWORKS",
     "LEGACY_ENTRY_POINT_GROUP",
     "REQUIRED_METRICS",
+    "FrameworkInfo",
     "MeasureFactory",
     "Requirement",
     "Workload",
@@ -41,6 +46,7 @@ __all__ = [
     "WorkloadInfo",
     "WorkloadResult",
     "available_workloads",
+    "framework_of",
     "get_workload",
     "missing_requirements",
     "requirements",

@@ -1,4 +1,5 @@
-"""Helpers the built-in workloads share: parameter validation and the float32 output head."""
+"""Helpers the built-in workloads share: parameter validation, the float32 output head, and
+the PyTorch adapter of a run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from greenprec.errors import ConfigError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+    from greenprec.precision.torch import TorchPolicy
+    from greenprec.workloads.core import WorkloadContext
 
 P = TypeVar("P", bound="BaseModel")
 
@@ -62,3 +66,25 @@ def final_metrics(
         "epochs": float(epochs),
         "train_size": float(train_size),
     }
+
+
+def torch_precision(ctx: WorkloadContext) -> TorchPolicy:
+    """The entered PyTorch adapter ``run_workload`` hands a PyTorch workload."""
+    from greenprec.workloads.core import WorkloadError
+
+    if ctx.precision is None:
+        raise WorkloadError(
+            f"workload {ctx.name!r} is a PyTorch workload but its context has no precision "
+            "adapter; run it through greenprec.workloads.run_workload"
+        )
+    return ctx.precision
+
+
+def check_torch_device(device: str | None) -> None:
+    """Before any run: a device given as a param exists (``cuda`` on a machine without one is
+    a ConfigError now, not a failed run later). Imports torch only when a device is given."""
+    if device is None:
+        return
+    from greenprec.precision.torch import torch_device
+
+    torch_device(device)

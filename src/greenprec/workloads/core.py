@@ -1,21 +1,27 @@
-"""The workload contract and ``run_workload``: seed, set the policy, measure one phase."""
+"""The workload contract and ``run_workload``: seed, apply the policy, measure one phase.
+
+A workload declares its framework (``keras``, ``torch``, or none); ``run_workload`` seeds that
+framework and applies the policy through its adapter before the workload runs.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import math
 import numbers
+import os
 import random
 import types
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greenprec.errors import ConfigError
 
 if TYPE_CHECKING:
     from greenprec.measurement import Measurement
+    from greenprec.precision.torch import TorchPolicy
 
 Workload = Callable[["WorkloadContext"], Mapping[str, Any]]
 MeasureFactory = Callable[[], "Measurement"]
@@ -26,11 +32,38 @@ class WorkloadError(ConfigError):
     """A workload broke the contract: never measured, measured twice, or bad metrics."""
 
 
+@dataclass(frozen=True)
+class FrameworkInfo:
+    """What a run trained with, as the policy's adapter set it up; recorded with every run."""
+
+    name: str
+    """``torch``, ``keras``, or ``none`` for a workload that applies the policy itself."""
+    version: str | None = None
+    device: str | None = None
+    """Where it trained: ``cpu``, ``cuda:0``, ``gpu`` (TensorFlow's first GPU)..."""
+    device_name: str | None = None
+    tf32: bool | None = None
+    """Whether float32 matmuls or convolutions may use TF32, read back from the framework's
+    switches inside the policy (None: unknown). A switch that is on does nothing on a device
+    without TF32 (a CPU, an NVIDIA GPU before compute capability 8.0)."""
+    switches: dict[str, Any] = field(default_factory=dict)
+    """Each TF32 switch as read back, by its name in the framework."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FRAMEWORKS = {"keras": "keras", "tensorflow": "keras", "torch": "torch", "pytorch": "torch"}
+"""The frameworks a workload may declare (any case) and their canonical names."""
+
+
 class WorkloadContext:
     """What a workload gets: the policy, seed and params, and :meth:`measured`.
 
     The policy is already applied and the seed already set when the workload runs; a workload
     reads ``params`` for its own options and wraps the phase to measure in ``ctx.measured()``.
+    A PyTorch workload also gets ``precision``, the entered :class:`~greenprec.precision.
+    TorchPolicy` (``.device``, ``.autocast()``, ``.scaler``, ``.backward_step``).
     """
 
     def __init__(
@@ -46,6 +79,10 @@ class WorkloadContext:
         self.policy = policy
         self.seed = seed
         self.params: dict[str, Any] = dict(params)
+        self.framework: str | None = None
+        """``keras``, ``torch``, or None for a workload that applies the policy itself."""
+        self.precision: TorchPolicy | None = None
+        """The PyTorch adapter, entered, for a PyTorch workload; None otherwise."""
         self._measure_factory = measure_factory
         self._measurement: Measurement | None = None
         self._entered = False
@@ -79,6 +116,8 @@ class WorkloadResult:
     policy: str = ""
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    framework: FrameworkInfo = field(default_factory=lambda: FrameworkInfo(name="none"))
+    """The framework, its version, the device and the TF32 state as the adapter set them."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +127,7 @@ class WorkloadResult:
             "params": dict(self.params),
             "metrics": dict(self.metrics),
             "measurement": self.measurement.to_dict(),
+            "framework": self.framework.to_dict(),
         }
 
 
@@ -97,14 +137,36 @@ def _default_measure() -> Measurement:
     return measure("auto")
 
 
+def _canonical_framework(framework: object) -> str | None:
+    if framework is None:
+        return None
+    if isinstance(framework, str) and framework.strip().lower() in FRAMEWORKS:
+        return FRAMEWORKS[framework.strip().lower()]
+    raise ConfigError(
+        f"framework must be one of {', '.join(FRAMEWORKS)} or None, got {framework!r}"
+    )
+
+
+def framework_of(workload: Callable[..., Any]) -> str | None:
+    """The framework ``run_workload`` seeds and applies the policy to for a workload:
+    ``keras`` (the default), ``torch``, or None.
+
+    Read from the workload's ``framework`` attribute (see :func:`workload`), else from
+    greenprec 0.1's ``uses_keras`` attribute: False means None.
+    """
+    if hasattr(workload, "framework"):
+        return _canonical_framework(workload.framework)
+    return "keras" if getattr(workload, "uses_keras", True) else None
+
+
 def uses_keras(workload: Callable[..., Any]) -> bool:
     """Whether ``run_workload`` seeds Keras and applies the policy to it (the default).
 
-    A workload that does not use Keras sets ``workload.uses_keras = False`` (or uses
-    :func:`workload`): it then gets the policy name and seed in its context and applies them
-    itself, and TensorFlow is not imported for it.
+    A workload for another framework declares it (:func:`workload`); one that sets
+    ``uses_keras = False`` and no framework applies ``ctx.policy`` itself, and TensorFlow is
+    not imported for it.
     """
-    return bool(getattr(workload, "uses_keras", True))
+    return framework_of(workload) == "keras"
 
 
 @dataclass(frozen=True)
@@ -131,15 +193,21 @@ class Requirement:
 
 
 KERAS_REQUIREMENTS = (Requirement("tensorflow", "tensorflow"), Requirement("keras", "tensorflow"))
+TORCH_REQUIREMENTS = (Requirement("torch", "torch"),)
 
 
 def requirements(workload: Callable[..., Any]) -> list[Requirement]:
-    """What a workload needs installed: its ``requires`` attribute, else TensorFlow and Keras
-    for a Keras workload, else nothing."""
+    """What a workload needs installed: its ``requires`` attribute, else its framework's
+    (TensorFlow and Keras, or torch), else nothing."""
     declared = getattr(workload, "requires", None)
     if declared is not None:
         return [r for r in declared if isinstance(r, Requirement)]
-    return list(KERAS_REQUIREMENTS) if uses_keras(workload) else []
+    framework = framework_of(workload)
+    if framework == "keras":
+        return list(KERAS_REQUIREMENTS)
+    if framework == "torch":
+        return list(TORCH_REQUIREMENTS)
+    return []
 
 
 def missing_requirements(workload: Callable[..., Any], name: str) -> str | None:
@@ -153,25 +221,45 @@ def missing_requirements(workload: Callable[..., Any], name: str) -> str | None:
     return f"workload {name!r} needs {modules}, which is not installed: pip install {install}"
 
 
+_UNSET: Any = object()
+
+
 def workload(
-    *, description: str | None = None, keras: bool = True
+    *, description: str | None = None, keras: bool = True, framework: str | None = _UNSET
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator that sets a workload's ``description`` and ``uses_keras`` attributes."""
+    """Decorator that sets a workload's ``description`` and ``framework``.
+
+    ``framework="torch"`` (or ``"keras"``, or None for a workload that applies the policy
+    itself); without it, greenprec 0.1's ``keras=True/False`` means ``"keras"``/None. The
+    ``uses_keras`` attribute is set too, for code that reads it.
+    """
+    chosen = (
+        _canonical_framework(framework) if framework is not _UNSET else ("keras" if keras else None)
+    )
 
     def mark(function: Callable[..., Any]) -> Callable[..., Any]:
         if description is not None:
             function.description = description  # type: ignore[attr-defined]
-        function.uses_keras = keras  # type: ignore[attr-defined]
+        function.framework = chosen  # type: ignore[attr-defined]
+        function.uses_keras = chosen == "keras"  # type: ignore[attr-defined]
         return function
 
     return mark
 
 
-def seed_everything(seed: int, *, deterministic: bool = False, keras: bool = True) -> None:
-    """Seed Python and NumPy, and Keras and TensorFlow when ``keras``.
+# cuBLAS is deterministic only with a fixed workspace; read when cuBLAS starts, so set early.
+CUBLAS_WORKSPACE = ":4096:8"
 
-    ``deterministic`` calls ``tf.config.experimental.enable_op_determinism()``, which lasts
-    for the rest of the process and can make some GPU ops slower or unsupported.
+
+def seed_everything(
+    seed: int, *, deterministic: bool = False, keras: bool = True, torch: bool = False
+) -> None:
+    """Seed Python and NumPy, Keras and TensorFlow when ``keras``, PyTorch when ``torch``.
+
+    ``deterministic`` calls ``tf.config.experimental.enable_op_determinism()`` for Keras, which
+    lasts for the rest of the process, and ``torch.use_deterministic_algorithms(True)`` for
+    PyTorch (:func:`run_workload` restores PyTorch's setting after the run). Both can make some
+    GPU ops slower or unsupported.
     """
     import numpy as np
 
@@ -185,6 +273,13 @@ def seed_everything(seed: int, *, deterministic: bool = False, keras: bool = Tru
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    if torch:
+        import torch as torch_module
+
+        torch_module.manual_seed(seed)  # every device's generator, CUDA included
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+            torch_module.use_deterministic_algorithms(True)
 
 
 def _plain_metrics(name: str, metrics: object) -> dict[str, float]:
@@ -247,8 +342,12 @@ def run_workload(
     ``workload`` is a registered name (``digits-cnn``), a ``module.path:function`` string or a
     callable. ``measure_factory`` makes the measurement, e.g. ``lambda: greenprec.measure(
     "mock")``; by default ``greenprec.measure("auto")``.
+
+    The workload's framework gets the policy through its adapter: Keras's dtype policy and
+    TensorFlow's TF32 switch, or for PyTorch a :class:`~greenprec.precision.TorchPolicy` on
+    the ``device`` param (default ``cuda`` when available, else ``cpu``), entered around the
+    workload and handed to it as ``ctx.precision``.
     """
-    from greenprec.precision import policy as precision_policy
     from greenprec.precision import resolve_policy
     from greenprec.workloads.registry import get_workload
 
@@ -264,13 +363,18 @@ def run_workload(
         params=params or {},
         measure_factory=measure_factory or _default_measure,
     )
-    keras = uses_keras(function)
+    framework = framework_of(function)
+    context.framework = framework
     # Before anything runs: "No module named 'keras'" from inside a run names no fix.
     problem = missing_requirements(function, name)
     if problem is not None:
         raise WorkloadError(problem)
-    seed_everything(seed, deterministic=deterministic, keras=keras)
-    with precision_policy(chosen) if keras else nullcontext(chosen):
+    with ExitStack() as stack:
+        if framework == "torch":
+            info = _enter_torch(stack, context, deterministic)
+        else:
+            seed_everything(seed, deterministic=deterministic, keras=framework == "keras")
+            info = _enter_keras(stack, context) if framework == "keras" else FrameworkInfo("none")
         metrics = function(context)
     measurement = context.measurement
     if measurement is None:
@@ -285,4 +389,32 @@ def run_workload(
         policy=chosen.name,
         seed=seed,
         params=dict(context.params),
+        framework=info,
     )
+
+
+def _enter_keras(stack: ExitStack, context: WorkloadContext) -> FrameworkInfo:
+    from greenprec.precision import keras_framework_info
+    from greenprec.precision import policy as keras_policy
+
+    stack.enter_context(keras_policy(context.policy))
+    return keras_framework_info()  # read inside: the TF32 switch as the policy set it
+
+
+def _enter_torch(stack: ExitStack, context: WorkloadContext, deterministic: bool) -> FrameworkInfo:
+    import torch
+
+    from greenprec.precision import torch_policy
+
+    adapter = torch_policy(context.policy, context.params.get("device"))
+    # Deterministic algorithms are a process-wide switch: restored after this run, so an
+    # inline experiment's next run is not silently deterministic too.
+    stack.callback(
+        torch.use_deterministic_algorithms,
+        torch.are_deterministic_algorithms_enabled(),
+        warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    seed_everything(context.seed, deterministic=deterministic, keras=False, torch=True)
+    stack.enter_context(adapter)
+    context.precision = adapter
+    return adapter.framework_info()

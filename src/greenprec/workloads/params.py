@@ -37,3 +37,13 @@ class Cifar10Params(BaseModel):
     """Validate on the test set after each epoch, as the study did (inside the measured fit)."""
     data: str | None = None
     verbose: int = Field(0, ge=0, le=2)
+
+
+class DigitsTorchParams(DigitsParams):
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:1``...; default ``cuda`` when PyTorch sees a GPU, else ``cpu``."""
+
+
+class Cifar10TorchParams(Cifar10Params):
+    device: str | None = None
+    """``cpu``, ``cuda``, ``cuda:1``...; default ``cuda`` when PyTorch sees a GPU, else ``cpu``."""
