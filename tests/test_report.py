@@ -140,7 +140,8 @@ def test_stats_json_has_the_contract_keys(study: tuple[Path, Any, dict[str, Any]
     path, report, _ = study
     data = json.loads((path / "stats.json").read_text())
     assert data == report.stats
-    assert data["baseline"] == "fp32"
+    # the policy compared with is the "reference"; "baseline" is the idle power measurement
+    assert data["reference"] == "fp32" and "baseline" not in data
     assert {"energy_j", "duration_s", "mean_power_w", "test_accuracy"} <= set(data["metrics"])
     group_keys = {"n", "mean", "sd", "cv_pct", "shapiro_w", "shapiro_p", "outliers"}
     comparison_keys = {
@@ -415,6 +416,85 @@ def test_the_verdict_says_nothing_more_when_every_run_is_used(tmp_path: Path) ->
     assert len(report.verdict) == 1 and not any("Based on" in v for v in report.verdict)
 
 
+# -- units and names ---------------------------------------------------------------------------
+
+
+def test_accuracy_differences_are_percentage_points_everywhere(
+    study: tuple[Path, Any, dict[str, Any]],
+) -> None:
+    path, report, known = study
+    fp32 = np.delete(np.array(known["accuracy"]["fp32"]), 4)  # the outlier
+    mixed = np.array(known["accuracy"]["mixed"][:11])  # mixed-012 failed
+    verdict = re.search(r"test accuracy ([+−]\d+\.\d\d) pp", report.verdict[0])
+    assert verdict is not None
+    (row,) = [r for r in report.content.tests.rows if r[0] == "test accuracy (%)"]
+    # "+0.6 %" (a relative change) beside the verdict's "+0.59 pp" read as two numbers of
+    # points: the tests table says pp too, with Welch's interval of the difference.
+    change = re.fullmatch(r"([+−]\d+\.\d\d) pp \(([+−]\d+\.\d\d) to ([+−]\d+\.\d\d) pp\)", row[2])
+    assert change is not None, row[2]
+    assert change.group(1) == verdict.group(1)
+    diff = 100 * (mixed.mean() - fp32.mean())
+    assert float(change.group(1).replace("−", "-")) == pytest.approx(diff, abs=0.006)
+    ci = sps.ttest_ind(mixed, fp32, equal_var=False).confidence_interval(0.95)
+    for text, bound in zip(change.groups()[1:], (ci.low, ci.high), strict=True):
+        assert float(text.replace("−", "-")) == pytest.approx(100 * bound, abs=0.006)
+    (effect,) = [r for r in report.content.effects.rows if r[0] == "test accuracy (%)"]
+    assert effect[4] == f"{verdict.group(1)} pp"
+    md = (path / "report.md").read_text()
+    assert "pp (" in md and "For test accuracy the change is the difference in percentage" in md
+
+
+def test_the_compared_with_policy_is_the_reference_not_the_baseline(tmp_path: Path) -> None:
+    energies, accuracy = study_like(n=4)
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    experiment = json.loads((tmp_path / "experiment.json").read_text())
+    experiment["config"]["baseline_s"] = 30.0  # the idle measurement keeps its name
+    ResultsFolder(tmp_path).write_experiment(experiment)
+    report = build_report(tmp_path)
+    assert report.stats["reference"] == "fp32"
+    assert "baseline" not in (tmp_path / "stats.json").read_text()
+    assert report.content.subtitle.startswith("fp32, mixed; reference fp32;")
+    assert "reference mean" in report.content.effects.headers
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / name).read_text()
+        # "baseline" is only the idle power measurement
+        assert re.findall(r"\w*\W*baseline", text) == ["idle baseline"], name
+
+
+def test_the_mock_meter_is_simulated_not_measured(tmp_path: Path) -> None:
+    energies, accuracy = study_like(n=4)
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    experiment = json.loads((tmp_path / "experiment.json").read_text())
+    experiment["meters"]["used"] = ["mock"]
+    ResultsFolder(tmp_path).write_experiment(experiment)
+    report = build_report(tmp_path)
+    assert ("meter", "mock — SIMULATED (not measured)") in report.content.environment
+    assert "energy SIMULATED, not measured" in report.content.subtitle
+    assert any(w.startswith("meter mock simulates power") for w in report.warnings)
+    md = (tmp_path / "report.md").read_text()
+    assert "**meter**: mock — SIMULATED (not measured)" in md and "— measured" not in md
+
+
+def test_a_meter_class_that_says_simulated_is_simulated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenprec.meters.base import Meter
+
+    class Replay(Meter):
+        name = "replay"
+        simulated = True
+
+    monkeypatch.setattr("greenprec.meters.registry.meter_classes", lambda: {"replay": Replay})
+    rows = write_folder(tmp_path, {"fp32": [10.0, 11.0], "mixed": [8.0, 9.0]}, experiment=False)
+    for row in rows:
+        row["meter"] = "rapl+replay"  # no experiment.json: the runs' meter column says it
+    ResultsFolder(tmp_path).write_runs(rows)
+    report = build_report(tmp_path)
+    assert ("meter", "rapl, replay — SIMULATED by replay (not measured)") in (
+        report.content.environment
+    )
+
+
 # -- degenerate folders ----------------------------------------------------------------------------
 
 
@@ -484,7 +564,7 @@ def test_every_run_failed(tmp_path: Path) -> None:
 def test_empty_runs_csv_and_no_experiment_json(tmp_path: Path) -> None:
     (tmp_path / "runs.csv").write_text("run_id,policy,status\n")
     report = build_report(tmp_path)
-    assert report.stats["baseline"] is None
+    assert report.stats["reference"] is None
     assert report.stats["metrics"]["energy_j"]["groups"] == {}
     assert any("no experiment.json" in w for w in report.warnings)
 

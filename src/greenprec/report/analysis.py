@@ -60,6 +60,38 @@ METRICS: tuple[Metric, ...] = (
 METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
 
 
+# -- the meters -----------------------------------------------------------------------------------
+
+
+def meters_used(data: ExperimentData) -> list[str]:
+    """The meters the runs were measured with: experiment.json's ``meters.used``, else the
+    runs' ``meter`` column (``rapl+nvml`` is two meters)."""
+    meters = data.experiment.get("meters")
+    used = meters.get("used") if isinstance(meters, dict) else None
+    if isinstance(used, list) and used:
+        return [str(name) for name in used]
+    names = (str(row["meter"]).split("+") for row in data.done if row.get("meter"))
+    return sorted({name for split in names for name in split if name})
+
+
+def simulated_meters(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that make their readings up (the ``mock``): their figures are not
+    measurements, and the report must not call them measured.
+
+    A meter says so with the class attribute ``simulated``; a name no installed meter has
+    (a folder from another machine) is simulated only if it is the built-in ``mock``.
+    """
+    from greenprec.meters.registry import meter_classes
+
+    classes = meter_classes()
+    out = []
+    for name in names:
+        cls = classes.get(name)
+        if (getattr(cls, "simulated", False) is True) if cls is not None else name == "mock":
+            out.append(name)
+    return out
+
+
 # -- outliers and the runs used ----------------------------------------------------------------
 
 
@@ -247,7 +279,7 @@ class GroupSummary:
 @dataclass(frozen=True)
 class MetricAnalysis:
     """One metric: every policy's :class:`GroupSummary` and, when the data allow, every policy
-    against the baseline (:func:`stats.compare_policies`)."""
+    against the reference policy (:func:`stats.compare_policies`)."""
 
     metric: Metric
     groups: dict[str, GroupSummary]
@@ -256,11 +288,11 @@ class MetricAnalysis:
 
     @property
     def comparisons(self) -> list[stats.CompareResult]:
-        """Each policy against the baseline, in the policies' order (Holm-adjusted p set)."""
+        """Each policy against the reference, in the policies' order (Holm-adjusted p set)."""
         return list(self.compared.comparisons.values()) if self.compared is not None else []
 
     def against(self, policy: str) -> stats.CompareResult | None:
-        """The comparison of ``policy`` with the baseline, if there is one."""
+        """The comparison of ``policy`` with the reference, if there is one."""
         return self.compared.comparisons.get(policy) if self.compared is not None else None
 
     @property
@@ -362,7 +394,7 @@ PLANNED = ("cv_pct", "runs_needed_per_policy", "achieved_power", "enough")
 class PlanningItem:
     """Runs per policy that one energy comparison's observed effect needs, and the power the
     experiment had. ``cv_pct`` is the pooled SD (the one behind Cohen's d) as a percentage of
-    the baseline mean, so the planning effect size is exactly the observed |d|."""
+    the reference mean, so the planning effect size is exactly the observed |d|."""
 
     comparison: stats.CompareResult
     cv_pct: float | None = None
@@ -459,7 +491,7 @@ def _planning_reason(comparison: stats.CompareResult) -> str | None:
     if finite(comparison.sd_a) is None or finite(comparison.sd_b) is None:
         return "needs the SD of both policies"
     if not finite(comparison.mean_a):
-        return "the baseline mean is zero or missing"
+        return "the reference mean is zero or missing"
     if not finite(comparison.relative_change_pct):
         return "no observed change; no number of runs detects it"
     return None
@@ -527,13 +559,20 @@ class Analysis:
     def accuracy_scale(self) -> Literal["fraction", "percent"] | None:
         return self.prepared.accuracy_scale
 
+    @property
+    def reference(self) -> str | None:
+        """The policy every other is compared with (the first configured one)."""
+        return self.data.baseline
+
     def to_json_dict(self) -> JsonObject:
         data = self.data
         not_computed: JsonObject = {}
         if self.energy_per_point.not_computed:
             not_computed["energy_per_accuracy_point_j"] = dict(self.energy_per_point.not_computed)
         return {
-            "baseline": data.baseline,
+            # The policy every other is compared with. Not "baseline": that is the idle power
+            # measurement (--baseline, net_energy_j).
+            "reference": data.baseline,
             "policies": list(data.policies),
             "estimated": data.estimated,
             "metrics": {key: metric.to_json_dict() for key, metric in self.metrics.items()},
@@ -553,7 +592,7 @@ class Analysis:
 
 
 def analyse(prepared: Prepared, *, alpha: float = ALPHA, power: float = POWER) -> Analysis:
-    """Every metric of the runs used, per policy and policy against baseline, and planning."""
+    """Every metric of the runs used, per policy and policy against the reference, and planning."""
     data = prepared.data
     groups = prepared.kept_by_policy()
     metrics: dict[str, MetricAnalysis] = {}

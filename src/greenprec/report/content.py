@@ -6,6 +6,7 @@ warnings, planning, outliers) come from :mod:`greenprec.report.prose`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,8 @@ from greenprec.report.analysis import (
     Analysis,
     accuracy_points,
     finite,
+    meters_used,
+    simulated_meters,
 )
 from greenprec.report.data import ExperimentData
 from greenprec.report.figures import FigureFile
@@ -111,7 +114,7 @@ def _comparisons(analysis: Analysis) -> list[tuple[str, stats.CompareResult, boo
 
 
 def tests_table(analysis: Analysis) -> Table:
-    """Every policy against the baseline, for every metric: the three tests and the primary."""
+    """Every policy against the reference, for every metric: the three tests and the primary."""
     estimated = analysis.estimated
     headers = [
         "metric",
@@ -124,9 +127,12 @@ def tests_table(analysis: Analysis) -> Table:
     ]
     rows = []
     for key, c, several in _comparisons(analysis):
-        change = fmt.signed(c.relative_change_pct, 1, "%")
-        if c.relative_change_ci:
-            change += f" ({fmt.percent_ci(c.relative_change_ci)})"
+        if key == ACCURACY:
+            change = _accuracy_change(c, analysis.accuracy_scale)
+        else:
+            change = fmt.signed(c.relative_change_pct, 1, "%")
+            if c.relative_change_ci:
+                change += f" ({fmt.percent_ci(c.relative_change_ci)})"
         primary = _t(c.log_ratio_t, c.primary_p)
         if several and finite(c.holm_p) is not None:
             primary += f", Holm {fmt.pvalue(c.holm_p, prefix=False)}"
@@ -142,6 +148,40 @@ def tests_table(analysis: Analysis) -> Table:
             ]
         )
     return Table(headers, rows, frozenset(range(2, 7)))
+
+
+def _accuracy_change(c: stats.CompareResult, scale: str | None) -> str:
+    """An accuracy difference in percentage points, with Welch's CI of the difference.
+
+    The verdict says "+0.59 pp"; a relative "+1.3%" of an accuracy beside it read as another
+    number of points. The interval is the one that inverts the Welch t column (a difference of
+    means), as the relative-change CI inverts the primary test on other rows.
+    """
+    mean_a, mean_b = finite(c.mean_a), finite(c.mean_b)
+    if mean_a is None or mean_b is None:
+        return fmt.NOT_AVAILABLE
+    text = fmt.signed(accuracy_points(mean_b - mean_a, scale), 2, " pp")
+    ci = _welch_difference_ci(c)
+    if ci is not None:
+        lo, hi = (accuracy_points(bound, scale) for bound in ci)
+        text += f" ({fmt.signed(lo, 2)} to {fmt.signed(hi, 2)} pp)"
+    return text
+
+
+def _welch_difference_ci(c: stats.CompareResult) -> tuple[float, float] | None:
+    """The 1 − alpha interval of mean_b − mean_a that Welch's t-test inverts."""
+    values = [finite(v) for v in (c.mean_a, c.mean_b, c.sd_a, c.sd_b, c.welch_df)]
+    if any(v is None for v in values) or c.n_a < 2 or c.n_b < 2:
+        return None
+    mean_a, mean_b, sd_a, sd_b, df = (float(v) for v in values if v is not None)
+    se = math.sqrt(sd_a**2 / c.n_a + sd_b**2 / c.n_b)
+    if se == 0.0 or df <= 0.0:
+        return None
+    from scipy import stats as sps
+
+    half = float(sps.t.ppf(1.0 - c.alpha / 2.0, df)) * se
+    diff = mean_b - mean_a
+    return diff - half, diff + half
 
 
 def _robustness(c: stats.CompareResult) -> str:
@@ -160,7 +200,7 @@ def effects_table(analysis: Analysis) -> Table:
     headers = [
         "metric",
         "comparison",
-        "baseline mean",
+        "reference mean",
         "mean",
         "difference",
         "Cohen's d (95% CI)",
@@ -178,7 +218,7 @@ def effects_table(analysis: Analysis) -> Table:
                 f"{c.b} vs {c.a}",
                 fmt.num(mean_a, digits),
                 fmt.num(mean_b, digits),
-                fmt.signed(diff, 2) if digits else _signed_num(diff),
+                fmt.signed(diff, 2, " pp") if key == ACCURACY else _signed_num(diff),
                 _with_ci(c.cohens_d, c.cohens_d_ci),
                 _with_ci(c.hedges_g, c.hedges_g_ci),
             ]
@@ -252,8 +292,6 @@ def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
     experiment = data.experiment
     config = experiment.get("config") if isinstance(experiment.get("config"), dict) else {}
     assert isinstance(config, dict)
-    meters = experiment.get("meters") if isinstance(experiment.get("meters"), dict) else {}
-    assert isinstance(meters, dict)
     host = experiment.get("host") if isinstance(experiment.get("host"), dict) else {}
     assert isinstance(host, dict)
     versions = experiment.get("versions") if isinstance(experiment.get("versions"), dict) else {}
@@ -261,9 +299,17 @@ def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = [("results folder", str(data.path))]
     source = experiment.get("source") or config.get("source")
     out.append(("source", str(source) if source else "greenprec compare"))
-    used = meters.get("used") or sorted({str(r.get("meter")) for r in data.done if r.get("meter")})
-    kind = "ESTIMATED (not measured)" if data.estimated else "measured"
-    out.append(("meter", f"{', '.join(str(m) for m in used) or 'unknown'} — {kind}"))
+    used = meters_used(data)
+    simulated = simulated_meters(used)
+    if simulated:
+        # The mock makes its power up: calling its figures "measured" misled readers.
+        by = "" if simulated == used else f" by {', '.join(simulated)}"
+        kind = f"SIMULATED{by} (not measured)"
+    elif data.estimated:
+        kind = "ESTIMATED (not measured)"
+    else:
+        kind = "measured"
+    out.append(("meter", f"{', '.join(used) or 'unknown'} — {kind}"))
     counted = data.counted_domains
     if counted:
         out.append(("counted domains", f"{', '.join(counted)} ({data.counted_source})"))
@@ -360,21 +406,29 @@ def build_content(
     estimated = analysis.estimated
     policies = ", ".join(data.policies) or "no policies"
     subtitle = (
-        f"{policies}; baseline {data.baseline or '—'}; "
+        f"{policies}; reference {analysis.reference or '—'}; "
         f"{analysis.runs.used} of {analysis.runs.total} runs used"
     )
-    if estimated:
+    if simulated_meters(meters_used(data)):
+        subtitle += "; energy SIMULATED, not measured"
+    elif estimated:
         subtitle += "; energy ESTIMATED, not measured"
     summary_note = (
         "Mean ± SD over the runs used (finished, outliers removed). J per accuracy point is mean "
         "energy over mean test accuracy in percentage points."
     )
     tests_note = (
-        "Signed statistics are policy − baseline: negative means less. The primary test, fixed "
-        "before the data, is Welch's t on the log ratio of the means; the change CI inverts "
-        "that same test (delta-method SE, Welch–Satterthwaite df), so the p-value is below "
-        f"{analysis.alpha:g} exactly when the CI excludes 0. Mann–Whitney U is a robustness "
-        "check, not the verdict."
+        "Signed statistics are policy − reference: negative means less. The primary test, "
+        "fixed before the data, is Welch's t on the log ratio of the means; the change CI "
+        "inverts that same test (delta-method SE, Welch–Satterthwaite df), so the p-value is "
+        f"below {analysis.alpha:g} exactly when the CI excludes 0. "
+        + (
+            "For test accuracy the change is the difference in percentage points (pp), with "
+            "the CI of Welch's t on that difference. "
+            if analysis.metrics[ACCURACY].comparisons
+            else ""
+        )
+        + "Mann–Whitney U is a robustness check, not the verdict."
     )
     return Content(
         title=f"greenprec report: {data.path.name}",

@@ -20,6 +20,8 @@ from greenprec.report.analysis import (
     PowerTrace,
     accuracy_points,
     finite,
+    meters_used,
+    simulated_meters,
 )
 
 PRIMARY_LABEL = "Welch t (log ratio)"
@@ -192,7 +194,13 @@ def warnings(analysis: Analysis) -> list[str]:
     experiment_warnings = data.experiment.get("warnings")
     if isinstance(experiment_warnings, list):
         out.extend(str(w) for w in experiment_warnings)
-    if data.estimated and not any("estimate" in w for w in out):
+    simulated = simulated_meters(meters_used(data))
+    if simulated:
+        out.append(
+            f"meter {', '.join(simulated)} simulates power, for tests and demos: no energy or "
+            "power figure of this report is a measurement"
+        )
+    elif data.estimated and not any("estimate" in w for w in out):
         out.append(
             "the meter estimated energy instead of measuring it: every energy figure is estimated"
         )
