@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,8 @@ from greenprec import plugins
 # imported in a process that has already imported TensorFlow (tensorflow-cpu 2.21, torch 2.14,
 # triton 3.8). The suite imports both; importing the compiler first keeps either order safe.
 # Only where torch is installed, and never inside greenprec itself.
-try:
+with contextlib.suppress(ImportError):
     import torch._dynamo  # noqa: F401
-except ImportError:
-    pass
 
 
 @pytest.fixture(autouse=True)

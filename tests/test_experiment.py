@@ -417,3 +417,12 @@ def test_estimate_meter_experiment_is_labelled_estimated(tmp_path: Path) -> None
     assert row["status"] == "done" and row["estimated"] == "true" and row["meter"] == "estimate"
     assert float(row["energy_j"]) > 0
     assert "estimated" in (out / "report.md").read_text().lower()
+
+
+def test_the_quick_preset_shortens_the_torch_twin_of_its_workload_too() -> None:
+    quick = load_config({"policies": ["fp32"], "protocol": "quick", "workload": "digits-cnn-torch"})
+    assert quick.params == {"epochs": 3}
+    other = load_config(
+        {"policies": ["fp32"], "protocol": "quick", "workload": "experiment_workloads:sleepy"}
+    )
+    assert "epochs" not in other.params  # a preset's params never leak into another workload

@@ -115,7 +115,7 @@ def test_report_reads_an_import(tmp_path: Path, recordings: dict[str, float]) ->
     out = tmp_path / "out"
     import_energibridge(groups(tmp_path), out, metrics=f"{tmp_path}/metrics/*.csv")
     report = build_report(out)
-    assert report.stats["baseline"] == "fp32"
+    assert report.stats["reference"] == "fp32"
     assert report.stats["counted_domains"] == ["energibridge/system"]
     assert report.stats["power_trace"]["runs"] == {"fp32": 3, "mixed": 3}
     assert "energibridge — measured" in (out / "report.md").read_text()

@@ -67,9 +67,11 @@ def test_a_meter_that_hangs_at_the_entry_reading_never_starts_the_block() -> Non
     meter = _Hangs(answers=0)
     ran = False
     try:
-        with pytest.raises(greenprec.MeterError, match="did not answer read"):
-            with greenprec.measure(meter, interval=0.05):
-                ran = True
+        with (
+            pytest.raises(greenprec.MeterError, match="did not answer read"),
+            greenprec.measure(meter, interval=0.05),
+        ):
+            ran = True
     finally:
         meter.release.set()
     assert not ran

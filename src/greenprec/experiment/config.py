@@ -226,8 +226,9 @@ def load_config(
     preset_params = preset.pop("params", {})
     given, params = _merge([file_values, flag_values])
     merged: dict[str, Any] = {**preset, "protocol": protocol, **given}
-    # A preset's workload parameters belong to its workload, not to one the user chose.
-    if merged["workload"] == preset["workload"]:
+    # A preset's workload parameters belong to its workload (and that workload's PyTorch
+    # twin, which takes the same params), not to one the user chose.
+    if merged["workload"] in (preset["workload"], f"{preset['workload']}-torch"):
         params = {**preset_params, **params}
     merged["params"] = params
     return validate(merged)

@@ -159,7 +159,8 @@ def _create(
     used = [meter.name for meter in chosen]
     schedule = make_schedule(config.policies, config.runs, config.seed, shuffle=config.shuffle)
     estimated = any(meter.estimated for meter in chosen)
-    warnings = list(emulation_warnings(config.policies))
+    framework = _framework(config.workload)
+    warnings = list(emulation_warnings(config.policies, framework=framework))
     if estimated:
         warnings.append(
             f"meter {'+'.join(used)} is an estimate, not a measurement: every energy figure "
@@ -172,7 +173,7 @@ def _create(
         schedule=schedule,
         meters=MetersRecord(requested=requested, used=used, estimated=estimated),
         warnings=warnings,
-        precision_support=support().to_dict(),
+        precision_support=support(framework=framework).to_dict(),
         versions=facts["versions"],
         host=facts["host"],
     )
@@ -180,6 +181,17 @@ def _create(
     store.create(experiment, runs)  # the schedule is on disk before the first run starts
     store.ensure_dirs()
     return experiment, runs
+
+
+def _framework(workload: str) -> str:
+    """The framework whose precision support the experiment records (TensorFlow's by default)."""
+    from greenprec.workloads import get_workload
+    from greenprec.workloads.core import framework_of
+
+    try:
+        return framework_of(get_workload(workload)) or "tensorflow"
+    except ConfigError:
+        return "tensorflow"
 
 
 def _reopen(
