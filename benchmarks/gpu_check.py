@@ -1,6 +1,17 @@
-"""GPU energy of fp32 vs mixed precision, measured by the nvml meter on a real NVIDIA GPU.
+"""GPU energy of the precision policies, measured by the nvml meter on a real NVIDIA GPU.
 
-    python benchmarks/gpu_check.py [--seconds 20] [--backend auto|tensorflow|torch|cupy]
+    python benchmarks/gpu_check.py                      # digits-cnn-torch, four policies
+    python benchmarks/gpu_check.py --mode matmul [--seconds 20] [--backend auto|torch|...]
+
+``--mode workload`` (the default) trains ``digits-cnn-torch`` under fp32, tf32, mixed and bf16,
+each run inside ``greenprec.measure(meter="nvml")`` through greenprec's own ``run_workload``
+(the PyTorch adapter, its GradScaler, and ``measure()``'s CUDA sync), and prints energy,
+duration, mean power and test accuracy per policy. Without scikit-learn's digits it trains the
+published CIFAR-10 CNN (``cifar10-cnn-torch``'s network) on a CIFAR-sized synthetic batch
+instead. ``--meter estimate --device cpu`` runs the same script on a machine without a GPU
+(to check the script, not the GPU).
+
+``--mode matmul``:
 
 Trains a small matmul-heavy MLP (TensorFlow/Keras under ``keras.mixed_precision`` policies if
 TensorFlow sees a GPU, else PyTorch with autocast, else a CuPy matmul loop in float32 vs
@@ -176,14 +187,86 @@ def calibrate(step: Step, sync: Sync, seconds: float) -> int:
     return max(10, int(rate * seconds))
 
 
+POLICIES = ("fp32", "tf32", "mixed", "bf16")
+
+
+def workload_check(meter: str, device: str | None, epochs: int) -> None:
+    """Train digits-cnn-torch (or a synthetic CIFAR batch) under each policy, measured."""
+    import importlib.util
+
+    from greenprec.workloads import run_workload
+
+    params: dict[str, Any] = {"epochs": epochs}
+    if device is not None:
+        params["device"] = device
+    if importlib.util.find_spec("sklearn") is None:
+        print("scikit-learn is missing: training the CIFAR-10 CNN on a synthetic batch")
+        synthetic_cifar_check(meter, device or "cuda", epochs)
+        return
+    print(f"digits-cnn-torch, {epochs} epochs, meter {meter}, device {device or 'auto'}")
+    first: dict[str, float] = {}
+    for name in POLICIES:
+        result = run_workload(
+            "digits-cnn-torch",
+            policy=name,
+            seed=42,
+            params=params,
+            measure_factory=lambda: greenprec.measure(meter, interval=0.1),
+        )
+        m = result.measurement
+        first.setdefault("energy_j", m.energy_j)
+        accuracy = result.metrics["test_accuracy"]
+        print(
+            f"{name:>5}: energy_j={m.energy_j:9.1f}  duration_s={m.duration_s:7.2f}  "
+            f"mean_power_w={m.mean_power_w:7.1f}  test_accuracy={accuracy:.4f}  "
+            f"energy vs fp32={m.energy_j / first['energy_j']:.3f}  tf32={result.framework.tf32}"
+        )
+
+
+def synthetic_cifar_check(meter: str, device: str, epochs: int) -> None:
+    import torch
+
+    from greenprec.precision import torch_policy
+    from greenprec.workloads.torch_models import Cifar10CNN
+
+    x = torch.randn(2048, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (2048,), device=device)
+    for name in POLICIES:
+        torch.manual_seed(42)
+        model = Cifar10CNN().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        with torch_policy(name, device) as precision, greenprec.measure(meter) as m:
+            for _ in range(epochs):
+                for start in range(0, len(x), 256):
+                    with precision.autocast():
+                        loss = torch.nn.functional.cross_entropy(
+                            model(x[start : start + 256]), y[start : start + 256]
+                        )
+                    optimizer.zero_grad()
+                    precision.backward_step(loss, optimizer)
+        print(
+            f"{name:>5}: energy_j={m.energy_j:9.1f}  duration_s={m.duration_s:7.2f}  "
+            f"mean_power_w={m.mean_power_w:7.1f}  (synthetic data: no accuracy)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", choices=["workload", "matmul"], default="workload")
+    parser.add_argument("--meter", default="nvml", help="workload mode: the meter to measure with")
+    parser.add_argument("--device", default=None, help="workload mode: cuda, cuda:1, cpu")
+    parser.add_argument("--epochs", type=int, default=12, help="workload mode: epochs per run")
     parser.add_argument("--seconds", type=float, default=20.0, help="target fp32 run length")
     parser.add_argument("--backend", choices=["auto", *BACKENDS], default="auto")
     parser.add_argument("--width", type=int, default=4096, help="MLP width (matrix size)")
     parser.add_argument("--batch", type=int, default=4096)
     args = parser.parse_args()
 
+    if args.mode == "workload":
+        if args.meter == "nvml" and not NvmlMeter.probe().available:
+            sys.exit(f"cannot run: the nvml meter is unavailable: {NvmlMeter.probe().reason}")
+        workload_check(args.meter, args.device, args.epochs)
+        return
     probe = NvmlMeter.probe()
     if not probe.available:
         sys.exit(f"cannot run: the nvml meter is unavailable: {probe.reason}")
