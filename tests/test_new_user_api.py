@@ -3,6 +3,7 @@ fallback warning, a plugin meter whose start() fails."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -89,3 +90,47 @@ def test_a_meter_whose_start_raises_is_a_meter_error_naming_it() -> None:
         greenprec.measure(_BrokenStart()),
     ):
         pass
+
+
+_WITHOUT_TENSORFLOW = (
+    "import sys; sys.modules['keras'] = None; sys.modules['tensorflow'] = None; "
+    "sys.argv = ['greenprec', *sys.argv[1:]]; from greenprec.cli import main; main()"
+)
+
+
+def test_compare_without_the_framework_names_the_extra_before_anything_runs(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    out = Path(str(tmp_path)) / "exp"
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TENSORFLOW, "compare", "fp32", "mixed", "--quick",
+         "--meter", "mock", "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        "workload: workload 'digits-cnn' needs tensorflow, keras, which is not installed: "
+        "pip install 'greenprec[tensorflow]'" in result.stderr
+    )
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_workloads_lists_what_each_needs_and_whether_it_is_installed() -> None:
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TENSORFLOW, "workloads", "--json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    workloads = {w["name"]: w for w in json.loads(result.stdout)["workloads"]}
+    digits = workloads["digits-cnn"]
+    assert digits["framework"] == "keras" and digits["ready"] is False
+    assert {"module": "keras", "extra": "tensorflow", "installed": False} in digits["needs"]
+    table = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TENSORFLOW, "workloads"],
+        capture_output=True, text=True, check=True, timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout  # fmt: skip
+    assert "not installed: pip install 'greenprec[tensorflow]'" in table

@@ -335,6 +335,13 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
         except ConfigError as error:
             problems.append(f"workload: {error}")
         else:
+            from greenprec.workloads import missing_requirements
+
+            # Its framework first: every run would fail on "No module named 'keras'" after
+            # the warm-up; one line naming the extra to install is better, before anything.
+            missing = missing_requirements(function, workload)
+            if missing is not None:
+                problems.append(f"workload: {missing}")
             # A workload may check its params (and its data) up front: better now than after
             # hours of warm-up and runs.
             check = getattr(function, "check_params", None)
