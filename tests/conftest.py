@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from greenprec import plugins
+
+# CI explores the same examples on every run (a red CI is then reproducible, never a new random
+# example found at submission); developers keep exploring fresh ones locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # torch's compiler stack (torch._dynamo, which imports triton) segfaults when it is first
 # imported in a process that has already imported TensorFlow (tensorflow-cpu 2.21, torch 2.14,

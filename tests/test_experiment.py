@@ -391,7 +391,7 @@ def test_quick_digits_experiment_with_the_mock_meter_end_to_end(tmp_path: Path) 
         assert float(row["energy_j"]) == pytest.approx(100.0 * float(row["duration_s"]), rel=1e-9)
         assert 0.0 < float(row["test_accuracy"]) <= 1.0
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["baseline"] == "fp32"
+    assert stats["reference"] == "fp32"
     assert (out / "report.html").exists()
 
 

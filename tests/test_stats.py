@@ -317,7 +317,12 @@ def test_relative_change_unchanged_by_scale(a: list[float], b: list[float], scal
     base = gs.compare_groups(a, b)
     scaled = gs.compare_groups(np.multiply(a, scale), np.multiply(b, scale))
     assert scaled.relative_change_pct == pytest.approx(base.relative_change_pct, rel=1e-9, abs=1e-9)
-    assert scaled.relative_change_ci == pytest.approx(base.relative_change_ci, rel=1e-9, abs=1e-9)
+    if base.relative_change_ci is None:  # identical runs: no interval, in any unit
+        assert scaled.relative_change_ci is None
+    else:
+        assert scaled.relative_change_ci == pytest.approx(
+            base.relative_change_ci, rel=1e-9, abs=1e-9
+        )
 
 
 @FAST
@@ -800,3 +805,13 @@ def test_identical_runs_have_no_interval_in_any_unit(scale: float) -> None:
     # SD was ~1e-16 and an interval appeared in one unit and not in another.
     scaled = gs.compare_groups(np.multiply([1.0] * 3, scale), np.multiply([1.0] * 3, scale))
     assert scaled.relative_change_ci is None
+
+
+def test_an_interval_beyond_exps_range_is_not_computed_with_a_reason() -> None:
+    # Found by hypothesis: a near-zero mean beside huge spread; exp overflowed to +inf.
+    a = [0.0, 0.0, 1.0]
+    b = [10.0, 51.0, 142.0, 533.0, 743.0, 785.0, -189.0, -525.0, -784.0, -765.0]
+    with np.errstate(all="raise"):
+        result = gs.compare_groups(a, b)
+    assert result.relative_change_ci is None
+    assert "vary too much" in result.not_computed["relative_change_ci"]

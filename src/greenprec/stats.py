@@ -433,8 +433,11 @@ def welch_log_ratio(
             t_stat,
             p_val,
         )
-        lo[usable] = 100.0 * np.expm1(lr - half)
-        hi[usable] = 100.0 * np.expm1(lr + half)
+        # Very variable data give a half-width beyond exp's range: the bound is +inf, which
+        # the callers report as an interval that could not be bounded, never as a number.
+        with np.errstate(over="ignore"):
+            lo[usable] = 100.0 * np.expm1(lr - half)
+            hi[usable] = 100.0 * np.expm1(lr + half)
         significant[usable] = sig
     return LogRatioTest(log_ratio, se, df, t, p, lo, hi, significant)
 
@@ -663,7 +666,13 @@ def _relative_change(
         missing.update(dict.fromkeys(test_fields, reason))
         return
     test = welch_log_ratio(mean_a, _sd(xa), na, mean_b, _sd(xb), nb, alpha=alpha)
-    out["relative_change_ci"] = (float(test.ci_lo_pct), float(test.ci_hi_pct))
+    if not (math.isfinite(float(test.ci_lo_pct)) and math.isfinite(float(test.ci_hi_pct))):
+        missing["relative_change_ci"] = (
+            "the runs vary too much for the interval to be bounded (its upper end is beyond "
+            "any finite change); more runs, or a less variable metric, are needed"
+        )
+    else:
+        out["relative_change_ci"] = (float(test.ci_lo_pct), float(test.ci_hi_pct))
     out["log_ratio_t"] = float(test.t)
     out["log_ratio_df"] = float(test.df)
     out["log_ratio_p"] = float(test.p)
