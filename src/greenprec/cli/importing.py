@@ -18,7 +18,7 @@ def import_energibridge_command(
             "-g",
             metavar="NAME=GLOB",
             help="NAME=GLOB: the EnergiBridge CSVs of one policy (repeatable; the first is "
-            "the baseline). Quote the glob.",
+            "the reference). Quote the glob.",
             show_default=False,
         ),
     ],
