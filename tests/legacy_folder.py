@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from greenprec.results import INDEX_COLUMNS, SAMPLE_COLUMNS
+from greenprec.results import SAMPLE_COLUMNS
 from greenprec.results.files import write_atomic
-from greenprec.results.index import DOMAIN_PREFIX, format_cell
+from greenprec.results.index import format_cell, rows_text
 
 
 class LegacyFolder:
@@ -27,19 +27,8 @@ class LegacyFolder:
         return self.path / "samples" / f"{name}.csv"
 
     def write_runs(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        domain_columns = sorted({k for row in rows for k in row if k.startswith(DOMAIN_PREFIX)})
-        extra = [
-            key
-            for key in dict.fromkeys(key for row in rows for key in row)
-            if key not in INDEX_COLUMNS and not key.startswith(DOMAIN_PREFIX)
-        ]
-        columns = [*INDEX_COLUMNS, *domain_columns, *extra]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({column: format_cell(row.get(column)) for column in columns})
-        write_atomic(self.path / "runs.csv", buffer.getvalue())
+        # The same text greenprec writes for its index; 0.1 used this layout as its record.
+        write_atomic(self.path / "runs.csv", rows_text(rows))
 
     def write_samples(self, name: str, rows: Iterable[Sequence[Any]]) -> Path:
         buffer = io.StringIO()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,12 @@ def record_row(record: RunRecord) -> dict[str, Any]:
 
 def index_text(records: Sequence[RunRecord]) -> str:
     """runs.csv text: the leading columns, then per-domain energies, then further metrics."""
-    rows = [record_row(record) for record in records]
+    return rows_text([record_row(record) for record in records])
+
+
+def rows_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """runs.csv text of flat rows (``record_row``'s shape): the leading columns, then
+    per-domain energies, then further metrics."""
     domain_columns = sorted({key for row in rows for key in row if key.startswith(DOMAIN_PREFIX)})
     extra = [
         key
