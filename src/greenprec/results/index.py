@@ -36,6 +36,9 @@ INDEX_COLUMNS = (
     "test_accuracy",
     "test_loss",
     "host",
+    "block",
+    "slurm_job_id",
+    "job_state",
     "error",
 )
 """The index's leading columns; ``energy_j:<domain>`` columns and further metrics follow."""
@@ -71,6 +74,9 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "estimated": record.estimated,
         "counted_domains": COUNTED_SEPARATOR.join(record.counted_domains) or None,
         "host": record.host,
+        "block": record.block,
+        "slurm_job_id": record.slurm_job_id,
+        "job_state": record.job_state,
         "error": record.error,
     }
     for name in NAMED_METRICS:
@@ -127,8 +133,19 @@ class RowProblem:
     policy: str | None = None
 
 
-_TEXT = {"run_id", "policy", "status", "started_at", "ended_at", "meter", "error", "host"}
-_INTEGER = {"order", "repetition", "seed"}
+_TEXT = {
+    "run_id",
+    "policy",
+    "status",
+    "started_at",
+    "ended_at",
+    "meter",
+    "error",
+    "host",
+    "slurm_job_id",
+    "job_state",
+}
+_INTEGER = {"order", "repetition", "seed", "block"}
 _RUN_FLOATS = ("duration_s", "energy_j", "net_energy_j", "mean_power_w")
 
 

@@ -62,11 +62,36 @@ class ScheduledRun(_Record):
     policy: str = Field(min_length=1)
     repetition: int = Field(ge=1)
     seed: int | None = None
+    block: int | None = Field(default=None, ge=1)
+    """The block of a blocked schedule (one run of each policy, on one host); None when the
+    whole schedule is shuffled as one (the local executor)."""
 
     @field_validator("run_id")
     @classmethod
     def _run_id(cls, value: str) -> str:
         return check_run_id(value)
+
+
+class NodeInfo(_Record):
+    """The hardware a run ran on, so runs from different hosts can be told apart."""
+
+    cpu_model: str | None = None
+    logical_cpus: int | None = None
+    gpus: list[dict[str, str]] = Field(default_factory=list)
+    """NVIDIA GPUs as ``nvidia-smi`` lists them: ``name``, ``driver_version``, more."""
+
+    def hardware(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """What must match for two hosts to count as the same hardware: the CPU model and
+        each GPU's model and driver."""
+        gpus = tuple(sorted((g.get("name", "?"), g.get("driver_version", "?")) for g in self.gpus))
+        return (self.cpu_model or "unknown", gpus)
+
+    def describe(self) -> str:
+        """One line: the CPU, then the GPUs with their driver."""
+        gpus = ", ".join(
+            f"{g.get('name', '?')} (driver {g.get('driver_version', '?')})" for g in self.gpus
+        )
+        return f"{self.cpu_model or 'unknown CPU'}" + (f"; {gpus}" if gpus else "; no GPU")
 
 
 class HostEnergy(_Record):
@@ -105,7 +130,17 @@ class RunRecord(_Record):
     """What the workload reported (``test_accuracy``, ``test_loss``, more)."""
     host: str | None = None
     """The host that executed the run."""
+    node: NodeInfo | None = None
+    """That host's hardware (CPU and GPU models, GPU driver)."""
     hosts: list[HostEnergy] = Field(default_factory=list)
+    block: int | None = Field(default=None, ge=1)
+    """The run's block in a blocked schedule (see :class:`ScheduledRun`)."""
+    slurm_job_id: str | None = None
+    """The Slurm job that executed the run (the cluster executor)."""
+    job_state: str | None = None
+    """Slurm's state of that job (``TIMEOUT``, ``NODE_FAIL``, ``PREEMPTED``, ``OUT_OF_MEMORY``,
+    ``CANCELLED``) when it ended before the run had its final record: the run failed for the
+    cluster's reason, not its own, and resuming submits it again."""
     executor_pid: int | None = None
     """The process executing the run while it is ``running`` (to recognise a stale state)."""
     error: str | None = None
@@ -146,6 +181,7 @@ class RunRecord(_Record):
             policy=run.policy,
             repetition=run.repetition,
             seed=run.seed,
+            block=run.block,
         )
 
     def cleared(self) -> RunRecord:
@@ -156,11 +192,18 @@ class RunRecord(_Record):
             policy=self.policy,
             repetition=self.repetition,
             seed=self.seed,
+            block=self.block,
         )
 
     @property
     def interrupted(self) -> bool:
         return self.status == "failed" and (self.error or "").startswith(INTERRUPTED)
+
+    @property
+    def ended_by_scheduler(self) -> bool:
+        """Failed because its Slurm job ended first (time limit, node failure, preemption,
+        cancellation): resuming runs it again, as it does an interrupted run."""
+        return self.status == "failed" and self.job_state is not None
 
 
 class MetersRecord(_Record):
