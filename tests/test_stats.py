@@ -815,3 +815,136 @@ def test_an_interval_beyond_exps_range_is_not_computed_with_a_reason() -> None:
         result = gs.compare_groups(a, b)
     assert result.relative_change_ci is None
     assert "vary too much" in result.not_computed["relative_change_ci"]
+
+
+# -- blocked designs (runs from several hosts) ----------------------------------------------------
+
+
+def test_blocked_log_ratio_with_one_run_per_block_is_the_paired_t_test() -> None:
+    rng = np.random.default_rng(3)
+    power = rng.uniform(0.6, 1.8, 6)  # six hosts of different power
+    a = 1000.0 * power * np.exp(rng.normal(0, 0.02, 6))
+    b = 900.0 * power * np.exp(rng.normal(0, 0.02, 6))
+    hosts = [f"node{i}" for i in range(6)]
+    # b in another order: runs are matched by their block, not by their position
+    r = gs.blocked_log_ratio(a, b[::-1], hosts, hosts[::-1], alpha=0.05, label_a="fp32")
+    paired = sps.ttest_rel(np.log(b), np.log(a))
+    diff = np.log(b) - np.log(a)
+    assert r.df == 5 and r.n_blocks == 6 and r.blocks_left_out == []
+    assert r.log_ratio == pytest.approx(diff.mean(), rel=1e-12, abs=1e-12)
+    assert r.t == pytest.approx(float(paired.statistic), rel=1e-12)
+    assert r.p == pytest.approx(float(paired.pvalue), rel=1e-12)
+    assert r.se == pytest.approx(diff.std(ddof=1) / math.sqrt(6), rel=1e-12)
+    half = sps.t.ppf(0.975, 5) * diff.std(ddof=1) / math.sqrt(6)
+    assert r.relative_change_ci_pct == pytest.approx(
+        (100 * math.expm1(diff.mean() - half), 100 * math.expm1(diff.mean() + half)), rel=1e-12
+    )
+    assert r.a == "fp32" and r.significant is True
+    _json_ready(r)
+
+
+def test_blocked_log_ratio_matches_statsmodels_ols_with_host_fixed_effects() -> None:
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(11)
+    host_power = {"a": 1.0, "b": 1.2, "c": 0.8, "d": 1.5}
+    layout = {"a": (5, 2), "b": (1, 4), "c": (3, 3), "d": (2, 1)}
+    rows = []
+    for host, (n_a, n_b) in layout.items():
+        for policy, n, effect in (("fp32", n_a, 1.0), ("mixed", n_b, 0.9)):
+            for _ in range(n):
+                energy = 500.0 * host_power[host] * effect * math.exp(rng.normal(0, 0.03))
+                rows.append({"E": energy, "policy": policy, "host": host})
+    rows.append({"E": 700.0, "policy": "fp32", "host": "only-fp32"})  # left out
+    frame = pd.DataFrame(rows)
+    fp32, mixed = frame[frame.policy == "fp32"], frame[frame.policy == "mixed"]
+    r = gs.blocked_log_ratio(fp32.E, mixed.E, fp32.host, mixed.host, alpha=0.1)
+    used = frame[frame.host != "only-fp32"]
+    fit = smf.ols("np.log(E) ~ C(policy) + C(host)", data=used).fit()
+    name = "C(policy)[T.mixed]"
+    assert r.log_ratio == pytest.approx(fit.params[name], rel=1e-10)
+    assert r.se == pytest.approx(fit.bse[name], rel=1e-10)
+    assert r.df == int(fit.df_resid) == len(used) - 4 - 1
+    assert r.t == pytest.approx(fit.tvalues[name], rel=1e-10)
+    assert r.p == pytest.approx(fit.pvalues[name], rel=1e-8)
+    lo, hi = fit.conf_int(alpha=0.1).loc[name]
+    assert r.relative_change_ci_pct == pytest.approx(
+        (100 * math.expm1(lo), 100 * math.expm1(hi)), rel=1e-10
+    )
+    assert r.blocks == ["a", "b", "c", "d"]
+    assert r.blocks_left_out == ["only-fp32"]
+    assert (r.n_a, r.n_b, r.n_left_out_a, r.n_left_out_b) == (11, 10, 1, 0)
+
+
+def test_blocked_log_ratio_not_computed_with_reasons() -> None:
+    none_shared = gs.blocked_log_ratio([1.0, 2.0], [1.0, 2.0], ["x", "x"], ["y", "y"])
+    assert none_shared.log_ratio is None and none_shared.p is None
+    assert "no block has runs of both" in none_shared.not_computed["p"]
+    assert none_shared.blocks_left_out == ["x", "y"]
+
+    one_each = gs.blocked_log_ratio([10.0], [9.0], ["x"], ["x"])  # N 2, H 1: df 0
+    assert one_each.log_ratio == pytest.approx(math.log(0.9))
+    assert one_each.relative_change_pct == pytest.approx(-10.0)
+    assert one_each.df is None and one_each.p is None and one_each.relative_change_ci_pct is None
+    assert "degrees of freedom" in one_each.not_computed["p"]
+
+    negative = gs.blocked_log_ratio([10.0, -1.0], [9.0, 8.0], ["x", "y"], ["x", "y"])
+    assert negative.log_ratio is None
+    assert "zero or negative" in negative.not_computed["log_ratio"]
+
+    nan = gs.blocked_log_ratio([10.0, math.nan, 11.0], [9.0, 9.5], ["x", "y", "y"], ["x", "y"])
+    assert nan.notes == ["dropped 1 NaN value from a"] and nan.n_a == 2
+
+    with pytest.raises(ConfigError):
+        gs.blocked_log_ratio([1.0, 2.0], [1.0], ["x"], ["x"])
+    with pytest.raises(ConfigError):
+        gs.blocked_log_ratio([1.0], [1.0], ["x"], ["x"], alpha=1.0)
+    _json_ready(one_each)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.1, 3.3, 1e-3])
+def test_blocked_identical_differences_have_no_interval_in_any_unit(scale: float) -> None:
+    a = np.multiply([10.0, 12.0, 20.0], scale)
+    r = gs.blocked_log_ratio(a, a * 0.9, ["x", "y", "z"], ["x", "y", "z"])
+    assert r.relative_change_pct == pytest.approx(-10.0)
+    assert r.relative_change_ci_pct is None and r.p is None
+    assert "residuals are zero" in r.not_computed["relative_change_ci_pct"]
+
+
+def test_blocked_interval_beyond_exps_range_is_not_computed() -> None:
+    r = gs.blocked_log_ratio([1e-300, 1.0], [1.0, 1e-300], ["x", "y"], ["x", "y"])
+    assert r.df == 1 and r.p is not None
+    assert r.relative_change_ci_pct is None
+    assert "vary too much" in r.not_computed["relative_change_ci_pct"]
+
+
+@FAST
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.booleans(), st.floats(0.5, 2.0)),
+        min_size=2,
+        max_size=24,
+    ),
+    st.floats(1e-3, 1e4),
+    st.sampled_from([0.01, 0.05, 0.1]),
+)
+def test_blocked_interval_contains_the_estimate_and_agrees_with_p(
+    runs: list[tuple[str, bool, float]], scale: float, alpha: float
+) -> None:
+    a = [scale * v for _, is_b, v in runs if not is_b]
+    b = [scale * v for _, is_b, v in runs if is_b]
+    r = gs.blocked_log_ratio(
+        a,
+        b,
+        [host for host, is_b, _ in runs if not is_b],
+        [host for host, is_b, _ in runs if is_b],
+        alpha=alpha,
+    )
+    _json_ready(r)
+    if r.p is None:
+        assert r.relative_change_ci_pct is None
+        return
+    assert r.relative_change_ci_pct is not None and r.relative_change_pct is not None
+    lo, hi = r.relative_change_ci_pct
+    assert lo <= r.relative_change_pct <= hi
+    assert (r.p < alpha) == (lo > 0 or hi < 0) == r.significant

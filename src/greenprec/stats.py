@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 from greenprec.errors import ConfigError
 
 __all__ = [
+    "BlockedLogRatio",
     "CompareResult",
     "Description",
     "LogRatioTest",
@@ -39,6 +40,7 @@ __all__ = [
     "accuracy_scale",
     "achieved_power",
     "binned_power",
+    "blocked_log_ratio",
     "compare_groups",
     "compare_policies",
     "describe",
@@ -480,7 +482,7 @@ class CompareResult(_Result):
     log_ratio_p: float | None
     shapiro_p_a: float | None
     shapiro_p_b: float | None
-    primary_test: Literal["welch_log_ratio"]
+    primary_test: Literal["welch_log_ratio", "host_blocked_log_ratio"]
     primary_reason: str
     primary_p: float | None
     alpha: float
@@ -676,6 +678,221 @@ def _relative_change(
     out["log_ratio_t"] = float(test.t)
     out["log_ratio_df"] = float(test.df)
     out["log_ratio_p"] = float(test.p)
+
+
+# -- blocked designs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockedLogRatio(_Result):
+    """Result of :func:`blocked_log_ratio`: ``b`` against ``a`` within blocks (hosts).
+
+    ``log_ratio`` is β of the OLS fit ``ln(value) ~ policy + block`` (one fixed effect per
+    block, on the blocks that have runs of both policies), ``se`` its standard error, ``df``
+    the residual degrees of freedom N − H − 1. ``relative_change_pct`` is
+    ``100 · (exp(β) − 1)`` and ``relative_change_ci_pct`` the ``1 − alpha`` interval
+    ``100 · (exp(β ∓ t·SE) − 1)``, which inverts the t-test: ``p < alpha`` exactly when the
+    interval excludes 0. ``blocks_left_out`` lists the blocks with runs of only one policy;
+    their ``n_left_out_a`` + ``n_left_out_b`` runs are not in the fit.
+    """
+
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    blocks: list[Any]
+    blocks_left_out: list[Any]
+    n_left_out_a: int
+    n_left_out_b: int
+    log_ratio: float | None
+    se: float | None
+    df: int | None
+    t: float | None
+    p: float | None
+    relative_change_pct: float | None
+    relative_change_ci_pct: tuple[float, float] | None
+    alpha: float
+    significant: bool | None
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+
+_BLOCKED_TEST_FIELDS = ("se", "t", "p", "relative_change_ci_pct", "significant")
+
+
+def _labels(values: Sequence[Any] | ArrayLike, name: str, n: int) -> list[Any]:
+    labels = list(np.asarray(values, dtype=object).reshape(-1).tolist())
+    if len(labels) != n:
+        raise ConfigError(f"{name} must be one block label per value ({n}), got {len(labels)}")
+    for label in labels:
+        try:
+            hash(label)
+        except TypeError as error:
+            raise ConfigError(f"{name} must be hashable labels, got {label!r:.60}") from error
+    return labels
+
+
+def blocked_log_ratio(
+    values_a: ArrayLike,
+    values_b: ArrayLike,
+    blocks_a: Sequence[Any] | ArrayLike,
+    blocks_b: Sequence[Any] | ArrayLike,
+    *,
+    alpha: float = 0.05,
+    label_a: str = "a",
+    label_b: str = "b",
+) -> BlockedLogRatio:
+    """The log ratio of ``b`` to ``a`` within blocks: OLS with block fixed effects.
+
+    The model is ``ln(value) = α_block + β · [policy is b] + ε`` fitted to the blocks that
+    have at least one run of each policy (the others cannot say anything about β and are
+    listed in ``blocks_left_out``). By Frisch–Waugh–Lovell, β is the slope of the
+    block-demeaned log values on the block-demeaned indicator:
+
+        β   = Σ d̃ ỹ / Σ d̃²,      SE = sqrt(RSS / df / Σ d̃²),      df = N − H − 1
+        t   = β / SE,   p = 2 P(T_df > |t|)
+        CI  = 100 · (exp(β ∓ t(1 − alpha/2; df) · SE) − 1)  in %
+
+    With exactly one run of each policy per block this is the paired t-test on the per-block
+    log differences (``scipy.stats.ttest_rel``); in general it equals statsmodels'
+    ``ols("np.log(y) ~ C(policy) + C(block)")``. NaN values are dropped with their labels (and
+    counted in ``notes``); a non-positive value, df < 1, residuals that are all zero and an
+    interval beyond exp's range are "not computed" with the reason.
+    """
+    alpha = _check_probability(alpha, "alpha")
+    notes: list[str] = []
+    raw_a = _as_1d(values_a, label_a)
+    raw_b = _as_1d(values_b, label_b)
+    labels_a = _labels(blocks_a, "blocks_a", raw_a.size)
+    labels_b = _labels(blocks_b, "blocks_b", raw_b.size)
+    keep_a, keep_b = ~np.isnan(raw_a), ~np.isnan(raw_b)
+    for name, keep in ((label_a, keep_a), (label_b, keep_b)):
+        dropped = int((~keep).sum())
+        if dropped:
+            notes.append(f"dropped {dropped} NaN value{'s' if dropped != 1 else ''} from {name}")
+    xa, xb = raw_a[keep_a], raw_b[keep_b]
+    ba = [label for label, k in zip(labels_a, keep_a.tolist(), strict=True) if k]
+    bb = [label for label, k in zip(labels_b, keep_b.tolist(), strict=True) if k]
+    in_a, in_b = dict.fromkeys(ba), dict.fromkeys(bb)
+    blocks = [block for block in dict.fromkeys([*ba, *bb]) if block in in_a and block in in_b]
+    both = set(blocks)
+    left_out = [block for block in dict.fromkeys([*ba, *bb]) if block not in both]
+    use_a = np.array([label in both for label in ba], dtype=np.bool_)
+    use_b = np.array([label in both for label in bb], dtype=np.bool_)
+    ya_raw, yb_raw = xa[use_a], xb[use_b]
+    n_a, n_b = int(ya_raw.size), int(yb_raw.size)
+    missing: dict[str, str] = {}
+
+    def result(**values: Any) -> BlockedLogRatio:
+        return BlockedLogRatio(
+            a=label_a,
+            b=label_b,
+            n_a=n_a,
+            n_b=n_b,
+            blocks=blocks,
+            blocks_left_out=left_out,
+            n_left_out_a=int(xa.size - n_a),
+            n_left_out_b=int(xb.size - n_b),
+            log_ratio=values.get("log_ratio"),
+            se=values.get("se"),
+            df=values.get("df"),
+            t=values.get("t"),
+            p=values.get("p"),
+            relative_change_pct=values.get("relative_change_pct"),
+            relative_change_ci_pct=values.get("relative_change_ci_pct"),
+            alpha=alpha,
+            significant=values.get("significant"),
+            not_computed=missing,
+            notes=notes,
+        )
+
+    everything = ("log_ratio", "relative_change_pct", "df", *_BLOCKED_TEST_FIELDS)
+    if not blocks:
+        missing.update(
+            dict.fromkeys(everything, f"no block has runs of both {label_a} and {label_b}")
+        )
+        return result()
+    bad = [name for name, y in ((label_a, ya_raw), (label_b, yb_raw)) if (y <= 0).any()]
+    if bad:
+        missing.update(
+            dict.fromkeys(
+                everything,
+                f"{' and '.join(bad)} {'has' if len(bad) == 1 else 'have'} zero or negative "
+                "values; the log ratio is undefined",
+            )
+        )
+        return result()
+    # Block-demeaned log values and policy indicator (Frisch–Waugh–Lovell).
+    y = np.log(np.concatenate([ya_raw, yb_raw]))
+    d = np.concatenate([np.zeros(n_a), np.ones(n_b)])
+    position = {block: index for index, block in enumerate(blocks)}
+    used_labels = [label for label in [*ba, *bb] if label in both]
+    codes = np.array([position[label] for label in used_labels], dtype=np.intp)
+    h = len(blocks)
+    counts = np.bincount(codes, minlength=h).astype(np.float64)
+    y_tilde = y - (np.bincount(codes, weights=y, minlength=h) / counts)[codes]
+    d_tilde = d - (np.bincount(codes, weights=d, minlength=h) / counts)[codes]
+    sxx = float(np.dot(d_tilde, d_tilde))
+    beta = float(np.dot(d_tilde, y_tilde)) / sxx
+    values: dict[str, Any] = {"log_ratio": beta}
+    change = 100.0 * math.expm1(beta) if beta < 709.0 else math.inf
+    if math.isfinite(change):
+        values["relative_change_pct"] = change
+    else:
+        missing["relative_change_pct"] = "the log ratio is beyond exp's range"
+    dof = y.size - h - 1
+    reason: str | None = None
+    if dof < 1:
+        reason = (
+            f"needs more runs than blocks + 1 ({y.size} runs in {h} "
+            f"block{'s' if h != 1 else ''} leave {dof} residual degrees of freedom)"
+        )
+    else:
+        residuals = y_tilde - beta * d_tilde
+        rss = float(np.dot(residuals, residuals))
+        # Identical differences in every block leave residuals of rounding size only (the
+        # logs of 1.1 and 3.3 are not exact): that is zero spread, not a tiny one.
+        floor = 64.0 * np.finfo(np.float64).eps * max(1.0, float(np.max(np.abs(y))))
+        if math.sqrt(rss / dof) <= floor:
+            reason = (
+                "the residuals are zero: every block shows the same difference; the test "
+                "and its interval are undefined"
+            )
+    if reason is not None:
+        values["df"] = dof if dof >= 1 else None
+        if dof < 1:
+            missing["df"] = reason
+        missing.update(dict.fromkeys(_BLOCKED_TEST_FIELDS, reason))
+        return result(**values)
+    from scipy import stats
+
+    se = math.sqrt(rss / dof / sxx)
+    t_stat = beta / se
+    half = float(stats.t.isf(alpha / 2.0, dof)) * se
+    p_val = min(2.0 * float(stats.t.sf(abs(t_stat), dof)), 1.0)
+    # As in welch_log_ratio: significance is read off the interval, and p follows it when
+    # sf and isf disagree in the last bit.
+    sig = abs(beta) > half
+    if sig and p_val >= alpha:
+        p_val = float(np.nextafter(alpha, 0.0))
+    elif not sig and p_val < alpha:
+        p_val = alpha
+    values.update(df=dof, se=se, t=t_stat, p=p_val, significant=sig)
+    if beta + half >= 709.0 or beta - half >= 709.0:
+        missing["relative_change_ci_pct"] = (
+            "the runs vary too much for the interval to be bounded (its upper end is beyond "
+            "any finite change); more runs, or a less variable metric, are needed"
+        )
+    else:
+        values["relative_change_ci_pct"] = (
+            100.0 * math.expm1(beta - half),
+            100.0 * math.expm1(beta + half),
+        )
+    return result(**values)
 
 
 # -- several policies ------------------------------------------------------------------------------
