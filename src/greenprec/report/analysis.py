@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.report.data import Excluded, ExperimentData, Row, numeric
+from greenprec.results import NodeInfo
 
 ENERGY = "energy_j"
 ACCURACY = "test_accuracy"
@@ -497,6 +498,317 @@ def _planning_reason(comparison: stats.CompareResult) -> str | None:
     return None
 
 
+# -- runs from several hosts ----------------------------------------------------------------------
+
+BLOCKED_TEST: Literal["host_blocked_log_ratio"] = "host_blocked_log_ratio"
+BLOCKED_MODEL = "log(energy_j) ~ policy + host"
+BLOCKED_REASON = (
+    "the runs came from several hosts: OLS of log(energy_j) on the policy with one fixed "
+    "effect per host compares energy within hosts; the relative-change CI inverts the same "
+    "t-test, so p < alpha exactly when the CI excludes 0"
+)
+UNKNOWN_HARDWARE = "unknown"
+# The CompareResult fields the host-blocked test replaces, and the field of
+# stats.BlockedLogRatio each one comes from.
+_PRIMARY_FROM_BLOCKED = {
+    "relative_change_pct": "relative_change_pct",
+    "relative_change_ci": "relative_change_ci_pct",
+    "log_ratio_t": "t",
+    "log_ratio_df": "df",
+    "log_ratio_p": "p",
+    "primary_p": "p",
+}
+
+
+def host_of(row: Row) -> str | None:
+    """The host that ran a run, or None when its record does not say."""
+    host = row.get("host")
+    if host is None or (isinstance(host, str) and not host.strip()):
+        return None
+    return str(host)
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """One policy's runs on one host: how many, their mean energy and power, and (for a policy
+    other than the reference) the change of its mean energy against the reference's on the
+    same host."""
+
+    n: int
+    mean_energy_j: float | None
+    mean_power_w: float | None
+    change_vs_reference_pct: float | None
+
+    def to_json_dict(self) -> JsonObject:
+        return {
+            "n": self.n,
+            "mean_energy_j": finite(self.mean_energy_j),
+            "mean_power_w": finite(self.mean_power_w),
+            "change_vs_reference_pct": finite(self.change_vs_reference_pct),
+        }
+
+
+@dataclass(frozen=True)
+class HostSummary:
+    """A host's hardware and its runs used, per policy."""
+
+    host: str
+    node: NodeInfo | None
+    policies: dict[str, HostPolicy]
+
+    @property
+    def hardware(self) -> str:
+        """The host's CPU and GPUs in one line (NodeInfo.describe), or "unknown"."""
+        return self.node.describe() if self.node is not None else UNKNOWN_HARDWARE
+
+    @property
+    def n(self) -> int:
+        return sum(p.n for p in self.policies.values())
+
+    def to_json_dict(self) -> JsonObject:
+        return {
+            "host": self.host,
+            "hardware": self.hardware,
+            "hardware_recorded": self.node is not None,
+            "runs": self.n,
+            "policies": {policy: p.to_json_dict() for policy, p in self.policies.items()},
+        }
+
+
+@dataclass(frozen=True)
+class LeftOutRun:
+    """A run used elsewhere in the report that one host-blocked comparison cannot use: its host
+    ran only one of the two policies, or it has no host."""
+
+    run_id: str
+    policy: str
+    host: str | None
+    a: str
+    b: str
+
+    @property
+    def reason(self) -> str:
+        if self.host is None:
+            return "no host recorded"
+        return f"host {self.host} ran only {self.policy} of {self.a} and {self.b}"
+
+    def to_json_dict(self) -> JsonObject:
+        return {
+            "run_id": self.run_id,
+            "policy": self.policy,
+            "host": self.host,
+            "comparison": f"{self.b} vs {self.a}",
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class BlockedComparison:
+    """One policy against the reference within hosts (:func:`stats.blocked_log_ratio`), and
+    the unpaired Welch comparison of the same runs, which ignores the hosts."""
+
+    test: stats.BlockedLogRatio
+    unpaired: stats.CompareResult
+    holm_p: float | None
+    left_out: list[LeftOutRun]
+
+    @property
+    def a(self) -> str:
+        return self.test.a
+
+    @property
+    def b(self) -> str:
+        return self.test.b
+
+    @property
+    def confounded(self) -> bool:
+        """The unpaired estimate lies outside the host-blocked interval: the policies are
+        spread unevenly over hosts that differ, and the unpaired comparison mixes the two."""
+        change = finite(self.unpaired.relative_change_pct)
+        ci = self.test.relative_change_ci_pct
+        return change is not None and ci is not None and not ci[0] <= change <= ci[1]
+
+    def unpaired_json(self) -> JsonObject:
+        c = self.unpaired
+        return {
+            "test": "welch_log_ratio",
+            "ignores": "host",
+            "relative_change_pct": finite(c.relative_change_pct),
+            "relative_change_ci": list(c.relative_change_ci) if c.relative_change_ci else None,
+            "log_ratio_t": finite(c.log_ratio_t),
+            "log_ratio_df": finite(c.log_ratio_df),
+            "log_ratio_p": finite(c.log_ratio_p),
+            "holm_p": finite(c.holm_p),
+        }
+
+    def to_json_dict(self) -> JsonObject:
+        out: JsonObject = {"test": BLOCKED_TEST, "model": BLOCKED_MODEL}
+        out.update(self.test.to_dict())
+        out["n_hosts"] = self.test.n_blocks
+        out["holm_p"] = finite(self.holm_p)
+        out["unpaired"] = self.unpaired_json()
+        out["confounded"] = self.confounded
+        out["left_out"] = [run.run_id for run in self.left_out]
+        return out
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """Runs from more than one host: each host is a block, energy is compared within hosts."""
+
+    hosts: list[HostSummary]
+    comparisons: list[BlockedComparison]
+    exclusive: bool | None  # experiment.json config.slurm.exclusive, when recorded
+    by: str = "host"
+
+    @property
+    def left_out(self) -> list[LeftOutRun]:
+        return [run for c in self.comparisons for run in c.left_out]
+
+    @property
+    def hardware_differs(self) -> bool:
+        """Some host has no hardware recorded, or two hosts' CPU or GPUs (or driver) differ."""
+        if any(h.node is None for h in self.hosts):
+            return True
+        return len({h.node.hardware() for h in self.hosts if h.node is not None}) > 1
+
+    def against(self, policy: str) -> BlockedComparison | None:
+        return next((c for c in self.comparisons if c.b == policy), None)
+
+    def to_json_dict(self) -> JsonObject:
+        return {
+            "by": self.by,
+            "model": BLOCKED_MODEL,
+            "hosts": [host.to_json_dict() for host in self.hosts],
+            "hardware_differs": self.hardware_differs,
+            "exclusive": self.exclusive,
+            "comparisons": [c.to_json_dict() for c in self.comparisons],
+            "left_out": [run.to_json_dict() for run in self.left_out],
+        }
+
+
+def _mean(rows: Sequence[Row], key: str) -> float | None:
+    values = numeric(rows, key)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def _host_summaries(prepared: Prepared, reference: str | None) -> list[HostSummary]:
+    data = prepared.data
+    by_host: dict[str, list[Row]] = {}
+    for row in prepared.kept:
+        host = host_of(row)
+        if host is not None:
+            by_host.setdefault(host, []).append(row)
+    out = []
+    for host in sorted(by_host):
+        rows = by_host[host]
+        node = next(
+            (n for n in (data.node_by_run.get(str(r["run_id"])) for r in rows) if n is not None),
+            None,
+        )
+        mine = [r for r in rows if str(r["policy"]) == reference]
+        reference_mean = _mean(mine, ENERGY)
+        policies: dict[str, HostPolicy] = {}
+        for policy in data.policies:
+            runs = [r for r in rows if str(r["policy"]) == policy]
+            if not runs:
+                continue
+            mean_energy = _mean(runs, ENERGY)
+            change = None
+            if policy != reference and mean_energy is not None and reference_mean:
+                change = 100.0 * (mean_energy / reference_mean - 1.0)
+            policies[policy] = HostPolicy(
+                len(runs), mean_energy, _mean(runs, "mean_power_w"), change
+            )
+        out.append(HostSummary(host, node, policies))
+    return out
+
+
+def _blocked(
+    prepared: Prepared, comparison: stats.CompareResult, alpha: float
+) -> tuple[stats.BlockedLogRatio, list[LeftOutRun]]:
+    a, b = comparison.a, comparison.b
+    groups = prepared.kept_by_policy()
+    rows_a, rows_b = groups.get(a, []), groups.get(b, [])
+    named_a = [r for r in rows_a if host_of(r) is not None]
+    named_b = [r for r in rows_b if host_of(r) is not None]
+    test = stats.blocked_log_ratio(
+        numeric(named_a, ENERGY),
+        numeric(named_b, ENERGY),
+        [host_of(r) for r in named_a],
+        [host_of(r) for r in named_b],
+        alpha=alpha,
+        label_a=a,
+        label_b=b,
+    )
+    alone = set(test.blocks_left_out)
+    left_out = [
+        LeftOutRun(str(r["run_id"]), str(r["policy"]), host_of(r), a, b)
+        for r in [*rows_a, *rows_b]
+        if host_of(r) is None or host_of(r) in alone
+    ]
+    return test, left_out
+
+
+def _with_blocked_primary(
+    comparison: stats.CompareResult, blocked: BlockedComparison
+) -> stats.CompareResult:
+    """The energy comparison with the host-blocked test as its primary test (and interval)."""
+    test = blocked.test
+    missing = {k: v for k, v in comparison.not_computed.items() if k not in _PRIMARY_FROM_BLOCKED}
+    values: dict[str, Any] = {}
+    for name, source in _PRIMARY_FROM_BLOCKED.items():
+        value = getattr(test, source)
+        values[name] = float(value) if isinstance(value, int) else value
+        if value is None:
+            missing[name] = test.not_computed.get(source, "not computed")
+    return replace(
+        comparison,
+        **values,
+        primary_test=BLOCKED_TEST,
+        primary_reason=BLOCKED_REASON,
+        holm_p=blocked.holm_p,
+        not_computed=missing,
+    )
+
+
+def _blocking(
+    prepared: Prepared, energy: MetricAnalysis, alpha: float
+) -> tuple[Blocking, MetricAnalysis] | None:
+    """The host-blocked analysis when the runs used come from more than one host, and the
+    energy analysis with it as the primary test; None for one host (nothing changes)."""
+    hosts = {host_of(row) for row in prepared.kept} - {None}
+    if len(hosts) < 2:
+        return None
+    reference = prepared.data.baseline
+    tests = [_blocked(prepared, c, alpha) for c in energy.comparisons]
+    adjusted = stats.holm([test.p for test, _ in tests])
+    comparisons = [
+        BlockedComparison(test, unpaired, holm_p, left_out)
+        for (test, left_out), unpaired, holm_p in zip(
+            tests, energy.comparisons, adjusted, strict=True
+        )
+    ]
+    config = prepared.data.experiment.get("config")
+    slurm = config.get("slurm") if isinstance(config, dict) else None
+    exclusive = slurm.get("exclusive") if isinstance(slurm, dict) else None
+    blocking = Blocking(
+        hosts=_host_summaries(prepared, reference),
+        comparisons=comparisons,
+        exclusive=exclusive if isinstance(exclusive, bool) else None,
+    )
+    if energy.compared is None:
+        return blocking, energy
+    primary = {c.b: _with_blocked_primary(c.unpaired, c) for c in comparisons}
+    compared = replace(
+        energy.compared,
+        comparisons=primary,
+        holm_p={name: c.holm_p for name, c in primary.items()},
+    )
+    return blocking, replace(energy, compared=compared)
+
+
 # -- the whole analysis --------------------------------------------------------------------------
 
 
@@ -538,6 +850,7 @@ class Analysis:
     runs: RunCounts
     excluded: list[Excluded]
     failed: list[FailedRun]
+    blocking: Blocking | None = None  # runs from more than one host
 
     @property
     def data(self) -> ExperimentData:
@@ -569,7 +882,7 @@ class Analysis:
         not_computed: JsonObject = {}
         if self.energy_per_point.not_computed:
             not_computed["energy_per_accuracy_point_j"] = dict(self.energy_per_point.not_computed)
-        return {
+        out: JsonObject = {
             # The policy every other is compared with. Not "baseline": that is the idle power
             # measurement (--baseline, net_energy_j).
             "reference": data.baseline,
@@ -589,6 +902,18 @@ class Analysis:
             "alpha": self.alpha,
             "not_computed": not_computed,
         }
+        if self.blocking is not None:
+            out["blocking"] = self.blocking.to_json_dict()
+            metrics = out["metrics"]
+            assert isinstance(metrics, dict)
+            energy = metrics[ENERGY]
+            assert isinstance(energy, dict)
+            for comparison in energy["comparisons"]:
+                assert isinstance(comparison, dict)
+                blocked = self.blocking.against(str(comparison["b"]))
+                if blocked is not None:
+                    comparison["unpaired"] = blocked.unpaired_json()
+        return out
 
 
 def analyse(prepared: Prepared, *, alpha: float = ALPHA, power: float = POWER) -> Analysis:
@@ -602,6 +927,10 @@ def analyse(prepared: Prepared, *, alpha: float = ALPHA, power: float = POWER) -
         if not present and not metric.always:
             continue
         metrics[metric.key] = _metric(metric, values, prepared, present=present, alpha=alpha)
+    blocked = _blocking(prepared, metrics[ENERGY], alpha)
+    blocking = None
+    if blocked is not None:
+        blocking, metrics[ENERGY] = blocked
     excluded = prepared.excluded()
     return Analysis(
         prepared=prepared,
@@ -626,6 +955,7 @@ def analyse(prepared: Prepared, *, alpha: float = ALPHA, power: float = POWER) -
             )
             for row in data.failed
         ],
+        blocking=blocking,
     )
 
 

@@ -14,6 +14,7 @@ from greenprec import stats
 from greenprec.report import formatting as fmt
 from greenprec.report.analysis import (
     ACCURACY,
+    BLOCKED_TEST,
     ENERGY,
     METRIC_BY_KEY,
     Analysis,
@@ -54,6 +55,12 @@ class Content:
     warnings: list[str]
     figures: list[FigureFile]
     not_computed: list[str] = field(default_factory=list)
+    # Runs from several hosts only (None and empty otherwise): the per-host table, the
+    # host-blocked comparisons beside the unpaired ones, and the runs they leave out.
+    hosts: Table | None = None
+    hosts_comparisons: Table | None = None
+    hosts_note: str = ""
+    hosts_left_out: list[str] = field(default_factory=list)
 
 
 def _label(key: str, estimated: bool) -> str:
@@ -116,11 +123,12 @@ def _comparisons(analysis: Analysis) -> list[tuple[str, stats.CompareResult, boo
 def tests_table(analysis: Analysis) -> Table:
     """Every policy against the reference, for every metric: the three tests and the primary."""
     estimated = analysis.estimated
+    blocked = analysis.blocking is not None
     headers = [
         "metric",
         "comparison",
         "change (95% CI)",
-        "primary: Welch t, log ratio (p)",
+        "primary: t on log ratio (p)" if blocked else "primary: Welch t, log ratio (p)",
         "Welch t (p)",
         "Student t (p)",
         "robustness: Mann–Whitney U (p)",
@@ -134,6 +142,10 @@ def tests_table(analysis: Analysis) -> Table:
             if c.relative_change_ci:
                 change += f" ({fmt.percent_ci(c.relative_change_ci)})"
         primary = _t(c.log_ratio_t, c.primary_p)
+        if finite(c.log_ratio_t) is not None and c.primary_test == BLOCKED_TEST:
+            primary = f"host-blocked {primary}"
+        elif finite(c.log_ratio_t) is not None and blocked:
+            primary = f"Welch {primary}"
         if several and finite(c.holm_p) is not None:
             primary += f", Holm {fmt.pvalue(c.holm_p, prefix=False)}"
         rows.append(
@@ -244,6 +256,95 @@ def _t(statistic: float | None, p: float | None) -> str:
     if finite(statistic) is None:
         return fmt.NOT_AVAILABLE
     return f"{fmt.stat(statistic)} ({fmt.pvalue(p)})"
+
+
+def hosts_table(analysis: Analysis) -> Table | None:
+    """Runs from several hosts: per host and policy, the runs used, their mean energy and
+    power, and the change of mean energy against the reference on the same host."""
+    blocking = analysis.blocking
+    if blocking is None:
+        return None
+    estimated = analysis.estimated
+    headers = [
+        "host",
+        "hardware",
+        "policy",
+        "n",
+        f"mean {_label(ENERGY, estimated)}",
+        f"mean {_label('mean_power_w', estimated).removeprefix('mean ')}",
+        f"energy change vs {analysis.reference or 'reference'} (same host)",
+    ]
+    rows = []
+    for host in blocking.hosts:
+        for policy, p in host.policies.items():
+            rows.append(
+                [
+                    host.host,
+                    host.hardware,
+                    policy,
+                    str(p.n),
+                    fmt.num(p.mean_energy_j),
+                    fmt.num(p.mean_power_w),
+                    "reference"
+                    if policy == analysis.reference
+                    else fmt.signed(p.change_vs_reference_pct, 1, "%"),
+                ]
+            )
+    return Table(headers, rows, frozenset(range(3, 7)))
+
+
+def hosts_comparisons_table(analysis: Analysis) -> Table | None:
+    """Each energy comparison within hosts (the primary test) beside the unpaired one."""
+    blocking = analysis.blocking
+    if blocking is None:
+        return None
+    level = f"{100 * (1 - analysis.alpha):g}%"
+    headers = [
+        "comparison",
+        "hosts used",
+        "runs used",
+        f"within hosts: change ({level} CI)",
+        "host-blocked t (df; p)",
+        f"unpaired, ignores hosts: change ({level} CI)",
+        "unpaired: Welch t, log ratio (p)",
+        "runs left out",
+    ]
+    rows = []
+    for c in blocking.comparisons:
+        test, unpaired = c.test, c.unpaired
+        blocked_change = fmt.signed(test.relative_change_pct, 1, "%")
+        if test.relative_change_ci_pct:
+            blocked_change += f" ({fmt.percent_ci(test.relative_change_ci_pct)})"
+        t_text = fmt.NOT_AVAILABLE
+        if finite(test.t) is not None:
+            t_text = f"{fmt.stat(test.t)} ({test.df}; {fmt.pvalue(test.p)})"
+        unpaired_change = fmt.signed(unpaired.relative_change_pct, 1, "%")
+        if unpaired.relative_change_ci:
+            unpaired_change += f" ({fmt.percent_ci(unpaired.relative_change_ci)})"
+        rows.append(
+            [
+                f"{c.b} vs {c.a}",
+                str(test.n_blocks),
+                str(test.n_a + test.n_b),
+                blocked_change,
+                t_text,
+                unpaired_change,
+                _t(unpaired.log_ratio_t, unpaired.log_ratio_p),
+                str(len(c.left_out)),
+            ]
+        )
+    return Table(headers, rows, frozenset({1, 2, 3, 4, 5, 6, 7}))
+
+
+def hosts_left_out_lines(analysis: Analysis) -> list[str]:
+    """Every run a host-blocked comparison leaves out, with its host and why."""
+    blocking = analysis.blocking
+    if blocking is None:
+        return []
+    return [
+        f"{run.b} vs {run.a}: run {run.run_id} ({run.policy}): {run.reason}"
+        for run in blocking.left_out
+    ]
 
 
 def groups_table(analysis: Analysis) -> Table:
@@ -430,6 +531,23 @@ def build_content(
         )
         + "Mann–Whitney U is a robustness check, not the verdict."
     )
+    hosts_note = ""
+    if analysis.blocking is not None:
+        n_hosts = len(analysis.blocking.hosts)
+        tests_note += (
+            f" The runs came from {n_hosts} hosts: for energy the primary test is the "
+            "host-blocked one (OLS of log energy on the policy with one fixed effect per host), "
+            "and its change and CI are within hosts; the Welch, Student and Mann–Whitney "
+            "columns and the effect sizes are unpaired and ignore the hosts."
+        )
+        hosts_note = (
+            f"The runs came from {n_hosts} hosts. Each host is a block: energy is compared "
+            "within hosts (OLS of log energy on the policy with one fixed effect per host, "
+            "on the hosts that ran both policies), so a host that draws more power than "
+            "another does not count as an effect of the policy. The unpaired comparison "
+            "ignores the hosts and is confounded by them when the policies are spread "
+            "unevenly. Means per host are over the runs used."
+        )
     return Content(
         title=f"greenprec report: {data.path.name}",
         subtitle=subtitle,
@@ -449,4 +567,8 @@ def build_content(
         warnings=list(prose.warnings),
         figures=list(figures),
         not_computed=not_computed_lines(analysis, skipped_figures),
+        hosts=hosts_table(analysis),
+        hosts_comparisons=hosts_comparisons_table(analysis),
+        hosts_note=hosts_note,
+        hosts_left_out=hosts_left_out_lines(analysis),
     )

@@ -19,7 +19,14 @@ import pandas as pd
 
 from greenprec import stats
 from greenprec.errors import ConfigError
-from greenprec.results import DOMAIN_PREFIX, RUN_STATUSES, ResultsStore, Snapshot, record_row
+from greenprec.results import (
+    DOMAIN_PREFIX,
+    RUN_STATUSES,
+    NodeInfo,
+    ResultsStore,
+    Snapshot,
+    record_row,
+)
 
 Row = dict[str, Any]
 STATUSES = RUN_STATUSES
@@ -136,6 +143,8 @@ class ExperimentData:
     refused_columns: dict[str, str] = field(default_factory=dict)
     unreadable: int = 0
     """Runs whose record could not be read at all (damaged, missing): named in ``excluded``."""
+    node_by_run: dict[str, NodeInfo | None] = field(default_factory=dict)
+    """Each run's hardware as its record gives it (``node``; None when not recorded)."""
 
     @property
     def done(self) -> list[Row]:
@@ -214,6 +223,7 @@ def load(path: str | Path) -> ExperimentData:
         accuracy_scale=scale,
         refused_columns=refused,
         unreadable=sum(1 for e in from_store if e.column is None),
+        node_by_run={run.run_id: run.node for run in snapshot.runs},
     )
 
 

@@ -107,6 +107,19 @@ def render(content: Content) -> str:
         "<h3>Per policy</h3>",
         table(content.groups),
     ]
+    if content.hosts is not None:
+        parts += [
+            '<h2 id="hosts">Hosts</h2>',
+            f'<p class="note">{escape(content.hosts_note)}</p>',
+            table(content.hosts),
+        ]
+        if content.hosts_comparisons is not None:
+            parts += ["<h3>Energy within hosts</h3>", table(content.hosts_comparisons)]
+        if content.hosts_left_out:
+            parts += [
+                "<p>Runs left out of the host-blocked comparison:</p>",
+                _items(content.hosts_left_out),
+            ]
     parts += ["<h2>Runs needed</h2>", _items(content.planning)]
     parts += ["<h2>Outliers</h2>", _items(content.outliers)]
     parts += ['<h2 id="not-used">Runs not used</h2>']

@@ -75,6 +75,14 @@ def render(content: Content, folder: Path) -> str:
     out += ["## Tests", "", table(content.tests), escape(content.tests_note), ""]
     out += ["### Effect sizes", "", table(content.effects)]
     out += ["### Per policy", "", table(content.groups)]
+    if content.hosts is not None:
+        out += ["## Hosts", "", escape(content.hosts_note), "", table(content.hosts)]
+        if content.hosts_comparisons is not None:
+            out += ["### Energy within hosts", "", table(content.hosts_comparisons)]
+        if content.hosts_left_out:
+            out += ["Runs left out of the host-blocked comparison:", ""]
+            out += _items(content.hosts_left_out)
+            out += [""]
     out += ["## Runs needed", ""]
     out += _items(content.planning)
     out += ["", "## Outliers", ""]

@@ -14,7 +14,9 @@ from greenprec import stats
 from greenprec.report import formatting as fmt
 from greenprec.report.analysis import (
     ACCURACY,
+    BLOCKED_TEST,
     Analysis,
+    Blocking,
     OutlierInfo,
     Planning,
     PowerTrace,
@@ -25,6 +27,7 @@ from greenprec.report.analysis import (
 )
 
 PRIMARY_LABEL = "Welch t (log ratio)"
+BLOCKED_LABEL = "host-blocked t (log ratio)"
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,8 @@ def write(analysis: Analysis, trace: PowerTrace | None = None) -> Prose:
 def _test_text(comparison: stats.CompareResult, several: bool) -> str:
     # The primary test is fixed in advance (stats.compare_groups): Welch's t on the log ratio,
     # the test that the CI printed beside it inverts.
-    text = (
-        f"{PRIMARY_LABEL} = {fmt.stat(comparison.log_ratio_t)}, {fmt.pvalue(comparison.primary_p)}"
-    )
+    label = BLOCKED_LABEL if comparison.primary_test == BLOCKED_TEST else PRIMARY_LABEL
+    text = f"{label} = {fmt.stat(comparison.log_ratio_t)}, {fmt.pvalue(comparison.primary_p)}"
     if several and finite(comparison.holm_p) is not None:
         text += f", Holm-adjusted {fmt.pvalue(comparison.holm_p)}"
     return text
@@ -130,6 +132,8 @@ def _comparison_lines(analysis: Analysis) -> list[str]:
             lines.append(f"{b} against {a}: energy change not computed ({reason}).")
             continue
         direction = "less" if change < 0 else "more"
+        blocked = analysis.blocking.against(b) if analysis.blocking is not None else None
+        within = f" within {fmt.plural(blocked.test.n_blocks, 'host')}" if blocked else ""
         parts = []
         if comparison.relative_change_ci:
             parts.append(f"95% CI {fmt.percent_ci(comparison.relative_change_ci)}")
@@ -139,7 +143,7 @@ def _comparison_lines(analysis: Analysis) -> list[str]:
         else:
             parts.append(f"no test: {comparison.not_computed.get('primary_p', 'not computed')}")
         sentence = (
-            f"{b} used {abs(change):.1f}% {direction} energy{estimated} than {a} "
+            f"{b} used {abs(change):.1f}% {direction} energy{estimated} than {a}{within} "
             f"({'; '.join(parts)})"
         )
         if _significant(comparison, alpha) is False:
@@ -271,10 +275,74 @@ def warnings(analysis: Analysis) -> list[str]:
                 f"observed {fmt.signed(c.relative_change_pct, 1, '%')} change; "
                 f"{needed_text} runs per policy would be needed for 80%"
             )
+    if analysis.blocking is not None:
+        out.extend(host_warnings(analysis.blocking, analysis.alpha))
+    if _shared_nodes(data.experiment):
+        out.append(
+            "the cluster jobs ran with exclusive = false: runs shared their nodes with other "
+            "jobs, and RAPL and NVML count the whole machine, so a run's energy may include "
+            "other jobs' energy"
+        )
     if not data.rows:
         out.append("runs.csv has no runs")
     elif not data.done:
         out.append("no run finished: nothing to analyse")
+    return out
+
+
+def _shared_nodes(experiment: dict[str, object]) -> bool:
+    """experiment.json says the cluster's jobs did not have their nodes to themselves."""
+    config = experiment.get("config")
+    slurm = config.get("slurm") if isinstance(config, dict) else None
+    return isinstance(slurm, dict) and slurm.get("exclusive") is False
+
+
+def _ids(run_ids: list[str]) -> str:
+    return ", ".join(run_ids[:8]) + (f" and {len(run_ids) - 8} more" if len(run_ids) > 8 else "")
+
+
+def host_warnings(blocking: Blocking, alpha: float) -> list[str]:
+    """Runs from several hosts: hardware that differs, runs a within-host comparison cannot
+    use, and unpaired comparisons that the hosts confound."""
+    out = []
+    if blocking.hardware_differs:
+        hardware = "; ".join(
+            f"{h.host}: {h.hardware if h.node is not None else 'unknown (not recorded)'}"
+            for h in blocking.hosts
+        )
+        out.append(
+            f"the hosts differ in hardware ({hardware}): energy is compared within hosts only; "
+            "energies measured on different hosts are not comparable"
+        )
+    level = f"{100 * (1 - alpha):g}%"
+    for c in blocking.comparisons:
+        if c.left_out:
+            by_reason: dict[str, list[str]] = {}
+            for run in c.left_out:
+                by_reason.setdefault(run.reason, []).append(run.run_id)
+            parts = "; ".join(f"{reason}: {_ids(ids)}" for reason, ids in by_reason.items())
+            out.append(
+                f"{c.b} vs {c.a}: {fmt.plural(len(c.left_out), 'run')} left out of the "
+                f"host-blocked comparison ({parts}); they are used everywhere else"
+            )
+        if c.confounded:
+            ci = c.test.relative_change_ci_pct
+            spread = "; ".join(
+                f"{h.host}: "
+                + ", ".join(
+                    f"{policy} {h.policies[policy].n if policy in h.policies else 0}"
+                    for policy in (c.a, c.b)
+                )
+                for h in blocking.hosts
+            )
+            out.append(
+                f"{c.b} vs {c.a}: the unpaired estimate "
+                f"({fmt.signed(c.unpaired.relative_change_pct, 1, '%')}, which ignores hosts) "
+                "lies outside the "
+                f"host-blocked {level} CI ({fmt.percent_ci(ci)}): the policies are unevenly "
+                f"spread over hosts ({spread}), so the unpaired comparison is confounded by "
+                "host; the verdict uses the host-blocked comparison"
+            )
     return out
 
 
