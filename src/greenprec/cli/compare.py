@@ -129,6 +129,67 @@ def compare_command(
         bool | None,
         typer.Option("--fail-fast", metavar=FLAG, help="Stop at the first failed run."),
     ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            metavar="local|slurm",
+            help="local (runs one after another here, the default) or slurm (one Slurm job "
+            "per block of runs, through submitit; see docs/cluster.md).",
+        ),
+    ] = None,
+    partition: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Slurm partition of the jobs.")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Slurm account charged for the jobs.")
+    ] = None,
+    qos: Annotated[str | None, typer.Option(metavar="NAME", help="Slurm QOS of the jobs.")] = None,
+    time_per_run: Annotated[
+        int | None,
+        typer.Option(
+            metavar="MIN",
+            help="Minutes a run may take on the cluster (a job asks for this per run of its "
+            "block). Default: the run's time limit.",
+        ),
+    ] = None,
+    gres: Annotated[
+        str | None, typer.Option(metavar="SPEC", help="Slurm --gres of each job (gpu:1).")
+    ] = None,
+    cpus_per_task: Annotated[
+        int | None, typer.Option(metavar="N", help="Slurm --cpus-per-task of each job.")
+    ] = None,
+    mem_gb: Annotated[
+        float | None, typer.Option(metavar="GB", help="Memory of each job, GB.")
+    ] = None,
+    shared: Annotated[
+        bool | None,
+        typer.Option(
+            "--shared",
+            metavar=FLAG,
+            help="Let jobs share nodes (not --exclusive). RAPL and NVML count the whole "
+            "machine: a run may then measure another job's energy; the report warns.",
+        ),
+    ] = None,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Slurm jobs (blocks) submitted at once. Default: all."),
+    ] = None,
+    sbatch: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KEY=VALUE",
+            help="A further sbatch option for each job, e.g. constraint=a100 (repeatable).",
+        ),
+    ] = None,
+    cancel_on_interrupt: Annotated[
+        bool,
+        typer.Option(
+            "--cancel-on-interrupt",
+            metavar=FLAG,
+            help="On Ctrl-C, cancel the experiment's Slurm jobs without asking (for scripts). "
+            "Otherwise a terminal asks, and a script leaves them running.",
+        ),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", metavar=FLAG, help="Print only the summary.")
     ] = False,
@@ -179,6 +240,19 @@ def compare_command(
         "params": parse_params(param) or None,
         "deterministic": deterministic,
         "fail_fast": fail_fast,
+        "executor": executor,
+        "slurm": _slurm_table(
+            partition=partition,
+            account=account,
+            qos=qos,
+            time_per_run_min=time_per_run,
+            gres=gres,
+            cpus_per_task=cpus_per_task,
+            mem_gb=mem_gb,
+            exclusive=False if shared else None,
+            max_in_flight=max_in_flight,
+            sbatch=parse_sbatch(sbatch),
+        ),
     }
     if out is None:
         out = Path("greenprec-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -202,7 +276,12 @@ def compare_command(
     previous = terminate_like_ctrl_c()
     try:
         store, records = run_experiment(
-            experiment_config, out, resume=resume, retry_failed=retry_failed, reporter=reporter
+            experiment_config,
+            out,
+            resume=resume,
+            retry_failed=retry_failed,
+            reporter=reporter,
+            on_interrupt=_cancel_jobs_decision(cancel_on_interrupt),
         )
     except ExperimentExists as error:
         fail(f"{error}; continue it with --resume --out {error.path}, or choose another --out")
@@ -221,8 +300,9 @@ def compare_command(
         fail(os_error_line(error, fix))
     except (KeyboardInterrupt, Terminated) as stop:
         by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        detail = getattr(stop, "detail", None) or ("the current run is marked failed (interrupted)")
         typer.echo(
-            f"greenprec: interrupted ({by}); the current run is marked failed (interrupted). "
+            f"greenprec: interrupted ({by}); {detail}. "
             f"Continue with: greenprec compare --resume --out {out}",
             err=True,
         )
@@ -270,7 +350,55 @@ _SETTING_FLAGS = {
     "isolation": "--isolation",
     "deterministic": "--deterministic",
     "fail_fast": "--fail-fast",
+    "executor": "--executor",
 }
+
+# The flag of each key of the [slurm] table.
+_SLURM_FLAGS = {
+    "time_per_run_min": "--time-per-run",
+    "exclusive": "--shared",
+    "sbatch": "--sbatch",
+}
+
+
+def _slurm_table(**given: Any) -> dict[str, Any] | None:
+    """The [slurm] settings given as flags (None when none was)."""
+    table = {key: value for key, value in given.items() if value is not None and value != {}}
+    return table or None
+
+
+def parse_sbatch(items: list[str] | None) -> dict[str, str] | None:
+    """--sbatch KEY=VALUE items as a table; one line naming a malformed item."""
+    if not items:
+        return None
+    table: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--sbatch: expected KEY=VALUE, e.g. constraint=a100 (got {item[:60]!r})")
+        table[key.strip().removeprefix("--")] = value
+    return table
+
+
+def _cancel_jobs_decision(cancel: bool) -> Any:
+    """Asked on Ctrl-C whether to cancel the cluster's jobs: yes with --cancel-on-interrupt;
+    a terminal asks; a script (no terminal) leaves them running."""
+    if cancel:
+        return lambda job_ids: True
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(job_ids: Any) -> bool:
+        return bool(
+            typer.confirm(
+                f"\nCancel the experiment's {len(job_ids)} Slurm job(s) still pending or "
+                "running? (no: they keep running, and --resume re-attaches)",
+                default=False,
+                err=True,
+            )
+        )
+
+    return ask
 
 
 def _check_same_settings(store: Any, overrides: dict[str, Any], config: Path | None) -> None:
@@ -296,6 +424,8 @@ def _flag_of(setting: str) -> str:
     table, _, key = setting.partition(".")
     if table == "meter_options":
         return "-o"
+    if table == "slurm":
+        return _SLURM_FLAGS.get(key, f"--{key.replace('_', '-')}")
     if table == "params":
         return (
             f"--{key.replace('_', '-')}" if key in {"epochs", "batch_size", "data"} else "--param"

@@ -39,10 +39,17 @@ def runs_table(rows: Sequence[Row], title: str | None = None) -> Any:
         add_column(table, column)
     for column in (f"energy_j{label}", "duration_s", "test_accuracy"):
         add_column(table, column, right=True)
+    # Where each run ran, and its Slurm job (a cluster experiment) with the job's state.
+    hosts = any(row.get("host") for row in rows)
+    jobs = any(row.get("slurm_job_id") or row.get("job") for row in rows)
+    if hosts:
+        add_column(table, "host")
+    if jobs:
+        add_column(table, "job")
     add_column(table, "error")
     for row in sorted(rows, key=lambda r: r.get("order") or 0):
         colour = {"done": "green", "failed": "red", "running": "yellow"}.get(row["status"], "")
-        table.add_row(
+        cells: list[Any] = [
             str(row.get("order", "")),
             str(row["run_id"]),
             str(row["policy"]),
@@ -50,8 +57,14 @@ def runs_table(rows: Sequence[Row], title: str | None = None) -> Any:
             _number(row.get("energy_j"), 2),
             _number(row.get("duration_s"), 2),
             _number(row.get("test_accuracy"), 4),
-            str(row.get("error") or ""),
-        )
+        ]
+        if hosts:
+            cells.append(Text(str(row.get("host") or "")))
+        if jobs:
+            job = " ".join(str(row.get(key) or "") for key in ("slurm_job_id", "job")).strip()
+            cells.append(Text(job))
+        cells.append(str(row.get("error") or ""))
+        table.add_row(*cells)
     return table
 
 

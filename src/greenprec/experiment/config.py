@@ -77,6 +77,87 @@ MAX_RUN_TIMEOUT_S = 30 * 86_400.0
 """A run's time limit: at most 30 days."""
 
 
+MAX_JOB_MINUTES = 30 * 24 * 60
+"""A Slurm job's time limit: at most 30 days, in minutes (what sbatch's ``--time`` takes)."""
+
+# sbatch options a user may add through ``slurm.sbatch``: a long option's name. Values are
+# quoted by submitit; a newline in either would be a new line of the batch script.
+_SBATCH_KEY = r"^[a-z][a-z0-9-]{0,40}$"
+# What greenprec sets itself: given again, the job would not be what the experiment records.
+_SBATCH_OWN = frozenset(
+    {
+        "array",
+        "exclusive",
+        "oversubscribe",
+        "requeue",
+        "no-requeue",
+        "output",
+        "error",
+        "job-name",
+        "signal",
+        "open-mode",
+        "nodes",
+        "ntasks",
+        "ntasks-per-node",
+        "wrap",
+    }
+)
+
+
+def _one_line(value: str, name: str) -> str:
+    if any(ch in value for ch in "\n\r\0"):
+        raise ValueError(f"{name} must be one line (it goes into the batch script)")
+    return value
+
+
+class SlurmConfig(BaseModel):
+    """The ``[slurm]`` table: how each block's job is submitted (see docs/cluster.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    partition: str | None = Field(default=None, min_length=1, max_length=200)
+    account: str | None = Field(default=None, min_length=1, max_length=200)
+    qos: str | None = Field(default=None, min_length=1, max_length=200)
+    time_per_run_min: StrictInt | None = Field(default=None, ge=1, le=MAX_JOB_MINUTES)
+    """Minutes one run may take on the cluster; the job asks for this per run of its block,
+    plus the warm-up, the cool-downs and the idle baseline. None: the run's time limit."""
+    gres: str | None = Field(default=None, min_length=1, max_length=200)
+    """Generic resources per job, as sbatch's ``--gres`` takes them (``gpu:1``)."""
+    cpus_per_task: StrictInt | None = Field(default=None, ge=1, le=4096)
+    mem_gb: float | None = Field(default=None, gt=0, le=65536, allow_inf_nan=False)
+    exclusive: StrictBool = True
+    """Each job has its node to itself: RAPL and NVML count the whole machine, so two jobs on
+    one node would each measure the other's energy. False only with a warning in the report."""
+    max_in_flight: StrictInt | None = Field(default=None, ge=1, le=MAX_RUNS)
+    """Jobs (blocks) submitted at once; a job runs its block's runs one after another, so this
+    is also how many runs measure at once. None: every block at once."""
+    sbatch: dict[str, str] = Field(default_factory=dict)
+    """Further sbatch options, ``name = "value"`` (``constraint = "a100"``, ``mail-type``)."""
+    poll_s: float = Field(default=10.0, ge=0.2, le=600, allow_inf_nan=False)
+    """How often the submitting process asks Slurm about its jobs."""
+
+    @field_validator("partition", "account", "qos", "gres")
+    @classmethod
+    def _line(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else _one_line(value, info.field_name)
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch(cls, options: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for key, value in options.items():
+            if re.fullmatch(_SBATCH_KEY, key) is None:
+                raise ValueError(
+                    f"{key[:40]!r} is not an sbatch option name (lower-case letters, digits "
+                    "and '-', as in constraint or mail-type)"
+                )
+            if key in _SBATCH_OWN:
+                raise ValueError(f"{key!r} is set by greenprec itself; it cannot be given")
+            _one_line(str(value), f"sbatch.{key}")
+        return {key: str(value) for key, value in options.items()}
+
+
 class ExperimentConfig(BaseModel):
     """Everything ``greenprec compare`` needs; stored in ``experiment.json``."""
 
@@ -100,6 +181,10 @@ class ExperimentConfig(BaseModel):
     s"). None: the workload's own generous default (see :func:`run_timeout_for`)."""
     shuffle: StrictBool = True
     isolation: Literal["process", "inline"] = "process"
+    executor: Literal["local", "slurm"] = "local"
+    """Where runs execute: here, one after another, or as Slurm jobs (one per block)."""
+    slurm: SlurmConfig | None = None
+    """How the jobs are submitted (``executor = "slurm"``)."""
     params: dict[str, Any] = Field(default_factory=dict)
     deterministic: StrictBool = False
     fail_fast: StrictBool = False
@@ -114,6 +199,11 @@ class ExperimentConfig(BaseModel):
         if duplicates:
             raise ValueError(f"policy listed twice: {', '.join(duplicates)}")
         return names
+
+    @property
+    def slurm_settings(self) -> SlurmConfig:
+        """The ``[slurm]`` table, or its defaults."""
+        return self.slurm or SlurmConfig()
 
 
 DEFAULT_RUN_TIMEOUT_S = 12 * 3600.0
@@ -170,7 +260,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 # Settings that load_config merges itself before validation: their shape is checked first,
 # or ``params = 5`` ends in a TypeError instead of a line naming the setting.
-_TABLES = ("params", "meter_options")
+_TABLES = ("params", "meter_options", "slurm")
 
 
 def _shape_problems(values: Mapping[str, Any]) -> list[str]:
@@ -197,9 +287,10 @@ def _merge(sources: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
         for shortcut in PARAM_SHORTCUTS:
             if shortcut in source:
                 params[shortcut] = source.pop(shortcut)
-        meter_options = source.pop("meter_options", None)
-        if meter_options:
-            merged["meter_options"] = {**merged.get("meter_options", {}), **meter_options}
+        for table in ("meter_options", "slurm"):
+            values = source.pop(table, None)
+            if values:
+                merged[table] = {**merged.get(table, {}), **values}
         merged.update(source)
     return merged, params
 
@@ -276,11 +367,12 @@ def differences(
             **given,
             "params": {**stored.params, **params},
             "meter_options": {**stored.meter_options, **given.get("meter_options", {})},
+            "slurm": {**(current.get("slurm") or {}), **given.get("slurm", {})} or None,
         }
     )
     found: list[Difference] = []
     for name, value in given.items():
-        if name == "meter_options":
+        if name in ("meter_options", "slurm"):
             continue
         mine, theirs = getattr(resolved, name, value), current.get(name, _UNSET)
         same = set(mine) == set(theirs) if name == "policies" else mine == theirs
@@ -291,6 +383,11 @@ def differences(
         for key in keys:
             if ours.get(key) != theirs.get(key, _UNSET):
                 found.append(Difference(f"{table}.{key}", ours.get(key), theirs.get(key, _UNSET)))
+    ours_slurm, theirs_slurm = resolved.slurm_settings, stored.slurm_settings
+    for key in given.get("slurm", {}):
+        mine, stored_value = getattr(ours_slurm, key, None), getattr(theirs_slurm, key, None)
+        if mine != stored_value:
+            found.append(Difference(f"slurm.{key}", mine, stored_value))
     return found
 
 
@@ -354,6 +451,14 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
     meters = values.get("meters") or ["auto"]
     options = values.get("meter_options") or {}
     names_ok = isinstance(meters, list) and all(isinstance(m, str) for m in meters)
+    if values.get("executor") == "slurm":
+        problems.extend(_cluster_problems(meters if names_ok else [], options))
+        return problems
+    if values.get("slurm"):
+        problems.append(
+            'slurm: these settings are for the cluster executor; set executor = "slurm" or '
+            "drop them"
+        )
     if names_ok and isinstance(options, Mapping):
         try:
             with warnings.catch_warnings():
@@ -369,6 +474,45 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
                     options, [m.name for m in chosen], auto=meters == ["auto"]
                 )
             )
+    return problems
+
+
+def _cluster_problems(meters: list[str], options: Any) -> list[str]:
+    """What the cluster executor needs here, on the submitting machine: submitit, sbatch, and
+    meters named (not ``auto``). Whether a meter works is up to each compute node: a login node
+    often has no RAPL or GPU, so a meter is not probed here; a node that lacks it fails its runs
+    with the reason."""
+    import importlib.util
+    import shutil
+
+    from greenprec.meters.registry import meter_classes
+
+    problems = []
+    if importlib.util.find_spec("submitit") is None:
+        problems.append(
+            "executor: the cluster executor needs submitit; install it with "
+            "pip install 'greenprec[slurm]'"
+        )
+    if shutil.which("sbatch") is None:
+        problems.append(
+            "executor: no sbatch on this machine's PATH; run greenprec compare on a machine "
+            "that submits Slurm jobs (a login node), or use the local executor"
+        )
+    if meters == ["auto"]:
+        problems.append(
+            "meters: name the meters for a cluster (for example rapl and nvml): auto would "
+            "choose them on this machine, not on the compute nodes"
+        )
+        return problems
+    known = meter_classes()
+    unknown = [name for name in meters if name not in known]
+    if unknown:
+        problems.append(
+            f"meters: unknown meter {', '.join(repr(n[:40]) for n in unknown)} (known: "
+            f"{', '.join(sorted(known))}); check its spelling"
+        )
+    elif isinstance(options, Mapping):
+        problems.extend(f"meter_options: {line}" for line in unused_meter_options(options, meters))
     return problems
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenprec.results import ResultsStore, RunRecord
+from greenprec.results import NodeInfo, ResultsStore, RunRecord
 from greenprec.results.files import write_atomic
 from greenprec.results.records import now_iso
 
@@ -47,6 +47,21 @@ class RunSpec(BaseModel):
     """Stop the run after this long (process isolation): a failed run, "timed out after N s"."""
 
 
+def current_job_id() -> str | None:
+    """This process's Slurm job id (``1234``, or ``1234_5`` in an array), if in a job."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def node_info() -> NodeInfo:
+    """This machine's CPU and GPU models and GPU driver (what the report compares hosts by)."""
+    from greenprec.host import cpu_model, logical_cpus, nvidia_gpus
+
+    return NodeInfo(cpu_model=cpu_model() or None, logical_cpus=logical_cpus(), gpus=nvidia_gpus())
+
+
 def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
     """Run the workload in this process, measure its marked phase, write the run's files."""
     from greenprec.measurement import measure
@@ -57,6 +72,8 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             "status": "running",
             "started_at": now_iso(),
             "host": platform.node(),
+            "node": node_info(),
+            "slurm_job_id": current_job_id(),
             "executor_pid": os.getpid(),
         }
     )
@@ -162,6 +179,8 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
                 "status": "failed",
                 "ended_at": now_iso(),
                 "host": platform.node(),
+                "node": node_info(),
+                "slurm_job_id": current_job_id(),
                 "error": f"timed out after {spec.timeout_s:g} s (the run's time limit); its "
                 f"process group was stopped (log: {log_file})",
             }

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from greenprec.errors import ConfigError, GreenprecError
 from greenprec.experiment.config import ExperimentConfig, run_timeout_for, validate
 from greenprec.experiment.environment import environment
 from greenprec.experiment.execute import RunSpec, execute_in_process, execute_run
+from greenprec.experiment.phases import measure_phase
 from greenprec.experiment.progress import Reporter
-from greenprec.experiment.schedule import make_schedule
+from greenprec.experiment.schedule import make_blocked_schedule, make_schedule
 from greenprec.results import (
     INTERRUPTED,
     ExperimentRecord,
     MetersRecord,
-    PhaseRecord,
     ResultsStore,
     RunRecord,
     new_experiment_record,
@@ -38,6 +39,19 @@ SOURCE = "greenprec compare"
 class Terminated(BaseException):
     """The process was asked to stop (SIGTERM, what Slurm and ``timeout`` send): handled like
     Ctrl-C, so the current run is marked interrupted and the folder stays resumable."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or "terminated")
+        self.detail = detail
+        """What became of the work in flight (a cluster's jobs), when there is more to say."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what became of the work in flight (a cluster's jobs: cancelled or not)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class ExperimentFailed(GreenprecError):
@@ -55,6 +69,7 @@ def run_experiment(
     resume: bool = False,
     retry_failed: bool = False,
     reporter: Reporter | None = None,
+    on_interrupt: Callable[[Sequence[str]], bool] | None = None,
 ) -> tuple[ResultsStore, list[RunRecord]]:
     """Run (or continue) an experiment into ``out``; return the store and its final runs.
 
@@ -62,6 +77,9 @@ def run_experiment(
     not done are executed: pending ones, one interrupted mid-run, a stale ``running`` one,
     and failed ones if ``retry_failed``. Without it, a folder that already holds anything is
     refused. A second process driving the same folder is refused while this one runs.
+
+    With the cluster executor, ``on_interrupt`` is asked on Ctrl-C, with the ids of the Slurm
+    jobs still pending or running, whether to cancel them (without it, they keep running).
     """
     reporter = reporter or Reporter()
     store = ResultsStore(out)
@@ -88,9 +106,49 @@ def run_experiment(
             store.check_new()  # again, under the lock: another process may have been first
             experiment, runs = _create(store, config)
             notes = []
+        if config.executor == "slurm":
+            return store, _drive_cluster(
+                store, config, experiment, runs, notes, retry_failed, reporter, on_interrupt
+            )
         return _drive(store, config, experiment, runs, notes, retry_failed, reporter)
     finally:
         lock.release()
+
+
+def _drive_cluster(
+    store: ResultsStore,
+    config: ExperimentConfig,
+    experiment: ExperimentRecord,
+    runs: list[RunRecord],
+    notes: list[str],
+    retry_failed: bool,
+    reporter: Reporter,
+    on_interrupt: Callable[[Sequence[str]], bool] | None,
+) -> list[RunRecord]:
+    from greenprec.experiment.cluster import drive_cluster
+
+    final = runs
+    try:
+        final = drive_cluster(
+            store, config, experiment, runs, notes, retry_failed, reporter, on_interrupt
+        )
+    finally:
+        reporter.close()
+        if final is runs:  # stopped: the runs as their files now say
+            with contextlib.suppress(GreenprecError, OSError):
+                final = store.load().runs
+        _finish(store, experiment, final)
+    reporter.finished([record_row(run) for run in final])
+    return final
+
+
+def _finish(store: ResultsStore, experiment: ExperimentRecord, final: list[RunRecord]) -> None:
+    """The index and the experiment's status, as the session ends (however it ends)."""
+    with contextlib.suppress(OSError):
+        store.write_index(final)
+    experiment.status = "complete" if all(r.status == "done" for r in final) else "incomplete"
+    experiment.updated_at = now_iso()
+    store.write_experiment(experiment)
 
 
 def _drive(
@@ -138,11 +196,7 @@ def _drive(
             with contextlib.suppress(GreenprecError, OSError):
                 by_id[current] = store.read_run(current)
         final = list(by_id.values())
-        with contextlib.suppress(OSError):
-            store.write_index(final)
-        experiment.status = "complete" if all(r.status == "done" for r in final) else "incomplete"
-        experiment.updated_at = now_iso()
-        store.write_experiment(experiment)
+        _finish(store, experiment, final)
     rows = [record_row(run) for run in final]
     reporter.finished(rows)
     return store, final
@@ -157,7 +211,11 @@ def _create(
     requested = config.meters
     chosen = resolve(requested if requested != ["auto"] else "auto", config.meter_options)
     used = [meter.name for meter in chosen]
-    schedule = make_schedule(config.policies, config.runs, config.seed, shuffle=config.shuffle)
+    if config.executor == "slurm":
+        # One job per block on one node: policies are compared within nodes (see cluster.py).
+        schedule = make_blocked_schedule(config.policies, config.runs, config.seed)
+    else:
+        schedule = make_schedule(config.policies, config.runs, config.seed, shuffle=config.shuffle)
     estimated = any(meter.estimated for meter in chosen)
     framework = _framework(config.workload)
     warnings = list(emulation_warnings(config.policies, framework=framework))
@@ -268,7 +326,7 @@ def _needs_running(store: ResultsStore, run: RunRecord, retry_failed: bool) -> b
         # unless a process of a killed driver is still finishing it (then leave it be).
         return store.is_stale(run)
     if run.status == "failed":
-        return retry_failed or run.interrupted
+        return retry_failed or run.interrupted or run.ended_by_scheduler
     return False
 
 
@@ -318,33 +376,6 @@ def _run_one(
     return finished
 
 
-def _measure_phase(
-    store: ResultsStore,
-    config: ExperimentConfig,
-    meters: list[str],
-    name: str,
-    seconds: float,
-    busy: bool,
-) -> PhaseRecord:
-    from greenprec.measurement import measure
-
-    with measure(meters, interval=config.interval_s, meter_options=config.meter_options) as m:
-        if busy:
-            _busy_loop(seconds)
-        else:
-            time.sleep(seconds)
-    store.write_samples(name, m.samples.itertuples(index=False, name=None))
-    return PhaseRecord(
-        samples=f"samples/{name}.csv",
-        started_at=m.started_at.isoformat(),
-        duration_s=m.duration_s,
-        energy_j=m.energy_j,
-        power_w=m.mean_power_w if m.mean_power_w == m.mean_power_w else None,
-        estimated=m.estimated,
-        domains=m.domains,
-    )
-
-
 def _baseline(
     store: ResultsStore,
     experiment: ExperimentRecord,
@@ -355,7 +386,7 @@ def _baseline(
     if config.baseline_s <= 0 or experiment.baseline is not None:
         return
     reporter.phase("baseline", None, config.baseline_s)
-    experiment.baseline = _measure_phase(
+    experiment.baseline = measure_phase(
         store, config, meters, "baseline", config.baseline_s, busy=False
     )
     store.write_experiment(experiment)
@@ -375,7 +406,7 @@ def _warm_up(
     count = len(experiment.warmups)
     name = "warmup" if count == 0 else f"warmup-{count + 1}"
     experiment.warmups.append(
-        _measure_phase(store, config, meters, name, config.warmup_s, busy=True)
+        measure_phase(store, config, meters, name, config.warmup_s, busy=True)
     )
     store.write_experiment(experiment)
 
@@ -385,14 +416,3 @@ def _remove_empty(path: Path) -> None:
     with contextlib.suppress(OSError):
         (path / LOCK_NAME).unlink()
         path.rmdir()
-
-
-def _busy_loop(seconds: float) -> None:
-    """Keep every core busy: BLAS matrix products run on all threads and release the GIL."""
-    import numpy as np
-
-    matrix = np.random.default_rng(0).random((512, 512))
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        matrix = matrix @ matrix
-        matrix /= float(np.abs(matrix).max())

@@ -1,4 +1,5 @@
-"""The run schedule: every (policy, repetition) pair, shuffled with the experiment's seed."""
+"""The run schedule: every (policy, repetition) pair, shuffled with the experiment's seed, or
+in blocks (one run of each policy) for a cluster."""
 
 from __future__ import annotations
 
@@ -33,3 +34,32 @@ def make_schedule(
         )
         for order, (policy, repetition) in enumerate(pairs, start=1)
     ]
+
+
+def make_blocked_schedule(policies: list[str], runs: int, seed: int) -> list[ScheduledRun]:
+    """Runs in blocks: block ``k`` holds repetition ``k`` of every policy, in a seeded random
+    order of its own, and runs on one host (the cluster executor submits one job per block).
+
+    Hosts differ (silicon, cooling, firmware): with fp32 on one node and mixed on another, the
+    comparison would measure the nodes. Within a block every policy meets the same node, so the
+    report can compare policies within hosts. Shuffling inside each block keeps drift (a node
+    warming up through its job) from lining up with one policy.
+    """
+    rng = random.Random(seed)
+    schedule: list[ScheduledRun] = []
+    for block in range(1, runs + 1):
+        order = list(policies)
+        rng.shuffle(order)
+        for policy in order:
+            run_id = f"{policy}-{block:03d}"
+            schedule.append(
+                ScheduledRun(
+                    run_id=run_id,
+                    order=len(schedule) + 1,
+                    policy=policy,
+                    repetition=block,
+                    seed=run_seed(seed, run_id),
+                    block=block,
+                )
+            )
+    return schedule

@@ -226,6 +226,103 @@ class PhaseRecord(_Record):
     domains: dict[str, float] = Field(default_factory=dict)
 
 
+JOB_ID_PATTERN = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
+"""A Slurm job id (``1234``, or ``1234_5`` for an array task): it names a file in ``jobs/``."""
+
+SLURM_FINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "SPECIAL_EXIT",
+        "REVOKED",
+        "UNKNOWN",
+    }
+)
+"""Slurm job states after which the job does nothing more (``UNKNOWN``: Slurm no longer
+knows the job, so it is not running either)."""
+
+
+JOB_STOPPED = "STOPPED"
+"""A run's ``job_state`` as its job writes it when Slurm ends the job mid-run; the submitter
+replaces it by Slurm's final state (``CANCELLED``, ``TIMEOUT``, ...) once the job has ended."""
+
+
+def check_job_id(value: object) -> str:
+    """``value`` as a Slurm job id, or ValueError (never a path built from other text)."""
+    if not isinstance(value, str) or JOB_ID_PATTERN.fullmatch(value) is None:
+        raise ValueError(f"{repr(value)[:40]} is not a Slurm job id (digits, or digits_digits)")
+    return value
+
+
+class Submission(_Record):
+    """One job the submitting process handed to Slurm: a block's runs (``submissions.json``)."""
+
+    name: str
+    """The job's name in Slurm; unique per folder, block and attempt, so a job whose id was
+    never recorded (the submitter killed mid-submission) is found again by its name."""
+    block: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
+    run_ids: list[str]
+    job_id: str | None = None
+    submitted_at: str | None = None
+    state: str = "SUBMITTING"
+    """Slurm's word for the job, as last seen (``PENDING``, ``RUNNING``, ``COMPLETED``, ...)."""
+    reason: str | None = None
+    node: str | None = None
+    settled: bool = False
+    """The job ended and its runs were read (and those it left unfinished marked failed)."""
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_job_id(value)
+
+    @field_validator("run_ids")
+    @classmethod
+    def _run_ids(cls, value: list[str]) -> list[str]:
+        return [check_run_id(run_id) for run_id in value]
+
+    @property
+    def final(self) -> bool:
+        return self.state in SLURM_FINAL_STATES
+
+
+class SubmissionsRecord(_Record):
+    """``submissions.json``: every job submitted for the experiment, written by the submitter."""
+
+    schema_version: str = SCHEMA_VERSION
+    jobs: list[Submission] = Field(default_factory=list)
+
+
+class JobRecord(_Record):
+    """``jobs/<job_id>.json``: what one job did on its node, written by the job itself."""
+
+    schema_version: str = SCHEMA_VERSION
+    job_id: str
+    block: int = Field(ge=1)
+    host: str
+    node: NodeInfo | None = None
+    started_at: str
+    ended_at: str | None = None
+    run_ids: list[str] = Field(default_factory=list)
+    baseline: PhaseRecord | None = None
+    """The node's idle power before its runs (``baseline_s``): each run's ``net_energy_j``
+    subtracts this node's own baseline."""
+    warmup: PhaseRecord | None = None
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, value: str) -> str:
+        return check_job_id(value)
+
+
 class ExperimentRecord(_Record):
     """``experiment.json``: how the experiment was set up, where its data came from."""
 

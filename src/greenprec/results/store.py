@@ -8,6 +8,9 @@
     DIR/samples/<name>.csv     t_s, domain, power_w, energy_j (runs, warmup, baseline)
     DIR/logs/<run_id>.log      a run's output, when it ran in a process of its own
     DIR/.work/                 hand-over files between the driver and a run's process
+    DIR/submissions.json       the cluster executor's jobs (SubmissionsRecord), its submitter's
+    DIR/jobs/<job_id>.json     JobRecord: one Slurm job's node, baseline and warm-up, its own
+    DIR/slurm/<job_id>/        submitit's files of a job: batch script, pickles, the job's log
     DIR/.greenprec.lock        held by the process driving the folder (see lock.py)
 
 Every write is atomic (:func:`greenprec.results.files.write_atomic`), so a crash leaves a
@@ -41,7 +44,10 @@ from greenprec.results.models import (
     RUN_ID_PATTERN,
     SCHEMA_MAJOR,
     ExperimentRecord,
+    JobRecord,
     RunRecord,
+    SubmissionsRecord,
+    check_job_id,
     check_run_id,
 )
 
@@ -135,6 +141,25 @@ class ResultsStore:
 
     def work_file(self, run_id: str, suffix: str) -> Path:
         return self.work_dir / f"{_checked(run_id)}.{suffix}"
+
+    @property
+    def submissions_file(self) -> Path:
+        return self.path / "submissions.json"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.path / "jobs"
+
+    @property
+    def slurm_dir(self) -> Path:
+        """submitit's folder: one sub-folder per job (``%j``), named by submitit."""
+        return self.path / "slurm"
+
+    def job_file(self, job_id: str) -> Path:
+        try:
+            return self.jobs_dir / f"{check_job_id(job_id)}.json"
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     # -- what is there -----------------------------------------------------------------------
     def exists(self) -> bool:
@@ -231,6 +256,40 @@ class ResultsStore:
     def write_index(self, runs: Sequence[RunRecord]) -> None:
         """Rebuild runs.csv from the runs (in their order)."""
         write_atomic(self.index_file, index_text(sorted(runs, key=lambda r: r.order)))
+
+    # -- the cluster executor's files -------------------------------------------------------
+    def read_submissions(self) -> SubmissionsRecord:
+        """The jobs submitted so far (none when the file does not exist)."""
+        if not self.submissions_file.exists():
+            return SubmissionsRecord()
+        data = self._read_json(self.submissions_file, what="submissions file")
+        if isinstance(data, dict):
+            _check_schema(data.get("schema_version"), self.submissions_file)
+        try:
+            return SubmissionsRecord.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(
+                f"{self.submissions_file} is damaged ({_validation_line(error)}); its jobs "
+                "cannot be followed: cancel them with scancel (their names start with "
+                "greenprec-), move the file away and resume"
+            ) from None
+
+    def write_submissions(self, record: SubmissionsRecord) -> None:
+        write_atomic(self.submissions_file, record.model_dump_json(indent=2) + "\n")
+
+    def write_job(self, job: JobRecord) -> Path:
+        path = self.job_file(job.job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, job.model_dump_json(indent=2) + "\n")
+        return path
+
+    def read_job(self, job_id: str) -> JobRecord:
+        path = self.job_file(job_id)
+        data = self._read_json(path, what="job file")
+        try:
+            return JobRecord.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(f"{path}: damaged job file ({_validation_line(error)})") from None
 
     # -- samples -----------------------------------------------------------------------------
     def write_samples(self, name: str, rows: Iterable[Sequence[Any]]) -> Path:

@@ -1,0 +1,370 @@
+"""The cluster executor's submitting side: one Slurm job per block, watched, never run here.
+
+The schedule is blocked (:func:`greenprec.experiment.schedule.make_blocked_schedule`): a block
+is one run of each policy, and one job runs a whole block on the node it gets, so every policy
+of a block meets the same silicon, cooling and firmware. One job per block is more robust than
+jobs pinned to a node (``--nodelist``): a pinned job waits for its node however busy or broken
+it is, while a block's job takes whichever node is free and keeps its runs together.
+
+The submitter (this module, in ``greenprec compare``) holds the folder lock and only writes
+``submissions.json`` (every job: its block, runs, id, last state), the index and, for a job
+that ended before its runs had their final records, those runs' files: failed, with Slurm's
+state (``TIMEOUT``, ``NODE_FAIL``, ``PREEMPTED``, ``OUT_OF_MEMORY``, ``CANCELLED``) as the
+reason. Everything else is written by the jobs (:mod:`greenprec.experiment.block`).
+
+Killing the submitter does not touch the jobs. Resuming re-attaches: a run whose job is still
+pending or running is never submitted again; runs a finished job left unfinished are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from greenprec.errors import GreenprecError
+from greenprec.experiment.config import MAX_JOB_MINUTES, ExperimentConfig, run_timeout_for
+from greenprec.experiment.progress import Reporter
+from greenprec.experiment.runner import Interrupted, Terminated
+from greenprec.experiment.slurm import JobRequest, JobState, SlurmError
+from greenprec.results import (
+    ExperimentRecord,
+    ResultsStore,
+    RunRecord,
+    Submission,
+    SubmissionsRecord,
+    record_row,
+)
+from greenprec.results.models import JOB_STOPPED
+from greenprec.results.records import now_iso
+
+UNREACHABLE_LIMIT_S = 600.0
+"""Stop watching when Slurm has not answered for this long (the jobs keep running)."""
+UNKNOWN_POLLS = 2
+"""A job Slurm does not know is taken as ended only after this many polls in a row: a job
+submitted a moment ago, or a controller restarting, must not have its runs marked failed."""
+CANCEL_WAIT_S = 60.0
+"""After cancelling on Ctrl-C, how long to wait for Slurm to end the jobs."""
+JOB_START_MARGIN_S = 300.0
+"""Time a job asks for on top of its runs: start-up, imports, writing files."""
+
+InterruptHandler = Callable[[Sequence[str]], bool]
+"""Asked on Ctrl-C with the ids of the jobs still pending or running: cancel them?"""
+
+
+class ClusterError(GreenprecError):
+    """The cluster executor cannot go on (Slurm refused a job, or stopped answering)."""
+
+
+def drive_cluster(
+    store: ResultsStore,
+    config: ExperimentConfig,
+    experiment: ExperimentRecord,
+    runs: list[RunRecord],
+    notes: list[str],
+    retry_failed: bool,
+    reporter: Reporter,
+    on_interrupt: InterruptHandler | None,
+) -> list[RunRecord]:
+    """Submit the blocks that have runs left, watch their jobs until every one has ended, and
+    return the runs as they ended (the caller writes the index and the experiment's status)."""
+    watch = _Watch(store, config, runs, store.read_submissions(), reporter)
+    for text in [*experiment.warnings, *notes]:
+        reporter.message(f"warning: {text}")
+    watch.reattach()
+    todo = [
+        run_id
+        for run_id, run in watch.runs.items()
+        if run_id not in watch.held() and _needs_submitting(run, retry_failed)
+    ]
+    for run_id in todo:
+        watch.runs[run_id] = watch.runs[run_id].cleared()
+        store.write_run(watch.runs[run_id])
+    watch.write_index()
+    done = sum(run.status == "done" for run in watch.runs.values())
+    failed = sum(run.status == "failed" for run in watch.runs.values())
+    reporter.started(len(watch.runs), done, str(store.path), failed=failed)
+    waiting = _blocks_of(experiment, set(todo))
+    active = len(watch.unsettled())
+    if active:
+        reporter.message(f"re-attached to {active} Slurm job(s) still pending or running")
+    try:
+        watch.run(waiting)
+    except Terminated:  # SIGTERM: the submitter is being killed; the jobs stay
+        raise Terminated(watch.interrupted(None)) from None
+    except KeyboardInterrupt:
+        raise Interrupted(watch.interrupted(on_interrupt)) from None
+    return list(watch.runs.values())
+
+
+def _needs_submitting(run: RunRecord, retry_failed: bool) -> bool:
+    if run.status in ("pending", "running"):
+        return True  # not held by a live job (the caller checked): nobody will finish it
+    if run.status == "failed":
+        return retry_failed or run.interrupted or run.ended_by_scheduler
+    return False
+
+
+def _blocks_of(experiment: ExperimentRecord, todo: set[str]) -> list[tuple[int, list[str]]]:
+    """The blocks with runs to submit, in block order, each with its runs in schedule order."""
+    blocks: dict[int, list[str]] = {}
+    for planned in experiment.schedule:
+        if planned.run_id in todo:
+            blocks.setdefault(planned.block or planned.repetition, []).append(planned.run_id)
+    return sorted(blocks.items())
+
+
+class _Watch:
+    """The submitter's view: the runs, the submissions, and what Slurm says of them."""
+
+    def __init__(
+        self,
+        store: ResultsStore,
+        config: ExperimentConfig,
+        runs: list[RunRecord],
+        ledger: SubmissionsRecord,
+        reporter: Reporter,
+    ) -> None:
+        self.store, self.config, self.ledger, self.reporter = store, config, ledger, reporter
+        self.runs = {run.run_id: run for run in runs}
+        self.unknown_polls: dict[str, int] = {}
+        self.tag = _folder_tag(store)
+
+    # -- the ledger --------------------------------------------------------------------------
+    def unsettled(self) -> list[Submission]:
+        return [job for job in self.ledger.jobs if not job.settled]
+
+    def held(self) -> set[str]:
+        """Runs a job that has not ended may still run: never submitted again meanwhile."""
+        return {run_id for job in self.unsettled() for run_id in job.run_ids}
+
+    def save(self) -> None:
+        self.store.write_submissions(self.ledger)
+
+    def write_index(self) -> None:
+        with contextlib.suppress(OSError):
+            self.store.write_index(list(self.runs.values()))
+
+    # -- re-attaching ------------------------------------------------------------------------
+    def reattach(self) -> None:
+        """Find the jobs an earlier submitter left, and settle those that ended meanwhile."""
+        import greenprec.experiment.slurm as slurm
+
+        for job in self.unsettled():
+            if job.job_id is None:
+                # Killed between sbatch and recording the id: find the job by its name.
+                found = slurm.find_by_name(job.name)
+                if found is None:
+                    job.state, job.settled = "NOT_SUBMITTED", True
+                    job.reason = (
+                        "no job of this name is known to Slurm; its runs are submitted again"
+                    )
+                else:
+                    job.job_id, job.state = found.job_id, found.state
+        self.save()
+        if self.unsettled():
+            self.refresh(first=True)
+
+    # -- watching ----------------------------------------------------------------------------
+    def run(self, waiting: list[tuple[int, list[str]]]) -> None:
+        settings = self.config.slurm_settings
+        unreachable_since: float | None = None
+        while True:
+            limit = settings.max_in_flight
+            while waiting and (limit is None or len(self.unsettled()) < limit):
+                block, run_ids = waiting.pop(0)
+                self.submit(block, run_ids)
+            if not waiting and not self.unsettled():
+                return
+            time.sleep(settings.poll_s)
+            try:
+                self.refresh()
+                unreachable_since = None
+            except SlurmError as error:
+                now = time.monotonic()
+                if unreachable_since is None:
+                    unreachable_since = now
+                    self.reporter.message(f"warning: {error}; trying again")
+                elif now - unreachable_since > UNREACHABLE_LIMIT_S:
+                    raise ClusterError(
+                        f"Slurm has not answered for {UNREACHABLE_LIMIT_S / 60:g} minutes "
+                        f"({error}); the jobs submitted keep running, and resuming the "
+                        "experiment re-attaches to them"
+                    ) from None
+
+    def submit(self, block: int, run_ids: list[str]) -> None:
+        from greenprec.experiment import slurm
+        from greenprec.experiment.block import run_block
+
+        attempt = 1 + sum(job.block == block for job in self.ledger.jobs)
+        job = Submission(
+            name=f"greenprec-{self.tag}-b{block:03d}-a{attempt}",
+            block=block,
+            attempt=attempt,
+            run_ids=run_ids,
+            submitted_at=now_iso(),
+        )
+        # Recorded before sbatch: a submitter killed in between leaves a name to look for.
+        self.ledger.jobs.append(job)
+        self.save()
+        try:
+            job_id = slurm.submit(
+                self.store.slurm_dir,
+                job_request(self.config, job.name, len(run_ids)),
+                run_block,
+                str(self.store.path.resolve()),
+                block,
+            )
+        except SlurmError as error:
+            self.ledger.jobs.remove(job)
+            self.save()
+            raise ClusterError(
+                f"{error}; check the [slurm] settings (partition, account, qos, time per run, "
+                "sbatch options); the experiment is saved and resuming submits its runs"
+            ) from None
+        job.job_id, job.state = job_id, "PENDING"
+        self.save()
+        self.reporter.message(
+            f"submitted block {block} ({', '.join(run_ids)}) as Slurm job {job_id}"
+        )
+
+    def refresh(self, *, first: bool = False) -> None:
+        """Ask Slurm about the jobs not yet settled; read their runs; settle those that ended."""
+        from greenprec.experiment import slurm
+
+        jobs = [job for job in self.unsettled() if job.job_id is not None]
+        states = slurm.job_states([job.job_id for job in jobs if job.job_id is not None])
+        for job in jobs:
+            assert job.job_id is not None
+            state = states.get(job.job_id, JobState(job.job_id, "UNKNOWN"))
+            if state.state == "UNKNOWN" and not first:
+                self.unknown_polls[job.job_id] = self.unknown_polls.get(job.job_id, 0) + 1
+                if self.unknown_polls[job.job_id] < UNKNOWN_POLLS:
+                    continue
+            job.state, job.reason = state.state, state.reason
+            job.node = state.node or job.node
+            self.read_runs(job)
+            if state.final:
+                self.settle(job)
+        self.save()
+        self.write_index()
+
+    def read_runs(self, job: Submission) -> None:
+        """The job's runs as their files say now; report what changed."""
+        from greenprec.errors import ConfigError
+
+        for run_id in job.run_ids:
+            try:
+                now = self.store.read_run(run_id)
+            except ConfigError:
+                continue  # being written, or damaged: the next poll reads it again
+            before = self.runs.get(run_id)
+            self.runs[run_id] = now
+            if before is None or before.status == now.status:
+                continue
+            if now.status == "running":
+                self.reporter.phase("training", record_row(now))
+            elif now.status in ("done", "failed"):
+                self.reporter.run_finished(record_row(now))
+
+    def settle(self, job: Submission) -> None:
+        """The job ended: a run it left without its final record failed for Slurm's reason."""
+        why = f" ({job.reason})" if job.reason else ""
+        for run_id in job.run_ids:
+            run = self.runs[run_id]
+            stopped = run.status == "failed" and run.job_state == JOB_STOPPED
+            if run.status not in ("pending", "running") and not stopped:
+                continue
+            failed = run.model_copy(
+                update={
+                    "status": "failed",
+                    "ended_at": now_iso(),
+                    "executor_pid": None,
+                    "slurm_job_id": job.job_id,
+                    "job_state": job.state,
+                    "error": f"Slurm job {job.job_id} ended {job.state}{why} before this run "
+                    "finished; resuming the experiment submits it again",
+                }
+            )
+            self.store.write_run(failed)
+            self.runs[run_id] = failed
+            if not stopped:  # a stopped run was reported when its job wrote it
+                self.reporter.run_finished(record_row(failed))
+        job.settled = True
+
+    # -- stopping ----------------------------------------------------------------------------
+    def interrupted(self, on_interrupt: InterruptHandler | None) -> str:
+        """What happens to the jobs when the submitter is stopped; one line saying so."""
+        from greenprec.experiment import slurm
+
+        live = [job.job_id for job in self.unsettled() if job.job_id is not None]
+        if not live:
+            return "no Slurm job of the experiment is running"
+        ids = ", ".join(live[:10]) + (" ..." if len(live) > 10 else "")
+        cancel = False
+        if on_interrupt is not None:
+            with contextlib.suppress(KeyboardInterrupt, EOFError):
+                cancel = on_interrupt(live)
+        if not cancel:
+            return (
+                f"its {len(live)} Slurm job(s) keep running ({ids}); resuming the experiment "
+                "re-attaches to them"
+            )
+        try:
+            slurm.cancel(live)
+            deadline = time.monotonic() + CANCEL_WAIT_S
+            while self.unsettled() and time.monotonic() < deadline:
+                time.sleep(1.0)
+                self.refresh()
+        except SlurmError as error:
+            return f"cancelling the Slurm jobs ({ids}) failed: {error}; cancel them with scancel"
+        return (
+            f"its {len(live)} Slurm job(s) were cancelled ({ids}); resuming the experiment "
+            "submits their unfinished runs again"
+        )
+
+
+def job_request(config: ExperimentConfig, name: str, runs: int) -> JobRequest:
+    """The resources a block of ``runs`` runs asks for: its time covers the baseline, the
+    warm-up, every run at its time limit and the cool-downs between them."""
+    settings = config.slurm_settings
+    per_run_s = (
+        settings.time_per_run_min * 60.0
+        if settings.time_per_run_min is not None
+        else run_timeout_for(config)
+    )
+    seconds = (
+        config.baseline_s
+        + config.warmup_s
+        + runs * per_run_s
+        + max(0, runs - 1) * config.cooldown_s
+        + JOB_START_MARGIN_S
+    )
+    return JobRequest(
+        name=name,
+        time_min=min(MAX_JOB_MINUTES, math.ceil(seconds / 60.0)),
+        partition=settings.partition,
+        account=settings.account,
+        qos=settings.qos,
+        gres=settings.gres,
+        cpus_per_task=settings.cpus_per_task,
+        mem_gb=settings.mem_gb,
+        exclusive=settings.exclusive,
+        sbatch=tuple(sorted(settings.sbatch.items())),
+    )
+
+
+def _folder_tag(store: ResultsStore) -> str:
+    """A short tag of this folder, so job names of two experiments never collide."""
+    return hashlib.sha256(str(store.path.resolve()).encode()).hexdigest()[:8]
+
+
+def latest_jobs(store: ResultsStore) -> dict[str, Submission]:
+    """Each run's latest job, from ``submissions.json`` (empty for a local experiment)."""
+    latest: dict[str, Submission] = {}
+    for job in store.read_submissions().jobs:
+        for run_id in job.run_ids:
+            latest[run_id] = job
+    return latest

@@ -1,0 +1,217 @@
+"""Slurm as the cluster executor sees it: submit a block's job (through submitit), ask for
+jobs' states, cancel jobs.
+
+Every Slurm command here is bounded in time. States come from ``squeue --states=all``, which
+knows a finished job for ``MinJobAge`` seconds (five minutes by default) and works without
+Slurm's accounting database; ``sacct`` is asked only about a job squeue no longer knows, and
+many clusters without accounting answer it with an error (the job is then ``UNKNOWN``).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from greenprec.errors import GreenprecError
+from greenprec.results.models import JOB_ID_PATTERN, SLURM_FINAL_STATES
+
+COMMAND_TIMEOUT_S = 60.0
+"""The longest a Slurm command may take before it counts as failed (a busy controller)."""
+
+FAULT_STATES = frozenset({"TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL"})
+"""States in which the cluster, not the run, ended the job."""
+
+
+class SlurmError(GreenprecError):
+    """A Slurm command failed or could not be run (the controller down, the command missing)."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What Slurm says of one job."""
+
+    job_id: str
+    state: str
+    """Slurm's word: PENDING, RUNNING, COMPLETED, CANCELLED, TIMEOUT, NODE_FAIL, ..."""
+    reason: str | None = None
+    node: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in SLURM_FINAL_STATES
+
+
+def _run(
+    command: list[str], timeout_s: float = COMMAND_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    executable = shutil.which(command[0])
+    if executable is None:
+        raise SlurmError(f"{command[0]} is not on this machine's PATH (is Slurm installed here?)")
+    try:
+        return subprocess.run(
+            [executable, *command[1:]],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{command[0]} did not answer within {timeout_s:g} s") from None
+    except OSError as error:
+        raise SlurmError(f"cannot run {command[0]}: {error.strerror or error}") from None
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:300] if lines else "(no output)"
+
+
+def _base_state(word: str) -> str:
+    # squeue may add a suffix ("CANCELLED by 0" in sacct; "+" marks a requeued state).
+    return word.strip().split()[0].rstrip("+").upper() if word.strip() else "UNKNOWN"
+
+
+def job_states(job_ids: Sequence[str]) -> dict[str, JobState]:
+    """Each job's state. A job Slurm no longer knows is ``UNKNOWN`` (with the reason)."""
+    ids = [job_id for job_id in dict.fromkeys(job_ids) if JOB_ID_PATTERN.fullmatch(job_id)]
+    if not ids:
+        return {}
+    found: dict[str, JobState] = {}
+    for start in range(0, len(ids), 200):  # a bounded command line
+        chunk = ids[start : start + 200]
+        done = _run(["squeue", "-h", "--states=all", "-j", ",".join(chunk), "-o", "%i|%T|%r|%N"])
+        if done.returncode != 0 and "Invalid job id" not in done.stderr:
+            raise SlurmError(f"squeue failed: {_first_line(done.stderr or done.stdout)}")
+        for line in done.stdout.splitlines():
+            cells = line.split("|")
+            if len(cells) != 4 or cells[0].strip() not in chunk:
+                continue
+            job_id, state, reason, node = (cell.strip() for cell in cells)
+            found[job_id] = JobState(
+                job_id,
+                _base_state(state),
+                None if reason in ("", "None", "(null)") else reason[:200],
+                node[:200] or None,
+            )
+    for job_id in ids:
+        if job_id not in found:
+            found[job_id] = _from_accounting(job_id)
+    return found
+
+
+def _from_accounting(job_id: str) -> JobState:
+    gone = JobState(
+        job_id,
+        "UNKNOWN",
+        "Slurm no longer knows the job (it ended over MinJobAge ago, or was cancelled before it "
+        "started) and has no accounting to ask",
+    )
+    try:
+        done = _run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State,NodeList"])
+    except SlurmError:
+        return gone
+    if done.returncode != 0:
+        return gone
+    for line in done.stdout.splitlines():
+        cells = line.split("|")
+        if len(cells) >= 2 and cells[0].strip() == job_id:
+            node = cells[2].strip() if len(cells) > 2 else ""
+            return JobState(job_id, _base_state(cells[1]), None, node[:200] or None)
+    return gone
+
+
+def find_by_name(name: str) -> JobState | None:
+    """The newest job named ``name`` that Slurm still knows (to adopt a job whose id the
+    submitter never recorded), or None."""
+    done = _run(["squeue", "-h", "--states=all", "--name", name, "-o", "%i|%T|%r|%N"])
+    if done.returncode != 0:
+        raise SlurmError(f"squeue failed: {_first_line(done.stderr or done.stdout)}")
+    states = []
+    for line in done.stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) == 4 and JOB_ID_PATTERN.fullmatch(cells[0]):
+            reason = None if cells[2] in ("", "None") else cells[2][:200]
+            states.append(JobState(cells[0], _base_state(cells[1]), reason, cells[3] or None))
+    if not states:
+        return None
+    return max(states, key=lambda state: int(state.job_id.split("_")[0]))
+
+
+def cancel(job_ids: Sequence[str]) -> None:
+    """scancel the jobs (a job already ended is no error)."""
+    ids = [job_id for job_id in job_ids if JOB_ID_PATTERN.fullmatch(job_id)]
+    if not ids:
+        return
+    done = _run(["scancel", *ids])
+    if done.returncode != 0 and "Invalid job id" not in done.stderr:
+        raise SlurmError(f"scancel failed: {_first_line(done.stderr or done.stdout)}")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What one block's job asks Slurm for."""
+
+    name: str
+    time_min: int
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gres: str | None = None
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    exclusive: bool = True
+    sbatch: tuple[tuple[str, str], ...] = ()
+
+    def parameters(self) -> dict[str, Any]:
+        """submitit's SlurmExecutor parameters for this request."""
+        additional: dict[str, Any] = dict(self.sbatch)
+        # Slurm must not restart a block by itself: the submitter resubmits what a failed job
+        # left, and records why it failed (a requeued job would rerun half-measured runs).
+        additional["no-requeue"] = True
+        parameters: dict[str, Any] = {
+            "job_name": self.name,
+            "time": self.time_min,
+            "nodes": 1,
+            "ntasks_per_node": 1,
+            "stderr_to_stdout": True,
+            "additional_parameters": additional,
+        }
+        if self.exclusive:
+            parameters["exclusive"] = True
+        for key in ("partition", "account", "qos", "gres", "cpus_per_task"):
+            value = getattr(self, key)
+            if value is not None:
+                parameters[key] = value
+        if self.mem_gb is not None:
+            parameters["mem"] = f"{max(1, math.ceil(self.mem_gb * 1024))}M"
+        return parameters
+
+
+def submit(folder: Path, request: JobRequest, function: Callable[..., Any], *args: Any) -> str:
+    """Submit ``function(*args)`` as one job; its files go to ``folder/<job_id>/``. Returns the
+    job id; SlurmError with sbatch's own words when Slurm refuses the job."""
+    try:
+        import submitit
+    except ImportError:
+        raise SlurmError(
+            "the cluster executor needs submitit; install it with pip install 'greenprec[slurm]'"
+        ) from None
+    executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=0)
+    executor.update_parameters(**request.parameters())
+    try:
+        job = executor.submit(function, *args)
+    except subprocess.CalledProcessError as error:
+        output = error.output.decode(errors="replace") if isinstance(error.output, bytes) else ""
+        raise SlurmError(f"sbatch refused the job: {_first_line(output or str(error))}") from None
+    except Exception as error:  # submitit wraps sbatch's failures in its own errors
+        raise SlurmError(f"sbatch refused the job: {_first_line(str(error))}") from None
+    job_id = str(job.job_id)
+    if JOB_ID_PATTERN.fullmatch(job_id) is None:
+        raise SlurmError(f"sbatch gave an unexpected job id {job_id[:40]!r}")
+    return job_id
