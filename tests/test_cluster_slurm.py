@@ -277,14 +277,23 @@ def test_a_cancelled_job_is_recorded_and_resubmitted_on_resume(
         assert f"Slurm job {job['job_id']} ended CANCELLED" in run["error"]
     assert "run(s) failed" in stderr
 
-    resumed = _resume(out)  # no --retry-failed: the cluster's failures are run again
+    # No --retry-failed: the cluster's failures are run again. How jobs are submitted may
+    # change on resume (here the time a run may take: what a TIMEOUT calls for).
+    resumed = _resume(out, "--time-per-run", "7", "--param", "sleep_s=0.2")
+    assert resumed.returncode == 2, resumed.stderr  # the workload's params may not change
+    assert "params.sleep_s" in resumed.stderr
+    resumed = _resume(out, "--time-per-run", "7")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "time_per_run_min = 7" in resumed.stderr
     runs = _runs(out)
     assert {run["status"] for run in runs.values()} == {"done"}
     assert all(run["job_state"] is None for run in runs.values())
     attempts = _submissions(out)
     assert [(j["block"], j["attempt"]) for j in attempts] == [(1, 1), (1, 2)]
     assert attempts[0]["state"] == "CANCELLED" and attempts[1]["state"] == "COMPLETED"
+    script = (out / "slurm" / attempts[1]["job_id"]).glob("*_submission.sh")
+    # Two runs of 7 minutes, no warm-up or cool-down, and the 5-minute margin: 19 minutes.
+    assert "#SBATCH --time=19" in next(script).read_text()
 
 
 def test_a_node_failure_is_recorded_as_node_fail_and_resubmitted(

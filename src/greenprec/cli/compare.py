@@ -270,8 +270,9 @@ def compare_command(
     experiment_config = None
     if not resume:
         experiment_config = load_config(overrides, config)
-    elif any(value is not None for value in overrides.values()) or config is not None:
-        _check_same_settings(ResultsStore(out), overrides, config)
+    slurm_changes = None
+    if resume and (any(value is not None for value in overrides.values()) or config is not None):
+        slurm_changes = _check_same_settings(ResultsStore(out), overrides, config)
     reporter = _reporter(quiet=quiet, jsonl=jsonl)
     previous = terminate_like_ctrl_c()
     try:
@@ -282,6 +283,7 @@ def compare_command(
             retry_failed=retry_failed,
             reporter=reporter,
             on_interrupt=_cancel_jobs_decision(cancel_on_interrupt),
+            slurm=slurm_changes,
         )
     except ExperimentExists as error:
         fail(f"{error}; continue it with --resume --out {error.path}, or choose another --out")
@@ -401,23 +403,31 @@ def _cancel_jobs_decision(cancel: bool) -> Any:
     return ask
 
 
-def _check_same_settings(store: Any, overrides: dict[str, Any], config: Path | None) -> None:
+def _check_same_settings(
+    store: Any, overrides: dict[str, Any], config: Path | None
+) -> dict[str, Any] | None:
     """--resume with more than --out (the original command, --resume appended): go on when
-    everything given matches the folder's settings; otherwise name each difference."""
-    from greenprec.experiment.config import differences
+    everything given matches the folder's settings; otherwise name each difference. The
+    [slurm] settings (how jobs are submitted, not what is measured) may change: they are
+    returned, to be applied to the jobs submitted from now on."""
+    from greenprec.experiment.config import differences, given_table
     from greenprec.experiment.runner import resumable_config
 
     if not store.exists():
-        return  # the runner says there is nothing to resume
-    found = differences(resumable_config(store), overrides, config)
-    if not found:
-        return
-    listed = "; ".join(f"{item} ({_flag_of(item.setting)})" for item in found)
-    fail(
-        f"--resume continues {store.path} with its own settings, and these differ: "
-        f"{listed}. Drop those flags (matching ones may stay), or start a new experiment with "
-        "another --out"
-    )
+        return None  # the runner says there is nothing to resume
+    found = [
+        item
+        for item in differences(resumable_config(store), overrides, config)
+        if not item.setting.startswith("slurm.")
+    ]
+    if found:
+        listed = "; ".join(f"{item} ({_flag_of(item.setting)})" for item in found)
+        fail(
+            f"--resume continues {store.path} with its own settings, and these differ: "
+            f"{listed}. Drop those flags (matching ones may stay), or start a new experiment "
+            "with another --out"
+        )
+    return given_table("slurm", overrides, config) or None
 
 
 def _flag_of(setting: str) -> str:

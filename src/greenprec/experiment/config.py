@@ -391,6 +391,17 @@ def differences(
     return found
 
 
+def given_table(
+    table: str, overrides: Mapping[str, Any] | None = None, config_file: Path | None = None
+) -> dict[str, Any]:
+    """The keys of one table (``slurm``) a config file and flags give, flags winning."""
+    file_values = load_toml(config_file) if config_file is not None else {}
+    flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
+    merged, _ = _merge([file_values, flag_values])
+    value = merged.get(table) or {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def validate(values: Mapping[str, Any]) -> ExperimentConfig:
     """Validate every field; raise one ConfigError listing every problem, one per line."""
     problems: list[str] = []

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from greenprec.errors import ConfigError, GreenprecError
 from greenprec.experiment.config import ExperimentConfig, run_timeout_for, validate
@@ -70,6 +71,7 @@ def run_experiment(
     retry_failed: bool = False,
     reporter: Reporter | None = None,
     on_interrupt: Callable[[Sequence[str]], bool] | None = None,
+    slurm: Mapping[str, Any] | None = None,
 ) -> tuple[ResultsStore, list[RunRecord]]:
     """Run (or continue) an experiment into ``out``; return the store and its final runs.
 
@@ -101,6 +103,9 @@ def run_experiment(
     try:
         if resume:
             config, experiment, runs, notes = _reopen(store)
+            if slurm:
+                config, note = _new_slurm_settings(store, config, experiment, slurm)
+                notes.append(note)
         else:
             assert config is not None
             store.check_new()  # again, under the lock: another process may have been first
@@ -113,6 +118,30 @@ def run_experiment(
         return _drive(store, config, experiment, runs, notes, retry_failed, reporter)
     finally:
         lock.release()
+
+
+def _new_slurm_settings(
+    store: ResultsStore,
+    config: ExperimentConfig,
+    experiment: ExperimentRecord,
+    slurm: Mapping[str, Any],
+) -> tuple[ExperimentConfig, str]:
+    if config.executor != "slurm":
+        raise ConfigError(
+            "slurm: this experiment runs with the local executor; its [slurm] settings do not "
+            "apply (drop them)"
+        )
+    before = config.slurm_settings.model_dump()
+    updated = validate({**config.model_dump(), "slurm": {**before, **slurm}})
+    changed = {
+        key: value
+        for key, value in updated.slurm_settings.model_dump().items()
+        if before.get(key) != value
+    }
+    experiment.config = updated.model_dump(mode="json")
+    store.write_experiment(experiment)
+    listed = ", ".join(f"{key} = {value!r}" for key, value in changed.items()) or "none changed"
+    return updated, f"[slurm] settings for the jobs submitted from now on: {listed}"
 
 
 def _drive_cluster(
@@ -209,14 +238,23 @@ def _create(
     from greenprec.precision import emulation_warnings, support
 
     requested = config.meters
-    chosen = resolve(requested if requested != ["auto"] else "auto", config.meter_options)
-    used = [meter.name for meter in chosen]
+    if config.executor == "slurm":
+        # Measured on the compute nodes, not here: a login node often has no RAPL or GPU. The
+        # names were checked with the config; a node that cannot open a meter fails its runs.
+        from greenprec.meters.registry import get_meter_class
+
+        classes = [get_meter_class(name) for name in requested]
+        used = list(requested)
+        estimated = any(cls.estimated for cls in classes)
+    else:
+        chosen = resolve(requested if requested != ["auto"] else "auto", config.meter_options)
+        used = [meter.name for meter in chosen]
+        estimated = any(meter.estimated for meter in chosen)
     if config.executor == "slurm":
         # One job per block on one node: policies are compared within nodes (see cluster.py).
         schedule = make_blocked_schedule(config.policies, config.runs, config.seed)
     else:
         schedule = make_schedule(config.policies, config.runs, config.seed, shuffle=config.shuffle)
-    estimated = any(meter.estimated for meter in chosen)
     framework = _framework(config.workload)
     warnings = list(emulation_warnings(config.policies, framework=framework))
     if estimated:
