@@ -421,6 +421,17 @@ class Measurement:
                     self._rows.append((t_s, reading.domain, power_w, energy_j))
         return first_t_s
 
+    def energy_so_far(self) -> tuple[float, float]:
+        """``(seconds, joules)`` from the entry reading to now, while the window runs: a fresh
+        reading of every meter (bounded like every read), each joule counted once. For marks
+        inside a window, such as the end of each epoch (energy to a target accuracy)."""
+        if self._state != "running":
+            raise ConfigError(f"energy_so_far() needs a running measurement; it is {self._state}")
+        t_s = _bounded(_label(self._meters), "read", self._sample, self._read_timeout_s)
+        with self._lock:
+            energy_j = sum(track.energy_j for track in self._tracks.values() if track.in_total)
+        return t_s, energy_j
+
     # -- results ---------------------------------------------------------------------------
     def _finished(self) -> None:
         if self._state != "finished":

@@ -103,6 +103,49 @@ class HostEnergy(_Record):
     counted_domains: list[str] = Field(default_factory=list)
 
 
+class MachineState(_Record):
+    """What changes a machine's energy without changing the code, read at one moment (the start
+    or the end of a run). None where this machine does not let it be read."""
+
+    cpu_freq_mhz: float | None = None
+    """Mean current frequency over the CPUs (cpufreq ``scaling_cur_freq``)."""
+    cpu_temp_c: float | None = None
+    """The hottest CPU package sensor (thermal zone or hwmon: coretemp, k10temp, zenpower)."""
+    gpu_temp_c: float | None = None
+    """The hottest GPU (NVML)."""
+    gpu_sm_clock_mhz: float | None = None
+    """Mean SM clock over the GPUs (NVML)."""
+    gpu_power_limit_w: float | None = None
+    """Sum of the GPUs' enforced power limits (NVML)."""
+    gpu_throttle_reasons: list[str] = Field(default_factory=list)
+    """Active clock throttle reasons on any GPU (NVML names, e.g. ``sw_thermal_slowdown``)."""
+    sources: list[str] = Field(default_factory=list)
+    """Where the values came from (``cpufreq``, ``thermal_zone``, ``hwmon``, ``nvml``)."""
+
+
+class EpochRecord(_Record):
+    """The end of one epoch inside a run's measured window: time and energy so far, metrics."""
+
+    epoch: int = Field(ge=1)
+    duration_s: float
+    """Seconds from the start of the measured window to the end of this epoch."""
+    energy_j: float | None = None
+    """Energy from the start of the measured window to the end of this epoch."""
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+
+
+class TargetRecord(_Record):
+    """Energy to a target: the first epoch at which a run's metric reached the target."""
+
+    metric: str
+    value: float
+    higher_is_better: bool = True
+    reached: bool = False
+    epoch: int | None = None
+    energy_j: float | None = None
+    duration_s: float | None = None
+
+
 class RunRecord(_Record):
     """One run: what was planned, what happened, what it measured (``runs/<run_id>.json``)."""
 
@@ -133,6 +176,15 @@ class RunRecord(_Record):
     node: NodeInfo | None = None
     """That host's hardware (CPU and GPU models, GPU driver)."""
     hosts: list[HostEnergy] = Field(default_factory=list)
+    machine_start: MachineState | None = None
+    """The machine's state as the run started (clocks, temperatures, GPU limits)."""
+    machine_end: MachineState | None = None
+    idle_power_w: float | None = None
+    """Power measured idle just before the run (what the machine drew while it rested)."""
+    epochs: list[EpochRecord] = Field(default_factory=list)
+    """Per-epoch time, energy so far and metrics (workloads that report their epochs)."""
+    targets: list[TargetRecord] = Field(default_factory=list)
+    """Energy to each target the experiment set (``targets``)."""
     block: int | None = Field(default=None, ge=1)
     """The run's block in a blocked schedule (see :class:`ScheduledRun`)."""
     slurm_job_id: str | None = None
@@ -224,6 +276,54 @@ class PhaseRecord(_Record):
     power_w: float | None = None
     estimated: bool = False
     domains: dict[str, float] = Field(default_factory=dict)
+    settled: bool | None = None
+    """An automatic warm-up: whether the power settled (True) or the time cap ended it (False);
+    None for a warm-up of fixed length."""
+    criterion: str | None = None
+    """An automatic warm-up: the rule it stopped by, in words."""
+
+
+class AnswerRecord(_Record):
+    """One question of an adaptive experiment, as one look answered it."""
+
+    metric: str
+    policy: str
+    reference: str
+    kind: Literal["difference", "equivalence", "noninferiority"]
+    settled: bool
+    verdict: str | None = None
+    """When settled: ``different``, ``equivalent``, ``not worse``, ``worse``."""
+    p: float | None = None
+    level: float | None = None
+    """The significance level this look tested at (the alpha spent at this look)."""
+    margin: float | None = None
+    """The margin in the metric's own units (equivalence and non-inferiority)."""
+
+
+class LookRecord(_Record):
+    """One interim analysis of an adaptive experiment, after a complete block."""
+
+    block: int = Field(ge=1)
+    runs_per_policy: int = Field(ge=1)
+    information: float
+    """The fraction of the maximum runs done (the spending function's time)."""
+    alpha_spent: float
+    """The cumulative alpha spent by this look."""
+    answers: list[AnswerRecord] = Field(default_factory=list)
+
+
+class SequentialRecord(_Record):
+    """How an adaptive experiment decided to stop (``experiment.json``)."""
+
+    method: str
+    alpha: float
+    min_runs: int = Field(ge=1)
+    max_runs: int = Field(ge=1)
+    looks: list[LookRecord] = Field(default_factory=list)
+    stopped_early: bool = False
+    reason: str | None = None
+    runs_per_policy: int | None = None
+    """Runs per policy when it stopped."""
 
 
 JOB_ID_PATTERN = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
@@ -342,6 +442,8 @@ class ExperimentRecord(_Record):
     warmups: list[PhaseRecord] = Field(default_factory=list)
     versions: dict[str, str | None] = Field(default_factory=dict)
     host: dict[str, Any] = Field(default_factory=dict)
+    sequential: SequentialRecord | None = None
+    """An adaptive experiment: its looks and why it stopped."""
     imported: dict[str, Any] | None = Field(default=None, alias="import")
     """For imported folders: the tool, the files read, their columns."""
 

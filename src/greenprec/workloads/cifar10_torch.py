@@ -76,9 +76,10 @@ def cifar10_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
             batch_size=params.batch_size,
             generator=generator,
             prepare=augment if params.augment else scale,
-            validation=test if params.validation else None,
+            validation=test if params.validation or ctx.targets else None,
             prepare_validation=scale,
             verbose=params.verbose,
+            on_epoch_end=ctx.epoch_end if ctx.targets else None,
         )
     test_loss, test_accuracy = evaluate(
         model, precision, test, batch_size=params.batch_size, prepare=scale

@@ -86,6 +86,47 @@ class WorkloadContext:
         self._measure_factory = measure_factory
         self._measurement: Measurement | None = None
         self._entered = False
+        self.targets: dict[str, float] = {}
+        """Metric targets the experiment asks about (``test_accuracy: 0.45``): when set, a
+        workload that can evaluates its test metrics after each epoch and calls
+        :meth:`epoch_end` (the evaluation is then part of the measured energy)."""
+        self.epochs: list[EpochPoint] = []
+        """What :meth:`epoch_end` recorded, in order."""
+
+    def epoch_end(self, epoch: int, metrics: Mapping[str, float | None]) -> None:
+        """Mark the end of epoch ``epoch`` (from 1) inside the measured window: the time and
+        energy so far are read now and kept with the epoch's metrics."""
+        measurement = self._measurement
+        if measurement is None or not measurement.running:
+            raise WorkloadError(
+                f"workload {self.name!r} called ctx.epoch_end() outside ctx.measured()"
+            )
+        duration_s, energy_j = measurement.energy_so_far()
+        clean = {
+            str(name): (float(value) if value is not None else None)
+            for name, value in metrics.items()
+        }
+        self.epochs.append(EpochPoint(int(epoch), duration_s, energy_j, clean))
+
+    def keras_epoch_callback(self) -> Any:
+        """A Keras callback calling :meth:`epoch_end` with the validation metrics of each epoch,
+        named as the test metrics they are (``val_accuracy`` is ``test_accuracy`` when the
+        validation data is the test set)."""
+        import keras
+
+        context = self
+
+        class EpochEnd(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+                logs = logs or {}
+                metrics = {
+                    f"test_{key.removeprefix('val_')}": float(value)
+                    for key, value in logs.items()
+                    if key.startswith("val_")
+                }
+                context.epoch_end(epoch + 1, metrics)
+
+        return EpochEnd()
 
     @contextmanager
     def measured(self) -> Iterator[Measurement]:
@@ -106,6 +147,16 @@ class WorkloadContext:
         return self._measurement
 
 
+@dataclass(frozen=True)
+class EpochPoint:
+    """The end of one epoch inside the measured window."""
+
+    epoch: int
+    duration_s: float
+    energy_j: float
+    metrics: dict[str, float | None]
+
+
 @dataclass
 class WorkloadResult:
     """A run's metrics (plain floats) and the measurement of its measured phase."""
@@ -118,6 +169,8 @@ class WorkloadResult:
     params: dict[str, Any] = field(default_factory=dict)
     framework: FrameworkInfo = field(default_factory=lambda: FrameworkInfo(name="none"))
     """The framework, its version, the device and the TF32 state as the adapter set them."""
+    epochs: list[EpochPoint] = field(default_factory=list)
+    """Per-epoch time, energy and metrics, when the workload reported its epochs."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,6 +389,7 @@ def run_workload(
     params: Mapping[str, Any] | None = None,
     deterministic: bool = False,
     measure_factory: MeasureFactory | None = None,
+    targets: Mapping[str, float] | None = None,
 ) -> WorkloadResult:
     """Run one workload once under ``policy`` with ``seed``; measure its ``ctx.measured()`` phase.
 
@@ -346,7 +400,8 @@ def run_workload(
     The workload's framework gets the policy through its adapter: Keras's dtype policy and
     TensorFlow's TF32 switch, or for PyTorch a :class:`~greenprec.precision.TorchPolicy` on
     the ``device`` param (default ``cuda`` when available, else ``cpu``), entered around the
-    workload and handed to it as ``ctx.precision``.
+    workload and handed to it as ``ctx.precision``. With ``targets``, workloads that can
+    report each epoch's test metrics and the energy so far (``result.epochs``).
     """
     from greenprec.precision import resolve_policy
     from greenprec.workloads.registry import get_workload
@@ -363,6 +418,7 @@ def run_workload(
         params=params or {},
         measure_factory=measure_factory or _default_measure,
     )
+    context.targets = dict(targets or {})
     framework = framework_of(function)
     context.framework = framework
     # Before anything runs: "No module named 'keras'" from inside a run names no fix.
@@ -390,6 +446,7 @@ def run_workload(
         seed=seed,
         params=dict(context.params),
         framework=info,
+        epochs=list(context.epochs),
     )
 
 

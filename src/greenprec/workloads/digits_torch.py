@@ -62,6 +62,9 @@ def digits_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
             batch_size=params.batch_size,
             generator=generator,
             verbose=params.verbose,
+            # Energy to a target: the test set evaluated after every epoch, inside the window.
+            validation=test if ctx.targets else None,
+            on_epoch_end=ctx.epoch_end if ctx.targets else None,
         )
     test_loss, test_accuracy = evaluate(model, precision, test, batch_size=params.batch_size)
     return {

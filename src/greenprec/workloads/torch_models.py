@@ -126,6 +126,7 @@ def fit(
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
     prepare_validation: Prepare | None = None,
     verbose: int = 0,
+    on_epoch_end: Callable[[int, dict[str, float | None]], None] | None = None,
 ) -> float:
     """Train as Keras's ``fit`` does: reshuffle each epoch, the last batch partial; return the
     last epoch's training accuracy (counted on the batches as trained, dropout on).
@@ -134,6 +135,8 @@ def fit(
     autocast: it belongs to the data, not to the policy. ``validation`` is evaluated after
     each epoch (with ``prepare_validation``), as Keras's ``validation_data``. Accuracy is
     summed on the device and read once per epoch, so a GPU does not wait after every batch.
+    ``on_epoch_end(epoch, metrics)`` is called after each epoch (from 1) with the validation
+    metrics named ``test_loss`` and ``test_accuracy`` (the validation data is the test set).
     """
     images, labels = data
     count = len(images)
@@ -161,6 +164,10 @@ def fit(
                 model, precision, validation, batch_size=batch_size, prepare=prepare_validation
             )
             line += f", val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}"
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, {"test_loss": val_loss, "test_accuracy": val_accuracy})
+        elif on_epoch_end is not None:
+            on_epoch_end(epoch + 1, {})
         if verbose:
             print(line, flush=True)
     return accuracy
