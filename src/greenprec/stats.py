@@ -18,6 +18,7 @@ cheap.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -30,10 +31,14 @@ from numpy.typing import ArrayLike, NDArray
 from greenprec.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_ACCURACY_MARGIN",
     "BlockedLogRatio",
     "CompareResult",
     "Description",
+    "EquivalenceResult",
     "LogRatioTest",
+    "Margin",
+    "NonInferiorityResult",
     "NormalityResult",
     "OutlierResult",
     "PolicyComparison",
@@ -45,10 +50,16 @@ __all__ = [
     "compare_policies",
     "describe",
     "energy_per_accuracy_point",
+    "equivalence_verdict",
     "holm",
     "mean_power_trace",
+    "noninferiority_welch",
     "normality",
+    "parse_margin",
     "runs_needed",
+    "runs_needed_equivalence",
+    "tost_power",
+    "tost_welch",
     "welch_log_ratio",
     "zscore_outliers",
 ]
@@ -1299,3 +1310,614 @@ def runs_needed(
         else:
             low = middle
     return high
+
+
+# -- equivalence and non-inferiority ---------------------------------------------------------------
+
+_METRIC_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_MARGIN_SPEC = (
+    r"(?P<sign>[+\-−±]|\+/-|\+-)?\s*"
+    r"(?P<number>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+\-]?[0-9]+)?)\s*"
+    r"(?P<unit>pp|%)?"
+)
+
+
+_MAX_NAME = 100
+
+
+def _plain_name(name: str) -> bool:
+    """A metric name a margin may use: an ASCII identifier of at most 100 characters."""
+    return len(name) <= _MAX_NAME and re.fullmatch(_METRIC_NAME, name) is not None
+
+
+_accuracy_scale_of = accuracy_scale  # Margin.absolute's parameter shadows the function's name
+
+
+def _fmt_margin(value: float) -> str:
+    return f"{value:.6g}"
+
+
+@dataclass(frozen=True)
+class Margin(_Result):
+    """How far a policy may be from the reference and still count as the same (or as not worse).
+
+    ``value`` is a positive number in ``unit``: ``"pp"`` percentage points of an accuracy,
+    ``"%"`` percent of the reference mean, ``"abs"`` the metric's own units. ``kind`` is
+    ``"equivalence"`` (the region (−margin, +margin) around the reference) or
+    ``"noninferiority"`` (one side only); ``tolerated`` is the direction of the change a
+    non-inferiority margin tolerates: −1 = the policy may be lower by at most the margin (higher
+    is better, e.g. accuracy), +1 = it may be higher by at most the margin (lower is better, e.g.
+    energy). ``None`` for equivalence. Build one with :func:`parse_margin`.
+    """
+
+    metric: str
+    value: float
+    unit: Literal["pp", "%", "abs"]
+    kind: Literal["equivalence", "noninferiority"]
+    tolerated: Literal[-1, 1] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not _plain_name(self.metric):
+            raise ConfigError(
+                f"margin metric must be a plain name such as test_accuracy, got {self.metric!r:.60}"
+            )
+        value = self.value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigError(
+                f"margin for {self.metric} must be a positive finite number, got {value!r:.60}"
+            )
+        if self.unit not in ("pp", "%", "abs"):
+            raise ConfigError(f"margin unit must be 'pp', '%' or 'abs', got {self.unit!r:.60}")
+        if self.kind == "equivalence":
+            if self.tolerated is not None:
+                raise ConfigError("an equivalence margin has no tolerated direction; use None")
+        elif self.kind == "noninferiority":
+            if self.tolerated not in (-1, 1) or isinstance(self.tolerated, bool):
+                raise ConfigError(
+                    "a non-inferiority margin needs tolerated = -1 (the policy may be lower) or "
+                    f"+1 (it may be higher), got {self.tolerated!r}"
+                )
+        else:
+            raise ConfigError(
+                f"margin kind must be 'equivalence' or 'noninferiority', got {self.kind!r:.60}"
+            )
+
+    def absolute(
+        self,
+        reference_mean: float,
+        accuracy_scale: Literal["fraction", "percent"] | str | None = None,
+    ) -> float:
+        """The margin in the metric's own units, for a reference (baseline) with this mean.
+
+        ``"pp"``: percentage points of an accuracy; 1 pp is 0.01 for fractions in [0, 1]
+        (``accuracy_scale == "fraction"``) and 1 for percentages (``"percent"``). Without
+        ``accuracy_scale`` the scale is read from ``reference_mean`` by :func:`accuracy_scale`
+        (at most 1: fraction). ``"%"``: percent of ``|reference_mean|``. ``"abs"``: as is.
+        """
+        if self.unit == "abs":
+            return float(self.value)
+        if (
+            isinstance(reference_mean, bool)
+            or not isinstance(reference_mean, (int, float, np.integer, np.floating))
+            or not math.isfinite(float(reference_mean))
+        ):
+            raise ConfigError(
+                f"the reference mean must be a finite number to turn a margin of "
+                f"{self.describe()} into {self.metric}'s units, got {reference_mean!r:.60}"
+            )
+        mean = float(reference_mean)
+        if self.unit == "%":
+            if mean == 0.0:
+                raise ConfigError(
+                    f"a margin in % of the reference mean is zero when that mean is 0; give the "
+                    f"margin for {self.metric} in its own units (e.g. {self.metric}=0.01)"
+                )
+            return float(self.value) * abs(mean) / 100.0
+        scale = accuracy_scale
+        if scale is None:
+            try:
+                scale = _accuracy_scale_of([mean])
+            except ConfigError as error:
+                raise ConfigError(
+                    f"a margin in pp needs an accuracy between 0 and 1 or 0 and 100; the mean of "
+                    f"{self.metric} is {mean:g} (give the margin in its own units instead)"
+                ) from error
+        if scale == "fraction":
+            return float(self.value) / 100.0
+        if scale == "percent":
+            return float(self.value)
+        raise ConfigError(f"accuracy_scale must be 'fraction' or 'percent', got {scale!r:.60}")
+
+    def describe(self) -> str:
+        """The margin in words: "±1 pp", "not worse than −1 pp", "not more than +5 %"."""
+        unit = "" if self.unit == "abs" else f" {self.unit}"
+        number = _fmt_margin(self.value)
+        if self.kind == "equivalence":
+            return f"±{number}{unit}"
+        if self.tolerated == -1:
+            return f"not worse than −{number}{unit}"
+        return f"not more than +{number}{unit}"
+
+    def spec(self) -> str:
+        """The margin as :func:`parse_margin` reads it (``test_accuracy=-1pp``)."""
+        unit = "" if self.unit == "abs" else self.unit
+        sign = "" if self.tolerated is None else ("-" if self.tolerated == -1 else "+")
+        return f"{self.metric}={sign}{_fmt_margin(self.value)}{unit}"
+
+
+def parse_margin(text: str) -> Margin:
+    """A margin from ``METRIC=SPEC``.
+
+    ``test_accuracy=1pp`` or ``test_accuracy=±1pp``: equivalence within ±1 percentage point;
+    ``test_accuracy=-1pp``: non-inferiority, may be lower by at most 1 pp; ``energy_j=+5%``:
+    non-inferiority, may be higher by at most 5 % of the reference mean; ``test_loss=0.02``:
+    equivalence in the metric's own units. Anything else is a ConfigError naming the problem.
+    """
+    example = "e.g. test_accuracy=1pp, test_accuracy=-1pp, energy_j=+5% or test_loss=0.02"
+    if not isinstance(text, str):
+        raise ConfigError(f"a margin must be text like METRIC=SPEC ({example}), got {text!r:.60}")
+    if "=" not in text:
+        raise ConfigError(f"margin {text!r:.60} has no '='; write METRIC=SPEC ({example})")
+    metric, _, spec = text.partition("=")
+    metric, spec = metric.strip(), spec.strip()
+    if not metric:
+        raise ConfigError(f"margin {text!r:.60} names no metric before '='; {example}")
+    if not _plain_name(metric):
+        raise ConfigError(
+            f"margin metric {metric!r:.60} is not a plain name (up to {_MAX_NAME} letters, "
+            f"digits and underscores, not starting with a digit); {example}"
+        )
+    if not spec:
+        raise ConfigError(f"margin for {metric} has nothing after '='; {example}")
+    match = re.fullmatch(_MARGIN_SPEC, spec)
+    if match is None:
+        raise ConfigError(
+            f"margin for {metric} cannot be read from {spec!r:.60}: give a positive number with "
+            f"an optional sign (±, - or +) and unit (pp or %); {example}"
+        )
+    value = float(match.group("number"))
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"margin for {metric} must be a positive finite number, got {spec!r:.60}; {example}"
+        )
+    unit_text = match.group("unit")
+    unit: Literal["pp", "%", "abs"] = "abs" if unit_text is None else unit_text  # type: ignore[assignment]
+    sign = match.group("sign")
+    if sign in ("-", "−"):
+        return Margin(metric, value, unit, "noninferiority", -1)
+    if sign == "+":
+        return Margin(metric, value, unit, "noninferiority", 1)
+    return Margin(metric, value, unit, "equivalence", None)
+
+
+DEFAULT_ACCURACY_MARGIN = parse_margin("test_accuracy=1pp")
+"""Equivalence within ±1 percentage point of test accuracy: the default accuracy question."""
+
+
+def _check_margin(margin: float) -> float:
+    if (
+        isinstance(margin, bool)
+        or not isinstance(margin, (int, float, np.integer, np.floating))
+        or not math.isfinite(float(margin))
+        or float(margin) <= 0
+    ):
+        raise ConfigError(
+            f"margin must be a positive finite number in the metric's units, got {margin!r:.60}"
+        )
+    return float(margin)
+
+
+def _welch_parts(
+    xa: FloatArray, xb: FloatArray, label_a: str, label_b: str
+) -> tuple[float, float, float, str | None]:
+    """difference b − a, its Welch SE and df; or a reason they cannot be computed."""
+    na, nb = xa.size, xb.size
+    if na < 2 or nb < 2:
+        few = [f"{label} has {n}" for label, n in ((label_a, na), (label_b, nb)) if n < 2]
+        diff = float(xb.mean() - xa.mean()) if na and nb else math.nan
+        return (
+            diff,
+            math.nan,
+            math.nan,
+            "needs at least 2 values per group (" + ", ".join(few) + ")",
+        )
+    diff = float(xb.mean() - xa.mean())
+    va, vb = _sd(xa) ** 2, _sd(xb) ** 2
+    ua, ub = va / na, vb / nb
+    if ua + ub == 0.0:
+        return diff, math.nan, math.nan, "both groups have zero variance; the test is undefined"
+    # Welch–Satterthwaite written with the share r of the variance, so that tiny variances do
+    # not underflow when squared.
+    r = ua / (ua + ub)
+    df = 1.0 / (r * r / (na - 1) + (1.0 - r) * (1.0 - r) / (nb - 1))
+    return diff, math.sqrt(ua + ub), df, None
+
+
+@dataclass(frozen=True)
+class EquivalenceResult(_Result):
+    """Result of :func:`tost_welch`: is ``mean(b) − mean(a)`` inside (−margin, +margin)?
+
+    ``p_lower`` tests H0: difference ≤ −margin, ``p_upper`` H0: difference ≥ +margin; ``p`` is
+    the larger and ``equivalent`` is ``p < alpha``, which holds exactly when the ``1 − 2·alpha``
+    Welch interval (``ci_low``, ``ci_high``) lies inside (−margin, +margin).
+    """
+
+    n_a: int
+    n_b: int
+    difference: float | None
+    se: float | None
+    df: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_lower: float | None
+    p_upper: float | None
+    p: float | None
+    equivalent: bool | None
+    alpha: float
+    margin: float
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def tost_welch(
+    a: ArrayLike,
+    b: ArrayLike,
+    margin: float,
+    alpha: float = 0.05,
+    *,
+    label_a: str = "a",
+    label_b: str = "b",
+) -> EquivalenceResult:
+    """Two one-sided Welch t-tests (TOST, Schuirmann 1987) for ``mean(b) − mean(a)``.
+
+    ``margin`` is in the metric's units (see :meth:`Margin.absolute`); the equivalence region
+    is (−margin, +margin). With D = mean(b) − mean(a), SE and df as Welch's:
+
+        p_lower = P(T_df > (D + margin) / SE)      H0: D ≤ −margin
+        p_upper = P(T_df < (D − margin) / SE)      H0: D ≥ +margin
+        p = max(p_lower, p_upper),   CI = D ∓ t(1 − alpha; df) · SE
+
+    Equals statsmodels' ``ttost_ind(b, a, -margin, margin, usevar="unequal")``.
+    """
+    alpha = _check_probability(alpha, "alpha")
+    if alpha >= 0.5:
+        raise ConfigError(
+            f"alpha for TOST must be below 0.5 (its CI has level 1 − 2·alpha), got {alpha}"
+        )
+    margin = _check_margin(margin)
+    notes: list[str] = []
+    xa = _clean(a, label_a, notes)
+    xb = _clean(b, label_b, notes)
+    diff, se, df, reason = _welch_parts(xa, xb, label_a, label_b)
+    test_fields = ("se", "df", "ci_low", "ci_high", "p_lower", "p_upper", "p", "equivalent")
+    missing: dict[str, str] = {}
+    difference = diff if math.isfinite(diff) else None
+    if difference is None:
+        missing["difference"] = "needs at least 1 value per group"
+    if reason is not None:
+        missing.update(dict.fromkeys(test_fields, reason))
+        return EquivalenceResult(
+            xa.size, xb.size, difference, *(None,) * 8, alpha, margin, missing, notes
+        )
+    from scipy import stats
+
+    p_lower = float(stats.t.sf((diff + margin) / se, df))
+    p_upper = float(stats.t.cdf((diff - margin) / se, df))
+    half = float(stats.t.isf(alpha, df)) * se
+    low, high = diff - half, diff + half
+    p = max(p_lower, p_upper)
+    # Equivalence is read off the interval; p follows it where sf and isf disagree in the last
+    # bit right at the boundary (as in welch_log_ratio).
+    equivalent = -margin < low and high < margin
+    if equivalent and p >= alpha:
+        p = float(np.nextafter(alpha, 0.0))
+    elif not equivalent and p < alpha:
+        p = alpha
+    return EquivalenceResult(
+        n_a=xa.size,
+        n_b=xb.size,
+        difference=diff,
+        se=se,
+        df=df,
+        ci_low=low,
+        ci_high=high,
+        p_lower=p_lower,
+        p_upper=p_upper,
+        p=p,
+        equivalent=equivalent,
+        alpha=alpha,
+        margin=margin,
+        not_computed=missing,
+        notes=notes,
+    )
+
+
+@dataclass(frozen=True)
+class NonInferiorityResult(_Result):
+    """Result of :func:`noninferiority_welch`: is ``b`` no worse than ``a`` by the margin?
+
+    ``tolerated = -1`` (higher is better): H0: D ≤ −margin against H1: D > −margin;
+    ``tolerated = +1`` (lower is better): H0: D ≥ +margin against H1: D < +margin, with
+    D = mean(b) − mean(a). ``noninferior`` is ``p < alpha``, which holds exactly when the
+    ``1 − 2·alpha`` interval lies on the tolerated side's inner part (``ci_low > −margin``, or
+    ``ci_high < +margin``). ``p_inferior`` is the one-sided test the other way (H1: D beyond the
+    margin); ``inferior`` (``p_inferior < alpha``) means the policy is shown to be worse than
+    the margin allows: the whole interval lies beyond it.
+    """
+
+    n_a: int
+    n_b: int
+    difference: float | None
+    se: float | None
+    df: float | None
+    t: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p: float | None
+    noninferior: bool | None
+    p_inferior: float | None
+    inferior: bool | None
+    tolerated: Literal[-1, 1]
+    alpha: float
+    margin: float
+    not_computed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def noninferiority_welch(
+    a: ArrayLike,
+    b: ArrayLike,
+    margin: float,
+    tolerated: int,
+    alpha: float = 0.05,
+    *,
+    label_a: str = "a",
+    label_b: str = "b",
+) -> NonInferiorityResult:
+    """One-sided Welch t-test of non-inferiority of ``b`` against the reference ``a``.
+
+    With D = mean(b) − mean(a) and Welch's SE and df, ``t = (D + margin) / SE`` and
+    ``p = P(T_df > t)`` for ``tolerated = -1``; ``t = (D − margin) / SE`` and ``p = P(T_df < t)``
+    for ``tolerated = +1``. Equals statsmodels' ``ttest_ind(b, a, usevar="unequal",
+    value=∓margin, alternative="larger"/"smaller")``.
+    """
+    alpha = _check_probability(alpha, "alpha")
+    if alpha >= 0.5:
+        raise ConfigError(f"alpha must be below 0.5 (the CI has level 1 − 2·alpha), got {alpha}")
+    margin = _check_margin(margin)
+    if isinstance(tolerated, bool) or tolerated not in (-1, 1):
+        raise ConfigError(
+            "tolerated must be -1 (b may be lower by at most the margin: higher is better) or "
+            f"+1 (b may be higher by at most the margin: lower is better), got {tolerated!r:.40}"
+        )
+    side: Literal[-1, 1] = -1 if tolerated == -1 else 1
+    notes: list[str] = []
+    xa = _clean(a, label_a, notes)
+    xb = _clean(b, label_b, notes)
+    diff, se, df, reason = _welch_parts(xa, xb, label_a, label_b)
+    missing: dict[str, str] = {}
+    difference = diff if math.isfinite(diff) else None
+    if difference is None:
+        missing["difference"] = "needs at least 1 value per group"
+    test_fields = ("se", "df", "t", "ci_low", "ci_high", "p", "noninferior", "p_inferior")
+    if reason is not None:
+        missing.update(dict.fromkeys((*test_fields, "inferior"), reason))
+        return NonInferiorityResult(
+            xa.size, xb.size, difference, *(None,) * 9, side, alpha, margin, missing, notes
+        )
+    from scipy import stats
+
+    bound = -margin if side == -1 else margin
+    t_stat = (diff - bound) / se
+    if side == -1:
+        p, p_inferior = float(stats.t.sf(t_stat, df)), float(stats.t.cdf(t_stat, df))
+    else:
+        p, p_inferior = float(stats.t.cdf(t_stat, df)), float(stats.t.sf(t_stat, df))
+    half = float(stats.t.isf(alpha, df)) * se
+    low, high = diff - half, diff + half
+    noninferior = low > bound if side == -1 else high < bound
+    inferior = high < bound if side == -1 else low > bound
+    # The decisions are read off the interval; the p-values follow it at the last bit.
+    if noninferior and p >= alpha:
+        p = float(np.nextafter(alpha, 0.0))
+    elif not noninferior and p < alpha:
+        p = alpha
+    if inferior and p_inferior >= alpha:
+        p_inferior = float(np.nextafter(alpha, 0.0))
+    elif not inferior and p_inferior < alpha:
+        p_inferior = alpha
+    return NonInferiorityResult(
+        n_a=xa.size,
+        n_b=xb.size,
+        difference=diff,
+        se=se,
+        df=df,
+        t=t_stat,
+        ci_low=low,
+        ci_high=high,
+        p=p,
+        noninferior=noninferior,
+        p_inferior=p_inferior,
+        inferior=inferior,
+        tolerated=side,
+        alpha=alpha,
+        margin=margin,
+        not_computed=missing,
+        notes=notes,
+    )
+
+
+def _tost_power(n: int, sd: float, margin: float, delta: float, alpha: float) -> float:
+    """Exact power of the pooled-variance TOST with n runs per group and a common SD.
+
+    D ~ N(delta, σ_D²) with σ_D = sd·sqrt(2/n), and independently S²/σ_D² ~ χ²_df / df with
+    df = 2n − 2. TOST rejects when −margin + t·S < D < margin − t·S (t = t(1 − alpha; df)), so
+
+        power = ∫ [Φ((margin − delta)/σ_D − t·u) − Φ((−margin − delta)/σ_D + t·u)]⁺ dF(u)
+
+    over u = S/σ_D, integrated numerically over the χ² density (Owen 1965's approach). Beyond
+    df = 10⁴ the spread of S is negligible and S = σ_D is used.
+    """
+    from scipy import integrate, stats
+
+    df = 2 * n - 2
+    sigma = sd * math.sqrt(2.0 / n)
+    t_crit = float(stats.t.isf(alpha, df))
+    upper = (margin - delta) / sigma
+    lower = (-margin - delta) / sigma
+
+    def inside(u: float) -> float:
+        return max(
+            0.0, float(stats.norm.cdf(upper - t_crit * u) - stats.norm.cdf(lower + t_crit * u))
+        )
+
+    u_max = margin / (t_crit * sigma)  # beyond it the acceptance region is empty
+    if df > 10_000:
+        return inside(1.0)
+    v_max = df * u_max * u_max
+
+    def integrand(v: float) -> float:
+        return inside(math.sqrt(v / df)) * float(stats.chi2.pdf(v, df))
+
+    # The χ² density sits around df with spread sqrt(2 df); tell quad where to look.
+    centre = float(df)
+    points = [
+        p
+        for p in (centre - 4 * math.sqrt(2 * df), centre, centre + 4 * math.sqrt(2 * df))
+        if 0 < p < v_max
+    ]
+    value, _ = integrate.quad(integrand, 0.0, v_max, points=points or None, limit=200)
+    return min(max(float(value), 0.0), 1.0)
+
+
+def tost_power(
+    n: int, sd: float, margin: float, true_difference: float = 0.0, alpha: float = 0.05
+) -> float:
+    """Power of TOST to show equivalence within ±``margin`` with ``n`` runs per policy.
+
+    Both policies have standard deviation ``sd`` (metric units) and their means differ by
+    ``true_difference``; computed exactly for the pooled-variance TOST (see
+    :func:`runs_needed_equivalence`).
+    """
+    alpha = _check_probability(alpha, "alpha")
+    sd, margin, delta = _check_equivalence_plan(sd, margin, true_difference)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ConfigError(f"n must be an integer of at least 2 runs per policy, got {n!r}")
+    return _tost_power(int(n), sd, margin, delta, alpha)
+
+
+def _check_equivalence_plan(
+    sd: float, margin: float, true_difference: float
+) -> tuple[float, float, float]:
+    for name, value in (("sd", sd), ("true_difference", true_difference)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(float(value))
+        ):
+            raise ConfigError(f"{name} must be a finite number, got {value!r:.60}")
+    if float(sd) <= 0:
+        raise ConfigError(f"sd must be positive, got {sd!r}")
+    return float(sd), _check_margin(margin), float(true_difference)
+
+
+def runs_needed_equivalence(
+    sd: float,
+    margin: float,
+    true_difference: float = 0.0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> int | None:
+    """Runs per policy for TOST to show equivalence within ±``margin`` with this power.
+
+    ``sd`` is the runs' standard deviation (taken as the same in both policies), ``margin`` and
+    ``true_difference`` (mean of the policy minus mean of the reference) are in the metric's
+    units. The power is exact for the pooled-variance TOST (df = 2n − 2), integrating the
+    normal difference over the χ² distribution of the variance (see :func:`tost_power`); the
+    Welch TOST that :func:`tost_welch` runs has the same power to within Monte Carlo error when
+    the SDs are equal (tested). Smallest n ≥ 2 with power ≥ ``power``; None when no number of
+    runs can show equivalence (``|true_difference| ≥ margin``) or more than 10⁸ would be needed.
+    """
+    alpha = _check_probability(alpha, "alpha")
+    target = _check_probability(power, "power")
+    sd, margin, delta = _check_equivalence_plan(sd, margin, true_difference)
+    if abs(delta) >= margin:
+        return None
+    low, high = 1, 2
+    while _tost_power(high, sd, margin, delta, alpha) < target:
+        low, high = high, high * 2
+        if high > _MAX_RUNS:
+            return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        if middle >= 2 and _tost_power(middle, sd, margin, delta, alpha) >= target:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def equivalence_verdict(
+    difference_p: float | None,
+    difference_significant: bool | None,
+    equivalence: EquivalenceResult | NonInferiorityResult | None,
+    n_per_group: int | tuple[int, int],
+    runs_needed: int | None,
+    margin: Margin | None = None,
+) -> str:
+    """One sentence answering "is the policy's metric the same as the reference's?".
+
+    Exactly one of:
+
+    - ``"equivalent within ±1 pp"`` — TOST shows equivalence (even if a difference smaller
+      than the margin is also significant: the margin says such differences do not matter);
+    - ``"not worse than −1 pp"`` / ``"not more than +5 %"`` — non-inferiority is shown;
+    - ``"different"`` — the difference test rejects and equivalence (non-inferiority) is not
+      shown;
+    - ``"inconclusive: neither a difference nor equivalence is shown at 30 runs; about 140 runs
+      per policy would be needed"`` — otherwise; without ``runs_needed`` the sentence says the
+      number cannot be estimated.
+
+    ``margin`` words the margin (:meth:`Margin.describe`); without it the result's absolute
+    margin is printed as a number. ``difference_significant`` None: decided as
+    ``difference_p < alpha`` with the equivalence result's alpha (0.05 without one).
+    """
+    alpha = equivalence.alpha if equivalence is not None else 0.05
+    if difference_significant is None:
+        difference_significant = difference_p is not None and difference_p < alpha
+    noninferiority = isinstance(equivalence, NonInferiorityResult)
+    if margin is not None:
+        words = margin.describe()
+    elif equivalence is None:
+        words = ""
+    elif isinstance(equivalence, NonInferiorityResult):
+        number = _fmt_margin(equivalence.margin)
+        words = (
+            f"not worse than −{number}"
+            if equivalence.tolerated == -1
+            else f"not more than +{number}"
+        )
+    else:
+        words = f"±{_fmt_margin(equivalence.margin)}"
+    if isinstance(equivalence, NonInferiorityResult) and equivalence.noninferior:
+        return words if words.startswith("not ") else f"not worse than {words}"
+    if isinstance(equivalence, EquivalenceResult) and equivalence.equivalent:
+        return f"equivalent within {words}"
+    if difference_significant:
+        return "different"
+    if isinstance(n_per_group, tuple):
+        n_a, n_b = n_per_group
+        at = f"{n_a} runs" if n_a == n_b else f"{n_a} and {n_b} runs"
+    else:
+        at = f"{n_per_group} runs"
+    shown = "non-inferiority" if noninferiority else "equivalence"
+    if runs_needed is None:
+        needed = "how many runs per policy would be needed cannot be estimated from these data"
+    else:
+        needed = f"about {runs_needed} runs per policy would be needed"
+    return f"inconclusive: neither a difference nor {shown} is shown at {at}; {needed}"
