@@ -3,7 +3,10 @@ without an NVIDIA GPU. Install it with ``monkeypatch.setitem(sys.modules, "pynvm
 
 Names and behaviour follow nvidia-ml-py: ``NVMLError`` with ``value`` (the NVML return code)
 and subclasses such as ``NVMLError_NotSupported``; energy in mJ, power in mW; ``nvmlInit`` is
-reference-counted and balanced by ``nvmlShutdown``.
+reference-counted and balanced by ``nvmlShutdown``. The machine-state calls (temperature, clock,
+enforced power limit, current clock throttle/event reasons) follow it too: ``reasons_api``
+chooses the newer ``nvmlClocksEventReason*`` names (``"event"``) or the older
+``nvmlClocksThrottleReason*`` ones (``"throttle"``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import time
 import types
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 class NVMLError(Exception):
@@ -65,6 +68,25 @@ class FakeGpu:
     fail_after_reads: int | None = None  # raise GpuIsLost after this many energy/power reads
     backwards_after_reads: int | None = None  # the counter drops after this many reads
     reads: int = 0
+    # Machine state; None: the call raises NVMLError_NotSupported.
+    temperature_c: int | None = 45
+    sm_clock_mhz: int | None = 1410
+    power_limit_w: float | None = 400.0
+    throttle_reasons: int | None = 0  # an NVML clock throttle/event reasons bitmask
+
+
+REASON_BITS = {
+    "GpuIdle": 0x1,
+    "ApplicationsClocksSetting": 0x2,
+    "SwPowerCap": 0x4,
+    "HwSlowdown": 0x8,
+    "SyncBoost": 0x10,
+    "SwThermalSlowdown": 0x20,
+    "HwThermalSlowdown": 0x40,
+    "HwPowerBrakeSlowdown": 0x80,
+    "DisplayClockSetting": 0x100,
+}
+"""NVML's clock throttle/event reason bits, by the CamelCase part of pynvml's constant names."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,7 @@ def make_pynvml(
     *,
     init_error: NVMLError | None = None,
     calls: list[str] | None = None,
+    reasons_api: Literal["event", "throttle"] = "event",
 ) -> types.ModuleType:
     """A module object with pynvml's functions over ``gpus``; ``calls`` records init/shutdown."""
     module = types.ModuleType("pynvml")
@@ -163,6 +186,41 @@ def make_pynvml(
         count_read(gpu)
         return int(gpu.power_w * 1000)
 
+    def state_of(value: float | None) -> float:
+        if value is None:
+            raise NVMLError_NotSupported()
+        return value
+
+    def nvmlDeviceGetTemperature(handle: _Handle, sensor: int) -> int:
+        gpu = gpu_of(handle)
+        if sensor != 0:  # NVML_TEMPERATURE_GPU is the only sensor
+            raise NVMLError(2)
+        return int(state_of(gpu.temperature_c))
+
+    def nvmlDeviceGetClockInfo(handle: _Handle, clock: int) -> int:
+        gpu = gpu_of(handle)
+        if clock != 1:  # only NVML_CLOCK_SM is faked
+            raise NVMLError_NotSupported()
+        return int(state_of(gpu.sm_clock_mhz))
+
+    def nvmlDeviceGetEnforcedPowerLimit(handle: _Handle) -> int:
+        return int(state_of(gpu_of(handle).power_limit_w) * 1000)
+
+    def current_reasons(handle: _Handle) -> int:
+        return int(state_of(gpu_of(handle).throttle_reasons))
+
+    reasons_function = (
+        "nvmlDeviceGetCurrentClocksEventReasons"
+        if reasons_api == "event"
+        else "nvmlDeviceGetCurrentClocksThrottleReasons"
+    )
+    setattr(module, reasons_function, current_reasons)
+    prefix = "nvmlClocksEventReason" if reasons_api == "event" else "nvmlClocksThrottleReason"
+    for camel, bit in REASON_BITS.items():
+        setattr(module, prefix + camel, bit)
+    module.NVML_TEMPERATURE_GPU = 0  # type: ignore[attr-defined]
+    module.NVML_CLOCK_SM = 1  # type: ignore[attr-defined]
+
     for function in (
         nvmlInit,
         nvmlShutdown,
@@ -175,6 +233,9 @@ def make_pynvml(
         nvmlDeviceGetName,
         nvmlDeviceGetTotalEnergyConsumption,
         nvmlDeviceGetPowerUsage,
+        nvmlDeviceGetTemperature,
+        nvmlDeviceGetClockInfo,
+        nvmlDeviceGetEnforcedPowerLimit,
     ):
         setattr(module, function.__name__, function)
     for error in (

@@ -64,6 +64,7 @@ def node_info() -> NodeInfo:
 
 def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
     """Run the workload in this process, measure its marked phase, write the run's files."""
+    from greenprec.machine import read_machine_state  # sysfs: $GREENPREC_SYSFS_ROOT or /sys
     from greenprec.measurement import measure
     from greenprec.workloads import run_workload
 
@@ -75,6 +76,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             "node": node_info(),
             "slurm_job_id": current_job_id(),
             "executor_pid": os.getpid(),
+            "machine_start": read_machine_state(),
         }
     )
     store.write_run(running)
@@ -100,6 +102,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         )
         store.write_run(failed)
         return failed
+    machine_end = read_machine_state()
     measurement = result.measurement
     store.write_samples(spec.run.run_id, measurement.samples.itertuples(index=False, name=None))
     duration_s = measurement.duration_s
@@ -128,6 +131,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             "framework": result.framework.to_dict(),
             "executor_pid": None,
             "error": None,
+            "machine_end": machine_end,
         }
     )
     store.write_run(done)

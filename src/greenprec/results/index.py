@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenprec.results.models import RUN_STATUSES, RunRecord
+from greenprec.results.models import RUN_STATUSES, MachineState, RunRecord
 
 INDEX_COLUMNS = (
     "run_id",
@@ -36,6 +36,15 @@ INDEX_COLUMNS = (
     "test_accuracy",
     "test_loss",
     "host",
+    "cpu_freq_mhz_start",
+    "cpu_temp_c_start",
+    "gpu_temp_c_start",
+    "gpu_sm_clock_mhz_start",
+    "gpu_power_limit_w",
+    "gpu_throttle_reasons",
+    "idle_power_w",
+    "cpu_temp_c_end",
+    "gpu_temp_c_end",
     "block",
     "slurm_job_id",
     "job_state",
@@ -44,6 +53,18 @@ INDEX_COLUMNS = (
 """The index's leading columns; ``energy_j:<domain>`` columns and further metrics follow."""
 DOMAIN_PREFIX = "energy_j:"
 COUNTED_SEPARATOR = ";"
+REASON_SEPARATOR = ";"
+"""Joins ``gpu_throttle_reasons`` in one cell."""
+MACHINE_START_COLUMNS = {
+    "cpu_freq_mhz_start": "cpu_freq_mhz",
+    "cpu_temp_c_start": "cpu_temp_c",
+    "gpu_temp_c_start": "gpu_temp_c",
+    "gpu_sm_clock_mhz_start": "gpu_sm_clock_mhz",
+    "gpu_power_limit_w": "gpu_power_limit_w",
+}
+"""runs.csv columns from ``machine_start`` (the GPU power limit as the run started), by field."""
+MACHINE_END_COLUMNS = {"cpu_temp_c_end": "cpu_temp_c", "gpu_temp_c_end": "gpu_temp_c"}
+"""runs.csv columns from ``machine_end``, by field."""
 NAMED_METRICS = ("test_accuracy", "test_loss")
 """Metrics with a column of their own among the leading columns."""
 RESERVED_NAMES = frozenset(INDEX_COLUMNS) - frozenset(NAMED_METRICS)
@@ -57,6 +78,7 @@ def is_reserved(name: str) -> bool:
 
 def record_row(record: RunRecord) -> dict[str, Any]:
     """A run as one flat row (what runs.csv shows, and what tables and the report index)."""
+    start, end = record.machine_start, record.machine_end
     row: dict[str, Any] = {
         "run_id": record.run_id,
         "order": record.order,
@@ -74,11 +96,19 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "estimated": record.estimated,
         "counted_domains": COUNTED_SEPARATOR.join(record.counted_domains) or None,
         "host": record.host,
+        "gpu_throttle_reasons": (
+            REASON_SEPARATOR.join(start.gpu_throttle_reasons) or None if start is not None else None
+        ),
+        "idle_power_w": record.idle_power_w,
         "block": record.block,
         "slurm_job_id": record.slurm_job_id,
         "job_state": record.job_state,
         "error": record.error,
     }
+    for column, field in MACHINE_START_COLUMNS.items():
+        row[column] = getattr(start, field) if start is not None else None
+    for column, field in MACHINE_END_COLUMNS.items():
+        row[column] = getattr(end, field) if end is not None else None
     for name in NAMED_METRICS:
         row[name] = record.metrics.get(name)
     for domain, energy_j in record.domains.items():
@@ -146,7 +176,7 @@ _TEXT = {
     "job_state",
 }
 _INTEGER = {"order", "repetition", "seed", "block"}
-_RUN_FLOATS = ("duration_s", "energy_j", "net_energy_j", "mean_power_w")
+_RUN_FLOATS = ("duration_s", "energy_j", "net_energy_j", "mean_power_w", "idle_power_w")
 
 
 def read_legacy_runs(
@@ -227,6 +257,7 @@ def _legacy_record(raw: dict[str, str], blanked: list[tuple[str, str]]) -> RunRe
     values: dict[str, Any] = {}
     domains: dict[str, float] = {}
     metrics: dict[str, float | str | None] = {}
+    machine: dict[str, dict[str, Any]] = {"machine_start": {}, "machine_end": {}}
 
     def lenient(cell: str, key: str) -> float | None:
         try:
@@ -252,6 +283,18 @@ def _legacy_record(raw: dict[str, str], blanked: list[tuple[str, str]]) -> RunRe
             values[key] = None if not cell else cell.lower() == "true"
         elif key == "counted_domains":
             values[key] = [d.strip() for d in cell.split(COUNTED_SEPARATOR) if d.strip()]
+        elif key in MACHINE_START_COLUMNS or key in MACHINE_END_COLUMNS:
+            state, field = (
+                ("machine_start", MACHINE_START_COLUMNS[key])
+                if key in MACHINE_START_COLUMNS
+                else ("machine_end", MACHINE_END_COLUMNS[key])
+            )
+            if cell and (number := lenient(cell, key)) is not None:
+                machine[state][field] = number
+        elif key == "gpu_throttle_reasons":
+            reasons = [r.strip() for r in cell.split(REASON_SEPARATOR) if r.strip()]
+            if reasons:
+                machine["machine_start"]["gpu_throttle_reasons"] = reasons
         elif key in NAMED_METRICS:
             metrics[key] = lenient(cell, key) if cell else None
         elif cell:
@@ -262,6 +305,9 @@ def _legacy_record(raw: dict[str, str], blanked: list[tuple[str, str]]) -> RunRe
     status = values.get("status")
     if status not in RUN_STATUSES:
         raise ValueError(f"status {str(status)[:20]!r} is not one of {', '.join(RUN_STATUSES)}")
+    for state, fields in machine.items():
+        if fields:
+            values[state] = MachineState(**fields)
     return RunRecord(
         **{k: v for k, v in values.items() if v is not None}, domains=domains, metrics=metrics
     )
