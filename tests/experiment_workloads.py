@@ -91,3 +91,12 @@ def fails_with_brackets(ctx: Any) -> dict[str, float]:
     if ctx.policy != "fp32":
         raise RuntimeError("missing [/data/cifar-10]")
     return {"test_accuracy": 0.5 + (ctx.seed % 100) / 1000, "test_loss": 1.0}
+
+
+@workload(keras=False)
+def policy_sleeps(ctx: Any) -> dict[str, float]:
+    """Sleep ``params['sleep_<policy>_s']`` in the measured phase (default 0.2 s): a workload
+    whose policies differ in energy by a known amount, with accuracy nearly the same."""
+    with ctx.measured():
+        time.sleep(float(ctx.params.get(f"sleep_{ctx.policy}_s", 0.2)))
+    return {"test_accuracy": 0.9 + (ctx.seed % 100) / 10_000, "test_loss": 0.3}

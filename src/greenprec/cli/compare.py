@@ -44,8 +44,12 @@ def compare_command(
         int | None, typer.Option(metavar="N", help="Experiment seed (schedule and runs).")
     ] = None,
     warmup: Annotated[
-        float | None,
-        typer.Option(metavar="S", help="CPU warm-up before the first run, seconds."),
+        str | None,
+        typer.Option(
+            metavar="S|auto",
+            help="CPU warm-up before the first run, seconds; auto: until the measured power "
+            "settles (the preset's warm-up, or 300 s, as its cap).",
+        ),
     ] = None,
     cooldown: Annotated[
         float | None, typer.Option(metavar="S", help="Rest between runs, seconds.")
@@ -128,6 +132,39 @@ def compare_command(
     fail_fast: Annotated[
         bool | None,
         typer.Option("--fail-fast", metavar=FLAG, help="Stop at the first failed run."),
+    ] = None,
+    margin: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC=M",
+            help="Equivalence margin: test_accuracy=1pp (within ±1 pp), test_accuracy=-1pp "
+            "(not worse than −1 pp), energy_j=+5%; repeatable (docs/stats.md).",
+        ),
+    ] = None,
+    adaptive: Annotated[
+        bool | None,
+        typer.Option(
+            "--adaptive",
+            metavar=FLAG,
+            help="Stop when every question is settled (group-sequential, alpha spending), "
+            "at most --max-runs per policy.",
+        ),
+    ] = None,
+    max_runs: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="With --adaptive: the most runs per policy."),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC=VALUE",
+            help="Energy to a target, e.g. test_accuracy=0.45: the energy at which each run "
+            "first reached it (evaluates the test set after every epoch); repeatable.",
+        ),
+    ] = None,
+    idle_before_run: Annotated[
+        float | None,
+        typer.Option(metavar="S", help="Measure idle power this long before each run."),
     ] = None,
     executor: Annotated[
         str | None,
@@ -215,6 +252,11 @@ def compare_command(
             f"--quick and --protocol {protocol} are alternatives (--quick is --protocol quick); "
             "give one"
         )
+    if max_runs is not None and not adaptive:
+        fail("--max-runs is the most runs per policy of an adaptive experiment; add --adaptive")
+    if max_runs is not None and runs is not None:
+        fail("--runs and --max-runs are alternatives with --adaptive; give --max-runs")
+    warmup_s, warmup_auto = _warmup(warmup)
     if resume and out is None:
         fail("--resume needs --out DIR, the folder of the experiment to continue")
     if not resume and not policies and config is None:
@@ -223,9 +265,14 @@ def compare_command(
         "policies": policies or None,
         "protocol": "quick" if quick else protocol,
         "workload": workload,
-        "runs": runs,
+        "runs": max_runs if max_runs is not None else runs,
         "seed": seed,
-        "warmup_s": warmup,
+        "warmup_s": warmup_s,
+        "warmup_auto": warmup_auto,
+        "margins": parse_pairs("--margin", margin, "test_accuracy=1pp"),
+        "adaptive": adaptive,
+        "targets": _targets(target),
+        "idle_before_run_s": idle_before_run,
         "cooldown_s": cooldown,
         "baseline_s": baseline,
         "meters": meter or None,
@@ -353,6 +400,9 @@ _SETTING_FLAGS = {
     "deterministic": "--deterministic",
     "fail_fast": "--fail-fast",
     "executor": "--executor",
+    "warmup_auto": "--warmup auto",
+    "adaptive": "--adaptive",
+    "idle_before_run_s": "--idle-before-run",
 }
 
 # The flag of each key of the [slurm] table.
@@ -369,17 +419,48 @@ def _slurm_table(**given: Any) -> dict[str, Any] | None:
     return table or None
 
 
-def parse_sbatch(items: list[str] | None) -> dict[str, str] | None:
-    """--sbatch KEY=VALUE items as a table; one line naming a malformed item."""
+def parse_pairs(flag: str, items: list[str] | None, example: str) -> dict[str, str] | None:
+    """Repeated KEY=VALUE items as a table; one line naming a malformed item."""
     if not items:
         return None
     table: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            fail(f"--sbatch: expected KEY=VALUE, e.g. constraint=a100 (got {item[:60]!r})")
-        table[key.strip().removeprefix("--")] = value
+            fail(f"{flag}: expected KEY=VALUE, e.g. {example} (got {item[:60]!r})")
+        table[key.strip()] = value.strip()
     return table
+
+
+def parse_sbatch(items: list[str] | None) -> dict[str, str] | None:
+    """--sbatch KEY=VALUE items as a table (a leading -- is dropped)."""
+    table = parse_pairs("--sbatch", items, "constraint=a100")
+    return {key.removeprefix("--"): value for key, value in table.items()} if table else None
+
+
+def _targets(items: list[str] | None) -> dict[str, float] | None:
+    table = parse_pairs("--target", items, "test_accuracy=0.45")
+    if table is None:
+        return None
+    targets: dict[str, float] = {}
+    for metric, value in table.items():
+        try:
+            targets[metric] = float(value)
+        except ValueError:
+            fail(f"--target: {metric}={value[:40]!r} is not a number; e.g. test_accuracy=0.45")
+    return targets
+
+
+def _warmup(text: str | None) -> tuple[float | None, bool | None]:
+    """--warmup S (seconds) or auto."""
+    if text is None:
+        return None, None
+    if text.strip().lower() == "auto":
+        return None, True
+    try:
+        return float(text), None
+    except ValueError:
+        fail(f"--warmup: {text[:40]!r} is neither a number of seconds nor auto")
 
 
 def _cancel_jobs_decision(cancel: bool) -> Any:
@@ -436,6 +517,8 @@ def _flag_of(setting: str) -> str:
         return "-o"
     if table == "slurm":
         return _SLURM_FLAGS.get(key, f"--{key.replace('_', '-')}")
+    if table in ("margins", "targets"):
+        return "--margin" if table == "margins" else "--target"
     if table == "params":
         return (
             f"--{key.replace('_', '-')}" if key in {"epochs", "batch_size", "data"} else "--param"

@@ -24,7 +24,7 @@ from greenprec.experiment.execute import (
     execute_run,
     node_info,
 )
-from greenprec.experiment.phases import measure_phase
+from greenprec.experiment.phases import measure_phase, warm_up
 from greenprec.results import JobRecord, ResultsStore
 from greenprec.results.models import JOB_STOPPED
 from greenprec.results.records import now_iso
@@ -72,9 +72,7 @@ def run_block(folder: str, block: int) -> str:
         baseline_power_w = job.baseline.power_w
         store.write_job(job)
     if config.warmup_s > 0:
-        job.warmup = measure_phase(
-            store, config, meters, f"warmup-job-{job_id}", config.warmup_s, busy=True
-        )
+        job.warmup = warm_up(store, config, meters, f"warmup-job-{job_id}")
         store.write_job(job)
     timeout_s = run_timeout_for(config)
     minutes = config.slurm_settings.time_per_run_min
@@ -97,6 +95,8 @@ def run_block(folder: str, block: int) -> str:
                 interval_s=config.interval_s,
                 baseline_power_w=baseline_power_w,
                 timeout_s=timeout_s,
+                targets=config.targets,
+                idle_before_s=config.idle_before_run_s,
             )
             if config.isolation == "process":
                 finished = execute_in_process(spec, store)

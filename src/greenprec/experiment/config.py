@@ -18,6 +18,7 @@ from pydantic import (
     StrictInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from greenprec.errors import ConfigError, GreenprecWarning
@@ -181,6 +182,21 @@ class ExperimentConfig(BaseModel):
     s"). None: the workload's own generous default (see :func:`run_timeout_for`)."""
     shuffle: StrictBool = True
     isolation: Literal["process", "inline"] = "process"
+    margins: dict[str, str] = Field(default_factory=dict)
+    """Equivalence or non-inferiority margins per metric: ``test_accuracy = "1pp"`` (within
+    ±1 pp), ``"-1pp"`` (not worse than −1 pp), ``energy_j = "+5%"``; see docs/stats.md."""
+    adaptive: StrictBool = False
+    """Stop when every question is settled (a group-sequential design), at most ``runs``
+    runs per policy, in blocks of one run of each policy."""
+    min_runs: StrictInt = Field(default=3, ge=2, le=MAX_RUNS)
+    """Adaptive: runs per policy before the first look."""
+    warmup_auto: StrictBool = False
+    """Warm up until the measured power settles, ``warmup_s`` at most."""
+    targets: dict[str, float] = Field(default_factory=dict)
+    """Energy to a target: ``test_accuracy = 0.45`` records, per run, the energy at which the
+    metric first reached it (workloads that report their epochs)."""
+    idle_before_run_s: float = Field(default=0.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
+    """Measure this long idle just before each run: the run's ``idle_power_w``."""
     executor: Literal["local", "slurm"] = "local"
     """Where runs execute: here, one after another, or as Slurm jobs (one per block)."""
     slurm: SlurmConfig | None = None
@@ -200,11 +216,49 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"policy listed twice: {', '.join(duplicates)}")
         return names
 
+    @field_validator("margins")
+    @classmethod
+    def _margins(cls, margins: dict[str, str]) -> dict[str, str]:
+        from greenprec.stats import parse_margin
+
+        for metric, spec in margins.items():
+            parse_margin(f"{metric}={spec}")  # ConfigError names the problem
+        return margins
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, targets: dict[str, float]) -> dict[str, float]:
+        for metric, value in targets.items():
+            if not metric.isidentifier():
+                raise ValueError(f"target metric {metric[:40]!r} is not a metric name")
+            if not math.isfinite(value):
+                raise ValueError(f"target {metric} must be a finite number, got {value!r}")
+        return targets
+
+    @model_validator(mode="after")
+    def _combinations(self) -> ExperimentConfig:
+        if self.adaptive and self.executor == "slurm":
+            raise ValueError(
+                "adaptive: an adaptive experiment runs its blocks one after another (each look "
+                "decides whether to go on); use the local executor for it"
+            )
+        if self.adaptive and self.runs < self.min_runs:
+            raise ValueError(
+                f"adaptive: runs (the maximum per policy, {self.runs}) must be at least "
+                f"min_runs ({self.min_runs}), the runs before the first look"
+            )
+        if self.warmup_auto and self.warmup_s <= 0:
+            raise ValueError("warmup_auto: warmup_s is its time cap and must be above 0")
+        return self
+
     @property
     def slurm_settings(self) -> SlurmConfig:
         """The ``[slurm]`` table, or its defaults."""
         return self.slurm or SlurmConfig()
 
+
+DEFAULT_WARMUP_CAP_S = 300.0
+"""An automatic warm-up's time cap when neither the preset nor the user gives one."""
 
 DEFAULT_RUN_TIMEOUT_S = 12 * 3600.0
 """A user workload that declares no time of its own gets half a day per run."""
@@ -260,7 +314,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 # Settings that load_config merges itself before validation: their shape is checked first,
 # or ``params = 5`` ends in a TypeError instead of a line naming the setting.
-_TABLES = ("params", "meter_options", "slurm")
+_TABLES = ("params", "meter_options", "slurm", "margins", "targets")
 
 
 def _shape_problems(values: Mapping[str, Any]) -> list[str]:
@@ -287,7 +341,7 @@ def _merge(sources: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
         for shortcut in PARAM_SHORTCUTS:
             if shortcut in source:
                 params[shortcut] = source.pop(shortcut)
-        for table in ("meter_options", "slurm"):
+        for table in ("meter_options", "slurm", "margins", "targets"):
             values = source.pop(table, None)
             if values:
                 merged[table] = {**merged.get(table, {}), **values}
@@ -322,6 +376,8 @@ def load_config(
     if merged["workload"] in (preset["workload"], f"{preset['workload']}-torch"):
         params = {**preset_params, **params}
     merged["params"] = params
+    if merged.get("warmup_auto") and not merged.get("warmup_s"):
+        merged["warmup_s"] = DEFAULT_WARMUP_CAP_S  # a preset without a warm-up: the cap
     return validate(merged)
 
 

@@ -10,6 +10,7 @@ A job on another node runs the very same :func:`execute_run`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import signal
@@ -17,14 +18,18 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenprec.results import NodeInfo, ResultsStore, RunRecord
+from greenprec.results import EpochRecord, NodeInfo, ResultsStore, RunRecord, TargetRecord
 from greenprec.results.files import write_atomic
 from greenprec.results.records import now_iso
+
+if TYPE_CHECKING:
+    from greenprec.workloads.core import EpochPoint
 
 RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
 
@@ -45,6 +50,10 @@ class RunSpec(BaseModel):
     """The idle baseline's power: ``net_energy_j`` is the run's energy less this over its time."""
     timeout_s: float | None = None
     """Stop the run after this long (process isolation): a failed run, "timed out after N s"."""
+    targets: dict[str, float] = Field(default_factory=dict)
+    """Energy to a target: the metric values whose first reaching is recorded."""
+    idle_before_s: float = 0.0
+    """Measure this long idle just before the workload: the run's ``idle_power_w``."""
 
 
 def current_job_id() -> str | None:
@@ -80,6 +89,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         }
     )
     store.write_run(running)
+    idle_power_w = _idle_power(spec) if spec.idle_before_s > 0 else None
 
     def measure_factory() -> Any:
         return measure(spec.meters, interval=spec.interval_s, meter_options=spec.meter_options)
@@ -92,6 +102,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             params=spec.params,
             deterministic=spec.deterministic,
             measure_factory=measure_factory,
+            targets=spec.targets,
         )
     except KeyboardInterrupt:
         raise
@@ -132,10 +143,64 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             "executor_pid": None,
             "error": None,
             "machine_end": machine_end,
+            "idle_power_w": idle_power_w,
+            "epochs": [
+                EpochRecord(
+                    epoch=point.epoch,
+                    duration_s=point.duration_s,
+                    energy_j=point.energy_j,
+                    metrics=point.metrics,
+                )
+                for point in result.epochs
+            ],
+            "targets": energy_to_targets(spec.targets, result.epochs),
         }
     )
     store.write_run(done)
     return done
+
+
+def _idle_power(spec: RunSpec) -> float | None:
+    """Mean power over ``idle_before_s`` of rest, measured by the run's meters."""
+    from greenprec.measurement import measure
+
+    with measure(spec.meters, interval=spec.interval_s, meter_options=spec.meter_options) as m:
+        time.sleep(spec.idle_before_s)
+    power_w = m.mean_power_w
+    return power_w if math.isfinite(power_w) else None
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is the better one (losses, errors, energy, time)."""
+    name = metric.lower()
+    return any(word in name for word in ("loss", "error", "energy", "duration", "time", "_j"))
+
+
+def energy_to_targets(
+    targets: Mapping[str, float], epochs: Sequence[EpochPoint]
+) -> list[TargetRecord]:
+    """For each target, the first epoch whose metric reached it, with the energy and time to
+    the end of that epoch; ``reached`` False when no epoch did (or none reported the metric)."""
+    records = []
+    for metric, value in targets.items():
+        higher = not lower_is_better(metric)
+        record = TargetRecord(metric=metric, value=value, higher_is_better=higher)
+        for point in epochs:
+            seen = point.metrics.get(metric)
+            if seen is None or not math.isfinite(seen):
+                continue
+            if (seen >= value) if higher else (seen <= value):
+                record = record.model_copy(
+                    update={
+                        "reached": True,
+                        "epoch": point.epoch,
+                        "energy_j": point.energy_j,
+                        "duration_s": point.duration_s,
+                    }
+                )
+                break
+        records.append(record)
+    return records
 
 
 def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:

@@ -6,6 +6,7 @@ its own node before its block's runs (a node's idle power is its own).
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from greenprec.experiment.config import ExperimentConfig
@@ -40,6 +41,78 @@ def measure_phase(
         estimated=m.estimated,
         domains=m.domains,
     )
+
+
+SETTLE_WINDOWS = 3
+"""An automatic warm-up looks at this many consecutive windows of power."""
+SETTLE_TOLERANCE_PCT = 2.0
+"""...and stops when each is within this many percent of their mean."""
+
+
+def settle_window_s(cap_s: float, interval_s: float) -> float:
+    """The window of an automatic warm-up: a tenth of the cap, between 5 samples and 10 s."""
+    return min(10.0, max(5 * interval_s, cap_s / 10))
+
+
+def warm_up_until_stable(
+    store: ResultsStore,
+    config: ExperimentConfig,
+    meters: list[str],
+    name: str,
+    *,
+    cap_s: float,
+) -> PhaseRecord:
+    """Keep every core busy until the measured power settles, or ``cap_s`` at most.
+
+    Settled: the mean power of each of the last :data:`SETTLE_WINDOWS` windows lies within
+    :data:`SETTLE_TOLERANCE_PCT` % of their mean (a machine still heating up draws more, or
+    less as it throttles, from window to window). The record says which ended it.
+    """
+    from greenprec.measurement import measure
+
+    window_s = settle_window_s(cap_s, config.interval_s)
+    criterion = (
+        f"the mean power of each of the last {SETTLE_WINDOWS} windows of {window_s:g} s within "
+        f"{SETTLE_TOLERANCE_PCT:g} % of their mean, {cap_s:g} s at most"
+    )
+    settled = False
+    with measure(meters, interval=config.interval_s, meter_options=config.meter_options) as m:
+        marks = [(0.0, 0.0)]
+        start = time.monotonic()
+        while (left := cap_s - (time.monotonic() - start)) > 0:
+            busy_loop(min(window_s, left))
+            marks.append(m.energy_so_far())
+            powers = [
+                (e2 - e1) / (t2 - t1) for (t1, e1), (t2, e2) in itertools.pairwise(marks) if t2 > t1
+            ]
+            last = powers[-SETTLE_WINDOWS:]
+            if len(last) == SETTLE_WINDOWS:
+                mean = sum(last) / len(last)
+                tolerance = abs(mean) * SETTLE_TOLERANCE_PCT / 100
+                if all(abs(power - mean) <= tolerance for power in last):
+                    settled = True
+                    break
+    store.write_samples(name, m.samples.itertuples(index=False, name=None))
+    return PhaseRecord(
+        samples=f"samples/{name}.csv",
+        started_at=m.started_at.isoformat(),
+        duration_s=m.duration_s,
+        energy_j=m.energy_j,
+        power_w=m.mean_power_w if m.mean_power_w == m.mean_power_w else None,
+        estimated=m.estimated,
+        domains=m.domains,
+        settled=settled,
+        criterion=criterion,
+    )
+
+
+def warm_up(
+    store: ResultsStore, config: ExperimentConfig, meters: list[str], name: str
+) -> PhaseRecord:
+    """The experiment's warm-up: of fixed length, or until the power settles (``warmup_auto``)."""
+    if config.warmup_auto:
+        return warm_up_until_stable(store, config, meters, name, cap_s=config.warmup_s)
+    return measure_phase(store, config, meters, name, config.warmup_s, busy=True)
 
 
 def busy_loop(seconds: float) -> None:

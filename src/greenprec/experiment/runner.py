@@ -10,6 +10,7 @@ run the driver rebuilds the ``runs.csv`` index. Everything on disk goes through
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,15 +20,18 @@ from greenprec.errors import ConfigError, GreenprecError
 from greenprec.experiment.config import ExperimentConfig, run_timeout_for, validate
 from greenprec.experiment.environment import environment
 from greenprec.experiment.execute import RunSpec, execute_in_process, execute_run
-from greenprec.experiment.phases import measure_phase
+from greenprec.experiment.phases import measure_phase, warm_up
 from greenprec.experiment.progress import Reporter
 from greenprec.experiment.schedule import make_blocked_schedule, make_schedule
 from greenprec.results import (
     INTERRUPTED,
+    AnswerRecord,
     ExperimentRecord,
+    LookRecord,
     MetersRecord,
     ResultsStore,
     RunRecord,
+    SequentialRecord,
     new_experiment_record,
     record_row,
 )
@@ -219,6 +223,8 @@ def _drive(
             store.write_index(list(by_id.values()))
             if by_id[run_id].status == "failed" and config.fail_fast:
                 raise ExperimentFailed(run_id, by_id[run_id].error or "failed", store.path)
+            if config.adaptive and _adaptive_look(store, config, experiment, by_id, reporter):
+                break  # every question is settled (or the maximum reached): the rest is cut
     finally:
         reporter.close()
         if current is not None:  # interrupted mid-run: its file says how it ended
@@ -250,8 +256,9 @@ def _create(
         chosen = resolve(requested if requested != ["auto"] else "auto", config.meter_options)
         used = [meter.name for meter in chosen]
         estimated = any(meter.estimated for meter in chosen)
-    if config.executor == "slurm":
+    if config.executor == "slurm" or config.adaptive:
         # One job per block on one node: policies are compared within nodes (see cluster.py).
+        # Adaptive: each look comes after a whole block, one run of every policy more.
         schedule = make_blocked_schedule(config.policies, config.runs, config.seed)
     else:
         schedule = make_schedule(config.policies, config.runs, config.seed, shuffle=config.shuffle)
@@ -273,6 +280,16 @@ def _create(
         versions=facts["versions"],
         host=facts["host"],
     )
+    if config.adaptive:
+        from greenprec.sequential import SequentialDesign
+
+        design = SequentialDesign(max_runs=config.runs, min_runs=config.min_runs)
+        experiment.sequential = SequentialRecord(
+            method=design.method,
+            alpha=design.alpha,
+            min_runs=design.min_runs,
+            max_runs=design.max_runs,
+        )
     runs = [RunRecord.planned(run) for run in schedule]
     store.create(experiment, runs)  # the schedule is on disk before the first run starts
     store.ensure_dirs()
@@ -388,6 +405,8 @@ def _run_one(
         interval_s=config.interval_s,
         baseline_power_w=baseline.power_w if baseline is not None else None,
         timeout_s=run_timeout_for(config),
+        targets=config.targets,
+        idle_before_s=config.idle_before_run_s,
     )
     try:
         if config.isolation == "process":
@@ -443,10 +462,152 @@ def _warm_up(
     reporter.phase("warm-up", None, config.warmup_s)
     count = len(experiment.warmups)
     name = "warmup" if count == 0 else f"warmup-{count + 1}"
-    experiment.warmups.append(
-        measure_phase(store, config, meters, name, config.warmup_s, busy=True)
-    )
+    experiment.warmups.append(warm_up(store, config, meters, name))
     store.write_experiment(experiment)
+
+
+def _adaptive_look(
+    store: ResultsStore,
+    config: ExperimentConfig,
+    experiment: ExperimentRecord,
+    by_id: dict[str, RunRecord],
+    reporter: Reporter,
+) -> bool:
+    """After a complete block: look at the data; True when the experiment stops here.
+
+    A look is due when every run of the latest block has ended and each policy has at least
+    ``min_runs`` runs done. It tests each question at the level the design spends on this look
+    (greenprec.sequential) and is recorded in ``experiment.json`` before anything else happens,
+    so a resumed experiment knows the looks already made. When it stops, the runs not yet made
+    are removed from the schedule: the folder is then a complete experiment of that size.
+    """
+    from greenprec.sequential import SequentialDesign, look
+
+    record = experiment.sequential
+    if record is None or record.reason is not None:
+        return record is not None and record.reason is not None
+    runs = list(by_id.values())
+    blocks = {run.block for run in runs if run.block is not None}
+    ended = {
+        block
+        for block in blocks
+        if all(r.status in ("done", "failed") for r in runs if r.block == block)
+    }
+    latest = max(ended, default=None)
+    if latest is None or any(b not in ended for b in blocks if b <= latest):
+        return False
+    looked = [look_record.block for look_record in record.looks]
+    if latest in looked:
+        return False
+    data = _look_data(config, [r for r in runs if r.block is not None and r.block <= latest])
+    counts = [len(data["energy_j"].get(policy, [])) for policy in config.policies]
+    runs_per_policy = min(counts) if counts else 0
+    if runs_per_policy < record.min_runs:
+        return False
+    previous = record.looks[-1].runs_per_policy if record.looks else None
+    design = SequentialDesign(
+        alpha=record.alpha, max_runs=record.max_runs, min_runs=record.min_runs
+    )
+    result = look(
+        design,
+        runs_per_policy,
+        previous,
+        data,
+        _questions(config, data),
+        settled=record.looks[-1].answers if record.looks else (),
+    )
+    record.looks.append(
+        LookRecord(
+            block=latest,
+            runs_per_policy=runs_per_policy,
+            information=result.information,
+            alpha_spent=result.alpha_spent,
+            answers=[
+                AnswerRecord(
+                    metric=answer.metric,
+                    policy=answer.policy,
+                    reference=answer.reference,
+                    kind=answer.kind,
+                    settled=answer.settled,
+                    verdict=answer.verdict,
+                    p=answer.p,
+                    level=result.level,
+                    margin=answer.margin_abs,
+                )
+                for answer in result.answers
+            ],
+        )
+    )
+    last_block = max(blocks)
+    stop = result.stop or latest >= last_block
+    if stop:
+        record.reason = result.reason
+        record.runs_per_policy = runs_per_policy
+        record.stopped_early = latest < last_block
+        cut = [r.run_id for r in runs if r.block is not None and r.block > latest]
+        experiment.schedule = [p for p in experiment.schedule if p.run_id not in cut]
+    store.write_experiment(experiment)
+    reporter.message(
+        f"look after block {latest} ({runs_per_policy} runs per policy): "
+        + (result.reason if stop else "not settled yet; going on")
+    )
+    if stop:
+        for run_id in cut:
+            store.forget_run(run_id)
+            del by_id[run_id]
+    return stop
+
+
+def _look_data(
+    config: ExperimentConfig, runs: list[RunRecord]
+) -> dict[str, dict[str, list[float]]]:
+    """metric -> policy -> values of the done runs: energy, and each metric with a margin."""
+    metrics = ["energy_j", *_margin_metrics(config, runs)]
+    data: dict[str, dict[str, list[float]]] = {metric: {} for metric in metrics}
+    for run in runs:
+        if run.status != "done" or run.energy_j is None:
+            continue
+        for metric in metrics:
+            value = run.energy_j if metric == "energy_j" else run.metrics.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                data[metric].setdefault(run.policy, []).append(float(value))
+    return data
+
+
+def _margin_metrics(config: ExperimentConfig, runs: list[RunRecord]) -> list[str]:
+    from greenprec.stats import DEFAULT_ACCURACY_MARGIN
+
+    metrics = [metric for metric in config.margins if metric != "energy_j"]
+    default = DEFAULT_ACCURACY_MARGIN.metric
+    if default not in config.margins and any(default in run.metrics for run in runs):
+        metrics.append(default)
+    return metrics
+
+
+def _questions(config: ExperimentConfig, data: dict[str, dict[str, list[float]]]) -> list[Any]:
+    """What the experiment asks of each policy against the reference (the first policy): is
+    its energy different, and is each metric with a margin equivalent (or not worse)?"""
+    from greenprec.sequential import Question
+    from greenprec.stats import DEFAULT_ACCURACY_MARGIN, parse_margin
+
+    reference, *others = config.policies
+    questions = []
+    for policy in others:
+        if "energy_j" in config.margins:
+            margin = parse_margin(f"energy_j={config.margins['energy_j']}")
+            questions.append(Question("energy_j", reference, policy, margin.kind, margin=margin))
+        else:
+            questions.append(Question("energy_j", reference, policy, "difference", log_scale=True))
+        for metric in data:
+            if metric == "energy_j":
+                continue
+            margin = (
+                parse_margin(f"{metric}={config.margins[metric]}")
+                if metric in config.margins
+                else DEFAULT_ACCURACY_MARGIN
+            )
+            questions.append(Question(metric, reference, policy, margin.kind, margin=margin))
+    return questions
 
 
 def _remove_empty(path: Path) -> None:

@@ -253,6 +253,12 @@ class ResultsStore:
             )
         return record
 
+    def forget_run(self, run_id: str) -> None:
+        """Remove a run that never ran from the folder (an adaptive experiment that stopped
+        early cuts its schedule, then its pending runs' files)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.run_file(run_id).unlink()
+
     def write_index(self, runs: Sequence[RunRecord]) -> None:
         """Rebuild runs.csv from the runs (in their order)."""
         write_atomic(self.index_file, index_text(sorted(runs, key=lambda r: r.order)))
