@@ -126,8 +126,10 @@ def test_bad_adaptive_settings_are_one_line_and_exit_2(
 ) -> None:
     out = tmp_path / "bad"
     result = subprocess.run(
-        [sys.executable, "-m", "greenprec", "compare", "fp32", "mixed", "--meter", "mock"]
-        + ["--out", str(out), *args],
+        [
+            *(sys.executable, "-m", "greenprec", "compare", "fp32", "mixed"),
+            *("--meter", "mock", "--out", str(out), *args),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
