@@ -6,9 +6,10 @@ energy different? is the accuracy equivalent within the margin?) is tested, and 
 stops as soon as every question is settled, or at ``max_runs`` runs per policy.
 
 Testing the same question again and again at level alpha would make a false "different" much
-likelier than alpha (with a look after every run from 3 to 30, about 4 times as likely for a
-t-test). The design therefore *spends* alpha over the looks with a Lan–DeMets spending function
-α(t) of the information time t = runs per policy / ``max_runs``:
+likelier than alpha (with a look after every run from 3 to 30, about 5 times as likely for a
+t-test: ``benchmarks/sequential_error.py``). The design therefore *spends* alpha over the looks
+with a Lan–DeMets spending function α(t) of the information time t = runs per policy /
+``max_runs``:
 
 - O'Brien–Fleming-type (default): α(t) = 2 − 2Φ(z_{1−α/2} / √t): almost nothing early, nearly
   all of α at the end, so a look only stops for an overwhelming effect;
