@@ -174,23 +174,12 @@ def test_sbatch_keys_greenprec_sets_itself_are_refused(fake: FakeSlurm, key: str
     assert f"{key!r} is set by greenprec itself" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py _SBATCH_OWN is matched exactly, but sbatch (getopt_long) takes any unique "
-    "prefix of a long option in #SBATCH lines: --arr is --array, --outp is --output",
-)
 @pytest.mark.parametrize("key", ["arr", "outp", "exclusiv", "no-requ"])
 def test_abbreviations_of_options_greenprec_sets_are_refused(fake: FakeSlurm, key: str) -> None:
     message = config_error(cluster_values(slurm={"sbatch": {key: "1-3"}}))
     assert "set by greenprec itself" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py _SBATCH_OWN lacks 'time': sbatch.time replaces the --time that "
-    "job_request computes (submitit lets additional_parameters win), so a block asks for less "
-    "time than its runs need",
-)
 def test_sbatch_time_is_refused_greenprec_computes_it(fake: FakeSlurm) -> None:
     message = config_error(cluster_values(slurm={"sbatch": {"time": "5"}}))
     assert "time" in message
@@ -715,11 +704,6 @@ def test_a_job_is_settled_as_unknown_only_after_polls_in_a_row(
     assert (failed.status, failed.job_state) == ("failed", "UNKNOWN")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cluster.py _Watch.refresh never resets unknown_polls when the job is seen again, "
-    "so unknown polls that are not in a row add up and settle a running job",
-)
 def test_unknown_polls_must_be_in_a_row(timed_out: ResultsStore, fake: FakeSlurm) -> None:
     fake.forget("77")
     fake.update(sacct={"fail": NO_ACCOUNTING})
@@ -876,3 +860,22 @@ def test_runs_before_any_job_has_no_job_and_asks_nothing(
     assert code == 0 and err == "", err
     assert all("job" not in row for row in json.loads(out))
     assert fake.calls() == []
+
+
+@pytest.mark.parametrize(("key", "table_key"), [("partition", "partition"), ("mem", "mem_gb")])
+def test_sbatch_options_with_a_slurm_key_are_refused(
+    fake: FakeSlurm, key: str, table_key: str
+) -> None:
+    message = config_error(cluster_values(slurm={"sbatch": {key: "x"}}))
+    assert f"set {table_key} there" in message
+
+
+def test_sbatch_options_from_the_file_and_the_flags_are_merged_option_by_option(
+    tmp_path: Path,
+) -> None:
+    from greenprec.experiment.config import given_table
+
+    file = tmp_path / "cluster.toml"
+    file.write_text('[slurm.sbatch]\nconstraint = "a100"\n')
+    table = given_table("slurm", {"slurm": {"sbatch": {"mail-type": "END"}}}, file)
+    assert table["sbatch"] == {"constraint": "a100", "mail-type": "END"}

@@ -243,6 +243,8 @@ class _Watch:
                 self.unknown_polls[job.job_id] = self.unknown_polls.get(job.job_id, 0) + 1
                 if self.unknown_polls[job.job_id] < UNKNOWN_POLLS:
                     continue
+            else:
+                self.unknown_polls.pop(job.job_id, None)  # "in a row": seen again, start over
             job.state, job.reason = state.state, state.reason
             job.node = state.node or job.node
             self.read_runs(job)

@@ -101,8 +101,28 @@ _SBATCH_OWN = frozenset(
         "ntasks",
         "ntasks-per-node",
         "wrap",
+        "time",
     }
 )
+# sbatch options the [slurm] table has a key for: given through sbatch, one would silently
+# override the other (or both would be written).
+_SBATCH_TABLE_KEYS = {
+    "partition": "partition",
+    "account": "account",
+    "qos": "qos",
+    "gres": "gres",
+    "cpus-per-task": "cpus_per_task",
+    "mem": "mem_gb",
+}
+
+
+def _sbatch_owner(key: str) -> str | None:
+    """The option greenprec sets that ``key`` names. sbatch, like getopt_long, takes any
+    unique prefix of a long option (``--arr`` is ``--array``): a prefix counts too."""
+    for option in sorted(_SBATCH_OWN):
+        if option == key or (len(key) >= 2 and option.startswith(key)):
+            return option
+    return None
 
 
 def _one_line(value: str, name: str) -> str:
@@ -153,8 +173,17 @@ class SlurmConfig(BaseModel):
                     f"{key[:40]!r} is not an sbatch option name (lower-case letters, digits "
                     "and '-', as in constraint or mail-type)"
                 )
-            if key in _SBATCH_OWN:
-                raise ValueError(f"{key!r} is set by greenprec itself; it cannot be given")
+            owner = _sbatch_owner(key)
+            if owner is not None:
+                named = "" if owner == key else f" (sbatch reads it as --{owner})"
+                raise ValueError(f"{key!r}{named} is set by greenprec itself; it cannot be given")
+            table_key = next(
+                (k for option, k in _SBATCH_TABLE_KEYS.items() if option.startswith(key)), None
+            )
+            if table_key is not None and len(key) >= 2:
+                raise ValueError(
+                    f"{key!r} has its own key in the [slurm] table: set {table_key} there"
+                )
             _one_line(str(value), f"sbatch.{key}")
         return {key: str(value) for key, value in options.items()}
 
@@ -344,7 +373,11 @@ def _merge(sources: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
         for table in ("meter_options", "slurm", "margins", "targets"):
             values = source.pop(table, None)
             if values:
-                merged[table] = {**merged.get(table, {}), **values}
+                before = merged.get(table, {})
+                merged[table] = {**before, **values}
+                if table == "slurm" and isinstance(values.get("sbatch"), Mapping):
+                    # sbatch options merge option by option too: a flag adds to the file's.
+                    merged[table]["sbatch"] = {**before.get("sbatch", {}), **values["sbatch"]}
         merged.update(source)
     return merged, params
 

@@ -136,7 +136,7 @@ def find_by_name(name: str) -> JobState | None:
     for line in done.stdout.splitlines():
         cells = [cell.strip() for cell in line.split("|")]
         if len(cells) == 4 and JOB_ID_PATTERN.fullmatch(cells[0]):
-            reason = None if cells[2] in ("", "None") else cells[2][:200]
+            reason = None if cells[2] in ("", "None", "(null)") else cells[2][:200]
             states.append(JobState(cells[0], _base_state(cells[1]), reason, cells[3] or None))
     if not states:
         return None
