@@ -35,6 +35,7 @@ HEADINGS = [
     "## Verdict",
     "## Summary",
     "## Tests",
+    "### Equivalence and margins",
     "### Effect sizes",
     "### Per policy",
     "## Runs needed",
@@ -150,7 +151,7 @@ def _unescaped_pipes(row: str) -> int:
 def test_report_md_tables_keep_their_columns(hostile: Report) -> None:
     md = hostile.markdown_path.read_text()
     blocks = re.findall(r"(?:^\|.*\n)+", md, flags=re.MULTILINE)
-    assert len(blocks) == 4  # summary, tests, effect sizes, per policy
+    assert len(blocks) == 5  # summary, tests, equivalence, effect sizes, per policy
     for block in blocks:
         rows = block.splitlines()
         width = _unescaped_pipes(rows[0])

@@ -269,7 +269,8 @@ def test_verdict_significance_agrees_with_its_ci(a: list[float], b: list[float])
         return
     lo, hi = comparison.relative_change_ci
     excludes_zero = lo > 0 or hi < 0
-    assert ("not significant" not in line) == excludes_zero
+    assert ("inconclusive: no difference shown" not in line) == excludes_zero
+    assert "not significant" not in line
 
 
 def in_memory_analysis(energies: dict[str, list[float]]) -> Analysis:

@@ -26,6 +26,17 @@ def report_command(
             help="Keep the runs the study's |z| > 3 energy rule would remove.",
         ),
     ] = False,
+    margin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--margin",
+            metavar="METRIC=SPEC",
+            help="Equivalence margin, repeatable: test_accuracy=1pp (within ±1 pp), "
+            "test_accuracy=-1pp (not worse than −1 pp), energy_j=+5% (not more than +5%), "
+            "test_loss=0.02 (own units). Default: the experiment's margins, else ±1 pp for "
+            "test accuracy.",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", metavar=FLAG, help="Print only the paths written.")
     ] = False,
@@ -34,13 +45,20 @@ def report_command(
     from rich.text import Text
 
     from greenprec.report.build import build_report
+    from greenprec.stats import parse_margin
+
+    # A bad margin is one line (the parse error) and exit 2, before the folder is touched.
+    try:
+        margins = [parse_margin(text) for text in margin or []]
+    except ConfigError as error:
+        raise ConfigError(f"--margin: {error}") from None
 
     problem = folder_problem(folder, create=False) if folder.is_dir() else None
     if problem is not None:
         # Before the analysis, not after it: the report is written into FOLDER itself.
         raise ConfigError(f"{problem}; the report is written into the folder: {_WRITABLE_FIX}")
     try:
-        report = build_report(folder, outliers=not no_outliers)
+        report = build_report(folder, outliers=not no_outliers, margins=margins)
     except OSError as error:
         # A file of the folder that cannot be read (a folder where a samples file belongs) or
         # written: one line, and a ConfigError, so that compare's summary can carry on.
@@ -71,6 +89,11 @@ def report_command(
             console.print(Text(line, style="bold"))
         for line in report.warnings:
             console.print(Text.assemble(("warning:", "yellow"), " ", line))
+        if any(use.source == "default" for use in report.analysis.margins.values()):
+            console.print(
+                "margin: the default ±1 pp for test accuracy was used; set your own with "
+                "--margin test_accuracy=SPEC (e.g. test_accuracy=0.5pp)"
+            )
     console.print(f"wrote {report.html_path}")
     console.print(f"wrote {report.markdown_path}")
     console.print(f"wrote {report.stats_path}")

@@ -11,7 +11,7 @@ reason an :class:`Excluded` outlier carries, as data.py gives every unused run o
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
@@ -20,6 +20,15 @@ import numpy as np
 from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.report.data import Excluded, ExperimentData, Row, numeric
+from greenprec.report.equivalence import (
+    EquivalenceItem,
+    MarginUse,
+    as_margins,
+    equivalence_item,
+    resolve_margins,
+)
+from greenprec.report.state import MachineStates, Stopping, Target, machine_states, stopping
+from greenprec.report.state import targets as energy_to_targets
 from greenprec.results import NodeInfo
 
 ENERGY = "energy_j"
@@ -851,6 +860,17 @@ class Analysis:
     excluded: list[Excluded]
     failed: list[FailedRun]
     blocking: Blocking | None = None  # runs from more than one host
+    # Each metric with a margin (test accuracy always), and its comparisons' equivalence tests
+    margins: dict[str, MarginUse] = field(default_factory=dict)
+    equivalence: dict[str, list[EquivalenceItem]] = field(default_factory=dict)
+    margin_problems: list[str] = field(default_factory=list)
+    machine: MachineStates | None = None  # runs that recorded their machine's state
+    stopping: Stopping | None = None  # an adaptive experiment
+    targets: list[Target] = field(default_factory=list)  # energy to a target
+
+    def equivalence_of(self, metric: str, policy: str) -> EquivalenceItem | None:
+        """The equivalence (or non-inferiority) test of ``policy`` on ``metric``, if any."""
+        return next((i for i in self.equivalence.get(metric, []) if i.b == policy), None)
 
     @property
     def data(self) -> ExperimentData:
@@ -902,6 +922,21 @@ class Analysis:
             "alpha": self.alpha,
             "not_computed": not_computed,
         }
+        out["margins"] = {key: use.to_json_dict() for key, use in self.margins.items()}
+        metrics_json = out["metrics"]
+        assert isinstance(metrics_json, dict)
+        for key, metric_json in metrics_json.items():
+            assert isinstance(metric_json, dict)
+            for comparison in metric_json["comparisons"]:
+                assert isinstance(comparison, dict)
+                item = self.equivalence_of(key, str(comparison["b"]))
+                comparison["equivalence"] = item.to_json_dict() if item is not None else None
+        if self.machine is not None:
+            out["machine_state"] = self.machine.to_json_dict()
+        if self.stopping is not None:
+            out["stopping"] = self.stopping.to_json_dict()
+        if self.targets:
+            out["energy_to_target"] = [target.to_json_dict() for target in self.targets]
         if self.blocking is not None:
             out["blocking"] = self.blocking.to_json_dict()
             metrics = out["metrics"]
@@ -916,8 +951,19 @@ class Analysis:
         return out
 
 
-def analyse(prepared: Prepared, *, alpha: float = ALPHA, power: float = POWER) -> Analysis:
-    """Every metric of the runs used, per policy and policy against the reference, and planning."""
+def analyse(
+    prepared: Prepared,
+    *,
+    alpha: float = ALPHA,
+    power: float = POWER,
+    margins: Iterable[stats.Margin | str] | None = None,
+) -> Analysis:
+    """Every metric of the runs used, per policy and policy against the reference, planning,
+    and the equivalence of every metric with a margin.
+
+    ``margins`` (:class:`stats.Margin` or ``METRIC=SPEC`` texts) come before the experiment's
+    ``config.margins``; test accuracy without either gets :data:`stats.DEFAULT_ACCURACY_MARGIN`.
+    """
     data = prepared.data
     groups = prepared.kept_by_policy()
     metrics: dict[str, MetricAnalysis] = {}
@@ -932,6 +978,32 @@ def analyse(prepared: Prepared, *, alpha: float = ALPHA, power: float = POWER) -
     if blocked is not None:
         blocking, metrics[ENERGY] = blocked
     excluded = prepared.excluded()
+    used_margins, margin_problems = resolve_margins(
+        as_margins(margins), data.experiment, bool(metrics[ACCURACY].comparisons)
+    )
+    equivalence: dict[str, list[EquivalenceItem]] = {}
+    for key, use in used_margins.items():
+        analysed = metrics.get(key)
+        if analysed is None:
+            margin_problems.append(
+                f"margin {use.margin.spec()} is not used: the report has no metric {key}"
+            )
+            continue
+        several = len(analysed.comparisons) > 1
+        equivalence[key] = [
+            equivalence_item(
+                c,
+                use,
+                numeric(groups.get(c.a, []), key),
+                numeric(groups.get(c.b, []), key),
+                scale=prepared.accuracy_scale if key == ACCURACY else None,
+                alpha=alpha,
+                power=power,
+                several=several,
+            )
+            for c in analysed.comparisons
+        ]
+    kept_ids = {str(row["run_id"]) for row in prepared.kept}
     return Analysis(
         prepared=prepared,
         alpha=alpha,
@@ -956,6 +1028,12 @@ def analyse(prepared: Prepared, *, alpha: float = ALPHA, power: float = POWER) -
             for row in data.failed
         ],
         blocking=blocking,
+        margins=used_margins,
+        equivalence=equivalence,
+        margin_problems=margin_problems,
+        machine=machine_states(data, kept_ids),
+        stopping=stopping(data, {policy: numeric(rows, ENERGY) for policy, rows in groups.items()}),
+        targets=energy_to_targets(data, prepared.kept, data.baseline, alpha),
     )
 
 

@@ -7,6 +7,7 @@ This is the edge where the typed analysis becomes files: ``stats.json`` is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,17 @@ import pandas as pd
 from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.report import content, html, markdown, prose
-from greenprec.report.analysis import Analysis, JsonObject, PowerTrace, Prepared, analyse, prepare
+from greenprec.report.analysis import (
+    ENERGY,
+    Analysis,
+    JsonObject,
+    PowerTrace,
+    Prepared,
+    analyse,
+    prepare,
+)
 from greenprec.report.data import Excluded, ExperimentData, load, read_samples
+from greenprec.report.equivalence import as_margins
 from greenprec.report.figures import FigureFile, make_figures
 from greenprec.results.files import write_atomic
 
@@ -72,16 +82,21 @@ def build_report(
     folder: str | Path,
     *,
     outliers: bool = True,
+    margins: Iterable[stats.Margin | str] | None = None,
 ) -> Report:
     """Write ``stats.json``, ``report.md``, ``report.html`` and ``figures/`` into ``folder``.
 
-    ``outliers=False`` keeps the runs the study's |z| > 3 rule would remove. Raises
+    ``outliers=False`` keeps the runs the study's |z| > 3 rule would remove. ``margins``
+    (:class:`greenprec.stats.Margin` or ``METRIC=SPEC`` texts such as ``test_accuracy=1pp``)
+    set the equivalence margins, before the experiment's ``config.margins`` and the default
+    ±1 pp for test accuracy; a text that cannot be read is a ConfigError. Raises
     ConfigError (one line) when ``folder`` is not a results folder; thin data gives a report
     with "not computed" reasons instead of an error.
     """
+    chosen = as_margins(margins)  # a bad margin fails before anything is read or written
     data = load(folder)
     prepared = prepare(data, outliers=outliers)
-    result = analyse(prepared)
+    result = analyse(prepared, margins=chosen)
     traces, trace = power_traces(data, prepared)
     figures, skipped = make_figures(prepared, traces, data.path / "figures")
     text = prose.write(result, trace)
@@ -122,6 +137,22 @@ def stats_json(
     out = analysis.to_json_dict()
     out["runs_needed"] = {**analysis.planning.to_json_dict(), "summary": list(text.planning)}
     out["verdict"] = list(text.verdict)
+    metrics = out["metrics"]
+    assert isinstance(metrics, dict)
+    for key, metric in metrics.items():
+        assert isinstance(metric, dict)
+        for comparison in metric["comparisons"]:
+            assert isinstance(comparison, dict)
+            item = analysis.equivalence_of(key, str(comparison["b"]))
+            comparison["verdict"] = None
+            if item is not None:
+                comparison["verdict"] = item.verdict
+            elif key == ENERGY:
+                compared = analysis.energy.against(str(comparison["b"]))
+                if compared is not None:
+                    comparison["verdict"] = prose.energy_verdict(analysis, compared)
+    if analysis.stopping is not None:
+        out["stopping"] = {**analysis.stopping.to_json_dict(), "summary": list(text.stopping)}
     out["warnings"] = list(text.warnings)
     out["power_trace"] = trace.to_json_dict()
     out["figures"] = {

@@ -61,6 +61,18 @@ class Content:
     hosts_comparisons: Table | None = None
     hosts_note: str = ""
     hosts_left_out: list[str] = field(default_factory=list)
+    # Each metric with a margin: the equivalence tests, and what the margins are
+    equivalence: Table | None = None
+    margins: list[str] = field(default_factory=list)
+    # An adaptive experiment: why it stopped, and its looks
+    stopping: list[str] = field(default_factory=list)
+    looks: Table | None = None
+    # Runs that recorded their machine's state: the table, the warm-up and the flags
+    machine: Table | None = None
+    machine_lines: list[str] = field(default_factory=list)
+    # Energy to a target
+    targets: Table | None = None
+    target_lines: list[str] = field(default_factory=list)
 
 
 def _label(key: str, estimated: bool) -> str:
@@ -347,6 +359,149 @@ def hosts_left_out_lines(analysis: Analysis) -> list[str]:
     ]
 
 
+def equivalence_table(analysis: Analysis) -> Table | None:
+    """Every comparison of a metric with a margin: the margin, the difference with its
+    1 − 2α CI, the equivalence (or non-inferiority) test, the verdict and the runs needed."""
+    items = [item for items in analysis.equivalence.values() for item in items]
+    if not items:
+        return None
+    level = f"{100 * (1 - 2 * analysis.alpha):g}%"
+    headers = [
+        "metric",
+        "comparison",
+        "margin",
+        f"difference ({level} CI)",
+        "test (p)",
+        "difference test p",
+        "verdict",
+    ]
+    rows = []
+    for item in items:
+        result = item.result
+        points = item.metric == ACCURACY
+        difference = _difference_text(result.difference if result else None, points, analysis)
+        ci = item.ci
+        if ci is not None:
+            lo, hi = (_difference_text(bound, points, analysis) for bound in ci)
+            difference += f" ({lo} to {hi})"
+        margin = item.margin.text
+        if not points and item.margin_abs is not None and item.margin.margin.unit != "abs":
+            margin += f" (= {fmt.num(item.margin_abs)})"
+        test = "TOST" if item.test == "tost_welch" else "non-inferiority"
+        rows.append(
+            [
+                _label(item.metric, analysis.estimated),
+                f"{item.b} vs {item.a}",
+                margin + (" (default)" if item.margin.source == "default" else ""),
+                difference,
+                f"{test} ({fmt.pvalue(item.p, prefix=False)})",
+                fmt.pvalue(item.difference_p, prefix=False),
+                item.verdict,
+            ]
+        )
+    return Table(headers, rows, frozenset({3, 4, 5}))
+
+
+def _difference_text(value: float | None, points: bool, analysis: Analysis) -> str:
+    """A difference of means: in pp for test accuracy, else in the metric's units."""
+    if points:
+        return fmt.signed(accuracy_points(finite(value), analysis.accuracy_scale), 2, " pp")
+    return _signed_num(finite(value))
+
+
+def looks_table(analysis: Analysis) -> Table | None:
+    """An adaptive experiment's looks: runs per policy, alpha spent, each question's answer."""
+    from greenprec.report.prose import answer_text
+
+    stop = analysis.stopping
+    if stop is None or stop.record is None or not stop.record.looks:
+        return None
+    headers = ["block", "runs per policy", "information", "α spent", "answers"]
+    rows = [
+        [
+            str(look.block),
+            str(look.runs_per_policy),
+            f"{100 * look.information:.0f}%",
+            f"{look.alpha_spent:.3g}",
+            "; ".join(answer_text(a) for a in look.answers) or "none",
+        ]
+        for look in stop.record.looks
+    ]
+    return Table(headers, rows, frozenset({0, 1, 2, 3}))
+
+
+def machine_table(analysis: Analysis) -> Table | None:
+    """Per run: the machine's state as it started, and the idle power just before it."""
+    machine = analysis.machine
+    if machine is None or not machine.runs:
+        return None
+    headers = [
+        "run",
+        "policy",
+        "CPU temperature (°C)",
+        "CPU frequency (MHz)",
+        "GPU temperature (°C)",
+        "GPU SM clock (MHz)",
+        "GPU power limit (W)",
+        "GPU throttle reasons",
+        "idle power before the run (W)",
+    ]
+    flagged = {flag.run_id for flag in machine.flags}
+    rows = []
+    for run in machine.runs:
+        name = (
+            run.run_id
+            + ("" if run.used else " (outlier)")
+            + (" ⚠" if run.run_id in flagged else "")
+        )
+        reasons = ", ".join(run.start.gpu_throttle_reasons) if run.start else ""
+        rows.append(
+            [
+                name,
+                run.policy,
+                fmt.num(run.value("cpu_temp_c"), 1),
+                fmt.num(run.value("cpu_freq_mhz"), 0),
+                fmt.num(run.value("gpu_temp_c"), 1),
+                fmt.num(run.value("gpu_sm_clock_mhz"), 0),
+                fmt.num(run.value("gpu_power_limit_w"), 0),
+                reasons or "none",
+                fmt.num(run.idle_power_w, 1),
+            ]
+        )
+    return Table(headers, rows, frozenset({2, 3, 4, 5, 6, 8}))
+
+
+def targets_table(analysis: Analysis) -> Table | None:
+    """Per target and policy: runs that reached it, mean energy and epoch to it."""
+    if not analysis.targets:
+        return None
+    headers = [
+        "target",
+        "policy",
+        "reached",
+        "mean energy to target (J)" + (" estimated" if analysis.estimated else ""),
+        "mean epoch",
+        "not reached",
+    ]
+    rows = []
+    for target in analysis.targets:
+        for policy, item in target.policies.items():
+            rows.append(
+                [
+                    target.name,
+                    policy,
+                    f"{len(item.reached)} of {item.runs}",
+                    fmt.mean_sd(
+                        item.energy.mean if item.energy else None,
+                        item.energy.sd if item.energy else None,
+                    ),
+                    fmt.num(item.mean_epoch, 2),
+                    ", ".join(item.not_reached) or "none",
+                ]
+            )
+    return Table(headers, rows, frozenset({2, 3, 4}))
+
+
 def groups_table(analysis: Analysis) -> Table:
     """Per metric and policy: spread and normality (a description; they choose no test)."""
     estimated = analysis.estimated
@@ -571,4 +726,12 @@ def build_content(
         hosts_comparisons=hosts_comparisons_table(analysis),
         hosts_note=hosts_note,
         hosts_left_out=hosts_left_out_lines(analysis),
+        equivalence=equivalence_table(analysis),
+        margins=list(prose.margins),
+        stopping=list(prose.stopping),
+        looks=looks_table(analysis),
+        machine=machine_table(analysis),
+        machine_lines=list(prose.machine),
+        targets=targets_table(analysis),
+        target_lines=list(prose.targets),
     )

@@ -24,6 +24,7 @@ from greenprec.results import (
     RUN_STATUSES,
     NodeInfo,
     ResultsStore,
+    RunRecord,
     Snapshot,
     record_row,
 )
@@ -145,6 +146,8 @@ class ExperimentData:
     """Runs whose record could not be read at all (damaged, missing): named in ``excluded``."""
     node_by_run: dict[str, NodeInfo | None] = field(default_factory=dict)
     """Each run's hardware as its record gives it (``node``; None when not recorded)."""
+    records: dict[str, RunRecord] = field(default_factory=dict)
+    """Each run's record as read (machine state, idle power, epochs, targets), by run id."""
 
     @property
     def done(self) -> list[Row]:
@@ -224,6 +227,7 @@ def load(path: str | Path) -> ExperimentData:
         refused_columns=refused,
         unreadable=sum(1 for e in from_store if e.column is None),
         node_by_run={run.run_id: run.node for run in snapshot.runs},
+        records={run.run_id: run for run in snapshot.runs},
     )
 
 

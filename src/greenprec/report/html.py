@@ -102,6 +102,15 @@ def render(content: Content) -> str:
         "<h2>Tests</h2>",
         table(content.tests),
         f'<p class="note">{escape(content.tests_note)}</p>',
+        *(
+            [
+                '<h3 id="equivalence">Equivalence and margins</h3>',
+                _items(content.margins),
+                table(content.equivalence),
+            ]
+            if content.equivalence is not None
+            else []
+        ),
         "<h3>Effect sizes</h3>",
         table(content.effects),
         "<h3>Per policy</h3>",
@@ -120,6 +129,20 @@ def render(content: Content) -> str:
                 "<p>Runs left out of the host-blocked comparison:</p>",
                 _items(content.hosts_left_out),
             ]
+    if content.stopping:
+        parts += ['<h2 id="stopped">Why the experiment stopped</h2>', _items(content.stopping)]
+        if content.looks is not None:
+            parts += ["<h3>Looks</h3>", table(content.looks)]
+    if content.targets is not None:
+        parts += [
+            '<h2 id="targets">Energy to a target</h2>',
+            table(content.targets),
+            _items(content.target_lines),
+        ]
+    if content.machine is not None or content.machine_lines:
+        parts += ['<h2 id="machine">Machine state</h2>', _items(content.machine_lines)]
+        if content.machine is not None:
+            parts.append(table(content.machine))
     parts += ["<h2>Runs needed</h2>", _items(content.planning)]
     parts += ["<h2>Outliers</h2>", _items(content.outliers)]
     parts += ['<h2 id="not-used">Runs not used</h2>']

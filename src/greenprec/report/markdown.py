@@ -73,6 +73,10 @@ def render(content: Content, folder: Path) -> str:
     out += _items(content.verdict)
     out += ["", "## Summary", "", table(content.summary), escape(content.summary_note), ""]
     out += ["## Tests", "", table(content.tests), escape(content.tests_note), ""]
+    if content.equivalence is not None:
+        out += ["### Equivalence and margins", ""]
+        out += _items(content.margins)
+        out += ["", table(content.equivalence)]
     out += ["### Effect sizes", "", table(content.effects)]
     out += ["### Per policy", "", table(content.groups)]
     if content.hosts is not None:
@@ -83,6 +87,22 @@ def render(content: Content, folder: Path) -> str:
             out += ["Runs left out of the host-blocked comparison:", ""]
             out += _items(content.hosts_left_out)
             out += [""]
+    if content.stopping:
+        out += ["## Why the experiment stopped", ""]
+        out += _items(content.stopping)
+        out += [""]
+        if content.looks is not None:
+            out += ["### Looks", "", table(content.looks)]
+    if content.targets is not None:
+        out += ["## Energy to a target", "", table(content.targets)]
+        out += _items(content.target_lines)
+        out += [""]
+    if content.machine is not None or content.machine_lines:
+        out += ["## Machine state", ""]
+        out += _items(content.machine_lines)
+        out += [""]
+        if content.machine is not None:
+            out += [table(content.machine)]
     out += ["## Runs needed", ""]
     out += _items(content.planning)
     out += ["", "## Outliers", ""]

@@ -8,13 +8,15 @@ lines :func:`write` returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from greenprec import stats
 from greenprec.report import formatting as fmt
 from greenprec.report.analysis import (
     ACCURACY,
     BLOCKED_TEST,
+    ENERGY,
+    METRIC_BY_KEY,
     Analysis,
     Blocking,
     OutlierInfo,
@@ -25,6 +27,8 @@ from greenprec.report.analysis import (
     meters_used,
     simulated_meters,
 )
+from greenprec.report.equivalence import EquivalenceItem
+from greenprec.report.state import MachineFlag, MachineStates, Stopping, Target, Warmup
 
 PRIMARY_LABEL = "Welch t (log ratio)"
 BLOCKED_LABEL = "host-blocked t (log ratio)"
@@ -38,6 +42,10 @@ class Prose:
     warnings: list[str]
     planning: list[str]
     outliers: list[str]
+    margins: list[str] = field(default_factory=list)
+    stopping: list[str] = field(default_factory=list)
+    machine: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
 
 
 def write(analysis: Analysis, trace: PowerTrace | None = None) -> Prose:
@@ -47,6 +55,10 @@ def write(analysis: Analysis, trace: PowerTrace | None = None) -> Prose:
         warnings=warnings(analysis) + (trace_warnings(trace) if trace is not None else []),
         planning=planning_lines(analysis.planning),
         outliers=outlier_lines(analysis.outliers),
+        margins=margin_lines(analysis),
+        stopping=stopping_lines(analysis.stopping) if analysis.stopping is not None else [],
+        machine=machine_lines(analysis.machine) if analysis.machine is not None else [],
+        targets=target_lines(analysis.targets),
     )
 
 
@@ -146,16 +158,18 @@ def _comparison_lines(analysis: Analysis) -> list[str]:
             f"{b} used {abs(change):.1f}% {direction} energy{estimated} than {a}{within} "
             f"({'; '.join(parts)})"
         )
-        if _significant(comparison, alpha) is False:
-            if several and raw is not None and raw < alpha:
-                # The CI is per comparison, Holm's correction is over the family: say which
-                # one makes the difference rather than print a CI that seems to contradict.
-                sentence += (
-                    f", not significant after Holm's correction for {len(comparisons)} comparisons"
-                )
-            else:
-                sentence += ", not significant"
+        energy_item = analysis.equivalence_of(ENERGY, b)
+        if energy_item is not None:
+            sentence += f", {energy_item.verdict} ({_equivalence_text(energy_item)})"
+        elif _significant(comparison, alpha) is False:
+            sentence += f", {energy_verdict(analysis, comparison)}"
         sentence += _accuracy_clause(analysis, b)
+        for key, items in analysis.equivalence.items():
+            item = analysis.equivalence_of(key, b)
+            if key in (ENERGY, ACCURACY) or item is None or not items:
+                continue
+            label = METRIC_BY_KEY[key].label if key in METRIC_BY_KEY else key
+            sentence += f"; {label} {item.verdict} ({_equivalence_text(item)})"
         extras = []
         for key, noun in (("duration_s", "duration"), ("mean_power_w", "mean power")):
             metric = analysis.metrics.get(key)
@@ -168,6 +182,64 @@ def _comparison_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
+def _at(n_a: int, n_b: int) -> str:
+    return f"{n_a} runs" if n_a == n_b else f"{n_a} and {n_b} runs"
+
+
+def energy_verdict(analysis: Analysis, comparison: stats.CompareResult) -> str:
+    """The energy comparison's answer: the margin's verdict when energy has one; else
+    "different", or "inconclusive: no difference shown at n runs; about N runs per policy would
+    detect a change of X%" (never "not significant", which reads as "no difference")."""
+    item = analysis.equivalence_of(ENERGY, comparison.b)
+    if item is not None:
+        return item.verdict
+    significant = _significant(comparison, analysis.alpha)
+    if significant:
+        return "different"
+    if significant is None:
+        reason = comparison.not_computed.get("primary_p", "not computed")
+        return f"not tested: {reason}"
+    several = len(analysis.energy.comparisons) > 1
+    raw = finite(comparison.primary_p)
+    holm = (
+        f" after Holm's correction for {len(analysis.energy.comparisons)} comparisons"
+        if several and raw is not None and raw < analysis.alpha
+        else ""
+    )
+    head = f"inconclusive: no difference shown{holm} at {_at(comparison.n_a, comparison.n_b)}"
+    plan = next((i for i in analysis.planning.items if i.comparison.b == comparison.b), None)
+    change = fmt.signed(comparison.relative_change_pct, 1, "%")
+    if plan is None or (plan.runs_needed_per_policy is None and plan.achieved_power is None):
+        reason = next(iter(plan.not_computed.values()), "") if plan is not None else ""
+        return f"{head}; the runs needed cannot be estimated" + (f" ({reason})" if reason else "")
+    if plan.runs_needed_per_policy is None:
+        return (
+            f"{head}; no practical number of runs would detect a change of {change} with "
+            f"{analysis.planning.power:.0%} power"
+        )
+    return (
+        f"{head}; about {plan.runs_needed_per_policy} runs per policy would detect a change "
+        f"of {change} ({analysis.planning.power:.0%} power)"
+    )
+
+
+def _equivalence_text(item: EquivalenceItem) -> str:
+    """ "TOST p = 0.47, margin ±1 pp (greenprec's default …); difference p = 0.09"."""
+    test = "TOST" if item.test == "tost_welch" else "non-inferiority test"
+    if item.p is not None:
+        parts = [f"{test} {fmt.pvalue(item.p)}, {item.margin.described}"]
+    else:
+        reason = next(iter(item.not_computed.values()), None) or next(
+            iter(item.result.not_computed.values()) if item.result is not None else iter(()),
+            "not computed",
+        )
+        parts = [f"{item.margin.described}; no {test}: {reason}"]
+    if item.difference_p is not None:
+        holm = "Holm-adjusted " if item.difference_holm else ""
+        parts.append(f"difference test {holm}{fmt.pvalue(item.difference_p)}")
+    return "; ".join(parts)
+
+
 def _accuracy_clause(analysis: Analysis, policy: str) -> str:
     metric = analysis.metrics.get(ACCURACY)
     accuracy = metric.against(policy) if metric is not None else None
@@ -175,13 +247,14 @@ def _accuracy_clause(analysis: Analysis, policy: str) -> str:
     mean_b = finite(accuracy.mean_b) if accuracy is not None else None
     if accuracy is not None and mean_a is not None and mean_b is not None:
         diff = accuracy_points(mean_b - mean_a, analysis.accuracy_scale)
-        label = {True: "significant", False: "not significant", None: "untested"}[
+        text = f"; test accuracy {fmt.signed(diff, 2, ' pp')}"
+        item = analysis.equivalence_of(ACCURACY, policy)
+        if item is not None:
+            return f"{text}, {item.verdict} ({_equivalence_text(item)})"
+        label = {True: "different", False: "no difference shown", None: "untested"}[
             _significant(accuracy, analysis.alpha)
         ]
-        return (
-            f"; test accuracy {fmt.signed(diff, 2, ' pp')}, {label} "
-            f"({fmt.pvalue(accuracy.primary_p)})"
-        )
+        return f"{text}, {label} ({fmt.pvalue(accuracy.primary_p)})"
     if ACCURACY in analysis.data.refused_columns:
         return "; test accuracy not compared (it mixes fractions and percentages)"
     return "; test accuracy not compared (no test_accuracy values)"
@@ -275,6 +348,12 @@ def warnings(analysis: Analysis) -> list[str]:
                 f"observed {fmt.signed(c.relative_change_pct, 1, '%')} change; "
                 f"{needed_text} runs per policy would be needed for 80%"
             )
+    out.extend(analysis.margin_problems)
+    if analysis.machine is not None:
+        out.extend(machine_warnings(analysis.machine))
+    if analysis.stopping is not None and analysis.stopping.problem:
+        out.append(analysis.stopping.problem)
+    out.extend(target_warnings(analysis.targets))
     if analysis.blocking is not None:
         out.extend(host_warnings(analysis.blocking, analysis.alpha))
     if _shared_nodes(data.experiment):
@@ -446,3 +525,222 @@ def outlier_lines(info: OutlierInfo) -> list[str]:
                 f"z = {fmt.stat(outlier.z)}."
             )
     return lines
+
+
+# -- margins ---------------------------------------------------------------------------------------
+
+
+def margin_lines(analysis: Analysis) -> list[str]:
+    """What each margin is, where it came from, and what the equivalence verdicts mean."""
+    if not analysis.margins:
+        return []
+    lines = []
+    for key, use in analysis.margins.items():
+        if not analysis.equivalence.get(key):
+            continue
+        label = METRIC_BY_KEY[key].label if key in METRIC_BY_KEY else key
+        source = {
+            "given": "given for this report",
+            "experiment": "from the experiment's configuration",
+            "default": "",
+        }[use.source]
+        test = "TOST" if use.margin.kind == "equivalence" else "one-sided non-inferiority test"
+        lines.append(f"{label}: {use.described}" + (f", {source}" if source else "") + f"; {test}.")
+    if not lines:
+        return []
+    level = f"{100 * (1 - 2 * analysis.alpha):g}%"
+    one_sided = any(use.margin.kind == "noninferiority" for use in analysis.margins.values())
+    lines.append(
+        "Failing to show a difference is not evidence of no difference. Equivalence is shown "
+        f"only when the {level} CI of the difference lies inside the margin (two one-sided "
+        f"Welch t-tests, TOST, at α = {analysis.alpha:g})"
+        + (
+            '; non-inferiority ("not worse than", "not more than") only when it lies on '
+            "the tolerated side of the margin's bound"
+            if one_sided
+            else ""
+        )
+        + '. Otherwise the verdict is "different" (the difference test rejects) or '
+        '"inconclusive", with about how many runs per policy would settle it if the observed '
+        "difference were the true one."
+    )
+    return lines
+
+
+# -- why an adaptive experiment stopped ------------------------------------------------------------
+
+
+def answer_text(answer: object) -> str:
+    """One question's answer at one look, in words."""
+    from greenprec.results.models import AnswerRecord
+
+    assert isinstance(answer, AnswerRecord)
+    question = f"{answer.metric} {answer.policy} vs {answer.reference} ({answer.kind})"
+    p = f", {fmt.pvalue(answer.p)}" if finite(answer.p) is not None else ""
+    level = f" at level {answer.level:.3g}" if finite(answer.level) is not None else ""
+    if answer.settled:
+        return f"{question}: settled, {answer.verdict or 'no verdict recorded'}{p}{level}"
+    return f"{question}: not settled{p}{level}"
+
+
+def stopping_lines(stop: Stopping) -> list[str]:
+    """The method, each look, the reason it stopped and the runs stopping saved."""
+    record = stop.record
+    if record is None:
+        return [stop.problem or "The experiment was adaptive, but its looks are not recorded."]
+    lines = [
+        f"Method: {record.method}, α = {record.alpha:g} over all looks, at least "
+        f"{record.min_runs} and at most {record.max_runs} runs per policy."
+    ]
+    for look in record.looks:
+        answers = "; ".join(answer_text(a) for a in look.answers) or "no question answered"
+        lines.append(
+            f"Look after block {look.block}: {look.runs_per_policy} runs per policy, "
+            f"{100 * look.information:.0f}% of the maximum, α spent so far "
+            f"{look.alpha_spent:.3g}. {answers}."
+        )
+    if not record.looks:
+        lines.append("No look was made.")
+    used = stop.runs_per_policy
+    if record.reason is None:
+        lines.append("The experiment has not stopped yet (no stopping reason recorded).")
+    else:
+        how = "stopped early" if record.stopped_early else "ran to its maximum"
+        at = f" at {used} runs per policy" if used is not None else ""
+        lines.append(f"It {how}{at}: {record.reason}.")
+    fixed = stop.fixed_runs_per_policy
+    if fixed is None or used is None:
+        reason = stop.fixed_not_computed or "the runs per policy at the stop are not recorded"
+        lines.append(
+            "How many runs stopping saved against a fixed design of the same power cannot be "
+            f"computed: {reason}."
+        )
+    else:
+        saved = stop.saved_runs or 0
+        policies = fmt.plural(stop.policies, "policy", "policies")
+        if saved >= 0:
+            lines.append(
+                f"A fixed design of the same power needs {fixed} runs per policy: stopping at "
+                f"{used} saved {fmt.plural(saved, 'run')} ({fixed - used} per policy × "
+                f"{policies})."
+            )
+        else:
+            lines.append(
+                f"A fixed design of the same power needs {fixed} runs per policy: this one used "
+                f"{fmt.plural(-saved, 'run')} more ({used - fixed} per policy × {policies})."
+            )
+    return lines
+
+
+# -- machine state ---------------------------------------------------------------------------------
+
+
+def _flag_text(flag: MachineFlag) -> str:
+    head = f"run {flag.run_id} ({flag.policy})"
+    if flag.field == "gpu_throttle_reasons":
+        return f"{head}: heat or power throttled the GPU's clocks ({', '.join(flag.reasons)})"
+    if flag.unit == "°C":
+        diff = fmt.signed(flag.difference, 1, " °C")
+    else:
+        diff = fmt.signed(flag.difference, 1, "%")
+    return (
+        f"{head} started with {flag.what} {flag.value or 0:.4g} {flag.unit}, {diff} from the "
+        f"median of all runs ({flag.median or 0:.4g} {flag.unit}): its energy may not be "
+        "comparable with the others'"
+    )
+
+
+def machine_warnings(machine: MachineStates) -> list[str]:
+    out = [_flag_text(flag) for flag in machine.flags]
+    for warmup in machine.warmups:
+        if warmup.settled is False:
+            out.append(
+                f"the automatic warm-up hit its cap{_cap(warmup)} before the power settled: "
+                "the first runs may have started on a machine still warming up"
+            )
+    return out
+
+
+def _cap(warmup: Warmup) -> str:
+    return f" of {warmup.cap_s:.4g} s" if warmup.cap_s is not None else ""
+
+
+def warmup_line(warmup: Warmup) -> str:
+    took = f"{warmup.duration_s:.4g} s" if warmup.duration_s is not None else "an unknown time"
+    criterion = f" (criterion: {warmup.criterion})" if warmup.criterion else ""
+    if warmup.settled is None:
+        return f"Warm-up: {took}, of fixed length."
+    if warmup.settled:
+        return f"Warm-up: {took}, automatic: the power settled{criterion}."
+    return (
+        f"Warm-up: {took}, automatic: it hit its cap{_cap(warmup)} before the power "
+        f"settled{criterion}."
+    )
+
+
+def machine_lines(machine: MachineStates) -> list[str]:
+    """The warm-up, and the runs that started unlike the others (or none)."""
+    lines = [warmup_line(w) for w in machine.warmups]
+    if machine.runs:
+        if machine.flags:
+            lines += [_flag_text(flag) + "." for flag in machine.flags]
+        else:
+            lines.append(
+                f"Every run started within {5:g} °C and 10% of the median temperatures and "
+                "clocks of all runs, without heat or power throttling."
+            )
+    return lines
+
+
+# -- energy to a target ----------------------------------------------------------------------------
+
+
+def target_lines(targets: list[Target]) -> list[str]:
+    lines = []
+    for target in targets:
+        for policy, item in target.policies.items():
+            text = (
+                f"{target.name}, {policy}: {len(item.reached)} of {fmt.plural(item.runs, 'run')} "
+                "reached it"
+            )
+            if item.energy is not None:
+                text += f"; mean energy to it {fmt.num(item.energy.mean)} J"
+                if item.mean_epoch is not None:
+                    text += f" (epoch {fmt.num(item.mean_epoch, 2)} on average)"
+            missing = [r for r in item.not_reached if r not in item.not_recorded]
+            if missing:
+                text += f"; did not reach it: {_ids(missing)}"
+            if item.not_recorded:
+                text += f"; recorded nothing for it: {_ids(item.not_recorded)}"
+            lines.append(text + ".")
+        for c in target.comparisons:
+            head = f"{target.name}, {c.b} vs {c.a}: energy to the target"
+            if c.relative_change_pct is None:
+                lines.append(
+                    f"{head} not compared (needs 2 runs per policy that reached it; "
+                    f"{c.n_a} and {c.n_b} did)."
+                )
+                continue
+            ci = f"95% CI {fmt.percent_ci(c.ci)}; " if c.ci is not None else ""
+            lines.append(
+                f"{head} {fmt.signed(c.relative_change_pct, 1, '%')} ({ci}{PRIMARY_LABEL} = "
+                f"{fmt.stat(c.t)}, {fmt.pvalue(c.p)}), over the {c.n_a} and {c.n_b} runs that "
+                "reached it."
+            )
+    return lines
+
+
+def target_warnings(targets: list[Target]) -> list[str]:
+    out = []
+    for target in targets:
+        for c in target.comparisons:
+            if not c.flattering:
+                continue
+            mine, ref = target.policies[c.b], target.policies[c.a]
+            out.append(
+                f"{c.b} reached {target.name} in {len(mine.reached)} of {mine.runs} runs, less "
+                f"often than {c.a} ({len(ref.reached)} of {ref.runs}): its energy to the target "
+                "is flattering, since it averages only the runs that got there (a run that "
+                "never got there cannot be averaged in)"
+            )
+    return out
