@@ -384,9 +384,11 @@ MALFORMED = [
         r"bad.csv:3: implausible Delta '3600001'",
     ),
     (
+        # Only the last row may be cut short (it is then dropped): one in the middle is damage.
         "short-row",
-        "Delta,Time,SYSTEM_POWER (Watts)\n0,1700000000000,5\n200,1700000000000\n",
-        r"bad.csv:3: 2 values but the header has 3 columns",
+        "Delta,Time,SYSTEM_POWER (Watts)\n0,1700000000000,5\n200,1700000000000\n"
+        "200,1700000000200,5\n",
+        r"bad.csv:3: 2 values but the header has 3 columns: a damaged row",
     ),
     (
         "nan-power",

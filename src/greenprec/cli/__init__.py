@@ -72,6 +72,7 @@ PARAM_FLAGS = {
     "metrics": "--metrics",
     "counter_range_j": "--counter-range-j",
     "separator": "--separator",
+    "before_line": "--before-line",
     "config": "--config",
 }
 

@@ -61,12 +61,24 @@ def import_energibridge_command(
             show_default=False,
         ),
     ] = None,
+    before_line: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--before-line",
+            metavar="FILE=LINE",
+            help="Read FILE only up to the line before LINE (repeatable): its rows before a "
+            "line that cannot be read, such as one where a sensor appeared mid-run (the error "
+            "gives the exact command).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Turn EnergiBridge CSVs into a greenprec results folder: one run per file."""
     from rich.text import Text
 
     from greenprec.cli.tables import summary_table
-    from greenprec.formats.energibridge_csv import parse_counter_ranges
+    from greenprec.errors import ConfigError
+    from greenprec.formats.energibridge_csv import NewColumnsError, parse_counter_ranges
     from greenprec.importers.energibridge import import_energibridge
     from greenprec.results import record_row
 
@@ -75,6 +87,7 @@ def import_energibridge_command(
     problem = folder_problem(out, create=True)
     if problem is not None:
         fail(f"--out: {problem}; choose another --out")
+    cuts = parse_before_lines(before_line or [])
     try:
         result = import_energibridge(
             group,
@@ -82,17 +95,75 @@ def import_energibridge_command(
             metrics=metrics,
             counter_range_j=parse_counter_ranges(counter_range_j or []),
             separator=separator,
+            before_line=cuts,
         )
+    except NewColumnsError as error:
+        command = import_command(
+            group,
+            out,
+            metrics=metrics,
+            counter_range_j=counter_range_j or [],
+            separator=separator,
+            before_line=[*(before_line or []), f"{error.source}={error.lineno}"],
+        )
+        raise ConfigError(f"{error}; to import them: {command}") from None
     except OSError as error:
         # The import is staged beside --out and moved in whole: nothing half-written stays.
         fail(os_error_line(error, "choose another --out, or check the files' permissions"))
     console = make_console()
     rows = [record_row(run) for run in result.runs]
     console.print(summary_table(rows, title=f"imported into {result.store.path}"))
+    for line in result.notes:
+        console.print(Text.assemble(("note:", "cyan"), " ", line))
     for line in result.warnings:
         # Markup is off: file paths and column names may hold brackets.
         console.print(Text.assemble(("warning:", "yellow"), " ", line))
     console.print(f"next: greenprec report {result.store.path}")
+
+
+def parse_before_lines(specs: list[str]) -> dict[str, int]:
+    """``--before-line FILE=LINE`` values: file -> line (the last ``=`` splits)."""
+    from greenprec.errors import ConfigError
+
+    cuts: dict[str, int] = {}
+    for spec in specs:
+        name, sep, number = spec.rpartition("=")
+        if not sep or not name.strip() or not number.strip().isdigit():
+            raise ConfigError(
+                f"malformed value {spec[:80]!r}; write FILE=LINE, e.g. 'runs/run_3.csv=812'",
+                param="before_line",
+            )
+        if name.strip() in cuts:
+            raise ConfigError(f"{name.strip()[:80]!r} given twice", param="before_line")
+        cuts[name.strip()] = int(number)
+    return cuts
+
+
+def import_command(
+    groups: list[str],
+    out: Path,
+    *,
+    metrics: str | None,
+    counter_range_j: list[str],
+    separator: str | None,
+    before_line: list[str],
+) -> str:
+    """The ``greenprec import energibridge`` command line for these options, shell-quoted."""
+    import shlex
+
+    words = ["greenprec", "import", "energibridge"]
+    for spec in groups:
+        words += ["--group", spec]
+    if metrics is not None:
+        words += ["--metrics", metrics]
+    for spec in counter_range_j:
+        words += ["--counter-range-j", spec]
+    if separator is not None:
+        words += ["--separator", separator]
+    for spec in before_line:
+        words += ["--before-line", spec]
+    words += ["--out", str(out)]
+    return shlex.join(words)
 
 
 def register(app: typer.Typer) -> None:

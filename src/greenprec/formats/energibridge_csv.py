@@ -24,6 +24,16 @@ Frequency, temperature, usage and memory columns are not energy and are ignored 
 checked to be numbers). Older EnergiBridge releases spelled the package column
 ``PACAKGE_ENERGY (J)`` and the NVIDIA one ``GPU<i>_POWER`` (milliwatts, no unit): both are read.
 Any other ``..._ENERGY (J)`` or ``(Watts)``/``(mWatts)`` column is reported, never counted.
+EnergiBridge v0.0.1-v0.0.4 labelled its counters ``PACAKGE_ENERGY (W)``, ``DRAM_ENERGY (W)``,
+``CORE<n>_ENERGY (W)``, ``PACAKGE<n>_ENERGY (W)``: cumulative joules under a wrong unit (see
+``_RULES``), read as counters with a note (:attr:`EnergiBridgeRecording.notes`).
+
+Damage that costs a row costs that row only, with a warning: a last row cut short (EnergiBridge
+stopped mid-write) is dropped, console text (lines with no number that are no header) is
+skipped, empty cells outside the counted columns are ignored. A short row before the last, an
+empty counted cell, a second header are refused with the line; a row wider than the header (a
+sensor appeared mid-run) raises :class:`NewColumnsError`, and ``before_line`` reads the rows
+before it.
 
 The file may be separated by ``,`` (EnergiBridge's own) or ``;``/tab (a spreadsheet's re-export;
 detected from the header, or given), start with a UTF-8 byte-order mark, or be UTF-16 (what
@@ -71,7 +81,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from greenprec.counters import MAX_DOMAIN_POWER_W, Drop, judge_drop
+from greenprec.counters import (
+    MAX_DOMAIN_POWER_W,
+    Drop,
+    judge_drop,
+    plausible_limit_w,
+    reference_power_w,
+)
 from greenprec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -108,6 +124,48 @@ ALL_COUNTERS = "*"
 _SEPARATORS = (",", ";", "\t")
 _SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab"}
 _DOMAIN_KEY = re.compile(r"[a-z0-9][a-z0-9-]*")
+_LEGACY_LABEL = re.compile(r".+_ENERGY \(W\)")
+# What a number cut short while being written looks like ("", "-", "1.5e", "2E+"): a prefix of
+# a number that is no number itself.
+_CUT_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d*)?(?:[eE][-+]?)?\s*")
+QUOTE_CHARS = 80
+"""At most this many characters of a skipped line are quoted in a warning."""
+_MAX_PREAMBLE = 50
+"""Lines of text before the header that are skipped (more: the file has no header)."""
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+class NewColumnsError(ConfigError):
+    """A row wider than the header: a sensor appeared mid-run (EnergiBridge adds its value to
+    the rows, sorted among the others, but never rewrites the header).
+
+    ``lineno`` is the first such line; the ``rows_before`` rows before it are intact and can be
+    read alone with ``before_line=lineno``.
+    """
+
+    def __init__(
+        self, message: str, *, source: str, lineno: int, rows_before: int, param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param)
+        self.source = source
+        self.lineno = lineno
+        self.rows_before = rows_before
+
+
+@dataclass(frozen=True)
+class _Damage:
+    """A row damaged the way a row cut short while being written is: only the file's last."""
+
+    lineno: int
+    error: ConfigError  # raised when another row follows it
+    detail: str  # what was cut, for the warning when it is the last
 
 
 @dataclass(frozen=True)
@@ -125,6 +183,27 @@ class _Column:
 
 # (pattern, domain template, kind, role, scale, priority); first match wins.
 _RULES: tuple[tuple[re.Pattern[str], str, str, str, float, int], ...] = (
+    # EnergiBridge v0.0.1-v0.0.4 (2023) labelled its energy counters "(W)". They held cumulative
+    # joules, never power: in tdurieux/EnergiBridge's early src/cpu/amd.rs,
+    #     format!("CORE{}_ENERGY (W)", core)     -> core_energy_raw as f64 * energy_unit_d
+    #     format!("PACAKGE{}_ENERGY (W)", core)  -> package_raw as f64 * energy_unit_d
+    # where *_raw is the energy-status MSR (a running count of energy units) and energy_unit_d
+    # is 0.5**ESU from the power-unit MSR: a register count times joules per count. The Intel
+    # code that followed (src/cpu/intel.rs, commit 1ef9c8d) writes the same product
+    # (pkg as f64 * energy_unit_d) as "PACAKGE_ENERGY (J)", and main.rs's --summary differences
+    # such a counter (energy - old_energy). Analysis scripts of the time difference
+    # "PACAKGE_ENERGY (W)" / "PACAKGE0_ENERGY (W)" and multiply by 1000/Delta to get watts. So
+    # these are counters in joules, read as such (with a note). On AMD the
+    # package counter was written once per core (PACAKGE<n>_ENERGY (W), the same register read
+    # on core n): the one read on core 0 is counted, the others are parts.
+    (re.compile(r"(?:PACKAGE|PACAKGE)_ENERGY \(W\)"), "package", "counter", "cpu", 1.0, 0),
+    (re.compile(r"PACAKGE0_ENERGY \(W\)"), "cpu", "counter", "cpu", 1.0, 1),
+    (re.compile(r"PACAKGE(\d+)_ENERGY \(W\)"), "cpu-read-{0}", "counter", "part", 1.0, 0),
+    (re.compile(r"DRAM_ENERGY \(W\)"), "dram", "counter", "dram", 1.0, 0),
+    (re.compile(r"PP0_ENERGY \(W\)"), "pp0", "counter", "part", 1.0, 0),
+    (re.compile(r"PP1_ENERGY \(W\)"), "pp1", "counter", "part", 1.0, 0),
+    (re.compile(r"CORE(\d+)_ENERGY \(W\)"), "core-{0}", "counter", "part", 1.0, 0),
+    (re.compile(r"(.+)_ENERGY \(W\)"), "{0}", "counter", "part", 1.0, 0),
     (re.compile(r"SYSTEM_POWER \(Watts\)"), "system", "power", "system", 1.0, 0),
     (re.compile(r"(?:PACKAGE|PACAKGE)_ENERGY \(J\)"), "package", "counter", "cpu", 1.0, 0),
     (re.compile(r"CPU_ENERGY \(J\)"), "cpu", "counter", "cpu", 1.0, 1),
@@ -204,6 +283,7 @@ class _Track:
     step_powers_w: list[float] = field(default_factory=list)
     drops: list[_CounterDrop] = field(default_factory=list)
     last_raw: float = math.nan
+    last_raw_ms: float = math.nan  # the Time of last_raw
     max_raw: float = -math.inf
     _cumulative: list[float] = field(default_factory=list)
     _valid: int = 0  # how many entries of _cumulative are up to date
@@ -211,10 +291,21 @@ class _Track:
 
     def add(self, time_ms: float, delta_ms: float, value: float, lineno: int) -> None:
         row = len(self.times_ms)
+        if math.isnan(value):
+            # A missing sample (an empty cell; only in columns outside the total): a counter
+            # keeps its last value (the next step spans both intervals), a power adds nothing.
+            self.times_ms.append(time_ms)
+            self.ends_ms.append(time_ms if self.column.kind == "counter" else time_ms + delta_ms)
+            self.powers_w.append(math.nan)
+            self.steps_j.append(0.0)
+            self.step_powers_w.append(math.nan)
+            return
         if self.column.kind == "counter":
             step, power = 0.0, math.nan
-            if row:
-                dt_ms = time_ms - self.times_ms[-1]
+            if row and math.isnan(self.last_raw):
+                pass  # the first value after missing ones: the counter starts here
+            elif row:
+                dt_ms = time_ms - self.last_raw_ms
                 dt_s = (dt_ms if dt_ms > 0 else delta_ms) / 1e3
                 if value >= self.last_raw:
                     step = value - self.last_raw
@@ -224,6 +315,7 @@ class _Track:
                         _CounterDrop(row, lineno, self.last_raw, value, dt_s, self.max_raw)
                     )
             self.last_raw = value
+            self.last_raw_ms = time_ms
             self.max_raw = max(self.max_raw, value)
             self.times_ms.append(time_ms)
             self.ends_ms.append(time_ms)
@@ -265,23 +357,34 @@ class _Track:
             range_j=self.range_j,
             neighbour_powers_w=neighbours,
         )
-        if self.range_j is not None and not verdict.plausible and self.counted:
-            inferred = judge_drop(
-                drop.previous_j,
-                drop.value_j,
-                drop.dt_s,
-                max_seen_j=drop.max_seen_j,
-                neighbour_powers_w=neighbours,
-            )
-            if inferred.plausible:
-                # The given range is what makes the step implausible: the user's to fix.
-                raise ConfigError(
-                    f"{self.source}:{drop.lineno}: {_show(self.column.name)[1:-1]} went down from "
-                    f"{drop.previous_j:.6g} to {drop.value_j:.6g}; with counter_range_j="
-                    f"{self.range_j:.10g} that step would draw {verdict.implied_power_w:.3g} W "
-                    f"beside {_reference(neighbours)}, but it wraps plausibly at "
-                    f"{inferred.range_j:.10g} J: give that range for this column, or none"
+        if self.range_j is not None and self.counted:
+            # Columns outside the total keep the range given: their drops are warned about
+            # and never change the total (Windows AMD's CORE0 jumps up and down).
+            strict_w = plausible_limit_w(reference_power_w(neighbours))
+            if not verdict.implied_power_w <= strict_w:
+                inferred = judge_drop(
+                    drop.previous_j,
+                    drop.value_j,
+                    drop.dt_s,
+                    max_seen_j=drop.max_seen_j,
+                    neighbour_powers_w=neighbours,
                 )
+                if inferred.plausible and inferred.range_j != self.range_j:
+                    # The given range is what makes the step implausible beside its neighbours
+                    # (even where it stays under the 2 kW a known range may reach): the user's
+                    # to fix, never energy. 262144 given for an AMD counter that wraps at
+                    # 65536 would add 196,608 J per wrap.
+                    name = _show(self.column.name)
+                    raise ConfigError(
+                        f"{self.source}:{drop.lineno}: {name[1:-1]} went down from "
+                        f"{drop.previous_j:.6g} to {drop.value_j:.6g}; with counter_range_j="
+                        f"{self.range_j:.10g} that step would add {verdict.step_j:.6g} J, "
+                        f"{verdict.implied_power_w:.3g} W beside {_reference(neighbours)}, but "
+                        f"it wraps plausibly at {inferred.range_j:.10g} J: give that range for "
+                        f"this column ({name[1:-1]}={inferred.range_j:.10g}), or none "
+                        "(greenprec infers it)",
+                        param="counter_range_j",
+                    )
         drop.verdict = verdict
         drop.wrap = verdict.plausible
         drop.settled = after >= NEIGHBOUR_STEPS
@@ -339,7 +442,8 @@ class _Track:
         if self.column.kind == "power":
             before = cumulative[k - 1] if k > 0 else 0.0
             held_ms = min(max(t_ms - self.times_ms[k], 0.0), self.ends_ms[k] - self.times_ms[k])
-            return before + self.powers_w[k] * held_ms / 1e3
+            power = self.powers_w[k]
+            return before + (power * held_ms / 1e3 if math.isfinite(power) else 0.0)
         if k == len(self.times_ms) - 1:
             return cumulative[k]
         # bisect_right guarantees times_ms[k] <= t_ms < times_ms[k + 1]: no zero division.
@@ -444,6 +548,11 @@ class EnergiBridgeStream:
         self.delta_sum_ms = 0.0
         self.last_time_ms = math.nan
         self._row_times: list[tuple[float, float]] = []  # (Time, Delta) per row, for samples
+        self._held: _Damage | None = None  # a damaged row, fine only if no row follows it
+        self.skipped = 0  # lines that are no data (console text) skipped
+        self._first_skipped: tuple[int, str] | None = None
+        self._header_error: ConfigError | None = None  # for text before any header
+        self._empty_parts: dict[int, list[int]] = {}  # track index -> lines with an empty cell
 
     # -- feeding -----------------------------------------------------------------------------
     def feed(self, line: str, lineno: int) -> None:
@@ -457,7 +566,39 @@ class EnergiBridgeStream:
         if not self.columns:
             self._header(line, lineno)
             return
-        self._row(line, lineno)
+        cells = line.split(self.separator)
+        if self._is_header(cells):
+            raise self._fail(
+                lineno,
+                "a second header: two recordings in one file (EnergiBridge run twice with the "
+                "same output)? greenprec reads one recording per file: split the file there",
+            )
+        if not any(_is_number(cell) for cell in cells):
+            # Console text (stdout redirected into the CSV: "Received Ctrl+C, stopping...").
+            self._skip(line, lineno)
+            return
+        if self._held is not None:
+            raise self._held.error  # damage on a line that is not the last
+        self._row(cells, lineno)
+
+    @property
+    def damaged(self) -> ConfigError | None:
+        """The error of a damaged row no row followed (dropped as a cut last row)."""
+        return self._held.error if self._held is not None else None
+
+    def finish(self) -> None:
+        """The file has ended: raise what only the end can tell (text but no header)."""
+        if not self.columns and self._header_error is not None:
+            raise self._header_error
+
+    def _skip(self, line: str, lineno: int) -> None:
+        self.skipped += 1
+        if self._first_skipped is None:
+            self._first_skipped = (lineno, line)
+
+    def _is_header(self, cells: Sequence[str]) -> bool:
+        names = {cell.strip() for cell in cells}
+        return "Delta" in names and "Time" in names
 
     def _fail(self, lineno: int, message: str) -> ConfigError:
         return ConfigError(f"{self.source}:{lineno}: {message}")
@@ -483,7 +624,19 @@ class EnergiBridgeStream:
         )
 
     def _header(self, line: str, lineno: int) -> None:
-        names = self._split_header(line, lineno)
+        try:
+            names = self._split_header(line, lineno)
+        except ConfigError as error:
+            candidates = (self._separator,) if self._separator else _SEPARATORS
+            numeric = any(_is_number(cell) for sep in candidates for cell in line.split(sep))
+            if numeric or (self._header_error is not None and self.skipped >= _MAX_PREAMBLE):
+                # Data before any header: the first line was the header, and a wrong one.
+                raise self._header_error or error from None
+            # Console text before the header (EnergiBridge's warnings with 2>&1): skipped if
+            # a header follows; refused as the header otherwise (see finish).
+            self._header_error = self._header_error or error
+            self._skip(line, lineno)
+            return
         seen: dict[str, int] = {}
         for position, name in enumerate(names, start=1):
             if name and name in seen:
@@ -519,30 +672,67 @@ class EnergiBridgeStream:
                 return self._ranges[key]
         return None
 
-    def _row(self, line: str, lineno: int) -> None:
-        cells = line.split(self.separator)
-        if len(cells) != len(self.columns):
-            raise self._fail(
-                lineno,
-                f"{len(cells)} values but the header has {len(self.columns)} columns "
-                "(a truncated row: was EnergiBridge killed while writing?)",
+    def _row(self, cells: list[str], lineno: int) -> None:
+        width = len(self.columns)
+        if len(cells) > width and not any(cell.strip() for cell in cells[width:]):
+            cells = cells[:width]  # trailing separators
+        if len(cells) > width:
+            raise NewColumnsError(
+                f"{self.source}:{lineno}: {len(cells)} fields but the header has {width}: a "
+                "new sensor appeared mid-run (EnergiBridge adds its value to the rows, sorted "
+                "by name among the others, but never rewrites the header: the columns after it "
+                "are shifted, and which value belongs to which is unknown and not guessed); "
+                f"the {self.rows} row(s) before line {lineno} can be used alone "
+                f"(before_line={lineno})",
+                source=self.source,
+                lineno=lineno,
+                rows_before=self.rows,
             )
+        if len(cells) < width:
+            self._held = _Damage(
+                lineno,
+                self._fail(
+                    lineno,
+                    f"{len(cells)} values but the header has {width} columns: a damaged row "
+                    "(only the last row of a file may be cut short, when EnergiBridge is "
+                    "stopped while writing it)",
+                ),
+                f"{len(cells)} of {width} values",
+            )
+            return
         values = [math.nan] * len(cells)
+        counted = {self._delta_index, self._time_index} | {
+            track.column.index for track in self._tracks if track.counted
+        }
+        last = len(cells) - 1
         for index in self._used:
             cell = cells[index]
+            if not cell.strip() and index not in counted:
+                continue  # an empty cell where nothing is counted: ignored
             try:
                 values[index] = float(cell)
             except ValueError:
+                what = (
+                    "empty cell" if not cell.strip() else f"non-numeric value {_show(cell.strip())}"
+                )
                 hint = (
                     " (a decimal comma? EnergiBridge writes '.'; export with '.' decimals)"
                     if self.separator != "," and re.fullmatch(r"\s*-?\d+,\d+\s*", cell)
                     else ""
                 )
-                raise self._fail(
-                    lineno,
-                    f"non-numeric value {_show(cell.strip())} in column "
-                    f"{_show(self.columns[index])}{hint}",
-                ) from None
+                if index not in counted or cell.strip():
+                    message = f"{what} in column {_show(self.columns[index])}{hint}"
+                else:
+                    message = (
+                        f"empty cell in column {_show(self.columns[index])}, which the energy "
+                        "is computed from: the row cannot be read"
+                    )
+                error = self._fail(lineno, message)
+                if index == last and _CUT_NUMBER.fullmatch(cell):
+                    # The last value cut short: the row was being written.
+                    self._held = _Damage(lineno, error, f"its last value {_show(cell)} is cut")
+                    return
+                raise error from None
         delta_ms = values[self._delta_index]
         time_ms = values[self._time_index]
         if not math.isfinite(time_ms) or not 0 <= time_ms <= MAX_TIME_MS:
@@ -558,8 +748,13 @@ class EnergiBridgeStream:
                 f"{MAX_DELTA_MS:.0f}: the time since the previous sample)",
             )
         readings: list[float] = []
-        for track in self._tracks:
+        for position, track in enumerate(self._tracks):
             value = values[track.column.index]
+            if math.isnan(value) and not cells[track.column.index].strip():
+                # An empty cell in a column outside the total: that sample is missing.
+                self._empty_parts.setdefault(position, []).append(lineno)
+                readings.append(math.nan)
+                continue
             if not math.isfinite(value) or value < 0:
                 raise self._fail(
                     lineno,
@@ -608,9 +803,51 @@ class EnergiBridgeStream:
         return sum(len(track.glitches) for track in self._tracks if track.counted)
 
     def warnings(self) -> list[str]:
-        """One line per wrap-corrected counted column, per glitch, per misbehaving part."""
+        """One line per damage the file had (a cut last row, console text, empty cells), per
+        wrap-corrected counted column, per glitch, per misbehaving part."""
+        lines: list[str] = []
+        if self._held is not None:
+            lines.append(
+                f"{self.source}:{self._held.lineno}: the last row is cut short "
+                f"({self._held.detail}): EnergiBridge was stopped while writing it; it is "
+                f"dropped, the {self.rows} row(s) before it count"
+            )
+        if self._first_skipped is not None:
+            lineno, text = self._first_skipped
+            lines.append(
+                f"{self.source}:{lineno}: {self.skipped} line(s) that are no data skipped "
+                "(console output in the CSV: EnergiBridge's stdout redirected into it?); the "
+                f"first: {_show(text.strip(), QUOTE_CHARS)}"
+            )
+        for position, linenos in self._empty_parts.items():
+            track = self._tracks[position]
+            what = (
+                "the counter's next value spans them"
+                if track.column.kind == "counter"
+                else "those samples add nothing to it"
+            )
+            lines.append(
+                f"{self.source}:{linenos[0]}: column {_show(track.column.name)} has "
+                f"{len(linenos)} empty cell(s); its figure ({track.column.domain}) is not in "
+                f"the total, and {what}"
+            )
         ordered = sorted(self._tracks, key=lambda track: not track.counted)
-        return [line for track in ordered for line in track.messages()]
+        return lines + [line for track in ordered for line in track.messages()]
+
+    def notes(self) -> list[str]:
+        """What greenprec read differently from a column's label (no damage, no warning)."""
+        legacy = [
+            track.column for track in self._tracks if _LEGACY_LABEL.fullmatch(track.column.name)
+        ]
+        if not legacy:
+            return []
+        names = ", ".join(_show(column.name) for column in legacy)
+        return [
+            f"{self.source}: {names}: labels of EnergiBridge v0.0.1 to v0.0.4, which wrote "
+            "energy counters (cumulative joules: the energy-status register times the RAPL "
+            "energy unit) under a '(W)' label; read as counters in joules, like today's "
+            "'..._ENERGY (J)' columns"
+        ]
 
     def totals(self) -> dict[str, float]:
         """Energy per domain over the whole file so far."""
@@ -715,8 +952,12 @@ class EnergiBridgeRecording:
     glitches: int = 0
     """Drops of counted columns that were no wrap-around: each such step counted 0 J."""
     warnings: list[str] = field(default_factory=list)
-    """One line each, naming the file: wraps corrected, glitches, columns that misbehaved
-    (not in the total), implausible mean power."""
+    """One line each, naming the file: damage (a cut last row dropped, console text skipped,
+    empty cells outside the total), wraps corrected, glitches, columns that misbehaved (not in
+    the total), implausible mean power, rows left out with ``before_line``."""
+    notes: list[str] = field(default_factory=list)
+    """How columns were read where their label says otherwise (EnergiBridge v0.0.1-v0.0.4's
+    ``..._ENERGY (W)`` counters)."""
 
 
 def read_energibridge_csv(
@@ -724,6 +965,7 @@ def read_energibridge_csv(
     *,
     counter_range_j: float | Mapping[str, float] | str | None = None,
     separator: str | None = None,
+    before_line: int | None = None,
 ) -> EnergiBridgeRecording:
     """Read an EnergiBridge CSV file.
 
@@ -732,21 +974,42 @@ def read_energibridge_csv(
     or ``"dram"``, ``"*"`` for every other counter) to range. ``None`` (the default) infers it
     at each drop (see the module docstring). ``separator`` is the column separator (``","``,
     ``";"``, ``"\\t"``); ``None`` detects it from the header. UTF-8 (with or without a byte-order
-    mark) and UTF-16 with a byte-order mark are read. A malformed file raises
-    :class:`greenprec.ConfigError` naming file and line.
+    mark) and UTF-16 with a byte-order mark are read. ``before_line`` reads only the lines
+    before that one (the header is line 1): the rows before a line that cannot be read, such as
+    one where a sensor appeared mid-run (:class:`NewColumnsError`).
+
+    Damage that costs a row is not the whole file's: a last row cut short is dropped, lines of
+    console text are skipped, empty cells in columns outside the total are ignored, each with a
+    warning. Any other malformed line raises :class:`greenprec.ConfigError` naming file and
+    line.
     """
     file = Path(path)
     source = os.fspath(path)
+    if before_line is not None and (
+        isinstance(before_line, bool) or not isinstance(before_line, int) or before_line < 3
+    ):
+        raise ConfigError(
+            f"{source}: before_line must be a line number of 3 or more (the header is line 1, "
+            f"two rows at least are needed), got {before_line!r}",
+            param="before_line",
+        )
     stream = EnergiBridgeStream(source, counter_range_j=counter_range_j, separator=separator)
     lineno = 0
+    cut = False
     try:
         for lineno, line in enumerate(_lines(file), start=1):
+            if before_line is not None and lineno >= before_line:
+                cut = True
+                break
             stream.feed(line, lineno)
     except OSError as error:
         raise ConfigError(f"{source}: cannot read: {error.strerror or error}") from None
+    stream.finish()
     if not stream.columns:
         raise ConfigError(f"{source}:1: empty file: no EnergiBridge header")
     if stream.rows == 0:
+        if stream.damaged is not None:
+            raise stream.damaged
         raise ConfigError(f"{source}:{max(lineno, 1) + 1}: no data rows after the header")
     if stream.rows == 1:
         # A counter's energy is a difference and a power row's is its Delta (0 on the first
@@ -756,7 +1019,13 @@ def read_energibridge_csv(
             "run was shorter than EnergiBridge's interval, or the file was cut); record longer "
             "or leave this file out"
         )
-    return _recording(file, stream)
+    recording = _recording(file, stream)
+    if cut:
+        recording.warnings.append(
+            f"{source}:{before_line}: read up to this line as asked (before_line): the rows "
+            f"from here on are left out; the {stream.rows} row(s) before it count"
+        )
+    return recording
 
 
 def _lines(file: Path) -> Iterator[str]:
@@ -799,6 +1068,7 @@ def _recording(path: Path, stream: EnergiBridgeStream) -> EnergiBridgeRecording:
         columns=list(stream.columns),
         glitches=stream.glitches,
         warnings=warnings,
+        notes=stream.notes(),
     )
 
 

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,8 @@ class ImportResult:
     runs: list[RunRecord]
     counts: dict[str, int]
     warnings: list[str]
+    notes: list[str] = field(default_factory=list)
+    """How columns were read where their label says otherwise (old EnergiBridge releases)."""
 
 
 def parse_group(spec: str) -> Group:
@@ -108,12 +110,16 @@ def import_energibridge(
     metrics: str | None = None,
     counter_range_j: float | Mapping[str, float] | str | None = None,
     separator: str | None = None,
+    before_line: Mapping[str, int] | Mapping[Path, int] | None = None,
 ) -> ImportResult:
     """Read every group's files (and metrics), then write the results folder ``out``.
 
     ``counter_range_j`` and ``separator`` are passed to
     :func:`greenprec.formats.energibridge_csv.read_energibridge_csv` for every file (default:
     the wrap range is inferred at each drop, the separator detected from each header).
+    ``before_line`` maps a file (as a path to it) to the line before which it is read: the rows
+    before a line that cannot be read (a sensor that appeared mid-run raises
+    :class:`greenprec.formats.energibridge_csv.NewColumnsError`, which names that line).
     """
     out = Path(out)
     parsed = [g if isinstance(g, Group) else parse_group(g) for g in groups]
@@ -143,8 +149,14 @@ def import_energibridge(
     run_ids = run_ids_for([path for _, path in found])
     files: dict[str, tuple[str, Path]] = dict(zip(run_ids, found, strict=True))
 
+    cuts = _cuts(before_line, [path for _, path in found])
     recordings = {
-        run_id: read_energibridge_csv(path, counter_range_j=counter_range_j, separator=separator)
+        run_id: read_energibridge_csv(
+            path,
+            counter_range_j=counter_range_j,
+            separator=separator,
+            before_line=cuts.get(path.resolve()),
+        )
         for run_id, (_, path) in files.items()
     }
     joined, metric_files = ({}, []) if metrics is None else _read_metrics(metrics, list(files))
@@ -152,7 +164,31 @@ def import_energibridge(
     experiment = _experiment(parsed, metrics, files, recordings, runs, metric_files, warnings)
     store = _write(out, runs, recordings, experiment)
     counts = {g.name: sum(1 for r in runs if r.policy == g.name) for g in parsed}
-    return ImportResult(store, runs, counts, warnings)
+    return ImportResult(store, runs, counts, warnings, _notes(recordings))
+
+
+def _notes(recordings: Mapping[str, EnergiBridgeRecording]) -> list[str]:
+    return [note for recording in recordings.values() for note in recording.notes]
+
+
+def _cuts(
+    before_line: Mapping[str, int] | Mapping[Path, int] | None, paths: Sequence[Path]
+) -> dict[Path, int]:
+    """``before_line`` by resolved path; a file that is none of the imported ones is refused."""
+    if not before_line:
+        return {}
+    imported = {path.resolve() for path in paths}
+    cuts: dict[Path, int] = {}
+    for name, line in before_line.items():
+        resolved = Path(os.path.expanduser(os.fspath(name))).resolve()
+        if resolved not in imported:
+            raise ConfigError(
+                f"{os.fspath(name)!r} is none of the files the groups match; give the path "
+                "of an imported file (as the error that named its line did)",
+                param="before_line",
+            )
+        cuts[resolved] = line
+    return cuts
 
 
 def _sanitise(text: str) -> str:
@@ -409,6 +445,8 @@ def _experiment(
             "files": {run_id: str(path) for run_id, (_, path) in files.items()},
             "metrics_files": metric_files,
             "columns": sorted({c for r in recordings.values() for c in r.columns}),
+            # Only when there are some: how old EnergiBridge labels were read.
+            **({"notes": notes} if (notes := _notes(recordings)) else {}),
         },
     )
 
