@@ -191,7 +191,9 @@ def machine_states(data: ExperimentData, kept_ids: set[str]) -> MachineStates | 
     )
     if not has_state and not warmups:
         return None
-    runs = [r for r in runs if r.start is not None or r.end is not None or r.idle_power_w]
+    runs = [
+        r for r in runs if r.start is not None or r.end is not None or r.idle_power_w is not None
+    ]
     medians: dict[str, float | None] = {}
     for name, *_ in STATE_FIELDS:
         values = [v for v in (run.value(name) for run in runs) if v is not None]
