@@ -11,6 +11,8 @@ all that greenprec raises on purpose (the command line shows each as one line)::
     ├── MeterUnavailable                      a meter cannot run on this machine, and why
     ├── MeterError                            a meter failed while measuring, or gave a value
     │                                         that cannot be right (NaN, negative, falling)
+    ├── MeterContractError                    a meter class breaks the meter contract
+    │                                         (greenprec.testing, the kit for plugin authors)
     ├── MeasurementNotFinished (also a RuntimeError)
     │                                         a result read before the block ended
     └── ExperimentFailed                      a run failed under fail_fast; the folder resumes
@@ -45,6 +47,27 @@ class MeterUnavailable(GreenprecError):
 
 class MeterError(GreenprecError):
     """A meter failed while measuring (a driver error, a child process that died)."""
+
+
+class MeterContractError(GreenprecError):
+    """A meter class breaks the meter contract (:func:`greenprec.testing.check_meter`).
+
+    ``problems`` holds one line per broken rule, each naming the rule and the fix; the message
+    is the meter's name followed by those lines.
+    """
+
+    def __init__(self, meter: str, problems: list[str]) -> None:
+        self.meter = meter
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        count = len(self.problems)
+        super().__init__(
+            f"meter {meter!r} breaks the meter contract ({count} rule"
+            f"{'s' if count != 1 else ''}):\n{lines}"
+        )
+
+    def __reduce__(self) -> tuple[type[MeterContractError], tuple[str, list[str]]]:
+        return type(self), (self.meter, self.problems)
 
 
 class MeasurementNotFinished(GreenprecError, RuntimeError):
