@@ -151,6 +151,12 @@ class EnergiBridgeMeter(Meter):
         return result
 
     def start(self) -> None:
+        if self._process is not None:
+            # A second EnergiBridge would replace the first, whose process group would then
+            # outlive stop() (found by greenprec.testing's "second start" check).
+            raise MeterError(
+                "this energibridge meter is already running; stop() it before starting again"
+            )
         executable = self._resolve()
         self._tmpdir = Path(tempfile.mkdtemp(prefix="greenprec-energibridge-"))
         self._csv = self._tmpdir / "energibridge.csv"
