@@ -36,7 +36,7 @@ print(json.dumps({
 
 
 def generate(folder: Path, runs: int, samples: int) -> float:
-    from greenprec.report.synthetic import write_synthetic_folder
+    from greenprec.testing.synthetic import write_synthetic_folder
 
     start = time.perf_counter()
     write_synthetic_folder(folder, runs=runs // 2, samples_per_run=samples, seed=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from greenprec.report import build_report
-from greenprec.report.synthetic import write_synthetic_folder
+from greenprec.testing.synthetic import write_synthetic_folder
 
 pytestmark = pytest.mark.browser
 

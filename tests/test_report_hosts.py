@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from greenprec.cli import app
 from greenprec.report import Report, build_report
 from greenprec.report.markdown import escape
-from greenprec.report.synthetic import write_synthetic_folder
 from greenprec.results import (
     MetersRecord,
     NodeInfo,
@@ -29,6 +28,7 @@ from greenprec.results import (
     ScheduledRun,
     new_experiment_record,
 )
+from greenprec.testing.synthetic import write_synthetic_folder
 from test_report_typed import GOLDEN, assert_same_json, normalise
 
 XEON = NodeInfo(

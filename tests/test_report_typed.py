@@ -22,7 +22,7 @@ import pytest
 
 from greenprec import stats
 from greenprec.report import Report, build_report
-from greenprec.report.synthetic import DEFAULT_POLICIES, PolicySpec, write_synthetic_folder
+from greenprec.testing.synthetic import DEFAULT_POLICIES, PolicySpec, write_synthetic_folder
 from legacy_folder import LegacyFolder, join_domains
 
 GOLDEN = Path(__file__).parent / "fixtures" / "report-golden"

@@ -19,8 +19,13 @@ For pytest, ``pytest -p greenprec.testing`` (or ``pytest_plugins = ["greenprec.t
         meter_contract(BoardMeter, options={"path": str(tmp_path / "power_w")})
 
 It fails the test with the broken rules, and skips it with the probe's reason when the meter
-cannot run on the machine. This package never imports pytest itself; the fixture lives in
-:mod:`greenprec.testing.plugin`, which pytest loads through :data:`pytest_plugins`.
+cannot run on the machine.
+
+:mod:`greenprec.testing.synthetic` writes made-up results folders with known effects (for
+tests of report code, benchmarks, or trying ``greenprec report`` without training).
+
+This package never imports pytest itself; the fixture lives in :mod:`greenprec.testing.plugin`,
+which pytest loads through :data:`pytest_plugins`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """A made-up results folder with known effects: for tests, benchmarks and trying the report.
 
+Part of the test kit (``greenprec.testing.synthetic``), not of the measuring library: a report
+plugin's author, or anyone who wants to see ``greenprec report`` without training anything,
+writes one with :func:`write_synthetic_folder` and reports on it. Its figures are made up,
+and the folder says so (``source: synthetic``).
+
 Energies follow the study's shape (FP32 about 32 kJ per run, mixed about 12% less), split
 into a counted ``package`` and ``dram`` domain plus a ``core`` domain that sits inside the
 package and must not be counted again.
