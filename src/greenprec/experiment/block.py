@@ -17,13 +17,7 @@ import signal
 import time
 
 from greenprec.experiment.config import run_timeout_for, validate
-from greenprec.experiment.execute import (
-    RunSpec,
-    current_job_id,
-    execute_in_process,
-    execute_run,
-    node_info,
-)
+from greenprec.experiment.execute import RunSpec, current_job_id, node_info
 from greenprec.experiment.phases import measure_phase, warm_up
 from greenprec.results import JobRecord, ResultsStore
 from greenprec.results.models import JOB_STOPPED
@@ -85,23 +79,10 @@ def run_block(folder: str, block: int) -> str:
             if index > 0 and config.cooldown_s > 0:
                 time.sleep(config.cooldown_s)
             current = run
-            spec = RunSpec(
-                run=run,
-                workload=config.workload,
-                params=config.params,
-                deterministic=config.deterministic,
-                meters=meters,
-                meter_options=config.meter_options,
-                interval_s=config.interval_s,
-                baseline_power_w=baseline_power_w,
-                timeout_s=timeout_s,
-                targets=config.targets,
-                idle_before_s=config.idle_before_run_s,
+            spec = RunSpec.of(
+                config, run, meters, baseline_power_w=baseline_power_w, timeout_s=timeout_s
             )
-            if config.isolation == "process":
-                finished = execute_in_process(spec, store)
-            else:
-                finished = execute_run(spec, store)
+            finished = spec.execute(store, config.isolation)
             if finished.status == "failed" and "killed by SIG" in (finished.error or ""):
                 # Slurm signals every process of a job it ends: the run's may die first. Let
                 # the signal reach this process too, so the run counts as the job's end.

@@ -29,6 +29,7 @@ from greenprec.results.files import write_atomic
 from greenprec.results.records import now_iso
 
 if TYPE_CHECKING:
+    from greenprec.experiment.config import ExperimentConfig
     from greenprec.workloads.core import EpochPoint
 
 RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
@@ -54,6 +55,38 @@ class RunSpec(BaseModel):
     """Energy to a target: the metric values whose first reaching is recorded."""
     idle_before_s: float = 0.0
     """Measure this long idle just before the workload: the run's ``idle_power_w``."""
+
+    @classmethod
+    def of(
+        cls,
+        config: ExperimentConfig,
+        run: RunRecord,
+        meters: list[str],
+        *,
+        baseline_power_w: float | None,
+        timeout_s: float,
+    ) -> RunSpec:
+        """The spec of ``run`` under the experiment's ``config`` (the local runner and a
+        cluster job build it alike; only the baseline and the time limit are theirs)."""
+        return cls(
+            run=run,
+            workload=config.workload,
+            params=config.params,
+            deterministic=config.deterministic,
+            meters=meters,
+            meter_options=config.meter_options,
+            interval_s=config.interval_s,
+            baseline_power_w=baseline_power_w,
+            timeout_s=timeout_s,
+            targets=config.targets,
+            idle_before_s=config.idle_before_run_s,
+        )
+
+    def execute(self, store: ResultsStore, isolation: str) -> RunRecord:
+        """Execute the run here (``inline``) or in a fresh Python (``process``)."""
+        if isolation == "process":
+            return execute_in_process(self, store)
+        return execute_run(self, store)
 
 
 def current_job_id() -> str | None:

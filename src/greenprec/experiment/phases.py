@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import TYPE_CHECKING
 
 from greenprec.experiment.config import ExperimentConfig
 from greenprec.results import PhaseRecord, ResultsStore
+
+if TYPE_CHECKING:
+    from greenprec.measurement import Measurement
 
 
 def measure_phase(
@@ -31,6 +35,18 @@ def measure_phase(
             busy_loop(seconds)
         else:
             time.sleep(seconds)
+    return _record(store, name, m)
+
+
+def _record(
+    store: ResultsStore,
+    name: str,
+    m: Measurement,
+    *,
+    settled: bool | None = None,
+    criterion: str | None = None,
+) -> PhaseRecord:
+    """The phase's samples written to ``samples/<name>.csv``, and its record."""
     store.write_samples(name, m.samples.itertuples(index=False, name=None))
     return PhaseRecord(
         samples=f"samples/{name}.csv",
@@ -40,6 +56,8 @@ def measure_phase(
         power_w=m.mean_power_w if m.mean_power_w == m.mean_power_w else None,
         estimated=m.estimated,
         domains=m.domains,
+        settled=settled,
+        criterion=criterion,
     )
 
 
@@ -92,18 +110,7 @@ def warm_up_until_stable(
                 if all(abs(power - mean) <= tolerance for power in last):
                     settled = True
                     break
-    store.write_samples(name, m.samples.itertuples(index=False, name=None))
-    return PhaseRecord(
-        samples=f"samples/{name}.csv",
-        started_at=m.started_at.isoformat(),
-        duration_s=m.duration_s,
-        energy_j=m.energy_j,
-        power_w=m.mean_power_w if m.mean_power_w == m.mean_power_w else None,
-        estimated=m.estimated,
-        domains=m.domains,
-        settled=settled,
-        criterion=criterion,
-    )
+    return _record(store, name, m, settled=settled, criterion=criterion)
 
 
 def warm_up(

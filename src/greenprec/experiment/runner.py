@@ -19,7 +19,7 @@ from typing import Any
 from greenprec.errors import ConfigError, GreenprecError
 from greenprec.experiment.config import ExperimentConfig, run_timeout_for, validate
 from greenprec.experiment.environment import environment
-from greenprec.experiment.execute import RunSpec, execute_in_process, execute_run
+from greenprec.experiment.execute import RunSpec
 from greenprec.experiment.phases import measure_phase, warm_up
 from greenprec.experiment.progress import Reporter
 from greenprec.experiment.schedule import make_blocked_schedule, make_schedule
@@ -395,24 +395,15 @@ def _run_one(
 ) -> RunRecord:
     reporter.phase("training", record_row(run))
     baseline = experiment.baseline
-    spec = RunSpec(
-        run=run,
-        workload=config.workload,
-        params=config.params,
-        deterministic=config.deterministic,
-        meters=meters,
-        meter_options=config.meter_options,
-        interval_s=config.interval_s,
+    spec = RunSpec.of(
+        config,
+        run,
+        meters,
         baseline_power_w=baseline.power_w if baseline is not None else None,
         timeout_s=run_timeout_for(config),
-        targets=config.targets,
-        idle_before_s=config.idle_before_run_s,
     )
     try:
-        if config.isolation == "process":
-            finished = execute_in_process(spec, store)
-        else:
-            finished = execute_run(spec, store)
+        finished = spec.execute(store, config.isolation)
     except (KeyboardInterrupt, Terminated) as stop:
         signal_name = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
         with contextlib.suppress(Exception):
