@@ -100,3 +100,16 @@ def policy_sleeps(ctx: Any) -> dict[str, float]:
     with ctx.measured():
         time.sleep(float(ctx.params.get(f"sleep_{ctx.policy}_s", 0.2)))
     return {"test_accuracy": 0.9 + (ctx.seed % 100) / 10_000, "test_loss": 0.3}
+
+
+@workload(keras=False)
+def held(ctx: Any) -> dict[str, float]:
+    """Hold the measured phase until the file ``params['release']`` exists (at most
+    ``params['max_s']``, default 60 s): a run a test can interrupt mid-way, then let finish at
+    once when the experiment is resumed."""
+    release = Path(str(ctx.params["release"]))
+    deadline = time.monotonic() + float(ctx.params.get("max_s", 60.0))
+    with ctx.measured():
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return {"test_accuracy": 0.8, "test_loss": 0.5}

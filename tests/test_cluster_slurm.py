@@ -77,6 +77,22 @@ def _config(tmp_path: Path, **slurm: Any) -> Path:
 def _command(
     out: Path, config: Path, *extra: str, sleep_s: float = 0.2, runs: int = 2
 ) -> list[str]:
+    return _held_command(
+        out, config, *extra, runs=runs, workload="slow", param=f"sleep_s={sleep_s}"
+    )
+
+
+def _held(out: Path, config: Path, *extra: str, runs: int = 1) -> list[str]:
+    """Runs that hold until ``out/../release`` exists (touch it, and resumed runs end at once)."""
+    release = out.parent / "release"
+    return _held_command(
+        out, config, *extra, runs=runs, workload="held", param=f"release={release}"
+    )
+
+
+def _held_command(
+    out: Path, config: Path, *extra: str, runs: int, workload: str, param: str
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -85,9 +101,9 @@ def _command(
         "fp32",
         "mixed",
         "--workload",
-        "experiment_workloads:slow",
+        f"experiment_workloads:{workload}",
         "--param",
-        f"sleep_s={sleep_s}",
+        param,
         "--runs",
         str(runs),
         "--warmup",
@@ -261,7 +277,7 @@ def test_a_cancelled_job_is_recorded_and_resubmitted_on_resume(
 ) -> None:
     out = tmp_path / "cancelled"
     config = _config(tmp_path)
-    process = submitter(_command(out, config, sleep_s=20.0, runs=1))
+    process = submitter(_held(out, config))
     _wait_for(
         "a run running in its job",
         lambda: any(run.get("status") == "running" for run in _runs(out).values()),
@@ -279,9 +295,10 @@ def test_a_cancelled_job_is_recorded_and_resubmitted_on_resume(
 
     # No --retry-failed: the cluster's failures are run again. How jobs are submitted may
     # change on resume (here the time a run may take: what a TIMEOUT calls for).
-    resumed = _resume(out, "--time-per-run", "7", "--param", "sleep_s=0.2")
+    resumed = _resume(out, "--time-per-run", "7", "--param", "release=elsewhere")
     assert resumed.returncode == 2, resumed.stderr  # the workload's params may not change
-    assert "params.sleep_s" in resumed.stderr
+    assert "params.release" in resumed.stderr
+    (out.parent / "release").touch()  # the resumed runs end at once
     resumed = _resume(out, "--time-per-run", "7")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "time_per_run_min = 7" in resumed.stderr
@@ -301,7 +318,7 @@ def test_a_node_failure_is_recorded_as_node_fail_and_resubmitted(
 ) -> None:
     out = tmp_path / "node-fail"
     config = _config(tmp_path)
-    process = submitter(_command(out, config, sleep_s=20.0, runs=1))
+    process = submitter(_held(out, config))
     _wait_for(
         "a run running in its job",
         lambda: any(run.get("status") == "running" for run in _runs(out).values()),
@@ -326,6 +343,7 @@ def test_a_node_failure_is_recorded_as_node_fail_and_resubmitted(
     runs = _runs(out)
     assert {run["job_state"] for run in runs.values()} == {"NODE_FAIL"}
 
+    (out.parent / "release").touch()  # the resumed runs end at once
     resumed = _resume(out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert {run["status"] for run in _runs(out).values()} == {"done"}
@@ -353,7 +371,7 @@ def test_ctrl_c_with_cancel_on_interrupt_cancels_the_jobs(
 ) -> None:
     out = tmp_path / "interrupted"
     config = _config(tmp_path)
-    process = submitter(_command(out, config, "--cancel-on-interrupt", sleep_s=20.0, runs=1))
+    process = submitter(_held(out, config, "--cancel-on-interrupt"))
     _wait_for(
         "a run running in its job",
         lambda: any(run.get("status") == "running" for run in _runs(out).values()),
