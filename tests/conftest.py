@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,12 @@ from greenprec import plugins
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# A suite started in the background (`nohup ... &`, a CI runner without job control) inherits
+# SIGINT ignored, and so would every process it starts: the Ctrl-C tests would then send a
+# signal nobody receives. Children get SIGINT as a terminal delivers it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # torch's compiler stack (torch._dynamo, which imports triton) segfaults when it is first
 # imported in a process that has already imported TensorFlow (tensorflow-cpu 2.21, torch 2.14,

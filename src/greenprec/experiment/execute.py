@@ -360,6 +360,10 @@ def one_line(error: BaseException) -> str:
 def child_main(argv: list[str]) -> int:
     """Entry of ``python -m greenprec.experiment.child FOLDER SPEC``."""
     folder_path, spec_path = argv
+    # The runner stops a run with SIGINT (stop_child). This process has a session of its own,
+    # so no terminal's Ctrl-C reaches it; a runner started with SIGINT ignored (nohup ... &)
+    # must still be able to stop its run gracefully.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _die_with_parent()
     spec = RunSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
     execute_run(spec, ResultsStore(folder_path))
