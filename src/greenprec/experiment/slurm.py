@@ -85,24 +85,36 @@ def job_states(job_ids: Sequence[str]) -> dict[str, JobState]:
     found: dict[str, JobState] = {}
     for start in range(0, len(ids), 200):  # a bounded command line
         chunk = ids[start : start + 200]
-        done = _run(["squeue", "-h", "--states=all", "-j", ",".join(chunk), "-o", "%i|%T|%r|%N"])
-        if done.returncode != 0 and "Invalid job id" not in done.stderr:
-            raise SlurmError(f"squeue failed: {_first_line(done.stderr or done.stdout)}")
-        for line in done.stdout.splitlines():
-            cells = line.split("|")
-            if len(cells) != 4 or cells[0].strip() not in chunk:
-                continue
-            job_id, state, reason, node = (cell.strip() for cell in cells)
-            found[job_id] = JobState(
+        for state in _squeue(["-j", ",".join(chunk)], missing_ok=True):
+            if state.job_id in chunk:
+                found[state.job_id] = state
+    for job_id in ids:
+        if job_id not in found:
+            found[job_id] = _from_accounting(job_id)
+    return found
+
+
+def _squeue(selection: list[str], *, missing_ok: bool = False) -> list[JobState]:
+    """The jobs ``squeue --states=all`` lists for ``selection`` (``-j IDS``, ``--name N``).
+    With ``missing_ok``, "Invalid job id" (none of the ids is known any more) is no error."""
+    done = _run(["squeue", "-h", "--states=all", *selection, "-o", "%i|%T|%r|%N"])
+    if done.returncode != 0 and not (missing_ok and "Invalid job id" in done.stderr):
+        raise SlurmError(f"squeue failed: {_first_line(done.stderr or done.stdout)}")
+    states = []
+    for line in done.stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) != 4 or JOB_ID_PATTERN.fullmatch(cells[0]) is None:
+            continue
+        job_id, state, reason, node = cells
+        states.append(
+            JobState(
                 job_id,
                 _base_state(state),
                 None if reason in ("", "None", "(null)") else reason[:200],
                 node[:200] or None,
             )
-    for job_id in ids:
-        if job_id not in found:
-            found[job_id] = _from_accounting(job_id)
-    return found
+        )
+    return states
 
 
 def _from_accounting(job_id: str) -> JobState:
@@ -129,15 +141,7 @@ def _from_accounting(job_id: str) -> JobState:
 def find_by_name(name: str) -> JobState | None:
     """The newest job named ``name`` that Slurm still knows (to adopt a job whose id the
     submitter never recorded), or None."""
-    done = _run(["squeue", "-h", "--states=all", "--name", name, "-o", "%i|%T|%r|%N"])
-    if done.returncode != 0:
-        raise SlurmError(f"squeue failed: {_first_line(done.stderr or done.stdout)}")
-    states = []
-    for line in done.stdout.splitlines():
-        cells = [cell.strip() for cell in line.split("|")]
-        if len(cells) == 4 and JOB_ID_PATTERN.fullmatch(cells[0]):
-            reason = None if cells[2] in ("", "None", "(null)") else cells[2][:200]
-            states.append(JobState(cells[0], _base_state(cells[1]), reason, cells[3] or None))
+    states = _squeue(["--name", name])
     if not states:
         return None
     return max(states, key=lambda state: int(state.job_id.split("_")[0]))

@@ -212,36 +212,20 @@ def _flags(runs: Sequence[MachineRun], medians: dict[str, float | None]) -> list
                 continue
             if kind == "temperature":
                 difference = value - median
-                if abs(difference) > TEMPERATURE_LIMIT_C:
-                    flags.append(
-                        MachineFlag(
-                            run.run_id,
-                            run.policy,
-                            name,
-                            what,
-                            unit,
-                            value,
-                            median,
-                            difference,
-                            f"more than {TEMPERATURE_LIMIT_C:g} °C from the median of all runs",
-                        )
-                    )
+                limit = f"more than {TEMPERATURE_LIMIT_C:g} °C from the median of all runs"
+                beyond = abs(difference) > TEMPERATURE_LIMIT_C
             elif median > 0:
                 difference = 100.0 * (value / median - 1.0)
-                if abs(difference) > CLOCK_LIMIT_PCT:
-                    flags.append(
-                        MachineFlag(
-                            run.run_id,
-                            run.policy,
-                            name,
-                            what,
-                            unit,
-                            value,
-                            median,
-                            difference,
-                            f"more than {CLOCK_LIMIT_PCT:g} % from the median of all runs",
-                        )
+                limit = f"more than {CLOCK_LIMIT_PCT:g} % from the median of all runs"
+                beyond = abs(difference) > CLOCK_LIMIT_PCT
+            else:
+                continue
+            if beyond:
+                flags.append(
+                    MachineFlag(
+                        run.run_id, run.policy, name, what, unit, value, median, difference, limit
                     )
+                )
         throttled = run.throttled
         if throttled:
             flags.append(
