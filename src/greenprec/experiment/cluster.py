@@ -102,9 +102,7 @@ def drive_cluster(
 def _needs_submitting(run: RunRecord, retry_failed: bool) -> bool:
     if run.status in ("pending", "running"):
         return True  # not held by a live job (the caller checked): nobody will finish it
-    if run.status == "failed":
-        return retry_failed or run.interrupted or run.ended_by_scheduler
-    return False
+    return run.failed_and_runs_again(retry_failed)
 
 
 def _blocks_of(experiment: ExperimentRecord, todo: set[str]) -> list[tuple[int, list[str]]]:

@@ -380,9 +380,7 @@ def _needs_running(store: ResultsStore, run: RunRecord, retry_failed: bool) -> b
         # This process holds the lock, so no driver is running it; its executor is gone
         # unless a process of a killed driver is still finishing it (then leave it be).
         return store.is_stale(run)
-    if run.status == "failed":
-        return retry_failed or run.interrupted or run.ended_by_scheduler
-    return False
+    return run.failed_and_runs_again(retry_failed)
 
 
 def _run_one(

@@ -257,6 +257,13 @@ class RunRecord(_Record):
         cancellation): resuming runs it again, as it does an interrupted run."""
         return self.status == "failed" and self.job_state is not None
 
+    def failed_and_runs_again(self, retry_failed: bool) -> bool:
+        """A failed run that resuming runs again: one stopped by the user, a signal or the
+        cluster always; one that failed on its own only with ``retry_failed``."""
+        return self.status == "failed" and (
+            retry_failed or self.interrupted or self.ended_by_scheduler
+        )
+
 
 class MetersRecord(_Record):
     """The meters asked for and used (an importer adds ``counted_domains``, the files' own)."""
