@@ -138,7 +138,16 @@ def compare_command(
         typer.Option(
             metavar="METRIC=M",
             help="Equivalence margin: test_accuracy=1pp (within ±1 pp), test_accuracy=-1pp "
-            "(not worse than −1 pp), energy_j=+5%; repeatable (docs/stats.md).",
+            "(not worse than −1 pp), energy_j=+5% (of the reference mean); an accuracy needs "
+            "its unit (pp or %, or a fraction below 1); repeatable (docs/stats.md).",
+        ),
+    ] = None,
+    sesoi: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC=SPEC",
+            help="Smallest effect of interest, for the runs needed: energy_j=5% (of the "
+            "reference mean), test_accuracy=1pp; repeatable. Default: the metric's margin.",
         ),
     ] = None,
     adaptive: Annotated[
@@ -270,6 +279,7 @@ def compare_command(
         "warmup_s": warmup_s,
         "warmup_auto": warmup_auto,
         "margins": parse_pairs("--margin", margin, "test_accuracy=1pp"),
+        "sesoi": parse_pairs("--sesoi", sesoi, "energy_j=5%"),
         "adaptive": adaptive,
         "targets": _targets(target),
         "idle_before_run_s": idle_before_run,
@@ -517,8 +527,8 @@ def _flag_of(setting: str) -> str:
         return "-o"
     if table == "slurm":
         return _SLURM_FLAGS.get(key, f"--{key.replace('_', '-')}")
-    if table in ("margins", "targets"):
-        return "--margin" if table == "margins" else "--target"
+    if table in ("margins", "targets", "sesoi"):
+        return {"margins": "--margin", "targets": "--target", "sesoi": "--sesoi"}[table]
     if table == "params":
         return (
             f"--{key.replace('_', '-')}" if key in {"epochs", "batch_size", "data"} else "--param"

@@ -33,8 +33,18 @@ def report_command(
             metavar="METRIC=SPEC",
             help="Equivalence margin, repeatable: test_accuracy=1pp (within ±1 pp), "
             "test_accuracy=-1pp (not worse than −1 pp), energy_j=+5% (not more than +5%), "
-            "test_loss=0.02 (own units). Default: the experiment's margins, else ±1 pp for "
-            "test accuracy.",
+            "test_loss=0.02 (own units); an accuracy needs its unit (pp or %, or a fraction "
+            "below 1). Default: the experiment's margins, else ±1 pp for test accuracy.",
+        ),
+    ] = None,
+    sesoi: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sesoi",
+            metavar="METRIC=SPEC",
+            help="Smallest effect of interest the runs needed are planned for, e.g. "
+            "energy_j=5% (of the reference mean). Default: the experiment's, else energy's "
+            "margin; without either, no runs-needed figure for energy.",
         ),
     ] = None,
     quiet: Annotated[
@@ -45,20 +55,24 @@ def report_command(
     from rich.text import Text
 
     from greenprec.report.build import build_report
-    from greenprec.stats import parse_margin
+    from greenprec.stats import parse_margin, parse_sesoi
 
     # A bad margin is one line (the parse error) and exit 2, before the folder is touched.
     try:
         margins = [parse_margin(text) for text in margin or []]
     except ConfigError as error:
         raise ConfigError(f"--margin: {error}") from None
+    try:
+        effects = [parse_sesoi(text) for text in sesoi or []]
+    except ConfigError as error:
+        raise ConfigError(f"--sesoi: {error}") from None
 
     problem = folder_problem(folder, create=False) if folder.is_dir() else None
     if problem is not None:
         # Before the analysis, not after it: the report is written into FOLDER itself.
         raise ConfigError(f"{problem}; the report is written into the folder: {_WRITABLE_FIX}")
     try:
-        report = build_report(folder, outliers=not no_outliers, margins=margins)
+        report = build_report(folder, outliers=not no_outliers, margins=margins, sesoi=effects)
     except OSError as error:
         # A file of the folder that cannot be read (a folder where a samples file belongs) or
         # written: one line, and a ConfigError, so that compare's summary can carry on.

@@ -214,6 +214,10 @@ class ExperimentConfig(BaseModel):
     margins: dict[str, str] = Field(default_factory=dict)
     """Equivalence or non-inferiority margins per metric: ``test_accuracy = "1pp"`` (within
     ±1 pp), ``"-1pp"`` (not worse than −1 pp), ``energy_j = "+5%"``; see docs/stats.md."""
+    sesoi: dict[str, str] = Field(default_factory=dict)
+    """The smallest effect of interest per metric, for planning ("runs needed"): ``energy_j =
+    "5%"`` (5 % of the reference mean), ``test_accuracy = "1pp"``. Default: the metric's
+    margin; energy without either gets no runs-needed figure."""
     adaptive: StrictBool = False
     """Stop when every question is settled (a group-sequential design), at most ``runs``
     runs per policy, in blocks of one run of each policy."""
@@ -253,6 +257,15 @@ class ExperimentConfig(BaseModel):
         for metric, spec in margins.items():
             parse_margin(f"{metric}={spec}")  # ConfigError names the problem
         return margins
+
+    @field_validator("sesoi")
+    @classmethod
+    def _sesoi(cls, sesoi: dict[str, str]) -> dict[str, str]:
+        from greenprec.stats import parse_sesoi
+
+        for metric, spec in sesoi.items():
+            parse_sesoi(f"{metric}={spec}")  # ConfigError names the problem
+        return sesoi
 
     @field_validator("targets")
     @classmethod
@@ -343,7 +356,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 # Settings that load_config merges itself before validation: their shape is checked first,
 # or ``params = 5`` ends in a TypeError instead of a line naming the setting.
-_TABLES = ("params", "meter_options", "slurm", "margins", "targets")
+_TABLES = ("params", "meter_options", "slurm", "margins", "sesoi", "targets")
 
 
 def _shape_problems(values: Mapping[str, Any]) -> list[str]:
@@ -370,7 +383,7 @@ def _merge(sources: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[s
         for shortcut in PARAM_SHORTCUTS:
             if shortcut in source:
                 params[shortcut] = source.pop(shortcut)
-        for table in ("meter_options", "slurm", "margins", "targets"):
+        for table in ("meter_options", "slurm", "margins", "sesoi", "targets"):
             values = source.pop(table, None)
             if values:
                 before = merged.get(table, {})
@@ -411,7 +424,25 @@ def load_config(
     merged["params"] = params
     if merged.get("warmup_auto") and not merged.get("warmup_s"):
         merged["warmup_s"] = DEFAULT_WARMUP_CAP_S  # a preset without a warm-up: the cap
-    return validate(merged)
+    config = validate(merged)
+    _check_targets(config)
+    return config
+
+
+def _check_targets(config: ExperimentConfig) -> None:
+    """Before anything runs: each target names a metric the workload records, inside its
+    range (``test_accuracy = 97`` where fractions are recorded is refused). A workload that
+    declares nothing gets the range rule for accuracies only, and a warning per target."""
+    if not config.targets:
+        return
+    from greenprec.workloads import get_workload, target_problems
+
+    function = get_workload(config.workload)  # validate() has checked that it loads
+    problems, notes = target_problems(config.targets, function, config.workload)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    for note in notes:
+        warnings.warn(note, GreenprecWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)

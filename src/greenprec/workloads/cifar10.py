@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import final_metrics, float32_head, parse_params
-from greenprec.workloads.core import WorkloadContext
+from greenprec.workloads.core import STANDARD_METRICS, WorkloadContext
 
 if TYPE_CHECKING:
     from greenprec.workloads.params import Cifar10Params
@@ -289,6 +289,8 @@ def cifar10_timeout_s(params: Mapping[str, Any]) -> float:
     return 3600.0 * (count + 1)
 
 
+# What a target may name: test_accuracy (a fraction of 1) and test_loss, after each epoch.
+cifar10_cnn.metrics = STANDARD_METRICS  # type: ignore[attr-defined]
 cifar10_cnn.timeout_s = cifar10_timeout_s  # type: ignore[attr-defined]
 
 

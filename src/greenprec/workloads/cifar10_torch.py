@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import check_torch_device, parse_params, torch_precision
 from greenprec.workloads.cifar10 import cifar10_timeout_s, find_cifar10, load_cifar10
-from greenprec.workloads.core import WorkloadContext, workload
+from greenprec.workloads.core import STANDARD_METRICS, WorkloadContext, workload
 
 if TYPE_CHECKING:
     from greenprec.workloads.torch_models import Cifar10CNN
@@ -103,6 +103,8 @@ def check_cifar10_torch_params(params: Mapping[str, Any]) -> None:
 
 
 cifar10_cnn_torch.check_params = check_cifar10_torch_params  # type: ignore[attr-defined]
+# What a target may name: test_accuracy (a fraction of 1) and test_loss, after each epoch.
+cifar10_cnn_torch.metrics = STANDARD_METRICS  # type: ignore[attr-defined]
 cifar10_cnn_torch.timeout_s = cifar10_timeout_s  # type: ignore[attr-defined]
 
 

@@ -12,7 +12,7 @@ import numbers
 import os
 import random
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,112 @@ if TYPE_CHECKING:
 Workload = Callable[["WorkloadContext"], Mapping[str, Any]]
 MeasureFactory = Callable[[], "Measurement"]
 REQUIRED_METRICS = ("test_accuracy", "test_loss")
+
+
+@dataclass(frozen=True)
+class RecordedMetric:
+    """A metric a workload records after each epoch (what a target may name), and its range.
+
+    ``low``/``high`` bound its values (None: unbounded); ``scale`` says in words what a value
+    is ("a fraction of 1"). A workload declares them in its ``metrics`` attribute (or
+    ``@workload(metrics=...)``); targets are checked against them before anything runs.
+    """
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    scale: str = ""
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    @property
+    def range_text(self) -> str:
+        """ "a fraction of 1, from 0 to 1", "0 or more", "any value"."""
+        if self.low is not None and self.high is not None:
+            bounds = f"from {self.low:g} to {self.high:g}"
+        elif self.low is not None:
+            bounds = f"{self.low:g} or more"
+        elif self.high is not None:
+            bounds = f"{self.high:g} or less"
+        else:
+            bounds = "any value"
+        return f"{self.scale}, {bounds}" if self.scale else bounds
+
+    def describe(self) -> str:
+        """ "test_accuracy (a fraction of 1, from 0 to 1)"."""
+        return f"{self.name} ({self.range_text})"
+
+
+STANDARD_METRICS = (
+    RecordedMetric("test_accuracy", 0.0, 1.0, "a fraction of 1"),
+    RecordedMetric("test_loss", 0.0, None),
+)
+"""What the built-in workloads record after each epoch: test accuracy as a fraction of 1 and
+the test loss."""
+
+
+def recorded_metrics(workload: Callable[..., Any]) -> tuple[RecordedMetric, ...] | None:
+    """The metrics a workload declares it records (its ``metrics`` attribute), None when it
+    declares none."""
+    declared = getattr(workload, "metrics", None)
+    if declared is None or isinstance(declared, (str, bytes)):
+        return None
+    try:
+        found = tuple(m for m in declared if isinstance(m, RecordedMetric))
+    except TypeError:
+        return None
+    return found or None
+
+
+def target_problems(
+    targets: Mapping[str, float], workload: Callable[..., Any], name: str
+) -> tuple[list[str], list[str]]:
+    """Targets checked against what ``workload`` records, before anything runs: the problems
+    (one line each: a metric it does not record, a value outside its range) and notes (targets
+    that could not be checked: the workload declares nothing)."""
+    from greenprec.stats import accuracy_like
+
+    declared = recorded_metrics(workload)
+    problems: list[str] = []
+    notes: list[str] = []
+    for metric, value in targets.items():
+        given = f"{metric}={value:g}"
+        if declared is None:
+            if accuracy_like(metric) and not 0 <= value <= 100:
+                problems.append(
+                    f"target {given}: an accuracy lies between 0 and 1 (a fraction) or 0 and 100 "
+                    f"(a percentage); {value:g} is neither"
+                )
+            else:
+                notes.append(
+                    f"target {given} could not be checked: workload {name!r} does not declare the "
+                    "metrics it records (a metrics attribute, see docs/workloads.md); a metric "
+                    "it does not report after each epoch is never reached"
+                )
+            continue
+        spec = next((m for m in declared if m.name == metric), None)
+        if spec is None:
+            records = " and ".join(m.describe() for m in declared)
+            similar = next(
+                (m for m in declared if accuracy_like(m.name) == accuracy_like(metric)), None
+            )
+            fix = ""
+            if similar is not None and similar.contains(value):
+                fix = f"; did you mean {similar.name}={value:g}?"
+            problems.append(
+                f"target {given}: workload {name!r} does not record {metric}; it records "
+                f"{records}{fix}"
+            )
+        elif not spec.contains(value):
+            fix = ""
+            if accuracy_like(metric) and spec.high == 1 and 1 < value <= 100:
+                fix = f"; for {value:g} % write {metric}={value / 100:g}"
+            problems.append(
+                f"target {given} is outside what workload {name!r} records: {metric} is "
+                f"{spec.range_text}{fix}"
+            )
+    return problems, notes
 
 
 class WorkloadError(ConfigError):
@@ -278,9 +384,14 @@ _UNSET: Any = object()
 
 
 def workload(
-    *, description: str | None = None, keras: bool = True, framework: str | None = _UNSET
+    *,
+    description: str | None = None,
+    keras: bool = True,
+    framework: str | None = _UNSET,
+    metrics: Sequence[RecordedMetric] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator that sets a workload's ``description`` and ``framework``.
+    """Decorator that sets a workload's ``description``, ``framework`` and the ``metrics`` it
+    records after each epoch (:class:`RecordedMetric`; targets are checked against them).
 
     ``framework="torch"`` (or ``"keras"``, or None for a workload that applies the policy
     itself); without it, greenprec 0.1's ``keras=True/False`` means ``"keras"``/None. The
@@ -295,6 +406,8 @@ def workload(
             function.description = description  # type: ignore[attr-defined]
         function.framework = chosen  # type: ignore[attr-defined]
         function.uses_keras = chosen == "keras"  # type: ignore[attr-defined]
+        if metrics is not None:
+            function.metrics = tuple(metrics)  # type: ignore[attr-defined]
         return function
 
     return mark

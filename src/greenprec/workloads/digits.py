@@ -7,7 +7,12 @@ from typing import Any
 
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import final_metrics, float32_head, parse_params
-from greenprec.workloads.core import KERAS_REQUIREMENTS, Requirement, WorkloadContext
+from greenprec.workloads.core import (
+    KERAS_REQUIREMENTS,
+    STANDARD_METRICS,
+    Requirement,
+    WorkloadContext,
+)
 
 NAME = "digits-cnn"
 
@@ -94,6 +99,8 @@ def check_digits_params(params: Mapping[str, Any]) -> None:
 
 digits_cnn.check_params = check_digits_params  # type: ignore[attr-defined]
 # Seconds on a laptop, a minute or two with emulated float16: half an hour is generous.
+# What a target may name: test_accuracy (a fraction of 1) and test_loss, after each epoch.
+digits_cnn.metrics = STANDARD_METRICS  # type: ignore[attr-defined]
 digits_cnn.timeout_s = 1800.0  # type: ignore[attr-defined]
 digits_cnn.requires = (  # type: ignore[attr-defined]
     *KERAS_REQUIREMENTS,

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import check_torch_device, parse_params, torch_precision
-from greenprec.workloads.core import TORCH_REQUIREMENTS, Requirement, WorkloadContext, workload
+from greenprec.workloads.core import (
+    STANDARD_METRICS,
+    TORCH_REQUIREMENTS,
+    Requirement,
+    WorkloadContext,
+    workload,
+)
 from greenprec.workloads.digits import load_digits_split
 
 if TYPE_CHECKING:
@@ -85,6 +91,8 @@ def check_digits_torch_params(params: Mapping[str, Any]) -> None:
 
 digits_cnn_torch.check_params = check_digits_torch_params  # type: ignore[attr-defined]
 # Seconds on a laptop, minutes where bfloat16 or float16 is emulated: half an hour is generous.
+# What a target may name: test_accuracy (a fraction of 1) and test_loss, after each epoch.
+digits_cnn_torch.metrics = STANDARD_METRICS  # type: ignore[attr-defined]
 digits_cnn_torch.timeout_s = 1800.0  # type: ignore[attr-defined]
 digits_cnn_torch.requires = (  # type: ignore[attr-defined]
     *TORCH_REQUIREMENTS,
