@@ -113,3 +113,20 @@ def held(ctx: Any) -> dict[str, float]:
         while not release.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
     return {"test_accuracy": 0.8, "test_loss": 0.5}
+
+
+@workload(keras=False)
+def fails_once(ctx: Any) -> dict[str, float]:
+    """As ``policy_sleeps`` (default 0.05 s), except that the ``params['fail_at']``-th run of
+    fp32 raises, once (marker files in ``params['marker_dir']``): a run failing mid-way through
+    an adaptive experiment, which succeeds when run again."""
+    folder = Path(ctx.params["marker_dir"])
+    with ctx.measured():
+        time.sleep(float(ctx.params.get(f"sleep_{ctx.policy}_s", 0.05)))
+    if ctx.policy == "fp32":
+        done = len(list(folder.glob("fp32-*")))
+        if done == int(ctx.params["fail_at"]) - 1 and not (folder / "failed").exists():
+            (folder / "failed").touch()
+            raise RuntimeError("simulated out-of-memory in fit()")
+        (folder / f"fp32-{done}").touch()
+    return {"test_accuracy": 0.9 + (ctx.seed % 100) / 10_000, "test_loss": 0.3}

@@ -95,6 +95,74 @@ def test_a_settled_question_stops_the_experiment_early(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["compare", "--resume", "--out", str(out), "--quiet"])
     assert again.exit_code == 0, again.output
     assert len(list((out / "runs").glob("*.json"))) == 2 * n
+    _check_answers(sequential)
+    section = _stopping_section(out)
+    assert "repeated confidence intervals" in section and "biased away from zero" in section
+    # Savings only against the fixed design for the question that drove the stop.
+    stats_json = json.loads((out / "stats.json").read_text())["stopping"]
+    driver = stats_json["driver"]
+    assert driver is not None and f"The question that stopped it was {driver['metric']}" in section
+    assert {(a["metric"], a["verdict"]) for a in stats_json["final_answers"]} == verdicts
+    _check_verdict_is_the_designs(out)
+
+
+def _check_verdict_is_the_designs(out: Path) -> None:
+    """After an adaptive experiment the verdict is the design's answers with their repeated
+    CIs: 0.2.0 re-tested the stopped data at a fixed 0.05 and could call accuracy "different"
+    while the design had left it open."""
+    saved = json.loads((out / "stats.json").read_text())
+    answers = {(a["metric"], a["policy"]): a for a in saved["stopping"]["final_answers"]}
+    words = {"equivalent": "equivalent", "beyond margin": "beyond", "not worse": "not worse",
+             "worse": "worse"}  # fmt: skip
+    questions = saved["decisions"]["questions"]
+    assert questions
+    for question in questions:
+        answer = answers[(question["metric"], question["policy"])]
+        assert question["source"] == "sequential" and question["p_adjusted"] is None
+        if not answer["settled"]:
+            assert question["outcome"] == "open"
+        elif answer["verdict"] == "different":
+            assert question["outcome"] in ("lower", "higher")
+        else:
+            assert question["outcome"] == words[answer["verdict"]]
+        assert question["interval_level"] == pytest.approx(answer["confidence"])
+        factor = 100.0 if question["unit"] == "pp" else 1.0  # fractions shown in pp
+        expected = [factor * answer["ci_low"], factor * answer["ci_high"]]
+        assert question["interval"] == pytest.approx(expected)
+    verdict = saved["verdict"]
+    assert all("repeated CI" in line for line in verdict[: len(questions)])
+    assert "Holm" not in " ".join(verdict)
+    assert any("sequential design" in line for line in verdict)
+
+
+def _stopping_section(out: Path) -> str:
+    md = (out / "report.md").read_text()
+    start = md.index("## Why the experiment stopped")
+    end = md.index("\n## ", start + 1)
+    return md[start:end]
+
+
+def _check_answers(sequential: dict[str, Any]) -> None:
+    """Every answer carries its repeated CI, and its decision is read off it; a carried answer
+    keeps the level of the look that settled it (0.2.0 showed the current look's)."""
+    levels = {
+        (look["runs_per_policy"], a["metric"]): a["level"]
+        for look in sequential["looks"]
+        for a in look["answers"]
+    }
+    for look in sequential["looks"]:
+        for a in look["answers"]:
+            assert a["ci_low"] is not None and a["ci_low"] <= a["ci_high"], a
+            if a["verdict"] == "different":
+                assert a["ci_low"] > 0 or a["ci_high"] < 0
+            if a["verdict"] == "equivalent":
+                assert -a["margin"] < a["ci_low"] and a["ci_high"] < a["margin"]
+            assert a["verdict"] in (None, "different", "equivalent", "beyond margin")
+            if a["kind"] != "difference":
+                assert a["verdict"] != "different"
+            if a["carried"]:
+                assert a["level"] == levels[(a["settled_at"], a["metric"])]
+                assert a["level"] != look["level"] or a["kind"] != "difference"
 
 
 def test_an_open_question_runs_to_the_maximum_and_says_so(tmp_path: Path) -> None:
@@ -108,6 +176,41 @@ def test_an_open_question_runs_to_the_maximum_and_says_so(tmp_path: Path) -> Non
     assert sequential["runs_per_policy"] == 4
     assert "maximum" in sequential["reason"] and "energy_j" in sequential["reason"]
     assert len(list((out / "runs").glob("*.json"))) == 8
+    # It ran to its maximum: no savings are claimed (0.2.0 printed "stopping at 4 saved ...").
+    section = _stopping_section(out)
+    assert "ran to its end" in section and "saved" not in section
+    assert "biased" not in section
+    _check_verdict_is_the_designs(out)
+
+
+def test_a_run_failing_after_the_first_look_skips_a_look_and_the_experiment_finishes(
+    tmp_path: Path,
+) -> None:
+    """0.2.0 died (exit 2) at the block after a failed run: 3 runs per policy again, and the
+    design refused a look "before" the previous one; --resume hit the same error. A look with
+    no new run of every policy is skipped; the experiment runs to its end and resumes."""
+    out = tmp_path / "failing"
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    args = [
+        *("--workload", "experiment_workloads:fails_once", "--adaptive", "--max-runs", "6"),
+        *("--param", f"marker_dir={markers}", "--param", "fail_at=4"),
+    ]
+    result = _compare(out, *args)
+    assert result.exit_code == 1, result.output  # a failed run, not a design error (2)
+    assert "must come before" not in result.output
+    sequential = _experiment(out)["sequential"]
+    assert sequential["reason"] is not None
+    looks = [look["runs_per_policy"] for look in sequential["looks"]]
+    assert looks == sorted(set(looks)) and looks[0] == 3
+    if sequential["stopped_early"] is False:  # not settled at the first look by chance
+        assert sequential["skipped"] == [4] and looks == [3, 4, 5]
+        assert "fewer than the maximum of 6" in sequential["reason"]
+    again = CliRunner().invoke(
+        app, ["compare", "--resume", "--retry-failed", "--out", str(out), "--quiet"]
+    )
+    assert again.exit_code == 0, again.output
+    assert _experiment(out)["status"] == "complete"
 
 
 @pytest.mark.parametrize(

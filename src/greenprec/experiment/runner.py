@@ -486,16 +486,31 @@ def _adaptive_look(
     if latest is None or any(b not in ended for b in blocks if b <= latest):
         return False
     looked = [look_record.block for look_record in record.looks]
-    if latest in looked:
+    if latest in looked or latest in record.skipped:
         return False
     data = _look_data(config, [r for r in runs if r.block is not None and r.block <= latest])
     counts = [len(data["energy_j"].get(policy, [])) for policy in config.policies]
     runs_per_policy = min(counts) if counts else 0
-    if runs_per_policy < record.min_runs:
+    last_block = max(blocks)
+    if runs_per_policy < record.min_runs and latest < last_block:
         return False
-    previous = record.looks[-1].runs_per_policy if record.looks else None
+    previous = [look_record.runs_per_policy for look_record in record.looks]
+    if runs_per_policy < record.min_runs or (previous and runs_per_policy <= previous[-1]):
+        # A failed run: this block added no run of every policy, so a look would add no
+        # information (and its boundary is not defined). Skip it; the next block may.
+        record.skipped.append(latest)
+        message = f"block {latest} added no run of every policy (a run failed): no look after it"
+        if latest >= last_block:
+            _stop_without_look(record, runs_per_policy)
+            message += f"; every planned block has run: {record.reason}"
+        store.write_experiment(experiment)
+        reporter.message(message)
+        return latest >= last_block
     design = SequentialDesign(
-        alpha=record.alpha, max_runs=record.max_runs, min_runs=record.min_runs
+        alpha=record.alpha,
+        max_runs=record.max_runs,
+        min_runs=record.min_runs,
+        spending="pocock" if "pocock" in record.method.lower() else "obrien-fleming",
     )
     result = look(
         design,
@@ -511,6 +526,8 @@ def _adaptive_look(
             runs_per_policy=runs_per_policy,
             information=result.information,
             alpha_spent=result.alpha_spent,
+            level=result.level,
+            alpha_share=result.alpha_share,
             answers=[
                 AnswerRecord(
                     metric=answer.metric,
@@ -520,19 +537,34 @@ def _adaptive_look(
                     settled=answer.settled,
                     verdict=answer.verdict,
                     p=answer.p,
-                    level=result.level,
+                    level=answer.level,
                     margin=answer.margin_abs,
+                    margin_value=answer.margin_value,
+                    margin_unit=answer.margin_unit,
+                    margin_tolerated=answer.margin_tolerated,
+                    estimate=answer.estimate,
+                    ci_low=answer.ci_low,
+                    ci_high=answer.ci_high,
+                    confidence=answer.confidence,
+                    scale=answer.scale,
+                    settled_at=answer.settled_at,
+                    carried=answer.carried,
                 )
                 for answer in result.answers
             ],
         )
     )
-    last_block = max(blocks)
     stop = result.stop or latest >= last_block
+    cut: list[str] = []
     if stop:
         record.reason = result.reason
+        if not result.stop:
+            record.reason = (
+                f"every planned block has run, with {runs_per_policy} runs per policy done "
+                f"(fewer than the maximum of {record.max_runs}: runs failed); {result.reason}"
+            )
         record.runs_per_policy = runs_per_policy
-        record.stopped_early = latest < last_block
+        record.stopped_early = result.settled and latest < last_block
         cut = [r.run_id for r in runs if r.block is not None and r.block > latest]
         experiment.schedule = [p for p in experiment.schedule if p.run_id not in cut]
     store.write_experiment(experiment)
@@ -540,11 +572,29 @@ def _adaptive_look(
         f"look after block {latest} ({runs_per_policy} runs per policy): "
         + (result.reason if stop else "not settled yet; going on")
     )
-    if stop:
-        for run_id in cut:
-            store.forget_run(run_id)
-            del by_id[run_id]
+    for run_id in cut:
+        store.forget_run(run_id)
+        del by_id[run_id]
     return stop
+
+
+def _stop_without_look(record: SequentialRecord, runs_per_policy: int) -> None:
+    """The last block added nothing to look at: the last look's answers stand."""
+    last = record.looks[-1] if record.looks else None
+    record.runs_per_policy = last.runs_per_policy if last is not None else runs_per_policy
+    record.stopped_early = False
+    if last is None:
+        record.reason = (
+            f"every planned block has run, but no policy reached {record.min_runs} done runs "
+            "(min_runs): no look was made and no question is answered"
+        )
+        return
+    still = [f"{a.metric} {a.policy} vs {a.reference}" for a in last.answers if not a.settled]
+    record.reason = (
+        f"every planned block has run; failed runs left {last.runs_per_policy} runs per policy "
+        f"at the last look (fewer than the maximum of {record.max_runs}), whose answers stand"
+        + (": " + " and ".join(still) + " still open" if still else "")
+    )
 
 
 def _look_data(

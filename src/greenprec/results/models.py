@@ -291,7 +291,10 @@ class PhaseRecord(_Record):
 
 
 class AnswerRecord(_Record):
-    """One question of an adaptive experiment, as one look answered it."""
+    """One question of an adaptive experiment, as one look answered it.
+
+    Folders written before 0.3 lack the interval fields (None), and their carried answers
+    record the level of the look that carried them, not the one that settled them."""
 
     metric: str
     policy: str
@@ -299,12 +302,31 @@ class AnswerRecord(_Record):
     kind: Literal["difference", "equivalence", "noninferiority"]
     settled: bool
     verdict: str | None = None
-    """When settled: ``different``, ``equivalent``, ``not worse``, ``worse``."""
+    """When settled: ``different``, ``equivalent``, ``beyond margin`` (an equivalence
+    question's interval wholly outside the margin), ``not worse``, ``worse``."""
     p: float | None = None
     level: float | None = None
-    """The significance level this look tested at (the alpha spent at this look)."""
+    """The nominal level its p was compared with at the look that answered it (for a carried
+    answer: the look that settled it): two-sided for a difference question, one-sided (each
+    side) for a margin question."""
     margin: float | None = None
     """The margin in the metric's own units (equivalence and non-inferiority)."""
+    margin_value: float | None = None
+    margin_unit: Literal["pp", "%", "abs"] | None = None
+    margin_tolerated: Literal[-1, 1] | None = None
+    """The margin as given: 1 and ``pp``; 2 and ``%`` (of the reference mean); 0.01 and
+    ``abs``; for non-inferiority the side it tolerates (−1 lower, +1 higher)."""
+    estimate: float | None = None
+    """The estimate: % change of the mean when ``scale`` is ``percent``, else the difference."""
+    ci_low: float | None = None
+    ci_high: float | None = None
+    """The repeated confidence interval at that look (valid under the stopping rule)."""
+    confidence: float | None = None
+    """The interval's level (1 − level, or 1 − 2·level for a margin question)."""
+    scale: Literal["percent", "difference"] | None = None
+    settled_at: int | None = None
+    """Runs per policy of the look that settled it."""
+    carried: bool = False
 
 
 class LookRecord(_Record):
@@ -317,6 +339,11 @@ class LookRecord(_Record):
     alpha_spent: float
     """The cumulative alpha spent by this look."""
     answers: list[AnswerRecord] = Field(default_factory=list)
+    level: float | None = None
+    """The nominal two-sided level of a difference question at this look (its exact
+    boundary for its share of alpha); None in folders written before 0.3."""
+    alpha_share: float | None = None
+    """Each question's share of alpha (alpha / number of questions)."""
 
 
 class SequentialRecord(_Record):
@@ -331,6 +358,8 @@ class SequentialRecord(_Record):
     reason: str | None = None
     runs_per_policy: int | None = None
     """Runs per policy when it stopped."""
+    skipped: list[int] = Field(default_factory=list)
+    """Blocks after which no look was made: a failed run left no new run of every policy."""
 
 
 JOB_ID_PATTERN = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
