@@ -436,7 +436,10 @@ def test_seed_study_reproduced_independently(imported_study: tuple[Path, Path]) 
     diff_pp = 100 * (accuracy["groups"]["mixed"]["mean"] - accuracy["groups"]["fp32"]["mean"])
     assert -2.0 < diff_pp < 0.0
     assert accuracy["comparisons"][0]["primary_p"] > 0.05
-    assert stats["verdict"][0].startswith("mixed used 12.6% less energy than fp32")
+    assert stats["verdict"][0].startswith("mixed vs fp32, energy: −12.6% (")
+    assert stats["verdict"][0].endswith(
+        "mixed used less energy than fp32; duration −1.3%, mean power −11.4%."
+    )
     for name in ("energy_violin", "power_trace", "energy_vs_accuracy", "duration_violin"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
     assert stats["power_trace"]["runs"] == {"fp32": 29, "mixed": 30}

@@ -17,7 +17,6 @@ import typer
 from scipy import stats as sps
 from typer.testing import CliRunner
 
-from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.report import build_report
 from greenprec.report.analysis import prepare
@@ -157,7 +156,14 @@ def test_stats_json_has_the_contract_keys(study: tuple[Path, Any, dict[str, Any]
         assert len(entry["comparisons"]) == 1
         assert comparison_keys <= set(entry["comparisons"][0])
         assert entry["comparisons"][0]["a"] == "fp32" and entry["comparisons"][0]["b"] == "mixed"
-    assert set(data["energy_per_accuracy_point_j"]) == {"fp32", "mixed"}
+    # "J per accuracy point" (mean J over mean accuracy %) had no defensible meaning: gone
+    assert "energy_per_accuracy_point_j" not in data
+    decisions = data["decisions"]
+    assert decisions["size"] == 2 and decisions["alpha"] == 0.05
+    assert [(q["metric"], q["kind"]) for q in decisions["questions"]] == [
+        ("energy_j", "difference"),
+        ("test_accuracy", "equivalence"),
+    ]
     assert "runs_needed" in data
     # strict JSON: no NaN or Infinity tokens anywhere
     json.loads((path / "stats.json").read_text(), parse_constant=pytest.fail)
@@ -189,20 +195,26 @@ def test_numbers_agree_with_scipy(study: tuple[Path, Any, dict[str, Any]]) -> No
     assert c["relative_change_pct"] == pytest.approx(100 * (mixed.mean() / fp32.mean() - 1))
     lo, hi = c["relative_change_ci"]
     assert lo < c["relative_change_pct"] < hi
-    # J per accuracy point: mean energy over mean accuracy in percentage points
-    acc = np.delete(np.array(known["accuracy"]["fp32"]), 4)
-    assert report.stats["energy_per_accuracy_point_j"]["fp32"] == pytest.approx(
-        fp32.mean() / (100 * acc.mean())
+    # the verdict's energy decision is the same Welch log-ratio test, Holm-adjusted over the
+    # family of 2 questions, with its interval at the level the decision was made
+    energy = report.stats["decisions"]["questions"][0]
+    assert energy["p"] == pytest.approx(c["log_ratio_p"], rel=1e-9)
+    assert energy["decision_level"] == pytest.approx(0.025)
+    log_ratio = math.log(mixed.mean() / fp32.mean())
+    se = math.sqrt(
+        fp32.var(ddof=1) / (11 * fp32.mean() ** 2) + mixed.var(ddof=1) / (11 * mixed.mean() ** 2)
     )
-    # runs needed: from the pooled CV and the observed change
+    half = sps.t.isf(0.0125, c["log_ratio_df"]) * se
+    assert energy["interval"] == pytest.approx(
+        [100 * math.expm1(log_ratio - half), 100 * math.expm1(log_ratio + half)], rel=1e-9
+    )
+    # runs needed: never from the observed change (issue 20); without a smallest effect of
+    # interest for energy there is no figure, only the pooled CV
     planning = report.stats["runs_needed"]["comparisons"][0]
     cv = 100 * pooled / fp32.mean()
     assert planning["cv_pct"] == pytest.approx(cv)
-    assert planning["runs_needed_per_policy"] == stats.runs_needed(cv, c["relative_change_pct"])
-    assert planning["achieved_power"] == pytest.approx(
-        stats.achieved_power((11, 11), cv, c["relative_change_pct"])
-    )
-    assert planning["enough"] is True
+    assert planning["runs_needed_per_policy"] is None and "achieved_power" not in planning
+    assert planning["enough"] is None
 
 
 def test_outlier_is_removed_from_every_metric(study: tuple[Path, Any, dict[str, Any]]) -> None:
@@ -243,16 +255,21 @@ def test_no_outliers_keeps_every_run(tmp_path: Path) -> None:
 
 def test_verdict_reads_like_the_study(study: tuple[Path, Any, dict[str, Any]]) -> None:
     _, report, _ = study
-    line, used = report.stats["verdict"]
+    line, accuracy, family, used = report.stats["verdict"]
     # fp32-005 (an outlier) and mixed-012 (failed) are not used, and the verdict says so
     assert (
         used
         == "Based on 22 of 24 runs: 2 not used (1 failed, 1 outlier removed; see Runs not used)."
     )
-    assert re.match(r"mixed used 1\d\.\d% less energy than fp32 \(95% CI −1\d\.\d% to ", line)
-    # the primary test is decided before the data: always Welch's t on the log ratio
-    assert "Welch t (log ratio) = −" in line
-    assert "test accuracy" in line and " pp" in line
+    # one short sentence per question: estimate, interval, test, decision
+    assert re.match(
+        r"mixed vs fp32, energy: −1\d\.\d% \(97\.5% Holm-adjusted CI −1\d\.\d% to −\d+\.\d%; "
+        r"Welch t on the log ratio, p [=<] .*\): mixed used less energy than fp32",
+        line,
+    ), line
+    assert accuracy.startswith("mixed vs fp32, test accuracy: ")
+    assert "TOST (Welch), margin ±1 pp" in accuracy and " pp " in accuracy
+    assert family.startswith("The 2 questions (energy, test accuracy of mixed against fp32)")
 
 
 def test_counted_domains_make_the_power_trace(tmp_path: Path) -> None:
@@ -312,7 +329,10 @@ def test_estimated_meter_labels_every_energy_figure(tmp_path: Path) -> None:
     assert energy_figures and all("estimated" in f.title for f in energy_figures)
     headers = report.content.summary.headers
     assert "energy (J) estimated" in headers and "mean power (W) estimated" in headers
-    assert "less energy (estimated)" in report.stats["verdict"][0]
+    line = report.stats["verdict"][0]
+    assert line.startswith("mixed vs fp32, energy (estimated): ")
+    # the estimate meter's energy is CPU time times watts: the ratio is a CPU-time ratio
+    assert "this ratio is essentially the ratio of the runs' CPU times" in line
     html = (tmp_path / "report.html").read_text()
     assert "Estimated energy." in html and "ESTIMATED" in html
     assert sum(warning in w for w in report.warnings) == 1
@@ -413,7 +433,8 @@ def test_the_verdict_says_when_runs_were_not_used(tmp_path: Path) -> None:
 def test_the_verdict_says_nothing_more_when_every_run_is_used(tmp_path: Path) -> None:
     write_folder(tmp_path, {"fp32": [10.0, 11.0, 12.0], "mixed": [8.0, 9.0, 9.5]})
     report = build_report(tmp_path)
-    assert len(report.verdict) == 1 and not any("Based on" in v for v in report.verdict)
+    assert not any("Based on" in v for v in report.verdict)
+    assert report.verdict[1:] == ["Test accuracy not compared (no test_accuracy values)."]
 
 
 # -- units and names ---------------------------------------------------------------------------
@@ -425,7 +446,7 @@ def test_accuracy_differences_are_percentage_points_everywhere(
     path, report, known = study
     fp32 = np.delete(np.array(known["accuracy"]["fp32"]), 4)  # the outlier
     mixed = np.array(known["accuracy"]["mixed"][:11])  # mixed-012 failed
-    verdict = re.search(r"test accuracy ([+−]\d+\.\d\d) pp", report.verdict[0])
+    verdict = re.search(r"test accuracy: ([+−]\d+\.\d\d) pp", report.verdict[1])
     assert verdict is not None
     (row,) = [r for r in report.content.tests.rows if r[0] == "test accuracy (%)"]
     # "+0.6 %" (a relative change) beside the verdict's "+0.59 pp" read as two numbers of
@@ -441,7 +462,7 @@ def test_accuracy_differences_are_percentage_points_everywhere(
     (effect,) = [r for r in report.content.effects.rows if r[0] == "test accuracy (%)"]
     assert effect[4] == f"{verdict.group(1)} pp"
     md = (path / "report.md").read_text()
-    assert "pp (" in md and "For test accuracy the change is the difference in percentage" in md
+    assert "pp (" in md and "Welch's t on the difference for test accuracy (in percentage" in md
 
 
 def test_the_compared_with_policy_is_the_reference_not_the_baseline(tmp_path: Path) -> None:
@@ -544,11 +565,10 @@ def test_no_samples_and_no_accuracy(tmp_path: Path) -> None:
     accuracy = report.stats["metrics"]["test_accuracy"]
     assert accuracy["groups"]["fp32"]["n"] == 0
     assert "no finished run reported test_accuracy" in accuracy["not_computed"]["comparisons"]
-    assert report.stats["energy_per_accuracy_point_j"] == {"fp32": None, "mixed": None}
-    assert "test accuracy not compared" in report.stats["verdict"][0]
+    assert "Test accuracy not compared (no test_accuracy values)." in report.stats["verdict"]
     assert any("no samples/<run_id>.csv for 6 run(s)" in w for w in report.warnings)
     text = _not_computed_text(tmp_path)
-    assert "figure power_trace:" in text and "J per accuracy point, fp32" in text
+    assert "figure power_trace:" in text
 
 
 def test_every_run_failed(tmp_path: Path) -> None:

@@ -187,7 +187,7 @@ def test_every_unusable_row_is_counted_and_named(tmp_path: Path) -> None:
     groups = report.stats["metrics"]["energy_j"]["groups"]
     assert groups["fp32"]["n"] == 5 and groups["mixed"]["n"] == 4
     assert report.stats["metrics"]["duration_s"]["groups"]["fp32"]["n"] == 4
-    assert report.stats["verdict"][0].startswith("mixed used 19.")
+    assert report.stats["verdict"][0].startswith("mixed vs fp32, energy: −19.")
     assert report.stats["runs"]["total"] == 17 and report.stats["runs"]["excluded"] == 8
     assert report.stats["runs"]["used"] + report.stats["runs"]["excluded"] == 17
     on_disk = json.loads((tmp_path / "stats.json").read_text())
@@ -228,15 +228,14 @@ def test_one_percentage_among_fractions_refuses_the_column(tmp_path: Path) -> No
     reason = report.stats["refused_columns"]["test_accuracy"]
     assert "mixes fractions" in reason and "fp32-003 (95)" in reason
     assert report.stats["metrics"]["test_accuracy"]["not_computed"]["comparisons"] == reason
-    assert report.stats["energy_per_accuracy_point_j"] == {"fp32": None, "mixed": None}
-    (line,) = report.stats["verdict"]
-    assert "test accuracy not compared (it mixes fractions and percentages)" in line
+    _energy, accuracy = report.stats["verdict"]
+    assert accuracy == "Test accuracy not compared (it mixes fractions and percentages)."
     assert any("fp32-003 (95)" in w for w in report.warnings)
     odd = [e for e in report.excluded if e.column == "test_accuracy"]
     assert [(e.run_id, e.line) for e in odd] == [("fp32-003", 4)]
     assert "energy_vs_accuracy" in report.skipped_figures
     # the energy verdict is unaffected
-    assert report.stats["verdict"][0].startswith("mixed used 19.")
+    assert report.stats["verdict"][0].startswith("mixed vs fp32, energy: −19.")
 
 
 def test_accuracy_unit_is_read_from_the_whole_column(tmp_path: Path) -> None:
@@ -245,38 +244,116 @@ def test_accuracy_unit_is_read_from_the_whole_column(tmp_path: Path) -> None:
     report = build_report(tmp_path)
     assert report.stats["accuracy_scale"] == "percent"
     assert report.stats["refused_columns"] == {}
-    assert report.stats["energy_per_accuracy_point_j"]["mixed"] == pytest.approx(
-        np.mean(ENERGIES["mixed"]) / np.mean(accuracy["mixed"])
+    # percentages are points already: the accuracy question's interval is in pp as it is
+    (question,) = [q for q in report.stats["decisions"]["questions"] if q["kind"] != "difference"]
+    assert question["unit"] == "pp"
+    assert question["estimate"] == pytest.approx(
+        np.mean(accuracy["mixed"]) - np.mean(accuracy["fp32"])
     )
 
 
 # -- §4 the verdict's test and CI are one inference ----------------------------------------------
 
 
+def _reads(outcome: str, kind: str, interval: tuple[float, float], lower: Any, upper: Any) -> bool:
+    """Whether ``outcome`` is what the interval says, by the rules of report.decisions."""
+    low, high = interval
+    if kind == "difference":
+        expected = "lower" if high < 0 else "higher" if low > 0 else "open"
+    elif kind == "equivalence":
+        inside = lower < low and high < upper
+        expected = "equivalent" if inside else "beyond" if high < lower or low > upper else "open"
+    elif lower is not None:
+        expected = "not worse" if low > lower else "worse" if high < lower else "open"
+    else:
+        expected = "not worse" if high < upper else "worse" if low > upper else "open"
+    return outcome == expected
+
+
+values = st.lists(st.floats(0.8, 1.2), min_size=3, max_size=6)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.floats(0.8, 1.2), min_size=3, max_size=6),
-    st.lists(st.floats(0.8, 1.2), min_size=3, max_size=6),
+    values,
+    values,
+    values,
+    st.lists(st.floats(0.9, 0.95), min_size=6, max_size=6),
+    st.sampled_from(["test_accuracy=1pp", "test_accuracy=-1pp", "test_accuracy=2%"]),
+    st.sampled_from([None, "energy_j=+5%", "energy_j=10%"]),
 )
-def test_verdict_significance_agrees_with_its_ci(a: list[float], b: list[float]) -> None:
+def test_every_decision_agrees_with_its_interval(
+    a: list[float],
+    b: list[float],
+    c: list[float],
+    accuracy: list[float],
+    accuracy_margin: str,
+    energy_margin: str | None,
+) -> None:
+    """Every question of every policy (energy, accuracy; difference, equivalence and
+    non-inferiority; pp and % margins): the decision is what its interval says, the adjusted p
+    is below alpha exactly when a decision was made, and the verdict never says "not
+    significant"."""
+    energies = {"fp32": [1000.0 * x for x in a], "mixed": [950.0 * x for x in b]}
+    energies["bf16"] = [900.0 * x for x in c]
+    acc = {
+        p: [accuracy[(i + k) % 6] for i in range(len(v))]
+        for k, (p, v) in enumerate(energies.items())
+    }
+    margins = [accuracy_margin] + ([energy_margin] if energy_margin else [])
+    analysis = in_memory_analysis(energies, acc, margins)
+    family = analysis.family
+    assert [(d.question.policy, d.question.metric) for d in family.decisions] == [
+        ("mixed", "energy_j"),
+        ("mixed", "test_accuracy"),
+        ("bf16", "energy_j"),
+        ("bf16", "test_accuracy"),
+    ]
+    for decision in family.decisions:
+        q = decision.question
+        if decision.outcome == "not tested":
+            assert decision.interval is None and decision.p is None
+            continue
+        assert decision.interval is not None and decision.p_adjusted is not None
+        assert _reads(decision.outcome, q.kind, decision.interval, q.lower_bound, q.upper_bound)
+        assert (decision.p_adjusted < analysis.alpha) == decision.decided
+    for line in verdict(analysis):
+        assert "not significant" not in line
+
+
+@settings(max_examples=40, deadline=None)
+@given(values, values)
+def test_one_question_shows_the_primary_tests_own_interval(a: list[float], b: list[float]) -> None:
+    """With one question the family is that question: its interval is the energy comparison's
+    95% CI and its decision is the primary test's at 0.05."""
     energies = {"fp32": [1000.0 * x for x in a], "mixed": [950.0 * x for x in b]}
     analysis = in_memory_analysis(energies)
     comparison = analysis.energy.against("mixed")
     assert comparison is not None
-    (line,) = verdict(analysis)
+    (decision,) = analysis.family.decisions
     if comparison.relative_change_ci is None:  # no spread at all: neither test nor CI
-        assert comparison.primary_p is None and "no test" in line
+        assert decision.outcome == "not tested"
         return
+    shown = decision.shown_interval()
+    assert shown == pytest.approx(comparison.relative_change_ci, rel=1e-9, abs=1e-9)
     lo, hi = comparison.relative_change_ci
-    excludes_zero = lo > 0 or hi < 0
-    assert ("inconclusive: no difference shown" not in line) == excludes_zero
-    assert "not significant" not in line
+    assert decision.decided == (lo > 0 or hi < 0)
 
 
-def in_memory_analysis(energies: dict[str, list[float]]) -> Analysis:
-    """The analysis of done runs with these energies and nothing else, without a folder."""
+def in_memory_analysis(
+    energies: dict[str, list[float]],
+    accuracy: dict[str, list[float]] | None = None,
+    margins: list[str] | None = None,
+) -> Analysis:
+    """The analysis of done runs with these energies (and accuracies), without a folder."""
     rows: list[dict[str, Any]] = [
-        {"run_id": f"{policy}-{i + 1:03d}", "policy": policy, "status": "done", "energy_j": e}
+        {
+            "run_id": f"{policy}-{i + 1:03d}",
+            "policy": policy,
+            "status": "done",
+            "energy_j": e,
+            **({"test_accuracy": accuracy[policy][i]} if accuracy else {}),
+        }
         for policy, values in energies.items()
         for i, e in enumerate(values)
     ]
@@ -294,7 +371,7 @@ def in_memory_analysis(energies: dict[str, list[float]]) -> Analysis:
         usable=[True] * len(rows),
     )
     # With 6 runs or fewer per policy the |z| > 3 rule cannot remove any.
-    return analyse(prepare(data))
+    return analyse(prepare(data), margins=margins)
 
 
 def test_the_report_command_names_every_unused_run_on_stderr(tmp_path: Path) -> None:

@@ -277,8 +277,8 @@ def test_planning_with_one_run_per_policy_is_not_computed(tmp_path: Path) -> Non
     (item,) = report.analysis.planning.items
     assert item.runs_needed_per_policy is None and item.enough is None
     assert set(item.not_computed.values()) == {"needs at least 2 runs per policy"}
-    assert report.prose.planning[0] == (
-        "mixed vs fp32: not computed (needs at least 2 runs per policy)."
+    assert report.prose.planning[0].startswith(
+        "Energy: no runs-needed figure is given, because no smallest effect of interest"
     )
 
 

@@ -223,9 +223,17 @@ def test_alpha_must_leave_a_two_sided_interval() -> None:
             Margin("test_accuracy", 2.0, "pp", "noninferiority", -1),
             "not worse than −2 pp",
         ),
-        ("energy_j=+5%", Margin("energy_j", 5.0, "%", "noninferiority", 1), "not more than +5 %"),
+        (
+            "energy_j=+5%",
+            Margin("energy_j", 5.0, "%", "noninferiority", 1),
+            "not more than +5 % of the reference mean",
+        ),
         ("test_loss=0.02", Margin("test_loss", 0.02, "abs", "equivalence"), "±0.02"),
-        (" energy_j = 2.5% ", Margin("energy_j", 2.5, "%", "equivalence"), "±2.5 %"),
+        (
+            " energy_j = 2.5% ",
+            Margin("energy_j", 2.5, "%", "equivalence"),
+            "±2.5 % of the reference mean",
+        ),
         ("val_acc=1e-1pp", Margin("val_acc", 0.1, "pp", "equivalence"), "±0.1 pp"),
         ("test_loss=.5", Margin("test_loss", 0.5, "abs", "equivalence"), "±0.5"),
     ],
@@ -399,7 +407,7 @@ def test_verdicts() -> None:
     assert equivalence_verdict(0.01, True, lower, 3, None) == "not worse than −0.01"
     upper = noninferiority_welch([100.0, 101, 99], [102.0, 103, 101], 5.0, 1)
     assert equivalence_verdict(0.05, False, upper, 3, None, parse_margin("energy_j=+5%")) == (
-        "not more than +5 %"
+        "not more than +5 % of the reference mean"
     )
     no_ni = noninferiority_welch([0.44, 0.48, 0.46], [0.43, 0.47, 0.45], 0.01, -1)
     text = equivalence_verdict(0.6, False, no_ni, 3, None, ni)

@@ -20,6 +20,16 @@ import numpy as np
 from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.report.data import Excluded, ExperimentData, Row, numeric
+from greenprec.report.decisions import (
+    Decision,
+    Family,
+    Outcome,
+    Question,
+    TFit,
+    decide,
+    phrase,
+    with_sequential,
+)
 from greenprec.report.equivalence import (
     EquivalenceItem,
     MarginUse,
@@ -57,6 +67,9 @@ class Metric:
     unit: str
     energy: bool  # an energy figure: labelled "estimated" when the meter estimated
     always: bool  # in stats.json even when no run has it
+    # The primary test, fixed before the data by the metric's scale: a ratio of means for
+    # positive quantities (energy, time, power), a difference for accuracy and loss.
+    primary: stats.Primary = "log_ratio"
 
 
 METRICS: tuple[Metric, ...] = (
@@ -64,8 +77,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("net_energy_j", "net energy (above idle)", "J", energy=True, always=False),
     Metric("duration_s", "duration", "s", energy=False, always=True),
     Metric("mean_power_w", "mean power", "W", energy=True, always=True),
-    Metric("test_accuracy", "test accuracy", "", energy=False, always=True),
-    Metric("test_loss", "test loss", "", energy=False, always=False),
+    Metric("test_accuracy", "test accuracy", "", energy=False, always=True, primary="difference"),
+    Metric("test_loss", "test loss", "", energy=False, always=False, primary="difference"),
 )
 METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
 
@@ -349,68 +362,36 @@ def _metric(
         reason = None
     if reason is not None:
         return MetricAnalysis(metric, groups, reason=reason)
-    compared = stats.compare_policies(values, prepared.data.baseline, alpha=alpha)
+    compared = stats.compare_policies(
+        values, prepared.data.baseline, alpha=alpha, primary=metric.primary
+    )
     return MetricAnalysis(metric, groups, compared=compared)
-
-
-# -- energy per accuracy point -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnergyPerPoint:
-    """Mean energy over mean accuracy in percentage points, per policy (the study's Table 1)."""
-
-    values: dict[str, float | None]
-    not_computed: dict[str, str]  # policy -> why its value is None
-
-
-def _energy_per_point(
-    energy: MetricAnalysis, accuracy: MetricAnalysis, prepared: Prepared
-) -> EnergyPerPoint:
-    out: dict[str, float | None] = {}
-    missing: dict[str, str] = {}
-    refused = prepared.data.refused_columns
-    for policy, group in energy.groups.items():
-        mean_e = finite(group.description.mean)
-        mean_a = finite(accuracy.groups[policy].description.mean)
-        out[policy] = None
-        if mean_e is None:
-            missing[policy] = "no energy values"
-        elif ACCURACY in refused:
-            missing[policy] = refused[ACCURACY]
-        elif mean_a is None or prepared.accuracy_scale is None:
-            missing[policy] = "no test_accuracy values"
-        else:
-            try:
-                value = stats.energy_per_accuracy_point(
-                    mean_e, mean_a, scale=prepared.accuracy_scale
-                )
-            except ConfigError as error:
-                missing[policy] = str(error)
-                continue
-            if math.isfinite(value):
-                out[policy] = value
-            else:
-                missing[policy] = "mean test accuracy is zero"
-    return EnergyPerPoint(out, missing)
 
 
 # -- planning ------------------------------------------------------------------------------------
 
-PLANNED = ("cv_pct", "runs_needed_per_policy", "achieved_power", "enough")
+PLANNED = ("cv_pct", "runs_needed_per_policy", "enough")
+SesoiSource = Literal["given", "experiment", "margin"]
+SESOI_HINT = "--sesoi energy_j=5%"
+NO_SESOI = (
+    "no smallest effect of interest was stated for energy (and it has no margin), and the "
+    "observed change is not one: power computed from it only restates its p-value"
+)
 
 
 @dataclass(frozen=True)
 class PlanningItem:
-    """Runs per policy that one energy comparison's observed effect needs, and the power the
-    experiment had. ``cv_pct`` is the pooled SD (the one behind Cohen's d) as a percentage of
-    the reference mean, so the planning effect size is exactly the observed |d|."""
+    """Runs per policy a fixed design needs for one energy comparison to detect the smallest
+    effect of interest (``sesoi_pct``, % of the reference mean) with the planned power, at the
+    pooled CV seen here (the pooled SD as a percentage of the reference mean; to first order
+    the SD of the log ratio the energy test uses). Never the observed effect: power computed
+    from it is a function of the p-value and says nothing more (Hoenig and Heisey, 2001)."""
 
     comparison: stats.CompareResult
     cv_pct: float | None = None
+    sesoi_pct: float | None = None
     runs_needed_per_policy: int | None = None
-    achieved_power: float | None = None
-    enough: bool | None = None
+    enough: bool | None = None  # the runs per policy used reach runs_needed_per_policy
     not_computed: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -425,74 +406,208 @@ class PlanningItem:
             "n_a": c.n_a,
             "n_b": c.n_b,
             "cv_pct": finite(self.cv_pct),
-            "relative_change_pct": finite(c.relative_change_pct),
+            "sesoi_pct": finite(self.sesoi_pct),
             "runs_needed_per_policy": self.runs_needed_per_policy,
-            "achieved_power": finite(self.achieved_power),
             "enough": self.enough,
             "not_computed": dict(self.not_computed),
         }
 
 
 @dataclass(frozen=True)
+class MarginPlan:
+    """Runs per policy that would show a margin question's answer (equivalence, or
+    non-inferiority) with the planned power if there were no true difference, at the pooled
+    SD seen here: what is reachable, not what the observed difference would need."""
+
+    metric: str
+    a: str
+    b: str
+    margin: MarginUse
+    runs_needed_per_policy: int | None
+    n_a: int
+    n_b: int
+    basis: str
+    not_computed: str | None = None
+
+    def to_json_dict(self) -> JsonObject:
+        return {
+            "metric": self.metric,
+            "a": self.a,
+            "b": self.b,
+            "n_a": self.n_a,
+            "n_b": self.n_b,
+            "margin": self.margin.text,
+            "true_difference": 0.0,
+            "runs_needed_per_policy": self.runs_needed_per_policy,
+            "basis": self.basis,
+            "not_computed": self.not_computed,
+        }
+
+
+@dataclass(frozen=True)
 class Planning:
-    """:class:`PlanningItem` for every energy comparison (a post-hoc estimate)."""
+    """Runs needed, planned from effects stated in advance: per energy comparison for the
+    smallest effect of interest (``sesoi``: given, from the experiment, else energy's margin;
+    none: no figure), and per margin question for no true difference."""
 
     alpha: float
     power: float
     items: list[PlanningItem]
     not_computed: dict[str, str]
     metric: str = ENERGY
-    basis: str = "observed pooled CV and observed relative change (a post-hoc estimate)"
+    sesoi: stats.Margin | None = None
+    sesoi_source: SesoiSource | None = None
+    margins: list[MarginPlan] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # sesoi given but not usable
+
+    @property
+    def basis(self) -> str:
+        if self.sesoi is None:
+            return NO_SESOI
+        return (
+            f"the smallest effect of interest {self.sesoi.spec()} ({self.sesoi_source}) and the "
+            "pooled CV observed; two-sided t-test"
+        )
 
     def to_json_dict(self) -> JsonObject:
+        sesoi = self.sesoi
         return {
             "metric": self.metric,
             "alpha": self.alpha,
             "power": self.power,
             "basis": self.basis,
+            "sesoi": None
+            if sesoi is None
+            else {
+                "spec": sesoi.spec(),
+                "value": sesoi.value,
+                "unit": sesoi.unit,
+                "source": self.sesoi_source,
+            },
             "comparisons": [item.to_json_dict() for item in self.items],
+            "margin_questions": [plan.to_json_dict() for plan in self.margins],
             "not_computed": dict(self.not_computed),
         }
 
 
-def _planning(energy: MetricAnalysis, *, alpha: float, power: float) -> Planning:
+def as_sesoi(given: Iterable[stats.Margin | str] | None) -> list[stats.Margin]:
+    """Smallest effects of interest from :class:`stats.Margin` objects or ``METRIC=SPEC``
+    texts (:func:`stats.parse_sesoi`; ConfigError on one it cannot read)."""
+    return [
+        item if isinstance(item, stats.Margin) else stats.parse_sesoi(str(item))
+        for item in given or []
+    ]
+
+
+def _energy_sesoi(
+    given: Sequence[stats.Margin],
+    experiment: Mapping[str, Any],
+    margins: Mapping[str, MarginUse],
+) -> tuple[stats.Margin | None, SesoiSource | None, list[str]]:
+    """Energy's smallest effect of interest: given, else the experiment's, else its margin."""
+    problems: list[str] = []
+    for margin in given:
+        if margin.metric != ENERGY:
+            problems.append(
+                f"sesoi {margin.spec()} is not used: only energy ({ENERGY}) is planned from a "
+                "smallest effect of interest; a metric with a margin is planned from its margin"
+            )
+    chosen = next((m for m in given if m.metric == ENERGY), None)
+    if chosen is not None:
+        return chosen, "given", problems
+    config = experiment.get("config")
+    recorded = config.get("sesoi") if isinstance(config, dict) else None
+    if isinstance(recorded, dict) and ENERGY in recorded:
+        try:
+            return stats.parse_sesoi(f"{ENERGY}={recorded[ENERGY]}"), "experiment", problems
+        except ConfigError as error:
+            problems.append(f"experiment.json sesoi for {ENERGY} is ignored: {error}")
+    use = margins.get(ENERGY)
+    if use is not None:
+        return use.margin, "margin", problems
+    return None, None, problems
+
+
+def _planning(
+    energy: MetricAnalysis,
+    *,
+    alpha: float,
+    power: float,
+    sesoi: Sequence[stats.Margin] = (),
+    experiment: Mapping[str, Any] | None = None,
+    margins: Mapping[str, MarginUse] | None = None,
+    equivalence: Mapping[str, Sequence[EquivalenceItem]] | None = None,
+) -> Planning:
     comparisons = energy.comparisons
     missing: dict[str, str] = {}
     if not comparisons:
         missing["comparisons"] = energy.not_computed.get("comparisons", "nothing to compare")
-    return Planning(alpha, power, [_plan(c, alpha, power) for c in comparisons], missing)
+    chosen, source, problems = _energy_sesoi(sesoi, experiment or {}, margins or {})
+    plans = [
+        MarginPlan(
+            item.metric,
+            item.a,
+            item.b,
+            item.margin,
+            item.runs_needed,
+            item.n_a,
+            item.n_b,
+            item.runs_needed_basis,
+            item.not_computed.get("runs_needed"),
+        )
+        for items in (equivalence or {}).values()
+        for item in items
+    ]
+    return Planning(
+        alpha,
+        power,
+        [_plan(c, chosen, alpha, power) for c in comparisons],
+        missing,
+        sesoi=chosen,
+        sesoi_source=source,
+        margins=plans,
+        problems=problems,
+    )
 
 
-def _plan(comparison: stats.CompareResult, alpha: float, power: float) -> PlanningItem:
+def _plan(
+    comparison: stats.CompareResult, sesoi: stats.Margin | None, alpha: float, power: float
+) -> PlanningItem:
     reason = _planning_reason(comparison)
     if reason:
         return PlanningItem(comparison, not_computed=dict.fromkeys(PLANNED, reason))
     n_a, n_b = comparison.n_a, comparison.n_b
     sd_a, sd_b, mean_a = comparison.sd_a, comparison.sd_b, comparison.mean_a
-    change = comparison.relative_change_pct
-    assert sd_a is not None and sd_b is not None and mean_a and change  # _planning_reason
+    assert sd_a is not None and sd_b is not None and mean_a  # _planning_reason
     pooled = math.sqrt(((n_a - 1) * sd_a**2 + (n_b - 1) * sd_b**2) / (n_a + n_b - 2))
     cv = 100.0 * pooled / abs(mean_a)
+    if sesoi is None:
+        return PlanningItem(
+            comparison, finite(cv), not_computed=dict.fromkeys(PLANNED[1:], NO_SESOI)
+        )
+    if sesoi.unit == "pp":
+        why = f"a smallest effect in pp ({sesoi.spec()}) is for an accuracy; give energy's in %"
+        return PlanningItem(comparison, finite(cv), not_computed=dict.fromkeys(PLANNED[1:], why))
+    sesoi_pct = sesoi.value if sesoi.unit == "%" else 100.0 * sesoi.value / abs(mean_a)
     if cv == 0.0:
         return PlanningItem(
-            comparison, cv_pct=cv, not_computed=dict.fromkeys(PLANNED[1:], "zero variance")
+            comparison,
+            cv,
+            sesoi_pct,
+            not_computed=dict.fromkeys(PLANNED[1:], "zero variance"),
         )
-    missing: dict[str, str] = {}
-    achieved: float | None = None
     try:
-        achieved = finite(stats.achieved_power((n_a, n_b), cv, change, alpha))
+        needed = stats.runs_needed(cv, sesoi_pct, alpha, power)
     except ConfigError as error:
-        missing["achieved_power"] = str(error)
-    try:
-        needed = stats.runs_needed(cv, change, alpha, power)
-    except ConfigError as error:
-        missing["runs_needed_per_policy"] = str(error)
         return PlanningItem(
-            comparison, finite(cv), None, achieved, enough=False, not_computed=missing
+            comparison,
+            finite(cv),
+            sesoi_pct,
+            None,
+            enough=False,
+            not_computed={"runs_needed_per_policy": str(error)},
         )
-    return PlanningItem(
-        comparison, finite(cv), int(needed), achieved, min(n_a, n_b) >= needed, missing
-    )
+    return PlanningItem(comparison, finite(cv), sesoi_pct, int(needed), min(n_a, n_b) >= needed)
 
 
 def _planning_reason(comparison: stats.CompareResult) -> str | None:
@@ -502,8 +617,6 @@ def _planning_reason(comparison: stats.CompareResult) -> str | None:
         return "needs the SD of both policies"
     if not finite(comparison.mean_a):
         return "the reference mean is zero or missing"
-    if not finite(comparison.relative_change_pct):
-        return "no observed change; no number of runs detects it"
     return None
 
 
@@ -620,6 +733,8 @@ class BlockedComparison:
     unpaired: stats.CompareResult
     holm_p: float | None
     left_out: list[LeftOutRun]
+    # the host × policy interaction of log energy (per-host changes and its F-test)
+    interaction: stats.BlockInteraction | None = None
 
     @property
     def a(self) -> str:
@@ -658,7 +773,14 @@ class BlockedComparison:
         out["unpaired"] = self.unpaired_json()
         out["confounded"] = self.confounded
         out["left_out"] = [run.run_id for run in self.left_out]
+        interaction = self.interaction
+        out["interaction"] = interaction.to_dict() if interaction is not None else None
         return out
+
+    @property
+    def interacts(self) -> bool:
+        """The policy's change in energy differs between hosts (the interaction's F-test)."""
+        return self.interaction is not None and self.interaction.significant is True
 
 
 @dataclass(frozen=True)
@@ -794,7 +916,7 @@ def _blocking(
     tests = [_blocked(prepared, c, alpha) for c in energy.comparisons]
     adjusted = stats.holm([test.p for test, _ in tests])
     comparisons = [
-        BlockedComparison(test, unpaired, holm_p, left_out)
+        BlockedComparison(test, unpaired, holm_p, left_out, _interaction(prepared, unpaired, alpha))
         for (test, left_out), unpaired, holm_p in zip(
             tests, energy.comparisons, adjusted, strict=True
         )
@@ -816,6 +938,194 @@ def _blocking(
         holm_p={name: c.holm_p for name, c in primary.items()},
     )
     return blocking, replace(energy, compared=compared)
+
+
+def _interaction(
+    prepared: Prepared, comparison: stats.CompareResult, alpha: float
+) -> stats.BlockInteraction:
+    """The host × policy interaction of log energy for one comparison."""
+    a, b = comparison.a, comparison.b
+    groups = prepared.kept_by_policy()
+    named_a = [r for r in groups.get(a, []) if host_of(r) is not None]
+    named_b = [r for r in groups.get(b, []) if host_of(r) is not None]
+    return stats.block_interaction(
+        numeric(named_a, ENERGY),
+        numeric(named_b, ENERGY),
+        [host_of(r) for r in named_a],
+        [host_of(r) for r in named_b],
+        alpha=alpha,
+        label_a=a,
+        label_b=b,
+    )
+
+
+# -- drift over the run order --------------------------------------------------------------------
+
+ORDER = "order"  # runs.csv: the run's position in the schedule (1, 2, ...)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A trend of energy over the schedule (a machine warming up, a background job starting):
+    OLS of log energy on the run's position with one intercept per policy (per policy and host
+    when the runs came from several hosts) and one common slope."""
+
+    test: stats.RunOrderTrend
+    within: str  # "policy" or "policy and host"
+    first: int | None  # the first and last schedule position of the runs used
+    last: int | None
+
+    @property
+    def model(self) -> str:
+        terms = "policy:host" if self.within == "policy and host" else "policy"
+        return f"log(energy_j) ~ {terms} + order"
+
+    @property
+    def flagged(self) -> bool:
+        return self.test.significant is True
+
+    @property
+    def total_pct(self) -> float | None:
+        """The change the trend makes from the first run used to the last, in %."""
+        slope = self.test.slope
+        if slope is None or self.first is None or self.last is None:
+            return None
+        return finite(100.0 * math.expm1(min(slope * (self.last - self.first), 709.0)))
+
+    def to_json_dict(self) -> JsonObject:
+        out: JsonObject = {"model": self.model, "within": self.within, "flagged": self.flagged}
+        out.update(self.test.to_dict())
+        out["first_order"] = self.first
+        out["last_order"] = self.last
+        out["total_pct"] = self.total_pct
+        return out
+
+
+def _drift(prepared: Prepared, several_hosts: bool, alpha: float) -> Drift | None:
+    """The drift check on the runs used; None when no run used has an energy."""
+    rows = [row for row in prepared.kept if finite(_number_or_none(row.get(ORDER))) is not None]
+    if not rows:
+        return None
+    within = "policy and host" if several_hosts else "policy"
+    groups = [
+        (str(row["policy"]), host_of(row)) if several_hosts else str(row["policy"]) for row in rows
+    ]
+    order = numeric(rows, ORDER)
+    test = stats.run_order_trend(numeric(rows, ENERGY), order, groups, alpha=alpha)
+    used = order[np.isfinite(numeric(rows, ENERGY))]
+    first = int(used.min()) if used.size else None
+    last = int(used.max()) if used.size else None
+    return Drift(test=test, within=within, first=first, last=last)
+
+
+def _number_or_none(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- outlier sensitivity -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SensitivityItem:
+    """One question of the verdict, as decided with the outliers removed and with them kept."""
+
+    metric: str
+    label: str
+    policy: str
+    reference: str
+    kind: str
+    test: str
+    p_removed: float | None  # the question's primary p (TOST's, the difference test's, ...)
+    p_kept: float | None
+    outcome_removed: str
+    outcome_kept: str
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome_removed != self.outcome_kept
+
+    def to_json_dict(self) -> JsonObject:
+        return {
+            "metric": self.metric,
+            "policy": self.policy,
+            "reference": self.reference,
+            "kind": self.kind,
+            "test": self.test,
+            "p_removed": finite(self.p_removed),
+            "p_kept": finite(self.p_kept),
+            "outcome_removed": self.outcome_removed,
+            "outcome_kept": self.outcome_kept,
+            "changed": self.changed,
+        }
+
+
+@dataclass(frozen=True)
+class OutlierSensitivity:
+    """The verdict's questions decided again with the runs the outlier rule picks kept (when
+    the report removed them) or removed (when ``--no-outliers`` kept them)."""
+
+    applied: bool  # the report removed the outliers (the alternative keeps them)
+    run_ids: list[str]
+    items: list[SensitivityItem]
+
+    @property
+    def changed(self) -> bool:
+        return any(item.changed for item in self.items)
+
+    def to_json_dict(self) -> JsonObject:
+        return {
+            "report": "removed" if self.applied else "kept",
+            "alternative": "kept" if self.applied else "removed",
+            "runs": list(self.run_ids),
+            "verdict_changes": self.changed,
+            "questions": [item.to_json_dict() for item in self.items],
+        }
+
+
+def _outlier_sensitivity(
+    analysis: Analysis, power: float, margins: Iterable[stats.Margin | str] | None
+) -> OutlierSensitivity | None:
+    """Decide every question again with the flagged runs treated the other way."""
+    outliers = analysis.prepared.outliers
+    if not outliers.flagged:
+        return None
+    other = analyse(
+        prepare(analysis.data, outliers=not outliers.applied, threshold=outliers.threshold),
+        alpha=analysis.alpha,
+        power=power,
+        margins=margins,
+        sensitivity=False,
+    )
+    items = []
+    for decision in analysis.family.decisions:
+        q = decision.question
+        alternative = other.family.of(q.metric, q.policy)
+        if alternative is None:
+            continue
+        mine, theirs = q.primary_p(), alternative.question.primary_p()
+        removed, kept = (decision, alternative) if outliers.applied else (alternative, decision)
+        items.append(
+            SensitivityItem(
+                metric=q.metric,
+                label=q.label,
+                policy=q.policy,
+                reference=q.reference,
+                kind=q.kind,
+                test=q.test_key,
+                p_removed=mine if outliers.applied else theirs,
+                p_kept=theirs if outliers.applied else mine,
+                outcome_removed=removed.outcome,
+                outcome_kept=kept.outcome,
+            )
+        )
+    return OutlierSensitivity(
+        applied=outliers.applied,
+        run_ids=[o.run_id for o in outliers.flagged],
+        items=items,
+    )
 
 
 # -- the whole analysis --------------------------------------------------------------------------
@@ -854,7 +1164,6 @@ class Analysis:
     prepared: Prepared
     alpha: float
     metrics: dict[str, MetricAnalysis]
-    energy_per_point: EnergyPerPoint
     planning: Planning
     runs: RunCounts
     excluded: list[Excluded]
@@ -867,6 +1176,11 @@ class Analysis:
     machine: MachineStates | None = None  # runs that recorded their machine's state
     stopping: Stopping | None = None  # an adaptive experiment
     targets: list[Target] = field(default_factory=list)  # energy to a target
+    # Every question of every policy, decided together (the verdict)
+    family: Family = field(default_factory=lambda: Family(ALPHA, []))
+    drift: Drift | None = None  # a trend of energy over the run order
+    # the verdict with the outliers treated the other way (kept when removed)
+    outlier_sensitivity: OutlierSensitivity | None = None
 
     def equivalence_of(self, metric: str, policy: str) -> EquivalenceItem | None:
         """The equivalence (or non-inferiority) test of ``policy`` on ``metric``, if any."""
@@ -900,8 +1214,6 @@ class Analysis:
     def to_json_dict(self) -> JsonObject:
         data = self.data
         not_computed: JsonObject = {}
-        if self.energy_per_point.not_computed:
-            not_computed["energy_per_accuracy_point_j"] = dict(self.energy_per_point.not_computed)
         out: JsonObject = {
             # The policy every other is compared with. Not "baseline": that is the idle power
             # measurement (--baseline, net_energy_j).
@@ -909,7 +1221,6 @@ class Analysis:
             "policies": list(data.policies),
             "estimated": data.estimated,
             "metrics": {key: metric.to_json_dict() for key, metric in self.metrics.items()},
-            "energy_per_accuracy_point_j": dict(self.energy_per_point.values),
             "accuracy_scale": self.accuracy_scale,
             "runs_needed": self.planning.to_json_dict(),
             "outliers": self.outliers.to_json_dict(),
@@ -920,6 +1231,7 @@ class Analysis:
             "counted_domains": data.counted_domains,
             "counted_domains_source": data.counted_source,
             "alpha": self.alpha,
+            "decisions": self.family.to_json_dict(),
             "not_computed": not_computed,
         }
         out["margins"] = {key: use.to_json_dict() for key, use in self.margins.items()}
@@ -948,6 +1260,10 @@ class Analysis:
                 blocked = self.blocking.against(str(comparison["b"]))
                 if blocked is not None:
                     comparison["unpaired"] = blocked.unpaired_json()
+        if self.drift is not None:
+            out["drift"] = self.drift.to_json_dict()
+        sensitivity = self.outlier_sensitivity
+        out["outlier_sensitivity"] = sensitivity.to_json_dict() if sensitivity else None
         return out
 
 
@@ -957,12 +1273,16 @@ def analyse(
     alpha: float = ALPHA,
     power: float = POWER,
     margins: Iterable[stats.Margin | str] | None = None,
+    sensitivity: bool = True,
+    sesoi: Iterable[stats.Margin | str] | None = None,
 ) -> Analysis:
     """Every metric of the runs used, per policy and policy against the reference, planning,
     and the equivalence of every metric with a margin.
 
     ``margins`` (:class:`stats.Margin` or ``METRIC=SPEC`` texts) come before the experiment's
     ``config.margins``; test accuracy without either gets :data:`stats.DEFAULT_ACCURACY_MARGIN`.
+    ``sesoi`` (:func:`stats.parse_sesoi` texts or margins) plans energy's runs needed, before
+    the experiment's ``config.sesoi`` and energy's margin.
     """
     data = prepared.data
     groups = prepared.kept_by_policy()
@@ -981,6 +1301,16 @@ def analyse(
     used_margins, margin_problems = resolve_margins(
         as_margins(margins), data.experiment, bool(metrics[ACCURACY].comparisons)
     )
+    # Each margin knows its value in its metric's units, so that it describes itself fully.
+    reference_rows = groups.get(data.baseline, []) if data.baseline is not None else []
+    used_margins = {
+        key: use.bound(
+            data.baseline,
+            numeric(reference_rows, key),
+            prepared.accuracy_scale if key == ACCURACY else None,
+        )
+        for key, use in used_margins.items()
+    }
     equivalence: dict[str, list[EquivalenceItem]] = {}
     for key, use in used_margins.items():
         analysed = metrics.get(key)
@@ -989,7 +1319,6 @@ def analyse(
                 f"margin {use.margin.spec()} is not used: the report has no metric {key}"
             )
             continue
-        several = len(analysed.comparisons) > 1
         equivalence[key] = [
             equivalence_item(
                 c,
@@ -999,17 +1328,33 @@ def analyse(
                 scale=prepared.accuracy_scale if key == ACCURACY else None,
                 alpha=alpha,
                 power=power,
-                several=several,
             )
             for c in analysed.comparisons
         ]
+    family = decide(_questions(metrics, equivalence, blocking, prepared.accuracy_scale), alpha)
+    stopped = stopping(data)
+    if stopped is not None and stopped.final_answers:
+        # After an adaptive experiment the verdict is the design's answers (with their
+        # repeated confidence intervals), never a fixed-sample re-test of the stopped data.
+        family = with_sequential(family, _sequential_decisions(family, stopped))
+    equivalence = {
+        key: [_with_verdict(item, family) for item in items] for key, items in equivalence.items()
+    }
     kept_ids = {str(row["run_id"]) for row in prepared.kept}
-    return Analysis(
+    analysis = Analysis(
+        family=family,
         prepared=prepared,
         alpha=alpha,
         metrics=metrics,
-        energy_per_point=_energy_per_point(metrics[ENERGY], metrics[ACCURACY], prepared),
-        planning=_planning(metrics[ENERGY], alpha=alpha, power=power),
+        planning=_planning(
+            metrics[ENERGY],
+            alpha=alpha,
+            power=power,
+            sesoi=as_sesoi(sesoi),
+            experiment=data.experiment,
+            margins=used_margins,
+            equivalence=equivalence,
+        ),
         runs=RunCounts(
             total=len(data.rows) + data.unreadable,
             done=len(data.done),
@@ -1032,9 +1377,216 @@ def analyse(
         equivalence=equivalence,
         margin_problems=margin_problems,
         machine=machine_states(data, kept_ids),
-        stopping=stopping(data, {policy: numeric(rows, ENERGY) for policy, rows in groups.items()}),
+        stopping=stopped,
         targets=energy_to_targets(data, prepared.kept, data.baseline, alpha),
     )
+    # Checks of the model behind the verdict (``sensitivity``: the outlier check's own re-run
+    # of this function has none).
+    drift = _drift(prepared, blocking is not None, alpha)
+    analysis = replace(analysis, drift=drift)
+    if sensitivity:
+        analysis = replace(
+            analysis, outlier_sensitivity=_outlier_sensitivity(analysis, power, margins)
+        )
+    return analysis
+
+
+# -- the questions the verdict decides ----------------------------------------------------------
+
+
+def _questions(
+    metrics: Mapping[str, MetricAnalysis],
+    equivalence: Mapping[str, list[EquivalenceItem]],
+    blocking: Blocking | None,
+    scale: Literal["fraction", "percent"] | None,
+) -> list[Question]:
+    """Per policy, in the policies' order: energy's question (its margin's, or whether it
+    differs), then each other metric with a margin (test accuracy by default)."""
+    out: list[Question] = []
+    for comparison in metrics[ENERGY].comparisons:
+        policy = comparison.b
+        for key in [ENERGY, *(k for k in equivalence if k != ENERGY)]:
+            item = next((i for i in equivalence.get(key, []) if i.b == policy), None)
+            if item is not None:
+                out.append(_margin_question(item, scale))
+            elif key == ENERGY:
+                blocked = blocking.against(policy) if blocking is not None else None
+                out.append(_energy_question(comparison, blocked))
+    return out
+
+
+def _label_of(key: str) -> str:
+    metric = METRIC_BY_KEY.get(key)
+    return metric.label if metric is not None else key
+
+
+def _energy_question(c: stats.CompareResult, blocked: BlockedComparison | None) -> Question:
+    common = {
+        "metric": ENERGY,
+        "label": "energy",
+        "policy": c.b,
+        "reference": c.a,
+        "kind": "difference",
+        "scale": "log_ratio",
+        "unit": "%",
+        "factor": 1.0,
+        "n_a": c.n_a,
+        "n_b": c.n_b,
+    }
+    if blocked is not None:
+        test = blocked.test
+        fit = None
+        if test.log_ratio is not None and test.se is not None and test.df is not None:
+            fit = TFit(float(test.log_ratio), float(test.se), float(test.df))
+        reason = next(iter(test.not_computed.values()), None) if fit is None else None
+        return Question(
+            **common,  # type: ignore[arg-type]
+            test="host-blocked t on the log ratio",
+            test_key=BLOCKED_TEST,
+            fit=fit,
+            reason=reason,
+        )
+    fit = None
+    reason = c.not_computed.get("primary_p")
+    if reason is None and c.mean_a and c.mean_b and c.sd_a is not None and c.sd_b is not None:
+        welch = stats.welch_log_ratio(c.mean_a, c.sd_a, c.n_a, c.mean_b, c.sd_b, c.n_b)
+        if math.isfinite(float(welch.se)) and math.isfinite(float(welch.df)):
+            fit = TFit(float(welch.log_ratio), float(welch.se), float(welch.df))
+    return Question(
+        **common,  # type: ignore[arg-type]
+        test="Welch t on the log ratio",
+        test_key="welch_log_ratio",
+        fit=fit,
+        reason=reason or (None if fit is not None else "not computed"),
+    )
+
+
+def _margin_question(
+    item: EquivalenceItem, scale: Literal["fraction", "percent"] | None
+) -> Question:
+    margin = item.margin.margin
+    result = item.result
+    log_scale = margin.unit == "%"
+    fit = None
+    if result is not None and result.se is not None and result.df is not None:
+        assert result.difference is not None
+        fit = TFit(float(result.difference), float(result.se), float(result.df))
+    reason = None
+    if fit is None:
+        missing = {**(result.not_computed if result is not None else {}), **item.not_computed}
+        reason = next(iter(missing.values()), "not computed")
+    lower: float | None = None
+    upper: float | None = None
+    if log_scale:
+        if margin.kind == "equivalence":
+            lower, upper = math.log1p(-margin.value / 100.0), math.log1p(margin.value / 100.0)
+        elif margin.tolerated == -1:
+            lower = math.log1p(-margin.value / 100.0)
+        else:
+            upper = math.log1p(margin.value / 100.0)
+    elif item.margin_abs is not None:
+        size = float(item.margin_abs)
+        if margin.kind == "equivalence":
+            lower, upper = -size, size
+        elif margin.tolerated == -1:
+            lower = -size
+        else:
+            upper = size
+    elif fit is not None:
+        fit, reason = None, "the margin could not be put in the metric's units"
+    accuracy_pp = item.metric == ACCURACY and scale is not None
+    if log_scale:
+        unit, factor = "%", 1.0
+    elif accuracy_pp:
+        unit, factor = " pp", 100.0 if scale == "fraction" else 1.0
+    else:
+        unit, factor = "", 1.0
+    kind_words = "TOST" if margin.kind == "equivalence" else "non-inferiority test"
+    scale_words = "on the log ratio" if log_scale else "Welch"
+    return Question(
+        metric=item.metric,
+        label=_label_of(item.metric),
+        policy=item.b,
+        reference=item.a,
+        kind=margin.kind,
+        test=f"{kind_words} ({scale_words})",
+        test_key=item.test,
+        scale="log_ratio" if log_scale else "difference",
+        unit=unit,
+        factor=factor,
+        fit=fit,
+        reason=reason,
+        lower_bound=lower,
+        upper_bound=upper,
+        margin_text=item.margin.text,
+        n_a=item.n_a,
+        n_b=item.n_b,
+    )
+
+
+_SEQUENTIAL_OUTCOMES: dict[str, Outcome] = {
+    "equivalent": "equivalent",
+    "beyond margin": "beyond",
+    "not worse": "not worse",
+    "worse": "worse",
+}
+
+
+def _sequential_decisions(family: Family, stopped: Stopping) -> list[Decision]:
+    """The design's last answer to each of the family's questions, as decisions.
+
+    The answer's interval is its repeated confidence interval (in % for a log-ratio question,
+    in the metric's units otherwise), put back on the question's scale; its level is the
+    nominal level the design tested at. A question the design did not ask keeps the fixed
+    decision (an old folder, or a metric the experiment had no margin for)."""
+    out = []
+    answers = stopped.final_answers
+    for decision in family.decisions:
+        q = decision.question
+        answer = answers.get((q.metric, q.policy))
+        if answer is None or answer.kind != q.kind:
+            continue
+        interval = None
+        estimate = None
+        if answer.estimate is not None:
+            if answer.scale == "percent" and answer.estimate > -100.0:
+                estimate = math.log1p(answer.estimate / 100.0)
+            elif answer.scale == "difference":
+                estimate = answer.estimate
+        if answer.ci_low is not None and answer.ci_high is not None:
+            low, high = answer.ci_low, answer.ci_high
+            if answer.scale == "percent" and low > -100.0:
+                interval = (math.log1p(low / 100.0), math.log1p(high / 100.0))
+            elif answer.scale == "difference":
+                interval = (low, high)
+        verdict = answer.verdict if answer.settled else None
+        outcome: Outcome
+        if verdict == "different":
+            sign = answer.estimate if answer.estimate is not None else 0.0
+            outcome = "lower" if sign < 0 else "higher"
+        elif verdict is None:
+            outcome = "open"
+        else:
+            outcome = _SEQUENTIAL_OUTCOMES.get(verdict, "open")
+        out.append(
+            Decision(
+                q,
+                outcome,
+                answer.p,
+                None,
+                answer.level,
+                interval,
+                source="sequential",
+                note=None if interval is not None else "the design recorded no interval",
+                estimate=estimate,
+            )
+        )
+    return out
+
+
+def _with_verdict(item: EquivalenceItem, family: Family) -> EquivalenceItem:
+    decision = family.of(item.metric, item.b)
+    return replace(item, verdict=phrase(decision)) if decision is not None else item
 
 
 # -- mean power over time ------------------------------------------------------------------------

@@ -18,15 +18,16 @@ from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.report import content, html, markdown, prose
 from greenprec.report.analysis import (
-    ENERGY,
     Analysis,
     JsonObject,
     PowerTrace,
     Prepared,
     analyse,
+    as_sesoi,
     prepare,
 )
 from greenprec.report.data import Excluded, ExperimentData, load, read_samples
+from greenprec.report.decisions import phrase
 from greenprec.report.equivalence import as_margins
 from greenprec.report.figures import FigureFile, make_figures
 from greenprec.results.files import write_atomic
@@ -83,20 +84,25 @@ def build_report(
     *,
     outliers: bool = True,
     margins: Iterable[stats.Margin | str] | None = None,
+    sesoi: Iterable[stats.Margin | str] | None = None,
 ) -> Report:
     """Write ``stats.json``, ``report.md``, ``report.html`` and ``figures/`` into ``folder``.
 
     ``outliers=False`` keeps the runs the study's |z| > 3 rule would remove. ``margins``
     (:class:`greenprec.stats.Margin` or ``METRIC=SPEC`` texts such as ``test_accuracy=1pp``)
     set the equivalence margins, before the experiment's ``config.margins`` and the default
-    ±1 pp for test accuracy; a text that cannot be read is a ConfigError. Raises
+    ±1 pp for test accuracy; a text that cannot be read is a ConfigError. ``sesoi``
+    (``energy_j=5%``, :func:`greenprec.stats.parse_sesoi`) is the smallest effect of interest
+    the runs needed are planned for, before the experiment's ``config.sesoi`` and energy's
+    margin. Raises
     ConfigError (one line) when ``folder`` is not a results folder; thin data gives a report
     with "not computed" reasons instead of an error.
     """
     chosen = as_margins(margins)  # a bad margin fails before anything is read or written
+    effects = as_sesoi(sesoi)
     data = load(folder)
     prepared = prepare(data, outliers=outliers)
-    result = analyse(prepared, margins=chosen)
+    result = analyse(prepared, margins=chosen, sesoi=effects)
     traces, trace = power_traces(data, prepared)
     figures, skipped = make_figures(prepared, traces, data.path / "figures")
     text = prose.write(result, trace)
@@ -143,14 +149,9 @@ def stats_json(
         assert isinstance(metric, dict)
         for comparison in metric["comparisons"]:
             assert isinstance(comparison, dict)
-            item = analysis.equivalence_of(key, str(comparison["b"]))
-            comparison["verdict"] = None
-            if item is not None:
-                comparison["verdict"] = item.verdict
-            elif key == ENERGY:
-                compared = analysis.energy.against(str(comparison["b"]))
-                if compared is not None:
-                    comparison["verdict"] = prose.energy_verdict(analysis, compared)
+            # The family's decision about this metric and policy, when it asked one.
+            decision = analysis.family.of(key, str(comparison["b"]))
+            comparison["verdict"] = phrase(decision) if decision is not None else None
     if analysis.stopping is not None:
         out["stopping"] = {**analysis.stopping.to_json_dict(), "summary": list(text.stopping)}
     out["warnings"] = list(text.warnings)

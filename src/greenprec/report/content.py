@@ -6,7 +6,6 @@ warnings, planning, outliers) come from :mod:`greenprec.report.prose`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from greenprec.report.analysis import (
     simulated_meters,
 )
 from greenprec.report.data import ExperimentData
+from greenprec.report.decisions import phrase
 from greenprec.report.figures import FigureFile
 from greenprec.report.prose import Prose
 
@@ -101,7 +101,6 @@ def summary_table(analysis: Analysis) -> Table:
         "policy",
         "n",
         *[_label(k, estimated) for k in keys],
-        "J per accuracy point" + (" estimated" if estimated else ""),
         "removed outliers",
     ]
     rows = []
@@ -118,7 +117,6 @@ def summary_table(analysis: Analysis) -> Table:
                     digits,
                 )
             )
-        cells.append(fmt.num(analysis.energy_per_point.values.get(policy)))
         cells.append(", ".join(energy.outliers) or "none")
         rows.append(cells)
     return Table(headers, rows, frozenset(range(1, len(headers) - 1)))
@@ -133,79 +131,63 @@ def _comparisons(analysis: Analysis) -> list[tuple[str, stats.CompareResult, boo
 
 
 def tests_table(analysis: Analysis) -> Table:
-    """Every policy against the reference, for every metric: the three tests and the primary."""
+    """Every policy against the reference, for every metric: the metric's primary test with
+    the interval that inverts it, Student's t and Mann–Whitney U beside it (unadjusted; the
+    verdict's decisions are adjusted over the family)."""
     estimated = analysis.estimated
-    blocked = analysis.blocking is not None
     headers = [
         "metric",
         "comparison",
         "change (95% CI)",
-        "primary: t on log ratio (p)" if blocked else "primary: Welch t, log ratio (p)",
-        "Welch t (p)",
+        "primary test: t (p)",
         "Student t (p)",
         "robustness: Mann–Whitney U (p)",
     ]
     rows = []
-    for key, c, several in _comparisons(analysis):
-        if key == ACCURACY:
-            change = _accuracy_change(c, analysis.accuracy_scale)
+    for key, c, _ in _comparisons(analysis):
+        if c.primary_test == "welch_difference":
+            change = _difference_change(key, c, analysis.accuracy_scale)
+            primary = f"Welch, difference: {_t(c.welch_t, c.primary_p)}"
         else:
             change = fmt.signed(c.relative_change_pct, 1, "%")
             if c.relative_change_ci:
                 change += f" ({fmt.percent_ci(c.relative_change_ci)})"
-        primary = _t(c.log_ratio_t, c.primary_p)
-        if finite(c.log_ratio_t) is not None and c.primary_test == BLOCKED_TEST:
-            primary = f"host-blocked {primary}"
-        elif finite(c.log_ratio_t) is not None and blocked:
-            primary = f"Welch {primary}"
-        if several and finite(c.holm_p) is not None:
-            primary += f", Holm {fmt.pvalue(c.holm_p, prefix=False)}"
+            name = (
+                "host-blocked, log ratio" if c.primary_test == BLOCKED_TEST else "Welch, log ratio"
+            )
+            primary = f"{name}: {_t(c.log_ratio_t, c.primary_p)}"
         rows.append(
             [
                 _label(key, estimated),
                 f"{c.b} vs {c.a}",
                 change,
                 primary,
-                _t(c.welch_t, c.welch_p),
                 _t(c.student_t, c.student_p),
                 _robustness(c),
             ]
         )
-    return Table(headers, rows, frozenset(range(2, 7)))
+    return Table(headers, rows, frozenset(range(2, 6)))
 
 
-def _accuracy_change(c: stats.CompareResult, scale: str | None) -> str:
-    """An accuracy difference in percentage points, with Welch's CI of the difference.
-
-    The verdict says "+0.59 pp"; a relative "+1.3%" of an accuracy beside it read as another
-    number of points. The interval is the one that inverts the Welch t column (a difference of
-    means), as the relative-change CI inverts the primary test on other rows.
-    """
-    mean_a, mean_b = finite(c.mean_a), finite(c.mean_b)
-    if mean_a is None or mean_b is None:
+def _difference_change(key: str, c: stats.CompareResult, scale: str | None) -> str:
+    """A difference of means with the Welch interval that inverts the primary test: in
+    percentage points for test accuracy (a relative "+1.3%" of an accuracy read as points),
+    in the metric's units otherwise."""
+    points = key == ACCURACY
+    diff = finite(c.difference)
+    if diff is None:
         return fmt.NOT_AVAILABLE
-    text = fmt.signed(accuracy_points(mean_b - mean_a, scale), 2, " pp")
-    ci = _welch_difference_ci(c)
-    if ci is not None:
-        lo, hi = (accuracy_points(bound, scale) for bound in ci)
-        text += f" ({fmt.signed(lo, 2)} to {fmt.signed(hi, 2)} pp)"
+
+    def shown(value: float) -> str:
+        if points:
+            return fmt.signed(accuracy_points(value, scale), 2)
+        return _signed_num(value)
+
+    text = shown(diff) + (" pp" if points else "")
+    if c.difference_ci is not None:
+        lo, hi = c.difference_ci
+        text += f" ({shown(lo)} to {shown(hi)}{' pp' if points else ''})"
     return text
-
-
-def _welch_difference_ci(c: stats.CompareResult) -> tuple[float, float] | None:
-    """The 1 − alpha interval of mean_b − mean_a that Welch's t-test inverts."""
-    values = [finite(v) for v in (c.mean_a, c.mean_b, c.sd_a, c.sd_b, c.welch_df)]
-    if any(v is None for v in values) or c.n_a < 2 or c.n_b < 2:
-        return None
-    mean_a, mean_b, sd_a, sd_b, df = (float(v) for v in values if v is not None)
-    se = math.sqrt(sd_a**2 / c.n_a + sd_b**2 / c.n_b)
-    if se == 0.0 or df <= 0.0:
-        return None
-    from scipy import stats as sps
-
-    half = float(sps.t.ppf(1.0 - c.alpha / 2.0, df)) * se
-    diff = mean_b - mean_a
-    return diff - half, diff + half
 
 
 def _robustness(c: stats.CompareResult) -> str:
@@ -317,6 +299,8 @@ def hosts_comparisons_table(analysis: Analysis) -> Table | None:
         "runs used",
         f"within hosts: change ({level} CI)",
         "host-blocked t (df; p)",
+        "variance",
+        "host × policy interaction",
         f"unpaired, ignores hosts: change ({level} CI)",
         "unpaired: Welch t, log ratio (p)",
         "runs left out",
@@ -328,8 +312,15 @@ def hosts_comparisons_table(analysis: Analysis) -> Table | None:
         if test.relative_change_ci_pct:
             blocked_change += f" ({fmt.percent_ci(test.relative_change_ci_pct)})"
         t_text = fmt.NOT_AVAILABLE
-        if finite(test.t) is not None:
-            t_text = f"{fmt.stat(test.t)} ({test.df}; {fmt.pvalue(test.p)})"
+        if finite(test.t) is not None and test.df is not None:
+            t_text = f"{fmt.stat(test.t)} ({test.df:.3g}; {fmt.pvalue(test.p)})"
+        variance = _VARIANCE_WORDS.get(test.variance or "", fmt.NOT_AVAILABLE)
+        interaction = fmt.NOT_AVAILABLE
+        if c.interaction is not None and c.interaction.p is not None:
+            interaction = (
+                f"F({c.interaction.df_num}, {c.interaction.df_den}) = "
+                f"{fmt.stat(c.interaction.f)} ({fmt.pvalue(c.interaction.p)})"
+            )
         unpaired_change = fmt.signed(unpaired.relative_change_pct, 1, "%")
         if unpaired.relative_change_ci:
             unpaired_change += f" ({fmt.percent_ci(unpaired.relative_change_ci)})"
@@ -340,12 +331,21 @@ def hosts_comparisons_table(analysis: Analysis) -> Table | None:
                 str(test.n_a + test.n_b),
                 blocked_change,
                 t_text,
+                variance,
+                interaction,
                 unpaired_change,
                 _t(unpaired.log_ratio_t, unpaired.log_ratio_p),
                 str(len(c.left_out)),
             ]
         )
-    return Table(headers, rows, frozenset({1, 2, 3, 4, 5, 6, 7}))
+    return Table(headers, rows, frozenset({1, 2, 3, 4, 7, 8, 9}))
+
+
+# How the host-blocked standard error was estimated (stats.BlockedLogRatio.variance).
+_VARIANCE_WORDS = {
+    "per_policy": "per policy (Welch–Satterthwaite df)",
+    "pooled": "pooled (a policy has one run per host)",
+}
 
 
 def hosts_left_out_lines(analysis: Analysis) -> list[str]:
@@ -360,46 +360,46 @@ def hosts_left_out_lines(analysis: Analysis) -> list[str]:
 
 
 def equivalence_table(analysis: Analysis) -> Table | None:
-    """Every comparison of a metric with a margin: the margin, the difference with its
-    1 − 2α CI, the equivalence (or non-inferiority) test, the verdict and the runs needed."""
-    items = [item for items in analysis.equivalence.values() for item in items]
-    if not items:
+    """Every question with a margin: the margin, the difference with the interval its decision
+    was made at (Holm-adjusted over the family), the test's p (raw and adjusted) and the
+    decision."""
+    decisions = [d for d in analysis.family.decisions if d.question.kind != "difference"]
+    if not decisions:
         return None
-    level = f"{100 * (1 - 2 * analysis.alpha):g}%"
     headers = [
         "metric",
         "comparison",
         "margin",
-        f"difference ({level} CI)",
-        "test (p)",
-        "difference test p",
-        "verdict",
+        "difference (CI)",
+        "test (p; adjusted p)",
+        "decision",
     ]
     rows = []
-    for item in items:
-        result = item.result
-        points = item.metric == ACCURACY
-        difference = _difference_text(result.difference if result else None, points, analysis)
-        ci = item.ci
-        if ci is not None:
-            lo, hi = (_difference_text(bound, points, analysis) for bound in ci)
-            difference += f" ({lo} to {hi})"
-        margin = item.margin.text
-        if not points and item.margin_abs is not None and item.margin.margin.unit != "abs":
-            margin += f" (= {fmt.num(item.margin_abs)})"
-        test = "TOST" if item.test == "tost_welch" else "non-inferiority"
+    for decision in decisions:
+        q = decision.question
+        item = analysis.equivalence_of(q.metric, q.policy)
+        digits = 1 if q.unit == "%" else 2
+        difference = fmt.signed(decision.shown_estimate(), digits, q.unit)
+        interval = decision.shown_interval()
+        coverage = decision.interval_coverage
+        if interval is not None and coverage is not None:
+            lo, hi = (fmt.signed(v, digits, q.unit) for v in interval)
+            difference += f" ({100 * coverage:.4g}% CI {lo} to {hi})"
+        default = item is not None and item.margin.source == "default"
+        p = fmt.pvalue(decision.p, prefix=False)
+        if decision.p_adjusted is not None and analysis.family.size > 1:
+            p += f"; {fmt.pvalue(decision.p_adjusted, prefix=False)}"
         rows.append(
             [
-                _label(item.metric, analysis.estimated),
-                f"{item.b} vs {item.a}",
-                margin + (" (default)" if item.margin.source == "default" else ""),
+                _label(q.metric, analysis.estimated),
+                f"{q.policy} vs {q.reference}",
+                (q.margin_text or "") + (" (default)" if default else ""),
                 difference,
-                f"{test} ({fmt.pvalue(item.p, prefix=False)})",
-                fmt.pvalue(item.difference_p, prefix=False),
-                item.verdict,
+                f"{q.test} ({p})",
+                phrase(decision),
             ]
         )
-    return Table(headers, rows, frozenset({3, 4, 5}))
+    return Table(headers, rows, frozenset({3, 4}))
 
 
 def _difference_text(value: float | None, points: bool, analysis: Analysis) -> str:
@@ -410,24 +410,27 @@ def _difference_text(value: float | None, points: bool, analysis: Analysis) -> s
 
 
 def looks_table(analysis: Analysis) -> Table | None:
-    """An adaptive experiment's looks: runs per policy, alpha spent, each question's answer."""
+    """An adaptive experiment's looks: runs per policy, alpha spent, the nominal level of a
+    difference question, and each question's answer (a carried answer with the level and
+    interval it was settled at)."""
     from greenprec.report.prose import answer_text
 
     stop = analysis.stopping
     if stop is None or stop.record is None or not stop.record.looks:
         return None
-    headers = ["block", "runs per policy", "information", "α spent", "answers"]
+    headers = ["block", "runs per policy", "information", "α spent", "nominal level", "answers"]
     rows = [
         [
             str(look.block),
             str(look.runs_per_policy),
             f"{100 * look.information:.0f}%",
             f"{look.alpha_spent:.3g}",
+            f"{look.level:.3g}" if look.level is not None else "not recorded",
             "; ".join(answer_text(a) for a in look.answers) or "none",
         ]
         for look in stop.record.looks
     ]
-    return Table(headers, rows, frozenset({0, 1, 2, 3}))
+    return Table(headers, rows, frozenset({0, 1, 2, 3, 4}))
 
 
 def machine_table(analysis: Analysis) -> Table | None:
@@ -637,8 +640,6 @@ def not_computed_lines(analysis: Analysis, skipped_figures: Mapping[str, str]) -
         lines.extend(_merge(key, metric.not_computed))
         for c in metric.comparisons:
             lines.extend(_merge(f"{key}, {c.b} vs {c.a}", c.not_computed))
-    for policy, reason in analysis.energy_per_point.not_computed.items():
-        lines.append(f"J per accuracy point, {policy}: {reason}")
     for name, reason in skipped_figures.items():
         lines.append(f"figure {name}: {reason}")
     return lines
@@ -669,22 +670,17 @@ def build_content(
         subtitle += "; energy SIMULATED, not measured"
     elif estimated:
         subtitle += "; energy ESTIMATED, not measured"
-    summary_note = (
-        "Mean ± SD over the runs used (finished, outliers removed). J per accuracy point is mean "
-        "energy over mean test accuracy in percentage points."
-    )
+    summary_note = "Mean ± SD over the runs used (finished, outliers removed)."
     tests_note = (
-        "Signed statistics are policy − reference: negative means less. The primary test, "
-        "fixed before the data, is Welch's t on the log ratio of the means; the change CI "
-        "inverts that same test (delta-method SE, Welch–Satterthwaite df), so the p-value is "
-        f"below {analysis.alpha:g} exactly when the CI excludes 0. "
-        + (
-            "For test accuracy the change is the difference in percentage points (pp), with "
-            "the CI of Welch's t on that difference. "
-            if analysis.metrics[ACCURACY].comparisons
-            else ""
-        )
-        + "Mann–Whitney U is a robustness check, not the verdict."
+        "Signed statistics are policy − reference: negative means less. Each metric's primary "
+        "test is fixed before the data by its scale: Welch's t on the log ratio of the means "
+        "for energy, duration and power (the change CI inverts it: delta-method SE, "
+        "Welch–Satterthwaite df), Welch's t on the difference for test accuracy (in percentage "
+        "points, pp) and loss (the difference CI inverts it); the p-value is below "
+        f"{analysis.alpha:g} exactly when the CI excludes 0. These p-values and CIs are "
+        "unadjusted, one metric at a time; the verdict's decisions are adjusted over the "
+        "family of questions and show their own intervals. Mann–Whitney U is a robustness "
+        "check, not the verdict."
     )
     hosts_note = ""
     if analysis.blocking is not None:

@@ -1,10 +1,13 @@
-"""Margins and the verdicts that need one: is a policy's metric the same as the reference's?
+"""Margins and the tests that need one: is a policy's metric the same as the reference's?
 
 "Not significant" is not evidence of no difference. For every metric with a margin (test
-accuracy always: ±1 pp by default), each policy is tested against the reference with TOST
-(:func:`stats.tost_welch`) or, for a one-sided margin, :func:`stats.noninferiority_welch`, and
-:func:`stats.equivalence_verdict` words the answer: equivalent, not worse, different, or
-inconclusive with the runs that would be needed.
+accuracy always: ±1 pp by default), each policy is tested against the reference with TOST or,
+for a one-sided margin, a non-inferiority test: on the difference of the means
+(:func:`stats.tost_welch`, :func:`stats.noninferiority_welch`) for a margin in pp or in the
+metric's units, on the log ratio of the means (:func:`stats.tost_log_ratio`,
+:func:`stats.noninferiority_log_ratio`) for a margin in % of the reference mean. These are the
+unadjusted tests; the verdict decides each margin's question in the family of all questions
+(:mod:`.decisions`) and words it.
 
 Where a margin comes from, first match wins: the margins given to :func:`analyse` (the
 caller's), the experiment's ``config.margins``, and for test accuracy the default
@@ -24,43 +27,80 @@ from greenprec import stats
 from greenprec.errors import ConfigError
 
 MarginSource = Literal["given", "experiment", "default"]
-DEFAULT_NOTE = "greenprec's default for accuracy; set your own with a margin"
+# The library never names a command-line flag: the CLI adds its own hint (report_command).
+DEFAULT_NOTE = "greenprec's default for accuracy; give your own margin to change it"
 
 
 @dataclass(frozen=True)
 class MarginUse:
-    """A margin and where it came from."""
+    """A margin, where it came from, and (once :meth:`bound` to the data) its value in the
+    metric's own units, the reference policy and the accuracy's scale, so that it describes
+    itself fully: "±2 % of fp32's mean (±0.93 pp)"."""
 
     margin: stats.Margin
     source: MarginSource
+    absolute: float | None = None  # the margin in the metric's own units
+    reference: str | None = None  # the reference policy
+    scale: Literal["fraction", "percent"] | None = None  # how an accuracy is recorded
 
     @property
     def metric(self) -> str:
         return self.margin.metric
 
+    def bound(
+        self,
+        reference: str | None,
+        reference_values: np.ndarray[Any, Any],
+        scale: Literal["fraction", "percent"] | None,
+    ) -> MarginUse:
+        """This margin with its value in the metric's units for the reference's runs (left
+        None when it cannot be computed: no finite value, a % margin of a zero mean)."""
+        values = np.asarray(reference_values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        absolute: float | None = None
+        if scale is None and values.size and stats.accuracy_like(self.metric):
+            try:
+                scale = stats.accuracy_scale(values)
+            except ConfigError:
+                scale = None
+        if values.size:
+            try:
+                absolute = self.margin.absolute(float(values.mean()), scale)
+            except ConfigError:
+                absolute = None
+        return MarginUse(self.margin, self.source, absolute, reference, scale)
+
     @property
     def text(self) -> str:
-        """ "±1 pp", "not worse than −1 pp", "not more than +5 %"."""
-        return self.margin.describe()
+        """ "±1 pp (±0.010)", "not worse than −1 pp", "not more than +5 % of fp32's mean"."""
+        return self.margin.describe(
+            absolute=self.absolute, reference=self.reference, accuracy_scale=self.scale
+        )
 
     @property
     def described(self) -> str:
         """The margin in words with its source when it is the default:
-        "margin ±1 pp (greenprec's default for accuracy; set your own with a margin)"."""
+        "margin ±1 pp (±0.010; greenprec's default for accuracy, set your own with --margin)"."""
         text = f"margin {self.text}"
-        return f"{text} ({DEFAULT_NOTE})" if self.source == "default" else text
+        if self.source != "default":
+            return text
+        if text.endswith(")"):
+            return f"{text[:-1]}; {DEFAULT_NOTE})"
+        return f"{text} ({DEFAULT_NOTE})"
 
     def to_json_dict(self) -> dict[str, Any]:
         margin = self.margin
         return {
             "metric": margin.metric,
             "spec": margin.spec(),
-            "text": margin.describe(),
+            "text": self.text,
             "value": margin.value,
             "unit": margin.unit,
             "kind": margin.kind,
             "tolerated": margin.tolerated,
             "source": self.source,
+            "absolute": _finite(self.absolute),
+            "reference": self.reference,
         }
 
 
@@ -102,25 +142,26 @@ def resolve_margins(
 
 @dataclass(frozen=True)
 class EquivalenceItem:
-    """One policy against the reference on one metric with a margin."""
+    """One policy against the reference on one metric with a margin: the margin's test at the
+    report's alpha (TOST or non-inferiority; on the log ratio for a margin in % of the
+    reference mean) and the family's decision about it (:mod:`.decisions`)."""
 
     metric: str
     a: str
     b: str
     margin: MarginUse
-    margin_abs: float | None  # the margin in the metric's own units
+    margin_abs: float | None  # the margin in the metric's own units (pp and abs margins)
     result: stats.EquivalenceResult | stats.NonInferiorityResult | None
-    difference_p: float | None  # the difference test's p (Holm-adjusted when several)
-    difference_significant: bool | None
     runs_needed: int | None
     runs_needed_basis: str
-    verdict: str
+    verdict: str  # the family's decision in words (set by analyse)
     not_computed: dict[str, str] = field(default_factory=dict)
-    difference_holm: bool = False  # difference_p is Holm-adjusted (several comparisons)
 
     @property
     def test(self) -> str:
-        return "tost_welch" if self.margin.margin.kind == "equivalence" else "noninferiority_welch"
+        kind = "tost" if self.margin.margin.kind == "equivalence" else "noninferiority"
+        scale = "log_ratio" if self.margin.margin.unit == "%" else "welch"
+        return f"{kind}_{scale}"
 
     @property
     def n_a(self) -> int:
@@ -132,7 +173,7 @@ class EquivalenceItem:
 
     @property
     def shown(self) -> bool | None:
-        """Equivalence (or non-inferiority) is shown."""
+        """Equivalence (or non-inferiority) is shown at the report's alpha, unadjusted."""
         result = self.result
         if isinstance(result, stats.EquivalenceResult):
             return result.equivalent
@@ -157,6 +198,7 @@ class EquivalenceItem:
         alpha = result.alpha if result is not None else None
         out: dict[str, Any] = {
             "test": self.test,
+            "scale": "log_ratio" if self.margin.margin.unit == "%" else "difference",
             "margin": {
                 **self.margin.to_json_dict(),
                 "absolute": _finite(self.margin_abs),
@@ -166,6 +208,7 @@ class EquivalenceItem:
             "ci_low": _finite(result.ci_low) if result is not None else None,
             "ci_high": _finite(result.ci_high) if result is not None else None,
             "p": self.p,
+            "unadjusted": True,
         }
         if isinstance(result, stats.NonInferiorityResult) or (
             result is None and self.margin.margin.kind == "noninferiority"
@@ -178,9 +221,6 @@ class EquivalenceItem:
                 out["p_upper"] = _finite(result.p_upper)
         out.update(
             {
-                "difference_p": _finite(self.difference_p),
-                "difference_p_holm": self.difference_holm,
-                "difference_significant": self.difference_significant,
                 "verdict": self.verdict,
                 "runs_needed": self.runs_needed,
                 "runs_needed_basis": self.runs_needed_basis,
@@ -210,12 +250,14 @@ def _pooled_sd(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float | None
 
 
 BASIS_EQUIVALENCE = (
-    "TOST with the observed difference as the true one and the pooled SD (exact power, 80%)"
+    "TOST with no true difference and the pooled SD seen here (exact power, 80%): what is "
+    "reachable, not what the observed difference would need"
 )
 BASIS_NONINFERIORITY = (
-    "one-sided Welch test at alpha (as a two-sided one at 2·alpha) with the observed "
-    "difference as the true one and the pooled SD, 80% power"
+    "one-sided Welch test at alpha (as a two-sided one at 2·alpha) with no true difference "
+    "and the pooled SD seen here, 80% power"
 )
+BASIS_LOG = "; a margin in % of the reference mean on the log scale, at its narrower bound"
 
 
 def equivalence_item(
@@ -227,16 +269,19 @@ def equivalence_item(
     scale: Literal["fraction", "percent"] | None,
     alpha: float,
     power: float,
-    several: bool,
 ) -> EquivalenceItem:
-    """TOST (or non-inferiority) of ``b`` against the reference ``a`` and its verdict."""
+    """The margin's test of ``b`` against the reference ``a`` at ``alpha``.
+
+    A margin in pp or in the metric's units is tested on the difference (Welch TOST or
+    non-inferiority); a margin in % of the reference mean on the log ratio of the means
+    (:func:`stats.tost_log_ratio`), which keeps its level where turning the percentage into
+    the metric's units at the observed reference mean does not. The verdict is the family's
+    (:func:`greenprec.report.decisions.decide`), set by :func:`~.analysis.analyse`.
+    """
     a = a[np.isfinite(a)]
     b = b[np.isfinite(b)]
     m = margin.margin
     missing: dict[str, str] = {}
-    holm = _finite(comparison.holm_p) if several else None
-    difference_p = holm if holm is not None else _finite(comparison.primary_p)
-    significant = None if difference_p is None else bool(difference_p < alpha)
     margin_abs: float | None = None
     result: stats.EquivalenceResult | stats.NonInferiorityResult | None = None
     reference_mean = float(a.mean()) if a.size else math.nan
@@ -244,25 +289,25 @@ def equivalence_item(
         margin_abs = m.absolute(reference_mean, scale if m.unit == "pp" else None)
     except ConfigError as error:
         missing["margin"] = str(error)
-    if margin_abs is not None:
-        if m.kind == "equivalence":
-            result = stats.tost_welch(
-                a, b, margin_abs, alpha, label_a=comparison.a, label_b=comparison.b
-            )
-        else:
-            result = stats.noninferiority_welch(
-                a,
-                b,
-                margin_abs,
-                m.tolerated or -1,
-                alpha,
-                label_a=comparison.a,
-                label_b=comparison.b,
-            )
+    labels = {"label_a": comparison.a, "label_b": comparison.b}
+    try:
+        if m.unit == "%":
+            if m.kind == "equivalence":
+                result = stats.tost_log_ratio(a, b, m.value, alpha, **labels)
+            else:
+                result = stats.noninferiority_log_ratio(
+                    a, b, m.value, m.tolerated or -1, alpha, **labels
+                )
+        elif margin_abs is not None:
+            if m.kind == "equivalence":
+                result = stats.tost_welch(a, b, margin_abs, alpha, **labels)
+            else:
+                result = stats.noninferiority_welch(
+                    a, b, margin_abs, m.tolerated or -1, alpha, **labels
+                )
+    except ConfigError as error:
+        missing["margin"] = str(error)
     needed, basis = _runs_needed(a, b, m, margin_abs, alpha, power, missing)
-    verdict = stats.equivalence_verdict(
-        difference_p, significant, result, (int(a.size), int(b.size)), needed, m
-    )
     return EquivalenceItem(
         metric=m.metric,
         a=comparison.a,
@@ -270,13 +315,10 @@ def equivalence_item(
         margin=margin,
         margin_abs=margin_abs,
         result=result,
-        difference_p=difference_p,
-        difference_significant=significant,
         runs_needed=needed,
         runs_needed_basis=basis,
-        verdict=verdict,
+        verdict="not decided",
         not_computed=missing,
-        difference_holm=holm is not None,
     )
 
 
@@ -289,32 +331,47 @@ def _runs_needed(
     power: float,
     missing: dict[str, str],
 ) -> tuple[int | None, str]:
+    """Runs per policy that would show equivalence (non-inferiority) with ``power`` if there
+    were no true difference, at the pooled SD seen here. Never the observed difference as the
+    true one: a difference near the margin makes that number explode (33,358 runs at
+    −0.96 pp, 142,788 at −0.98 pp) and says nothing about what is reachable.
+
+    A margin in % of the reference mean is tested on the log ratio: the SD is then the pooled
+    SD of the logs and the margin its narrower log bound, min(−ln(1 − m), ln(1 + m)).
+    """
     basis = BASIS_EQUIVALENCE if margin.kind == "equivalence" else BASIS_NONINFERIORITY
+    if margin.unit == "%":
+        basis += BASIS_LOG
+        positive = a.size and b.size and bool(np.all(a > 0) and np.all(b > 0))
+        if not positive or margin.value >= 100:
+            missing["runs_needed"] = (
+                "a margin in % is planned on the log scale, which needs positive values and a "
+                "margin below 100 %"
+            )
+            return None, basis
+        a, b = np.log(a), np.log(b)
+        share = margin.value / 100.0
+        lower, upper = -math.log1p(-share), math.log1p(share)
+        if margin.kind == "equivalence":
+            planned: float | None = min(lower, upper)
+        else:
+            planned = lower if margin.tolerated == -1 else upper
+    else:
+        planned = margin_abs
     sd = _pooled_sd(a, b)
-    if margin_abs is None:
+    if planned is None:
         missing["runs_needed"] = "the margin could not be put in the metric's units"
         return None, basis
     if sd is None:
         missing["runs_needed"] = "needs at least 2 runs per policy and a non-zero SD"
         return None, basis
-    difference = float(b.mean() - a.mean())
     try:
         if margin.kind == "equivalence":
-            needed = stats.runs_needed_equivalence(sd, margin_abs, difference, alpha, power)
+            needed = stats.runs_needed_equivalence(sd, planned, 0.0, alpha, power)
             if needed is None:
-                missing["runs_needed"] = (
-                    "the observed difference is at or beyond the margin: no number of runs "
-                    "shows equivalence if it is the true one"
-                )
+                missing["runs_needed"] = "more than 10^8 runs per policy would be needed"
             return needed, basis
-        room = difference + margin_abs if margin.tolerated == -1 else margin_abs - difference
-        if room <= 0:
-            missing["runs_needed"] = (
-                "the observed difference is at or beyond the margin: no number of runs shows "
-                "non-inferiority if it is the true one"
-            )
-            return None, basis
-        return int(stats.runs_needed(sd, room, min(2 * alpha, 0.999), power)), basis
+        return int(stats.runs_needed(sd, planned, min(2 * alpha, 0.999), power)), basis
     except ConfigError as error:
         missing["runs_needed"] = str(error)
         return None, basis

@@ -8,26 +8,25 @@ lines :func:`write` returns.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from greenprec import stats
 from greenprec.report import formatting as fmt
 from greenprec.report.analysis import (
     ACCURACY,
-    BLOCKED_TEST,
     ENERGY,
     METRIC_BY_KEY,
     Analysis,
     Blocking,
+    Drift,
     OutlierInfo,
     Planning,
     PowerTrace,
-    accuracy_points,
     finite,
     meters_used,
     simulated_meters,
 )
-from greenprec.report.equivalence import EquivalenceItem
+from greenprec.report.decisions import HOLM, Decision, phrase
 from greenprec.report.state import MachineFlag, MachineStates, Stopping, Target, Warmup
 
 PRIMARY_LABEL = "Welch t (log ratio)"
@@ -65,29 +64,124 @@ def write(analysis: Analysis, trace: PowerTrace | None = None) -> Prose:
 # -- verdict ---------------------------------------------------------------------------------------
 
 
-def _test_text(comparison: stats.CompareResult, several: bool) -> str:
-    # The primary test is fixed in advance (stats.compare_groups): Welch's t on the log ratio,
-    # the test that the CI printed beside it inverts.
-    label = BLOCKED_LABEL if comparison.primary_test == BLOCKED_TEST else PRIMARY_LABEL
-    text = f"{label} = {fmt.stat(comparison.log_ratio_t)}, {fmt.pvalue(comparison.primary_p)}"
-    if several and finite(comparison.holm_p) is not None:
-        text += f", Holm-adjusted {fmt.pvalue(comparison.holm_p)}"
+def verdict(analysis: Analysis) -> list[str]:
+    """One short sentence per question, policy by policy (:mod:`.decisions`): its estimate,
+    interval, test and decision; then the family the decisions were made in, and, when the
+    folder holds runs the analysis did not use, how many it rests on (:func:`runs_used`)."""
+    family = analysis.family
+    if not family.decisions:
+        energy = analysis.energy
+        reason = energy.not_computed.get("comparisons", "nothing to compare")
+        lines = [f"No comparison: {reason}."]
+    else:
+        lines = [decision_sentence(analysis, d) for d in family.decisions]
+        lines += _accuracy_missing(analysis)
+        lines += _family_lines(analysis)
+    used = runs_used(analysis)
+    return lines + ([used] if used else [])
+
+
+def _level(coverage: float) -> str:
+    """95%, 97.5%, 99.79%, 99.9993%: as many decimals as tell the level from 100%."""
+    miss = 100.0 * (1.0 - coverage)
+    decimals = 2 if miss >= 0.1 else min(8, math.ceil(-math.log10(max(miss, 1e-12))) + 1)
+    text = f"{100.0 * coverage:.{decimals}f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def _value(value: float | None, unit: str) -> str:
+    digits = 1 if unit == "%" else 2
+    return fmt.signed(value, digits, unit)
+
+
+def decision_sentence(analysis: Analysis, decision: Decision) -> str:
+    """ "mixed vs fp32, energy: −12.6% (95% CI −14.0% to −11.2%; Welch t on the log ratio,
+    p = 0.001): lower." """
+    q = decision.question
+    metric = METRIC_BY_KEY.get(q.metric)
+    estimated = (
+        " (estimated)" if analysis.estimated and metric is not None and metric.energy else ""
+    )
+    head = f"{q.policy} vs {q.reference}, {q.label}{estimated}"
+    if decision.outcome == "not tested":
+        return f"{head}: not tested ({decision.note or 'not computed'})."
+    parts = []
+    interval = decision.shown_interval()
+    coverage = decision.interval_coverage
+    if interval is not None and coverage is not None:
+        adjusted = " Holm-adjusted" if analysis.family.size > 1 else ""
+        if decision.source == "sequential":
+            adjusted = " repeated"
+        low, high = (_value(v, "%" if q.unit == "%" else "") for v in interval)
+        parts.append(f"{_level(coverage)}{adjusted} CI {low} to {high}{q.unit.replace('%', '')}")
+    elif coverage is not None:
+        parts.append("the interval could not be bounded")
+    test = q.test + (f", margin {q.margin_text}" if q.margin_text else "")
+    p = fmt.pvalue(decision.p)
+    if analysis.family.size > 1 and decision.p_adjusted is not None:
+        p += f", Holm-adjusted {fmt.pvalue(decision.p_adjusted, prefix=False)}"
+    parts.append(f"{test}, {p}")
+    sentence = f"{head}: {_value(decision.shown_estimate(), q.unit)} ({'; '.join(parts)})"
+    sentence += f": {phrase(decision)}"
+    if q.metric == ENERGY:
+        sentence += _energy_detail(analysis, q.policy)
+    return sentence + "."
+
+
+def _energy_detail(analysis: Analysis, policy: str) -> str:
+    """Where an energy change comes from (descriptive, not tested), and what an estimate is."""
+    extras = []
+    for key, noun in (("duration_s", "duration"), ("mean_power_w", "mean power")):
+        metric = analysis.metrics.get(key)
+        other = metric.against(policy) if metric is not None else None
+        if other is not None and finite(other.relative_change_pct) is not None:
+            extras.append(f"{noun} {fmt.signed(other.relative_change_pct, 1, '%')}")
+    text = f"; {', '.join(extras)}" if extras else ""
+    if "estimate" in meters_used(analysis.data):
+        text += (
+            "; the estimate meter computes energy from CPU time, so this ratio is essentially "
+            "the ratio of the runs' CPU times, not a measured energy"
+        )
     return text
 
 
-def _significant(comparison: stats.CompareResult, alpha: float) -> bool | None:
-    p = finite(comparison.holm_p)
-    if p is None:
-        p = finite(comparison.primary_p)
-    return None if p is None else bool(p < alpha)
+def _accuracy_missing(analysis: Analysis) -> list[str]:
+    """Why test accuracy has no question, when it has none."""
+    accuracy = analysis.metrics.get(ACCURACY)
+    if accuracy is None or accuracy.comparisons:
+        return []
+    if ACCURACY in analysis.data.refused_columns:
+        return ["Test accuracy not compared (it mixes fractions and percentages)."]
+    return ["Test accuracy not compared (no test_accuracy values)."]
 
 
-def verdict(analysis: Analysis) -> list[str]:
-    """One plain-language sentence per compared policy, then, when the folder holds runs the
-    analysis did not use, one saying how many it rests on (:func:`runs_used`)."""
-    lines = _comparison_lines(analysis)
-    used = runs_used(analysis)
-    return lines + ([used] if used else [])
+def _family_lines(analysis: Analysis) -> list[str]:
+    family = analysis.family
+    m = family.size
+    if family.method != HOLM:
+        stop = analysis.stopping
+        early = stop is not None and stop.stopped_early
+        return [
+            "These are the decisions of the experiment's sequential design (its alpha split "
+            "over its questions and spent over the looks), each with its repeated confidence "
+            "interval, valid under the stopping rule"
+            + (
+                "; the experiment stopped early, so its estimates lean away from zero (an "
+                "experiment stops when its estimate happens to be large)."
+                if early
+                else "."
+            )
+        ]
+    if m <= 1:
+        return []
+    policies = list(dict.fromkeys(d.question.policy for d in family.decisions))
+    metrics = list(dict.fromkeys(d.question.label for d in family.decisions))
+    reference = family.decisions[0].question.reference
+    return [
+        f"The {m} questions ({', '.join(metrics)} of {', '.join(policies)} against "
+        f"{reference}) are one family: Holm's procedure keeps the chance of any false decision "
+        f"at most {analysis.alpha:g}, and each interval is at the level its decision was made."
+    ]
 
 
 def runs_used(analysis: Analysis) -> str | None:
@@ -124,140 +218,6 @@ def runs_used(analysis: Analysis) -> str | None:
         f"Based on {runs.used} of {fmt.plural(runs.total, 'run')}: {unused} not used "
         f"({detail}see Runs not used)."
     )
-
-
-def _comparison_lines(analysis: Analysis) -> list[str]:
-    energy = analysis.energy
-    comparisons = energy.comparisons
-    if not comparisons:
-        reason = energy.not_computed.get("comparisons", "nothing to compare")
-        return [f"No comparison: {reason}."]
-    several = len(comparisons) > 1
-    estimated = " (estimated)" if analysis.estimated else ""
-    alpha = analysis.alpha
-    lines = []
-    for comparison in comparisons:
-        a, b = comparison.a, comparison.b
-        change = finite(comparison.relative_change_pct)
-        if change is None:
-            reason = comparison.not_computed.get("relative_change_pct", "not computed")
-            lines.append(f"{b} against {a}: energy change not computed ({reason}).")
-            continue
-        direction = "less" if change < 0 else "more"
-        blocked = analysis.blocking.against(b) if analysis.blocking is not None else None
-        within = f" within {fmt.plural(blocked.test.n_blocks, 'host')}" if blocked else ""
-        parts = []
-        if comparison.relative_change_ci:
-            parts.append(f"95% CI {fmt.percent_ci(comparison.relative_change_ci)}")
-        raw = finite(comparison.primary_p)
-        if raw is not None:
-            parts.append(_test_text(comparison, several))
-        else:
-            parts.append(f"no test: {comparison.not_computed.get('primary_p', 'not computed')}")
-        sentence = (
-            f"{b} used {abs(change):.1f}% {direction} energy{estimated} than {a}{within} "
-            f"({'; '.join(parts)})"
-        )
-        energy_item = analysis.equivalence_of(ENERGY, b)
-        if energy_item is not None:
-            sentence += f", {energy_item.verdict} ({_equivalence_text(energy_item)})"
-        elif _significant(comparison, alpha) is False:
-            sentence += f", {energy_verdict(analysis, comparison)}"
-        sentence += _accuracy_clause(analysis, b)
-        for key, items in analysis.equivalence.items():
-            item = analysis.equivalence_of(key, b)
-            if key in (ENERGY, ACCURACY) or item is None or not items:
-                continue
-            label = METRIC_BY_KEY[key].label if key in METRIC_BY_KEY else key
-            sentence += f"; {label} {item.verdict} ({_equivalence_text(item)})"
-        extras = []
-        for key, noun in (("duration_s", "duration"), ("mean_power_w", "mean power")):
-            metric = analysis.metrics.get(key)
-            other = metric.against(b) if metric is not None else None
-            if other is not None and finite(other.relative_change_pct) is not None:
-                extras.append(f"{noun} {fmt.signed(other.relative_change_pct, 1, '%')}")
-        if extras:
-            sentence += "; " + ", ".join(extras)
-        lines.append(sentence + ".")
-    return lines
-
-
-def _at(n_a: int, n_b: int) -> str:
-    return f"{n_a} runs" if n_a == n_b else f"{n_a} and {n_b} runs"
-
-
-def energy_verdict(analysis: Analysis, comparison: stats.CompareResult) -> str:
-    """The energy comparison's answer: the margin's verdict when energy has one; else
-    "different", or "inconclusive: no difference shown at n runs; about N runs per policy would
-    detect a change of X%" (never "not significant", which reads as "no difference")."""
-    item = analysis.equivalence_of(ENERGY, comparison.b)
-    if item is not None:
-        return item.verdict
-    significant = _significant(comparison, analysis.alpha)
-    if significant:
-        return "different"
-    if significant is None:
-        reason = comparison.not_computed.get("primary_p", "not computed")
-        return f"not tested: {reason}"
-    several = len(analysis.energy.comparisons) > 1
-    raw = finite(comparison.primary_p)
-    holm = (
-        f" after Holm's correction for {len(analysis.energy.comparisons)} comparisons"
-        if several and raw is not None and raw < analysis.alpha
-        else ""
-    )
-    head = f"inconclusive: no difference shown{holm} at {_at(comparison.n_a, comparison.n_b)}"
-    plan = next((i for i in analysis.planning.items if i.comparison.b == comparison.b), None)
-    change = fmt.signed(comparison.relative_change_pct, 1, "%")
-    if plan is None or (plan.runs_needed_per_policy is None and plan.achieved_power is None):
-        reason = next(iter(plan.not_computed.values()), "") if plan is not None else ""
-        return f"{head}; the runs needed cannot be estimated" + (f" ({reason})" if reason else "")
-    if plan.runs_needed_per_policy is None:
-        return (
-            f"{head}; no practical number of runs would detect a change of {change} with "
-            f"{analysis.planning.power:.0%} power"
-        )
-    return (
-        f"{head}; about {plan.runs_needed_per_policy} runs per policy would detect a change "
-        f"of {change} ({analysis.planning.power:.0%} power)"
-    )
-
-
-def _equivalence_text(item: EquivalenceItem) -> str:
-    """ "TOST p = 0.47, margin ±1 pp (greenprec's default …); difference p = 0.09"."""
-    test = "TOST" if item.test == "tost_welch" else "non-inferiority test"
-    if item.p is not None:
-        parts = [f"{test} {fmt.pvalue(item.p)}, {item.margin.described}"]
-    else:
-        reason = next(iter(item.not_computed.values()), None) or next(
-            iter(item.result.not_computed.values()) if item.result is not None else iter(()),
-            "not computed",
-        )
-        parts = [f"{item.margin.described}; no {test}: {reason}"]
-    if item.difference_p is not None:
-        holm = "Holm-adjusted " if item.difference_holm else ""
-        parts.append(f"difference test {holm}{fmt.pvalue(item.difference_p)}")
-    return "; ".join(parts)
-
-
-def _accuracy_clause(analysis: Analysis, policy: str) -> str:
-    metric = analysis.metrics.get(ACCURACY)
-    accuracy = metric.against(policy) if metric is not None else None
-    mean_a = finite(accuracy.mean_a) if accuracy is not None else None
-    mean_b = finite(accuracy.mean_b) if accuracy is not None else None
-    if accuracy is not None and mean_a is not None and mean_b is not None:
-        diff = accuracy_points(mean_b - mean_a, analysis.accuracy_scale)
-        text = f"; test accuracy {fmt.signed(diff, 2, ' pp')}"
-        item = analysis.equivalence_of(ACCURACY, policy)
-        if item is not None:
-            return f"{text}, {item.verdict} ({_equivalence_text(item)})"
-        label = {True: "different", False: "no difference shown", None: "untested"}[
-            _significant(accuracy, analysis.alpha)
-        ]
-        return f"{text}, {label} ({fmt.pvalue(accuracy.primary_p)})"
-    if ACCURACY in analysis.data.refused_columns:
-        return "; test accuracy not compared (it mixes fractions and percentages)"
-    return "; test accuracy not compared (no test_accuracy values)"
 
 
 # -- warnings --------------------------------------------------------------------------------------
@@ -337,17 +297,7 @@ def warnings(analysis: Analysis) -> list[str]:
             + ", ".join(few)
             + "; run at least 3 per policy, ideally as many as runs_needed says"
         )
-    for item in analysis.planning.items:
-        if item.enough is False:
-            needed = item.runs_needed_per_policy
-            needed_text = f"{needed}" if needed is not None else "more than can be run"
-            c = item.comparison
-            out.append(
-                f"{c.b} vs {c.a}: {item.runs_per_policy} runs per policy "
-                f"give {fmt.num(100 * (item.achieved_power or 0), 0)}% power to detect the "
-                f"observed {fmt.signed(c.relative_change_pct, 1, '%')} change; "
-                f"{needed_text} runs per policy would be needed for 80%"
-            )
+    out.extend(planning_warnings(analysis.planning))
     out.extend(analysis.margin_problems)
     if analysis.machine is not None:
         out.extend(machine_warnings(analysis.machine))
@@ -356,6 +306,9 @@ def warnings(analysis: Analysis) -> list[str]:
     out.extend(target_warnings(analysis.targets))
     if analysis.blocking is not None:
         out.extend(host_warnings(analysis.blocking, analysis.alpha))
+        out.extend(interaction_warnings(analysis.blocking))
+    out.extend(drift_warnings(analysis.drift, analysis.alpha))
+    out.extend(outlier_sensitivity_lines(analysis))
     if _shared_nodes(data.experiment):
         out.append(
             "the cluster jobs ran with exclusive = false: runs shared their nodes with other "
@@ -425,6 +378,104 @@ def host_warnings(blocking: Blocking, alpha: float) -> list[str]:
     return out
 
 
+def interaction_warnings(blocking: Blocking) -> list[str]:
+    """A policy whose change in energy differs between hosts: the host-blocked estimate is an
+    average over hosts that disagree."""
+    out = []
+    for c in blocking.comparisons:
+        interaction = c.interaction
+        if interaction is None or not c.interacts:
+            continue
+        changes = "; ".join(
+            f"{host}: {fmt.signed(change, 1, '%')}"
+            for host, change in interaction.change_pct.items()
+        )
+        out.append(
+            f"{c.b} vs {c.a}: the change in energy differs between hosts ({changes}; host × "
+            f"policy interaction F({interaction.df_num}, {interaction.df_den}) = "
+            f"{fmt.stat(interaction.f)}, {fmt.pvalue(interaction.p)}): the host-blocked "
+            f"{fmt.signed(c.test.relative_change_pct, 1, '%')} is an average over hosts that "
+            "disagree; read the per-host changes under Hosts"
+        )
+    return out
+
+
+def drift_warnings(drift: Drift | None, alpha: float) -> list[str]:
+    """A trend of energy over the run order."""
+    if drift is None or not drift.flagged:
+        return []
+    test = drift.test
+    level = f"{100 * (1 - alpha):g}%"
+    ci = fmt.NOT_AVAILABLE
+    if test.pct_per_run_ci is not None:
+        ci = " to ".join(fmt.signed(v, 2, "%") for v in test.pct_per_run_ci)
+    total = drift.total_pct
+    span = (
+        f", {fmt.signed(total, 1, '%')} from run {drift.first} to run {drift.last}"
+        if total is not None
+        else ""
+    )
+    return [
+        f"energy drifts over the run order: {fmt.signed(test.pct_per_run, 2, '%')} per run "
+        f"({level} CI {ci}, {fmt.pvalue(test.p)}"
+        f"{span}; OLS of log energy on the run's place in the schedule with one intercept per "
+        f"{drift.within}): something changed during the experiment (a machine warming up, "
+        "a background job); it widens every policy's spread, and a comparison is fair only "
+        "if the policies are spread evenly over the schedule"
+    ]
+
+
+def _p3(p: float | None) -> str:
+    """A p-value with three significant figures (0.418), as the sensitivity check compares two."""
+    if p is None:
+        return fmt.NOT_AVAILABLE
+    return f"{p:.3g}" if p >= 1e-3 else fmt.pvalue(p, prefix=False)
+
+
+_TEST_NAMES = {"equivalence": "TOST", "noninferiority": "non-inferiority"}
+
+
+def outlier_sensitivity_lines(analysis: Analysis) -> list[str]:
+    """Whether the verdict depends on the outlier rule: the margin questions' p (or, with
+    none, the difference questions') with the flagged runs treated the other way."""
+    sensitivity = analysis.outlier_sensitivity
+    if sensitivity is None or not sensitivity.items:
+        return []
+    items = sensitivity.items
+    shown = [i for i in items if i.kind != "difference"] or items
+    several = len(shown) > 1
+    parts = []
+    for item in shown:
+        name = _TEST_NAMES.get(item.kind, f"{item.label} difference test")
+        if several:
+            name = f"{item.policy} vs {item.reference} {item.label}: {name}"
+        now, other = (
+            (item.p_removed, item.p_kept) if sensitivity.applied else (item.p_kept, item.p_removed)
+        )
+        parts.append(f"{name} p = {_p3(other)} instead of {_p3(now)}")
+    runs = ", ".join(sensitivity.run_ids)
+    n = len(sensitivity.run_ids)
+    if sensitivity.applied:
+        head = f"Keeping the {n} removed outlier{'s' if n != 1 else ''} ({runs}) gives"
+    else:
+        head = (
+            f"Removing the {n} outlier{'s' if n != 1 else ''} that --no-outliers kept ({runs}) "
+            "would give"
+        )
+    changed = [i for i in items if i.changed]
+    if not changed:
+        tail = "the verdicts do not change" if len(items) > 1 else "the verdict does not change"
+    else:
+        moves = "; ".join(
+            f"{i.policy} vs {i.reference} {i.label}: {i.outcome_removed} with "
+            f"{'it' if n == 1 else 'them'} removed, {i.outcome_kept} with "
+            f"{'it' if n == 1 else 'them'} kept"
+            for i in changed
+        )
+        tail = f"the verdict changes ({moves})"
+    return [f"{head} {'; '.join(parts)}; {tail}."]
+
+
 def trace_warnings(trace: PowerTrace) -> list[str]:
     """What the mean power trace had to leave out."""
     out = [f"power trace skips run {run_id}: {error}" for run_id, error in trace.unreadable.items()]
@@ -454,54 +505,87 @@ def trace_warnings(trace: PowerTrace) -> list[str]:
 # -- runs needed and outliers ----------------------------------------------------------------------
 
 
-def planning_lines(planning: Planning) -> list[str]:
-    """Per energy comparison: the power the experiment had and the runs 80% power needs."""
-    lines = []
+def planning_warnings(planning: Planning) -> list[str]:
+    """An energy comparison with fewer runs than its smallest effect of interest needs, and
+    smallest effects given that are not used."""
+    out = list(planning.problems)
+    sesoi = planning.sesoi
     for item in planning.items:
-        c = item.comparison
-        head = f"{c.b} vs {c.a}"
-        if item.runs_needed_per_policy is None and item.achieved_power is None:
-            reason = next(iter(item.not_computed.values()), "not computed")
-            lines.append(f"{head}: not computed ({reason}).")
-            continue
-        text = (
-            f"{head}: with a pooled CV of {fmt.num(item.cv_pct, 2)}% and the observed change "
-            f"of {fmt.signed(c.relative_change_pct, 1, '%')}, {item.runs_per_policy} runs per "
-            f"policy gave {_power_text(item.achieved_power)} power "
-            f"(two-sided t-test, α = {planning.alpha:g}). "
+        if item.enough is False and sesoi is not None and item.sesoi_pct is not None:
+            needed = item.runs_needed_per_policy
+            needed_text = f"the {needed}" if needed is not None else "the impractical number"
+            c = item.comparison
+            out.append(
+                f"{c.b} vs {c.a}: {item.runs_per_policy} runs per policy are fewer than "
+                f"{needed_text} needed to detect an energy change of "
+                f"{item.sesoi_pct:.3g}% (the smallest effect of interest, "
+                f"{_SESOI_SOURCE[planning.sesoi_source or 'given']}) with "
+                f"{planning.power:.0%} power"
+            )
+    return out
+
+
+_SESOI_SOURCE = {
+    "given": "given for this report",
+    "experiment": "from the experiment's configuration",
+    "margin": "energy's margin",
+}
+
+
+def planning_lines(planning: Planning) -> list[str]:
+    """Runs needed, from effects stated in advance: per energy comparison for the smallest
+    effect of interest, per margin question for no true difference. Never power from the
+    observed effect (it only restates the p-value)."""
+    lines = []
+    sesoi = planning.sesoi
+    level = f"{planning.power:.0%} power, α = {planning.alpha:g}"
+    if sesoi is None and planning.items:
+        lines.append(
+            "Energy: no runs-needed figure is given, because no smallest effect of interest "
+            "was stated (and energy has no margin); the observed change is not one. State the "
+            "smallest change that matters, e.g. --sesoi energy_j=5% (greenprec report or "
+            "compare; [sesoi] in a config file), and this section says how many runs per "
+            "policy would detect it."
         )
-        needed = item.runs_needed_per_policy
-        if needed is None:
-            text += (
-                f"No practical number of runs reaches {planning.power:.0%} power "
-                f"({item.not_computed.get('runs_needed_per_policy', '')})."
+    for item in planning.items if sesoi is not None else []:
+        c = item.comparison
+        head = f"{c.b} vs {c.a}, energy"
+        if item.runs_needed_per_policy is None:
+            reason = next(iter(item.not_computed.values()), "not computed")
+            lines.append(f"{head}: runs needed not computed ({reason}).")
+            continue
+        source = _SESOI_SOURCE[planning.sesoi_source or "given"]
+        lines.append(
+            f"{head}: to detect a change of ±{item.sesoi_pct:.3g}% (the smallest "
+            f"effect of interest, {source}) at the pooled CV of {fmt.num(item.cv_pct, 2)}% "
+            f"seen here, about {item.runs_needed_per_policy} runs per policy are needed "
+            f"(two-sided t-test, {level}); this experiment has {item.runs_per_policy}."
+        )
+    for plan in planning.margins:
+        label = METRIC_BY_KEY[plan.metric].label if plan.metric in METRIC_BY_KEY else plan.metric
+        head = f"{plan.b} vs {plan.a}, {label}"
+        kind = plan.margin.margin.kind
+        shown = "equivalence within" if kind == "equivalence" else "that it is"
+        if plan.runs_needed_per_policy is None:
+            lines.append(
+                f"{head}: runs needed not computed ({plan.not_computed or 'not computed'})."
             )
-        elif item.enough:
-            text += (
-                f"{needed} runs per policy would have sufficed for {planning.power:.0%} "
-                f"power: the experiment had enough."
-            )
-        else:
-            text += (
-                f"{needed} runs per policy are needed for {planning.power:.0%} power: "
-                "the experiment had too few."
-            )
-        lines.append(text)
-    if not planning.items:
+            continue
+        test = "TOST" if kind == "equivalence" else "non-inferiority test"
+        lines.append(
+            f"{head}: with no true difference, about {plan.runs_needed_per_policy} runs per "
+            f"policy would show {shown} {plan.margin.text} ({test}, {level}, at the spread "
+            f"seen here); this experiment has {min(plan.n_a, plan.n_b)}."
+        )
+    if not planning.items and not planning.margins:
         reason = planning.not_computed.get("comparisons", "nothing to compare")
         lines.append(f"Not computed: {reason}.")
-    else:
+    elif lines:
         lines.append(
-            "This is a post-hoc estimate from the observed effect; use it to plan the next "
-            "experiment, not to reinterpret this one."
+            "These plan the next experiment from effects stated in advance, never from the "
+            "effect observed: power computed from an observed effect only restates its p-value."
         )
     return lines
-
-
-def _power_text(power: float | None) -> str:
-    if power is None:
-        return fmt.NOT_AVAILABLE
-    return "> 99.9%" if power > 0.999 else f"{100 * power:.1f}%"
 
 
 def outlier_lines(info: OutlierInfo) -> list[str]:
@@ -548,21 +632,22 @@ def margin_lines(analysis: Analysis) -> list[str]:
         lines.append(f"{label}: {use.described}" + (f", {source}" if source else "") + f"; {test}.")
     if not lines:
         return []
-    level = f"{100 * (1 - 2 * analysis.alpha):g}%"
     one_sided = any(use.margin.kind == "noninferiority" for use in analysis.margins.values())
     lines.append(
         "Failing to show a difference is not evidence of no difference. Equivalence is shown "
-        f"only when the {level} CI of the difference lies inside the margin (two one-sided "
-        f"Welch t-tests, TOST, at α = {analysis.alpha:g})"
+        "only when the 1 − 2α′ interval of the difference (90% with one question; α′ is the "
+        "level Holm's procedure decided it at) lies inside the margin (two one-sided t-tests, "
+        "TOST), and a difference beyond the margin only when the interval lies wholly outside "
+        "it"
         + (
-            '; non-inferiority ("not worse than", "not more than") only when it lies on '
-            "the tolerated side of the margin's bound"
+            '; non-inferiority ("not worse than") only when the interval clears the margin\'s '
+            'bound on the tolerated side, and "worse than" only when it lies wholly beyond it'
             if one_sided
             else ""
         )
-        + '. Otherwise the verdict is "different" (the difference test rejects) or '
-        '"inconclusive", with about how many runs per policy would settle it if the observed '
-        "difference were the true one."
+        + ". Otherwise the decision is inconclusive; Runs needed says how many runs per policy "
+        "would settle it if there were no true difference. A margin in % of the reference mean "
+        "is tested on the log ratio of the means."
     )
     return lines
 
@@ -570,8 +655,80 @@ def margin_lines(analysis: Analysis) -> list[str]:
 # -- why an adaptive experiment stopped ------------------------------------------------------------
 
 
+def _margin_text(answer: object, sign: str = "") -> str:
+    """The margin as given ("1 pp", "2 % of the reference mean"), with its value in the
+    metric's units where that differs; a folder before 0.3 records only the latter."""
+    value, unit = (
+        finite(getattr(answer, "margin_value", None)),
+        getattr(answer, "margin_unit", None),
+    )
+    own = finite(getattr(answer, "margin", None))
+    if value is not None and unit in ("pp", "%"):
+        text = f"{sign}{value:g} pp" if unit == "pp" else f"{sign}{value:g} % of the reference mean"
+        return text + (f" ({sign}{fmt.num(own)})" if own is not None else "")
+    if own is not None:
+        return f"{sign}{fmt.num(own)}"
+    return f"{sign}{value:g}" if value is not None else "the margin"
+
+
+def answer_verdict(answer: object) -> str:
+    """A recorded answer's decision in words: "different", "equivalent within ±0.01",
+    "lower by more than 0.01", "not worse than −0.01", "worse than −0.01"; "open" while not
+    settled. Never "different" for an equivalence or non-inferiority question."""
+    from greenprec.results.models import AnswerRecord
+
+    assert isinstance(answer, AnswerRecord)
+    verdict = answer.verdict
+    if not answer.settled or verdict is None:
+        return "open"
+    if verdict == "equivalent":
+        return f"equivalent within {_margin_text(answer, '±')}"
+    if verdict == "different" and answer.kind != "difference":
+        # Folders before 0.3: the difference test rejected, which is no margin decision.
+        return "a difference shown (recorded before greenprec 0.3; not read against the margin)"
+    if verdict == "beyond margin":
+        estimate = finite(answer.estimate)
+        side = "higher" if estimate is not None and estimate > 0 else "lower"
+        return f"{side} by more than {_margin_text(answer)}"
+    if verdict in ("not worse", "worse"):
+        sign = "+" if answer.margin_tolerated == 1 else "−"
+        return f"{verdict} than {_margin_text(answer, sign)}"
+    return verdict
+
+
+def _confidence(level: float) -> str:
+    """A confidence level in %, with enough decimals not to read 100 %: 95, 99.8, 99.9993."""
+    miss = 1.0 - level
+    if not miss > 0:
+        return f"{100 * level:g}"
+    decimals = max(0, math.ceil(-math.log10(miss)) - 2)
+    return f"{100 * level:.{decimals}f}"
+
+
+def _rci(answer: object) -> str:
+    from greenprec.results.models import AnswerRecord
+
+    assert isinstance(answer, AnswerRecord)
+    low, high, level = finite(answer.ci_low), finite(answer.ci_high), finite(answer.confidence)
+    if low is None or high is None:
+        return ""
+    share = f"{_confidence(level)} % " if level is not None else ""
+    if answer.scale == "percent":
+        return f", {share}repeated CI {fmt.signed(low, 1, '%')} to {fmt.signed(high, 1, '%')}"
+    value, own = finite(answer.margin_value), finite(answer.margin)
+    if answer.margin_unit == "pp" and value and own:
+        per_pp = own / value  # 0.01 for an accuracy recorded as a fraction, 1 in percent
+        return (
+            f", {share}repeated CI {fmt.signed(low / per_pp, 2, ' pp')} to "
+            f"{fmt.signed(high / per_pp, 2, ' pp')}"
+        )
+    return f", {share}repeated CI {fmt.signed(low, 4)} to {fmt.signed(high, 4)}"
+
+
 def answer_text(answer: object) -> str:
-    """One question's answer at one look, in words."""
+    """One question's answer at one look, in words: the decision, its p and the nominal level
+    it was compared with (for an answer carried from an earlier look: the level it was settled
+    at), and its repeated confidence interval."""
     from greenprec.results.models import AnswerRecord
 
     assert isinstance(answer, AnswerRecord)
@@ -579,57 +736,88 @@ def answer_text(answer: object) -> str:
     p = f", {fmt.pvalue(answer.p)}" if finite(answer.p) is not None else ""
     level = f" at level {answer.level:.3g}" if finite(answer.level) is not None else ""
     if answer.settled:
-        return f"{question}: settled, {answer.verdict or 'no verdict recorded'}{p}{level}"
-    return f"{question}: not settled{p}{level}"
+        at = f" (settled at {answer.settled_at} runs per policy)" if answer.carried else ""
+        return f"{question}: settled, {answer_verdict(answer)}{p}{level}{_rci(answer)}{at}"
+    return f"{question}: not settled{p}{level}{_rci(answer)}"
 
 
 def stopping_lines(stop: Stopping) -> list[str]:
-    """The method, each look, the reason it stopped and the runs stopping saved."""
+    """The method, each look, the reason it stopped, the intervals' meaning and bias, and the
+    runs stopping early saved (only when it did stop early)."""
     record = stop.record
     if record is None:
         return [stop.problem or "The experiment was adaptive, but its looks are not recorded."]
+    questions = len(record.looks[-1].answers) if record.looks else 0
+    share = record.looks[-1].alpha_share if record.looks else None
+    split = (
+        f", {fmt.plural(questions, 'question')} in the family, α' = {share:.3g} each"
+        if share is not None and questions
+        else ""
+    )
     lines = [
-        f"Method: {record.method}, α = {record.alpha:g} over all looks, at least "
+        f"Method: {record.method}, α = {record.alpha:g} over all looks{split}; at least "
         f"{record.min_runs} and at most {record.max_runs} runs per policy."
     ]
     for look in record.looks:
         answers = "; ".join(answer_text(a) for a in look.answers) or "no question answered"
+        level = f", nominal level {look.level:.3g}" if finite(look.level) is not None else ""
         lines.append(
             f"Look after block {look.block}: {look.runs_per_policy} runs per policy, "
             f"{100 * look.information:.0f}% of the maximum, α spent so far "
-            f"{look.alpha_spent:.3g}. {answers}."
+            f"{look.alpha_spent:.3g}{level}. {answers}."
         )
+    if record.skipped:
+        blocks = ", ".join(str(b) for b in record.skipped)
+        lines.append(f"No look after block {blocks}: a failed run left no new run of every policy.")
     if not record.looks:
         lines.append("No look was made.")
     used = stop.runs_per_policy
     if record.reason is None:
         lines.append("The experiment has not stopped yet (no stopping reason recorded).")
     else:
-        how = "stopped early" if record.stopped_early else "ran to its maximum"
+        how = "stopped early" if record.stopped_early else "ran to its end"
         at = f" at {used} runs per policy" if used is not None else ""
         lines.append(f"It {how}{at}: {record.reason}.")
-    fixed = stop.fixed_runs_per_policy
-    if fixed is None or used is None:
-        reason = stop.fixed_not_computed or "the runs per policy at the stop are not recorded"
+    if record.stopped_early:
+        lines.append(_savings(stop))
+    intervals = any(finite(a.ci_low) is not None for look in record.looks for a in look.answers)
+    if intervals:
         lines.append(
-            "How many runs stopping saved against a fixed design of the same power cannot be "
-            f"computed: {reason}."
+            "The intervals are repeated confidence intervals (Jennison & Turnbull 2000, ch. 9), "
+            "valid whatever the stopping rule; the decisions are read off them."
         )
-    else:
-        saved = stop.saved_runs or 0
-        policies = fmt.plural(stop.policies, "policy", "policies")
-        if saved >= 0:
-            lines.append(
-                f"A fixed design of the same power needs {fixed} runs per policy: stopping at "
-                f"{used} saved {fmt.plural(saved, 'run')} ({fixed - used} per policy × "
-                f"{policies})."
-            )
-        else:
-            lines.append(
-                f"A fixed design of the same power needs {fixed} runs per policy: this one used "
-                f"{fmt.plural(-saved, 'run')} more ({used - fixed} per policy × {policies})."
-            )
+    if record.stopped_early:
+        lines.append(
+            "An estimate from a design that stopped early is biased away from zero (it stopped "
+            "because the estimate was large): read the interval, not the point estimate."
+        )
     return lines
+
+
+def _savings(stop: Stopping) -> str:
+    """What stopping early saved, against the fixed design of the same power for the question
+    that drove the stop; or why that is not given."""
+    used = stop.runs_per_policy
+    fixed, driver = stop.fixed_runs_per_policy, stop.driver
+    if fixed is None or used is None or driver is None:
+        reason = stop.fixed_not_computed or "the runs per policy at the stop are not recorded"
+        return (
+            "How many runs stopping early saved against a fixed design of the same power "
+            f"cannot be computed: {reason}."
+        )
+    question = f"{driver.metric} {driver.policy} vs {driver.reference} ({driver.kind})"
+    policies = fmt.plural(stop.policies, "policy", "policies")
+    saved = stop.saved_runs or 0
+    head = (
+        f"The question that stopped it was {question}; a fixed design with the same power for "
+        f"it needs {fixed} runs per policy"
+    )
+    if saved > 0:
+        return (
+            f"{head}: stopping at {used} saved {fmt.plural(saved, 'run')} "
+            f"({fixed - used} per policy × {policies})."
+        )
+    return f"{head}: stopping at {used} saved none against it."
 
 
 # -- machine state ---------------------------------------------------------------------------------
@@ -733,6 +921,8 @@ def target_lines(targets: list[Target]) -> list[str]:
 def target_warnings(targets: list[Target]) -> list[str]:
     out = []
     for target in targets:
+        if target.reached_by_none:
+            out.append(unreached_target_line(target))
         for c in target.comparisons:
             if not c.flattering:
                 continue
@@ -744,3 +934,32 @@ def target_warnings(targets: list[Target]) -> list[str]:
                 "never got there cannot be averaged in)"
             )
     return out
+
+
+def unreached_target_line(target: Target) -> str:
+    """Why no run reached a target, likely, and what to change: "no run reached
+    test_accuracy ≥ 0.99: the runs trained 3 epochs (protocol quick) and the best test_accuracy
+    any run reached was 0.975 (mixed-003, epoch 3); train longer (--epochs more than 3) or set a
+    target the runs reach (e.g. --target test_accuracy=0.975)"."""
+    head = f"no run reached {target.name}"
+    best = target.best
+    if best is None or best.value is None:
+        return (
+            f"{head}: no run recorded {target.metric} after an epoch, so none could reach it; "
+            "the workload must report its test metrics after each epoch (ctx.epoch_end, see "
+            f"docs/workloads.md) under the name {target.metric}"
+        )
+    trained = best.epochs_param if best.epochs_param is not None else best.epochs
+    why = []
+    if trained is not None:
+        preset = f" (protocol {best.protocol})" if best.protocol else ""
+        why.append(f"the runs trained {fmt.plural(trained, 'epoch')}{preset}")
+    why.append(
+        f"the best {target.metric} any run reached was {best.value:.4g} ({best.run_id}, epoch "
+        f"{best.epoch})"
+    )
+    longer = f"--epochs more than {trained}" if trained is not None else "--epochs"
+    return (
+        f"{head}: {', and '.join(why)}; train longer ({longer}) or set a target the runs "
+        f"reach (e.g. --target {target.metric}={best.value:.4g})"
+    )

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -18,7 +18,7 @@ from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.report.data import ExperimentData, Row
 from greenprec.results import MachineState, RunRecord
-from greenprec.results.models import PhaseRecord, SequentialRecord
+from greenprec.results.models import AnswerRecord, PhaseRecord, SequentialRecord
 
 TEMPERATURE_LIMIT_C = 5.0  # a run that starts this much hotter or colder than the median
 CLOCK_LIMIT_PCT = 10.0  # a run whose starting clock differs this much from the median
@@ -263,13 +263,23 @@ def _warmups(experiment: dict[str, Any]) -> list[Warmup]:
 
 @dataclass(frozen=True)
 class Stopping:
-    """An adaptive experiment's looks, why it stopped, and what stopping saved."""
+    """An adaptive experiment's looks, why it stopped, its final answers, and what stopping
+    early saved.
+
+    ``final_answers``: per (metric, policy), the answer of the last look (an AnswerRecord: the
+    decision, its repeated confidence interval ``ci_low``–``ci_high`` at level
+    ``confidence``, the nominal ``level`` it was settled or tested at). After an adaptive
+    experiment the verdict is these answers, not a fixed-sample re-test of the stopped data.
+    ``driver``: the question whose settling stopped the design early (the last one settled),
+    for which ``fixed_runs_per_policy`` is the fixed design of the same power; None unless it
+    stopped early."""
 
     record: SequentialRecord | None
     policies: int
-    fixed_runs_per_policy: int | None  # a fixed design of the same power
+    fixed_runs_per_policy: int | None  # a fixed design of the same power, for ``driver``
     fixed_not_computed: str | None
     problem: str | None = None  # why the record could not be read
+    driver: AnswerRecord | None = None
 
     @property
     def runs_per_policy(self) -> int | None:
@@ -281,18 +291,38 @@ class Stopping:
         return record.looks[-1].runs_per_policy if record.looks else None
 
     @property
+    def stopped_early(self) -> bool:
+        return self.record is not None and self.record.stopped_early
+
+    @property
+    def final_answers(self) -> dict[tuple[str, str], AnswerRecord]:
+        record = self.record
+        if record is None or not record.looks:
+            return {}
+        return {(a.metric, a.policy): a for a in record.looks[-1].answers}
+
+    @property
     def saved_runs(self) -> int | None:
-        """Runs (all policies together) stopping saved against the fixed design."""
+        """Runs (all policies together) stopping early saved against the fixed design of the
+        same power for the question that drove the stop; None unless it stopped early."""
         fixed, used = self.fixed_runs_per_policy, self.runs_per_policy
-        if fixed is None or used is None:
+        if not self.stopped_early or fixed is None or used is None:
             return None
         return (fixed - used) * self.policies
 
     def to_json_dict(self) -> dict[str, Any]:
         record = self.record
+        driver = self.driver
         return {
             "sequential": record.model_dump(mode="json") if record is not None else None,
             "runs_per_policy": self.runs_per_policy,
+            "stopped_early": self.stopped_early,
+            "final_answers": [a.model_dump(mode="json") for a in self.final_answers.values()],
+            "driver": (
+                {"metric": driver.metric, "policy": driver.policy, "kind": driver.kind}
+                if driver is not None
+                else None
+            ),
             "fixed_runs_per_policy": self.fixed_runs_per_policy,
             "saved_runs": self.saved_runs,
             "policies": self.policies,
@@ -306,10 +336,14 @@ class Stopping:
 
 
 def stopping(
-    data: ExperimentData, energy: dict[str, np.ndarray[Any, np.dtype[np.float64]]]
+    data: ExperimentData,
+    energy: dict[str, np.ndarray[Any, np.dtype[np.float64]]] | None = None,
 ) -> Stopping | None:
     """None unless the experiment was adaptive (``config.adaptive`` or a sequential record).
-    ``energy``: each policy's energies of the runs used, for the fixed design's runs."""
+
+    ``energy`` is not used (kept for callers): what stopping saved is a property of the
+    design and of the question that drove the stop, never of the observed effect."""
+    del energy
     experiment = data.experiment
     config = experiment.get("config")
     adaptive = isinstance(config, dict) and config.get("adaptive") is True
@@ -337,43 +371,57 @@ def stopping(
             "the record cannot be read",
             f"experiment.json sequential cannot be read: {first}",
         )
-    fixed, reason = _fixed_runs(record, energy, data.baseline)
-    return Stopping(record, policies, fixed, reason)
+    driver = _driver(record)
+    fixed, reason = _fixed_runs(record, driver)
+    return Stopping(record, policies, fixed, reason, driver=driver)
+
+
+def _driver(record: SequentialRecord) -> AnswerRecord | None:
+    """The question whose settling stopped the design early: the last one settled at the
+    stopping look (not carried from an earlier look)."""
+    if not record.stopped_early or not record.looks:
+        return None
+    last = record.looks[-1]
+    fresh = [
+        a
+        for a in last.answers
+        if a.settled
+        and not a.carried
+        and (a.settled_at is None or a.settled_at == last.runs_per_policy)
+    ]
+    return fresh[-1] if fresh else None
 
 
 def _fixed_runs(
-    record: SequentialRecord,
-    energy: dict[str, np.ndarray[Any, np.dtype[np.float64]]],
-    reference: str | None,
+    record: SequentialRecord, driver: AnswerRecord | None
 ) -> tuple[int | None, str | None]:
-    """Runs per policy a fixed design needs to detect the observed energy changes with the
-    same power (:func:`greenprec.sequential.fixed_runs_same_power`; the largest over the
-    policies), or why it cannot be computed."""
+    """Runs per policy of a fixed design with the same power as the sequential design, for
+    the question that drove the stop (:meth:`greenprec.sequential.SequentialDesign.fixed_runs`:
+    a property of the design, at its share of alpha), or why it is not given."""
+    if not record.stopped_early:
+        return None, "the design did not stop early, so stopping saved nothing"
+    if driver is None:
+        return None, "the question that stopped the design is not recorded"
+    if "exact boundaries" not in record.method:
+        return None, (
+            "the design recorded (each look tested at its alpha increment, before greenprec "
+            "0.3) has no fixed design of the same power computed"
+        )
     try:
-        from greenprec.sequential import fixed_runs_same_power
-    except ImportError as error:  # pragma: no cover - greenprec.sequential ships with greenprec
-        return None, f"greenprec.sequential is not available ({error})"
-    if reference is None or reference not in energy:
-        return None, "no reference policy with energy values"
-    needed: list[int] = []
-    for policy, values in energy.items():
-        if policy == reference:
-            continue
-        try:
-            n = fixed_runs_same_power(
-                energy[reference].tolist(), values.tolist(), alpha=record.alpha
-            )
-        except ConfigError as error:
-            return None, str(error)
-        if n is None:
-            return None, (
-                f"the energy of {policy} against {reference} does not allow it (fewer than 2 "
-                "runs per policy, no observed change or no spread)"
-            )
-        needed.append(int(n))
-    if not needed:
-        return None, "no policy to compare with the reference"
-    return max(needed), None
+        from greenprec.sequential import SequentialDesign
+
+        design = SequentialDesign(
+            alpha=record.alpha,
+            min_runs=record.min_runs,
+            max_runs=record.max_runs,
+            spending="pocock" if "pocock" in record.method.lower() else "obrien-fleming",
+        )
+        last = record.looks[-1]
+        share = last.alpha_share or record.alpha / max(len(last.answers), 1)
+        sides: Literal[1, 2] = 2 if driver.kind == "difference" else 1
+        return design.fixed_runs(alpha=share, sides=sides), None
+    except (ConfigError, ValueError, ArithmeticError) as error:
+        return None, str(error)
 
 
 # -- energy to a target --------------------------------------------------------------------------
@@ -444,25 +492,83 @@ class TargetComparison:
 
 
 @dataclass(frozen=True)
+class TargetBest:
+    """The best value of a target's metric any run recorded after an epoch, and how long the
+    runs trained: why a target no run reached was likely out of reach."""
+
+    value: float | None  # the best value recorded (None: no run recorded the metric)
+    run_id: str | None
+    epoch: int | None
+    epochs: int | None  # the most epochs a run recorded
+    epochs_param: int | None  # the experiment's epochs parameter, when it set one
+    protocol: str | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "best_value": self.value,
+            "best_run": self.run_id,
+            "best_epoch": self.epoch,
+            "epochs_recorded": self.epochs,
+            "epochs_param": self.epochs_param,
+            "protocol": self.protocol,
+        }
+
+
+@dataclass(frozen=True)
 class Target:
     metric: str
     value: float
     higher_is_better: bool
     policies: dict[str, TargetPolicy]
     comparisons: list[TargetComparison]
+    best: TargetBest | None = None
 
     @property
     def name(self) -> str:
         return f"{self.metric} {'≥' if self.higher_is_better else '≤'} {self.value:g}"
 
+    @property
+    def reached_by_none(self) -> bool:
+        """Runs were used, and not one reached the target."""
+        return bool(self.policies) and not any(p.reached for p in self.policies.values())
+
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "metric": self.metric,
             "value": self.value,
             "higher_is_better": self.higher_is_better,
             "policies": {p: t.to_json_dict() for p, t in self.policies.items()},
             "comparisons": [c.to_json_dict() for c in self.comparisons],
         }
+        if self.best is not None:
+            out["best"] = self.best.to_json_dict()
+        return out
+
+
+def _target_best(
+    metric: str, higher: bool, records: Sequence[RunRecord], config: Any
+) -> TargetBest:
+    best: tuple[float, str, int] | None = None
+    most_epochs: int | None = None
+    for record in records:
+        for epoch in record.epochs:
+            most_epochs = max(most_epochs or 0, int(epoch.epoch))
+            seen = _finite(epoch.metrics.get(metric))
+            if seen is None:
+                continue
+            if best is None or (seen > best[0] if higher else seen < best[0]):
+                best = (seen, record.run_id, int(epoch.epoch))
+    params = config.get("params") if isinstance(config, dict) else None
+    epochs_param = params.get("epochs") if isinstance(params, dict) else None
+    protocol = config.get("protocol") if isinstance(config, dict) else None
+    return TargetBest(
+        best[0] if best is not None else None,
+        best[1] if best is not None else None,
+        best[2] if best is not None else None,
+        most_epochs,
+        int(epochs_param) if isinstance(epochs_param, (int, float)) else None,
+        str(protocol) if isinstance(protocol, str) else None,
+    )
 
 
 def targets(
@@ -545,7 +651,8 @@ def targets(
                         alpha,
                     )
                 )
-        out.append(Target(metric, value, higher, policies, comparisons))
+        best = _target_best(metric, higher, list(records.values()), config)
+        out.append(Target(metric, value, higher, policies, comparisons, best))
     return out
 
 
