@@ -65,6 +65,8 @@ import numpy as np
 from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.stats import Margin
+from greenprec.stats._common import _constant, _Result, _sd, _welch_parts
+from greenprec.stats.equivalence import _fmt_margin, _log_margin
 
 __all__ = [
     "Answer",
@@ -474,7 +476,7 @@ class _AnswerLike(Protocol):
 
 
 @dataclass(frozen=True)
-class Answer(stats._Result):
+class Answer(_Result):
     """One question as one look answers it.
 
     ``verdict`` (when ``settled``): ``"different"``, ``"equivalent"``, ``"beyond margin"``
@@ -519,7 +521,7 @@ class Answer(stats._Result):
 
 
 @dataclass(frozen=True)
-class Look(stats._Result):
+class Look(_Result):
     """The result of one interim analysis: the answers, and whether to stop and why.
 
     ``level`` is the nominal two-sided level of a difference question at this look (for its
@@ -562,10 +564,10 @@ def _parts(a: np.ndarray, b: np.ndarray, log_scale: bool) -> tuple[float, float,
     """The estimate (b − a, or ln(mean b / mean a)), its Welch SE and df; or why not."""
     if a.size < 2 or b.size < 2:
         return f"needs at least 2 values per policy (has {a.size} and {b.size})"
-    if stats._constant(a) and stats._constant(b):
+    if _constant(a) and _constant(b):
         return "both policies have zero variance; the test is undefined"
     if not log_scale:
-        diff, se, df, reason = stats._welch_parts(a, b, "reference", "policy")
+        diff, se, df, reason = _welch_parts(a, b, "reference", "policy")
         if reason is not None:
             return reason
         return diff, se, df
@@ -573,8 +575,8 @@ def _parts(a: np.ndarray, b: np.ndarray, log_scale: bool) -> tuple[float, float,
     if mean_a <= 0 or mean_b <= 0:
         return "the log ratio needs positive means"
     # As stats.welch_log_ratio: delta-method SE and Welch–Satterthwaite df.
-    ua = stats._sd(a) ** 2 / (a.size * mean_a * mean_a)
-    ub = stats._sd(b) ** 2 / (b.size * mean_b * mean_b)
+    ua = _sd(a) ** 2 / (a.size * mean_a * mean_a)
+    ub = _sd(b) ** 2 / (b.size * mean_b * mean_b)
     var = ua + ub
     if not var > 0 or not math.isfinite(var):
         return "the log-ratio test could not be computed"
@@ -676,8 +678,8 @@ def _answer(
         )
     assert margin is not None and margin_abs is not None
     if log_scale:
-        lower = -stats._log_margin(margin.value, -1) if margin.value < 100 else -math.inf
-        upper = stats._log_margin(margin.value, 1)
+        lower = -_log_margin(margin.value, -1) if margin.value < 100 else -math.inf
+        upper = _log_margin(margin.value, 1)
     else:
         lower, upper = -margin_abs, margin_abs
     # One-sided p-values against each bound (H0: est ≤ lower; H0: est ≥ upper).
@@ -719,7 +721,7 @@ def verdict_words(answer: Any, margin: Margin | None = None) -> str:
     verdict = getattr(answer, "verdict", None)
     if verdict is None:
         return "open"
-    value = stats._fmt_margin(margin.value) if margin is not None else None
+    value = _fmt_margin(margin.value) if margin is not None else None
     if verdict == "equivalent":
         return f"equivalent within ±{value}{_unit(margin)}" if margin else "equivalent"
     if verdict == "beyond margin":
@@ -909,8 +911,7 @@ def fixed_runs_same_power(
     if mean_a <= 0:
         return None
     pooled = math.sqrt(
-        ((a.size - 1) * stats._sd(a) ** 2 + (b.size - 1) * stats._sd(b) ** 2)
-        / (a.size + b.size - 2)
+        ((a.size - 1) * _sd(a) ** 2 + (b.size - 1) * _sd(b) ** 2) / (a.size + b.size - 2)
     )
     change = 100.0 * (mean_b / mean_a - 1.0)
     cv = 100.0 * pooled / mean_a
