@@ -17,11 +17,11 @@ import typer
 from scipy import stats as sps
 from typer.testing import CliRunner
 
+from greenprec.cli.report import report_command
 from greenprec.errors import ConfigError
 from greenprec.report import build_report
 from greenprec.report.analysis import prepare
 from greenprec.report.build import power_traces
-from greenprec.report.commands import report_command
 from greenprec.report.data import load
 from greenprec.report.formatting import pvalue
 from greenprec.report.prose import trace_warnings
@@ -683,7 +683,7 @@ def test_broken_cells_and_samples_are_warnings_not_crashes(tmp_path: Path) -> No
 
 def test_importing_the_commands_stays_light() -> None:
     code = (
-        "import sys, greenprec.report.commands\n"
+        "import sys, greenprec.cli.report, greenprec.cli.importing\n"
         "print(sorted({'pandas', 'scipy', 'matplotlib', 'numpy'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,13 +1,16 @@
 """Exceptions that greenprec raises on purpose; each message names the problem and the fix.
 
 Every one of them is a :class:`GreenprecError`, so ``except greenprec.GreenprecError`` catches
-all that greenprec raises on purpose (the command line shows each as one line)::
+all that greenprec raises on purpose (the command line shows each as one line). A class that is
+imported from another module names that module::
 
     GreenprecError
     ├── ConfigError (also a ValueError)       bad input: a name, an option, a file, a value
     │   ├── WorkloadError                     a workload broke its contract (greenprec.workloads)
-    │   └── ExperimentExists                  a new experiment into a folder that holds one
-    │                                         (greenprec.results)
+    │   ├── ExperimentExists                  a new experiment into a folder that holds one
+    │   │                                     (greenprec.results)
+    │   └── NewColumnsError                   an EnergiBridge file whose rows grew wider than its
+    │                                         header mid-run (greenprec.formats.energibridge_csv)
     ├── MeterUnavailable                      a meter cannot run on this machine, and why
     ├── MeterError                            a meter failed while measuring, or gave a value
     │                                         that cannot be right (NaN, negative, falling)
@@ -15,11 +18,32 @@ all that greenprec raises on purpose (the command line shows each as one line)::
     │                                         (greenprec.testing, the kit for plugin authors)
     ├── MeasurementNotFinished (also a RuntimeError)
     │                                         a result read before the block ended
-    └── ExperimentFailed                      a run failed under fail_fast; the folder resumes
-                                              (greenprec.experiment.runner)
+    ├── ExperimentFailed                      a run failed under fail_fast; the folder resumes
+    │                                         (greenprec.experiment.runner)
+    ├── SlurmError                            a Slurm command failed or could not be run
+    │                                         (greenprec.experiment.slurm)
+    └── ClusterError                          the cluster executor cannot go on: Slurm refused a
+                                              job or stopped answering
+                                              (greenprec.experiment.cluster)
 
     GreenprecWarning (a UserWarning)          something to know: a fallback meter, a broken
                                               plugin, emulated precision
+
+Requests to stop are not errors: they derive from :class:`BaseException` on purpose, as
+Ctrl-C's :class:`KeyboardInterrupt` does, so that no ``except Exception`` (a failing run is
+caught as data) swallows them; the current run is marked interrupted and the folder resumes.
+Two more are greenprec's own control flow and never reach a caller::
+
+    BaseException
+    ├── Terminated                            SIGTERM (Slurm, systemd, ``timeout``): handled as
+    │                                         Ctrl-C is; the CLI exits 143
+    ├── KeyboardInterrupt
+    │   └── Interrupted                       Ctrl-C, saying what became of a cluster's jobs
+    ├── _JobEnding                            inside a Slurm job: Slurm is ending it
+    │                                         (greenprec.experiment.block, private)
+    └── Exception
+        └── _Skip                             a meter check that cannot run here
+                                              (greenprec.testing.contract, private)
 """
 
 from __future__ import annotations
@@ -72,6 +96,31 @@ class MeterContractError(GreenprecError):
 
 class MeasurementNotFinished(GreenprecError, RuntimeError):
     """A result was read before the measured block ended."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM, what Slurm and ``timeout`` send): handled like
+    Ctrl-C, so the current run is marked interrupted and the folder stays resumable.
+
+    A :class:`BaseException` on purpose, as :class:`KeyboardInterrupt` is: a stop request must
+    pass every ``except Exception`` (a failing run is caught as data) on its way out.
+    """
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or "terminated")
+        self.detail = detail
+        """What became of the work in flight (a cluster's jobs), when there is more to say."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what became of the work in flight (a cluster's jobs: cancelled or not).
+
+    A :class:`KeyboardInterrupt` on purpose, so whatever handles Ctrl-C handles it too.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class GreenprecWarning(UserWarning):

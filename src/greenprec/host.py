@@ -11,6 +11,7 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 CPUINFO = "/proc/cpuinfo"
 GPU_FIELDS = ("index", "name", "memory_total", "compute_capability", "driver_version")
@@ -83,3 +84,68 @@ def nvidia_gpus() -> list[dict[str, str]]:
         for line in listing.splitlines()
         if line.strip()
     ]
+
+
+# -- NVIDIA GPUs through NVML (the nvml meter and the machine state share these) ----------
+
+
+def cuda_visible_indices(
+    nvml: Any, visible: str, count: int
+) -> tuple[list[int], list[str], list[str]]:
+    """Resolve CUDA_VISIBLE_DEVICES the way CUDA does: stop at the first entry naming no GPU.
+
+    ``nvml`` is the imported ``pynvml``; ``count`` its device count. Returns the NVML indices
+    made visible, the entries ignored (from the first that names no GPU) and the MIG entries.
+    """
+    uuids: list[str] | None = None
+    indices: list[int] = []
+    mig: list[str] = []
+    entries = [entry.strip() for entry in visible.split(",")]
+    for position, entry in enumerate(entries):
+        index: int | None = None
+        if entry.lstrip("-").isdigit():
+            number = int(entry)
+            index = number if 0 <= number < count else None
+        elif entry.startswith("MIG-"):
+            index = _mig_parent(nvml, entry, count)
+            if index is not None:
+                mig.append(entry)
+        elif entry.startswith("GPU-"):
+            if uuids is None:
+                uuids = [
+                    nvml_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
+                    for i in range(count)
+                ]
+            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
+            index = matches[0] if len(matches) == 1 else None
+        if index is None:
+            return indices, [e for e in entries[position:] if e] if entry else [], mig
+        if index not in indices:
+            indices.append(index)
+    return indices, [], mig
+
+
+def _mig_parent(nvml: Any, entry: str, count: int) -> int | None:
+    """The NVML index of the GPU a MIG UUID belongs to (``MIG-<uuid>`` or legacy
+    ``MIG-GPU-<uuid>/<gi>/<ci>``)."""
+    if entry.startswith("MIG-GPU-"):
+        parent_uuid = entry.removeprefix("MIG-").split("/", 1)[0]
+        for i in range(count):
+            uuid = nvml_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
+            if uuid == parent_uuid:
+                return i
+        return None
+    try:
+        try:
+            handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+        except TypeError:  # nvidia-ml-py before 11.515 wants bytes
+            handle = nvml.nvmlDeviceGetHandleByUUID(entry.encode())
+        parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
+        return int(nvml.nvmlDeviceGetIndex(parent))
+    except nvml.NVMLError:
+        return None
+
+
+def nvml_text(value: str | bytes) -> str:
+    """A string NVML returned (bytes from nvidia-ml-py before 11.515)."""
+    return value.decode() if isinstance(value, bytes) else value

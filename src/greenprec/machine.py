@@ -152,8 +152,8 @@ def _plausible_temp(value: float) -> bool:
 
 def _read(path: str, within: Sequence[str]) -> str | None:
     """One sysfs attribute's text, stripped; None where it cannot be read (or lies outside)."""
+    from greenprec._sysfs import read_sysfs
     from greenprec.errors import MeterError
-    from greenprec.meters.rapl import read_sysfs
 
     try:
         return read_sysfs(path, within).strip()
@@ -267,9 +267,9 @@ def _gpu_indices(nvml: Any) -> list[int]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return list(range(count))
-    from greenprec.meters.nvml import _visible_indices
+    from greenprec.host import cuda_visible_indices
 
-    return _visible_indices(nvml, visible, count)[0]
+    return cuda_visible_indices(nvml, visible, count)[0]
 
 
 def _read_gpus(nvml: Any) -> dict[str, Any]:

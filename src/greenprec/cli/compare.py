@@ -23,7 +23,7 @@ from greenprec.cli._common import (
     parse_options,
     parse_params,
 )
-from greenprec.errors import GreenprecError
+from greenprec.errors import GreenprecError, Terminated
 
 
 def compare_command(
@@ -246,7 +246,7 @@ def compare_command(
 ) -> None:
     """Run the experiment protocol: seeded schedule, warm-up, cool-downs, every run measured."""
     from greenprec.experiment.config import PRESETS, load_config
-    from greenprec.experiment.runner import ExperimentFailed, Terminated, run_experiment
+    from greenprec.experiment.runner import ExperimentFailed, run_experiment
     from greenprec.results import ExperimentExists, ResultsStore
 
     if retry_failed and not resume:
@@ -567,8 +567,6 @@ def _preset_text(values: dict[str, Any]) -> str:
 def terminate_like_ctrl_c() -> Any:
     """SIGTERM (what Slurm, systemd and ``timeout`` send) stops the experiment as Ctrl-C does;
     returns the handler it replaced (None where signals cannot be set: not the main thread)."""
-
-    from greenprec.experiment.runner import Terminated
 
     def handler(signum: int, frame: Any) -> None:
         raise Terminated()

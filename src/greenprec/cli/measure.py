@@ -23,7 +23,7 @@ from greenprec.cli._common import (
     make_table,
     parse_options,
 )
-from greenprec.errors import GreenprecError
+from greenprec.errors import GreenprecError, Terminated
 
 
 def measure_command(
@@ -41,7 +41,6 @@ def measure_command(
     """Run COMMAND and measure its energy: greenprec measure -- python train.py"""
     from greenprec.cli.compare import terminate_like_ctrl_c
     from greenprec.experiment.config import unused_meter_options
-    from greenprec.experiment.runner import Terminated
     from greenprec.measurement import measure
     from greenprec.meters.registry import resolve
 

@@ -104,7 +104,11 @@ _SIGNAL_GRACE_S = 2.0
 
 
 class _JobEnding(BaseException):
-    """Slurm is ending this job (cancelled, time limit, node going down, preempted)."""
+    """Slurm is ending this job (cancelled, time limit, node going down, preempted).
+
+    A BaseException on purpose (see :mod:`greenprec.errors`): no ``except Exception`` in the
+    run may swallow it; :func:`run_block` catches it and the job ends.
+    """
 
 
 def _end_job(signum: int, frame: object) -> None:
@@ -119,15 +123,11 @@ def _stopped_by_slurm(store: ResultsStore, run_id: str) -> None:
         if record.status == "done":
             return
         store.write_run(
-            record.model_copy(
-                update={
-                    "status": "failed",
-                    "ended_at": now_iso(),
-                    "executor_pid": None,
-                    "slurm_job_id": current_job_id(),
-                    "job_state": JOB_STOPPED,
-                    "error": "its Slurm job was ended (SIGTERM) before the run finished; "
-                    "resuming the experiment submits it again",
-                }
+            record.failed(
+                "its Slurm job was ended (SIGTERM) before the run finished; resuming the "
+                "experiment submits it again",
+                ended_at=now_iso(),
+                slurm_job_id=current_job_id(),
+                job_state=JOB_STOPPED,
             )
         )

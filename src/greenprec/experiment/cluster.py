@@ -24,10 +24,9 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from greenprec.errors import GreenprecError
+from greenprec.errors import GreenprecError, Interrupted, Terminated
 from greenprec.experiment.config import MAX_JOB_MINUTES, ExperimentConfig, run_timeout_for
 from greenprec.experiment.progress import Reporter
-from greenprec.experiment.runner import Interrupted, Terminated
 from greenprec.experiment.slurm import JobRequest, JobState, SlurmError
 from greenprec.results import (
     ExperimentRecord,
@@ -277,16 +276,12 @@ class _Watch:
             stopped = run.status == "failed" and run.job_state == JOB_STOPPED
             if run.status not in ("pending", "running") and not stopped:
                 continue
-            failed = run.model_copy(
-                update={
-                    "status": "failed",
-                    "ended_at": now_iso(),
-                    "executor_pid": None,
-                    "slurm_job_id": job.job_id,
-                    "job_state": job.state,
-                    "error": f"Slurm job {job.job_id} ended {job.state}{why} before this run "
-                    "finished; resuming the experiment submits it again",
-                }
+            failed = run.failed(
+                f"Slurm job {job.job_id} ended {job.state}{why} before this run finished; "
+                "resuming the experiment submits it again",
+                ended_at=now_iso(),
+                slurm_job_id=job.job_id,
+                job_state=job.state,
             )
             self.store.write_run(failed)
             self.runs[run_id] = failed

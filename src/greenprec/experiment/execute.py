@@ -110,16 +110,13 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
     from greenprec.measurement import measure
     from greenprec.workloads import run_workload
 
-    running = spec.run.cleared().model_copy(
-        update={
-            "status": "running",
-            "started_at": now_iso(),
-            "host": platform.node(),
-            "node": node_info(),
-            "slurm_job_id": current_job_id(),
-            "executor_pid": os.getpid(),
-            "machine_start": read_machine_state(),
-        }
+    running = spec.run.cleared().started(
+        started_at=now_iso(),
+        host=platform.node(),
+        node=node_info(),
+        slurm_job_id=current_job_id(),
+        executor_pid=os.getpid(),
+        machine_start=read_machine_state(),
     )
     store.write_run(running)
     idle_power_w = _idle_power(spec) if spec.idle_before_s > 0 else None
@@ -141,8 +138,9 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         raise
     except BaseException as error:  # a failed run is data, not a crash of the experiment
         print(traceback.format_exc(), file=sys.stderr, flush=True)
-        failed = running.model_copy(
-            update={"status": "failed", "ended_at": now_iso(), "error": one_line(error)}
+        # The pid stays, as 0.2 wrote it: the record of a run that failed in this process.
+        failed = running.failed(
+            one_line(error), ended_at=now_iso(), executor_pid=running.executor_pid
         )
         store.write_run(failed)
         return failed
@@ -152,42 +150,37 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
     duration_s = measurement.duration_s
     energy_j = measurement.energy_j
     mean_power_w = measurement.mean_power_w
-    done = running.model_copy(
-        update={
-            "status": "done",
-            "started_at": measurement.started_at.isoformat(),
-            "ended_at": measurement.ended_at.isoformat(),
-            "duration_s": duration_s,
-            "energy_j": energy_j,
-            "net_energy_j": (
-                energy_j - spec.baseline_power_w * duration_s
-                if spec.baseline_power_w is not None
-                else None
-            ),
-            "mean_power_w": mean_power_w if mean_power_w == mean_power_w else None,
-            "meter": measurement.meter,
-            "estimated": measurement.estimated,
-            "domains": measurement.domains,
-            "counted_domains": measurement.counted_domains,
-            "metrics": dict(result.metrics),
-            # The framework, its version, the device and the TF32 state as the run had them:
-            # "fp32" from another tool is often TF32, so the record says which it was.
-            "framework": result.framework.to_dict(),
-            "executor_pid": None,
-            "error": None,
-            "machine_end": machine_end,
-            "idle_power_w": idle_power_w,
-            "epochs": [
-                EpochRecord(
-                    epoch=point.epoch,
-                    duration_s=point.duration_s,
-                    energy_j=point.energy_j,
-                    metrics=point.metrics,
-                )
-                for point in result.epochs
-            ],
-            "targets": energy_to_targets(spec.targets, result.epochs),
-        }
+    done = running.finished(
+        started_at=measurement.started_at.isoformat(),
+        ended_at=measurement.ended_at.isoformat(),
+        duration_s=duration_s,
+        energy_j=energy_j,
+        net_energy_j=(
+            energy_j - spec.baseline_power_w * duration_s
+            if spec.baseline_power_w is not None
+            else None
+        ),
+        mean_power_w=mean_power_w if mean_power_w == mean_power_w else None,
+        meter=measurement.meter,
+        estimated=measurement.estimated,
+        domains=measurement.domains,
+        counted_domains=measurement.counted_domains,
+        metrics=dict(result.metrics),
+        # The framework, its version, the device and the TF32 state as the run had them:
+        # "fp32" from another tool is often TF32, so the record says which it was.
+        framework=result.framework.to_dict(),
+        machine_end=machine_end,
+        idle_power_w=idle_power_w,
+        epochs=[
+            EpochRecord(
+                epoch=point.epoch,
+                duration_s=point.duration_s,
+                energy_j=point.energy_j,
+                metrics=point.metrics,
+            )
+            for point in result.epochs
+        ],
+        targets=energy_to_targets(spec.targets, result.epochs),
     )
     store.write_run(done)
     return done
@@ -276,16 +269,13 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
             raise
     store.remove_work_file(run_id, "spec.json")
     if timed_out:
-        failed = spec.run.cleared().model_copy(
-            update={
-                "status": "failed",
-                "ended_at": now_iso(),
-                "host": platform.node(),
-                "node": node_info(),
-                "slurm_job_id": current_job_id(),
-                "error": f"timed out after {spec.timeout_s:g} s (the run's time limit); its "
-                f"process group was stopped (log: {log_file})",
-            }
+        failed = spec.run.cleared().failed(
+            f"timed out after {spec.timeout_s:g} s (the run's time limit); its process group "
+            f"was stopped (log: {log_file})",
+            ended_at=now_iso(),
+            host=platform.node(),
+            node=node_info(),
+            slurm_job_id=current_job_id(),
         )
         store.write_run(failed)
         return failed
@@ -295,14 +285,10 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
         record = spec.run
     if record.status in ("done", "failed"):
         return record
-    failed = record.model_copy(
-        update={
-            "status": "failed",
-            "ended_at": now_iso(),
-            "executor_pid": None,
-            "error": f"{_exit_description(child.returncode)}; last output: "
-            f"{_last_line(log_file)} (full log: {log_file})",
-        }
+    failed = record.failed(
+        f"{_exit_description(child.returncode)}; last output: {_last_line(log_file)} "
+        f"(full log: {log_file})",
+        ended_at=now_iso(),
     )
     store.write_run(failed)
     return failed

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from greenprec.errors import ConfigError, GreenprecError
+from greenprec.errors import ConfigError, GreenprecError, Terminated
 from greenprec.experiment.config import ExperimentConfig, run_timeout_for, validate
 from greenprec.experiment.environment import environment
 from greenprec.experiment.execute import RunSpec
@@ -39,24 +39,6 @@ from greenprec.results.lock import LOCK_NAME
 from greenprec.results.records import now_iso
 
 SOURCE = "greenprec compare"
-
-
-class Terminated(BaseException):
-    """The process was asked to stop (SIGTERM, what Slurm and ``timeout`` send): handled like
-    Ctrl-C, so the current run is marked interrupted and the folder stays resumable."""
-
-    def __init__(self, detail: str | None = None) -> None:
-        super().__init__(detail or "terminated")
-        self.detail = detail
-        """What became of the work in flight (a cluster's jobs), when there is more to say."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, with what became of the work in flight (a cluster's jobs: cancelled or not)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 class ExperimentFailed(GreenprecError):
@@ -216,7 +198,7 @@ def _drive(
                 reporter.phase("cool-down", record_row(by_id[run_id]), config.cooldown_s)
                 time.sleep(config.cooldown_s)
             # The index shows the run as running now; its file is the executor's to write.
-            starting = by_id[run_id].model_copy(update={"status": "running"})
+            starting = by_id[run_id].started()
             store.write_index([starting if r.run_id == run_id else r for r in by_id.values()])
             by_id[run_id] = _run_one(store, experiment, config, meters, by_id[run_id], reporter)
             current = None
@@ -407,14 +389,9 @@ def _run_one(
         with contextlib.suppress(Exception):
             run = store.read_run(run.run_id)
         store.write_run(
-            run.model_copy(
-                update={
-                    "status": "failed",
-                    "ended_at": now_iso(),
-                    "executor_pid": None,
-                    "error": f"{INTERRUPTED} ({signal_name}); resuming the experiment runs it "
-                    "again",
-                }
+            run.failed(
+                f"{INTERRUPTED} ({signal_name}); resuming the experiment runs it again",
+                ended_at=now_iso(),
             )
         )
         raise

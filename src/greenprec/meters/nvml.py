@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
+from greenprec.host import cuda_visible_indices, nvml_text
 from greenprec.meters.base import Meter, Probe, Reading
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class NvmlMeter(Meter):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible is None:
             return list(range(count)), [], []
-        indices, ignored, mig = _visible_indices(nvml, visible, count)
+        indices, ignored, mig = cuda_visible_indices(nvml, visible, count)
         if not indices:
             raise MeterUnavailable(
                 f"CUDA_VISIBLE_DEVICES={visible!r} makes no GPU visible to this job; unset it "
@@ -222,7 +223,7 @@ class NvmlMeter(Meter):
         if self.devices is None and numeric and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
             count = int(nvml.nvmlDeviceGetCount())
             names = {
-                _decode(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
+                nvml_text(nvml.nvmlDeviceGetName(nvml.nvmlDeviceGetHandleByIndex(i)))
                 for i in range(count)
             }
             if len(names) > 1:
@@ -233,57 +234,6 @@ class NvmlMeter(Meter):
                     GreenprecWarning,
                     stacklevel=3,
                 )
-
-
-def _visible_indices(nvml: Any, visible: str, count: int) -> tuple[list[int], list[str], list[str]]:
-    """Resolve CUDA_VISIBLE_DEVICES the way CUDA does: stop at the first entry naming no GPU."""
-    uuids: list[str] | None = None
-    indices: list[int] = []
-    mig: list[str] = []
-    entries = [entry.strip() for entry in visible.split(",")]
-    for position, entry in enumerate(entries):
-        index: int | None = None
-        if entry.lstrip("-").isdigit():
-            number = int(entry)
-            index = number if 0 <= number < count else None
-        elif entry.startswith("MIG-"):
-            index = _mig_parent(nvml, entry, count)
-            if index is not None:
-                mig.append(entry)
-        elif entry.startswith("GPU-"):
-            if uuids is None:
-                uuids = [
-                    _decode(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
-                    for i in range(count)
-                ]
-            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(entry)]
-            index = matches[0] if len(matches) == 1 else None
-        if index is None:
-            return indices, [e for e in entries[position:] if e] if entry else [], mig
-        if index not in indices:
-            indices.append(index)
-    return indices, [], mig
-
-
-def _mig_parent(nvml: Any, entry: str, count: int) -> int | None:
-    """The NVML index of the GPU a MIG UUID belongs to (``MIG-<uuid>`` or legacy
-    ``MIG-GPU-<uuid>/<gi>/<ci>``)."""
-    if entry.startswith("MIG-GPU-"):
-        parent_uuid = entry.removeprefix("MIG-").split("/", 1)[0]
-        for i in range(count):
-            uuid = _decode(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
-            if uuid == parent_uuid:
-                return i
-        return None
-    try:
-        try:
-            handle = nvml.nvmlDeviceGetHandleByUUID(entry)
-        except TypeError:  # nvidia-ml-py before 11.515 wants bytes
-            handle = nvml.nvmlDeviceGetHandleByUUID(entry.encode())
-        parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
-        return int(nvml.nvmlDeviceGetIndex(parent))
-    except nvml.NVMLError:
-        return None
 
 
 def _import_pynvml() -> Any:
@@ -314,10 +264,6 @@ def _is_not_supported(nvml: Any, error: BaseException) -> bool:
 
 def _text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def _decode(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @hookimpl

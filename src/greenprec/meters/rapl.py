@@ -71,13 +71,14 @@ import errno
 import math
 import os
 import re
-import stat
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from greenprec._sysfs import MAX_ATTRIBUTE_BYTES as MAX_ATTRIBUTE_BYTES  # where tests import it
+from greenprec._sysfs import printable, read_sysfs, require_inside, shown
 from greenprec.counters import judge_drop, reference_power_w
 from greenprec.errors import ConfigError, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
@@ -109,61 +110,12 @@ _CONTROL_DIRS = frozenset({"intel-rapl", "intel-rapl-mmio"})
 _PACKAGE_NAME = re.compile(r"package-\d+(?:-die-\d+)?|die-\d+")
 _MAX_DEPTH = 8  # sysfs zone trees are 2-3 levels deep; the bound only guards against loops
 
-MAX_ATTRIBUTE_BYTES = 64
-"""The most a powercap attribute the meter reads can hold: a 20-digit counter, a zone name of at
-most 32 characters, a newline. A longer file is not one of them and is refused unread."""
 EXCERPT_CHARS = 20
 """How much of an unexpected file's text a message shows (printable ASCII only)."""
 ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 """What a zone's ``name`` may be: the kernel's are ``package-0``, ``package-0-die-1``,
 ``dram``, ``core``, ``uncore``, ``psys``. The name becomes a domain, printed and stored."""
 _COUNTER = re.compile(r"\d{1,20}")  # a 64-bit counter has at most 20 digits
-_SHOWN_PATH_CHARS = 160
-
-
-def read_sysfs(path: str, within: Sequence[str] = (), limit: int = MAX_ATTRIBUTE_BYTES) -> str:
-    """The default reader: the text of one sysfs attribute, read defensively.
-
-    Opened non-blocking (a FIFO answers at once instead of waiting for a writer), refused
-    unless a regular file (sysfs attributes are; ``/dev/zero`` is not), and at most ``limit``
-    bytes read: a longer file raises MeterError without being read further, and its text is
-    never returned. ``within``: real directories the file must be in; the file actually opened
-    is checked (through ``/proc/self/fd`` where there is one), so a symlink swapped after any
-    earlier check is still caught. Undecodable bytes come back as U+FFFD, for the caller's
-    validation to refuse.
-    """
-    if within:
-        _require_inside(path, os.path.realpath(path), within)
-    # O_NOCTTY: a terminal device opened here must not become our controlling terminal.
-    # (Windows has neither flag, nor powercap: there only a test tree reaches this.)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    descriptor = os.open(path, flags)
-    try:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise MeterError(
-                f"{_shown(path)} is {_file_type(mode)}, not a sysfs attribute file: refused "
-                "(point root at a real powercap tree)"
-            )
-        if within:
-            opened = _opened_path(descriptor)
-            if opened is not None:
-                _require_inside(path, opened, within)
-        data = b""
-        while len(data) <= limit:
-            chunk = os.read(descriptor, limit + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(descriptor)
-    if len(data) > limit:
-        raise MeterError(
-            f"{_shown(path)} holds more than {limit} bytes, which no powercap attribute does "
-            "(a counter is at most 20 digits): refused unread (point root at a real powercap "
-            "tree)"
-        )
-    return data.decode("ascii", "replace")
 
 
 def powercap_trees(root: str) -> tuple[str, ...]:
@@ -187,56 +139,9 @@ def powercap_trees(root: str) -> tuple[str, ...]:
     return tuple(trees)
 
 
-def _inside(real: str, trees: Sequence[str]) -> bool:
-    return any(real == tree or real.startswith(tree.rstrip(os.sep) + os.sep) for tree in trees)
-
-
-def _require_inside(path: str, real: str, trees: Sequence[str]) -> None:
-    if not _inside(real, trees):
-        raise MeterError(
-            f"{_shown(path)} resolves to {_shown(real)}, outside the powercap tree "
-            f"({', '.join(_shown(tree) for tree in trees)}): refused, a zone and its files must "
-            "lie in the tree that root names (point root at a real powercap tree)"
-        )
-
-
-def _opened_path(descriptor: int) -> str | None:
-    """The real path of an open file, or None where the system cannot say (no /proc)."""
-    try:
-        return os.readlink(f"/proc/self/fd/{descriptor}")
-    except OSError:
-        return None
-
-
-def _file_type(mode: int) -> str:
-    for test, kind in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
-def _printable(text: str) -> str:
-    """Printable ASCII only: a stray file or link may hold terminal escapes or anything."""
-    return "".join(char if " " <= char <= "~" else "?" for char in text)
-
-
-def _shown(path: str) -> str:
-    """A path for a message: links are chosen by whoever built the tree, so sanitised too."""
-    clean = _printable(path)
-    if len(clean) > _SHOWN_PATH_CHARS:
-        return clean[: _SHOWN_PATH_CHARS - 1] + "…"
-    return clean
-
-
 def _excerpt(text: str) -> str:
     """At most :data:`EXCERPT_CHARS` printable characters of a file's text, quoted."""
-    clean = _printable(text)
+    clean = printable(text)
     if len(clean) <= EXCERPT_CHARS:
         return repr(clean)
     return f"{clean[:EXCERPT_CHARS]!r}… ({len(text)} characters)"
@@ -431,7 +336,7 @@ class RaplMeter(Meter):
         # Checked before any reader runs, an injected one too: nothing outside the tree is
         # opened (opening a device can have effects of its own). The default reader checks
         # the opened file again, against a link swapped in between.
-        _require_inside(path, os.path.realpath(path), self._trees)
+        require_inside(path, os.path.realpath(path), self._trees)
         try:
             if self._reader is None:
                 return read_sysfs(path, self._trees).strip()
@@ -452,7 +357,7 @@ class RaplMeter(Meter):
             want = (
                 "a counter is never negative" if re.fullmatch(r"-\d+", text) else "want an integer"
             )
-            raise MeterError(f"unexpected content in {_shown(path)}: {_excerpt(text)} ({want})")
+            raise MeterError(f"unexpected content in {shown(path)}: {_excerpt(text)} ({want})")
         return int(text)
 
     def _zone_name(self, zone_path: str) -> str:
@@ -461,7 +366,7 @@ class RaplMeter(Meter):
         # The name becomes a domain (printed, in JSON, in runs.csv): only what the kernel writes.
         if not ZONE_NAME.fullmatch(name):
             raise MeterError(
-                f"unexpected content in {_shown(path)}: {_excerpt(name)} (want a zone name such "
+                f"unexpected content in {shown(path)}: {_excerpt(name)} (want a zone name such "
                 "as package-0 or dram: 1 to 32 of a-z, 0-9, '-', '_')"
             )
         return name
@@ -522,12 +427,12 @@ def _zone_dirs(root: str, trees: Sequence[str]) -> tuple[list[tuple[str, str]], 
                     # A link to nothing (a masked /sys/devices); a file is simply no zone.
                     dangling = dangling or (os.path.islink(path) and not os.path.exists(path))
                 elif entry not in found:
-                    _require_inside(path, os.path.realpath(path), trees)
+                    require_inside(path, os.path.realpath(path), trees)
                     found[entry] = path
                     if depth < _MAX_DEPTH:
                         queue.append((path, depth + 1))
             elif entry in _CONTROL_DIRS and depth == 0 and os.path.isdir(path):
-                _require_inside(path, os.path.realpath(path), trees)
+                require_inside(path, os.path.realpath(path), trees)
                 queue.append((path, depth + 1))
     return sorted(found.items(), key=lambda item: _natural_key(item[0])), dangling
 

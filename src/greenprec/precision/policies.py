@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from greenprec.errors import ConfigError
-
-if TYPE_CHECKING:
-    from greenprec.workloads.core import FrameworkInfo
+from greenprec.frameworks import FrameworkInfo
 
 # Other spellings people use for the same policy; keys are compared lower-cased with "-" as "_".
 ALIASES: dict[str, str] = {
@@ -177,8 +175,6 @@ def _set_tensorflow_tf32(enabled: bool) -> None:
 def keras_framework_info() -> FrameworkInfo:
     """Keras and TensorFlow as they are now: version, device and the TF32 switch."""
     import keras
-
-    from greenprec.workloads.core import FrameworkInfo
 
     tf32 = _tensorflow_tf32()
     if tf32 is None:

@@ -24,13 +24,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from greenprec.errors import ConfigError, GreenprecWarning
+from greenprec.frameworks import FrameworkInfo
 from greenprec.precision.policies import Policy, resolve_policy
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.hooks import RemovableHandle
-
-    from greenprec.workloads.core import FrameworkInfo
 
 MATMUL_SWITCH = "torch.backends.cuda.matmul.allow_tf32"
 CUDNN_SWITCH = "torch.backends.cudnn.allow_tf32"
@@ -352,8 +351,6 @@ class TorchPolicy:
     def framework_info(self) -> FrameworkInfo:
         """PyTorch's version, this device, and the TF32 switches as this adapter set them."""
         import torch
-
-        from greenprec.workloads.core import FrameworkInfo
 
         switches = self.switches or read_tf32_switches()
         device = str(self.device)

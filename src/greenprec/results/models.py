@@ -247,6 +247,107 @@ class RunRecord(_Record):
             block=self.block,
         )
 
+    # -- transitions: each returns a new record; every change of status goes through one ----
+    def started(
+        self,
+        *,
+        started_at: str | None = None,
+        host: str | None = None,
+        node: NodeInfo | None = None,
+        slurm_job_id: str | None = None,
+        executor_pid: int | None = None,
+        machine_start: MachineState | None = None,
+    ) -> RunRecord:
+        """Running. Each field given (not None) replaces the record's; the others are kept, so
+        ``record.started()`` alone is the record as the index shows a run about to start."""
+        given = {
+            "started_at": started_at,
+            "host": host,
+            "node": node,
+            "slurm_job_id": slurm_job_id,
+            "executor_pid": executor_pid,
+            "machine_start": machine_start,
+        }
+        return self._becomes("running", given)
+
+    def finished(
+        self,
+        *,
+        started_at: str,
+        ended_at: str,
+        duration_s: float,
+        energy_j: float,
+        mean_power_w: float | None,
+        meter: str,
+        estimated: bool,
+        domains: dict[str, float],
+        counted_domains: list[str],
+        metrics: dict[str, float | str | None],
+        net_energy_j: float | None = None,
+        machine_end: MachineState | None = None,
+        idle_power_w: float | None = None,
+        epochs: list[EpochRecord] | None = None,
+        targets: list[TargetRecord] | None = None,
+        framework: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Done, with what the run measured; no process holds it any more and no error stays.
+
+        ``framework`` (what :class:`greenprec.frameworks.FrameworkInfo` says) is written only
+        when given: a record without it (an import, a synthetic folder) has no such key.
+        """
+        update: dict[str, Any] = {
+            "status": "done",
+            "started_at": started_at,
+            "ended_at": ended_at,
+            "duration_s": duration_s,
+            "energy_j": energy_j,
+            "net_energy_j": net_energy_j,
+            "mean_power_w": mean_power_w,
+            "meter": meter,
+            "estimated": estimated,
+            "domains": domains,
+            "counted_domains": counted_domains,
+            "metrics": metrics,
+            "executor_pid": None,
+            "error": None,
+            "machine_end": machine_end,
+            "idle_power_w": idle_power_w,
+            "epochs": [] if epochs is None else epochs,
+            "targets": [] if targets is None else targets,
+        }
+        if framework is not None:
+            update["framework"] = framework
+        return self.model_copy(update=update)
+
+    def failed(
+        self,
+        error: str,
+        *,
+        ended_at: str | None = None,
+        executor_pid: int | None = None,
+        host: str | None = None,
+        node: NodeInfo | None = None,
+        slurm_job_id: str | None = None,
+        job_state: str | None = None,
+    ) -> RunRecord:
+        """Failed with ``error``. ``ended_at`` and ``executor_pid`` are set as given (None: not
+        timed, no process holds the run); ``host``, ``node``, ``slurm_job_id`` and ``job_state``
+        replace the record's when given and are kept otherwise."""
+        given = {"host": host, "node": node, "slurm_job_id": slurm_job_id, "job_state": job_state}
+        set_always = {"ended_at": ended_at, "executor_pid": executor_pid, "error": error}
+        return self._becomes("failed", given, set_always)
+
+    def _becomes(
+        self,
+        status: RunStatus,
+        given: dict[str, Any],
+        set_always: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        update: dict[str, Any] = {"status": status}
+        update.update((name, value) for name, value in given.items() if value is not None)
+        update.update(set_always or {})
+        return self.model_copy(update=update)
+
     @property
     def interrupted(self) -> bool:
         return self.status == "failed" and (self.error or "").startswith(INTERRUPTED)

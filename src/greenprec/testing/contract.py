@@ -150,7 +150,11 @@ def check_meter(
 
 
 class _Skip(Exception):
-    """A check that cannot run; its message is the reason."""
+    """A check that cannot run; its message is the reason.
+
+    Not a GreenprecError (see :mod:`greenprec.errors`): it never leaves :func:`check_meter`,
+    which reports the check as skipped.
+    """
 
 
 class _Checker:

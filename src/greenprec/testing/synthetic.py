@@ -88,11 +88,7 @@ def write_synthetic_folder(
             seed=int(rng.integers(2**31 - 1)),
         )
         if run_id in failed_runs:
-            records.append(
-                run.model_copy(
-                    update={"status": "failed", "error": "RuntimeError: synthetic failure"}
-                )
-            )
+            records.append(run.failed("RuntimeError: synthetic failure"))
             continue
         energy = float(rng.normal(spec.energy_j, spec.energy_sd_j))
         if run_id in outlier_runs:
@@ -102,20 +98,17 @@ def write_synthetic_folder(
         if with_accuracy:
             metrics["test_accuracy"] = float(rng.normal(spec.accuracy, spec.accuracy_sd))
             metrics["test_loss"] = float(rng.normal(1.6, 0.05))
-        run = run.model_copy(
-            update={
-                "status": "done",
-                "started_at": f"2025-01-01T00:{position // 60:02d}:{position % 60:02d}+00:00",
-                "ended_at": f"2025-01-01T01:{position // 60:02d}:{position % 60:02d}+00:00",
-                "duration_s": duration,
-                "energy_j": energy,
-                "mean_power_w": energy / duration,
-                "meter": "estimate" if estimated else "rapl",
-                "estimated": estimated,
-                "domains": {domain: energy * _SHARE[domain] for domain in DOMAINS},
-                "counted_domains": list(COUNTED),
-                "metrics": metrics,
-            }
+        run = run.finished(
+            started_at=f"2025-01-01T00:{position // 60:02d}:{position % 60:02d}+00:00",
+            ended_at=f"2025-01-01T01:{position // 60:02d}:{position % 60:02d}+00:00",
+            duration_s=duration,
+            energy_j=energy,
+            mean_power_w=energy / duration,
+            meter="estimate" if estimated else "rapl",
+            estimated=estimated,
+            domains={domain: energy * _SHARE[domain] for domain in DOMAINS},
+            counted_domains=list(COUNTED),
+            metrics=metrics,
         )
         records.append(run)
         if with_samples:

@@ -7,11 +7,11 @@ not import TensorFlow, Keras, PyTorch or scikit-learn; the workloads import them
 
 from __future__ import annotations
 
+from greenprec.frameworks import FrameworkInfo
 from greenprec.workloads.core import (
     FRAMEWORKS,
     REQUIRED_METRICS,
     STANDARD_METRICS,
-    FrameworkInfo,
     MeasureFactory,
     RecordedMetric,
     Requirement,

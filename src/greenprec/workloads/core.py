@@ -14,10 +14,11 @@ import random
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from greenprec.errors import ConfigError
+from greenprec.frameworks import FrameworkInfo
 
 if TYPE_CHECKING:
     from greenprec.measurement import Measurement
@@ -136,27 +137,6 @@ def target_problems(
 
 class WorkloadError(ConfigError):
     """A workload broke the contract: never measured, measured twice, or bad metrics."""
-
-
-@dataclass(frozen=True)
-class FrameworkInfo:
-    """What a run trained with, as the policy's adapter set it up; recorded with every run."""
-
-    name: str
-    """``torch``, ``keras``, or ``none`` for a workload that applies the policy itself."""
-    version: str | None = None
-    device: str | None = None
-    """Where it trained: ``cpu``, ``cuda:0``, ``gpu`` (TensorFlow's first GPU)..."""
-    device_name: str | None = None
-    tf32: bool | None = None
-    """Whether float32 matmuls or convolutions may use TF32, read back from the framework's
-    switches inside the policy (None: unknown). A switch that is on does nothing on a device
-    without TF32 (a CPU, an NVIDIA GPU before compute capability 8.0)."""
-    switches: dict[str, Any] = field(default_factory=dict)
-    """Each TF32 switch as read back, by its name in the framework."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 FRAMEWORKS = {"keras": "keras", "tensorflow": "keras", "torch": "torch", "pytorch": "torch"}
