@@ -1,5 +1,5 @@
-"""Fake Slurm commands (``squeue``, ``sacct``, ``scancel``, ``sbatch``) for tests without a
-cluster: small Python scripts put first on PATH, the way the project fakes hardware.
+"""Fake Slurm commands (``squeue``, ``sacct``, ``scancel``, ``sbatch``, ``srun``) for tests
+without a cluster: small Python scripts put first on PATH, the way the project fakes hardware.
 
 Every fake reads what it should answer from one JSON file (``FakeSlurm.state``) and appends
 its argv to ``calls.jsonl``, so a test both scripts Slurm and sees exactly what was asked.
@@ -25,7 +25,9 @@ from typing import Any
 
 import pytest
 
-COMMANDS = ("squeue", "sacct", "scancel", "sbatch")
+# srun is never called by greenprec, but submitit's SlurmExecutor refuses to start where
+# `which srun` finds nothing: a contributor without Slurm installed needs it on PATH too.
+COMMANDS = ("squeue", "sacct", "scancel", "sbatch", "srun")
 
 _SCRIPT = r"""
 import json, os, re, sys, time
