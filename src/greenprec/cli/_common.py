@@ -122,7 +122,13 @@ def folder_problem(folder: Path, *, create: bool) -> str | None:
 
 MeterOption = Annotated[
     list[str] | None,
-    typer.Option("--meter", "-m", metavar="NAME", help="Meter name (repeatable); default: auto."),
+    typer.Option(
+        "--meter",
+        "-m",
+        metavar="NAME",
+        help="Meter name (repeatable); default: auto.",
+        rich_help_panel="Meters",
+    ),
 ]
 OptionOption = Annotated[
     list[str] | None,
@@ -132,6 +138,7 @@ OptionOption = Annotated[
         metavar="KEY=VALUE",
         help="Meter option (repeatable), e.g. -o root=/sys/... or -o rapl.root=/sys/... for "
         "one meter.",
+        rich_help_panel="Meters",
     ),
 ]
 IntervalOption = Annotated[

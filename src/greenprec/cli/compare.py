@@ -37,11 +37,20 @@ def compare_command(
     ] = None,
     workload: Annotated[
         str | None,
-        typer.Option(metavar="NAME", help="Workload name or module.path:function."),
+        typer.Option(
+            metavar="NAME",
+            help="Workload name or module.path:function.",
+            rich_help_panel="Workload",
+        ),
     ] = None,
-    runs: Annotated[int | None, typer.Option(metavar="N", help="Runs per policy.")] = None,
+    runs: Annotated[
+        int | None, typer.Option(metavar="N", help="Runs per policy.", rich_help_panel="Protocol")
+    ] = None,
     seed: Annotated[
-        int | None, typer.Option(metavar="N", help="Experiment seed (schedule and runs).")
+        int | None,
+        typer.Option(
+            metavar="N", help="Experiment seed (schedule and runs).", rich_help_panel="Protocol"
+        ),
     ] = None,
     warmup: Annotated[
         str | None,
@@ -49,19 +58,26 @@ def compare_command(
             metavar="S|auto",
             help="CPU warm-up before the first run, seconds; auto: until the measured power "
             "settles (the preset's warm-up, or 300 s, as its cap).",
+            rich_help_panel="Protocol",
         ),
     ] = None,
     cooldown: Annotated[
-        float | None, typer.Option(metavar="S", help="Rest between runs, seconds.")
+        float | None,
+        typer.Option(metavar="S", help="Rest between runs, seconds.", rich_help_panel="Protocol"),
     ] = None,
     baseline: Annotated[
         float | None,
-        typer.Option(metavar="S", help="Measure idle power this long first, seconds."),
+        typer.Option(
+            metavar="S",
+            help="Measure idle power this long first, seconds.",
+            rich_help_panel="Protocol",
+        ),
     ] = None,
     meter: MeterOption = None,
     option: OptionOption = None,
     interval: Annotated[
-        float | None, typer.Option(metavar="S", help="Sampling interval, seconds.")
+        float | None,
+        typer.Option(metavar="S", help="Sampling interval, seconds.", rich_help_panel="Meters"),
     ] = None,
     run_timeout: Annotated[
         float | None,
@@ -69,11 +85,16 @@ def compare_command(
             metavar="S",
             help="Stop a run still going after this many seconds (recorded as failed: timed "
             "out). Default: the workload's own generous limit (digits-cnn 1800 s).",
+            rich_help_panel="Protocol",
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(metavar="DIR", help="Results folder (default: greenprec-results/DATE-TIME)."),
+        typer.Option(
+            metavar="DIR",
+            help="Results folder (default: greenprec-results/DATE-TIME).",
+            rich_help_panel="Output and resuming",
+        ),
     ] = None,
     resume: Annotated[
         bool,
@@ -82,56 +103,91 @@ def compare_command(
             metavar=FLAG,
             help="Continue the experiment in --out with its own settings (other flags may "
             "stay if they match them).",
+            rich_help_panel="Output and resuming",
         ),
     ] = False,
     retry_failed: Annotated[
         bool,
         typer.Option(
-            "--retry-failed", metavar=FLAG, help="With --resume, also run failed runs again."
+            "--retry-failed",
+            metavar=FLAG,
+            help="With --resume, also run failed runs again.",
+            rich_help_panel="Output and resuming",
         ),
     ] = False,
     no_shuffle: Annotated[
         bool,
         typer.Option(
-            "--no-shuffle", metavar=FLAG, help="Run in policy order, not seeded random order."
+            "--no-shuffle",
+            metavar=FLAG,
+            help="Run in policy order, not seeded random order.",
+            rich_help_panel="Protocol",
         ),
     ] = False,
     isolation: Annotated[
         str | None,
-        typer.Option(metavar="process|inline", help="process (a fresh Python per run) or inline."),
+        typer.Option(
+            metavar="process|inline",
+            help="process (a fresh Python per run) or inline.",
+            rich_help_panel="Protocol",
+        ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(metavar="N", help="Workload epochs.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(metavar="N", help="Workload epochs.", rich_help_panel="Workload")
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(metavar="N", help="Workload batch size.")
+        int | None,
+        typer.Option(metavar="N", help="Workload batch size.", rich_help_panel="Workload"),
     ] = None,
     data: Annotated[
-        str | None, typer.Option(metavar="PATH", help="Workload data path (e.g. CIFAR-10).")
+        str | None,
+        typer.Option(
+            metavar="PATH", help="Workload data path (e.g. CIFAR-10).", rich_help_panel="Workload"
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option(metavar="KEY=VALUE", help="Workload parameter (repeatable)."),
+        typer.Option(
+            metavar="KEY=VALUE", help="Workload parameter (repeatable).", rich_help_panel="Workload"
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="TOML file with the same fields.")
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="TOML file with the same fields.", rich_help_panel="Protocol"
+        ),
     ] = None,
     quick: Annotated[
         bool,
         typer.Option(
-            "--quick", metavar=FLAG, help="The quick preset (--protocol quick): see below."
+            "--quick",
+            metavar=FLAG,
+            help="The quick preset (--protocol quick): see below.",
+            rich_help_panel="Protocol",
         ),
     ] = False,
     protocol: Annotated[
         str | None,
         # The names and values come from PRESETS when help is shown (_CompareCommand).
-        typer.Option(metavar="NAME", help="A preset: see below."),
+        typer.Option(metavar="NAME", help="A preset: see below.", rich_help_panel="Protocol"),
     ] = None,
     deterministic: Annotated[
         bool | None,
-        typer.Option("--deterministic", metavar=FLAG, help="Enable TensorFlow op determinism."),
+        typer.Option(
+            "--deterministic",
+            metavar=FLAG,
+            help="Enable TensorFlow op determinism.",
+            rich_help_panel="Workload",
+        ),
     ] = None,
     fail_fast: Annotated[
         bool | None,
-        typer.Option("--fail-fast", metavar=FLAG, help="Stop at the first failed run."),
+        typer.Option(
+            "--fail-fast",
+            metavar=FLAG,
+            help="Stop at the first failed run.",
+            rich_help_panel="Protocol",
+        ),
     ] = None,
     margin: Annotated[
         list[str] | None,
@@ -140,6 +196,7 @@ def compare_command(
             help="Equivalence margin: test_accuracy=1pp (within ±1 pp), test_accuracy=-1pp "
             "(not worse than −1 pp), energy_j=+5% (of the reference mean); an accuracy needs "
             "its unit (pp or %, or a fraction below 1); repeatable (docs/stats.md).",
+            rich_help_panel="Statistics",
         ),
     ] = None,
     sesoi: Annotated[
@@ -148,6 +205,7 @@ def compare_command(
             metavar="METRIC=SPEC",
             help="Smallest effect of interest, for the runs needed: energy_j=5% (of the "
             "reference mean), test_accuracy=1pp; repeatable. Default: the metric's margin.",
+            rich_help_panel="Statistics",
         ),
     ] = None,
     adaptive: Annotated[
@@ -157,11 +215,16 @@ def compare_command(
             metavar=FLAG,
             help="Stop when every question is settled (group-sequential, alpha spending), "
             "at most --max-runs per policy.",
+            rich_help_panel="Statistics",
         ),
     ] = None,
     max_runs: Annotated[
         int | None,
-        typer.Option(metavar="N", help="With --adaptive: the most runs per policy."),
+        typer.Option(
+            metavar="N",
+            help="With --adaptive: the most runs per policy.",
+            rich_help_panel="Statistics",
+        ),
     ] = None,
     target: Annotated[
         list[str] | None,
@@ -169,11 +232,16 @@ def compare_command(
             metavar="METRIC=VALUE",
             help="Energy to a target, e.g. test_accuracy=0.45: the energy at which each run "
             "first reached it (evaluates the test set after every epoch); repeatable.",
+            rich_help_panel="Statistics",
         ),
     ] = None,
     idle_before_run: Annotated[
         float | None,
-        typer.Option(metavar="S", help="Measure idle power this long before each run."),
+        typer.Option(
+            metavar="S",
+            help="Measure idle power this long before each run.",
+            rich_help_panel="Protocol",
+        ),
     ] = None,
     executor: Annotated[
         str | None,
@@ -181,31 +249,65 @@ def compare_command(
             metavar="local|slurm",
             help="local (runs one after another here, the default) or slurm (one Slurm job "
             "per block of runs, through submitit; see docs/cluster.md).",
+            rich_help_panel="Cluster (--executor slurm)",
         ),
     ] = None,
     partition: Annotated[
-        str | None, typer.Option(metavar="NAME", help="Slurm partition of the jobs.")
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Slurm partition of the jobs.",
+            rich_help_panel="Cluster (--executor slurm)",
+        ),
     ] = None,
     account: Annotated[
-        str | None, typer.Option(metavar="NAME", help="Slurm account charged for the jobs.")
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Slurm account charged for the jobs.",
+            rich_help_panel="Cluster (--executor slurm)",
+        ),
     ] = None,
-    qos: Annotated[str | None, typer.Option(metavar="NAME", help="Slurm QOS of the jobs.")] = None,
+    qos: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Slurm QOS of the jobs.",
+            rich_help_panel="Cluster (--executor slurm)",
+        ),
+    ] = None,
     time_per_run: Annotated[
         int | None,
         typer.Option(
             metavar="MIN",
             help="Minutes a run may take on the cluster (a job asks for this per run of its "
             "block). Default: the run's time limit.",
+            rich_help_panel="Cluster (--executor slurm)",
         ),
     ] = None,
     gres: Annotated[
-        str | None, typer.Option(metavar="SPEC", help="Slurm --gres of each job (gpu:1).")
+        str | None,
+        typer.Option(
+            metavar="SPEC",
+            help="Slurm --gres of each job (gpu:1).",
+            rich_help_panel="Cluster (--executor slurm)",
+        ),
     ] = None,
     cpus_per_task: Annotated[
-        int | None, typer.Option(metavar="N", help="Slurm --cpus-per-task of each job.")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Slurm --cpus-per-task of each job.",
+            rich_help_panel="Cluster (--executor slurm)",
+        ),
     ] = None,
     mem_gb: Annotated[
-        float | None, typer.Option(metavar="GB", help="Memory of each job, GB.")
+        float | None,
+        typer.Option(
+            metavar="GB",
+            help="Memory of each job, GB.",
+            rich_help_panel="Cluster (--executor slurm)",
+        ),
     ] = None,
     shared: Annotated[
         bool | None,
@@ -214,17 +316,23 @@ def compare_command(
             metavar=FLAG,
             help="Let jobs share nodes (not --exclusive). RAPL and NVML count the whole "
             "machine: a run may then measure another job's energy; the report warns.",
+            rich_help_panel="Cluster (--executor slurm)",
         ),
     ] = None,
     max_in_flight: Annotated[
         int | None,
-        typer.Option(metavar="N", help="Slurm jobs (blocks) submitted at once. Default: all."),
+        typer.Option(
+            metavar="N",
+            help="Slurm jobs (blocks) submitted at once. Default: all.",
+            rich_help_panel="Cluster (--executor slurm)",
+        ),
     ] = None,
     sbatch: Annotated[
         list[str] | None,
         typer.Option(
             metavar="KEY=VALUE",
             help="A further sbatch option for each job, e.g. constraint=a100 (repeatable).",
+            rich_help_panel="Cluster (--executor slurm)",
         ),
     ] = None,
     cancel_on_interrupt: Annotated[
@@ -234,14 +342,27 @@ def compare_command(
             metavar=FLAG,
             help="On Ctrl-C, cancel the experiment's Slurm jobs without asking (for scripts). "
             "Otherwise a terminal asks, and a script leaves them running.",
+            rich_help_panel="Cluster (--executor slurm)",
         ),
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", metavar=FLAG, help="Print only the summary.")
+        bool,
+        typer.Option(
+            "--quiet",
+            "-q",
+            metavar=FLAG,
+            help="Print only the summary.",
+            rich_help_panel="Output and resuming",
+        ),
     ] = False,
     jsonl: Annotated[
         bool,
-        typer.Option("--jsonl", metavar=FLAG, help="Progress as JSON lines on stdout."),
+        typer.Option(
+            "--jsonl",
+            metavar=FLAG,
+            help="Progress as JSON lines on stdout.",
+            rich_help_panel="Output and resuming",
+        ),
     ] = False,
 ) -> None:
     """Run the experiment protocol: seeded schedule, warm-up, cool-downs, every run measured."""
