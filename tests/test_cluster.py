@@ -86,13 +86,13 @@ class Recorder(Reporter):
 
     def __init__(self) -> None:
         self.messages: list[str] = []
-        self.finished_runs: list[dict[str, Any]] = []
+        self.finished_runs: list[RunRecord] = []
 
     def message(self, text: str) -> None:
         self.messages.append(text)
 
-    def run_finished(self, row: dict[str, Any]) -> None:
-        self.finished_runs.append(row)
+    def run_finished(self, run: RunRecord) -> None:
+        self.finished_runs.append(run)
 
 
 CliResult = tuple[int, str, str]
@@ -615,7 +615,7 @@ def test_reattach_settles_a_job_that_ended_meanwhile(
     job = timed_out.read_submissions().jobs[0]
     assert job.settled and (job.state, job.reason, job.node) == ("TIMEOUT", "TimeLimit", "node1")
     assert watcher.held() == set()
-    assert [row["run_id"] for row in reporter.finished_runs] == [second]
+    assert [run.run_id for run in reporter.finished_runs] == [second]
     assert second in timed_out.index_file.read_text()
 
 
@@ -641,7 +641,7 @@ def test_settling_rewrites_a_run_its_job_stopped_and_leaves_failed_runs_alone(
     assert mine.job_state is None and mine.error == "RuntimeError: out of memory"
     assert not _needs_submitting(mine, retry_failed=False)
     # The stopped run was reported when its job wrote it: only the running one is new.
-    assert [row["run_id"] for row in reporter.finished_runs] == [running]
+    assert [run.run_id for run in reporter.finished_runs] == [running]
 
 
 def test_a_job_still_running_holds_its_runs(timed_out: ResultsStore, fake: FakeSlurm) -> None:

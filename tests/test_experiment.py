@@ -84,7 +84,12 @@ def test_inline_experiment_matches_the_results_folder_contract(tmp_path: Path) -
     experiment = json.loads((out / "experiment.json").read_text())
     assert experiment["config"]["policies"] == ["fp32", "mixed"]
     assert experiment["config"]["params"] == {"sleep_s": 0.15}
-    assert experiment["meters"] == {"requested": ["mock"], "used": ["mock"], "estimated": False}
+    assert experiment["meters"] == {
+        "requested": ["mock"],
+        "used": ["mock"],
+        "estimated": False,
+        "simulated": ["mock"],
+    }
     assert experiment["status"] == "complete"
     assert {"versions", "host", "precision_support", "schedule", "warnings"} <= set(experiment)
     assert experiment["host"]["logical_cpus"] >= 1
@@ -412,6 +417,7 @@ def test_estimate_meter_experiment_is_labelled_estimated(tmp_path: Path) -> None
         "requested": ["estimate"],
         "used": ["estimate"],
         "estimated": True,
+        "simulated": [],
     }
     (row,) = read_csv(out / "runs.csv")
     assert row["status"] == "done" and row["estimated"] == "true" and row["meter"] == "estimate"
@@ -426,3 +432,18 @@ def test_the_quick_preset_shortens_the_torch_twin_of_its_workload_too() -> None:
         {"policies": ["fp32"], "protocol": "quick", "workload": "experiment_workloads:sleepy"}
     )
     assert "epochs" not in other.params  # a preset's params never leak into another workload
+
+
+def test_the_stored_config_reads_back_typed_and_checked() -> None:
+    from greenprec.errors import ConfigError
+    from greenprec.experiment.config import stored_config
+    from greenprec.results import ExperimentRecord
+
+    config = load_config({"policies": ["fp32", "mixed"], "runs": 3, "meters": ["mock"]})
+    experiment = ExperimentRecord(config=config.model_dump(mode="json"))
+    assert stored_config(experiment) == config
+    experiment.config["runs"] = 0
+    experiment.config["policies"] = []
+    with pytest.raises(ConfigError) as raised:
+        stored_config(experiment)
+    assert len(str(raised.value).splitlines()) >= 2  # every problem, one per line

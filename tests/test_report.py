@@ -516,6 +516,67 @@ def test_a_meter_class_that_says_simulated_is_simulated(
     )
 
 
+def test_a_simulated_meter_recorded_when_measuring_stays_simulated_without_its_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report reads experiment.json's meters.simulated, recorded as the meters were
+    opened: a plugin meter that is not installed where the report runs is still simulated."""
+    from greenprec.experiment.config import load_config
+    from greenprec.experiment.runner import run_experiment
+    from greenprec.meters import registry
+    from greenprec.meters.mock import MockMeter
+
+    class Replay(MockMeter):
+        name = "replay"
+        description = "a plugin's simulated meter"
+
+    installed = registry.meter_classes()
+    monkeypatch.setattr(registry, "meter_classes", lambda: {**installed, "replay": Replay})
+    config = load_config(
+        {
+            "policies": ["fp32", "mixed"],
+            "workload": "experiment_workloads:sleepy",
+            "params": {"sleep_s": 0.01},
+            "runs": 2,
+            "isolation": "inline",
+            "meters": ["replay"],
+            "warmup_s": 0.0,
+            "cooldown_s": 0.0,
+        }
+    )
+    out = tmp_path / "exp"
+    run_experiment(config, out)
+    assert json.loads((out / "experiment.json").read_text())["meters"]["simulated"] == ["replay"]
+    monkeypatch.undo()  # the plugin is gone: the registry no longer knows "replay"
+    assert "replay" not in registry.meter_classes()
+    report = build_report(out)
+    assert ("meter", "replay — SIMULATED (not measured)") in report.content.environment
+    assert "energy SIMULATED, not measured" in report.content.subtitle
+
+
+def test_the_recorded_simulated_list_wins_over_the_installed_meters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from greenprec.meters.base import Meter
+
+    class Replay(Meter):
+        name = "replay"
+        simulated = True
+
+    monkeypatch.setattr("greenprec.meters.registry.meter_classes", lambda: {"replay": Replay})
+    energies, accuracy = study_like(n=4)
+    write_folder(tmp_path, energies, accuracy=accuracy)
+    experiment = json.loads((tmp_path / "experiment.json").read_text())
+    experiment["meters"].update(used=["rapl", "replay"], simulated=[])  # measured, it said
+    ResultsFolder(tmp_path).write_experiment(experiment)
+    assert ("meter", "rapl, replay — measured") in build_report(tmp_path).content.environment
+    experiment["meters"]["simulated"] = ["replay"]
+    ResultsFolder(tmp_path).write_experiment(experiment)
+    assert ("meter", "rapl, replay — SIMULATED by replay (not measured)") in (
+        build_report(tmp_path).content.environment
+    )
+
+
 # -- degenerate folders ----------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from greenprec.errors import ConfigError
 from greenprec.results import (
+    Location,
     MetersRecord,
     ResultsStore,
     RunRecord,
@@ -321,3 +322,69 @@ def test_a_damaged_0_1_runs_csv_names_each_row(tmp_path: Path) -> None:
     assert "cells where the header has" in reasons["runs.csv:3"]
     assert any(r.startswith("missing") for r in reasons.values())
     assert len(snapshot.runs) == 1
+
+
+# -- locations ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "file", "line"),
+    [
+        ("runs.csv:5", "runs.csv", 5),
+        ("runs.csv", "runs.csv", None),
+        ("runs/fp32-001.json", "runs/fp32-001.json", None),
+        ("runs/", "runs/", None),
+        ("C:/data/exp/runs.csv:12", "C:/data/exp/runs.csv", 12),  # a path with colons
+        ("runs/'a:b'", "runs/'a:b'", None),  # the colon of a named file, not a line
+        ("runs/'a:12'", "runs/'a:12'", None),
+        ("runs.csv:x", "runs.csv:x", None),  # a line that is not a number
+        ("runs.csv:", "runs.csv:", None),
+        ("runs.csv:-1", "runs.csv:-1", None),
+        ("runs.csv:5.0", "runs.csv:5.0", None),
+        ("runs.csv:05", "runs.csv:05", None),  # not as a line is written
+        ("runs.csv:0", "runs.csv", 0),
+        ("runs.csv:\u00b2", "runs.csv:\u00b2", None),  # isdigit() says yes, int() says no
+        (":5", ":5", None),  # no file before the colon
+        ("", "", None),
+    ],
+)
+def test_a_location_parses_hostile_text_without_losing_it(
+    text: str, file: str, line: int | None
+) -> None:
+    location = Location.parse(text)
+    assert (location.file, location.line) == (file, line)
+    assert str(location) == text  # the text it came from, unchanged
+
+
+@given(st.text(), st.one_of(st.none(), st.integers(min_value=0, max_value=10**9)))
+def test_a_location_round_trips_through_its_text(file: str, line: int | None) -> None:
+    location = Location(file, line)
+    text = str(location)
+    assert text == (file if line is None else f"{file}:{line}")
+    parsed = Location.parse(text)
+    assert str(parsed) == text
+    if line is not None and file:
+        assert parsed == location  # the line is always the last colon's
+    assert Location.parse(str(parsed)) == parsed
+
+
+def test_a_location_refuses_a_negative_line() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        Location("runs.csv", -1)
+
+
+def test_problems_and_runs_carry_typed_locations(tmp_path: Path) -> None:
+    folder = tmp_path / "old"
+    shutil.copytree(FIXTURES / "compare", folder)
+    lines = (folder / "runs.csv").read_text().splitlines()
+    lines[1] = lines[1].replace(",done,", ",DONE,")
+    (folder / "runs.csv").write_text("\n".join(lines) + "\n")
+    snapshot = ResultsStore(folder).load()
+    assert Location("runs.csv", 2) in {p.location for p in snapshot.problems}
+    (run,) = [r for r in snapshot.runs if r.location == Location("runs.csv", 3)]
+    assert run.where == "runs.csv:3" and snapshot.locations[run.run_id] == run.location
+
+
+@given(st.text())
+def test_any_text_parses_to_a_location_that_writes_it_back(text: str) -> None:
+    assert str(Location.parse(text)) == text

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any
 
-from greenprec.experiment.progress import Reporter, Row
+from greenprec.experiment.progress import Reporter
+from greenprec.results import RunRecord, record_row
 
 
 def started_line(total: int, done: int, folder: str, failed: int = 0) -> str:
@@ -16,18 +17,21 @@ def started_line(total: int, done: int, folder: str, failed: int = 0) -> str:
     return f"greenprec compare: {total} runs ({before}) -> {folder}"
 
 
-def run_summary(row: Row) -> str:
+def run_summary(run: RunRecord) -> str:
     """One line per finished run: energy, duration, accuracy (or the error)."""
-    head = f"{row['run_id']} [{row['policy']}]"
-    if row["status"] != "done":
-        return f"{head} failed: {row.get('error')}"
-    label = " (estimated)" if row.get("estimated") else ""
-    accuracy = row.get("test_accuracy")
+    head = f"{run.run_id} [{run.policy}]"
+    if run.status != "done":
+        return f"{head} failed: {run.error}"
+    label = " (estimated)" if run.estimated else ""
+    accuracy = run.metrics.get("test_accuracy")
     accuracy_text = f", test_accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
     return (
-        f"{head} energy_j {row['energy_j']:.2f}{label}, duration_s {row['duration_s']:.2f}"
-        f"{accuracy_text}"
+        f"{head} energy_j {run.energy_j:.2f}{label}, duration_s {run.duration_s:.2f}{accuracy_text}"
     )
+
+
+def _run_label(run: RunRecord) -> str:
+    return f"{run.run_id} [{run.policy}]"
 
 
 class JsonLinesReporter(Reporter):
@@ -41,17 +45,17 @@ class JsonLinesReporter(Reporter):
     def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
         self._emit("started", total=total, done=done, failed=failed, folder=folder)
 
-    def phase(self, name: str, row: Row | None = None, seconds: float | None = None) -> None:
-        self._emit("phase", phase=name, run_id=row["run_id"] if row else None, seconds=seconds)
+    def phase(self, name: str, run: RunRecord | None = None, seconds: float | None = None) -> None:
+        self._emit("phase", phase=name, run_id=run.run_id if run else None, seconds=seconds)
 
-    def run_finished(self, row: Row) -> None:
-        self._emit("run", **row)
+    def run_finished(self, run: RunRecord) -> None:
+        self._emit("run", **record_row(run))
 
     def message(self, text: str) -> None:
         self._emit("message", text=text)
 
-    def finished(self, rows: list[Row]) -> None:
-        counts = {status: sum(r["status"] == status for r in rows) for status in ("done", "failed")}
+    def finished(self, runs: list[RunRecord]) -> None:
+        counts = {status: sum(r.status == status for r in runs) for status in ("done", "failed")}
         self._emit("finished", **counts)
 
 
@@ -89,40 +93,42 @@ class RichReporter(Reporter):
         self.progress.start()
         self.task = self.progress.add_task("runs", total=total, completed=done, phase="", run="")
 
-    def phase(self, name: str, row: Row | None = None, seconds: float | None = None) -> None:
-        run = f"{row['run_id']} [{row['policy']}]" if row else ""
+    def phase(self, name: str, run: RunRecord | None = None, seconds: float | None = None) -> None:
+        label = _run_label(run) if run else ""
         if seconds:
-            run = f"{run} {seconds:g} s".strip()
-        self.progress.update(self.task, phase=name, run=run)
+            label = f"{label} {seconds:g} s".strip()
+        self.progress.update(self.task, phase=name, run=label)
 
-    def run_finished(self, row: Row) -> None:
+    def run_finished(self, run: RunRecord) -> None:
         from rich.text import Text
 
         self.progress.advance(self.task)
-        self.console.print(Text(run_summary(row), style="" if row["status"] == "done" else "red"))
+        self.console.print(Text(run_summary(run), style="" if run.status == "done" else "red"))
 
     def message(self, text: str) -> None:
         self.console.print(text)
 
-    def finished(self, rows: list[Row]) -> None:
+    def finished(self, runs: list[RunRecord]) -> None:
         self.close()
 
     def close(self) -> None:
         self.progress.stop()
 
 
-def phase_line(name: str, row: Row | None, seconds: float | None, run: int, total: int) -> str:
+def phase_line(
+    name: str, record: RunRecord | None, seconds: float | None, run: int, total: int
+) -> str:
     """One line as a phase starts, for output that is not a terminal (a log, CI, Slurm's output
     file): without it a 60 s warm-up is a minute of silence that looks like a hang."""
-    if name == "training" and row is not None:
-        return f"run {run} of {total}: {row['run_id']} [{row['policy']}] training"
+    if name == "training" and record is not None:
+        return f"run {run} of {total}: {_run_label(record)} training"
     what = {
         "warm-up": "warm-up (all cores busy)",
         "baseline": "baseline (idle power)",
         "cool-down": "cool-down",
     }.get(name, name)
     length = f" for {seconds:g} s" if seconds else ""
-    before = f" before {row['run_id']} [{row['policy']}]" if row is not None else ""
+    before = f" before {_run_label(record)}" if record is not None else ""
     return f"{what}{length}{before}"
 
 
@@ -141,13 +147,13 @@ class PlainReporter(Reporter):
         self.total, self.run = total, done + failed
         self._print(started_line(total, done, folder, failed))
 
-    def phase(self, name: str, row: Row | None = None, seconds: float | None = None) -> None:
+    def phase(self, name: str, run: RunRecord | None = None, seconds: float | None = None) -> None:
         if name == "training":
             self.run += 1
-        self._print(phase_line(name, row, seconds, self.run, self.total))
+        self._print(phase_line(name, run, seconds, self.run, self.total))
 
-    def run_finished(self, row: Row) -> None:
-        self._print(run_summary(row))
+    def run_finished(self, run: RunRecord) -> None:
+        self._print(run_summary(run))
 
     def message(self, text: str) -> None:
         self._print(text)

@@ -16,7 +16,7 @@ import platform
 import signal
 import time
 
-from greenprec.experiment.config import run_timeout_for, validate
+from greenprec.experiment.config import run_timeout_for, stored_config
 from greenprec.experiment.execute import RunSpec, current_job_id, node_info
 from greenprec.experiment.phases import measure_phase, warm_up
 from greenprec.results import JobRecord, ResultsStore
@@ -39,7 +39,7 @@ def run_block(folder: str, block: int) -> str:
         signal.signal(signal.SIGTERM, _end_job)
     store = ResultsStore(folder)
     experiment = store.read_experiment()
-    config = validate(experiment.config)
+    config = stored_config(experiment)
     meters = experiment.meters.used
     planned = [run for run in experiment.schedule if run.block == block]
     todo = [run for run in (store.read_run(p.run_id) for p in planned) if run.status == "pending"]

@@ -34,7 +34,6 @@ from greenprec.results import (
     RunRecord,
     Submission,
     SubmissionsRecord,
-    record_row,
 )
 from greenprec.results.models import JOB_STOPPED
 from greenprec.results.records import now_iso
@@ -264,9 +263,9 @@ class _Watch:
             if before is None or before.status == now.status:
                 continue
             if now.status == "running":
-                self.reporter.phase("training", record_row(now))
+                self.reporter.phase("training", now)
             elif now.status in ("done", "failed"):
-                self.reporter.run_finished(record_row(now))
+                self.reporter.run_finished(now)
 
     def settle(self, job: Submission) -> None:
         """The job ended: a run it left without its final record failed for Slurm's reason."""
@@ -286,7 +285,7 @@ class _Watch:
             self.store.write_run(failed)
             self.runs[run_id] = failed
             if not stopped:  # a stopped run was reported when its job wrote it
-                self.reporter.run_finished(record_row(failed))
+                self.reporter.run_finished(failed)
         job.settled = True
 
     # -- stopping ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,9 @@ from pydantic import (
 )
 
 from greenprec.errors import ConfigError, GreenprecWarning
+
+if TYPE_CHECKING:
+    from greenprec.results import ExperimentRecord
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -520,6 +523,15 @@ def given_table(
     merged, _ = _merge([file_values, flag_values])
     value = merged.get(table) or {}
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+def stored_config(experiment: ExperimentRecord) -> ExperimentConfig:
+    """The settings ``greenprec compare`` stored in an experiment's ``config``, typed: the
+    one way from experiment.json back to an :class:`ExperimentConfig` (resuming, a Slurm
+    block). They are validated as flags are, so a hand-edited or damaged file is one
+    ConfigError listing every problem. Only compare's folders hold these settings (an
+    importer's ``config`` is its own)."""
+    return validate(experiment.config)
 
 
 def validate(values: Mapping[str, Any]) -> ExperimentConfig:

@@ -17,23 +17,29 @@ from pathlib import Path
 from typing import Any
 
 from greenprec.errors import ConfigError, GreenprecError, Terminated
-from greenprec.experiment.config import ExperimentConfig, run_timeout_for, validate
+from greenprec.experiment.config import (
+    ExperimentConfig,
+    run_timeout_for,
+    stored_config,
+    validate,
+)
 from greenprec.experiment.environment import environment
 from greenprec.experiment.execute import RunSpec
 from greenprec.experiment.phases import measure_phase, warm_up
 from greenprec.experiment.progress import Reporter
 from greenprec.experiment.schedule import make_blocked_schedule, make_schedule
 from greenprec.results import (
+    INDEX_FILE,
     INTERRUPTED,
     AnswerRecord,
     ExperimentRecord,
+    Location,
     LookRecord,
     MetersRecord,
     ResultsStore,
     RunRecord,
     SequentialRecord,
     new_experiment_record,
-    record_row,
 )
 from greenprec.results.lock import LOCK_NAME
 from greenprec.results.records import now_iso
@@ -153,7 +159,7 @@ def _drive_cluster(
             with contextlib.suppress(GreenprecError, OSError):
                 final = store.load().runs
         _finish(store, experiment, final)
-    reporter.finished([record_row(run) for run in final])
+    reporter.finished(final)
     return final
 
 
@@ -195,7 +201,7 @@ def _drive(
         for index, run_id in enumerate(todo):
             current = run_id
             if index > 0 and config.cooldown_s > 0:
-                reporter.phase("cool-down", record_row(by_id[run_id]), config.cooldown_s)
+                reporter.phase("cool-down", by_id[run_id], config.cooldown_s)
                 time.sleep(config.cooldown_s)
             # The index shows the run as running now; its file is the executor's to write.
             starting = by_id[run_id].started()
@@ -214,8 +220,7 @@ def _drive(
                 by_id[current] = store.read_run(current)
         final = list(by_id.values())
         _finish(store, experiment, final)
-    rows = [record_row(run) for run in final]
-    reporter.finished(rows)
+    reporter.finished(final)
     return store, final
 
 
@@ -234,10 +239,12 @@ def _create(
         classes = [get_meter_class(name) for name in requested]
         used = list(requested)
         estimated = any(cls.estimated for cls in classes)
+        simulated = [cls.name for cls in classes if cls.simulated is True]
     else:
         chosen = resolve(requested if requested != ["auto"] else "auto", config.meter_options)
         used = [meter.name for meter in chosen]
         estimated = any(meter.estimated for meter in chosen)
+        simulated = [meter.name for meter in chosen if meter.simulated is True]
     if config.executor == "slurm" or config.adaptive:
         # One job per block on one node: policies are compared within nodes (see cluster.py).
         # Adaptive: each look comes after a whole block, one run of every policy more.
@@ -256,7 +263,9 @@ def _create(
         source=SOURCE,
         config=config.model_dump(mode="json"),
         schedule=schedule,
-        meters=MetersRecord(requested=requested, used=used, estimated=estimated),
+        meters=MetersRecord(
+            requested=requested, used=used, estimated=estimated, simulated=simulated
+        ),
         warnings=warnings,
         precision_support=support(framework=framework).to_dict(),
         versions=facts["versions"],
@@ -306,7 +315,7 @@ def _reopen(
             store.write_run(run)
         runs.append(run)
     for problem in snapshot.problems:
-        if problem.run_id in usable or problem.where == "runs.csv":
+        if problem.run_id in usable or problem.location == Location(INDEX_FILE):
             continue
         again = " it runs again" if problem.run_id in {r.run_id for r in runs} else ""
         notes.append(f"{problem};{again}" if again else str(problem))
@@ -349,7 +358,7 @@ def resumable_config(
             "start a new experiment in another folder (greenprec report still reads this one)"
         )
     try:
-        return validate(experiment.config)
+        return stored_config(experiment)
     except ConfigError as error:
         problems = "; ".join(str(error).splitlines())
         raise ConfigError(f"cannot continue {store.path}: {problems}") from None
@@ -373,7 +382,7 @@ def _run_one(
     run: RunRecord,
     reporter: Reporter,
 ) -> RunRecord:
-    reporter.phase("training", record_row(run))
+    reporter.phase("training", run)
     baseline = experiment.baseline
     spec = RunSpec.of(
         config,
@@ -395,7 +404,7 @@ def _run_one(
             )
         )
         raise
-    reporter.run_finished(record_row(finished))
+    reporter.run_finished(finished)
     return finished
 
 

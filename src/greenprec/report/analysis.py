@@ -97,6 +97,23 @@ def meters_used(data: ExperimentData) -> list[str]:
     return sorted({name for split in names for name in split if name})
 
 
+def simulated_used(data: ExperimentData) -> list[str]:
+    """Those of the meters used (:func:`meters_used`) that make their readings up, as
+    experiment.json's ``meters.simulated`` recorded when they measured.
+
+    Folders that did not record it (written before 0.3, or by an importer) fall back to
+    asking the meters installed here (:func:`simulated_meters`): a plugin meter missing on
+    this machine then reads as measured, which the recorded list does not.
+    """
+    used = meters_used(data)
+    meters = data.experiment.get("meters")
+    recorded = meters.get("simulated") if isinstance(meters, dict) else None
+    if isinstance(recorded, list):
+        names = {str(name) for name in recorded}
+        return [name for name in used if name in names]
+    return simulated_meters(used)  # not recorded: today's registry lookup
+
+
 def simulated_meters(names: Sequence[str]) -> list[str]:
     """Those of ``names`` that make their readings up (the ``mock``): their figures are not
     measurements, and the report must not call them measured.

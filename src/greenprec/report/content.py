@@ -20,7 +20,7 @@ from greenprec.report.analysis import (
     accuracy_points,
     finite,
     meters_used,
-    simulated_meters,
+    simulated_used,
 )
 from greenprec.report.data import ExperimentData
 from greenprec.report.decisions import phrase
@@ -559,7 +559,7 @@ def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
     source = experiment.get("source") or config.get("source")
     out.append(("source", str(source) if source else "greenprec compare"))
     used = meters_used(data)
-    simulated = simulated_meters(used)
+    simulated = simulated_used(data)
     if simulated:
         # The mock makes its power up: calling its figures "measured" misled readers.
         by = "" if simulated == used else f" by {', '.join(simulated)}"
@@ -666,7 +666,7 @@ def build_content(
         f"{policies}; reference {analysis.reference or '—'}; "
         f"{analysis.runs.used} of {analysis.runs.total} runs used"
     )
-    if simulated_meters(meters_used(data)):
+    if simulated_used(data):
         subtitle += "; energy SIMULATED, not measured"
     elif estimated:
         subtitle += "; energy ESTIMATED, not measured"

@@ -21,6 +21,7 @@ from greenprec import stats
 from greenprec.errors import ConfigError
 from greenprec.results import (
     DOMAIN_PREFIX,
+    INDEX_FILE,
     RUN_STATUSES,
     NodeInfo,
     ResultsStore,
@@ -240,13 +241,12 @@ def _places(snapshot: Snapshot) -> tuple[list[str], list[int]]:
     wheres: list[str] = []
     lines: list[int] = []
     for index, run in enumerate(snapshot.runs):
-        location = run.where or snapshot.locations.get(run.run_id, "")
-        file, _, line = location.partition(":")
-        if file == "runs.csv" and line.isdigit():
-            wheres.append("runs.csv")
-            lines.append(int(line))
+        location = run.location or snapshot.locations.get(run.run_id)
+        if location is not None and location.file == INDEX_FILE and location.line is not None:
+            wheres.append(INDEX_FILE)
+            lines.append(location.line)
         else:
-            wheres.append(location or f"runs/{run.run_id}.json")
+            wheres.append(str(location) if location else f"runs/{run.run_id}.json")
             lines.append(index + 2)
     return wheres, lines
 
@@ -260,15 +260,15 @@ def _store_problems(snapshot: Snapshot, warnings: list[str]) -> list[Excluded]:
         if problem.run_id is None:
             warnings.append(str(problem))
             continue
-        file, _, line = problem.where.partition(":")
+        location = problem.location
         named.append(
             Excluded(
                 problem.run_id,
-                int(line) if line.isdigit() else 0,
+                location.line or 0,
                 problem.reason,
                 policy_of.get(problem.run_id) or policies.get(problem.run_id) or problem.policy,
                 problem.column,
-                where=file if file == "runs.csv" else problem.where,
+                where=INDEX_FILE if location.file == INDEX_FILE else str(location),
             )
         )
     return named

@@ -24,7 +24,7 @@ from greenprec.report.analysis import (
     PowerTrace,
     finite,
     meters_used,
-    simulated_meters,
+    simulated_used,
 )
 from greenprec.report.decisions import HOLM, Decision, phrase
 from greenprec.report.state import MachineFlag, MachineStates, Stopping, Target, Warmup
@@ -231,7 +231,7 @@ def warnings(analysis: Analysis) -> list[str]:
     experiment_warnings = data.experiment.get("warnings")
     if isinstance(experiment_warnings, list):
         out.extend(str(w) for w in experiment_warnings)
-    simulated = simulated_meters(meters_used(data))
+    simulated = simulated_used(data)
     if simulated:
         out.append(
             f"meter {', '.join(simulated)} simulates power, for tests and demos: no energy or "

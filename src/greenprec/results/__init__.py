@@ -23,6 +23,7 @@ from greenprec.results.index import (
     is_reserved,
     record_row,
 )
+from greenprec.results.location import INDEX_FILE, Location
 from greenprec.results.lock import FolderLock
 from greenprec.results.models import (
     INTERRUPTED,
@@ -60,6 +61,7 @@ __all__ = [
     "COUNTED_SEPARATOR",
     "DOMAIN_PREFIX",
     "INDEX_COLUMNS",
+    "INDEX_FILE",
     "INTERRUPTED",
     "RESERVED_NAMES",
     "RUN_STATUSES",
@@ -72,6 +74,7 @@ __all__ = [
     "FolderLock",
     "HostEnergy",
     "JobRecord",
+    "Location",
     "LookRecord",
     "MachineState",
     "MetersRecord",

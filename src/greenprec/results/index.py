@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from greenprec.results.location import INDEX_FILE, Location
 from greenprec.results.models import RUN_STATUSES, MachineState, RunRecord
 
 INDEX_COLUMNS = (
@@ -235,7 +236,7 @@ def read_legacy_runs(
             problems.append(RowProblem(line, run_id, _first_line(error), policy=policy))
             continue
         problems.extend(RowProblem(line, record.run_id, why, column) for column, why in blanked)
-        record.where = f"runs.csv:{line}"
+        record.location = Location(INDEX_FILE, line)
         records.append(record)
         lines.setdefault(record.run_id, line)
     return records, problems, lines

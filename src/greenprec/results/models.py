@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from greenprec.results.location import Location
+
 SCHEMA_VERSION = "2.0"
 """The schema this greenprec writes (``MAJOR.MINOR``)."""
 SCHEMA_MAJOR = 2
@@ -196,16 +198,21 @@ class RunRecord(_Record):
     executor_pid: int | None = None
     """The process executing the run while it is ``running`` (to recognise a stale state)."""
     error: str | None = None
-    _where: str = PrivateAttr(default="")
+    _location: Location | None = PrivateAttr(default=None)
+
+    @property
+    def location(self) -> Location | None:
+        """Where this record was read from (``runs/<id>.json``, ``runs.csv:<line>``), if read."""
+        return self._location
+
+    @location.setter
+    def location(self, value: Location | None) -> None:
+        self._location = value
 
     @property
     def where(self) -> str:
-        """Where this record was read from (``runs/<id>.json``, ``runs.csv:<line>``), if read."""
-        return self._where
-
-    @where.setter
-    def where(self, value: str) -> None:
-        self._where = value
+        """:attr:`location` as text; empty if the record was not read from a folder."""
+        return "" if self._location is None else str(self._location)
 
     @field_validator("run_id")
     @classmethod
@@ -372,6 +379,10 @@ class MetersRecord(_Record):
     requested: list[str] = Field(default_factory=list)
     used: list[str] = Field(default_factory=list)
     estimated: bool = False
+    simulated: list[str] | None = None
+    """Those of ``used`` that make their readings up (a meter class with ``simulated``),
+    recorded as the meters were opened, so a report need not ask the meters installed where
+    it runs. None in folders written before 0.3 and by importers: not recorded."""
 
 
 class PhaseRecord(_Record):

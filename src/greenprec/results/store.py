@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from greenprec.errors import ConfigError
 from greenprec.results.files import read_bounded, write_atomic
 from greenprec.results.index import RowProblem, index_text, read_legacy_runs
+from greenprec.results.location import INDEX_FILE, Location
 from greenprec.results.lock import LOCK_NAME, FolderLock
 from greenprec.results.models import (
     RUN_ID_PATTERN,
@@ -69,11 +70,16 @@ class Problem:
     named in every report."""
 
     run_id: str | None
-    where: str
+    location: Location
     """The file (and line, for a 0.1 runs.csv) the problem is in."""
     reason: str
     column: str | None = None
     policy: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The location as text: ``runs/<id>.json``, ``runs.csv:5``."""
+        return str(self.location)
 
     def __str__(self) -> str:
         who = f"run {self.run_id}: " if self.run_id else ""
@@ -91,7 +97,7 @@ class Snapshot:
     """Damaged, missing and unscheduled runs, and an index that disagrees with the run files."""
     legacy: bool = False
     """True for a folder written by greenprec 0.1 (runs.csv is its record)."""
-    locations: dict[str, str] = field(default_factory=dict)
+    locations: dict[str, Location] = field(default_factory=dict)
     """Where each usable run's record is: ``runs/<run_id>.json``, or ``runs.csv:<line>``."""
 
     @property
@@ -116,7 +122,7 @@ class ResultsStore:
 
     @property
     def index_file(self) -> Path:
-        return self.path / "runs.csv"
+        return self.path / INDEX_FILE
 
     @property
     def samples_dir(self) -> Path:
@@ -338,11 +344,11 @@ class ResultsStore:
             runs, problems = self._load_run_files()
             problems.extend(self._check_index(runs))
             legacy = False
-            locations = {run.run_id: f"runs/{run.run_id}.json" for run in runs}
+            locations = {run.run_id: Location(f"runs/{run.run_id}.json") for run in runs}
         else:
             runs, problems, lines = self._load_legacy()
             legacy = True
-            locations = {run_id: f"runs.csv:{line}" for run_id, line in lines.items()}
+            locations = {run_id: Location(INDEX_FILE, line) for run_id, line in lines.items()}
         named = {p.run_id for p in problems if p.run_id and p.column is None}
         runs, schedule_problems = _against_schedule(experiment, runs, named, legacy)
         return Snapshot(experiment, runs, [*problems, *schedule_problems], legacy, locations)
@@ -356,15 +362,17 @@ class ResultsStore:
                 continue  # a write a kill interrupted: the old file (if any) is still whole
             stem = name.removesuffix(".json")
             if not name.endswith(".json") or RUN_ID_PATTERN.fullmatch(stem) is None:
-                problems.append(Problem(None, f"runs/{name[:60]!r}", "not a run file; ignored"))
+                problems.append(
+                    Problem(None, Location(f"runs/{name[:60]!r}"), "not a run file; ignored")
+                )
                 continue
             try:
                 data = self._read_json(path, what="run file")
                 run = self._run_from(data, path, stem)
-                run.where = f"runs/{name}"
+                run.location = Location(f"runs/{name}")
                 runs.append(run)
             except ConfigError as error:
-                problems.append(Problem(stem, f"runs/{name}", _reason(str(error), path)))
+                problems.append(Problem(stem, Location(f"runs/{name}"), _reason(str(error), path)))
         return runs, problems
 
     def _load_legacy(self) -> tuple[list[RunRecord], list[Problem], dict[str, int]]:
@@ -389,7 +397,7 @@ class ResultsStore:
     def _check_index(self, runs: Sequence[RunRecord]) -> list[Problem]:
         """runs.csv is only an index; say so when it disagrees with the run files."""
         if not self.index_file.exists():
-            return [Problem(None, "runs.csv", "missing; it is rebuilt on the next write")]
+            return [Problem(None, Location(INDEX_FILE), "missing; it is rebuilt on the next write")]
         try:
             text = read_bounded(self.index_file).decode("utf-8", errors="replace")
             indexed = {
@@ -403,7 +411,7 @@ class ResultsStore:
             return [
                 Problem(
                     None,
-                    "runs.csv",
+                    Location(INDEX_FILE),
                     "does not match the run files in runs/ (an interrupted update or an edit); "
                     "the run files were used, and the index is rebuilt on the next write",
                 )
@@ -484,7 +492,11 @@ def _reason(message: str, path: Path) -> str:
 
 def _row_problem(problem: RowProblem) -> Problem:
     return Problem(
-        problem.run_id, f"runs.csv:{problem.line}", problem.reason, problem.column, problem.policy
+        problem.run_id,
+        Location(INDEX_FILE, problem.line),
+        problem.reason,
+        problem.column,
+        problem.policy,
     )
 
 
@@ -513,7 +525,7 @@ def _against_schedule(
     experiment: ExperimentRecord, runs: list[RunRecord], named: set[str], legacy: bool
 ) -> tuple[list[RunRecord], list[Problem]]:
     """Keep the runs the schedule planned, in its order; name every other difference."""
-    where = "runs.csv" if legacy else "runs/"
+    where = Location(INDEX_FILE if legacy else "runs/")
     if not experiment.schedule:
         # Nothing planned to check against (a hand-made runs.csv): the runs as recorded.
         return (runs if legacy else sorted(runs, key=lambda r: r.order)), []
