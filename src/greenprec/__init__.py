@@ -27,6 +27,7 @@ from greenprec.errors import (
 from greenprec.hookspecs import hookimpl
 from greenprec.measurement import Measurement, measure
 from greenprec.meters.base import Meter, Probe, Reading
+from greenprec.monitor import Monitor
 
 __all__ = [
     "ConfigError",
@@ -37,6 +38,7 @@ __all__ = [
     "Meter",
     "MeterError",
     "MeterUnavailable",
+    "Monitor",
     "Probe",
     "Reading",
     "__version__",

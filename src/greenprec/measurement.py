@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +45,7 @@ def _bounded(
     timeout_s: float,
     *,
     then: tuple[threading.Event, str, float] | None = None,
+    on: _Sampler | None = None,
 ) -> T:
     """``call()`` on a helper thread, or MeterError when it has not returned in ``timeout_s``.
 
@@ -51,6 +53,9 @@ def _bounded(
     sets ``event``, and ``next_timeout_s`` the rest (a meter's slow start, then its quick
     first read). A call that never returns cannot be interrupted in Python: its thread (a
     daemon) is left behind and the meter abandoned, but the measurement ends with a reason.
+
+    With ``on=``, the call runs on that measurement's running sampler thread instead of a new
+    one (a window edge of :class:`greenprec.Monitor`: no thread started per edge).
     """
     outcome: list[T] = []
     failure: list[BaseException] = []
@@ -61,7 +66,11 @@ def _bounded(
         except BaseException as error:
             failure.append(error)
 
-    worker = threading.Thread(target=target, name=f"greenprec-meter-{what}", daemon=True)
+    worker: threading.Thread | _Job
+    if on is not None:
+        worker = _Job(target, on)
+    else:
+        worker = threading.Thread(target=target, name=f"greenprec-meter-{what}", daemon=True)
     worker.start()
     if then is not None:
         event, what_next, next_timeout_s = then
@@ -82,6 +91,48 @@ def _bounded(
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+class _Sampler:
+    """The queue of calls a running sampler thread runs between its ticks (window edges)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def next_job(self, timeout_s: float) -> Callable[[], None] | None:
+        try:
+            return self.jobs.get(timeout=max(0.0, timeout_s))
+        except queue.Empty:
+            return None
+
+    def drain(self) -> None:
+        """Run every queued call: none waits for a sampler that has ended."""
+        while (job := self.next_job(0.0)) is not None:
+            job()
+
+
+class _Job:
+    """A call handed to a sampler thread, joined like a thread (what :func:`_bounded` needs)."""
+
+    def __init__(self, target: Callable[[], None], sampler: _Sampler) -> None:
+        self._target = target
+        self._sampler = sampler
+        self._done = threading.Event()
+
+    def _run(self) -> None:
+        try:
+            self._target()
+        finally:
+            self._done.set()
+
+    def start(self) -> None:
+        self._sampler.jobs.put(self._run)
+
+    def is_alive(self) -> bool:
+        return not self._done.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._done.wait(timeout)
 
 
 Sync = Callable[[], Any] | str | None
@@ -211,6 +262,7 @@ class Measurement:
         self._state = "new"
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
+        self._sampler = _Sampler()
         self._thread: threading.Thread | None = None
         self._tracks: dict[str, _DomainTrack] = {}
         self._rows: list[tuple[float, str, float, float]] = []
@@ -300,6 +352,7 @@ class Measurement:
         if self._state != "running":
             raise ConfigError(f"cannot stop a measurement that is {self._state}")
         self._stop_event.set()
+        self._sampler.jobs.put(lambda: None)  # wakes the sampler now, not at its next tick
         if self._thread is not None:
             self._thread.join(self._read_timeout_s + self.interval_s)
             if self._thread.is_alive() and self._sampling_error is None:
@@ -368,15 +421,18 @@ class Measurement:
     # -- synchronising with the device ------------------------------------------------------
     def _synchronise(self) -> None:
         """Run the sync before an edge reading: the block's device work is then inside it."""
+        for device_sync in self._syncs():
+            device_sync()
+
+    def _syncs(self) -> list[Callable[[], Any]]:
+        """The synchronisations an edge runs now: none, the ``"auto"`` ones, or the callable."""
         sync = self._sync_spec
         if sync is None:
-            return
+            return []
         if sync == "auto":
-            for device_sync in _auto_syncs():
-                device_sync()
-            return
+            return _auto_syncs()
         assert callable(sync)
-        sync()
+        return [sync]
 
     def _synchronise_and_finish(self) -> float:
         # The kernels the block launched run to their end before the exit reading: an
@@ -386,12 +442,24 @@ class Measurement:
 
     # -- sampling ------------------------------------------------------------------------
     def _run(self) -> None:
-        while not self._stop_event.wait(self.interval_s):
-            try:
-                self._sample()
-            except Exception as error:
-                self._sampling_error = error
-                return
+        # A tick every interval_s; in between, the calls handed to this thread (window edges).
+        next_tick = time.monotonic() + self.interval_s
+        try:
+            while True:
+                job = self._sampler.next_job(next_tick - time.monotonic())
+                if self._stop_event.is_set():
+                    return
+                if job is not None:
+                    job()
+                    continue
+                next_tick = time.monotonic() + self.interval_s
+                try:
+                    self._sample()
+                except Exception as error:
+                    self._sampling_error = error
+                    return
+        finally:
+            self._sampler.drain()
 
     def _sample(self, *, final: bool = False) -> float:
         """Read every meter; return the time of the first meter's reading since entry.
@@ -400,26 +468,82 @@ class Measurement:
         meter's own clock and the window's agree to microseconds, and entry and exit are the
         moments of the first and last readings.
         """
-        first_t_s = math.nan
         with self._lock:
-            for meter in self._meters:
-                now = time.monotonic()
-                if math.isnan(self._t0):
-                    self._t0 = now
-                t_s = now - self._t0
-                if math.isnan(first_t_s):
-                    first_t_s = t_s
-                meter.reading_time = now
-                for reading in meter.finish() if final else meter.read():
-                    track = self._tracks.get(reading.domain)
-                    if track is None:
-                        kind = "energy" if reading.energy_j is not None else "power"
-                        track = self._tracks[reading.domain] = _DomainTrack(
-                            kind, reading.in_total, meter.name or type(meter).__name__
-                        )
-                    power_w, energy_j = track.add(t_s, reading)
-                    self._rows.append((t_s, reading.domain, power_w, energy_j))
+            return self._sample_locked(final=final)
+
+    def _sample_locked(self, *, final: bool = False) -> float:
+        """:meth:`_sample`, with ``self._lock`` already held by the caller."""
+        first_t_s = math.nan
+        for meter in self._meters:
+            now = time.monotonic()
+            if math.isnan(self._t0):
+                self._t0 = now
+            t_s = now - self._t0
+            if math.isnan(first_t_s):
+                first_t_s = t_s
+            meter.reading_time = now
+            for reading in meter.finish() if final else meter.read():
+                track = self._tracks.get(reading.domain)
+                if track is None:
+                    kind = "energy" if reading.energy_j is not None else "power"
+                    track = self._tracks[reading.domain] = _DomainTrack(
+                        kind, reading.in_total, meter.name or type(meter).__name__
+                    )
+                power_w, energy_j = track.add(t_s, reading)
+                self._rows.append((t_s, reading.domain, power_w, energy_j))
         return first_t_s
+
+    def _mark(self) -> tuple[float, dict[str, float]]:
+        """One edge of a window inside this one (:class:`greenprec.Monitor`): the device
+        sync, then a fresh reading of every meter and each domain's energy since entry, read
+        under one hold of the lock so that no sampler tick falls between the two.
+
+        Returns ``(t_s, {domain: energy_j})``, the time of the first meter's reading since
+        entry. Bounded like :meth:`stop`'s exit: the sync by ``FINISH_TIMEOUT_S``, the reading
+        by the read timeout. A sampler that already failed fails the mark with its error.
+        """
+        if self._state != "running":
+            raise ConfigError(f"a window edge needs a running measurement; it is {self._state}")
+        synced = threading.Event()
+        syncs = self._syncs()
+
+        def sync_and_read() -> tuple[float, dict[str, float]]:
+            for device_sync in syncs:
+                device_sync()
+            synced.set()
+            with self._lock:
+                t_s = self._sample_locked()
+                return t_s, {name: track.energy_j for name, track in self._tracks.items()}
+
+        failure = self._sampling_error
+        if failure is not None:
+            raise MeterError(f"meter failed during the measurement: {failure}") from failure
+        # On the sampler thread, between two ticks: no thread started per edge. A sampler
+        # that has ended (its drain runs what was queued) leaves a thread of its own.
+        sampler = self._sampler if self._thread is not None and self._thread.is_alive() else None
+        try:
+            if not syncs:  # nothing to wait for (a CPU): one bound, one hop less per edge
+                return _bounded(
+                    _label(self._meters), "read", sync_and_read, self._read_timeout_s, on=sampler
+                )
+            return _bounded(
+                _label(self._meters),
+                "sync",
+                sync_and_read,
+                FINISH_TIMEOUT_S,
+                then=(synced, "read", self._read_timeout_s),
+                on=sampler,
+            )
+        except Exception as error:
+            # The tracks may hold half a reading: the whole measurement has failed, and its
+            # stop() says so too.
+            self._sampling_error = error
+            if isinstance(error, GreenprecError):
+                raise
+            raise MeterError(
+                f"meter {_label(self._meters)} failed at a window edge: "
+                f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            ) from error
 
     def energy_so_far(self) -> tuple[float, float]:
         """``(seconds, joules)`` from the entry reading to now, while the window runs: a fresh
@@ -427,7 +551,14 @@ class Measurement:
         inside a window, such as the end of each epoch (energy to a target accuracy)."""
         if self._state != "running":
             raise ConfigError(f"energy_so_far() needs a running measurement; it is {self._state}")
-        t_s = _bounded(_label(self._meters), "read", self._sample, self._read_timeout_s)
+        alive = self._thread is not None and self._thread.is_alive()
+        t_s = _bounded(
+            _label(self._meters),
+            "read",
+            self._sample,
+            self._read_timeout_s,
+            on=self._sampler if alive else None,  # on the sampler: no thread per mark
+        )
         with self._lock:
             energy_j = sum(track.energy_j for track in self._tracks.values() if track.in_total)
         return t_s, energy_j

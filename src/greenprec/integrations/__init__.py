@@ -8,8 +8,9 @@ Each framework has its own module, imported only when asked for::
 
 ``import greenprec.integrations`` imports no framework: only the figures each callback
 records (:class:`EpochEnergy`, :class:`BatchEnergy`, :class:`LogEnergy`) live here. Every
-callback is a thin layer over :func:`greenprec.measure`, with the same ``meter``,
-``meter_options`` and ``interval``; see ``docs/integrations.md`` for how its windows are laid out.
+callback is a thin layer over one :class:`greenprec.Monitor` per run, with
+:func:`greenprec.measure`'s ``meter``, ``meter_options`` and ``interval``; see
+``docs/integrations.md`` for how its windows are laid out.
 """
 
 from __future__ import annotations

@@ -1,18 +1,17 @@
 """The measurement windows behind every callback: one for the whole run, spans nested inside.
 
-A callback owns one :class:`Windows`. The *run* window (the whole ``fit`` or ``train``) is one
-:class:`~greenprec.measurement.Measurement` from the run's begin hook to its end hook; each
-*span* (an epoch, a group of batches, the stretch between two logs) is another Measurement,
-started and stopped by the framework's hooks while the run window keeps going. Nothing is
-counted twice: a span's figures are its own window, and the run's are the run window's, never a
-sum of spans. Nothing is lost: what falls between spans (set-up before the first epoch, other
-callbacks' work between epochs, the spans' own start and stop) is still in the run window.
+A callback owns one :class:`Windows`. Each run (the whole ``fit`` or ``train``) opens one
+:class:`~greenprec.monitor.Monitor`, from the run's begin hook to its end hook: its meters
+start once and one sampling thread serves the whole run, which is the monitor's own
+measurement. Each *span* (an epoch, a group of batches, the stretch between two logs) is a
+window of that monitor, begun and ended by the framework's hooks while the run goes on: two
+synchronised readings of the meters, no meter started and no thread. Nothing is counted twice:
+a span's figures are the difference of the readings at its own edges, and the run's are the
+run's, never a sum of spans. Nothing is lost: what falls between spans (set-up before the first
+epoch, other callbacks' work between epochs, the spans' own edges) is still in the run.
 
-Overlapping windows need their own meter instances: :mod:`greenprec.measurement` refuses one
-instance in two running windows, so meters are taken by name, and every window resolves its
-own instances from the same ``meter`` and ``meter_options`` (``"auto"`` is chosen once, when
-the run begins, and its meters named for every window of the run). Hardware counters are
-machine-wide, so a span and the run around it both see every joule of their overlap.
+``"auto"`` is resolved once per run, when the monitor opens, so every window of a run measures
+with the same meters and the CPU-time fallback warns once per run.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from typing import Any, TypeAlias
 from greenprec.errors import ConfigError
 from greenprec.measurement import Measurement, Sync
 from greenprec.meters.base import Meter
+from greenprec.monitor import Monitor, Window
 
 MeterSpec: TypeAlias = "str | Sequence[str]"
 """What a callback's ``meter`` takes: ``"auto"``, a meter name, or a list of names."""
@@ -82,7 +82,7 @@ class LogEnergy(WindowEnergy):
     """The Trainer's ``global_step`` at that log."""
 
 
-def figures(window: Measurement) -> dict[str, Any]:
+def figures(window: Measurement | Window) -> dict[str, Any]:
     """The :class:`WindowEnergy` fields of a finished window, as keyword arguments."""
     return {
         "energy_j": window.energy_j,
@@ -97,9 +97,12 @@ def figures(window: Measurement) -> dict[str, Any]:
 class Windows:
     """The run window and its named spans, started and stopped by a callback's hooks.
 
+    One :class:`~greenprec.monitor.Monitor` per run: it opens with the run, its meters and its
+    one sampling thread serve the run and every span, and each span is one of its windows.
+
     A meter that fails ends training with its :class:`~greenprec.errors.MeterError`, as it
     would end a ``with greenprec.measure()`` block (a figure that cannot be right is never
-    logged); every other window is stopped first, so no meter or sampling thread is left behind.
+    logged); the monitor is closed first, so no meter or sampling thread is left behind.
     """
 
     def __init__(
@@ -114,10 +117,9 @@ class Windows:
         given = [meter] if isinstance(meter, (str, Meter)) else list(meter)
         if any(isinstance(item, Meter) for item in given):
             raise ConfigError(
-                f"EnergyCallback measures the whole run and each {spans} in overlapping "
-                "windows, and one meter instance can measure one window at a time: pass the "
-                "meter by name (meter='rapl', options in meter_options=...), which gives every "
-                "window its own instance"
+                f"EnergyCallback measures the whole run and each {spans} with meters it "
+                "starts afresh for every run: pass the meter by name (meter='rapl', options "
+                "in meter_options=...), which gives every run its own instance"
             )
         # A bad interval or sync fails here, where the callback is created, not at the first
         # epoch.
@@ -126,112 +128,75 @@ class Windows:
         self._interval = interval
         self._sync = sync
         self._meter_options = dict(meter_options or {})
-        # What every window of the current run measures with: "auto" chosen once (_pin).
-        self._run_meter: MeterSpec = meter
-        self._run_options = self._meter_options
-        self._run: Measurement | None = None
-        self._spans: dict[str, Measurement] = {}
-
-    def _new(self) -> Measurement:
-        return Measurement(
-            self._run_meter,
-            interval=self._interval,
-            meter_options=self._run_options,
-            sync=self._sync,
-        )
-
-    def _pin(self) -> None:
-        """Choose the meters of ``"auto"`` once for the run, by name, with their options.
-
-        Every window of a run then measures with the same meters, and only the run shows the
-        warning of the CPU-time fallback: each window resolving ``"auto"`` anew would probe
-        every meter again at every epoch and repeat that warning once per framework hook.
-        """
-        self._run_meter, self._run_options = self._meter, self._meter_options
-        given = [self._meter] if isinstance(self._meter, str) else list(self._meter)
-        if given != ["auto"]:
-            return
-        from greenprec.meters.registry import auto_meters, options_for
-
-        chosen = auto_meters(self._meter_options)
-        self._run_meter = [meter.name for meter in chosen]
-        # Scoped keys ("rapl.root") reach exactly the meter that auto gave them to, whatever
-        # the number of meters (a lone named meter would take, and refuse, every plain key).
-        self._run_options = {
-            f"{meter.name}.{key}": value
-            for meter in chosen
-            for key, value in options_for(type(meter), self._meter_options).items()
-        }
+        self._monitor: Monitor | None = None
 
     @property
     def running(self) -> bool:
         """True between :meth:`start_run` and :meth:`stop_run` (or :meth:`abort`)."""
-        return self._run is not None and self._run.running
+        return self._monitor is not None and self._monitor.running
 
     def is_open(self, span: str) -> bool:
-        return span in self._spans
+        return self._monitor is not None and self._monitor.is_open(span)
 
     def start_run(self) -> None:
-        # A run that raised never reached its end hook: its windows are still sampling.
+        # A run that raised never reached its end hook: its monitor is still sampling.
         self.abort()
-        self._pin()
-        run = self._new()
-        run.start()
-        self._run = run
+        monitor = Monitor(
+            self._meter,
+            interval=self._interval,
+            meter_options=self._meter_options,
+            sync=self._sync,
+        )
+        monitor.open()
+        self._monitor = monitor
 
     def start(self, span: str) -> None:
         """Open the window ``span``; nothing outside a run (a lone ``trainer.evaluate()``)."""
-        if not self.running:
+        monitor = self._monitor
+        if monitor is None or not monitor.running:
             return
         # A span whose end hook never came (a framework that skipped it) is dropped, not
         # merged into the next one.
-        self._drop(span)
-        window = self._new()
+        monitor.discard_window(span)
         try:
-            window.start()
+            monitor.begin_window(span)
         except BaseException:
             self.abort()
             raise
-        self._spans[span] = window
 
-    def stop(self, span: str) -> Measurement | None:
+    def stop(self, span: str) -> Window | None:
         """Close the window ``span`` and return it; None when it was not open."""
-        window = self._spans.pop(span, None)
-        if window is None:
+        monitor = self._monitor
+        if monitor is None or not monitor.is_open(span):
             return None
         try:
-            window.stop()
+            return monitor.end_window(span)
         except BaseException:
             self.abort()
             raise
-        return window
 
     def stop_run(self) -> Measurement | None:
-        """Close every window, the run's last; return the run's, None when none was running."""
+        """Close every window and the run; return the run's measurement, None when none ran."""
         if not self.running:
             return None
-        for span in list(self._spans):
-            self._drop(span)  # left open by a skipped end hook: it belongs to no epoch
-        run, self._run = self._run, None
-        assert run is not None
+        monitor, self._monitor = self._monitor, None
+        assert monitor is not None
         try:
-            run.stop()
+            # Spans left open (a skipped end hook, the stretch after a Trainer's last log)
+            # belong to no epoch: ended at one edge, as a stopped window, and dropped.
+            spans = monitor.open_windows
+            if spans:
+                edge = monitor.edge()
+                for span in spans:
+                    monitor.end_window(span, at=edge)
+            return monitor.close()
         except BaseException:
             self.abort()
             raise
-        return run
 
     def abort(self) -> None:
         """Stop every window without results, e.g. when training raised."""
-        for span in list(self._spans):
-            self._drop(span)
-        run, self._run = self._run, None
-        if run is not None and run.running:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None and monitor.running:
             with contextlib.suppress(Exception):
-                run.stop()
-
-    def _drop(self, span: str) -> None:
-        window = self._spans.pop(span, None)
-        if window is not None and window.running:
-            with contextlib.suppress(Exception):
-                window.stop()
+                monitor.close()

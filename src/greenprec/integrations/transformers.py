@@ -55,8 +55,8 @@ class EnergyCallback(TrainerCallback):
 
     ``meter``, ``meter_options``, ``interval`` and ``sync`` are :func:`greenprec.measure`'s
     (``sync="auto"`` waits for the GPU at every window's edges, so an epoch holds its own GPU
-    work). Overlapping windows each need their own meter, so meters are given by name, not as
-    instances.
+    work). One :class:`greenprec.Monitor` per run serves the run and every window inside it
+    (one set of meters, one sampling thread); meters are given by name, not as instances.
     """
 
     def __init__(
