@@ -75,6 +75,8 @@ class PythonOnly:
 
 
 PYTHON_ONLY = PythonOnly()
+"""Put in a field's ``Annotated[...]`` for an option that only Python can give (a callable):
+:func:`command_line_options` leaves it out, so ``-o`` and TOML never offer it."""
 
 
 def is_python_only(field: FieldInfo) -> bool:
@@ -177,6 +179,7 @@ def positive_number(unit: str = "", *, allow_zero: bool = False) -> BeforeValida
 
 
 def zero_or_positive_number(unit: str = "") -> BeforeValidator:
+    """A finite number >= 0; ``unit`` names it in the message."""
     return positive_number(unit, allow_zero=True)
 
 
@@ -222,13 +225,20 @@ def callable_for_tests(what: str) -> BeforeValidator:
 Flag = Annotated[bool, BeforeValidator(_flag)]
 """true/false, also 1/0, yes/no, on/off in any case (how ``-o`` and TOML strings arrive)."""
 PositiveNumber = Annotated[float, positive_number()]
+"""A finite number > 0 (:func:`positive_number` with no unit)."""
 ZeroOrPositiveNumber = Annotated[float, zero_or_positive_number()]
+"""A finite number >= 0 (:func:`zero_or_positive_number` with no unit)."""
 WholeNumber = Annotated[int, whole_number()]
+"""A whole number >= 1 (:func:`whole_number` with no unit)."""
 PathText = Annotated[str, path()]
+"""A non-empty path, kept as ``str`` (:func:`path`)."""
 
 
 # -- the built-in meters' options ----------------------------------------------------------
 class RaplOptions(MeterOptions):
+    """Options of the ``rapl`` meter (:class:`~greenprec.meters.rapl.RaplMeter`): Intel/AMD
+    RAPL counters read from powercap sysfs. ``reader`` and ``clock`` are for tests only."""
+
     model_config = ConfigDict(title="rapl")
 
     root: Annotated[str, path("a directory path such as /sys/class/powercap")] = Field(
@@ -272,6 +282,9 @@ def _devices(value: object, info: ValidationInfo) -> list[int] | None:
 
 
 class NvmlOptions(MeterOptions):
+    """Options of the ``nvml`` meter (:class:`~greenprec.meters.nvml.NvmlMeter`): NVIDIA GPUs
+    through NVML."""
+
     model_config = ConfigDict(title="nvml")
 
     devices: Annotated[list[int] | None, BeforeValidator(_devices)] = Field(
@@ -289,6 +302,10 @@ def _counter_range(value: object) -> float | dict[str, float] | None:
 
 
 class EnergiBridgeOptions(MeterOptions):
+    """Options of the ``energibridge`` meter
+    (:class:`~greenprec.meters.energibridge.EnergiBridgeMeter`): EnergiBridge run as a
+    subprocess for the block, its CSV read when the block ends."""
+
     model_config = ConfigDict(title="energibridge")
 
     executable: Annotated[str, path("a path or a command name")] | None = Field(
@@ -343,6 +360,9 @@ def _cpuinfo(value: object, info: ValidationInfo) -> str | None:
 
 
 class EstimateOptions(MeterOptions):
+    """Options of the ``estimate`` meter (:class:`~greenprec.meters.estimate.EstimateMeter`):
+    a TDP model over the CPU time of a process tree, estimated, never counted."""
+
     model_config = ConfigDict(title="estimate")
 
     tdp_w: Annotated[float, positive_number("watts")] | None = Field(
@@ -374,6 +394,9 @@ def _power(value: object, info: ValidationInfo) -> float | Callable[[float], flo
 
 
 class MockOptions(MeterOptions):
+    """Options of the ``mock`` meter (:class:`~greenprec.meters.mock.MockMeter`): made-up
+    power for tests and examples."""
+
     model_config = ConfigDict(title="mock")
 
     power_w: Annotated[float | Callable[[float], float], BeforeValidator(_power)] = Field(

@@ -40,25 +40,36 @@ class Report:
     """What :func:`build_report` wrote, and the numbers and sentences it wrote."""
 
     folder: Path
+    """The results folder the report was written into."""
     analysis: Analysis
+    """The typed numbers behind the report (:func:`greenprec.report.analysis.analyse`)."""
     power_trace: PowerTrace
+    """What went into the mean power traces: bin width and the domains summed."""
     prose: prose.Prose
-    # What stats.json holds, as JSON-ready data (dicts and lists), for callers that want the
-    # file's shape: report.stats["metrics"]["energy_j"]["comparisons"][0] and so on.
+    """Every sentence the report says: the verdict, the warnings, the planning."""
     stats: dict[str, Any]
+    """What stats.json holds, as JSON-ready data (dicts and lists), for callers that want the
+    file's shape: ``report.stats["metrics"]["energy_j"]["comparisons"][0]`` and so on."""
     stats_path: Path
+    """``stats.json`` in the folder."""
     markdown_path: Path
+    """``report.md`` in the folder."""
     html_path: Path
+    """``report.html`` in the folder (self-contained)."""
     figures: list[FigureFile]
+    """The figures drawn, each as PNG and SVG under ``figures/``."""
     skipped_figures: dict[str, str]
+    """Figures not drawn: name -> why (no power samples, no run with test accuracy ...)."""
     content: content.Content
+    """The report's tables and listings, as report.md and report.html render them."""
     warnings: list[str] = field(default_factory=list)
-    # Per policy: the mean power trace the power figure draws (t_s, mean_power_w, ci_lo_w,
-    # ci_hi_w, n_runs), for callers that plot it their own way.
+    """The report's warnings, one sentence each."""
     traces: dict[str, pd.DataFrame] = field(default_factory=dict)
-    # Every row of runs.csv (or value of one, with ``column`` set) the analysis did not use,
-    # in runs.csv order, with its line and reason: for the caller to show, e.g. on stderr.
+    """Per policy: the mean power trace the power figure draws (``t_s``, ``mean_power_w``,
+    ``ci_lo_w``, ``ci_hi_w``, ``n_runs``), for callers that plot it their own way."""
     excluded: list[Excluded] = field(default_factory=list)
+    """Every row of runs.csv (or value of one, with ``column`` set) the analysis did not use,
+    in runs.csv order, with its line and reason: for the caller to show, e.g. on stderr."""
 
     @property
     def verdict(self) -> list[str]:
@@ -94,9 +105,8 @@ def build_report(
     ±1 pp for test accuracy; a text that cannot be read is a ConfigError. ``sesoi``
     (``energy_j=5%``, :func:`greenprec.stats.parse_sesoi`) is the smallest effect of interest
     the runs needed are planned for, before the experiment's ``config.sesoi`` and energy's
-    margin. Raises
-    ConfigError (one line) when ``folder`` is not a results folder; thin data gives a report
-    with "not computed" reasons instead of an error.
+    margin. Raises :class:`~greenprec.errors.ConfigError` (one line) when ``folder`` is not a
+    results folder; thin data gives a report with "not computed" reasons instead of an error.
     """
     chosen = as_margins(margins)  # a bad margin fails before anything is read or written
     effects = as_sesoi(sesoi)

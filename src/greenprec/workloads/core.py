@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 Workload = Callable[["WorkloadContext"], Mapping[str, Any]]
 MeasureFactory = Callable[[], "Measurement"]
 REQUIRED_METRICS = ("test_accuracy", "test_loss")
+"""The metrics every workload returns: its final test accuracy and test loss."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,9 @@ class WorkloadContext:
 
     The policy is already applied and the seed already set when the workload runs; a workload
     reads ``params`` for its own options and wraps the phase to measure in ``ctx.measured()``.
-    A PyTorch workload also gets ``precision``, the entered :class:`~greenprec.precision.
-    TorchPolicy` (``.device``, ``.autocast()``, ``.scaler``, ``.backward_step``).
+    A PyTorch workload also gets ``precision``, the entered
+    :class:`~greenprec.precision.TorchPolicy` (``.device``, ``.autocast()``, ``.scaler``,
+    ``.backward_step``).
     """
 
     def __init__(
@@ -487,8 +489,8 @@ def run_workload(
     """Run one workload once under ``policy`` with ``seed``; measure its ``ctx.measured()`` phase.
 
     ``workload`` is a registered name (``digits-cnn``), a ``module.path:function`` string or a
-    callable. ``measure_factory`` makes the measurement, e.g. ``lambda: greenprec.measure(
-    "mock")``; by default ``greenprec.measure("auto")``.
+    callable. ``measure_factory`` makes the measurement, e.g.
+    ``lambda: greenprec.measure("mock")``; by default ``greenprec.measure("auto")``.
 
     The workload's framework gets the policy through its adapter: Keras's dtype policy and
     TensorFlow's TF32 switch, or for PyTorch a :class:`~greenprec.precision.TorchPolicy` on
