@@ -283,15 +283,16 @@ class Measurement:
         if self._state != "new":
             raise ConfigError("this measurement was already started; create a new measure()")
         from greenprec.meters.registry import resolve
-        from greenprec.plugins import call_each, get_plugin_manager
+        from greenprec.plugins import get_plugin_manager
 
-        # Loading the plugin manager imports every built-in plugin (100-200 ms the first time
-        # in a process); done here, not inside the window by the first hook call.
-        get_plugin_manager()
+        # Loading the plugin manager imports the built-in meter plugins and the entry points
+        # (100-200 ms the first time in a process); done here, not inside the window by the
+        # first hook call. The built-in workload modules are not imported.
+        hook = get_plugin_manager().hook
         self._meters = resolve(self._meter_spec, self._meter_options)
         _claim(self._meters, self)
         self._state = "starting"
-        call_each("greenprec_measurement_started", measurement=self)
+        hook.greenprec_measurement_started(measurement=self)
         started: list[Meter] = []
         meters_started = threading.Event()
 
@@ -381,9 +382,9 @@ class Measurement:
             _release(self._meters, self)
             self._duration_s = t_end
             self._state = "finished"
-        from greenprec.plugins import call_each
+        from greenprec.plugins import get_plugin_manager
 
-        call_each("greenprec_measurement_finished", measurement=self)
+        get_plugin_manager().hook.greenprec_measurement_finished(measurement=self)
         failure = self._sampling_error
         if failure is not None:
             raise MeterError(f"meter failed during the measurement: {failure}") from failure

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -18,21 +19,36 @@ from greenprec.errors import GreenprecWarning
 
 ENTRY_POINT_GROUP = "greenprec"
 
+T = TypeVar("T")
+
 # Built-in plugins are modules with hookimpls, registered exactly like third-party ones.
-DEFAULT_PLUGINS = (
+BUILTIN_METER_PLUGINS = (
     "greenprec.meters.rapl",
     "greenprec.meters.nvml",
     "greenprec.meters.energibridge",
     "greenprec.meters.estimate",
     "greenprec.meters.mock",
+)
+"""Registered when the plugin manager is made: measuring needs them, and nothing more."""
+
+BUILTIN_WORKLOAD_PLUGINS = (
     "greenprec.workloads.digits",
     "greenprec.workloads.cifar10",
     "greenprec.workloads.digits_torch",
     "greenprec.workloads.cifar10_torch",
 )
+"""Registered only when workloads are asked for (``get_plugin_manager(workloads=True)``), so
+``measure()`` imports no workload module."""
+
+DEFAULT_PLUGINS = BUILTIN_METER_PLUGINS + BUILTIN_WORKLOAD_PLUGINS
+"""Every built-in plugin; they claim names before any third-party plugin."""
 
 TRACE_VARIABLE = "GREENPREC_TRACE_PLUGINS"
 """Set to 1 to log every hook call (plugin, arguments, result) on stderr, as datasette does."""
+
+COLLECTING_HOOKS = frozenset({"greenprec_meters", "greenprec_workloads"})
+"""Hooks that contribute named things: through ``pm.hook`` each result comes back as a
+``(plugin name, value)`` pair, so :func:`collect` can say which plugin claimed a name."""
 
 _lock = threading.RLock()
 _manager: pluggy.PluginManager | None = None
@@ -50,20 +66,110 @@ def _report(plugin: str, problem: str) -> None:
     warnings.warn(f"plugin {plugin!r} {problem}; it is skipped", GreenprecWarning, stacklevel=3)
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
-    """Return the process-wide plugin manager, loading built-ins and entry points on first use."""
+def _isolated(hook_name: str, plugin_name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` made safe to call among others: one raising is reported once and skipped.
+
+    Results of a :data:`COLLECTING_HOOKS` hook come back tagged with the plugin's name.
+    """
+    tag = hook_name in COLLECTING_HOOKS
+
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        try:
+            result = function(*args)
+        except Exception as error:  # a plugin's bug must not stop the other plugins
+            _report(plugin_name, f"raised in {hook_name} ({type(error).__name__}: {error})")
+            return None
+        if tag and result is not None:
+            return (plugin_name, result)
+        return result
+
+    return call
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, with every hook implementation isolated when it is registered."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        if registered is None:
+            return None
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                    wrapped = _isolated(caller.name, impl.plugin_name, impl.function)
+                    object.__setattr__(impl, "function", wrapped)  # HookImpl.function is Final
+        return registered
+
+
+def get_plugin_manager(*, workloads: bool = False) -> pluggy.PluginManager:
+    """Return the process-wide plugin manager, loading built-ins and entry points on first use.
+
+    Call hooks through it as ``get_plugin_manager().hook.NAME(...)``: pluggy calls the
+    implementations (``tryfirst`` ones first, then the most recently registered first,
+    ``trylast`` ones last); one that raises is reported once and skipped. The built-in meter
+    plugins are registered at once; the built-in workload plugins only with ``workloads=True``
+    (as ``available_workloads()`` asks), so measuring imports no workload module.
+    """
     global _manager
     with _lock:
-        if _manager is None:
-            manager = pluggy.PluginManager("greenprec")
+        manager = _manager
+        if manager is None:
+            manager = PluginManager("greenprec")
             manager.add_hookspecs(hookspecs)
-            for module_name in DEFAULT_PLUGINS:
-                manager.register(importlib.import_module(module_name), name=module_name)
-            _load_entry_points(manager)
             if _tracing():
                 _trace(manager)
+            _register_modules(manager, BUILTIN_METER_PLUGINS)
+            _load_entry_points(manager)
             _manager = manager
-        return _manager
+        if workloads:
+            _register_modules(manager, BUILTIN_WORKLOAD_PLUGINS)
+        return manager
+
+
+def _register_modules(manager: pluggy.PluginManager, names: Sequence[str]) -> None:
+    for module_name in names:
+        if manager.get_plugin(module_name) is None:
+            manager.register(importlib.import_module(module_name), name=module_name)
+
+
+def collect(
+    results: Iterable[tuple[str, Iterable[tuple[str, T]]]],
+    kind: str,
+    on_clash: Callable[[str, str], None] | None = None,
+) -> dict[str, tuple[str, T]]:
+    """Names claimed by plugins -> ``(plugin name, value)``: the one registry rule.
+
+    ``results`` are ``(plugin name, claims)`` pairs, as ``pm.hook`` returns them for a
+    :data:`COLLECTING_HOOKS` hook (each plugin's claims turned into ``(name, value)`` pairs).
+    Built-in plugins claim first, then the others in pluggy's call order; the first claim
+    keeps a name, and a later claim of it (by another value: the same value claimed twice is
+    no clash) is skipped and reported once, naming both plugins, as
+    ``on_clash("'name' from plugin 'p'", "clashes with q")`` (default: a ``GreenprecWarning``
+    "<kind> 'name' from plugin 'p' clashes with q; skipped").
+    """
+    report = on_clash or functools.partial(_warn_clash, kind)
+    found: dict[str, tuple[str, T]] = {}
+    ordered = sorted(results, key=lambda item: item[0] not in DEFAULT_PLUGINS)
+    for plugin, claims in ordered:
+        for name, value in claims:
+            if name not in found:
+                found[name] = (plugin, value)
+            elif found[name][1] is not value:
+                report(f"{name!r} from plugin {plugin!r}", f"clashes with {found[name][0]}")
+    return found
+
+
+clash_errors: dict[str, str] = {}
+"""Names claimed twice, ``"<kind> 'name' from plugin 'p'"`` -> the problem (warned once)."""
+
+
+def _warn_clash(kind: str, source: str, problem: str) -> None:
+    key = f"{kind} {source}"
+    if key in clash_errors:
+        return
+    clash_errors[key] = problem
+    warnings.warn(f"{key} {problem}; skipped", GreenprecWarning, stacklevel=4)
 
 
 def _tracing() -> bool:
@@ -84,18 +190,25 @@ def _summary(result: object) -> str:
 
 
 def _trace(manager: pluggy.PluginManager) -> None:
-    """Log hook calls made through pluggy itself (``manager.hook.NAME(...)``) too."""
+    """Log every hook call once, through pluggy's own monitoring (as datasette does)."""
 
     def before(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        plugins = ", ".join(impl.plugin_name for impl in hook_impls)
+        plugins = ", ".join(impl.plugin_name for impl in reversed(hook_impls))
         _trace_line(f"{hook_name} called on [{plugins}]")
 
     def after(
         outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> None:
         error = outcome.exception
-        done = f"raised {type(error).__name__}" if error else _summary(outcome.get_result())
-        _trace_line(f"{hook_name} returned {done}")
+        if error is not None:
+            _trace_line(f"{hook_name} raised {type(error).__name__}")
+            return
+        result = outcome.get_result()
+        if hook_name in COLLECTING_HOOKS:
+            for plugin, value in result:
+                _trace_line(f"{hook_name} -> {plugin}: {_summary(value)}")
+        else:
+            _trace_line(f"{hook_name} returned {_summary(result)}")
 
     manager.add_hookcall_monitoring(before, after)
 
@@ -124,28 +237,6 @@ def unregister(name: str) -> None:
         manager.unregister(plugin)
 
 
-def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-    """Call every implementation of a hook on its own, so one raising does not stop the rest."""
-    manager = get_plugin_manager()
-    caller: Any = getattr(manager.hook, hook_name)
-    results: list[tuple[str, Any]] = []
-    trace = _tracing()
-    for impl in reversed(caller.get_hookimpls()):
-        function: Callable[..., Any] = impl.function
-        try:
-            result = function(**{arg: kwargs[arg] for arg in impl.argnames})
-        except Exception as error:
-            if trace:
-                _trace_line(f"{hook_name} -> {impl.plugin_name}: raised {type(error).__name__}")
-            _report(impl.plugin_name, f"raised in {hook_name} ({type(error).__name__}: {error})")
-            continue
-        if trace:
-            _trace_line(f"{hook_name} -> {impl.plugin_name}: {_summary(result)}")
-        if result is not None:
-            results.append((impl.plugin_name, result))
-    return results
-
-
 def reset() -> None:
     """Forget the plugin manager (tests use this after installing a plugin)."""
     global _manager
@@ -153,3 +244,4 @@ def reset() -> None:
         _manager = None
         _reported.clear()
         plugin_errors.clear()
+        clash_errors.clear()

@@ -8,19 +8,27 @@ from typing import Any
 
 from greenprec.errors import ConfigError, MeterUnavailable, warn_at_caller
 from greenprec.meters.base import Meter, Probe
-from greenprec.plugins import call_each
+from greenprec.plugins import collect, get_plugin_manager
 
 FALLBACK_METER = "estimate"
 
 
 def meter_classes() -> dict[str, type[Meter]]:
-    """Every registered meter class by name, built-ins and plugins alike."""
-    found: dict[str, type[Meter]] = {}
-    for _plugin, classes in call_each("greenprec_meters"):
-        for cls in classes:
-            if isinstance(cls, type) and issubclass(cls, Meter) and cls.name:
-                found.setdefault(cls.name, cls)
-    return found
+    """Every registered meter class by name, built-ins and plugins alike.
+
+    Built-ins keep their names; a plugin's class claiming a taken name is skipped with a
+    warning naming both plugins (:func:`greenprec.plugins.collect`).
+    """
+    results = get_plugin_manager().hook.greenprec_meters()
+    claims = [
+        (plugin, [(cls.name, cls) for cls in classes if _is_meter_class(cls)])
+        for plugin, classes in results
+    ]
+    return {name: cls for name, (_plugin, cls) in collect(claims, "meter").items()}
+
+
+def _is_meter_class(cls: object) -> bool:
+    return isinstance(cls, type) and issubclass(cls, Meter) and bool(cls.name)
 
 
 def get_meter_class(name: str) -> type[Meter]:

@@ -62,24 +62,25 @@ def available_workloads() -> dict[str, WorkloadInfo]:
 
     The first source to claim a name keeps it; built-ins are registered first.
     """
-    from greenprec.plugins import DEFAULT_PLUGINS, call_each
+    from greenprec.plugins import collect, get_plugin_manager
 
-    found: dict[str, WorkloadInfo] = {}
-    # Built-ins first, so a plugin cannot silently replace a workload the study defined.
-    results = sorted(
-        call_each("greenprec_workloads"), key=lambda item: item[0] not in DEFAULT_PLUGINS
-    )
-    for plugin, contributed in results:
+    claims: list[tuple[str, list[tuple[str, Callable[..., Any]]]]] = []
+    for plugin, contributed in get_plugin_manager(workloads=True).hook.greenprec_workloads():
         if not isinstance(contributed, dict):
             _report(f"plugin {plugin!r}", "returned no dict from greenprec_workloads")
             continue
+        valid = []
         for name, function in contributed.items():
-            if not callable(function):
-                _report(f"{name!r} from plugin {plugin!r}", "is not callable")
-            elif name in found:
-                _report(f"{name!r} from plugin {plugin!r}", f"clashes with {found[name].source}")
+            if callable(function):
+                valid.append((name, function))
             else:
-                found[name] = WorkloadInfo(name, describe_workload(function), plugin, function)
+                _report(f"{name!r} from plugin {plugin!r}", "is not callable")
+        claims.append((plugin, valid))
+    # Built-ins claim first, so a plugin cannot silently replace a workload the study defined.
+    found = {
+        name: WorkloadInfo(name, describe_workload(function), plugin, function)
+        for name, (plugin, function) in collect(claims, "workload", on_clash=_report).items()
+    }
     for entry_point in entry_points(group=LEGACY_ENTRY_POINT_GROUP):
         _report(
             f"{entry_point.name!r} (entry point {entry_point.value})",
