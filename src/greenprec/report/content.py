@@ -378,13 +378,12 @@ def equivalence_table(analysis: Analysis) -> Table | None:
     for decision in decisions:
         q = decision.question
         item = analysis.equivalence_of(q.metric, q.policy)
-        digits = 1 if q.unit == "%" else 2
-        difference = fmt.signed(decision.shown_estimate(), digits, q.unit)
+        difference = fmt.in_unit(decision.shown_estimate(), q.unit)
         interval = decision.shown_interval()
         coverage = decision.interval_coverage
         if interval is not None and coverage is not None:
-            lo, hi = (fmt.signed(v, digits, q.unit) for v in interval)
-            difference += f" ({100 * coverage:.4g}% CI {lo} to {hi})"
+            lo, hi = (fmt.in_unit(v, q.unit) for v in interval)
+            difference += f" ({fmt.coverage(coverage)} CI {lo} to {hi})"
         default = item is not None and item.margin.source == "default"
         p = fmt.pvalue(decision.p, prefix=False)
         if decision.p_adjusted is not None and analysis.family.size > 1:
@@ -400,13 +399,6 @@ def equivalence_table(analysis: Analysis) -> Table | None:
             ]
         )
     return Table(headers, rows, frozenset({3, 4}))
-
-
-def _difference_text(value: float | None, points: bool, analysis: Analysis) -> str:
-    """A difference of means: in pp for test accuracy, else in the metric's units."""
-    if points:
-        return fmt.signed(accuracy_points(finite(value), analysis.accuracy_scale), 2, " pp")
-    return _signed_num(finite(value))
 
 
 def looks_table(analysis: Analysis) -> Table | None:

@@ -49,6 +49,21 @@ def signed(value: object, digits: int = 2, suffix: str = "") -> str:
     return (MINUS + text[1:] if text.startswith("-") else text) + suffix
 
 
+def in_unit(value: object, unit: str) -> str:
+    """A signed estimate in its unit: ``−12.6%`` (one decimal for a percentage), ``−0.96 pp``
+    or ``+0.02`` (two decimals otherwise); ``unit`` is ``"%"``, ``" pp"`` or ``""``."""
+    return signed(value, 1 if unit == "%" else 2, unit)
+
+
+def coverage(level: float) -> str:
+    """An interval's coverage: ``95%``, ``97.5%``, ``99.79%``, ``99.99926%`` — as many
+    decimals as tell it from 100% (a sequential design's levels are that close to it)."""
+    miss = 100.0 * (1.0 - level)
+    decimals = 2 if miss >= 0.1 else min(8, math.ceil(-math.log10(max(miss, 1e-12))) + 1)
+    text = f"{100.0 * level:.{decimals}f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
 def stat(value: object) -> str:
     """A test statistic: three significant figures, typographic minus."""
     number = _finite(value)

@@ -8,7 +8,6 @@ lines :func:`write` returns.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from greenprec.report import formatting as fmt
@@ -30,7 +29,6 @@ from greenprec.report.decisions import HOLM, Decision, phrase
 from greenprec.report.state import MachineFlag, MachineStates, Stopping, Target, Warmup
 
 PRIMARY_LABEL = "Welch t (log ratio)"
-BLOCKED_LABEL = "host-blocked t (log ratio)"
 
 
 @dataclass(frozen=True)
@@ -81,19 +79,6 @@ def verdict(analysis: Analysis) -> list[str]:
     return lines + ([used] if used else [])
 
 
-def _level(coverage: float) -> str:
-    """95%, 97.5%, 99.79%, 99.9993%: as many decimals as tell the level from 100%."""
-    miss = 100.0 * (1.0 - coverage)
-    decimals = 2 if miss >= 0.1 else min(8, math.ceil(-math.log10(max(miss, 1e-12))) + 1)
-    text = f"{100.0 * coverage:.{decimals}f}".rstrip("0").rstrip(".")
-    return f"{text}%"
-
-
-def _value(value: float | None, unit: str) -> str:
-    digits = 1 if unit == "%" else 2
-    return fmt.signed(value, digits, unit)
-
-
 def decision_sentence(analysis: Analysis, decision: Decision) -> str:
     """ "mixed vs fp32, energy: −12.6% (95% CI −14.0% to −11.2%; Welch t on the log ratio,
     p = 0.001): lower." """
@@ -112,8 +97,11 @@ def decision_sentence(analysis: Analysis, decision: Decision) -> str:
         adjusted = " Holm-adjusted" if analysis.family.size > 1 else ""
         if decision.source == "sequential":
             adjusted = " repeated"
-        low, high = (_value(v, "%" if q.unit == "%" else "") for v in interval)
-        parts.append(f"{_level(coverage)}{adjusted} CI {low} to {high}{q.unit.replace('%', '')}")
+        if q.unit == "%":  # each bound a percentage: "−14.0% to −11.2%"
+            bounds = " to ".join(fmt.in_unit(v, "%") for v in interval)
+        else:  # the unit once, after both bounds: "−1.94 to −0.99 pp"
+            bounds = " to ".join(fmt.in_unit(v, "") for v in interval) + q.unit
+        parts.append(f"{fmt.coverage(coverage)}{adjusted} CI {bounds}")
     elif coverage is not None:
         parts.append("the interval could not be bounded")
     test = q.test + (f", margin {q.margin_text}" if q.margin_text else "")
@@ -121,7 +109,7 @@ def decision_sentence(analysis: Analysis, decision: Decision) -> str:
     if analysis.family.size > 1 and decision.p_adjusted is not None:
         p += f", Holm-adjusted {fmt.pvalue(decision.p_adjusted, prefix=False)}"
     parts.append(f"{test}, {p}")
-    sentence = f"{head}: {_value(decision.shown_estimate(), q.unit)} ({'; '.join(parts)})"
+    sentence = f"{head}: {fmt.in_unit(decision.shown_estimate(), q.unit)} ({'; '.join(parts)})"
     sentence += f": {phrase(decision)}"
     if q.metric == ENERGY:
         sentence += _energy_detail(analysis, q.policy)
@@ -696,15 +684,6 @@ def answer_verdict(answer: object) -> str:
     return verdict
 
 
-def _confidence(level: float) -> str:
-    """A confidence level in %, with enough decimals not to read 100 %: 95, 99.8, 99.9993."""
-    miss = 1.0 - level
-    if not miss > 0:
-        return f"{100 * level:g}"
-    decimals = max(0, math.ceil(-math.log10(miss)) - 2)
-    return f"{100 * level:.{decimals}f}"
-
-
 def _rci(answer: object) -> str:
     from greenprec.results.models import AnswerRecord
 
@@ -712,7 +691,7 @@ def _rci(answer: object) -> str:
     low, high, level = finite(answer.ci_low), finite(answer.ci_high), finite(answer.confidence)
     if low is None or high is None:
         return ""
-    share = f"{_confidence(level)} % " if level is not None else ""
+    share = f"{fmt.coverage(level)} " if level is not None else ""
     if answer.scale == "percent":
         return f", {share}repeated CI {fmt.signed(low, 1, '%')} to {fmt.signed(high, 1, '%')}"
     value, own = finite(answer.margin_value), finite(answer.margin)
