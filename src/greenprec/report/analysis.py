@@ -879,16 +879,8 @@ def _blocked(
     a, b = comparison.a, comparison.b
     groups = prepared.kept_by_policy()
     rows_a, rows_b = groups.get(a, []), groups.get(b, [])
-    named_a = [r for r in rows_a if host_of(r) is not None]
-    named_b = [r for r in rows_b if host_of(r) is not None]
     test = stats.blocked_log_ratio(
-        numeric(named_a, ENERGY),
-        numeric(named_b, ENERGY),
-        [host_of(r) for r in named_a],
-        [host_of(r) for r in named_b],
-        alpha=alpha,
-        label_a=a,
-        label_b=b,
+        *_energy_by_host(rows_a, rows_b), alpha=alpha, label_a=a, label_b=b
     )
     alone = set(test.blocks_left_out)
     left_out = [
@@ -963,16 +955,22 @@ def _interaction(
     """The host × policy interaction of log energy for one comparison."""
     a, b = comparison.a, comparison.b
     groups = prepared.kept_by_policy()
-    named_a = [r for r in groups.get(a, []) if host_of(r) is not None]
-    named_b = [r for r in groups.get(b, []) if host_of(r) is not None]
-    return stats.block_interaction(
+    values = _energy_by_host(groups.get(a, []), groups.get(b, []))
+    return stats.block_interaction(*values, alpha=alpha, label_a=a, label_b=b)
+
+
+def _energy_by_host(
+    rows_a: Sequence[Row], rows_b: Sequence[Row]
+) -> tuple[FloatArray, FloatArray, list[str | None], list[str | None]]:
+    """The energies and hosts of the runs that name their host, for the host-blocked fits
+    (``values_a, values_b, blocks_a, blocks_b``); runs without one cannot be blocked."""
+    named_a = [r for r in rows_a if host_of(r) is not None]
+    named_b = [r for r in rows_b if host_of(r) is not None]
+    return (
         numeric(named_a, ENERGY),
         numeric(named_b, ENERGY),
         [host_of(r) for r in named_a],
         [host_of(r) for r in named_b],
-        alpha=alpha,
-        label_a=a,
-        label_b=b,
     )
 
 
