@@ -343,8 +343,9 @@ def _seed_study() -> Path:
     pytest.skip("the study's raw data (shared/data/seed-study) is not on this machine")
 
 
-def test_seed_study_equivalence_is_not_shown(tmp_path: Path) -> None:
-    statsmodels = pytest.importorskip("statsmodels.stats.weightstats")
+def study_reported(tmp_path: Path) -> tuple[Path, str]:
+    """The study's raw EnergiBridge files imported and reported through the CLI with the
+    ±1 pp accuracy margin: the folder and the report command's output."""
     data = _seed_study()
     out = tmp_path / "study"
     args = [
@@ -365,6 +366,12 @@ def test_seed_study_equivalence_is_not_shown(tmp_path: Path) -> None:
         app, ["report", str(out), "--margin", "test_accuracy=1pp"], env={"COLUMNS": "300"}
     )
     assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_seed_study_equivalence_is_not_shown(tmp_path: Path) -> None:
+    statsmodels = pytest.importorskip("statsmodels.stats.weightstats")
+    out, output = study_reported(tmp_path)
     saved = json.loads((out / "stats.json").read_text())
     removed = {r["run_id"] for r in saved["outliers"]["removed"]}
     assert len(removed) == 1  # the study's fp32 outlier
@@ -388,7 +395,7 @@ def test_seed_study_equivalence_is_not_shown(tmp_path: Path) -> None:
     assert eq["verdict"] == "inconclusive: equivalence within ±1 pp (±0.010) not shown"
     md = (out / "report.md").read_text()
     assert "equivalence within ±1 pp (±0.010) not shown" in md and "equivalent within" not in md
-    text = _everything(out, result.output)
+    text = _everything(out, output)
     assert not NOT_SIGNIFICANT.search(text)
     assert saved["verdict"][1].startswith("mixed vs fp32, test accuracy: −0.96 pp (")
     # TOST p = 0.47 in the sentence (Holm-adjusted too: the family has 2 questions)

@@ -15,37 +15,11 @@ from typer.testing import CliRunner
 from greenprec.cli import app
 from greenprec.report import build_report
 from greenprec.testing.synthetic import write_synthetic_folder
-from test_report_equivalence import SEED_STUDY_CANDIDATES
-
-
-def _seed_study() -> Path:
-    for candidate in SEED_STUDY_CANDIDATES:
-        if (candidate / "mixed_precision_false").is_dir():
-            return candidate
-    pytest.skip("the study's raw data (shared/data/seed-study) is not on this machine")
+from test_report_equivalence import study_reported
 
 
 def test_seed_study_states_what_keeping_its_outlier_changes(tmp_path: Path) -> None:
-    data = _seed_study()
-    out = tmp_path / "study"
-    args = [
-        "import",
-        "energibridge",
-        "--group",
-        f"fp32={data}/mixed_precision_false/*.csv",
-        "--group",
-        f"mixed={data}/mixed_precision_true/*.csv",
-        "--metrics",
-        f"{data}/results/*/*.csv",
-        "--out",
-        str(out),
-    ]
-    imported = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert imported.exit_code == 0, imported.output
-    result = CliRunner().invoke(
-        app, ["report", str(out), "--margin", "test_accuracy=1pp"], env={"COLUMNS": "300"}
-    )
-    assert result.exit_code == 0, result.output
+    out, _ = study_reported(tmp_path)
     saved = json.loads((out / "stats.json").read_text())
     sensitivity = saved["outlier_sensitivity"]
     assert sensitivity["runs"] == ["run_2"]
