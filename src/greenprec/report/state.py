@@ -335,15 +335,11 @@ class Stopping:
         }
 
 
-def stopping(
-    data: ExperimentData,
-    energy: dict[str, np.ndarray[Any, np.dtype[np.float64]]] | None = None,
-) -> Stopping | None:
+def stopping(data: ExperimentData) -> Stopping | None:
     """None unless the experiment was adaptive (``config.adaptive`` or a sequential record).
 
-    ``energy`` is not used (kept for callers): what stopping saved is a property of the
-    design and of the question that drove the stop, never of the observed effect."""
-    del energy
+    What stopping saved is a property of the design and of the question that drove the stop,
+    never of the observed effect, so no run's energy is needed here."""
     experiment = data.experiment
     config = experiment.get("config")
     adaptive = isinstance(config, dict) and config.get("adaptive") is True
