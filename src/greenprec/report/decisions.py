@@ -105,21 +105,19 @@ class Question:
         return self.factor * value
 
     def p(self) -> float | None:
-        """The smallest p of the question's possible decisions (see the module docstring)."""
+        """The smallest p of the question's possible decisions (see the module docstring): the
+        primary hypothesis's, and for a margin question the one-sided tests beyond the margin
+        ("beyond" for equivalence, "worse" for non-inferiority)."""
+        primary = self.primary_p()
         fit = self.fit
-        if fit is None:
-            return None
-        if self.kind == "difference":
-            return min(1.0, 2.0 * min(fit.sf(0.0), fit.cdf(0.0)))
-        lower, upper = self.lower_bound, self.upper_bound
-        if self.kind == "equivalence":
-            assert lower is not None and upper is not None
-            equivalent = max(fit.sf(lower), fit.cdf(upper))
-            return min(equivalent, fit.cdf(lower), fit.sf(upper))
-        if lower is not None:  # may be lower by at most the margin
-            return min(fit.sf(lower), fit.cdf(lower))
-        assert upper is not None
-        return min(fit.cdf(upper), fit.sf(upper))
+        if primary is None or fit is None or self.kind == "difference":
+            return primary
+        beyond = []
+        if self.lower_bound is not None:
+            beyond.append(fit.cdf(self.lower_bound))
+        if self.upper_bound is not None:
+            beyond.append(fit.sf(self.upper_bound))
+        return min(primary, *beyond)
 
     def primary_p(self) -> float | None:
         """The p-value of the question's primary hypothesis: the difference test's, TOST's
