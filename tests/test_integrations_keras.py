@@ -171,21 +171,24 @@ def test_a_failing_meter_ends_the_fit_and_leaves_no_window(
     from greenprec.integrations.keras import EnergyCallback
 
     x, y = data
+    broken = threading.Event()
 
     def power(t_s: float) -> float:
-        return 50.0 if t_s < 0.3 else float("nan")  # a sensor that breaks after 0.3 s
+        return float("nan") if broken.is_set() else 50.0
+
+    class BreakTheSensor(keras.callbacks.Callback):  # type: ignore[misc]
+        # Why an event and not a time: the sensor used to break 0.3 s after the start, and on a
+        # fast machine the whole fit ended before that, so nothing raised (a flaky test).
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            broken.set()  # after the callback before it closed epoch 0's window
 
     energy = EnergyCallback(meter="mock", meter_options={"power_w": power}, interval=0.05)
     with pytest.raises(MeterError, match="mock"):
         tiny_model(keras).fit(
-            x,
-            y,
-            epochs=3,
-            batch_size=8,
-            verbose=0,
-            callbacks=[energy, sleeper(keras, "on_epoch_end")],
+            x, y, epochs=3, batch_size=8, verbose=0, callbacks=[energy, BreakTheSensor()]
         )
     assert not samplers()
+    assert len(energy.epochs) == 1  # epoch 0 closed before the sensor broke; epoch 1 did not
 
 
 @pytest.mark.tensorflow
