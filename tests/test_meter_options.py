@@ -2,7 +2,8 @@
 
 A bad option gives the same one-line ConfigError whether it comes from Python
 (``RaplMeter(...)``, ``measure(meter_options=...)``), from ``-o KEY=VALUE`` on the command line
-or from a TOML config; a meter written before models (no ``Options``) works as it always did.
+or from a TOML config; a meter written before models (no ``Options``) gets a model made from
+its ``__init__`` keywords and goes the same way.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from greenprec.cli import app
 from greenprec.experiment.config import load_config
 from greenprec.meters.base import Meter, Probe, Reading
 from greenprec.meters.mock import MockMeter
-from greenprec.meters.options import Flag, MeterOptions, PositiveNumber, RaplOptions
+from greenprec.meters.options import Flag, MeterOptions, PositiveNumber
 from greenprec.meters.rapl import RaplMeter
+from greenprec.meters.rapl.options import RaplOptions
 from greenprec.meters.registry import (
     OptionDoc,
     get_meter_class,
@@ -127,7 +129,7 @@ def test_auto_sends_plain_options_only_to_meters_whose_model_has_them() -> None:
 
 # -- the models -----------------------------------------------------------------------------
 def test_built_in_meters_name_their_model_and_validate_through_it() -> None:
-    assert RaplMeter.Options == "greenprec.meters.options:RaplOptions"  # imported on first use
+    assert RaplMeter.Options == "greenprec.meters.rapl.options:RaplOptions"  # imported on first use
     assert RaplMeter.options_model() is RaplOptions
     meter = RaplMeter(root=Path("/somewhere"), prefer_psys="on")
     assert meter.options == RaplOptions(root="/somewhere", prefer_psys=True)
@@ -220,36 +222,93 @@ def test_a_plugin_meter_with_a_model_gets_the_same_checks_without_writing_init()
 
 def test_a_plugin_meter_without_a_model_keeps_its_init_keywords() -> None:
     plugins.register(_Plugin(), name="boards")
-    assert _LegacyBoard.options_model() is None
+    model = _LegacyBoard.options_model()  # made from its __init__, once
+    assert model is _LegacyBoard.options_model() and list(model.model_fields) == ["gain"]
     (meter,) = resolve("legacyboard", {"gain": "3"})
     assert isinstance(meter, _LegacyBoard) and meter.gain == 3.0
     # In auto, a plain option reaches it only when its __init__ takes that keyword.
     given = {"gain": "2", "power_w": "5", "legacyboard.other": "x"}
     assert options_for(_LegacyBoard, given) == {"gain": "2", "other": "x"}
-    assert _measure("legacyboard", {"colour": "red"}).startswith(
-        "bad option for meter 'legacyboard': "
+    # The same line as a meter with a model, from the model made from its keywords.
+    assert _measure("legacyboard", {"colour": "red"}) == (
+        "meter 'legacyboard' takes no option 'colour' (it takes: gain)"
     )
     assert option_docs(_LegacyBoard) == [OptionDoc("gain", "1", "")]
 
 
-def test_a_meter_without_a_model_never_imports_pydantic() -> None:
+class _Scripted(Meter):
+    """A meter written before models, with a required keyword and one it ignores."""
+
+    name = "scripted"
+
+    def __init__(self, values: list[float], kind: str = "energy_j", _seed: int = 0) -> None:
+        self.values, self.kind = values, kind
+
+    def read(self) -> list[Reading]:
+        return [Reading("scripted/0", energy_j=self.values[0])]
+
+
+class _Keywords(Meter):
+    """A meter written before models that takes any option as ``**options``."""
+
+    name = "keywords"
+
+    def __init__(self, **options: object) -> None:
+        super().__init__()
+        self.given = options
+
+
+def test_a_model_made_from_init_lists_requires_and_refuses_like_any_model() -> None:
+    from greenprec.meters.registry import accepted_options, create
+
+    assert accepted_options(_Scripted) == {"values", "kind"}  # _seed is no option
+    assert option_docs(_Scripted) == [
+        OptionDoc("values", None, ""),
+        OptionDoc("kind", "energy_j", ""),
+    ]
+    assert _error(lambda: create(_Scripted, {"kind": "power_w"})) == (
+        "meter 'scripted' needs option values"
+    )
+    made = create(_Scripted, {"values": [1.0, 2.0]})
+    assert isinstance(made, _Scripted) and made.values == [1.0, 2.0]  # passed as given
+    # **options takes any name: every plain option reaches it, none is refused.
+    assert accepted_options(_Keywords) is None
+    assert options_for(_Keywords, {"power_w": "5"}) == {"power_w": "5"}
+    keywords = create(_Keywords, {"anything": 1})
+    assert isinstance(keywords, _Keywords) and keywords.given == {"anything": 1}
+    assert option_docs(_Keywords) == []
+
+
+def test_a_meter_without_init_or_model_takes_no_option() -> None:
+    class Bare(Meter):
+        name = "bare"
+
+    assert Bare().options == Bare.options_model()()
+    assert _error(lambda: Bare(colour="red")) == (
+        "meter 'bare' takes no option 'colour' (it takes none)"
+    )
+
+
+def test_a_meter_without_a_model_imports_pydantic_only_when_its_options_are_checked() -> None:
     code = textwrap.dedent(
         """
         import sys
         import greenprec
-        from greenprec.meters.registry import create, options_for
+        from greenprec.meters.registry import create, meter_classes, options_for
 
         class Board(greenprec.Meter):
             name = "board"
             def __init__(self, gain="1"):
                 self.gain = float(gain)
 
-        create(Board, options_for(Board, {"gain": "2", "power_w": "5"}))
-        print("pydantic" in sys.modules)
+        meter_classes()
+        before = "pydantic" in sys.modules
+        board = create(Board, options_for(Board, {"gain": "2", "power_w": "5"}))
+        print(before, "pydantic" in sys.modules, board.gain)
         """
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == ["False", "True", "2.0"]
 
 
 def test_a_wrong_options_attribute_is_named_on_first_use() -> None:

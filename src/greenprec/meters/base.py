@@ -38,7 +38,9 @@ every option, its default and a description; :meth:`Meter.__init__` validates th
 arguments through it into ``self.options`` (read it in ``start()``), and the same checks serve
 ``meter_options={...}``, ``-o KEY=VALUE`` and TOML, each problem one ``ConfigError`` line.
 A meter that overrides ``__init__`` calls ``super().__init__(**options)``. A meter without
-``Options`` takes its options as ``__init__`` keywords, as before models existed.
+``Options`` takes its options as ``__init__`` keywords, as before models existed; its model is
+then made from those keywords (:func:`~greenprec.meters.options.options_from_init`), so its
+options are listed, picked and checked on the same path as every other meter's.
 
 ``finish()`` gives the readings at the block's exit, in place of a last ``read()``; the default
 calls ``read()``. A meter whose data arrive late overrides it: the ``energibridge`` meter stops
@@ -56,10 +58,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from greenprec.meters.options import MeterOptions
+
+__all__ = ["Meter", "Probe", "Reading"]
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,12 @@ class Meter:
     """The options model (a :class:`~greenprec.meters.options.MeterOptions` subclass), or its
     ``"module:Class"`` path, imported the first time options are validated: the built-in meters
     name theirs so, because loading the plugin manager must not import pydantic. None: the
-    meter takes its options as ``__init__`` keywords (meters written before models)."""
+    meter takes its options as ``__init__`` keywords (meters written before models), and
+    :meth:`options_model` makes its model from them."""
 
     options: MeterOptions
-    """The validated options; set by :meth:`__init__` when the meter has an ``Options`` model."""
+    """The validated options; set by :meth:`__init__` (a meter without ``Options`` that
+    overrides ``__init__`` keeps its keywords as it chooses and has none)."""
 
     reading_time: float | None = None
     """The ``time.monotonic()`` stamp greenprec gives the reading it is about to take, set just
@@ -114,28 +120,28 @@ class Meter:
     mock) uses it, so its energy and the measured window agree exactly, whatever pauses
     (garbage collection, thread switches) fall between two clock reads."""
 
-    def __init__(self, **options: Any) -> None:
-        if type(self).options_model() is None:
+    def __init__(self, **options: object) -> None:
+        cls = type(self)
+        if cls.Options is None and cls.__init__ is not Meter.__init__:
+            # A meter without a model took its options as its own __init__ keywords (the
+            # registry checked them through its model); what it passes on here is no option.
             if options:
                 unknown = ", ".join(sorted(options))
                 raise TypeError(f"meter {self.name!r} takes no option {unknown}")
             return
-        self.options = self.parse_options(options)
+        self.options = cls.parse_options(options)
 
     @classmethod
-    def options_model(cls) -> type[MeterOptions] | None:
-        """The ``Options`` model, importing it when ``Options`` names it; None without one."""
-        model = cls.Options
-        if model is None:
-            return None  # before the import below: a meter without a model never needs pydantic
-        if isinstance(model, str):
-            module, _colon, qualname = model.partition(":")
-            target: Any = importlib.import_module(module)
-            for part in qualname.split("."):
-                target = getattr(target, part)
-            model = target
-        from greenprec.meters.options import MeterOptions
+    def options_model(cls) -> type[MeterOptions]:
+        """The ``Options`` model, importing it when ``Options`` names it; for a meter without
+        one, the model made from its ``__init__`` keywords. Imports pydantic: call it only
+        when options are listed or validated, never to register a meter."""
+        from greenprec.meters.options import MeterOptions, options_from_init
 
+        if cls.Options is None:
+            # The base's own **options is no option: a meter that keeps it takes none.
+            return options_from_init(cls, None if cls.__init__ is Meter.__init__ else cls.__init__)
+        model = _import_path(cls.Options) if isinstance(cls.Options, str) else cls.Options
         if not (isinstance(model, type) and issubclass(model, MeterOptions)):
             # The plugin author's mistake, found on first use rather than as a pydantic trace.
             raise TypeError(
@@ -145,22 +151,18 @@ class Meter:
         return model
 
     @classmethod
-    def parse_options(cls, options: Mapping[str, Any]) -> MeterOptions:
-        """Validate options through the ``Options`` model: a ConfigError line per problem."""
-        model = cls.options_model()
-        if model is None:
-            raise TypeError(f"meter {cls.name!r} has no Options model to validate options with")
-        return model.parse(options, meter=cls.name)
+    def parse_options(cls, options: Mapping[str, object]) -> MeterOptions:
+        """Validate options through the meter's model: a ConfigError line per problem."""
+        return cls.options_model().parse(options, meter=cls.name)
 
     @classmethod
-    def probe(cls, **options: Any) -> Probe:
+    def probe(cls, **options: object) -> Probe:
         """Tell whether this meter can run here (and its domains), without measuring.
 
-        The default validates the options (when the meter has a model): bad options are the
-        user's to fix, so their ConfigError propagates instead of reading as "unavailable".
+        The default validates the options: bad options are the user's to fix, so their
+        ConfigError propagates instead of reading as "unavailable".
         """
-        if cls.options_model() is not None:
-            cls.parse_options(options)
+        cls.parse_options(options)
         return Probe(True)
 
     def start(self) -> None:
@@ -180,3 +182,12 @@ class Meter:
 
     def stop(self) -> None:
         """Release what :meth:`start` acquired."""
+
+
+def _import_path(path: str) -> object:
+    """The object a ``"module:Qual.Name"`` path names (how meters name their options model)."""
+    module, _colon, qualname = path.partition(":")
+    target: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target

@@ -5,37 +5,70 @@ Options arrive as Python values (``RaplMeter(root=...)``, ``meter_options={...}`
 turns them into typed values, or into one :class:`~greenprec.errors.ConfigError` line that
 names the meter, the option and what it takes; never pydantic's multi-line report.
 
+This module holds what every meter's model shares: the base class, the field types and the
+validators' wording. Each built-in meter keeps its own model beside it, in its package
+(``greenprec.meters.rapl.options.RaplOptions``). A meter without a model of its own gets one
+made from its ``__init__`` keywords (:func:`options_from_init`), so listing, picking and
+checking options is one path for every meter.
+
 This module imports pydantic, so it is imported only when options are validated: meters point
-at their model by name (``Options = "greenprec.meters.options:RaplOptions"``) because loading
-the plugin manager, which every first ``measure()`` does, must not import pydantic.
+at their model by name (``Options = "greenprec.meters.rapl.options:RaplOptions"``) because
+loading the plugin manager, which every first ``measure()`` does, must not import pydantic.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
     ValidationError,
     ValidationInfo,
 )
 from pydantic.fields import FieldInfo
 
-from greenprec import host
 from greenprec.errors import ConfigError
 
-TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
-FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+if TYPE_CHECKING:
+    from greenprec.meters.base import Meter
+
+__all__ = [
+    "PYTHON_ONLY",
+    "Flag",
+    "MeterOptions",
+    "PathText",
+    "PositiveNumber",
+    "PythonOnly",
+    "WholeNumber",
+    "ZeroOrPositiveNumber",
+    "callable_for_tests",
+    "command_line_options",
+    "is_python_only",
+    "meter_being_validated",
+    "meter_name",
+    "option_label",
+    "options_from_init",
+    "path",
+    "positive_number",
+    "positive_value",
+    "whole_number",
+    "zero_or_positive_number",
+]
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _REPR_LIMIT = 60
 
-OptionsT = TypeVar("OptionsT", bound="MeterOptions")
+_OptionsT = TypeVar("_OptionsT", bound="MeterOptions")
 
 
 class MeterOptions(BaseModel):
@@ -53,14 +86,14 @@ class MeterOptions(BaseModel):
 
     @classmethod
     def parse(
-        cls: type[OptionsT], options: Mapping[str, Any], meter: str | None = None
-    ) -> OptionsT:
+        cls: type[_OptionsT], options: Mapping[str, object], meter: str | None = None
+    ) -> _OptionsT:
         """Validate ``options``; any problem is one :class:`ConfigError` line."""
         name = meter or meter_name(cls)
         try:
             return cls.model_validate(dict(options), context={"meter": name})
         except ValidationError as error:
-            raise ConfigError(one_line(cls, error, name)) from None
+            raise ConfigError(_one_line(cls, error, name)) from None
 
 
 def meter_name(model: type[BaseModel]) -> str:
@@ -80,6 +113,7 @@ PYTHON_ONLY = PythonOnly()
 
 
 def is_python_only(field: FieldInfo) -> bool:
+    """Whether a field carries the :data:`PYTHON_ONLY` marker."""
     return any(isinstance(item, PythonOnly) for item in field.metadata)
 
 
@@ -89,7 +123,7 @@ def command_line_options(model: type[BaseModel]) -> list[str]:
 
 
 # -- one line per validation error -------------------------------------------------------
-def one_line(model: type[BaseModel], error: ValidationError, meter: str) -> str:
+def _one_line(model: type[BaseModel], error: ValidationError, meter: str) -> str:
     """The one line a user sees for a failed validation.
 
     Unknown options come first (a typo explains the rest), then a validator's own message,
@@ -126,16 +160,17 @@ def _short(value: object) -> str:
     return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 1] + "…"
 
 
-def _meter(info: ValidationInfo) -> str:
-    """The meter being validated: named by :meth:`MeterOptions.parse`, else the model's title
-    (a model validated directly, ``RaplOptions(prefer_psys="maybe")``)."""
+def meter_being_validated(info: ValidationInfo) -> str:
+    """The meter being validated, for a validator's message: named by
+    :meth:`MeterOptions.parse`, else the model's title (a model validated directly,
+    ``RaplOptions(prefer_psys="maybe")``)."""
     context = info.context if isinstance(info.context, dict) else {}
     return str(context.get("meter") or (info.config or {}).get("title") or "meter")
 
 
-def _who(info: ValidationInfo) -> str:
-    """``rapl option prefer_psys``: how a message names the option being validated."""
-    return f"{_meter(info)} option {info.field_name}"
+def option_label(info: ValidationInfo) -> str:
+    """``rapl option prefer_psys``: how a validator's message names the option it checks."""
+    return f"{meter_being_validated(info)} option {info.field_name}"
 
 
 # -- reusable field types ------------------------------------------------------------------
@@ -146,11 +181,11 @@ def _flag(value: object, info: ValidationInfo) -> bool:
         return bool(value)
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in TRUE_WORDS:
+        if text in _TRUE_WORDS:
             return True
-        if text in FALSE_WORDS:
+        if text in _FALSE_WORDS:
             return False
-    raise ValueError(f"{_who(info)} must be true or false (or 1/0, yes/no), got {value!r}")
+    raise ValueError(f"{option_label(info)} must be true or false (or 1/0, yes/no), got {value!r}")
 
 
 def _number(value: object) -> float:
@@ -160,22 +195,28 @@ def _number(value: object) -> float:
         return math.nan
 
 
-def _positive_check(unit: str, allow_zero: bool) -> Callable[[object, ValidationInfo], float]:
-    def check(value: object, info: ValidationInfo) -> float:
-        number = _number(value)
-        in_range = number >= 0 if allow_zero else number > 0
-        if not (math.isfinite(number) and in_range):
-            bound = "zero or positive" if allow_zero else "positive"
-            of_unit = f" of {unit}" if unit else ""
-            raise ValueError(f"{_who(info)} must be a {bound} number{of_unit}, got {value!r}")
-        return number
-
-    return check
+def positive_value(
+    value: object, info: ValidationInfo, unit: str = "", *, allow_zero: bool = False
+) -> float:
+    """``value`` as a finite number > 0 (``allow_zero``: >= 0), else a ValueError naming the
+    option and ``unit``: the check behind :func:`positive_number`, for a validator that adds
+    its own bound (the estimate's ``idle_fraction`` <= 1)."""
+    number = _number(value)
+    in_range = number >= 0 if allow_zero else number > 0
+    if not (math.isfinite(number) and in_range):
+        bound = "zero or positive" if allow_zero else "positive"
+        of_unit = f" of {unit}" if unit else ""
+        raise ValueError(f"{option_label(info)} must be a {bound} number{of_unit}, got {value!r}")
+    return number
 
 
 def positive_number(unit: str = "", *, allow_zero: bool = False) -> BeforeValidator:
     """A finite number > 0 (``allow_zero``: >= 0); ``unit`` names it in the message."""
-    return BeforeValidator(_positive_check(unit, allow_zero))
+
+    def check(value: object, info: ValidationInfo) -> float:
+        return positive_value(value, info, unit, allow_zero=allow_zero)
+
+    return BeforeValidator(check)
 
 
 def zero_or_positive_number(unit: str = "") -> BeforeValidator:
@@ -190,7 +231,9 @@ def whole_number(unit: str = "") -> BeforeValidator:
         number = _number(value)
         if not math.isfinite(number) or number < 1 or number != int(number):
             of_unit = f" of {unit}" if unit else ""
-            raise ValueError(f"{_who(info)} must be a whole number{of_unit} >= 1, got {value!r}")
+            raise ValueError(
+                f"{option_label(info)} must be a whole number{of_unit} >= 1, got {value!r}"
+            )
         return int(number)
 
     return BeforeValidator(check)
@@ -202,7 +245,7 @@ def path(what: str = "a path") -> BeforeValidator:
     def check(value: object, info: ValidationInfo) -> str:
         text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
         if not isinstance(text, str) or not text:
-            raise ValueError(f"{_who(info)} must be {what}, got {value!r}")
+            raise ValueError(f"{option_label(info)} must be {what}, got {value!r}")
         return text
 
     return BeforeValidator(check)
@@ -214,7 +257,7 @@ def callable_for_tests(what: str) -> BeforeValidator:
     def check(value: object, info: ValidationInfo) -> object:
         if not callable(value):
             raise ValueError(
-                f"{_who(info)} must be {what}, got {value!r}; "
+                f"{option_label(info)} must be {what}, got {value!r}; "
                 "it exists for tests and cannot be given on the command line"
             )
         return value
@@ -234,172 +277,50 @@ PathText = Annotated[str, path()]
 """A non-empty path, kept as ``str`` (:func:`path`)."""
 
 
-# -- the built-in meters' options ----------------------------------------------------------
-class RaplOptions(MeterOptions):
-    """Options of the ``rapl`` meter (:class:`~greenprec.meters.rapl.RaplMeter`): Intel/AMD
-    RAPL counters read from powercap sysfs. ``reader`` and ``clock`` are for tests only."""
-
-    model_config = ConfigDict(title="rapl")
-
-    root: Annotated[str, path("a directory path such as /sys/class/powercap")] = Field(
-        "/sys/class/powercap",
-        description="where the powercap zones are (a mounted host sysfs, a test tree)",
-    )
-    prefer_psys: Flag = Field(False, description="count psys alone instead of packages + DRAM")
-    reader: Annotated[
-        Callable[[str], str] | None, callable_for_tests("a callable (path -> text)"), PYTHON_ONLY
-    ] = Field(None, description="reads one sysfs file (tests use it to simulate failures)")
-    clock: Annotated[
-        Callable[[], float] | None, callable_for_tests("a callable returning seconds"), PYTHON_ONLY
-    ] = Field(None, description="monotonic seconds stamped on each counter read (tests)")
+# -- a model for a meter that declares none ------------------------------------------------
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_MADE: weakref.WeakKeyDictionary[type[Meter], type[MeterOptions]] = weakref.WeakKeyDictionary()
+"""The models :func:`options_from_init` made, by meter class (weak: a class a test defines can
+go). Two threads making one at once make equal models, so no lock."""
 
 
-def _devices(value: object, info: ValidationInfo) -> list[int] | None:
-    """NVML indices from ``"0,2"``, ``3`` or ``[1, 0]``; duplicates dropped, order kept."""
-    if value is None:
-        return None
-    items: list[object]
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        items = [value]
-    elif isinstance(value, Sequence):
-        items = list(value)
-    else:
-        items = [value]
-    parsed: list[int] = []
-    for item in items:
-        if isinstance(item, bool) or not str(item).isdigit():
-            raise ValueError(
-                f"{_who(info)} must be comma-separated GPU indices as NVML (nvidia-smi) "
-                f"numbers them, e.g. devices=0,1; got {value!r}"
-            )
-        if int(str(item)) not in parsed:
-            parsed.append(int(str(item)))
-    if not parsed:
-        raise ValueError(f"{_who(info)} is empty; name at least one GPU index")
-    return parsed
+def options_from_init(meter: type[Meter], init: Callable[..., None] | None) -> type[MeterOptions]:
+    """The options model of a meter without ``Options``, made from its ``__init__`` keywords.
+
+    One field per keyword of ``init`` (any value, passed through unchanged, as the meter
+    converts its own; its default, or required without one), titled with the meter's name. An
+    ``init`` that takes ``**options`` gives a model that accepts any name; None (the meter keeps
+    the base :class:`~greenprec.meters.base.Meter`'s ``__init__``) gives one with no option.
+    Made once per class: so every meter, with a model or not, is listed (``greenprec meters``),
+    picked (``auto``) and checked (one line per problem) alike. A keyword starting with ``_``
+    is the meter's own business, not an option.
+    """
+    made = _MADE.get(meter)
+    if made is None:
+        made = _MADE[meter] = _model_from_init(meter, init)
+    return made
 
 
-class NvmlOptions(MeterOptions):
-    """Options of the ``nvml`` meter (:class:`~greenprec.meters.nvml.NvmlMeter`): NVIDIA GPUs
-    through NVML."""
-
-    model_config = ConfigDict(title="nvml")
-
-    devices: Annotated[list[int] | None, BeforeValidator(_devices)] = Field(
-        None,
-        description="NVML indices, comma-separated (0,2); default: CUDA_VISIBLE_DEVICES, else all",
-    )
-
-
-def _counter_range(value: object) -> float | dict[str, float] | None:
-    # The CSV reader owns the syntax (it is also `greenprec import --counter-range-j`); its
-    # ConfigError is a ValueError, so pydantic reports its message as the validator's own.
-    from greenprec.formats.energibridge_csv import check_counter_range
-
-    return check_counter_range(value)  # type: ignore[arg-type]
-
-
-class EnergiBridgeOptions(MeterOptions):
-    """Options of the ``energibridge`` meter
-    (:class:`~greenprec.meters.energibridge.EnergiBridgeMeter`): EnergiBridge run as a
-    subprocess for the block, its CSV read when the block ends."""
-
-    model_config = ConfigDict(title="energibridge")
-
-    executable: Annotated[str, path("a path or a command name")] | None = Field(
-        None,
-        description="the EnergiBridge binary; default: $GREENPREC_ENERGIBRIDGE, else PATH",
-    )
-    gpu: Flag = Field(False, description="pass -g: add NVIDIA GPU power (counted)")
-    keep_csv: Annotated[str, path("a file path")] | None = Field(
-        None, description="copy EnergiBridge's raw CSV there when the block ends"
-    )
-    interval_ms: Annotated[int, whole_number("milliseconds")] = Field(
-        200, description="EnergiBridge's sampling interval (its own default)"
-    )
-    counter_range_j: Annotated[float | dict[str, float] | None, BeforeValidator(_counter_range)] = (
-        Field(
-            None,
-            description="counter wrap range in joules: a number, or COLUMN=J,COLUMN=J",
-        )
-    )
-    stop_timeout_s: Annotated[float, positive_number("seconds")] = Field(
-        5.0, description="how long to wait for EnergiBridge to exit after SIGINT"
-    )
-    start_timeout_s: Annotated[float, positive_number("seconds")] = Field(
-        15.0, description="how long to wait for its first row"
-    )
-
-
-def _idle_fraction(value: object, info: ValidationInfo) -> float:
-    number = _positive_check("", True)(value, info)
-    if number > 1:
-        raise ValueError(f"idle_fraction must be between 0 and 1, got {value!r}")
-    return number
-
-
-def _pid(value: object) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
-        raise ValueError(f"estimate: no process with pid {value!r}") from None
-
-
-def _cpuinfo(value: object, info: ValidationInfo) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
-        raise ValueError(
-            f"{_who(info)} must be a readable cpuinfo file such as {host.CPUINFO}, got {value!r}"
-        )
-    return os.fspath(value)
-
-
-class EstimateOptions(MeterOptions):
-    """Options of the ``estimate`` meter (:class:`~greenprec.meters.estimate.EstimateMeter`):
-    a TDP model over the CPU time of a process tree, estimated, never counted."""
-
-    model_config = ConfigDict(title="estimate")
-
-    tdp_w: Annotated[float, positive_number("watts")] | None = Field(
-        None,
-        description="TDP of this machine's logical CPUs together, in watts; default: the table",
-    )
-    idle_fraction: Annotated[float, BeforeValidator(_idle_fraction)] = Field(
-        0.1, description="idle share of TDP, 0..1, charged for the block's wall time"
-    )
-    pid: Annotated[int | None, BeforeValidator(_pid)] = Field(
-        None, description="root of the process tree to follow; default: this process"
-    )
-    cpuinfo: Annotated[str | None, BeforeValidator(_cpuinfo)] = Field(
-        None, description="the cpuinfo file for the CPU model and logical CPU count"
-    )
-
-
-def _power(value: object, info: ValidationInfo) -> float | Callable[[float], float]:
-    if callable(value):
-        return value
-    who = f"{_meter(info)} {info.field_name}"  # "mock power_w", as this meter always said
-    try:
-        watts = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{who} must be a number of watts, got {value!r}") from None
-    if not watts >= 0 or math.isinf(watts):
-        raise ValueError(f"{who} must be finite and >= 0, got {value!r}")
-    return watts
-
-
-class MockOptions(MeterOptions):
-    """Options of the ``mock`` meter (:class:`~greenprec.meters.mock.MockMeter`): made-up
-    power for tests and examples."""
-
-    model_config = ConfigDict(title="mock")
-
-    power_w: Annotated[float | Callable[[float], float], BeforeValidator(_power)] = Field(
-        100.0, description="constant watts, or (from Python) a callable power(t_s) -> watts"
-    )
-    domain: str = Field("mock/cpu", description="the domain name reported")
+def _model_from_init(meter: type[Meter], init: Callable[..., None] | None) -> type[MeterOptions]:
+    parameters = [] if init is None else list(inspect.signature(init).parameters.values())[1:]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    # object: a model-less meter declares no types, so each value reaches it as it was given.
+    annotations: dict[str, object] = {}
+    namespace: dict[str, object] = {
+        "__module__": meter.__module__,
+        "__doc__": f"Options of the {meter.name!r} meter: the keywords of its __init__.",
+        "model_config": ConfigDict(title=meter.name, extra="allow" if takes_any else "forbid"),
+    }
+    for parameter in parameters:
+        if parameter.kind not in _KEYWORD_KINDS or parameter.name.startswith("_"):
+            continue
+        annotations[parameter.name] = object
+        if parameter.default is not parameter.empty:
+            namespace[parameter.name] = parameter.default
+    namespace["__annotations__"] = annotations
+    with warnings.catch_warnings():
+        # A keyword named like a BaseModel method (json, copy) makes pydantic warn that the
+        # field shadows it; harmless here, as the values go to __init__, never read as fields.
+        warnings.filterwarnings("ignore", r"Field name .* shadows an attribute", UserWarning)
+        model = type(f"{meter.__name__}Options", (MeterOptions,), namespace)
+    return cast("type[MeterOptions]", model)

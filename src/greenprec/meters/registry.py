@@ -1,16 +1,32 @@
-"""Finding meters by name and choosing them for ``meter="auto"``."""
+"""Finding meters by name and choosing them for ``meter="auto"``.
+
+Every meter's options go one way: through its model (:meth:`Meter.options_model`, made from the
+``__init__`` keywords of a meter that declares none), which says what the meter accepts, what
+``greenprec meters`` lists and how a bad option reads.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from greenprec.errors import ConfigError, MeterUnavailable, warn_at_caller
 from greenprec.meters.base import Meter, Probe
 from greenprec.plugins import collect, get_plugin_manager
 
-FALLBACK_METER = "estimate"
+__all__ = [
+    "OptionDoc",
+    "accepted_options",
+    "create",
+    "get_meter_class",
+    "meter_classes",
+    "option_docs",
+    "options_for",
+    "probe",
+    "resolve",
+]
+
+_FALLBACK_METER = "estimate"
 
 
 def meter_classes() -> dict[str, type[Meter]]:
@@ -42,10 +58,12 @@ def get_meter_class(name: str) -> type[Meter]:
         ) from None
 
 
-def probe(cls: type[Meter], options: Mapping[str, Any] | None = None) -> Probe:
+def probe(cls: type[Meter], options: Mapping[str, object] | None = None) -> Probe:
     """Probe a meter, turning an unexpected exception into an unavailable reason."""
+    given = dict(options or {})
+    _check_init_keywords(cls, given)  # bad options are the user's to fix: ConfigError propagates
     try:
-        return cls.probe(**dict(options or {}))
+        return cls.probe(**given)
     except ConfigError:
         raise  # bad options are the user's to fix, not a property of this machine
     except TypeError as error:
@@ -54,23 +72,37 @@ def probe(cls: type[Meter], options: Mapping[str, Any] | None = None) -> Probe:
         return Probe(False, f"probe failed: {type(error).__name__}: {error}")
 
 
-def create(cls: type[Meter], options: Mapping[str, Any] | None = None) -> Meter:
+def create(cls: type[Meter], options: Mapping[str, object] | None = None) -> Meter:
+    """A meter instance with ``options``; a bad option is one :class:`ConfigError` line."""
+    given = dict(options or {})
+    _check_init_keywords(cls, given)
     try:
-        return cls(**dict(options or {}))
+        return cls(**given)
     except TypeError as error:
         raise ConfigError(f"bad option for meter {cls.name!r}: {error}") from None
 
 
+def _check_init_keywords(cls: type[Meter], options: Mapping[str, object]) -> None:
+    """Check a model-less meter's options through the model made from its ``__init__``.
+
+    A meter with ``Options`` validates in :meth:`Meter.__init__` and its default probe; one
+    without takes its keywords in its own ``__init__`` and checks nothing, so its model checks
+    them here: a misspelt or missing option is then the same line as for every other meter.
+    """
+    if cls.Options is None:
+        cls.parse_options(options)
+
+
 def options_for(
-    cls: type[Meter], options: Mapping[str, Any] | None, *, strict: bool = False
-) -> dict[str, Any]:
+    cls: type[Meter], options: Mapping[str, object] | None, *, strict: bool = False
+) -> dict[str, object]:
     """Pick a meter's options: keys may be plain (``root``) or scoped (``rapl.root``).
 
     With several meters (``strict=False``), plain keys go to every meter that accepts them,
     so one ``-o`` dict can serve ``auto``; a lone meter gets them all and rejects the unknown.
     Scoped keys always reach their meter, so a misspelt ``rapl.colour`` is refused.
     """
-    chosen: dict[str, Any] = {}
+    chosen: dict[str, object] = {}
     accepted = None if strict else accepted_options(cls)
     for key, value in (options or {}).items():
         meter_name, dot, option = key.partition(".")
@@ -82,15 +114,12 @@ def options_for(
 
 
 def accepted_options(cls: type[Meter]) -> frozenset[str] | None:
-    """The option names a meter takes, from its ``Options`` model; None: it takes any.
-
-    A meter without a model (written before them) is read from its ``__init__`` keywords, as
-    it always was, so plain options keep reaching it in ``auto``.
-    """
+    """The option names a meter's model takes; None: it takes any (``extra="allow"``, as the
+    model of an ``__init__`` taking ``**options`` does)."""
     model = cls.options_model()
-    if model is not None:
-        return frozenset(model.model_fields)
-    return _init_keywords(cls)
+    if model.model_config.get("extra") == "allow":
+        return None
+    return frozenset(model.model_fields)
 
 
 @dataclass(frozen=True)
@@ -106,22 +135,17 @@ class OptionDoc:
 
 
 def option_docs(cls: type[Meter]) -> list[OptionDoc]:
-    """A meter's options in declaration order; from ``__init__`` for a meter without a model."""
-    model = cls.options_model()
-    if model is None:
-        import inspect
-
-        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        return [
-            OptionDoc(p.name, _plain(None if p.default is p.empty else p.default), "")
-            for p in parameters
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
+    """A meter's options from its model, in declaration order (a required one: default None)."""
     from greenprec.meters.options import is_python_only
 
     return [
-        OptionDoc(name, _plain(field.default), field.description or "", is_python_only(field))
-        for name, field in model.model_fields.items()
+        OptionDoc(
+            name,
+            None if field.is_required() else _plain(field.get_default(call_default_factory=True)),
+            field.description or "",
+            is_python_only(field),
+        )
+        for name, field in cls.options_model().model_fields.items()
     ]
 
 
@@ -132,7 +156,7 @@ def _plain(value: object) -> str | int | float | bool | None:
 
 
 def resolve(
-    meter: str | Meter | Sequence[str | Meter], options: Mapping[str, Any] | None = None
+    meter: str | Meter | Sequence[str | Meter], options: Mapping[str, object] | None = None
 ) -> list[Meter]:
     """Turn ``measure()``'s ``meter`` argument into ready meter instances.
 
@@ -144,7 +168,7 @@ def resolve(
     if not names:
         raise ConfigError("no meter given; pass a meter name such as 'auto' or 'estimate'")
     if names == ["auto"]:
-        return auto_meters(options)
+        return _auto_meters(options)
     meters: list[Meter] = []
     for item in names:
         if isinstance(item, Meter):
@@ -161,7 +185,7 @@ def resolve(
     return meters
 
 
-def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
+def _auto_meters(options: Mapping[str, object] | None = None) -> list[Meter]:
     """Every available hardware meter that joins ``auto``, else the estimate with a warning."""
     chosen: list[Meter] = []
     covered: set[str] = set()
@@ -184,7 +208,7 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
         covered |= cls.covers
     if chosen:
         return chosen
-    fallback = get_meter_class(FALLBACK_METER)
+    fallback = get_meter_class(_FALLBACK_METER)
     # One short line at the user's own line; each meter's reason and fix are in
     # `greenprec meters` (620 characters of reasons in a warning helped no one).
     names = ", ".join(name.split(":", 1)[0] for name in missing) or "none registered"
@@ -193,18 +217,3 @@ def auto_meters(options: Mapping[str, Any] | None = None) -> list[Meter]:
         "so figures are estimated. `greenprec meters` says why and how to fix it"
     )
     return [create(fallback, options_for(fallback, options))]
-
-
-def _init_keywords(cls: type[Meter]) -> frozenset[str] | None:
-    """The keywords a model-less meter's ``__init__`` takes; None when it takes ``**options``."""
-    import inspect
-
-    parameters = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()) and (
-        cls.__init__ is not Meter.__init__
-    ):
-        return None
-    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return frozenset(
-        name for name, p in parameters.items() if name != "self" and p.kind in keywords
-    )

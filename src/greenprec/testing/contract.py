@@ -66,14 +66,15 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from greenprec.errors import ConfigError, MeterContractError
 from greenprec.meters.base import Meter, Probe, Reading
 
-UNKNOWN_OPTION = "greenprec_testing_no_such_option"
+__all__ = ["CheckResult", "MeterReport", "check_meter"]
+
+_UNKNOWN_OPTION = "greenprec_testing_no_such_option"
 """The option name the kit passes to see it refused."""
-LEFTOVER_GRACE_S = 2.0
+_LEFTOVER_GRACE_S = 2.0
 """How long a thread or process may take to end after ``stop()`` (or ``probe()``) returns."""
 _COUNTER_SLACK_J = 1e-6  # float rounding in a meter's unit conversion; measure() allows as much
 _POLL_S = 0.02
@@ -125,7 +126,7 @@ class MeterReport:
 def check_meter(
     meter_class: type[Meter],
     *,
-    options: Mapping[str, Any] | None = None,
+    options: Mapping[str, object] | None = None,
     run_s: float = 0.3,
     interval_s: float = 0.05,
 ) -> MeterReport:
@@ -159,7 +160,7 @@ class _Skip(Exception):
 
 class _Checker:
     def __init__(
-        self, cls: type[Meter], options: dict[str, Any], run_s: float, interval_s: float
+        self, cls: type[Meter], options: dict[str, object], run_s: float, interval_s: float
     ) -> None:
         self.cls = cls
         self.options = options
@@ -170,7 +171,7 @@ class _Checker:
         self.skipped: list[CheckResult] = []
         self.problems: list[str] = []
         self.probe_result: Probe | None = None
-        self.grace_s = LEFTOVER_GRACE_S
+        self.grace_s = _LEFTOVER_GRACE_S
 
     # -- bookkeeping -------------------------------------------------------------------------
     def check(self, name: str, run: Callable[[], tuple[list[str], str]]) -> bool:
@@ -326,20 +327,22 @@ class _Checker:
     def _unknown_option(self) -> tuple[list[str], str]:
         from greenprec.meters.registry import create
 
-        bad = {**self.options, UNKNOWN_OPTION: "1"}
+        bad = {**self.options, _UNKNOWN_OPTION: "1"}
         problems: list[str] = []
 
         def named(error: BaseException) -> bool:
-            return UNKNOWN_OPTION in str(error)
+            return _UNKNOWN_OPTION in str(error)
 
         try:
             self.cls.probe(**bad)
         except ConfigError as error:
             if named(error):
                 return [], f"probe() refused it: {error}"
-            problems.append(f"probe() refused option {UNKNOWN_OPTION!r} without naming it: {error}")
+            problems.append(
+                f"probe() refused option {_UNKNOWN_OPTION!r} without naming it: {error}"
+            )
         except TypeError:
-            pass  # a meter without an Options model: measure() calls that a bad option too
+            pass  # a model-less meter's own probe(): create() below checks it through its model
         except Exception as error:
             problems.append(
                 f"probe() with an unknown option raised {_describe(error)}, not a ConfigError"
@@ -349,7 +352,7 @@ class _Checker:
         except ConfigError as error:
             if named(error):
                 return problems, f"refused: {error}"
-            problems.append(f"option {UNKNOWN_OPTION!r} refused without naming it: {error}")
+            problems.append(f"option {_UNKNOWN_OPTION!r} refused without naming it: {error}")
             return problems, ""
         except Exception as error:
             problems.append(
@@ -360,7 +363,7 @@ class _Checker:
         with contextlib.suppress(Exception):
             meter.stop()
         problems.append(
-            f"option {UNKNOWN_OPTION!r} was accepted: a misspelt option must be refused, not "
+            f"option {_UNKNOWN_OPTION!r} was accepted: a misspelt option must be refused, not "
             "ignored; give the meter an Options model (a MeterOptions subclass refuses "
             "unknown options) or take options as __init__ keywords"
         )
@@ -369,12 +372,13 @@ class _Checker:
     def _option_descriptions(self) -> tuple[list[str], str]:
         from greenprec.meters.registry import option_docs
 
+        if self.cls.Options is None:
+            # Its model is made from the __init__ keywords, which carry no descriptions.
+            raise _Skip("no Options model: the options are the __init__ keywords")
         try:
-            model = self.cls.options_model()
+            self.cls.options_model()
         except Exception as error:
             return [f"Options cannot be loaded: {_describe(error)}"], ""
-        if model is None:
-            raise _Skip("no Options model: the options are the __init__ keywords")
         docs = option_docs(self.cls)
         problems = [
             f"option {doc.name!r} has no one-line description (Field(..., description=...)); "
@@ -521,7 +525,7 @@ class _Run:
 
     def __init__(self, checker: _Checker) -> None:
         self.checker = checker
-        self.reads: list[tuple[str, Any]] = []  # (where, what it returned)
+        self.reads: list[tuple[str, object]] = []  # (where, what it returned)
         self.seen: dict[int, float] = {}
         self.before: _Resources | None = None
         self.leftover_problems: list[str] = []
@@ -567,7 +571,7 @@ class _Run:
                 problems.append(f"{where} of a running meter returned no reading")
         # The same mistake in every read is one problem.
         unique = list(dict.fromkeys(problems))
-        count = sum(len(readings) for _where, readings in self.reads)
+        count = sum(len(r) for _where, r in self.reads if isinstance(r, (list, tuple)))
         return unique, f"{count} readings, each with a domain and a finite unit >= 0"
 
     def counters(self) -> tuple[list[str], str]:
@@ -656,14 +660,14 @@ class _Run:
 
 
 # -- readings --------------------------------------------------------------------------------
-def _good(readings: Any) -> list[Reading]:
+def _good(readings: object) -> list[Reading]:
     """The readings that are well-formed enough to compare across reads."""
     if not isinstance(readings, (list, tuple)):
         return []
     return [r for r in readings if isinstance(r, Reading) and isinstance(r.domain, str)]
 
 
-def _reading_problems(readings: Any, meter: str, where: str) -> list[str]:
+def _reading_problems(readings: object, meter: str, where: str) -> list[str]:
     if not isinstance(readings, list):
         return [f"{where} returned {_short(readings)}, not a list of greenprec.Reading"]
     problems: list[str] = []

@@ -8,13 +8,15 @@ by ``-p greenprec.testing.plugin``, or by ``pytest_plugins = ["greenprec.testing
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import pytest
 
 from greenprec.errors import MeterContractError
 from greenprec.meters.base import Meter
 from greenprec.testing.contract import MeterReport, check_meter
+
+__all__ = ["MeterContract", "meter_contract"]
 
 
 class MeterContract(Protocol):
@@ -24,7 +26,7 @@ class MeterContract(Protocol):
         self,
         meter_class: type[Meter],
         *,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, object] | None = None,
         run_s: float = 0.3,
         interval_s: float = 0.05,
         skip_unavailable: bool = True,
@@ -43,7 +45,7 @@ def meter_contract() -> MeterContract:
     def check(
         meter_class: type[Meter],
         *,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, object] | None = None,
         run_s: float = 0.3,
         interval_s: float = 0.05,
         skip_unavailable: bool = True,

@@ -12,7 +12,7 @@ package and must not be counted again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +21,15 @@ import pandas as pd
 
 from greenprec.results import (
     SAMPLE_COLUMNS,
+    ExperimentRecord,
     MetersRecord,
     ResultsStore,
     RunRecord,
     ScheduledRun,
     new_experiment_record,
 )
+
+__all__ = ["COUNTED", "DEFAULT_POLICIES", "DOMAINS", "PolicySpec", "write_synthetic_folder"]
 
 DOMAINS = ("rapl/package-0", "rapl/dram", "rapl/core")
 COUNTED = ("rapl/package-0", "rapl/dram")
@@ -72,52 +75,102 @@ def write_synthetic_folder(
     rng = np.random.default_rng(seed)
     store = ResultsStore(path)
     store.path.mkdir(parents=True, exist_ok=True)
+    records: list[RunRecord] = []
+    # Run by run in the order they "ran", each drawing from the one generator in turn (its
+    # seed, then its results, then its samples): so a seed always writes the same folder.
+    for run in _scheduled_runs(specs, runs, rng):
+        if run.run_id in failed_runs:
+            records.append(run.failed("RuntimeError: synthetic failure"))
+            continue
+        finished = _finished_run(
+            run,
+            specs[run.policy],
+            rng,
+            outlier=run.run_id in outlier_runs,
+            estimated=estimated,
+            with_accuracy=with_accuracy,
+        )
+        records.append(finished)
+        if with_samples:
+            _write_samples(store, finished, samples_per_run, rng)
+    records.sort(key=lambda r: r.order)
+    experiment = _experiment_record(
+        specs, records, runs=runs, seed=seed, estimated=estimated, complete=not failed_runs
+    )
+    store.create(experiment, records)
+    return store
+
+
+def _scheduled_runs(
+    specs: Mapping[str, PolicySpec], runs: int, rng: np.random.Generator
+) -> Iterator[RunRecord]:
+    """Each policy's ``runs`` repetitions in a random order, as planned runs.
+
+    A generator on purpose: each run's seed is drawn only when the caller asks for the run,
+    after the previous run's results, the order the folder's figures have always come in.
+    """
     planned: list[tuple[str, str, int]] = [
         (f"{p}-{r:03d}", p, r) for r in range(1, runs + 1) for p in specs
     ]
     order = rng.permutation(len(planned))
-    records: list[RunRecord] = []
     for position, index in enumerate(order, start=1):
         run_id, policy, repetition = planned[int(index)]
-        spec = specs[policy]
-        run = RunRecord(
+        yield RunRecord(
             run_id=run_id,
             order=position,
             policy=policy,
             repetition=repetition,
             seed=int(rng.integers(2**31 - 1)),
         )
-        if run_id in failed_runs:
-            records.append(run.failed("RuntimeError: synthetic failure"))
-            continue
-        energy = float(rng.normal(spec.energy_j, spec.energy_sd_j))
-        if run_id in outlier_runs:
-            energy += 12 * spec.energy_sd_j
-        duration = float(rng.normal(spec.duration_s, spec.duration_sd_s))
-        metrics: dict[str, float | str | None] = {}
-        if with_accuracy:
-            metrics["test_accuracy"] = float(rng.normal(spec.accuracy, spec.accuracy_sd))
-            metrics["test_loss"] = float(rng.normal(1.6, 0.05))
-        run = run.finished(
-            started_at=f"2025-01-01T00:{position // 60:02d}:{position % 60:02d}+00:00",
-            ended_at=f"2025-01-01T01:{position // 60:02d}:{position % 60:02d}+00:00",
-            duration_s=duration,
-            energy_j=energy,
-            mean_power_w=energy / duration,
-            meter="estimate" if estimated else "rapl",
-            estimated=estimated,
-            domains={domain: energy * _SHARE[domain] for domain in DOMAINS},
-            counted_domains=list(COUNTED),
-            metrics=metrics,
-        )
-        records.append(run)
-        if with_samples:
-            _write_samples(store, run, samples_per_run, rng)
-    records.sort(key=lambda r: r.order)
+
+
+def _finished_run(
+    run: RunRecord,
+    spec: PolicySpec,
+    rng: np.random.Generator,
+    *,
+    outlier: bool,
+    estimated: bool,
+    with_accuracy: bool,
+) -> RunRecord:
+    """``run`` finished with made-up energy, duration and (``with_accuracy``) metrics."""
+    energy_j = float(rng.normal(spec.energy_j, spec.energy_sd_j))
+    if outlier:
+        energy_j += 12 * spec.energy_sd_j
+    duration_s = float(rng.normal(spec.duration_s, spec.duration_sd_s))
+    metrics: dict[str, float | str | None] = {}
+    if with_accuracy:
+        metrics["test_accuracy"] = float(rng.normal(spec.accuracy, spec.accuracy_sd))
+        metrics["test_loss"] = float(rng.normal(1.6, 0.05))
+    position = run.order
+    return run.finished(
+        started_at=f"2025-01-01T00:{position // 60:02d}:{position % 60:02d}+00:00",
+        ended_at=f"2025-01-01T01:{position // 60:02d}:{position % 60:02d}+00:00",
+        duration_s=duration_s,
+        energy_j=energy_j,
+        mean_power_w=energy_j / duration_s,
+        meter="estimate" if estimated else "rapl",
+        estimated=estimated,
+        domains={domain: energy_j * _SHARE[domain] for domain in DOMAINS},
+        counted_domains=list(COUNTED),
+        metrics=metrics,
+    )
+
+
+def _experiment_record(
+    specs: Mapping[str, PolicySpec],
+    records: Sequence[RunRecord],
+    *,
+    runs: int,
+    seed: int,
+    estimated: bool,
+    complete: bool,
+) -> ExperimentRecord:
+    """The experiment record of a synthetic folder: its config, schedule, meter and host."""
     used = "estimate" if estimated else "rapl"
-    experiment = new_experiment_record(
+    return new_experiment_record(
         source="synthetic",
-        status="complete" if not failed_runs else "incomplete",
+        status="complete" if complete else "incomplete",
         config={
             "policies": list(specs),
             "protocol": "default",
@@ -156,8 +209,6 @@ def write_synthetic_folder(
             "gpus": [],
         },
     )
-    store.create(experiment, records)
-    return store
 
 
 def _write_samples(

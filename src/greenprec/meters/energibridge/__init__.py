@@ -46,7 +46,7 @@ import time
 import warnings
 import weakref
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, cast
+from typing import IO, TYPE_CHECKING, ClassVar, cast
 
 from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
 from greenprec.formats.energibridge_csv import EnergiBridgeStream, read_energibridge_csv
@@ -54,25 +54,27 @@ from greenprec.hookspecs import hookimpl
 from greenprec.meters.base import Meter, Probe, Reading
 
 if TYPE_CHECKING:
-    from greenprec.meters.options import EnergiBridgeOptions
+    from greenprec.meters.energibridge.options import EnergiBridgeOptions
+
+__all__ = ["ENV_EXECUTABLE", "EnergiBridgeMeter", "greenprec_meters"]
 
 ENV_EXECUTABLE = "GREENPREC_ENERGIBRIDGE"
-INSTALL_HINT = (
+_INSTALL_HINT = (
     "download a release from https://github.com/tdurieux/EnergiBridge/releases (or build it "
     "with cargo), then put `energibridge` on PATH, set GREENPREC_ENERGIBRIDGE=/path/to/it, or "
     "pass -o energibridge.executable=PATH"
 )
-MSR_PERMISSION_HINT = (
+_MSR_PERMISSION_HINT = (
     "EnergiBridge cannot read the CPU's RAPL registers (/dev/cpu/*/msr: permission denied). "
     "Grant access: sudo modprobe msr; sudo chgrp -R msr /dev/cpu/*/msr; sudo chmod g+r "
     "/dev/cpu/*/msr (and add yourself to group msr); sudo setcap cap_sys_rawio=ep "
     "$(command -v energibridge); or run as root. On Linux the rapl meter needs no MSR access"
 )
-MSR_MISSING_HINT = (
+_MSR_MISSING_HINT = (
     "EnergiBridge cannot open /dev/cpu/*/msr: the msr driver is not loaded; run "
     "`sudo modprobe msr` (and see the permissions in docs/meters/energibridge.md)"
 )
-MSR_UNSUPPORTED_HINT = (
+_MSR_UNSUPPORTED_HINT = (
     "EnergiBridge failed reading a RAPL register this CPU does not have (it reads PKG, PP0, "
     "PP1 and DRAM on Intel, core and package on AMD); use the rapl meter on Linux"
 )
@@ -97,12 +99,14 @@ class EnergiBridgeMeter(Meter):
 
     _probe_cache: ClassVar[dict[tuple[str, int, int, bool], tuple[float, Probe]]] = {}
 
-    Options = "greenprec.meters.options:EnergiBridgeOptions"
+    # By path, not by class: importing the options would import pydantic, and the plugin
+    # manager imports this module to register the meter (see energibridge/options.py).
+    Options = "greenprec.meters.energibridge.options:EnergiBridgeOptions"
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: object) -> None:
         """Options: ``executable``, ``gpu``, ``keep_csv``, ``interval_ms``, ``counter_range_j``,
         ``stop_timeout_s``, ``start_timeout_s`` (see
-        :class:`~greenprec.meters.options.EnergiBridgeOptions`)."""
+        :class:`~greenprec.meters.energibridge.options.EnergiBridgeOptions`)."""
         super().__init__(**options)
         valid = cast("EnergiBridgeOptions", self.options)
         self.executable = valid.executable
@@ -113,7 +117,9 @@ class EnergiBridgeMeter(Meter):
         self.stop_timeout_s = valid.stop_timeout_s
         self.start_timeout_s = valid.start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], EnergiBridgeMeter] | None = (
+            None
+        )
         self._tmpdir: Path | None = None
         self._csv: Path | None = None
         self._stdout: IO[bytes] | None = None
@@ -127,7 +133,7 @@ class EnergiBridgeMeter(Meter):
 
     # -- the contract ----------------------------------------------------------------------
     @classmethod
-    def probe(cls, **options: Any) -> Probe:
+    def probe(cls, **options: object) -> Probe:
         meter = cls(**options)  # bad options are the user's to fix: ConfigError propagates
         if sys.platform == "win32":
             return Probe(
@@ -278,12 +284,12 @@ class EnergiBridgeMeter(Meter):
         else:
             found = shutil.which("energibridge")
             if found is None:
-                raise MeterUnavailable(f"no `energibridge` on PATH: {INSTALL_HINT}")
+                raise MeterUnavailable(f"no `energibridge` on PATH: {_INSTALL_HINT}")
             return os.path.abspath(found)
         found = shutil.which(wanted)
         if found is None:
             why = "is not executable" if os.path.exists(wanted) else "does not exist"
-            raise MeterUnavailable(f"EnergiBridge {wanted!r} ({origin}) {why}: {INSTALL_HINT}")
+            raise MeterUnavailable(f"EnergiBridge {wanted!r} ({origin}) {why}: {_INSTALL_HINT}")
         return os.path.abspath(found)
 
     def _arguments(self, executable: str, csv: Path, interval_ms: int) -> list[str]:
@@ -475,11 +481,11 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 def _diagnose(stderr: str) -> str | None:
     """A fix for the failures EnergiBridge reports as Rust panics, when one is recognised."""
     if re.search(r"PermissionDenied|os error 13|code: 13\b", stderr):
-        return MSR_PERMISSION_HINT
+        return _MSR_PERMISSION_HINT
     if re.search(r"NotFound|os error 2\b|code: 2\b", stderr) and sys.platform != "darwin":
-        return MSR_MISSING_HINT
+        return _MSR_MISSING_HINT
     if re.search(r"failed to read|os error 5\b|code: 5\b", stderr):
-        return MSR_UNSUPPORTED_HINT
+        return _MSR_UNSUPPORTED_HINT
     return None
 
 

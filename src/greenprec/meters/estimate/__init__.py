@@ -27,7 +27,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import psutil
 
@@ -37,7 +37,9 @@ from greenprec.hookspecs import hookimpl
 from greenprec.meters.base import Meter, Probe, Reading
 
 if TYPE_CHECKING:
-    from greenprec.meters.options import EstimateOptions
+    from greenprec.meters.estimate.options import EstimateOptions
+
+__all__ = ["DEFAULT_WATTS_PER_THREAD", "TDP_TABLE", "CpuTdp", "EstimateMeter", "greenprec_meters"]
 
 DEFAULT_WATTS_PER_THREAD = 10.0
 """One logical CPU's share of TDP when the CPU model is not in the table (a mid-range server
@@ -81,7 +83,7 @@ TDP_TABLE: tuple[CpuTdp, ...] = (
 )
 
 
-def default_watts_per_thread(model: str) -> tuple[float, str]:
+def _default_watts_per_thread(model: str) -> tuple[float, str]:
     """One hardware thread's share of TDP for a CPU model, and where the figure came from."""
     for entry in TDP_TABLE:
         if entry.matches(model):
@@ -94,7 +96,7 @@ def default_watts_per_thread(model: str) -> tuple[float, str]:
     )
 
 
-def process_tree_cpu_s(process: psutil.Process) -> float:
+def _process_tree_cpu_s(process: psutil.Process) -> float:
     """CPU seconds of a process and all its descendants, exited ones included.
 
     Exited children that were waited for are in the parent's ``children_*`` times; live
@@ -152,11 +154,13 @@ class EstimateMeter(Meter):
     estimated = True
     description = "CPU time x per-thread share of TDP + idle share (estimated, no counter needed)"
 
-    Options = "greenprec.meters.options:EstimateOptions"
+    # By path, not by class: importing the options would import pydantic, and the plugin
+    # manager imports this module to register the meter (see estimate/options.py).
+    Options = "greenprec.meters.estimate.options:EstimateOptions"
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: object) -> None:
         """Options: ``tdp_w``, ``idle_fraction``, ``pid``, ``cpuinfo`` (see
-        :class:`~greenprec.meters.options.EstimateOptions`)."""
+        :class:`~greenprec.meters.estimate.options.EstimateOptions`)."""
         super().__init__(**options)
         valid = cast("EstimateOptions", self.options)
         # Without the option, host falls back where the file is absent (macOS, Windows).
@@ -164,7 +168,7 @@ class EstimateMeter(Meter):
         self.cpu_model = host.cpu_model(cpuinfo)
         self.logical_cpus = host.logical_cpus(cpuinfo)
         if valid.tdp_w is None:
-            self.watts_per_thread, self.tdp_source = default_watts_per_thread(self.cpu_model)
+            self.watts_per_thread, self.tdp_source = _default_watts_per_thread(self.cpu_model)
         else:
             self.watts_per_thread = valid.tdp_w / self.logical_cpus
             self.tdp_source = f"option tdp_w: {valid.tdp_w:g} W / {self.logical_cpus} logical CPUs"
@@ -185,18 +189,18 @@ class EstimateMeter(Meter):
         return self.watts_per_thread * self.logical_cpus
 
     @classmethod
-    def probe(cls, **options: Any) -> Probe:
+    def probe(cls, **options: object) -> Probe:
         cls(**options)  # validates the options
         return Probe(True, domains=["estimate/cpu"])
 
     def start(self) -> None:
-        self._cpu_start_s = self._cpu_last_s = process_tree_cpu_s(self._process)
+        self._cpu_start_s = self._cpu_last_s = _process_tree_cpu_s(self._process)
         self._t0 = time.monotonic()
 
     def read(self) -> list[Reading]:
         elapsed_s = time.monotonic() - self._t0
         try:
-            cpu_s = process_tree_cpu_s(self._process)
+            cpu_s = _process_tree_cpu_s(self._process)
         except psutil.NoSuchProcess:
             cpu_s = self._cpu_last_s  # the measured process has exited: its CPU time is final
         # A child that exits between listing and reading is briefly missed; never go backwards.

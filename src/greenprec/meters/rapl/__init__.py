@@ -75,7 +75,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from greenprec._sysfs import MAX_ATTRIBUTE_BYTES as MAX_ATTRIBUTE_BYTES  # where tests import it
 from greenprec._sysfs import printable, read_sysfs, require_inside, shown
@@ -85,23 +85,25 @@ from greenprec.hookspecs import hookimpl
 from greenprec.meters.base import Meter, Probe, Reading
 
 if TYPE_CHECKING:
-    from greenprec.meters.options import RaplOptions
+    from greenprec.meters.rapl.options import RaplOptions
 
-Reader = Callable[[str], str]
+__all__ = ["EXCERPT_CHARS", "MAX_ATTRIBUTE_BYTES", "ZONE_NAME", "RaplMeter", "greenprec_meters"]
+
+_Reader = Callable[[str], str]
 """Reads one sysfs file and returns its text; injectable so tests can fake failures."""
 
-Clock = Callable[[], float]
+_Clock = Callable[[], float]
 """Seconds on a monotonic clock; injectable so tests can give counter steps a duration."""
 
-COUNTER_UPDATE_S = 0.001
+_COUNTER_UPDATE_S = 0.001
 """RAPL counters advance about once a millisecond (Hähnel et al., "Measuring energy consumption
 for short code paths using RAPL", 2012), so a step read ``dt`` apart can hold up to ``dt`` plus
 one update of energy: a drop is judged over that span, not at the inflated power of a read
 that came just after an update."""
-NEIGHBOUR_MIN_STEP_S = 0.01
+_NEIGHBOUR_MIN_STEP_S = 0.01
 """Shorter steps are not kept as neighbours: over a few update periods their power is mostly
 rounding (the entry reading, microseconds after start, holds no update or one)."""
-NEIGHBOURS = 5
+_NEIGHBOURS = 5
 """How many recent step powers per zone a drop is judged against (their median)."""
 
 _ZONE_DIR = re.compile(r"intel-rapl(?:-mmio)?(?::\d+)+")
@@ -118,7 +120,7 @@ ZONE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 _COUNTER = re.compile(r"\d{1,20}")  # a 64-bit counter has at most 20 digits
 
 
-def powercap_trees(root: str) -> tuple[str, ...]:
+def _powercap_trees(root: str) -> tuple[str, ...]:
     """The real directories the zones under ``root`` may resolve into (see the docstring).
 
     ``root`` itself, resolved once; and, when it is a sysfs's ``class/powercap``, that sysfs's
@@ -162,7 +164,7 @@ class _Zone:
     last_s: float = 0.0  # the clock when last_uj was read
     max_seen_uj: int = 0
     total_uj: int = 0
-    recent_powers_w: deque[float] = field(default_factory=lambda: deque(maxlen=NEIGHBOURS))
+    recent_powers_w: deque[float] = field(default_factory=lambda: deque(maxlen=_NEIGHBOURS))
 
     @property
     def energy_path(self) -> str:
@@ -179,25 +181,27 @@ class RaplMeter(Meter):
     covers = frozenset({"cpu", "dram"})
     description = "CPU package + DRAM energy counters from Linux powercap (Intel/AMD RAPL)"
 
-    Options = "greenprec.meters.options:RaplOptions"
+    # By path, not by class: importing the options would import pydantic, and the plugin
+    # manager imports this module to register the meter (see rapl/options.py).
+    Options = "greenprec.meters.rapl.options:RaplOptions"
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, **options: object) -> None:
         """Options: ``root``, ``prefer_psys``; from Python also ``reader`` and ``clock``
-        (see :class:`~greenprec.meters.options.RaplOptions`)."""
+        (see :class:`~greenprec.meters.rapl.options.RaplOptions`)."""
         super().__init__(**options)
         valid = cast("RaplOptions", self.options)
         self.root = valid.root
         self.prefer_psys = valid.prefer_psys
-        self._reader: Reader | None = valid.reader
-        self._clock: Clock = valid.clock if valid.clock is not None else time.monotonic
+        self._reader: _Reader | None = valid.reader
+        self._clock: _Clock = valid.clock if valid.clock is not None else time.monotonic
         self._zones: list[_Zone] = []
         # What "inside the tree" means for every read; resolved again at each discovery, as
         # the tree may only appear after the meter is made.
-        self._trees: tuple[str, ...] = powercap_trees(self.root)
+        self._trees: tuple[str, ...] = _powercap_trees(self.root)
 
     # -- the contract ----------------------------------------------------------------------
     @classmethod
-    def probe(cls, **options: Any) -> Probe:
+    def probe(cls, **options: object) -> Probe:
         meter = cls(**options)  # a bad option is the user's to fix: ConfigError propagates
         try:
             zones = meter._discover()
@@ -229,7 +233,7 @@ class RaplMeter(Meter):
             now_s = self._clock()
             dt_s = now_s - zone.last_s
             step_uj = raw - zone.last_uj if raw >= zone.last_uj else self._wrap_uj(zone, raw, dt_s)
-            if dt_s >= NEIGHBOUR_MIN_STEP_S:
+            if dt_s >= _NEIGHBOUR_MIN_STEP_S:
                 zone.recent_powers_w.append(step_uj / 1e6 / dt_s)
             zone.total_uj += step_uj
             zone.last_uj, zone.last_s = raw, now_s
@@ -244,7 +248,7 @@ class RaplMeter(Meter):
         drop = judge_drop(
             zone.last_uj / 1e6,
             raw / 1e6,
-            dt_s + COUNTER_UPDATE_S,
+            dt_s + _COUNTER_UPDATE_S,
             max_seen_j=zone.max_seen_uj / 1e6,
             range_j=zone.max_range_uj / 1e6,
             neighbour_powers_w=list(zone.recent_powers_w),
@@ -279,7 +283,7 @@ class RaplMeter(Meter):
                 f"no {self.root}: not Linux, or RAPL not exposed (VM/container); mount the "
                 "host's sysfs or use the estimate meter"
             )
-        self._trees = powercap_trees(self.root)
+        self._trees = _powercap_trees(self.root)
         paths, dangling = _zone_dirs(self.root, self._trees)
         if not paths:
             raise MeterUnavailable(self._no_zones_reason(dangling))

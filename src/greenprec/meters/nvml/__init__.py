@@ -29,7 +29,8 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from greenprec.errors import ConfigError, GreenprecWarning, MeterError, MeterUnavailable
 from greenprec.hookspecs import hookimpl
@@ -37,10 +38,12 @@ from greenprec.host import cuda_visible_indices, nvml_text
 from greenprec.meters.base import Meter, Probe, Reading
 
 if TYPE_CHECKING:
-    from greenprec.meters.options import NvmlOptions
+    from greenprec.meters.nvml.options import NvmlOptions
 
-INSTALL_HINT = "pip install 'greenprec[nvidia]' (the nvidia-ml-py package, module pynvml)"
-COUNTER_PERIOD_S = 0.1
+__all__ = ["NvmlMeter", "greenprec_meters"]
+
+_INSTALL_HINT = "pip install 'greenprec[nvidia]' (the nvidia-ml-py package, module pynvml)"
+_COUNTER_PERIOD_S = 0.1
 """NVML's energy counter updates about this often."""
 _NOT_SUPPORTED = 3  # NVML_ERROR_NOT_SUPPORTED
 
@@ -48,7 +51,7 @@ _NOT_SUPPORTED = 3  # NVML_ERROR_NOT_SUPPORTED
 @dataclass
 class _Gpu:
     index: int
-    handle: Any
+    handle: object  # an NVML device handle, opaque: only passed back to NVML
     domain: str
     counter: bool  # True: energy counter in mJ; False: power in mW
     start_mj: int = 0
@@ -65,19 +68,21 @@ class NvmlMeter(Meter):
     covers = frozenset({"gpu"})
     description = "NVIDIA GPU board energy through NVML (nvidia-ml-py)"
 
-    Options = "greenprec.meters.options:NvmlOptions"
+    # By path, not by class: importing the options would import pydantic, and the plugin
+    # manager imports this module to register the meter (see nvml/options.py).
+    Options = "greenprec.meters.nvml.options:NvmlOptions"
 
-    def __init__(self, **options: Any) -> None:
-        """Option: ``devices`` (see :class:`~greenprec.meters.options.NvmlOptions`)."""
+    def __init__(self, **options: object) -> None:
+        """Option: ``devices`` (see :class:`~greenprec.meters.nvml.options.NvmlOptions`)."""
         super().__init__(**options)
         self.devices = cast("NvmlOptions", self.options).devices
-        self._nvml: Any = None
+        self._nvml: ModuleType | None = None
         self._gpus: list[_Gpu] = []
         self._started = 0.0
 
     # -- the contract ----------------------------------------------------------------------
     @classmethod
-    def probe(cls, **options: Any) -> Probe:
+    def probe(cls, **options: object) -> Probe:
         meter = cls(**options)  # bad options are the user's to fix: ConfigError propagates
         try:
             nvml = _import_pynvml()
@@ -114,6 +119,8 @@ class NvmlMeter(Meter):
     def read(self) -> list[Reading]:
         nvml = self._nvml
         readings: list[Reading] = []
+        if nvml is None:
+            return readings  # not started, or stopped: no GPU is open (start() sets both)
         for gpu in self._gpus:
             try:
                 if gpu.counter:
@@ -137,7 +144,7 @@ class NvmlMeter(Meter):
     def finish(self) -> list[Reading]:
         readings = self.read()
         elapsed = time.monotonic() - self._started
-        if elapsed < COUNTER_PERIOD_S and self._gpus:
+        if elapsed < _COUNTER_PERIOD_S and self._gpus:
             what = (
                 "NVML's energy counter updates about every 100 ms"
                 if any(gpu.counter for gpu in self._gpus)
@@ -159,7 +166,7 @@ class NvmlMeter(Meter):
                 nvml.nvmlShutdown()
 
     # -- devices ---------------------------------------------------------------------------
-    def _select(self, nvml: Any) -> tuple[list[int], list[str], list[str]]:
+    def _select(self, nvml: ModuleType) -> tuple[list[int], list[str], list[str]]:
         """NVML indices to measure, the CUDA_VISIBLE_DEVICES entries ignored, the MIG ones."""
         count = int(nvml.nvmlDeviceGetCount())
         if count == 0:
@@ -183,7 +190,7 @@ class NvmlMeter(Meter):
             )
         return indices, ignored, mig
 
-    def _open(self, nvml: Any, index: int) -> _Gpu:
+    def _open(self, nvml: ModuleType, index: int) -> _Gpu:
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
         gpu = _Gpu(index, handle, f"nvml/gpu-{index}", counter=True)
         try:
@@ -203,7 +210,7 @@ class NvmlMeter(Meter):
                 ) from power_error
         return gpu
 
-    def _warn_about_selection(self, nvml: Any, ignored: list[str], mig: list[str]) -> None:
+    def _warn_about_selection(self, nvml: ModuleType, ignored: list[str], mig: list[str]) -> None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         if ignored:
             warnings.warn(
@@ -236,15 +243,16 @@ class NvmlMeter(Meter):
                 )
 
 
-def _import_pynvml() -> Any:
+def _import_pynvml() -> ModuleType:
     try:
         import pynvml
     except ImportError:
-        raise MeterUnavailable(f"nvidia-ml-py is not installed: {INSTALL_HINT}") from None
-    return pynvml
+        raise MeterUnavailable(f"nvidia-ml-py is not installed: {_INSTALL_HINT}") from None
+    module: ModuleType = pynvml  # untyped: every NVML call returns Any, read at each use
+    return module
 
 
-def _init(nvml: Any) -> None:
+def _init(nvml: ModuleType) -> None:
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as error:
@@ -255,7 +263,7 @@ def _init(nvml: Any) -> None:
         ) from None
 
 
-def _is_not_supported(nvml: Any, error: BaseException) -> bool:
+def _is_not_supported(nvml: ModuleType, error: BaseException) -> bool:
     cls = getattr(nvml, "NVMLError_NotSupported", None)
     if isinstance(cls, type) and isinstance(error, cls):
         return True

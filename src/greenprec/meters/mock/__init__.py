@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from greenprec.hookspecs import hookimpl
 from greenprec.meters.base import Meter, Probe, Reading
 
 if TYPE_CHECKING:
-    from greenprec.meters.options import MockOptions
+    from greenprec.meters.mock.options import MockOptions
+
+__all__ = ["MockMeter", "greenprec_meters"]
 
 
 class MockMeter(Meter):
@@ -27,10 +29,13 @@ class MockMeter(Meter):
     simulated = True
     description = "deterministic power for tests and demos (never picked by auto)"
 
-    Options = "greenprec.meters.options:MockOptions"
+    # By path, not by class: importing the options would import pydantic, and the plugin
+    # manager imports this module to register the meter (see mock/options.py).
+    Options = "greenprec.meters.mock.options:MockOptions"
 
-    def __init__(self, **options: Any) -> None:
-        """Options: ``power_w``, ``domain`` (see :class:`~greenprec.meters.options.MockOptions`)."""
+    def __init__(self, **options: object) -> None:
+        """Options: ``power_w``, ``domain`` (see
+        :class:`~greenprec.meters.mock.options.MockOptions`)."""
         super().__init__(**options)
         valid = cast("MockOptions", self.options)
         self._power: Callable[[float], float] | None = None
@@ -43,7 +48,7 @@ class MockMeter(Meter):
         self._t0 = 0.0
 
     @classmethod
-    def probe(cls, **options: Any) -> Probe:
+    def probe(cls, **options: object) -> Probe:
         valid = cast("MockOptions", cls.parse_options(options))  # bad options: ConfigError
         return Probe(True, domains=[valid.domain])
 
