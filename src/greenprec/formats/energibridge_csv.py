@@ -47,7 +47,7 @@ Energy of a file, EnergiBridge's own ``--summary`` convention:
   the ``rapl`` meter uses too: the wrap range is the one given, else the smallest power of two
   in joules above every value seen (EnergiBridge multiplies the register by a power-of-two
   unit); the step ``range - previous + new`` is taken when its power is plausible beside the
-  neighbouring steps (up to :data:`NEIGHBOUR_STEPS` before and after the drop), otherwise the
+  neighbouring steps (up to :data:`_NEIGHBOUR_STEPS` before and after the drop), otherwise the
   drop is a *glitch*: that step adds 0 J and a warning names the file, line and column.
   Intel counters wrap at :data:`INTEL_RAPL_RANGE_J`; on AMD it depends on the release:
   EnergiBridge releases that mask the register to 32 bits wrap at :data:`AMD_RAPL_RANGE_J`,
@@ -90,6 +90,18 @@ from greenprec.counters import (
 )
 from greenprec.errors import ConfigError
 
+__all__ = [
+    "AMD_RAPL_RANGE_J",
+    "DOMAIN_PREFIX",
+    "INTEL_RAPL_RANGE_J",
+    "EnergiBridgeRecording",
+    "EnergiBridgeStream",
+    "NewColumnsError",
+    "check_counter_range",
+    "parse_counter_ranges",
+    "read_energibridge_csv",
+]
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -101,24 +113,24 @@ AMD_RAPL_RANGE_J = 65536.0
 (2**32 units of 2**-16 J). Other releases write the whole MSR (values of megajoules): this range
 is wrong for their files, which the default inference handles."""
 
-MAX_DELTA_MS = 3_600_000.0
+_MAX_DELTA_MS = 3_600_000.0
 """A ``Delta`` above an hour is no sampling interval: the file is damaged or not EnergiBridge's."""
 
-MAX_TIME_MS = 7_258_118_400_000.0
+_MAX_TIME_MS = 7_258_118_400_000.0
 """2200-01-01 UTC in epoch ms. A later ``Time`` is no date EnergiBridge wrote (µs or ns, or a
 damaged file), and one beyond year 9999 would not even convert to a datetime."""
 
-NEIGHBOUR_STEPS = 4
+_NEIGHBOUR_STEPS = 4
 """Steps on each side of a counter drop whose power judges it (see counters.judge_drop)."""
 
-GLITCH_LINES = 5
+_GLITCH_LINES = 5
 """Glitches named one by one per column; further ones are counted in one more line."""
 
-RAW_COUNT_UNIT_J = 2.0**-14
+_RAW_COUNT_UNIT_J = 2.0**-14
 """Intel's usual RAPL energy unit: what raw counts must be multiplied by to be joules."""
 
 DOMAIN_PREFIX = "energibridge/"
-ALL_COUNTERS = "*"
+_ALL_COUNTERS = "*"
 """Key of a ``counter_range_j`` mapping that applies to every counter not named otherwise."""
 
 _SEPARATORS = (",", ";", "\t")
@@ -128,7 +140,7 @@ _LEGACY_LABEL = re.compile(r".+_ENERGY \(W\)")
 # What a number cut short while being written looks like ("", "-", "1.5e", "2E+"): a prefix of
 # a number that is no number itself.
 _CUT_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d*)?(?:[eE][-+]?)?\s*")
-QUOTE_CHARS = 80
+_QUOTE_CHARS = 80
 """At most this many characters of a skipped line are quoted in a warning."""
 _MAX_PREAMBLE = 50
 """Lines of text before the header that are skipped (more: the file has no header)."""
@@ -258,7 +270,7 @@ class _CounterDrop:
     dt_s: float
     max_seen_j: float
     verdict: Drop | None = None
-    settled: bool = False  # NEIGHBOUR_STEPS steps after it were known when it was judged
+    settled: bool = False  # _NEIGHBOUR_STEPS steps after it were known when it was judged
     wrap: bool = False
 
 
@@ -267,7 +279,7 @@ class _Track:
     """One domain's running energy: what the samples say up to now.
 
     A counter's steps are kept, and its drops judged lazily: a drop is settled once
-    ``NEIGHBOUR_STEPS`` steps after it are known; until then (and at the end of a file) it is
+    ``_NEIGHBOUR_STEPS`` steps after it are known; until then (and at the end of a file) it is
     judged with the neighbours known so far, so a whole file is judged with both sides.
     """
 
@@ -330,18 +342,18 @@ class _Track:
 
     # -- judging drops -----------------------------------------------------------------------
     def _neighbours(self, row: int) -> tuple[list[float], int]:
-        """Powers of up to NEIGHBOUR_STEPS plain steps on each side of ``row``; and how many
+        """Powers of up to _NEIGHBOUR_STEPS plain steps on each side of ``row``; and how many
         of them lie after it."""
         powers = self.step_powers_w
         before: list[float] = []
         k = row - 1
-        while k > 0 and len(before) < NEIGHBOUR_STEPS:
+        while k > 0 and len(before) < _NEIGHBOUR_STEPS:
             if math.isfinite(powers[k]):
                 before.append(powers[k])
             k -= 1
         after: list[float] = []
         k = row + 1
-        while k < len(powers) and len(after) < NEIGHBOUR_STEPS:
+        while k < len(powers) and len(after) < _NEIGHBOUR_STEPS:
             if math.isfinite(powers[k]):
                 after.append(powers[k])
             k += 1
@@ -387,7 +399,7 @@ class _Track:
                     )
         drop.verdict = verdict
         drop.wrap = verdict.plausible
-        drop.settled = after >= NEIGHBOUR_STEPS
+        drop.settled = after >= _NEIGHBOUR_STEPS
         step = verdict.step_j if drop.wrap else 0.0
         if self.steps_j[drop.row] != step:
             self.steps_j[drop.row] = step
@@ -483,7 +495,7 @@ class _Track:
                 f"{self.source}:{wraps[0].lineno}: {len(wraps)} wrap-around(s) of counted "
                 f"column {name} corrected at {_ranges(wraps)}"
             )
-        for drop in glitches[:GLITCH_LINES]:
+        for drop in glitches[:_GLITCH_LINES]:
             verdict = drop.verdict
             assert verdict is not None  # _settle judged every drop
             lines.append(
@@ -493,9 +505,9 @@ class _Track:
                 f"more than the {verdict.limit_w:.3g} W plausible here): a glitch, that step "
                 f"counts 0 J in {domain} and the total"
             )
-        if len(glitches) > GLITCH_LINES:
+        if len(glitches) > _GLITCH_LINES:
             lines.append(
-                f"{self.source}: column {name}: {len(glitches) - GLITCH_LINES} more glitch(es) "
+                f"{self.source}: column {name}: {len(glitches) - _GLITCH_LINES} more glitch(es) "
                 "like these, each counting 0 J"
             )
         return lines
@@ -537,7 +549,7 @@ class EnergiBridgeStream:
     ) -> None:
         self.source = source
         self._ranges = check_counter_range(counter_range_j)
-        self._separator = check_separator(separator)
+        self._separator = _check_separator(separator)
         self.separator = self._separator or ","
         self.columns: list[str] = []
         self._tracks: list[_Track] = []
@@ -667,12 +679,37 @@ class EnergiBridgeStream:
         if isinstance(self._ranges, float) or self._ranges is None:
             return self._ranges
         short = column.domain.removeprefix(DOMAIN_PREFIX)
-        for key in (column.name, column.domain, short, ALL_COUNTERS):
+        for key in (column.name, column.domain, short, _ALL_COUNTERS):
             if key in self._ranges:
                 return self._ranges[key]
         return None
 
     def _row(self, cells: list[str], lineno: int) -> None:
+        fitted = self._fit_width(cells, lineno)
+        if fitted is None:
+            return  # a short row, held until we know whether it is the last
+        values = self._parse_values(fitted, lineno)
+        if values is None:
+            return  # its last value cut short, held likewise
+        time_ms, delta_ms = self._clock(fitted, values, lineno)
+        readings = self._readings(fitted, values, lineno)
+        if self.rows and time_ms < self.last_time_ms:
+            # A wall-clock step back (NTP): totals do not depend on Time, but the timeline
+            # that windows and samples use must not run backwards.
+            time_ms = self.last_time_ms
+        for track, value in zip(self._tracks, readings, strict=True):
+            track.add(time_ms, delta_ms, value, lineno)
+        if self.rows == 0:
+            self.first_time_ms = time_ms
+        self.rows += 1
+        self.last_lineno = lineno
+        self.delta_sum_ms += delta_ms
+        self.last_time_ms = time_ms
+        self._row_times.append((time_ms, delta_ms))
+
+    def _fit_width(self, cells: list[str], lineno: int) -> list[str] | None:
+        """The row's cells, one per column; None (the row held as damage) when it is short.
+        More cells than columns is a sensor that appeared mid-run: an error."""
         width = len(self.columns)
         if len(cells) > width and not any(cell.strip() for cell in cells[width:]):
             cells = cells[:width]  # trailing separators
@@ -699,7 +736,12 @@ class EnergiBridgeStream:
                 ),
                 f"{len(cells)} of {width} values",
             )
-            return
+            return None
+        return cells
+
+    def _parse_values(self, cells: list[str], lineno: int) -> list[float] | None:
+        """The used columns' numbers (NaN elsewhere and for an ignorable empty cell); None
+        (the row held as damage) when its last value is cut short."""
         values = [math.nan] * len(cells)
         counted = {self._delta_index, self._time_index} | {
             track.column.index for track in self._tracks if track.counted
@@ -712,41 +754,50 @@ class EnergiBridgeStream:
             try:
                 values[index] = float(cell)
             except ValueError:
-                what = (
-                    "empty cell" if not cell.strip() else f"non-numeric value {_show(cell.strip())}"
-                )
-                hint = (
-                    " (a decimal comma? EnergiBridge writes '.'; export with '.' decimals)"
-                    if self.separator != "," and re.fullmatch(r"\s*-?\d+,\d+\s*", cell)
-                    else ""
-                )
-                if index not in counted or cell.strip():
-                    message = f"{what} in column {_show(self.columns[index])}{hint}"
-                else:
-                    message = (
-                        f"empty cell in column {_show(self.columns[index])}, which the energy "
-                        "is computed from: the row cannot be read"
-                    )
-                error = self._fail(lineno, message)
+                error = self._fail(lineno, self._unreadable(cell, index, index in counted))
                 if index == last and _CUT_NUMBER.fullmatch(cell):
                     # The last value cut short: the row was being written.
                     self._held = _Damage(lineno, error, f"its last value {_show(cell)} is cut")
-                    return
+                    return None
                 raise error from None
+        return values
+
+    def _unreadable(self, cell: str, index: int, counted: bool) -> str:
+        """Why the cell in column ``index`` is not a number."""
+        what = "empty cell" if not cell.strip() else f"non-numeric value {_show(cell.strip())}"
+        hint = (
+            " (a decimal comma? EnergiBridge writes '.'; export with '.' decimals)"
+            if self.separator != "," and re.fullmatch(r"\s*-?\d+,\d+\s*", cell)
+            else ""
+        )
+        if not counted or cell.strip():
+            return f"{what} in column {_show(self.columns[index])}{hint}"
+        return (
+            f"empty cell in column {_show(self.columns[index])}, which the energy "
+            "is computed from: the row cannot be read"
+        )
+
+    def _clock(self, cells: list[str], values: list[float], lineno: int) -> tuple[float, float]:
+        """The row's Time and Delta in ms, checked to be plausible."""
         delta_ms = values[self._delta_index]
         time_ms = values[self._time_index]
-        if not math.isfinite(time_ms) or not 0 <= time_ms <= MAX_TIME_MS:
+        if not math.isfinite(time_ms) or not 0 <= time_ms <= _MAX_TIME_MS:
             raise self._fail(
                 lineno,
                 f"implausible Time {_show(cells[self._time_index].strip())} (want epoch ms "
                 "between 1970 and 2200: a Time in µs or ns, or a damaged file?)",
             )
-        if not math.isfinite(delta_ms) or not 0 <= delta_ms <= MAX_DELTA_MS:
+        if not math.isfinite(delta_ms) or not 0 <= delta_ms <= _MAX_DELTA_MS:
             raise self._fail(
                 lineno,
                 f"implausible Delta {_show(cells[self._delta_index].strip())} ms (want 0 to "
-                f"{MAX_DELTA_MS:.0f}: the time since the previous sample)",
+                f"{_MAX_DELTA_MS:.0f}: the time since the previous sample)",
             )
+        return time_ms, delta_ms
+
+    def _readings(self, cells: list[str], values: list[float], lineno: int) -> list[float]:
+        """Each track's value in its unit (J or W), NaN where its cell is empty (recorded as a
+        missing sample); an implausible value is an error."""
         readings: list[float] = []
         for position, track in enumerate(self._tracks):
             value = values[track.column.index]
@@ -769,19 +820,7 @@ class EnergiBridgeStream:
                     "greenprec infers it)",
                 )
             readings.append(value * track.column.scale)
-        if self.rows and time_ms < self.last_time_ms:
-            # A wall-clock step back (NTP): totals do not depend on Time, but the timeline
-            # that windows and samples use must not run backwards.
-            time_ms = self.last_time_ms
-        for track, value in zip(self._tracks, readings, strict=True):
-            track.add(time_ms, delta_ms, value, lineno)
-        if self.rows == 0:
-            self.first_time_ms = time_ms
-        self.rows += 1
-        self.last_lineno = lineno
-        self.delta_sum_ms += delta_ms
-        self.last_time_ms = time_ms
-        self._row_times.append((time_ms, delta_ms))
+        return readings
 
     # -- results -----------------------------------------------------------------------------
     @property
@@ -817,7 +856,7 @@ class EnergiBridgeStream:
             lines.append(
                 f"{self.source}:{lineno}: {self.skipped} line(s) that are no data skipped "
                 "(console output in the CSV: EnergiBridge's stdout redirected into it?); the "
-                f"first: {_show(text.strip(), QUOTE_CHARS)}"
+                f"first: {_show(text.strip(), _QUOTE_CHARS)}"
             )
         for position, linenos in self._empty_parts.items():
             track = self._tracks[position]
@@ -858,7 +897,7 @@ class EnergiBridgeStream:
 
         Non-decreasing in ``t_ms``. A later call (more rows known) gives the same for the same
         ``t_ms`` once the rows around it are known, except where a counter drop within the last
-        NEIGHBOUR_STEPS rows is judged again with the steps that followed it.
+        _NEIGHBOUR_STEPS rows is judged again with the steps that followed it.
         """
         return {track.column.domain: track.energy_at(t_ms) for track in self._tracks}
 
@@ -907,7 +946,7 @@ class EnergiBridgeStream:
         counters = [(track, power) for track, power in over if track.column.kind == "counter"]
         if counters:
             rescaled = ", ".join(
-                f"{track.column.domain} {power * RAW_COUNT_UNIT_J:.3g} W"
+                f"{track.column.domain} {power * _RAW_COUNT_UNIT_J:.3g} W"
                 for track, power in counters
             )
             cause = (
@@ -1072,7 +1111,7 @@ def _recording(path: Path, stream: EnergiBridgeStream) -> EnergiBridgeRecording:
     )
 
 
-def check_separator(value: str | None) -> str | None:
+def _check_separator(value: str | None) -> str | None:
     """Validate a column separator (``","``, ``";"``, a tab, or ``"tab"``); None detects it."""
     if value is None:
         return None
@@ -1115,22 +1154,22 @@ def parse_counter_ranges(specs: Sequence[str]) -> float | dict[str, float] | Non
     ranges: dict[str, float] = {}
     for spec in specs:
         name, sep, number = spec.rpartition("=")
-        key = _range_key(name.strip()) if sep else ALL_COUNTERS
+        key = _range_key(name.strip()) if sep else _ALL_COUNTERS
         if key in ranges:
-            what = "one number for all counters" if key == ALL_COUNTERS else repr(key)
+            what = "one number for all counters" if key == _ALL_COUNTERS else repr(key)
             raise ConfigError(f"counter_range_j: {what} given twice; give each once")
-        ranges[key] = _one_range(number.strip(), "all counters" if key == ALL_COUNTERS else key)
+        ranges[key] = _one_range(number.strip(), "all counters" if key == _ALL_COUNTERS else key)
     if not ranges:
         return None
-    if list(ranges) == [ALL_COUNTERS]:
-        return ranges[ALL_COUNTERS]
+    if list(ranges) == [_ALL_COUNTERS]:
+        return ranges[_ALL_COUNTERS]
     return ranges
 
 
 def _range_key(key: object) -> str:
     """A mapping key: ``"*"``, a counter column's name, or a domain (with or without prefix)."""
     name = str(key).strip()
-    if name == ALL_COUNTERS:
+    if name == _ALL_COUNTERS:
         return name
     column = _classify(name, 0)
     if column is not None and column.kind == "counter":

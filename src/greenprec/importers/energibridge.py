@@ -21,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from greenprec.errors import ConfigError
 from greenprec.formats.energibridge_csv import EnergiBridgeRecording, read_energibridge_csv
 from greenprec.results import (
+    ExperimentRecord,
     MetersRecord,
     ResultsStore,
     RunRecord,
@@ -35,8 +35,16 @@ from greenprec.results import (
 )
 from greenprec.results.files import read_bounded
 
+__all__ = [
+    "SOURCE",
+    "Group",
+    "ImportResult",
+    "import_energibridge",
+    "run_ids_for",
+]
+
 SOURCE = "energibridge import"
-METER = "energibridge"
+_METER = "energibridge"
 # Metrics with columns of their own; other metric columns must not be named like greenprec's.
 _METRIC_COLUMNS = {"test_accuracy", "test_loss"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -59,7 +67,7 @@ class ImportResult:
     """How columns were read where their label says otherwise (old EnergiBridge releases)."""
 
 
-def parse_group(spec: str) -> Group:
+def _parse_group(spec: str) -> Group:
     """``NAME=GLOB`` → Group; ConfigError with the expected form otherwise."""
     name, sep, pattern = spec.partition("=")
     name, pattern = name.strip(), pattern.strip()
@@ -78,7 +86,7 @@ def parse_group(spec: str) -> Group:
     return Group(name, pattern)
 
 
-def _natural_key(path: Path) -> list[Any]:
+def _natural_key(path: Path) -> list[int | str]:
     # run_2 before run_10, as a person would list them.
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
@@ -122,7 +130,7 @@ def import_energibridge(
     :class:`greenprec.formats.energibridge_csv.NewColumnsError`, which names that line).
     """
     out = Path(out)
-    parsed = [g if isinstance(g, Group) else parse_group(g) for g in groups]
+    parsed = [g if isinstance(g, Group) else _parse_group(g) for g in groups]
     if not parsed:
         raise ConfigError("no group given; give one NAME=GLOB per policy", param="groups")
     names = [g.name for g in parsed]
@@ -260,9 +268,13 @@ def run_ids_for(paths: Sequence[Path]) -> list[str]:
     return ids
 
 
-def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+# One run's metrics row: numbers, text, or None for an empty cell (RunRecord.metrics).
+_Metrics = dict[str, float | str | None]
+
+
+def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, _Metrics], list[str]]:
     """Metrics rows by run id; ConfigError naming file and line for any row that does not fit."""
-    joined: dict[str, dict[str, Any]] = {}
+    joined: dict[str, _Metrics] = {}
     where: dict[str, str] = {}
     paths = _expand(pattern, f"metrics {pattern}", "metrics")
     for path in paths:
@@ -303,7 +315,7 @@ def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, dict[str,
                 raise ConfigError(
                     f"{path}:{lineno}: run {run_id} already has metrics from {where[run_id]}"
                 )
-            values: dict[str, Any] = {}
+            values: _Metrics = {}
             for column, cell in record.items():
                 if column == "run_id":
                     continue
@@ -331,7 +343,7 @@ def _match(key: str, run_ids: list[str], where: str) -> str:
     return candidates[0]
 
 
-def _metric_value(cell: str, column: str, where: str) -> Any:
+def _metric_value(cell: str, column: str, where: str) -> float | str | None:
     if cell == "":
         return None
     try:
@@ -348,7 +360,7 @@ def _metric_value(cell: str, column: str, where: str) -> Any:
 def _runs(
     files: dict[str, tuple[str, Path]],
     recordings: dict[str, EnergiBridgeRecording],
-    joined: dict[str, dict[str, Any]],
+    joined: dict[str, _Metrics],
 ) -> tuple[list[RunRecord], list[str]]:
     # Execution order is the order the recordings started: drift over the session shows up
     # in the order column as it would for greenprec's own runs.
@@ -373,7 +385,7 @@ def _runs(
                 duration_s=recording.duration_s,
                 energy_j=recording.energy_j,
                 mean_power_w=_finite(recording.mean_power_w),
-                meter=METER,
+                meter=_METER,
                 estimated=False,
                 domains=dict(recording.domains),
                 counted_domains=list(recording.counted_domains),
@@ -403,7 +415,7 @@ def _experiment(
     runs: list[RunRecord],
     metric_files: list[str],
     warnings: list[str],
-) -> Any:
+) -> ExperimentRecord:
     counted = list(dict.fromkeys(d for r in recordings.values() for d in r.counted_domains))
     kinds = {tuple(r.counted_domains) for r in recordings.values()}
     if len(kinds) > 1:
@@ -420,7 +432,7 @@ def _experiment(
     policies = [g.name for g in groups]
     # counted_domains is an extra of MetersRecord here: the domains the files themselves count.
     meters = MetersRecord.model_validate(
-        {"requested": [METER], "used": [METER], "estimated": False, "counted_domains": counted}
+        {"requested": [_METER], "used": [_METER], "estimated": False, "counted_domains": counted}
     )
     return new_experiment_record(
         source=SOURCE,
@@ -455,7 +467,7 @@ def _write(
     out: Path,
     runs: list[RunRecord],
     recordings: dict[str, EnergiBridgeRecording],
-    experiment: Any,
+    experiment: ExperimentRecord,
 ) -> ResultsStore:
     parent = out.parent if str(out.parent) else Path(".")
     try:

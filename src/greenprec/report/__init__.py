@@ -11,7 +11,7 @@ the folder. matplotlib is imported only while figures are drawn.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from greenprec.report.build import Report, build_report
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["Report", "build_report"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # `import greenprec.report` must stay light; pandas and scipy wait until
     # a report is actually built.
     if name in __all__:

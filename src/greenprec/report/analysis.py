@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import numpy as np
 
 from greenprec import stats
 from greenprec.errors import ConfigError
+from greenprec.report._json import JsonObject
 from greenprec.report.data import Excluded, ExperimentData, Row, numeric
 from greenprec.report.decisions import (
     Decision,
@@ -40,17 +41,42 @@ from greenprec.report.equivalence import (
 from greenprec.report.state import MachineStates, Stopping, Target, machine_states, stopping
 from greenprec.report.state import targets as energy_to_targets
 from greenprec.results import NodeInfo
+from greenprec.stats import FloatArray
+
+__all__ = [
+    "ACCURACY",
+    "ALPHA",
+    "BLOCKED_TEST",
+    "ENERGY",
+    "METRIC_BY_KEY",
+    "POWER",
+    "Analysis",
+    "Blocking",
+    "Drift",
+    "JsonObject",
+    "Metric",
+    "Outlier",
+    "OutlierInfo",
+    "Planning",
+    "PowerTrace",
+    "Prepared",
+    "accuracy_points",
+    "analyse",
+    "as_sesoi",
+    "finite",
+    "meters_used",
+    "prepare",
+    "removed_rows",
+    "simulated_used",
+]
 
 ENERGY = "energy_j"
 ACCURACY = "test_accuracy"
-OUTLIER_THRESHOLD = 3.0
+_OUTLIER_THRESHOLD = 3.0
 ALPHA = 0.05
 POWER = 0.8
 
-# What stats.json holds: JSON values, with NaN and infinity already None.
-Json: TypeAlias = bool | int | float | str | Sequence["Json"] | Mapping[str, "Json"] | None
-JsonObject: TypeAlias = dict[str, Json]
-FloatArray: TypeAlias = np.ndarray[Any, np.dtype[np.float64]]
+# What stats.json holds (JsonObject, from _json): JSON values, NaN and infinity already None.
 
 
 def finite(value: float | None) -> float | None:
@@ -72,7 +98,7 @@ class Metric:
     primary: stats.Primary = "log_ratio"
 
 
-METRICS: tuple[Metric, ...] = (
+_METRICS: tuple[Metric, ...] = (
     Metric("energy_j", "energy", "J", energy=True, always=True),
     Metric("net_energy_j", "net energy (above idle)", "J", energy=True, always=False),
     Metric("duration_s", "duration", "s", energy=False, always=True),
@@ -80,7 +106,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("test_accuracy", "test accuracy", "", energy=False, always=True, primary="difference"),
     Metric("test_loss", "test loss", "", energy=False, always=False, primary="difference"),
 )
-METRIC_BY_KEY = {metric.key: metric for metric in METRICS}
+METRIC_BY_KEY = {metric.key: metric for metric in _METRICS}
 
 
 # -- the meters -----------------------------------------------------------------------------------
@@ -102,7 +128,7 @@ def simulated_used(data: ExperimentData) -> list[str]:
     experiment.json's ``meters.simulated`` recorded when they measured.
 
     Folders that did not record it (written before 0.3, or by an importer) fall back to
-    asking the meters installed here (:func:`simulated_meters`): a plugin meter missing on
+    asking the meters installed here (:func:`_simulated_meters`): a plugin meter missing on
     this machine then reads as measured, which the recorded list does not.
     """
     used = meters_used(data)
@@ -111,10 +137,10 @@ def simulated_used(data: ExperimentData) -> list[str]:
     if isinstance(recorded, list):
         names = {str(name) for name in recorded}
         return [name for name in used if name in names]
-    return simulated_meters(used)  # not recorded: today's registry lookup
+    return _simulated_meters(used)  # not recorded: today's registry lookup
 
 
-def simulated_meters(names: Sequence[str]) -> list[str]:
+def _simulated_meters(names: Sequence[str]) -> list[str]:
     """Those of ``names`` that make their readings up (the ``mock``): their figures are not
     measurements, and the report must not call them measured.
 
@@ -243,7 +269,7 @@ class Prepared:
 
 
 def prepare(
-    data: ExperimentData, *, outliers: bool = True, threshold: float = OUTLIER_THRESHOLD
+    data: ExperimentData, *, outliers: bool = True, threshold: float = _OUTLIER_THRESHOLD
 ) -> Prepared:
     """Apply the study's rule: within each policy, drop runs whose energy has |z| > 3.
 
@@ -281,7 +307,7 @@ def accuracy_points(value: float | None, scale: str | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class GroupSummary:
+class _GroupSummary:
     """One policy's values of one metric: their description and their normality."""
 
     description: stats.Description
@@ -317,12 +343,12 @@ class GroupSummary:
 
 
 @dataclass(frozen=True)
-class MetricAnalysis:
-    """One metric: every policy's :class:`GroupSummary` and, when the data allow, every policy
+class _MetricAnalysis:
+    """One metric: every policy's :class:`_GroupSummary` and, when the data allow, every policy
     against the reference policy (:func:`stats.compare_policies`)."""
 
     metric: Metric
-    groups: dict[str, GroupSummary]
+    groups: dict[str, _GroupSummary]
     compared: stats.PolicyComparison | None = None
     reason: str | None = None  # why nothing was compared, when ``compared`` is None
 
@@ -361,9 +387,9 @@ def _metric(
     *,
     present: bool,
     alpha: float,
-) -> MetricAnalysis:
+) -> _MetricAnalysis:
     groups = {
-        policy: GroupSummary(
+        policy: _GroupSummary(
             stats.describe(array), stats.normality(array, alpha), prepared.removed_ids(policy)
         )
         for policy, array in values.items()
@@ -378,26 +404,26 @@ def _metric(
     else:
         reason = None
     if reason is not None:
-        return MetricAnalysis(metric, groups, reason=reason)
+        return _MetricAnalysis(metric, groups, reason=reason)
     compared = stats.compare_policies(
         values, prepared.data.baseline, alpha=alpha, primary=metric.primary
     )
-    return MetricAnalysis(metric, groups, compared=compared)
+    return _MetricAnalysis(metric, groups, compared=compared)
 
 
 # -- planning ------------------------------------------------------------------------------------
 
-PLANNED = ("cv_pct", "runs_needed_per_policy", "enough")
-SesoiSource = Literal["given", "experiment", "margin"]
-SESOI_HINT = "--sesoi energy_j=5%"
-NO_SESOI = (
+_PLANNED = ("cv_pct", "runs_needed_per_policy", "enough")
+_SesoiSource = Literal["given", "experiment", "margin"]
+_SESOI_HINT = "--sesoi energy_j=5%"
+_NO_SESOI = (
     "no smallest effect of interest was stated for energy (and it has no margin), and the "
     "observed change is not one: power computed from it only restates its p-value"
 )
 
 
 @dataclass(frozen=True)
-class PlanningItem:
+class _PlanningItem:
     """Runs per policy a fixed design needs for one energy comparison to detect the smallest
     effect of interest (``sesoi_pct``, % of the reference mean) with the planned power, at the
     pooled CV seen here (the pooled SD as a percentage of the reference mean; to first order
@@ -431,7 +457,7 @@ class PlanningItem:
 
 
 @dataclass(frozen=True)
-class MarginPlan:
+class _MarginPlan:
     """Runs per policy that would show a margin question's answer (equivalence, or
     non-inferiority) with the planned power if there were no true difference, at the pooled
     SD seen here: what is reachable, not what the observed difference would need."""
@@ -469,18 +495,18 @@ class Planning:
 
     alpha: float
     power: float
-    items: list[PlanningItem]
+    items: list[_PlanningItem]
     not_computed: dict[str, str]
     metric: str = ENERGY
     sesoi: stats.Margin | None = None
-    sesoi_source: SesoiSource | None = None
-    margins: list[MarginPlan] = field(default_factory=list)
+    sesoi_source: _SesoiSource | None = None
+    margins: list[_MarginPlan] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # sesoi given but not usable
 
     @property
     def basis(self) -> str:
         if self.sesoi is None:
-            return NO_SESOI
+            return _NO_SESOI
         return (
             f"the smallest effect of interest {self.sesoi.spec()} ({self.sesoi_source}) and the "
             "pooled CV observed; two-sided t-test"
@@ -520,7 +546,7 @@ def _energy_sesoi(
     given: Sequence[stats.Margin],
     experiment: Mapping[str, Any],
     margins: Mapping[str, MarginUse],
-) -> tuple[stats.Margin | None, SesoiSource | None, list[str]]:
+) -> tuple[stats.Margin | None, _SesoiSource | None, list[str]]:
     """Energy's smallest effect of interest: given, else the experiment's, else its margin."""
     problems: list[str] = []
     for margin in given:
@@ -546,7 +572,7 @@ def _energy_sesoi(
 
 
 def _planning(
-    energy: MetricAnalysis,
+    energy: _MetricAnalysis,
     *,
     alpha: float,
     power: float,
@@ -561,7 +587,7 @@ def _planning(
         missing["comparisons"] = energy.not_computed.get("comparisons", "nothing to compare")
     chosen, source, problems = _energy_sesoi(sesoi, experiment or {}, margins or {})
     plans = [
-        MarginPlan(
+        _MarginPlan(
             item.metric,
             item.a,
             item.b,
@@ -589,34 +615,34 @@ def _planning(
 
 def _plan(
     comparison: stats.CompareResult, sesoi: stats.Margin | None, alpha: float, power: float
-) -> PlanningItem:
+) -> _PlanningItem:
     reason = _planning_reason(comparison)
     if reason:
-        return PlanningItem(comparison, not_computed=dict.fromkeys(PLANNED, reason))
+        return _PlanningItem(comparison, not_computed=dict.fromkeys(_PLANNED, reason))
     n_a, n_b = comparison.n_a, comparison.n_b
     sd_a, sd_b, mean_a = comparison.sd_a, comparison.sd_b, comparison.mean_a
     assert sd_a is not None and sd_b is not None and mean_a  # _planning_reason
     pooled = math.sqrt(((n_a - 1) * sd_a**2 + (n_b - 1) * sd_b**2) / (n_a + n_b - 2))
     cv = 100.0 * pooled / abs(mean_a)
     if sesoi is None:
-        return PlanningItem(
-            comparison, finite(cv), not_computed=dict.fromkeys(PLANNED[1:], NO_SESOI)
+        return _PlanningItem(
+            comparison, finite(cv), not_computed=dict.fromkeys(_PLANNED[1:], _NO_SESOI)
         )
     if sesoi.unit == "pp":
         why = f"a smallest effect in pp ({sesoi.spec()}) is for an accuracy; give energy's in %"
-        return PlanningItem(comparison, finite(cv), not_computed=dict.fromkeys(PLANNED[1:], why))
+        return _PlanningItem(comparison, finite(cv), not_computed=dict.fromkeys(_PLANNED[1:], why))
     sesoi_pct = sesoi.value if sesoi.unit == "%" else 100.0 * sesoi.value / abs(mean_a)
     if cv == 0.0:
-        return PlanningItem(
+        return _PlanningItem(
             comparison,
             cv,
             sesoi_pct,
-            not_computed=dict.fromkeys(PLANNED[1:], "zero variance"),
+            not_computed=dict.fromkeys(_PLANNED[1:], "zero variance"),
         )
     try:
         needed = stats.runs_needed(cv, sesoi_pct, alpha, power)
     except ConfigError as error:
-        return PlanningItem(
+        return _PlanningItem(
             comparison,
             finite(cv),
             sesoi_pct,
@@ -624,7 +650,7 @@ def _plan(
             enough=False,
             not_computed={"runs_needed_per_policy": str(error)},
         )
-    return PlanningItem(comparison, finite(cv), sesoi_pct, int(needed), min(n_a, n_b) >= needed)
+    return _PlanningItem(comparison, finite(cv), sesoi_pct, int(needed), min(n_a, n_b) >= needed)
 
 
 def _planning_reason(comparison: stats.CompareResult) -> str | None:
@@ -640,13 +666,13 @@ def _planning_reason(comparison: stats.CompareResult) -> str | None:
 # -- runs from several hosts ----------------------------------------------------------------------
 
 BLOCKED_TEST: Literal["host_blocked_log_ratio"] = "host_blocked_log_ratio"
-BLOCKED_MODEL = "log(energy_j) ~ policy + host"
-BLOCKED_REASON = (
+_BLOCKED_MODEL = "log(energy_j) ~ policy + host"
+_BLOCKED_REASON = (
     "the runs came from several hosts: OLS of log(energy_j) on the policy with one fixed "
     "effect per host compares energy within hosts; the relative-change CI inverts the same "
     "t-test, so p < alpha exactly when the CI excludes 0"
 )
-UNKNOWN_HARDWARE = "unknown"
+_UNKNOWN_HARDWARE = "unknown"
 # The CompareResult fields the host-blocked test replaces, and the field of
 # stats.BlockedLogRatio each one comes from.
 _PRIMARY_FROM_BLOCKED = {
@@ -659,7 +685,7 @@ _PRIMARY_FROM_BLOCKED = {
 }
 
 
-def host_of(row: Row) -> str | None:
+def _host_of(row: Row) -> str | None:
     """The host that ran a run, or None when its record does not say."""
     host = row.get("host")
     if host is None or (isinstance(host, str) and not host.strip()):
@@ -668,7 +694,7 @@ def host_of(row: Row) -> str | None:
 
 
 @dataclass(frozen=True)
-class HostPolicy:
+class _HostPolicy:
     """One policy's runs on one host: how many, their mean energy and power, and (for a policy
     other than the reference) the change of its mean energy against the reference's on the
     same host."""
@@ -688,17 +714,17 @@ class HostPolicy:
 
 
 @dataclass(frozen=True)
-class HostSummary:
+class _HostSummary:
     """A host's hardware and its runs used, per policy."""
 
     host: str
     node: NodeInfo | None
-    policies: dict[str, HostPolicy]
+    policies: dict[str, _HostPolicy]
 
     @property
     def hardware(self) -> str:
         """The host's CPU and GPUs in one line (NodeInfo.describe), or "unknown"."""
-        return self.node.describe() if self.node is not None else UNKNOWN_HARDWARE
+        return self.node.describe() if self.node is not None else _UNKNOWN_HARDWARE
 
     @property
     def n(self) -> int:
@@ -715,7 +741,7 @@ class HostSummary:
 
 
 @dataclass(frozen=True)
-class LeftOutRun:
+class _LeftOutRun:
     """A run used elsewhere in the report that one host-blocked comparison cannot use: its host
     ran only one of the two policies, or it has no host."""
 
@@ -742,14 +768,14 @@ class LeftOutRun:
 
 
 @dataclass(frozen=True)
-class BlockedComparison:
+class _BlockedComparison:
     """One policy against the reference within hosts (:func:`stats.blocked_log_ratio`), and
     the unpaired Welch comparison of the same runs, which ignores the hosts."""
 
     test: stats.BlockedLogRatio
     unpaired: stats.CompareResult
     holm_p: float | None
-    left_out: list[LeftOutRun]
+    left_out: list[_LeftOutRun]
     # the host × policy interaction of log energy (per-host changes and its F-test)
     interaction: stats.BlockInteraction | None = None
 
@@ -783,7 +809,7 @@ class BlockedComparison:
         }
 
     def to_json_dict(self) -> JsonObject:
-        out: JsonObject = {"test": BLOCKED_TEST, "model": BLOCKED_MODEL}
+        out: JsonObject = {"test": BLOCKED_TEST, "model": _BLOCKED_MODEL}
         out.update(self.test.to_dict())
         out["n_hosts"] = self.test.n_blocks
         out["holm_p"] = finite(self.holm_p)
@@ -804,13 +830,13 @@ class BlockedComparison:
 class Blocking:
     """Runs from more than one host: each host is a block, energy is compared within hosts."""
 
-    hosts: list[HostSummary]
-    comparisons: list[BlockedComparison]
+    hosts: list[_HostSummary]
+    comparisons: list[_BlockedComparison]
     exclusive: bool | None  # experiment.json config.slurm.exclusive, when recorded
     by: str = "host"
 
     @property
-    def left_out(self) -> list[LeftOutRun]:
+    def left_out(self) -> list[_LeftOutRun]:
         return [run for c in self.comparisons for run in c.left_out]
 
     @property
@@ -820,13 +846,13 @@ class Blocking:
             return True
         return len({h.node.hardware() for h in self.hosts if h.node is not None}) > 1
 
-    def against(self, policy: str) -> BlockedComparison | None:
+    def against(self, policy: str) -> _BlockedComparison | None:
         return next((c for c in self.comparisons if c.b == policy), None)
 
     def to_json_dict(self) -> JsonObject:
         return {
             "by": self.by,
-            "model": BLOCKED_MODEL,
+            "model": _BLOCKED_MODEL,
             "hosts": [host.to_json_dict() for host in self.hosts],
             "hardware_differs": self.hardware_differs,
             "exclusive": self.exclusive,
@@ -841,11 +867,11 @@ def _mean(rows: Sequence[Row], key: str) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def _host_summaries(prepared: Prepared, reference: str | None) -> list[HostSummary]:
+def _host_summaries(prepared: Prepared, reference: str | None) -> list[_HostSummary]:
     data = prepared.data
     by_host: dict[str, list[Row]] = {}
     for row in prepared.kept:
-        host = host_of(row)
+        host = _host_of(row)
         if host is not None:
             by_host.setdefault(host, []).append(row)
     out = []
@@ -857,7 +883,7 @@ def _host_summaries(prepared: Prepared, reference: str | None) -> list[HostSumma
         )
         mine = [r for r in rows if str(r["policy"]) == reference]
         reference_mean = _mean(mine, ENERGY)
-        policies: dict[str, HostPolicy] = {}
+        policies: dict[str, _HostPolicy] = {}
         for policy in data.policies:
             runs = [r for r in rows if str(r["policy"]) == policy]
             if not runs:
@@ -866,16 +892,16 @@ def _host_summaries(prepared: Prepared, reference: str | None) -> list[HostSumma
             change = None
             if policy != reference and mean_energy is not None and reference_mean:
                 change = 100.0 * (mean_energy / reference_mean - 1.0)
-            policies[policy] = HostPolicy(
+            policies[policy] = _HostPolicy(
                 len(runs), mean_energy, _mean(runs, "mean_power_w"), change
             )
-        out.append(HostSummary(host, node, policies))
+        out.append(_HostSummary(host, node, policies))
     return out
 
 
 def _blocked(
     prepared: Prepared, comparison: stats.CompareResult, alpha: float
-) -> tuple[stats.BlockedLogRatio, list[LeftOutRun]]:
+) -> tuple[stats.BlockedLogRatio, list[_LeftOutRun]]:
     a, b = comparison.a, comparison.b
     groups = prepared.kept_by_policy()
     rows_a, rows_b = groups.get(a, []), groups.get(b, [])
@@ -884,15 +910,15 @@ def _blocked(
     )
     alone = set(test.blocks_left_out)
     left_out = [
-        LeftOutRun(str(r["run_id"]), str(r["policy"]), host_of(r), a, b)
+        _LeftOutRun(str(r["run_id"]), str(r["policy"]), _host_of(r), a, b)
         for r in [*rows_a, *rows_b]
-        if host_of(r) is None or host_of(r) in alone
+        if _host_of(r) is None or _host_of(r) in alone
     ]
     return test, left_out
 
 
 def _with_blocked_primary(
-    comparison: stats.CompareResult, blocked: BlockedComparison
+    comparison: stats.CompareResult, blocked: _BlockedComparison
 ) -> stats.CompareResult:
     """The energy comparison with the host-blocked test as its primary test (and interval)."""
     test = blocked.test
@@ -907,25 +933,27 @@ def _with_blocked_primary(
         comparison,
         **values,
         primary_test=BLOCKED_TEST,
-        primary_reason=BLOCKED_REASON,
+        primary_reason=_BLOCKED_REASON,
         holm_p=blocked.holm_p,
         not_computed=missing,
     )
 
 
 def _blocking(
-    prepared: Prepared, energy: MetricAnalysis, alpha: float
-) -> tuple[Blocking, MetricAnalysis] | None:
+    prepared: Prepared, energy: _MetricAnalysis, alpha: float
+) -> tuple[Blocking, _MetricAnalysis] | None:
     """The host-blocked analysis when the runs used come from more than one host, and the
     energy analysis with it as the primary test; None for one host (nothing changes)."""
-    hosts = {host_of(row) for row in prepared.kept} - {None}
+    hosts = {_host_of(row) for row in prepared.kept} - {None}
     if len(hosts) < 2:
         return None
     reference = prepared.data.baseline
     tests = [_blocked(prepared, c, alpha) for c in energy.comparisons]
     adjusted = stats.holm([test.p for test, _ in tests])
     comparisons = [
-        BlockedComparison(test, unpaired, holm_p, left_out, _interaction(prepared, unpaired, alpha))
+        _BlockedComparison(
+            test, unpaired, holm_p, left_out, _interaction(prepared, unpaired, alpha)
+        )
         for (test, left_out), unpaired, holm_p in zip(
             tests, energy.comparisons, adjusted, strict=True
         )
@@ -964,19 +992,19 @@ def _energy_by_host(
 ) -> tuple[FloatArray, FloatArray, list[str | None], list[str | None]]:
     """The energies and hosts of the runs that name their host, for the host-blocked fits
     (``values_a, values_b, blocks_a, blocks_b``); runs without one cannot be blocked."""
-    named_a = [r for r in rows_a if host_of(r) is not None]
-    named_b = [r for r in rows_b if host_of(r) is not None]
+    named_a = [r for r in rows_a if _host_of(r) is not None]
+    named_b = [r for r in rows_b if _host_of(r) is not None]
     return (
         numeric(named_a, ENERGY),
         numeric(named_b, ENERGY),
-        [host_of(r) for r in named_a],
-        [host_of(r) for r in named_b],
+        [_host_of(r) for r in named_a],
+        [_host_of(r) for r in named_b],
     )
 
 
 # -- drift over the run order --------------------------------------------------------------------
 
-ORDER = "order"  # runs.csv: the run's position in the schedule (1, 2, ...)
+_ORDER = "order"  # runs.csv: the run's position in the schedule (1, 2, ...)
 
 
 @dataclass(frozen=True)
@@ -1018,14 +1046,14 @@ class Drift:
 
 def _drift(prepared: Prepared, several_hosts: bool, alpha: float) -> Drift | None:
     """The drift check on the runs used; None when no run used has an energy."""
-    rows = [row for row in prepared.kept if finite(_number_or_none(row.get(ORDER))) is not None]
+    rows = [row for row in prepared.kept if finite(_number_or_none(row.get(_ORDER))) is not None]
     if not rows:
         return None
     within = "policy and host" if several_hosts else "policy"
     groups = [
-        (str(row["policy"]), host_of(row)) if several_hosts else str(row["policy"]) for row in rows
+        (str(row["policy"]), _host_of(row)) if several_hosts else str(row["policy"]) for row in rows
     ]
-    order = numeric(rows, ORDER)
+    order = numeric(rows, _ORDER)
     test = stats.run_order_trend(numeric(rows, ENERGY), order, groups, alpha=alpha)
     used = order[np.isfinite(numeric(rows, ENERGY))]
     first = int(used.min()) if used.size else None
@@ -1044,7 +1072,7 @@ def _number_or_none(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
-class SensitivityItem:
+class _SensitivityItem:
     """One question of the verdict, as decided with the outliers removed and with them kept."""
 
     metric: str
@@ -1078,13 +1106,13 @@ class SensitivityItem:
 
 
 @dataclass(frozen=True)
-class OutlierSensitivity:
+class _OutlierSensitivity:
     """The verdict's questions decided again with the runs the outlier rule picks kept (when
     the report removed them) or removed (when ``--no-outliers`` kept them)."""
 
     applied: bool  # the report removed the outliers (the alternative keeps them)
     run_ids: list[str]
-    items: list[SensitivityItem]
+    items: list[_SensitivityItem]
 
     @property
     def changed(self) -> bool:
@@ -1102,7 +1130,7 @@ class OutlierSensitivity:
 
 def _outlier_sensitivity(
     analysis: Analysis, power: float, margins: Iterable[stats.Margin | str] | None
-) -> OutlierSensitivity | None:
+) -> _OutlierSensitivity | None:
     """Decide every question again with the flagged runs treated the other way."""
     outliers = analysis.prepared.outliers
     if not outliers.flagged:
@@ -1123,7 +1151,7 @@ def _outlier_sensitivity(
         mine, theirs = q.primary_p(), alternative.question.primary_p()
         removed, kept = (decision, alternative) if outliers.applied else (alternative, decision)
         items.append(
-            SensitivityItem(
+            _SensitivityItem(
                 metric=q.metric,
                 label=q.label,
                 policy=q.policy,
@@ -1136,7 +1164,7 @@ def _outlier_sensitivity(
                 outcome_kept=kept.outcome,
             )
         )
-    return OutlierSensitivity(
+    return _OutlierSensitivity(
         applied=outliers.applied,
         run_ids=[o.run_id for o in outliers.flagged],
         items=items,
@@ -1147,7 +1175,7 @@ def _outlier_sensitivity(
 
 
 @dataclass(frozen=True)
-class RunCounts:
+class _RunCounts:
     """How many runs the folder holds, and what became of them."""
 
     total: int
@@ -1162,7 +1190,7 @@ class RunCounts:
 
 
 @dataclass(frozen=True)
-class FailedRun:
+class _FailedRun:
     run_id: str
     policy: str
     error: str | None
@@ -1178,11 +1206,11 @@ class Analysis:
 
     prepared: Prepared
     alpha: float
-    metrics: dict[str, MetricAnalysis]
+    metrics: dict[str, _MetricAnalysis]
     planning: Planning
-    runs: RunCounts
+    runs: _RunCounts
     excluded: list[Excluded]
-    failed: list[FailedRun]
+    failed: list[_FailedRun]
     blocking: Blocking | None = None  # runs from more than one host
     # Each metric with a margin (test accuracy always), and its comparisons' equivalence tests
     margins: dict[str, MarginUse] = field(default_factory=dict)
@@ -1195,7 +1223,7 @@ class Analysis:
     family: Family = field(default_factory=lambda: Family(ALPHA, []))
     drift: Drift | None = None  # a trend of energy over the run order
     # the verdict with the outliers treated the other way (kept when removed)
-    outlier_sensitivity: OutlierSensitivity | None = None
+    outlier_sensitivity: _OutlierSensitivity | None = None
 
     def equivalence_of(self, metric: str, policy: str) -> EquivalenceItem | None:
         """The equivalence (or non-inferiority) test of ``policy`` on ``metric``, if any."""
@@ -1210,7 +1238,7 @@ class Analysis:
         return self.prepared.outliers
 
     @property
-    def energy(self) -> MetricAnalysis:
+    def energy(self) -> _MetricAnalysis:
         return self.metrics[ENERGY]
 
     @property
@@ -1301,51 +1329,12 @@ def analyse(
     """
     data = prepared.data
     groups = prepared.kept_by_policy()
-    metrics: dict[str, MetricAnalysis] = {}
-    for metric in METRICS:
-        values = {policy: numeric(rows, metric.key) for policy, rows in groups.items()}
-        present = any(np.isfinite(v).any() for v in values.values())
-        if not present and not metric.always:
-            continue
-        metrics[metric.key] = _metric(metric, values, prepared, present=present, alpha=alpha)
-    blocked = _blocking(prepared, metrics[ENERGY], alpha)
-    blocking = None
-    if blocked is not None:
-        blocking, metrics[ENERGY] = blocked
+    metrics, blocking = _metrics_and_blocking(prepared, groups, alpha)
     excluded = prepared.excluded()
-    used_margins, margin_problems = resolve_margins(
-        as_margins(margins), data.experiment, bool(metrics[ACCURACY].comparisons)
+    used_margins, margin_problems = _bound_margins(prepared, groups, margins, metrics)
+    equivalence = _equivalence(
+        prepared, groups, metrics, used_margins, margin_problems, alpha=alpha, power=power
     )
-    # Each margin knows its value in its metric's units, so that it describes itself fully.
-    reference_rows = groups.get(data.baseline, []) if data.baseline is not None else []
-    used_margins = {
-        key: use.bound(
-            data.baseline,
-            numeric(reference_rows, key),
-            prepared.accuracy_scale if key == ACCURACY else None,
-        )
-        for key, use in used_margins.items()
-    }
-    equivalence: dict[str, list[EquivalenceItem]] = {}
-    for key, use in used_margins.items():
-        analysed = metrics.get(key)
-        if analysed is None:
-            margin_problems.append(
-                f"margin {use.margin.spec()} is not used: the report has no metric {key}"
-            )
-            continue
-        equivalence[key] = [
-            equivalence_item(
-                c,
-                use,
-                numeric(groups.get(c.a, []), key),
-                numeric(groups.get(c.b, []), key),
-                scale=prepared.accuracy_scale if key == ACCURACY else None,
-                alpha=alpha,
-                power=power,
-            )
-            for c in analysed.comparisons
-        ]
     family = decide(_questions(metrics, equivalence, blocking, prepared.accuracy_scale), alpha)
     stopped = stopping(data)
     if stopped is not None and stopped.final_answers:
@@ -1370,23 +1359,9 @@ def analyse(
             margins=used_margins,
             equivalence=equivalence,
         ),
-        runs=RunCounts(
-            total=len(data.rows) + data.unreadable,
-            done=len(data.done),
-            used=len(prepared.kept),
-            failed=len(data.failed),
-            unfinished=len(data.unfinished),
-            excluded=sum(1 for e in excluded if e.column is None),
-        ),
+        runs=_run_counts(prepared, excluded),
         excluded=excluded,
-        failed=[
-            FailedRun(
-                str(row["run_id"]),
-                str(row["policy"]),
-                None if row.get("error") is None else str(row["error"]),
-            )
-            for row in data.failed
-        ],
+        failed=_failed_runs(data),
         blocking=blocking,
         margins=used_margins,
         equivalence=equivalence,
@@ -1406,11 +1381,112 @@ def analyse(
     return analysis
 
 
+def _metrics_and_blocking(
+    prepared: Prepared, groups: Mapping[str, list[Row]], alpha: float
+) -> tuple[dict[str, _MetricAnalysis], Blocking | None]:
+    """Every metric the runs have (and those always reported), with energy's primary test
+    blocked by host where the runs ran on several hosts."""
+    metrics: dict[str, _MetricAnalysis] = {}
+    for metric in _METRICS:
+        values = {policy: numeric(rows, metric.key) for policy, rows in groups.items()}
+        present = any(np.isfinite(v).any() for v in values.values())
+        if not present and not metric.always:
+            continue
+        metrics[metric.key] = _metric(metric, values, prepared, present=present, alpha=alpha)
+    blocked = _blocking(prepared, metrics[ENERGY], alpha)
+    if blocked is None:
+        return metrics, None
+    blocking, metrics[ENERGY] = blocked
+    return metrics, blocking
+
+
+def _bound_margins(
+    prepared: Prepared,
+    groups: Mapping[str, list[Row]],
+    margins: Iterable[stats.Margin | str] | None,
+    metrics: Mapping[str, _MetricAnalysis],
+) -> tuple[dict[str, MarginUse], list[str]]:
+    """The margins in use, each bound to its value in its metric's units, and the problems."""
+    data = prepared.data
+    used_margins, margin_problems = resolve_margins(
+        as_margins(margins), data.experiment, bool(metrics[ACCURACY].comparisons)
+    )
+    # Each margin knows its value in its metric's units, so that it describes itself fully.
+    reference_rows = groups.get(data.baseline, []) if data.baseline is not None else []
+    bound = {
+        key: use.bound(
+            data.baseline,
+            numeric(reference_rows, key),
+            prepared.accuracy_scale if key == ACCURACY else None,
+        )
+        for key, use in used_margins.items()
+    }
+    return bound, margin_problems
+
+
+def _equivalence(
+    prepared: Prepared,
+    groups: Mapping[str, list[Row]],
+    metrics: Mapping[str, _MetricAnalysis],
+    used_margins: Mapping[str, MarginUse],
+    margin_problems: list[str],
+    *,
+    alpha: float,
+    power: float,
+) -> dict[str, list[EquivalenceItem]]:
+    """Each comparison's equivalence test, for every metric with a margin; a margin whose
+    metric the report lacks goes into ``margin_problems``."""
+    equivalence: dict[str, list[EquivalenceItem]] = {}
+    for key, use in used_margins.items():
+        analysed = metrics.get(key)
+        if analysed is None:
+            margin_problems.append(
+                f"margin {use.margin.spec()} is not used: the report has no metric {key}"
+            )
+            continue
+        equivalence[key] = [
+            equivalence_item(
+                c,
+                use,
+                numeric(groups.get(c.a, []), key),
+                numeric(groups.get(c.b, []), key),
+                scale=prepared.accuracy_scale if key == ACCURACY else None,
+                alpha=alpha,
+                power=power,
+            )
+            for c in analysed.comparisons
+        ]
+    return equivalence
+
+
+def _run_counts(prepared: Prepared, excluded: Sequence[Excluded]) -> _RunCounts:
+    data = prepared.data
+    return _RunCounts(
+        total=len(data.rows) + data.unreadable,
+        done=len(data.done),
+        used=len(prepared.kept),
+        failed=len(data.failed),
+        unfinished=len(data.unfinished),
+        excluded=sum(1 for e in excluded if e.column is None),
+    )
+
+
+def _failed_runs(data: ExperimentData) -> list[_FailedRun]:
+    return [
+        _FailedRun(
+            str(row["run_id"]),
+            str(row["policy"]),
+            None if row.get("error") is None else str(row["error"]),
+        )
+        for row in data.failed
+    ]
+
+
 # -- the questions the verdict decides ----------------------------------------------------------
 
 
 def _questions(
-    metrics: Mapping[str, MetricAnalysis],
+    metrics: Mapping[str, _MetricAnalysis],
     equivalence: Mapping[str, list[EquivalenceItem]],
     blocking: Blocking | None,
     scale: Literal["fraction", "percent"] | None,
@@ -1435,7 +1511,7 @@ def _label_of(key: str) -> str:
     return metric.label if metric is not None else key
 
 
-def _energy_question(c: stats.CompareResult, blocked: BlockedComparison | None) -> Question:
+def _energy_question(c: stats.CompareResult, blocked: _BlockedComparison | None) -> Question:
     common = {
         "metric": ENERGY,
         "label": "energy",

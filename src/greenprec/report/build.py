@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,7 +32,17 @@ from greenprec.report.equivalence import as_margins
 from greenprec.report.figures import FigureFile, make_figures
 from greenprec.results.files import write_atomic
 
-BIN_S = 0.5
+if TYPE_CHECKING:
+    from rich.table import Table as RichTable
+
+__all__ = [
+    "Report",
+    "build_report",
+    "power_traces",
+    "stats_json",
+]
+
+_BIN_S = 0.5
 
 
 @dataclass
@@ -77,7 +87,7 @@ class Report:
         when the folder holds runs the analysis did not use."""
         return list(self.prose.verdict)
 
-    def summary_table(self) -> Any:
+    def summary_table(self) -> RichTable:
         """The per-policy summary as a rich Table, for the terminal."""
         from rich.table import Table
 
@@ -205,18 +215,18 @@ def power_traces(
                 unreadable[run_id] = str(error)
                 continue
             counted = data.counted_by_run.get(run_id)
-            per_run = stats.binned_power(samples, BIN_S, domains=counted)
+            per_run = stats.binned_power(samples, _BIN_S, domains=counted)
             if len(samples) and not len(per_run):
                 no_counted[run_id] = counted
             if len(per_run) > 1:
-                # The run ends inside its last bin: that bin holds less than BIN_S of the run,
+                # The run ends inside its last bin: that bin holds less than _BIN_S of the run,
                 # often one short interval up to the exit reading, and every trace dipped
                 # there. A run of a single bin keeps it: it is all there is of the run.
                 per_run = per_run.iloc[:-1]
             if len(per_run):
                 binned.append(per_run[["t_s", "power_w"]])
-        # Bins are already BIN_S wide, so re-binning inside mean_power_trace is the identity.
-        traces[policy] = stats.mean_power_trace(binned, BIN_S)
+        # Bins are already _BIN_S wide, so re-binning inside mean_power_trace is the identity.
+        traces[policy] = stats.mean_power_trace(binned, _BIN_S)
         runs[policy] = len(binned)
-    trace = PowerTrace(BIN_S, data.counted_domains, runs, missing, unreadable, no_counted)
+    trace = PowerTrace(_BIN_S, data.counted_domains, runs, missing, unreadable, no_counted)
     return traces, trace

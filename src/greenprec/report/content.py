@@ -27,6 +27,13 @@ from greenprec.report.decisions import phrase
 from greenprec.report.figures import FigureFile
 from greenprec.report.prose import Prose
 
+__all__ = [
+    "Content",
+    "Table",
+    "build_content",
+    "summary_table",
+]
+
 
 @dataclass(frozen=True)
 class Table:
@@ -130,7 +137,7 @@ def _comparisons(analysis: Analysis) -> list[tuple[str, stats.CompareResult, boo
     ]
 
 
-def tests_table(analysis: Analysis) -> Table:
+def _tests_table(analysis: Analysis) -> Table:
     """Every policy against the reference, for every metric: the metric's primary test with
     the interval that inverts it, Student's t and Mann–Whitney U beside it (unadjusted; the
     verdict's decisions are adjusted over the family)."""
@@ -199,7 +206,7 @@ def _robustness(c: stats.CompareResult) -> str:
     return text
 
 
-def effects_table(analysis: Analysis) -> Table:
+def _effects_table(analysis: Analysis) -> Table:
     """Means and standardised effect sizes (Cohen's d with its CI, Hedges' g)."""
     estimated = analysis.estimated
     scale = analysis.accuracy_scale
@@ -252,7 +259,7 @@ def _t(statistic: float | None, p: float | None) -> str:
     return f"{fmt.stat(statistic)} ({fmt.pvalue(p)})"
 
 
-def hosts_table(analysis: Analysis) -> Table | None:
+def _hosts_table(analysis: Analysis) -> Table | None:
     """Runs from several hosts: per host and policy, the runs used, their mean energy and
     power, and the change of mean energy against the reference on the same host."""
     blocking = analysis.blocking
@@ -287,7 +294,7 @@ def hosts_table(analysis: Analysis) -> Table | None:
     return Table(headers, rows, frozenset(range(3, 7)))
 
 
-def hosts_comparisons_table(analysis: Analysis) -> Table | None:
+def _hosts_comparisons_table(analysis: Analysis) -> Table | None:
     """Each energy comparison within hosts (the primary test) beside the unpaired one."""
     blocking = analysis.blocking
     if blocking is None:
@@ -348,7 +355,7 @@ _VARIANCE_WORDS = {
 }
 
 
-def hosts_left_out_lines(analysis: Analysis) -> list[str]:
+def _hosts_left_out_lines(analysis: Analysis) -> list[str]:
     """Every run a host-blocked comparison leaves out, with its host and why."""
     blocking = analysis.blocking
     if blocking is None:
@@ -359,7 +366,7 @@ def hosts_left_out_lines(analysis: Analysis) -> list[str]:
     ]
 
 
-def equivalence_table(analysis: Analysis) -> Table | None:
+def _equivalence_table(analysis: Analysis) -> Table | None:
     """Every question with a margin: the margin, the difference with the interval its decision
     was made at (Holm-adjusted over the family), the test's p (raw and adjusted) and the
     decision."""
@@ -401,7 +408,7 @@ def equivalence_table(analysis: Analysis) -> Table | None:
     return Table(headers, rows, frozenset({3, 4}))
 
 
-def looks_table(analysis: Analysis) -> Table | None:
+def _looks_table(analysis: Analysis) -> Table | None:
     """An adaptive experiment's looks: runs per policy, alpha spent, the nominal level of a
     difference question, and each question's answer (a carried answer with the level and
     interval it was settled at)."""
@@ -425,7 +432,7 @@ def looks_table(analysis: Analysis) -> Table | None:
     return Table(headers, rows, frozenset({0, 1, 2, 3, 4}))
 
 
-def machine_table(analysis: Analysis) -> Table | None:
+def _machine_table(analysis: Analysis) -> Table | None:
     """Per run: the machine's state as it started, and the idle power just before it."""
     machine = analysis.machine
     if machine is None or not machine.runs:
@@ -466,7 +473,7 @@ def machine_table(analysis: Analysis) -> Table | None:
     return Table(headers, rows, frozenset({2, 3, 4, 5, 6, 8}))
 
 
-def targets_table(analysis: Analysis) -> Table | None:
+def _targets_table(analysis: Analysis) -> Table | None:
     """Per target and policy: runs that reached it, mean energy and epoch to it."""
     if not analysis.targets:
         return None
@@ -497,7 +504,7 @@ def targets_table(analysis: Analysis) -> Table | None:
     return Table(headers, rows, frozenset({2, 3, 4}))
 
 
-def groups_table(analysis: Analysis) -> Table:
+def _groups_table(analysis: Analysis) -> Table:
     """Per metric and policy: spread and normality (a description; they choose no test)."""
     estimated = analysis.estimated
     scale = analysis.accuracy_scale
@@ -521,7 +528,7 @@ def groups_table(analysis: Analysis) -> Table:
     return Table(headers, rows, frozenset(range(2, 8)))
 
 
-def not_used_lines(analysis: Analysis) -> list[str]:
+def _not_used_lines(analysis: Analysis) -> list[str]:
     """Every row of runs.csv the analysis does not use: line, run id and reason."""
     rows = [e for e in analysis.excluded if e.column is None]
     if not rows:
@@ -533,23 +540,43 @@ def not_used_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
-def not_used_value_lines(analysis: Analysis) -> list[str]:
+def _not_used_value_lines(analysis: Analysis) -> list[str]:
     """Single values of runs.csv left out of a used run (or of a refused column)."""
     values = [e for e in analysis.excluded if e.column is not None]
     return [f"{e.place}, run {e.run_id}, {e.column}: {e.reason}" for e in values]
 
 
-def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
+def _environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
+    """The environment section: where the results are, the meter, the configuration, the
+    hardware, precision support and software versions, as (name, value) pairs."""
     experiment = data.experiment
-    config = experiment.get("config") if isinstance(experiment.get("config"), dict) else {}
-    assert isinstance(config, dict)
-    host = experiment.get("host") if isinstance(experiment.get("host"), dict) else {}
-    assert isinstance(host, dict)
-    versions = experiment.get("versions") if isinstance(experiment.get("versions"), dict) else {}
-    assert isinstance(versions, dict)
+    config = _section(experiment, "config")
+    host = _section(experiment, "host")
+    versions = _section(experiment, "versions")
     out: list[tuple[str, str]] = [("results folder", str(data.path))]
     source = experiment.get("source") or config.get("source")
     out.append(("source", str(source) if source else "greenprec compare"))
+    out.extend(_meter_lines(data))
+    out.extend(_config_lines(config))
+    out.extend(_host_lines(host, imported=bool(source)))
+    out.extend(_precision_support_lines(experiment.get("precision_support")))
+    software = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    if software:
+        out.append(("software", software))
+    for key, name in (("created_at", "created"), ("status", "status")):
+        if experiment.get(key):
+            out.append((name, str(experiment[key])))
+    return out
+
+
+def _section(experiment: Mapping[str, object], key: str) -> dict[str, object]:
+    """One table of experiment.json (config, host, versions); empty where it is not one."""
+    value = experiment.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _meter_lines(data: ExperimentData) -> list[tuple[str, str]]:
+    """The meter, whether it measured, estimated or simulated, and the domains counted."""
     used = meters_used(data)
     simulated = simulated_used(data)
     if simulated:
@@ -560,10 +587,15 @@ def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
         kind = "ESTIMATED (not measured)"
     else:
         kind = "measured"
-    out.append(("meter", f"{', '.join(used) or 'unknown'} — {kind}"))
+    out = [("meter", f"{', '.join(used) or 'unknown'} — {kind}")]
     counted = data.counted_domains
     if counted:
         out.append(("counted domains", f"{', '.join(counted)} ({data.counted_source})"))
+    return out
+
+
+def _config_lines(config: Mapping[str, object]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     for key, name in (
         ("workload", "workload"),
         ("runs", "runs per policy (configured)"),
@@ -577,10 +609,14 @@ def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
         value = config.get(key)
         if value not in (None, ""):
             out.append((name, f"{value:.4g}" if isinstance(value, float) else str(value)))
-    if config.get("params"):
-        out.append(
-            ("workload parameters", ", ".join(f"{k}={v}" for k, v in config["params"].items()))
-        )
+    params = config.get("params")
+    if isinstance(params, dict) and params:
+        out.append(("workload parameters", ", ".join(f"{k}={v}" for k, v in params.items())))
+    return out
+
+
+def _host_lines(host: Mapping[str, object], *, imported: bool) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     for key, name in (
         ("cpu_model", "CPU"),
         ("logical_cpus", "logical CPUs"),
@@ -598,32 +634,30 @@ def environment_lines(data: ExperimentData) -> list[tuple[str, str]]:
         out.append(("GPUs", "none found"))
     if not host:
         out.append(
-            ("hardware", "not recorded (imported files do not say)" if source else "not recorded")
+            ("hardware", "not recorded (imported files do not say)" if imported else "not recorded")
         )
-    support = experiment.get("precision_support")
-    if isinstance(support, dict) and support.get("device"):
-        verdicts = []
-        for key, label in (("fp16", "float16"), ("bf16", "bfloat16")):
-            item = support.get(key)
-            if isinstance(item, dict):
-                state = "native" if item.get("native") else "EMULATED"
-                verdicts.append(f"{label} {state} ({item.get('reason', '')})")
-        out.append(
-            (
-                "precision support",
-                f"{support['device']} {support.get('name', '')}: " + "; ".join(verdicts),
-            )
-        )
-    software = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-    if software:
-        out.append(("software", software))
-    for key, name in (("created_at", "created"), ("status", "status")):
-        if experiment.get(key):
-            out.append((name, str(experiment[key])))
     return out
 
 
-def not_computed_lines(analysis: Analysis, skipped_figures: Mapping[str, str]) -> list[str]:
+def _precision_support_lines(support: object) -> list[tuple[str, str]]:
+    """Whether the device runs float16 and bfloat16 natively, as measured before the runs."""
+    if not (isinstance(support, dict) and support.get("device")):
+        return []
+    verdicts = []
+    for key, label in (("fp16", "float16"), ("bf16", "bfloat16")):
+        item = support.get(key)
+        if isinstance(item, dict):
+            state = "native" if item.get("native") else "EMULATED"
+            verdicts.append(f"{label} {state} ({item.get('reason', '')})")
+    return [
+        (
+            "precision support",
+            f"{support['device']} {support.get('name', '')}: " + "; ".join(verdicts),
+        )
+    ]
+
+
+def _not_computed_lines(analysis: Analysis, skipped_figures: Mapping[str, str]) -> list[str]:
     """Every "not computed" reason, fields with the same reason merged on one line."""
     lines: list[str] = []
     for key, metric in analysis.metrics.items():
@@ -698,28 +732,28 @@ def build_content(
         verdict=list(prose.verdict),
         summary=summary_table(analysis),
         summary_note=summary_note,
-        tests=tests_table(analysis),
-        effects=effects_table(analysis),
+        tests=_tests_table(analysis),
+        effects=_effects_table(analysis),
         tests_note=tests_note,
-        groups=groups_table(analysis),
+        groups=_groups_table(analysis),
         planning=list(prose.planning),
-        not_used=not_used_lines(analysis),
-        not_used_values=not_used_value_lines(analysis),
+        not_used=_not_used_lines(analysis),
+        not_used_values=_not_used_value_lines(analysis),
         outliers=list(prose.outliers),
-        environment=environment_lines(data),
+        environment=_environment_lines(data),
         warnings=list(prose.warnings),
         figures=list(figures),
-        not_computed=not_computed_lines(analysis, skipped_figures),
-        hosts=hosts_table(analysis),
-        hosts_comparisons=hosts_comparisons_table(analysis),
+        not_computed=_not_computed_lines(analysis, skipped_figures),
+        hosts=_hosts_table(analysis),
+        hosts_comparisons=_hosts_comparisons_table(analysis),
         hosts_note=hosts_note,
-        hosts_left_out=hosts_left_out_lines(analysis),
-        equivalence=equivalence_table(analysis),
+        hosts_left_out=_hosts_left_out_lines(analysis),
+        equivalence=_equivalence_table(analysis),
         margins=list(prose.margins),
         stopping=list(prose.stopping),
-        looks=looks_table(analysis),
-        machine=machine_table(analysis),
+        looks=_looks_table(analysis),
+        machine=_machine_table(analysis),
         machine_lines=list(prose.machine),
-        targets=targets_table(analysis),
+        targets=_targets_table(analysis),
         target_lines=list(prose.targets),
     )

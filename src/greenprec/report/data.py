@@ -29,9 +29,24 @@ from greenprec.results import (
     Snapshot,
     record_row,
 )
+from greenprec.stats import FloatArray
+
+__all__ = [
+    "ACCURACY",
+    "ENERGY",
+    "UNKNOWN",
+    "Excluded",
+    "ExperimentData",
+    "Plausible",
+    "Row",
+    "counted_domains",
+    "load",
+    "numeric",
+    "read_samples",
+]
 
 Row = dict[str, Any]
-STATUSES = RUN_STATUSES
+_STATUSES = RUN_STATUSES
 
 # Beyond this many energy_j:<domain> columns the subset search below gets slow (2^n subsets)
 # and no known meter reports that many; all domains are then counted.
@@ -42,7 +57,7 @@ ENERGY = "energy_j"
 ACCURACY = "test_accuracy"
 # One terajoule is 278 MWh, a month of a large GPU cluster: no single run of an experiment
 # uses that much, so a larger value is a unit or meter error (1e308 J made "100% less").
-MAX_ENERGY_J = 1e12
+_MAX_ENERGY_J = 1e12
 
 
 @dataclass(frozen=True)
@@ -65,9 +80,9 @@ class Plausible:
 
 
 # energy_j decides whether a run is used at all; the others only lose the one value.
-PLAUSIBLE: dict[str, Plausible] = {
-    ENERGY: Plausible(0.0, MAX_ENERGY_J, False, "positive"),
-    "net_energy_j": Plausible(-MAX_ENERGY_J, MAX_ENERGY_J, True, "a finite energy"),
+_PLAUSIBLE: dict[str, Plausible] = {
+    ENERGY: Plausible(0.0, _MAX_ENERGY_J, False, "positive"),
+    "net_energy_j": Plausible(-_MAX_ENERGY_J, _MAX_ENERGY_J, True, "a finite energy"),
     "duration_s": Plausible(0.0, 1e8, False, "positive"),
     "mean_power_w": Plausible(0.0, 1e9, True, "zero or positive"),
     ACCURACY: Plausible(0.0, 100.0, True, "zero or positive"),
@@ -184,7 +199,7 @@ def load(path: str | Path) -> ExperimentData:
     experiment = snapshot.experiment.model_dump(mode="json", by_alias=True)
     raw_rows = [record_row(run) for run in snapshot.runs]
     wheres, lines = _places(snapshot)
-    checked = check_rows(raw_rows, lines, wheres)
+    checked = _check_rows(raw_rows, lines, wheres)
     rows, usable, excluded = checked.rows, checked.usable, checked.excluded
     from_store = _store_problems(snapshot, warnings)
     excluded.extend(from_store)
@@ -275,7 +290,7 @@ def _store_problems(snapshot: Snapshot, warnings: list[str]) -> list[Excluded]:
 
 
 @dataclass
-class CheckedRows:
+class _CheckedRows:
     """Rows with unusable values blanked, which rows the analysis uses, and what was left out."""
 
     rows: list[Row]
@@ -283,15 +298,15 @@ class CheckedRows:
     excluded: list[Excluded]
 
 
-def check_rows(
+def _check_rows(
     raw_rows: Sequence[Row], lines: Sequence[int], wheres: Sequence[str] | None = None
-) -> CheckedRows:
+) -> _CheckedRows:
     """Decide for every row of runs.csv whether the analysis uses it, naming what it does not.
 
     A row is left out when its status is not one of the contract's, when it failed or has not
     finished, when its run_id repeats an earlier row's, or when it is done but its energy_j
     is missing, not a number, not positive, not finite or implausibly large. In a used row a
-    single implausible value of another metric (PLAUSIBLE) is blanked and named.
+    single implausible value of another metric (_PLAUSIBLE) is blanked and named.
     """
     rows: list[Row] = []
     usable: list[bool] = []
@@ -309,8 +324,8 @@ def check_rows(
         used = False
         if run_id in first_line:
             leave_out(f"run_id repeats line {first_line[run_id]}; only the first row is used")
-        elif status not in STATUSES:
-            leave_out(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        elif status not in _STATUSES:
+            leave_out(f"status {status!r} is not one of {', '.join(_STATUSES)}")
         elif status == "failed":
             leave_out(f"the run failed: {row.get('error') or 'no error recorded'}")
         elif status != "done":
@@ -323,7 +338,7 @@ def check_rows(
                 leave_out(problem)
         first_line.setdefault(run_id, line)
         if used:
-            for key in PLAUSIBLE:
+            for key in _PLAUSIBLE:
                 if key == ENERGY or row.get(key) is None:
                     continue
                 problem = _value_problem(key, row[key])
@@ -332,17 +347,17 @@ def check_rows(
                     row[key] = None
         rows.append(row)
         usable.append(used)
-    return CheckedRows(rows, usable, excluded)
+    return _CheckedRows(rows, usable, excluded)
 
 
-def _value_problem(key: str, value: Any) -> str | None:
+def _value_problem(key: str, value: object) -> str | None:
     """Why a runs.csv value cannot enter the analysis, or None when it can."""
     if value is None:
         return f"{key} is empty"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         unit = " in joules" if key.endswith("_j") else ""
         return f"{key} {str(value)!r} is not a number{unit}"
-    problem = PLAUSIBLE[key].problem(float(value))
+    problem = _PLAUSIBLE[key].problem(float(value))
     return None if problem is None else f"{key} {float(value):g} {problem}"
 
 
@@ -397,12 +412,12 @@ def _policies(experiment: dict[str, Any], rows: Sequence[Row]) -> tuple[list[str
     return policies, (policies[0] if policies else None)
 
 
-RUNS_CSV_SOURCE = "runs.csv counted_domains"
-EXPERIMENT_SOURCE = "experiment.json meters.counted_domains"
+_RUNS_CSV_SOURCE = "runs.csv counted_domains"
+_EXPERIMENT_SOURCE = "experiment.json meters.counted_domains"
 
 
 @dataclass
-class CountedDomains:
+class _CountedDomains:
     """Which domains make up each run's energy_j, and where that answer came from."""
 
     by_run: dict[str, list[str] | None]
@@ -413,7 +428,7 @@ class CountedDomains:
 
 def counted_domains(
     experiment: dict[str, Any], done: Sequence[Row], domain_columns: Sequence[str]
-) -> CountedDomains:
+) -> _CountedDomains:
     """The domains whose energies make up each run's ``energy_j``, and where they came from.
 
     Meters report parts that are contained in another domain (RAPL's core inside its
@@ -441,12 +456,12 @@ def counted_domains(
         own = _split_domains(row.get("counted_domains"))
         if own is not None:
             by_run[run_id] = own
-            sources.setdefault(RUNS_CSV_SOURCE, []).append(run_id)
+            sources.setdefault(_RUNS_CSV_SOURCE, []).append(run_id)
         elif recorded is not None:
             present = [d for d in recorded if row.get(DOMAIN_PREFIX + d) is not None]
             has_columns = any(row.get(DOMAIN_PREFIX + d) is not None for d in domain_columns)
             by_run[run_id] = present if has_columns and present else list(recorded)
-            sources.setdefault(EXPERIMENT_SOURCE, []).append(run_id)
+            sources.setdefault(_EXPERIMENT_SOURCE, []).append(run_id)
         else:
             unrecorded.append(row)
     guessed: list[str] = []
@@ -457,7 +472,7 @@ def counted_domains(
             guessed.append(str(row["run_id"]))
         sources.setdefault(how, []).extend(guessed)
     if not done and recorded is not None:
-        sources[EXPERIMENT_SOURCE] = []
+        sources[_EXPERIMENT_SOURCE] = []
     lists = [tuple(v) if v is not None else None for v in by_run.values()]
     if not lists:
         summary = recorded
@@ -471,7 +486,7 @@ def counted_domains(
         source = next(iter(sources))
     else:
         source = "; ".join(f"{how} for {len(ids)} run(s)" for how, ids in sources.items())
-    return CountedDomains(by_run, summary, source, guessed)
+    return _CountedDomains(by_run, summary, source, guessed)
 
 
 def _search_counted(
@@ -504,20 +519,20 @@ def _search_counted(
     )
 
 
-def _split_domains(cell: Any) -> list[str] | None:
+def _split_domains(cell: object) -> list[str] | None:
     if not isinstance(cell, str) or not cell.strip():
         return None
     return [part.strip() for part in cell.split(";") if part.strip()]
 
 
-def _number(value: Any) -> float:
+def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return math.nan
     # An infinite energy or time is a broken measurement: missing, not a value to average.
     return float(value) if math.isfinite(value) else math.nan
 
 
-def numeric(rows: Sequence[Row], key: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+def numeric(rows: Sequence[Row], key: str) -> FloatArray:
     """One column as floats; missing, non-numeric or infinite cells are NaN."""
     return np.array([_number(row.get(key)) for row in rows], dtype=np.float64)
 

@@ -32,7 +32,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
+
+from greenprec.report._json import JsonObject
+
+__all__ = [
+    "HOLM",
+    "Decision",
+    "Family",
+    "Kind",
+    "Outcome",
+    "Question",
+    "Scale",
+    "TFit",
+    "decide",
+    "phrase",
+    "with_sequential",
+]
 
 Kind = Literal["difference", "equivalence", "noninferiority"]
 Scale = Literal["log_ratio", "difference"]
@@ -209,7 +225,7 @@ class Decision:
         value = self.question.display(fit.estimate)
         return value if math.isfinite(value) else None
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         q = self.question
         interval = self.shown_interval()
         return {
@@ -258,7 +274,7 @@ class Family:
             None,
         )
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         return {
             "alpha": self.alpha,
             "method": self.method,

@@ -25,10 +25,20 @@ import numpy as np
 
 from greenprec import stats
 from greenprec.errors import ConfigError
+from greenprec.report._json import JsonObject
+from greenprec.stats import FloatArray
 
-MarginSource = Literal["given", "experiment", "default"]
+__all__ = [
+    "EquivalenceItem",
+    "MarginUse",
+    "as_margins",
+    "equivalence_item",
+    "resolve_margins",
+]
+
+_MarginSource = Literal["given", "experiment", "default"]
 # The library never names a command-line flag: the CLI adds its own hint (report_command).
-DEFAULT_NOTE = "greenprec's default for accuracy; give your own margin to change it"
+_DEFAULT_NOTE = "greenprec's default for accuracy; give your own margin to change it"
 
 
 @dataclass(frozen=True)
@@ -38,7 +48,7 @@ class MarginUse:
     itself fully: "±2 % of fp32's mean (±0.93 pp)"."""
 
     margin: stats.Margin
-    source: MarginSource
+    source: _MarginSource
     absolute: float | None = None  # the margin in the metric's own units
     reference: str | None = None  # the reference policy
     scale: Literal["fraction", "percent"] | None = None  # how an accuracy is recorded
@@ -50,7 +60,7 @@ class MarginUse:
     def bound(
         self,
         reference: str | None,
-        reference_values: np.ndarray[Any, Any],
+        reference_values: FloatArray,
         scale: Literal["fraction", "percent"] | None,
     ) -> MarginUse:
         """This margin with its value in the metric's units for the reference's runs (left
@@ -85,10 +95,10 @@ class MarginUse:
         if self.source != "default":
             return text
         if text.endswith(")"):
-            return f"{text[:-1]}; {DEFAULT_NOTE})"
-        return f"{text} ({DEFAULT_NOTE})"
+            return f"{text[:-1]}; {_DEFAULT_NOTE})"
+        return f"{text} ({_DEFAULT_NOTE})"
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         margin = self.margin
         return {
             "metric": margin.metric,
@@ -193,10 +203,10 @@ class EquivalenceItem:
         low, high = _finite(result.ci_low), _finite(result.ci_high)
         return None if low is None or high is None else (low, high)
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         result = self.result
         alpha = result.alpha if result is not None else None
-        out: dict[str, Any] = {
+        out: JsonObject = {
             "test": self.test,
             "scale": "log_ratio" if self.margin.margin.unit == "%" else "difference",
             "margin": {
@@ -241,7 +251,7 @@ def _finite(value: float | None) -> float | None:
     return float(value)
 
 
-def _pooled_sd(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float | None:
+def _pooled_sd(a: FloatArray, b: FloatArray) -> float | None:
     if a.size < 2 or b.size < 2:
         return None
     var = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
@@ -249,22 +259,22 @@ def _pooled_sd(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float | None
     return sd if sd > 0 and math.isfinite(sd) else None
 
 
-BASIS_EQUIVALENCE = (
+_BASIS_EQUIVALENCE = (
     "TOST with no true difference and the pooled SD seen here (exact power, 80%): what is "
     "reachable, not what the observed difference would need"
 )
-BASIS_NONINFERIORITY = (
+_BASIS_NONINFERIORITY = (
     "one-sided Welch test at alpha (as a two-sided one at 2·alpha) with no true difference "
     "and the pooled SD seen here, 80% power"
 )
-BASIS_LOG = "; a margin in % of the reference mean on the log scale, at its narrower bound"
+_BASIS_LOG = "; a margin in % of the reference mean on the log scale, at its narrower bound"
 
 
 def equivalence_item(
     comparison: stats.CompareResult,
     margin: MarginUse,
-    a: np.ndarray[Any, Any],
-    b: np.ndarray[Any, Any],
+    a: FloatArray,
+    b: FloatArray,
     *,
     scale: Literal["fraction", "percent"] | None,
     alpha: float,
@@ -323,8 +333,8 @@ def equivalence_item(
 
 
 def _runs_needed(
-    a: np.ndarray[Any, Any],
-    b: np.ndarray[Any, Any],
+    a: FloatArray,
+    b: FloatArray,
     margin: stats.Margin,
     margin_abs: float | None,
     alpha: float,
@@ -339,9 +349,9 @@ def _runs_needed(
     A margin in % of the reference mean is tested on the log ratio: the SD is then the pooled
     SD of the logs and the margin its narrower log bound, min(−ln(1 − m), ln(1 + m)).
     """
-    basis = BASIS_EQUIVALENCE if margin.kind == "equivalence" else BASIS_NONINFERIORITY
+    basis = _BASIS_EQUIVALENCE if margin.kind == "equivalence" else _BASIS_NONINFERIORITY
     if margin.unit == "%":
-        basis += BASIS_LOG
+        basis += _BASIS_LOG
         positive = a.size and b.size and bool(np.all(a > 0) and np.all(b > 0))
         if not positive or margin.value >= 100:
             missing["runs_needed"] = (

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,20 @@ from greenprec import stats
 from greenprec.report.analysis import ACCURACY, ENERGY, Prepared, accuracy_points, removed_rows
 from greenprec.report.data import numeric
 from greenprec.results.files import write_atomic
+from greenprec.stats import FloatArray
+
+if TYPE_CHECKING:
+    # Types only: matplotlib itself is imported while drawing (untyped where an old
+    # matplotlib without type hints is installed).
+    from matplotlib.axes import Axes
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "FigureFile",
+    "colour",
+    "make_figures",
+]
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 _WIDTH_IN, _HEIGHT_IN, _DPI = 7.2, 4.4, 110
@@ -46,21 +60,22 @@ def make_figures(
     """Draw every figure the data allows; the others get a reason instead."""
     import matplotlib
 
+    figures: list[FigureFile] = []
+    skipped: dict[str, str] = {}
+    label = " (estimated)" if prepared.data.estimated else ""
     # Fixed SVG ids and no timestamps: the same data gives byte-identical files. Policy names
     # are the user's text: matplotlib would parse "$...$" in them as mathtext (a policy named
     # "$\frac{$" raised ValueError and no figure was drawn) or hand them to LaTeX with usetex
     # on in a matplotlibrc; every label is drawn as the characters it holds.
-    rc: Any = {
-        "svg.hashsalt": "greenprec",
-        "font.size": 11,
-        "axes.titlesize": 12.5,
-        "text.parse_math": False,
-        "text.usetex": False,
-    }
-    figures: list[FigureFile] = []
-    skipped: dict[str, str] = {}
-    label = " (estimated)" if prepared.data.estimated else ""
-    with matplotlib.rc_context(rc):
+    with matplotlib.rc_context(
+        {
+            "svg.hashsalt": "greenprec",
+            "font.size": 11,
+            "axes.titlesize": 12.5,
+            "text.parse_math": False,
+            "text.usetex": False,
+        }
+    ):
         makers = (
             ("energy_violin", _energy_violin),
             ("power_trace", _power_trace),
@@ -77,7 +92,7 @@ def make_figures(
     return figures, skipped
 
 
-def _new_figure() -> Any:
+def _new_figure() -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -86,7 +101,7 @@ def _new_figure() -> Any:
     return figure
 
 
-def _save(figure: Any, name: str, title: str, caption: str, out_dir: Path) -> FigureFile:
+def _save(figure: Figure, name: str, title: str, caption: str, out_dir: Path) -> FigureFile:
     png, svg = io.BytesIO(), io.BytesIO()
     figure.savefig(png, format="png", metadata={"Software": None})
     figure.savefig(svg, format="svg", metadata={"Date": None})
@@ -96,7 +111,7 @@ def _save(figure: Any, name: str, title: str, caption: str, out_dir: Path) -> Fi
     return FigureFile(name, title, caption, png_path, svg_path, png.getvalue())
 
 
-def _policy_arrays(prepared: Prepared, key: str) -> list[tuple[str, np.ndarray[Any, Any]]]:
+def _policy_arrays(prepared: Prepared, key: str) -> list[tuple[str, FloatArray]]:
     out = []
     for policy, rows in prepared.kept_by_policy().items():
         values = numeric(rows, key)
@@ -106,22 +121,22 @@ def _policy_arrays(prepared: Prepared, key: str) -> list[tuple[str, np.ndarray[A
 
 # A kernel density from fewer runs than this is a blob whose shape is the kernel's, not the
 # data's: below it every run is drawn, large enough to count, with the mean and its 95% CI.
-VIOLIN_MIN_RUNS = 10
+_VIOLIN_MIN_RUNS = 10
 
 
 def _distribution(
-    ax: Any,
-    groups: Sequence[tuple[str, np.ndarray[Any, Any]]],
+    ax: Axes,
+    groups: Sequence[tuple[str, FloatArray]],
     removed: dict[str, list[float]],
 ) -> str:
-    """Each policy's runs: a violin with a box from VIOLIN_MIN_RUNS runs on, else every run
+    """Each policy's runs: a violin with a box from _VIOLIN_MIN_RUNS runs on, else every run
     with the mean ± 95% CI. Returns the caption that says which."""
     rng = np.random.default_rng(0)  # fixed jitter: reruns draw identical figures
     positions = list(range(1, len(groups) + 1))
     kinds: set[str] = set()
     for index, (pos, (policy, values)) in enumerate(zip(positions, groups, strict=True)):
         c = colour(index)
-        if values.size >= VIOLIN_MIN_RUNS:
+        if values.size >= _VIOLIN_MIN_RUNS:
             kinds.add("violin")
             _violin(ax, pos, values, c, rng)
         elif values.size:
@@ -151,21 +166,23 @@ def _distribution(
         return violin[0].upper() + violin[1:] + "."
     if kinds == {"runs"}:
         return (
-            f"{runs[0].upper()}{runs[1:]}: fewer than {VIOLIN_MIN_RUNS} runs per policy are too "
+            f"{runs[0].upper()}{runs[1:]}: fewer than {_VIOLIN_MIN_RUNS} runs per policy are too "
             "few for a violin."
         )
     return (
-        f"Policies with {VIOLIN_MIN_RUNS} or more runs: {violin}; with fewer: {runs}."
+        f"Policies with {_VIOLIN_MIN_RUNS} or more runs: {violin}; with fewer: {runs}."
         if kinds
         else ""
     )
 
 
-def _violin(ax: Any, pos: int, values: np.ndarray[Any, Any], c: str, rng: Any) -> None:
+def _violin(ax: Axes, pos: int, values: FloatArray, c: str, rng: np.random.Generator) -> None:
     # A kernel density needs spread; with identical values only the box and points are drawn.
     if np.ptp(values) > 0:
         parts = ax.violinplot([values], positions=[pos], widths=0.75, showextrema=False)
-        for body in parts["bodies"]:
+        # Typed as one Collection in matplotlib's hints; it is the list of violins drawn.
+        bodies = cast("list[PolyCollection]", parts["bodies"])
+        for body in bodies:
             body.set_facecolor(c)
             body.set_edgecolor(c)
             body.set_alpha(0.3)
@@ -185,7 +202,9 @@ def _violin(ax: Any, pos: int, values: np.ndarray[Any, Any], c: str, rng: Any) -
     ax.scatter(pos + jitter, values, s=12, color=c, alpha=0.7, zorder=3, linewidths=0)
 
 
-def _runs_with_mean(ax: Any, pos: int, values: np.ndarray[Any, Any], c: str, rng: Any) -> None:
+def _runs_with_mean(
+    ax: Axes, pos: int, values: FloatArray, c: str, rng: np.random.Generator
+) -> None:
     jitter = rng.uniform(-0.12, 0.12, size=values.size)
     ax.scatter(
         pos + jitter,
@@ -227,10 +246,10 @@ def _removed(prepared: Prepared, key: str) -> dict[str, list[float]]:
     return out
 
 
-Drawn = tuple[Any, str, str] | str
+_Drawn = tuple["Figure", str, str] | str
 
 
-def _energy_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+def _energy_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> _Drawn:
     groups = _policy_arrays(prepared, ENERGY)
     if not any(v.size for _, v in groups):
         return "no finished run has an energy value"
@@ -243,7 +262,7 @@ def _energy_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: s
     return figure, title, caption
 
 
-def _duration_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+def _duration_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> _Drawn:
     groups = _policy_arrays(prepared, "duration_s")
     if not any(v.size for _, v in groups):
         return "no finished run has a duration"
@@ -256,7 +275,7 @@ def _duration_violin(prepared: Prepared, traces: dict[str, pd.DataFrame], label:
     return figure, title, caption + " The duration is the measured training time."
 
 
-def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> _Drawn:
     usable = {p: t for p, t in traces.items() if len(t)}
     if not usable:
         return "no samples/<run_id>.csv with power readings for the runs used"
@@ -291,7 +310,7 @@ def _power_trace(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str
     return figure, title, caption
 
 
-def _energy_vs_accuracy(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> Drawn:
+def _energy_vs_accuracy(prepared: Prepared, traces: dict[str, pd.DataFrame], label: str) -> _Drawn:
     scale = prepared.accuracy_scale
     refused = prepared.data.refused_columns.get(ACCURACY)
     if refused is not None:

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "MINUS",
+    "NOT_AVAILABLE",
+    "coverage",
+    "in_unit",
+    "mean_sd",
+    "num",
+    "percent_ci",
+    "plural",
+    "pvalue",
+    "signed",
+    "stat",
+]
+
 MINUS = "\u2212"
-DASH = "\u2013"
-NOT_AVAILABLE = DASH
+_DASH = "\u2013"
+NOT_AVAILABLE = _DASH
 
 
 def _finite(value: object) -> float | None:

@@ -11,6 +11,11 @@ from html import escape
 
 from greenprec.report.content import Content, Table
 
+__all__ = [
+    "render",
+    "table",
+]
+
 _CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;
   max-width: 1180px; margin: 2rem auto; padding: 0 1.2rem; }
@@ -65,6 +70,21 @@ def _items(lines: list[str], css: str = "") -> str:
 
 
 def render(content: Content) -> str:
+    """The whole report as one self-contained HTML page (figures inlined as PNG)."""
+    parts = [
+        *_head(content),
+        *_figures(content),
+        *_tests(content),
+        *_hosts(content),
+        *_stopping_targets_machine(content),
+        *_runs(content),
+        *_closing(content),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _head(content: Content) -> list[str]:
+    """The title, the estimate warning, the verdict and the summary."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -85,7 +105,11 @@ def render(content: Content) -> str:
         table(content.summary),
         f'<p class="note">{escape(content.summary_note)}</p>',
     ]
-    parts += ["<h2>Figures</h2>"]
+    return parts
+
+
+def _figures(content: Content) -> list[str]:
+    parts = ["<h2>Figures</h2>"]
     if not content.figures:
         parts.append("<p>No figure could be drawn (see Not computed).</p>")
     parts.append('<div class="figures">')
@@ -98,7 +122,12 @@ def render(content: Content) -> str:
             ".png and .svg.</figcaption></figure>"
         )
     parts.append("</div>")
-    parts += [
+    return parts
+
+
+def _tests(content: Content) -> list[str]:
+    """The tests, equivalence and margins, effect sizes and the per-policy table."""
+    return [
         "<h2>Tests</h2>",
         table(content.tests),
         f'<p class="note">{escape(content.tests_note)}</p>',
@@ -116,19 +145,30 @@ def render(content: Content) -> str:
         "<h3>Per policy</h3>",
         table(content.groups),
     ]
-    if content.hosts is not None:
+
+
+def _hosts(content: Content) -> list[str]:
+    if content.hosts is None:
+        return []
+    parts = [
+        '<h2 id="hosts">Hosts</h2>',
+        f'<p class="note">{escape(content.hosts_note)}</p>',
+        table(content.hosts),
+    ]
+    if content.hosts_comparisons is not None:
+        parts += ["<h3>Energy within hosts</h3>", table(content.hosts_comparisons)]
+    if content.hosts_left_out:
         parts += [
-            '<h2 id="hosts">Hosts</h2>',
-            f'<p class="note">{escape(content.hosts_note)}</p>',
-            table(content.hosts),
+            "<p>Runs left out of the host-blocked comparison:</p>",
+            _items(content.hosts_left_out),
         ]
-        if content.hosts_comparisons is not None:
-            parts += ["<h3>Energy within hosts</h3>", table(content.hosts_comparisons)]
-        if content.hosts_left_out:
-            parts += [
-                "<p>Runs left out of the host-blocked comparison:</p>",
-                _items(content.hosts_left_out),
-            ]
+    return parts
+
+
+def _stopping_targets_machine(content: Content) -> list[str]:
+    """The sections only some experiments have: why it stopped, energy to a target, the
+    machine's state."""
+    parts: list[str] = []
     if content.stopping:
         parts += ['<h2 id="stopped">Why the experiment stopped</h2>', _items(content.stopping)]
         if content.looks is not None:
@@ -143,7 +183,12 @@ def render(content: Content) -> str:
         parts += ['<h2 id="machine">Machine state</h2>', _items(content.machine_lines)]
         if content.machine is not None:
             parts.append(table(content.machine))
-    parts += ["<h2>Runs needed</h2>", _items(content.planning)]
+    return parts
+
+
+def _runs(content: Content) -> list[str]:
+    """Runs needed, outliers, and the runs and values not used."""
+    parts = ["<h2>Runs needed</h2>", _items(content.planning)]
     parts += ["<h2>Outliers</h2>", _items(content.outliers)]
     parts += ['<h2 id="not-used">Runs not used</h2>']
     if content.not_used:
@@ -155,7 +200,12 @@ def render(content: Content) -> str:
             "<p>Values not used (the rest of each run is):</p>",
             _items(content.not_used_values),
         ]
-    parts += ["<h2>Warnings</h2>", _items(content.warnings, "warnings")]
+    return parts
+
+
+def _closing(content: Content) -> list[str]:
+    """Warnings, the environment, what was not computed, and the footer."""
+    parts = ["<h2>Warnings</h2>", _items(content.warnings, "warnings")]
     env = "".join(
         f"<dt>{escape(key)}</dt><dd>{escape(value)}</dd>" for key, value in content.environment
     )
@@ -167,4 +217,4 @@ def render(content: Content) -> str:
         "</footer>",
         "</body></html>",
     ]
-    return "\n".join(parts) + "\n"
+    return parts

@@ -14,6 +14,12 @@ from pathlib import Path
 
 from greenprec.report.content import Content, Table
 
+__all__ = [
+    "escape",
+    "render",
+    "table",
+]
+
 # What a CommonMark or GitHub renderer ends a line at (\r, \n) and what other tools do (\v,
 # \f, NEL, the Unicode line and paragraph separators): a value spanning lines could start a
 # heading, a list or a table row of its own.

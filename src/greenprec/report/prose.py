@@ -28,7 +28,20 @@ from greenprec.report.analysis import (
 from greenprec.report.decisions import HOLM, Decision, phrase
 from greenprec.report.state import MachineFlag, MachineStates, Stopping, Target, Warmup
 
-PRIMARY_LABEL = "Welch t (log ratio)"
+__all__ = [
+    "Prose",
+    "answer_text",
+    "answer_verdict",
+    "machine_lines",
+    "runs_used",
+    "target_lines",
+    "trace_warnings",
+    "verdict",
+    "warnings",
+    "write",
+]
+
+_PRIMARY_LABEL = "Welch t (log ratio)"
 
 
 @dataclass(frozen=True)
@@ -50,10 +63,10 @@ def write(analysis: Analysis, trace: PowerTrace | None = None) -> Prose:
     return Prose(
         verdict=verdict(analysis),
         warnings=warnings(analysis) + (trace_warnings(trace) if trace is not None else []),
-        planning=planning_lines(analysis.planning),
-        outliers=outlier_lines(analysis.outliers),
-        margins=margin_lines(analysis),
-        stopping=stopping_lines(analysis.stopping) if analysis.stopping is not None else [],
+        planning=_planning_lines(analysis.planning),
+        outliers=_outlier_lines(analysis.outliers),
+        margins=_margin_lines(analysis),
+        stopping=_stopping_lines(analysis.stopping) if analysis.stopping is not None else [],
         machine=machine_lines(analysis.machine) if analysis.machine is not None else [],
         targets=target_lines(analysis.targets),
     )
@@ -72,14 +85,14 @@ def verdict(analysis: Analysis) -> list[str]:
         reason = energy.not_computed.get("comparisons", "nothing to compare")
         lines = [f"No comparison: {reason}."]
     else:
-        lines = [decision_sentence(analysis, d) for d in family.decisions]
+        lines = [_decision_sentence(analysis, d) for d in family.decisions]
         lines += _accuracy_missing(analysis)
         lines += _family_lines(analysis)
     used = runs_used(analysis)
     return lines + ([used] if used else [])
 
 
-def decision_sentence(analysis: Analysis, decision: Decision) -> str:
+def _decision_sentence(analysis: Analysis, decision: Decision) -> str:
     """ "mixed vs fp32, energy: −12.6% (95% CI −14.0% to −11.2%; Welch t on the log ratio,
     p = 0.001): lower." """
     q = decision.question
@@ -214,21 +227,60 @@ def runs_used(analysis: Analysis) -> str | None:
 def warnings(analysis: Analysis) -> list[str]:
     """Everything a reader must know before trusting the numbers."""
     data = analysis.data
-    outliers = analysis.outliers
     out = list(data.warnings)
     experiment_warnings = data.experiment.get("warnings")
     if isinstance(experiment_warnings, list):
         out.extend(str(w) for w in experiment_warnings)
+    out.extend(_meter_warnings(analysis, out))
+    out.extend(_run_warnings(analysis))
+    out.extend(_left_out_warnings(analysis))
+    out.extend(_few_runs_warnings(analysis))
+    out.extend(_planning_warnings(analysis.planning))
+    out.extend(analysis.margin_problems)
+    if analysis.machine is not None:
+        out.extend(_machine_warnings(analysis.machine))
+    if analysis.stopping is not None and analysis.stopping.problem:
+        out.append(analysis.stopping.problem)
+    out.extend(_target_warnings(analysis.targets))
+    if analysis.blocking is not None:
+        out.extend(_host_warnings(analysis.blocking, analysis.alpha))
+        out.extend(_interaction_warnings(analysis.blocking))
+    out.extend(_drift_warnings(analysis.drift, analysis.alpha))
+    out.extend(_outlier_sensitivity_lines(analysis))
+    if _shared_nodes(data.experiment):
+        out.append(
+            "the cluster jobs ran with exclusive = false: runs shared their nodes with other "
+            "jobs, and RAPL and NVML count the whole machine, so a run's energy may include "
+            "other jobs' energy"
+        )
+    if not data.rows:
+        out.append("runs.csv has no runs")
+    elif not data.done:
+        out.append("no run finished: nothing to analyse")
+    return out
+
+
+def _meter_warnings(analysis: Analysis, earlier: list[str]) -> list[str]:
+    """A simulated or estimating meter (unless an ``earlier`` warning already says so)."""
+    data = analysis.data
     simulated = simulated_used(data)
     if simulated:
-        out.append(
+        return [
             f"meter {', '.join(simulated)} simulates power, for tests and demos: no energy or "
             "power figure of this report is a measurement"
-        )
-    elif data.estimated and not any("estimate" in w for w in out):
-        out.append(
+        ]
+    if data.estimated and not any("estimate" in w for w in earlier):
+        return [
             "the meter estimated energy instead of measuring it: every energy figure is estimated"
-        )
+        ]
+    return []
+
+
+def _run_warnings(analysis: Analysis) -> list[str]:
+    """Failed and unfinished runs, and the outliers removed (or kept by --no-outliers)."""
+    data = analysis.data
+    outliers = analysis.outliers
+    out: list[str] = []
     for run in analysis.failed:
         out.append(f"run {run.run_id} ({run.policy}) failed: {run.error or '?'}")
     if data.unfinished:
@@ -247,8 +299,15 @@ def warnings(analysis: Analysis) -> list[str]:
     if not outliers.applied and outliers.flagged:
         ids = ", ".join(outlier.run_id for outlier in outliers.flagged)
         out.append(f"--no-outliers: kept run(s) with |z| > {outliers.threshold:g}: {ids}")
-    # Failed and unfinished runs and outliers have their own lines above; the rest of what
-    # is left out is bad data, summarised here and listed one by one under "Runs not used".
+    return out
+
+
+def _left_out_warnings(analysis: Analysis) -> list[str]:
+    """The bad runs and values left out, summarised (each is listed under Runs not used)."""
+    data = analysis.data
+    out: list[str] = []
+    # Failed and unfinished runs and outliers have their own lines; the rest of what is left
+    # out is bad data, summarised here and listed one by one under "Runs not used".
     invalid = [
         e
         for e in data.excluded
@@ -274,40 +333,22 @@ def warnings(analysis: Analysis) -> list[str]:
             f"{'is' if len(values) == 1 else 'are'} left out: {shown}{more} (reasons under Runs "
             "not used)"
         )
+    return out
+
+
+def _few_runs_warnings(analysis: Analysis) -> list[str]:
     few = [
         f"{policy} ({group.description.n})"
         for policy, group in analysis.energy.groups.items()
         if group.description.n < 3
     ]
-    if few:
-        out.append(
-            "too few runs for normality tests and reliable comparisons: "
-            + ", ".join(few)
-            + "; run at least 3 per policy, ideally as many as runs_needed says"
-        )
-    out.extend(planning_warnings(analysis.planning))
-    out.extend(analysis.margin_problems)
-    if analysis.machine is not None:
-        out.extend(machine_warnings(analysis.machine))
-    if analysis.stopping is not None and analysis.stopping.problem:
-        out.append(analysis.stopping.problem)
-    out.extend(target_warnings(analysis.targets))
-    if analysis.blocking is not None:
-        out.extend(host_warnings(analysis.blocking, analysis.alpha))
-        out.extend(interaction_warnings(analysis.blocking))
-    out.extend(drift_warnings(analysis.drift, analysis.alpha))
-    out.extend(outlier_sensitivity_lines(analysis))
-    if _shared_nodes(data.experiment):
-        out.append(
-            "the cluster jobs ran with exclusive = false: runs shared their nodes with other "
-            "jobs, and RAPL and NVML count the whole machine, so a run's energy may include "
-            "other jobs' energy"
-        )
-    if not data.rows:
-        out.append("runs.csv has no runs")
-    elif not data.done:
-        out.append("no run finished: nothing to analyse")
-    return out
+    if not few:
+        return []
+    return [
+        "too few runs for normality tests and reliable comparisons: "
+        + ", ".join(few)
+        + "; run at least 3 per policy, ideally as many as runs_needed says"
+    ]
 
 
 def _shared_nodes(experiment: dict[str, object]) -> bool:
@@ -321,7 +362,7 @@ def _ids(run_ids: list[str]) -> str:
     return ", ".join(run_ids[:8]) + (f" and {len(run_ids) - 8} more" if len(run_ids) > 8 else "")
 
 
-def host_warnings(blocking: Blocking, alpha: float) -> list[str]:
+def _host_warnings(blocking: Blocking, alpha: float) -> list[str]:
     """Runs from several hosts: hardware that differs, runs a within-host comparison cannot
     use, and unpaired comparisons that the hosts confound."""
     out = []
@@ -366,7 +407,7 @@ def host_warnings(blocking: Blocking, alpha: float) -> list[str]:
     return out
 
 
-def interaction_warnings(blocking: Blocking) -> list[str]:
+def _interaction_warnings(blocking: Blocking) -> list[str]:
     """A policy whose change in energy differs between hosts: the host-blocked estimate is an
     average over hosts that disagree."""
     out = []
@@ -388,7 +429,7 @@ def interaction_warnings(blocking: Blocking) -> list[str]:
     return out
 
 
-def drift_warnings(drift: Drift | None, alpha: float) -> list[str]:
+def _drift_warnings(drift: Drift | None, alpha: float) -> list[str]:
     """A trend of energy over the run order."""
     if drift is None or not drift.flagged:
         return []
@@ -423,7 +464,7 @@ def _p3(p: float | None) -> str:
 _TEST_NAMES = {"equivalence": "TOST", "noninferiority": "non-inferiority"}
 
 
-def outlier_sensitivity_lines(analysis: Analysis) -> list[str]:
+def _outlier_sensitivity_lines(analysis: Analysis) -> list[str]:
     """Whether the verdict depends on the outlier rule: the margin questions' p (or, with
     none, the difference questions') with the flagged runs treated the other way."""
     sensitivity = analysis.outlier_sensitivity
@@ -493,7 +534,7 @@ def trace_warnings(trace: PowerTrace) -> list[str]:
 # -- runs needed and outliers ----------------------------------------------------------------------
 
 
-def planning_warnings(planning: Planning) -> list[str]:
+def _planning_warnings(planning: Planning) -> list[str]:
     """An energy comparison with fewer runs than its smallest effect of interest needs, and
     smallest effects given that are not used."""
     out = list(planning.problems)
@@ -520,7 +561,7 @@ _SESOI_SOURCE = {
 }
 
 
-def planning_lines(planning: Planning) -> list[str]:
+def _planning_lines(planning: Planning) -> list[str]:
     """Runs needed, from effects stated in advance: per energy comparison for the smallest
     effect of interest, per margin question for no true difference. Never power from the
     observed effect (it only restates the p-value)."""
@@ -576,7 +617,7 @@ def planning_lines(planning: Planning) -> list[str]:
     return lines
 
 
-def outlier_lines(info: OutlierInfo) -> list[str]:
+def _outlier_lines(info: OutlierInfo) -> list[str]:
     """The rule, and each run it removed (or, with --no-outliers, would have removed)."""
     lines = [f"Rule: {info.rule}, applied once, as in the study."]
     if info.applied:
@@ -602,7 +643,7 @@ def outlier_lines(info: OutlierInfo) -> list[str]:
 # -- margins ---------------------------------------------------------------------------------------
 
 
-def margin_lines(analysis: Analysis) -> list[str]:
+def _margin_lines(analysis: Analysis) -> list[str]:
     """What each margin is, where it came from, and what the equivalence verdicts mean."""
     if not analysis.margins:
         return []
@@ -720,7 +761,7 @@ def answer_text(answer: object) -> str:
     return f"{question}: not settled{p}{level}{_rci(answer)}"
 
 
-def stopping_lines(stop: Stopping) -> list[str]:
+def _stopping_lines(stop: Stopping) -> list[str]:
     """The method, each look, the reason it stopped, the intervals' meaning and bias, and the
     runs stopping early saved (only when it did stop early)."""
     record = stop.record
@@ -817,7 +858,7 @@ def _flag_text(flag: MachineFlag) -> str:
     )
 
 
-def machine_warnings(machine: MachineStates) -> list[str]:
+def _machine_warnings(machine: MachineStates) -> list[str]:
     out = [_flag_text(flag) for flag in machine.flags]
     for warmup in machine.warmups:
         if warmup.settled is False:
@@ -832,7 +873,7 @@ def _cap(warmup: Warmup) -> str:
     return f" of {warmup.cap_s:.4g} s" if warmup.cap_s is not None else ""
 
 
-def warmup_line(warmup: Warmup) -> str:
+def _warmup_line(warmup: Warmup) -> str:
     took = f"{warmup.duration_s:.4g} s" if warmup.duration_s is not None else "an unknown time"
     criterion = f" (criterion: {warmup.criterion})" if warmup.criterion else ""
     if warmup.settled is None:
@@ -847,7 +888,7 @@ def warmup_line(warmup: Warmup) -> str:
 
 def machine_lines(machine: MachineStates) -> list[str]:
     """The warm-up, and the runs that started unlike the others (or none)."""
-    lines = [warmup_line(w) for w in machine.warmups]
+    lines = [_warmup_line(w) for w in machine.warmups]
     if machine.runs:
         if machine.flags:
             lines += [_flag_text(flag) + "." for flag in machine.flags]
@@ -890,18 +931,18 @@ def target_lines(targets: list[Target]) -> list[str]:
                 continue
             ci = f"95% CI {fmt.percent_ci(c.ci)}; " if c.ci is not None else ""
             lines.append(
-                f"{head} {fmt.signed(c.relative_change_pct, 1, '%')} ({ci}{PRIMARY_LABEL} = "
+                f"{head} {fmt.signed(c.relative_change_pct, 1, '%')} ({ci}{_PRIMARY_LABEL} = "
                 f"{fmt.stat(c.t)}, {fmt.pvalue(c.p)}), over the {c.n_a} and {c.n_b} runs that "
                 "reached it."
             )
     return lines
 
 
-def target_warnings(targets: list[Target]) -> list[str]:
+def _target_warnings(targets: list[Target]) -> list[str]:
     out = []
     for target in targets:
         if target.reached_by_none:
-            out.append(unreached_target_line(target))
+            out.append(_unreached_target_line(target))
         for c in target.comparisons:
             if not c.flattering:
                 continue
@@ -915,7 +956,7 @@ def target_warnings(targets: list[Target]) -> list[str]:
     return out
 
 
-def unreached_target_line(target: Target) -> str:
+def _unreached_target_line(target: Target) -> str:
     """Why no run reached a target, likely, and what to change: "no run reached
     test_accuracy ≥ 0.99: the runs trained 3 epochs (protocol quick) and the best test_accuracy
     any run reached was 0.975 (mixed-003, epoch 3); train longer (--epochs more than 3) or set a

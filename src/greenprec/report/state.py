@@ -6,7 +6,7 @@ target. Numbers only; :mod:`.prose` words them and :mod:`.content` tabulates the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, Literal
@@ -16,15 +16,28 @@ from pydantic import ValidationError
 
 from greenprec import stats
 from greenprec.errors import ConfigError
+from greenprec.report._json import JsonObject
 from greenprec.report.data import ExperimentData, Row
 from greenprec.results import MachineState, RunRecord
 from greenprec.results.models import AnswerRecord, PhaseRecord, SequentialRecord
+from greenprec.stats import FloatArray
 
-TEMPERATURE_LIMIT_C = 5.0  # a run that starts this much hotter or colder than the median
-CLOCK_LIMIT_PCT = 10.0  # a run whose starting clock differs this much from the median
+__all__ = [
+    "MachineFlag",
+    "MachineStates",
+    "Stopping",
+    "Target",
+    "Warmup",
+    "machine_states",
+    "stopping",
+    "targets",
+]
+
+_TEMPERATURE_LIMIT_C = 5.0  # a run that starts this much hotter or colder than the median
+_CLOCK_LIMIT_PCT = 10.0  # a run whose starting clock differs this much from the median
 # NVML's clock throttle reasons that mean heat or power held the clocks down (not gpu_idle,
 # an application clock setting, sync boost or the display clock).
-THROTTLE_FLAGGED = frozenset(
+_THROTTLE_FLAGGED = frozenset(
     {
         "sw_power_cap",
         "hw_slowdown",
@@ -35,7 +48,7 @@ THROTTLE_FLAGGED = frozenset(
 )
 
 # (field of MachineState, what, unit, kind of rule)
-STATE_FIELDS: tuple[tuple[str, str, str, str], ...] = (
+_STATE_FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("cpu_temp_c", "CPU temperature", "°C", "temperature"),
     ("cpu_freq_mhz", "CPU frequency", "MHz", "clock"),
     ("gpu_temp_c", "GPU temperature", "°C", "temperature"),
@@ -44,7 +57,7 @@ STATE_FIELDS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -54,7 +67,7 @@ def _finite(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
-class MachineRun:
+class _MachineRun:
     """One run's machine state as it started (and ended), and the idle power just before it."""
 
     run_id: str
@@ -73,12 +86,12 @@ class MachineRun:
         out = []
         for when, state in (("start", self.start), ("end", self.end)):
             if state is not None:
-                out += [(when, r) for r in state.gpu_throttle_reasons if r in THROTTLE_FLAGGED]
+                out += [(when, r) for r in state.gpu_throttle_reasons if r in _THROTTLE_FLAGGED]
         return out
 
-    def to_json_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"run_id": self.run_id, "policy": self.policy, "used": self.used}
-        for name, *_ in STATE_FIELDS:
+    def to_json_dict(self) -> JsonObject:
+        out: JsonObject = {"run_id": self.run_id, "policy": self.policy, "used": self.used}
+        for name, *_ in _STATE_FIELDS:
             out[name] = self.value(name)
         out["gpu_throttle_reasons"] = list(self.start.gpu_throttle_reasons) if self.start else []
         out["gpu_throttle_reasons_end"] = list(self.end.gpu_throttle_reasons) if self.end else []
@@ -102,7 +115,7 @@ class MachineFlag:
     rule: str
     reasons: list[str] = dc_field(default_factory=list)  # throttle reasons ("start: sw_power_cap")
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         return {
             "run_id": self.run_id,
             "policy": self.policy,
@@ -128,7 +141,7 @@ class Warmup:
     def automatic(self) -> bool:
         return self.settled is not None
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         return {
             "duration_s": _finite(self.duration_s),
             "automatic": self.automatic,
@@ -140,19 +153,19 @@ class Warmup:
 
 @dataclass(frozen=True)
 class MachineStates:
-    runs: list[MachineRun]
+    runs: list[_MachineRun]
     medians: dict[str, float | None]
     flags: list[MachineFlag]
     warmups: list[Warmup]
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         return {
             "runs": [run.to_json_dict() for run in self.runs],
             "medians": dict(self.medians),
             "rules": {
-                "temperature_c": TEMPERATURE_LIMIT_C,
-                "clock_pct": CLOCK_LIMIT_PCT,
-                "throttle_reasons": sorted(THROTTLE_FLAGGED),
+                "temperature_c": _TEMPERATURE_LIMIT_C,
+                "clock_pct": _CLOCK_LIMIT_PCT,
+                "throttle_reasons": sorted(_THROTTLE_FLAGGED),
             },
             "flags": [flag.to_json_dict() for flag in self.flags],
             "warmups": [w.to_json_dict() for w in self.warmups],
@@ -162,13 +175,13 @@ class MachineStates:
 def machine_states(data: ExperimentData, kept_ids: set[str]) -> MachineStates | None:
     """The machine state of every finished run (outliers included: an unusual start may be
     why), with the runs that started unlike the others; None when no run recorded any."""
-    runs: list[MachineRun] = []
+    runs: list[_MachineRun] = []
     for row in data.done:
         record = data.records.get(str(row["run_id"]))
         if record is None:
             continue
         runs.append(
-            MachineRun(
+            _MachineRun(
                 record.run_id,
                 record.policy,
                 record.run_id in kept_ids,
@@ -184,7 +197,7 @@ def machine_states(data: ExperimentData, kept_ids: set[str]) -> MachineStates | 
             run.start is not None
             and (
                 run.start.gpu_throttle_reasons
-                or any(run.value(name) is not None for name, *_ in STATE_FIELDS)
+                or any(run.value(name) is not None for name, *_ in _STATE_FIELDS)
             )
         )
         for run in runs
@@ -195,7 +208,7 @@ def machine_states(data: ExperimentData, kept_ids: set[str]) -> MachineStates | 
         r for r in runs if r.start is not None or r.end is not None or r.idle_power_w is not None
     ]
     medians: dict[str, float | None] = {}
-    for name, *_ in STATE_FIELDS:
+    for name, *_ in _STATE_FIELDS:
         values = [v for v in (run.value(name) for run in runs) if v is not None]
         medians[name] = float(np.median(values)) if values else None
     idle = [run.idle_power_w for run in runs if run.idle_power_w is not None]
@@ -203,21 +216,21 @@ def machine_states(data: ExperimentData, kept_ids: set[str]) -> MachineStates | 
     return MachineStates(runs, medians, _flags(runs, medians), warmups)
 
 
-def _flags(runs: Sequence[MachineRun], medians: dict[str, float | None]) -> list[MachineFlag]:
+def _flags(runs: Sequence[_MachineRun], medians: dict[str, float | None]) -> list[MachineFlag]:
     flags: list[MachineFlag] = []
     for run in runs:
-        for name, what, unit, kind in STATE_FIELDS:
+        for name, what, unit, kind in _STATE_FIELDS:
             value, median = run.value(name), medians.get(name)
             if value is None or median is None or kind == "none":
                 continue
             if kind == "temperature":
                 difference = value - median
-                limit = f"more than {TEMPERATURE_LIMIT_C:g} °C from the median of all runs"
-                beyond = abs(difference) > TEMPERATURE_LIMIT_C
+                limit = f"more than {_TEMPERATURE_LIMIT_C:g} °C from the median of all runs"
+                beyond = abs(difference) > _TEMPERATURE_LIMIT_C
             elif median > 0:
                 difference = 100.0 * (value / median - 1.0)
-                limit = f"more than {CLOCK_LIMIT_PCT:g} % from the median of all runs"
-                beyond = abs(difference) > CLOCK_LIMIT_PCT
+                limit = f"more than {_CLOCK_LIMIT_PCT:g} % from the median of all runs"
+                beyond = abs(difference) > _CLOCK_LIMIT_PCT
             else:
                 continue
             if beyond:
@@ -310,7 +323,7 @@ class Stopping:
             return None
         return (fixed - used) * self.policies
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         record = self.record
         driver = self.driver
         return {
@@ -424,7 +437,7 @@ def _fixed_runs(
 
 
 @dataclass(frozen=True)
-class TargetPolicy:
+class _TargetPolicy:
     """One policy's runs used and how they did against one target."""
 
     policy: str
@@ -440,7 +453,7 @@ class TargetPolicy:
     def rate(self) -> float | None:
         return len(self.reached) / self.runs if self.runs else None
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         energy = self.energy
         return {
             "runs": self.runs,
@@ -456,7 +469,7 @@ class TargetPolicy:
 
 
 @dataclass(frozen=True)
-class TargetComparison:
+class _TargetComparison:
     """Energy to the target of a policy against the reference's, over the runs that reached
     it (:func:`stats.welch_log_ratio`)."""
 
@@ -471,7 +484,7 @@ class TargetComparison:
     p: float | None
     flattering: bool  # b reached the target less often than the reference
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         return {
             "a": self.a,
             "b": self.b,
@@ -488,7 +501,7 @@ class TargetComparison:
 
 
 @dataclass(frozen=True)
-class TargetBest:
+class _TargetBest:
     """The best value of a target's metric any run recorded after an epoch, and how long the
     runs trained: why a target no run reached was likely out of reach."""
 
@@ -499,7 +512,7 @@ class TargetBest:
     epochs_param: int | None  # the experiment's epochs parameter, when it set one
     protocol: str | None
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self) -> JsonObject:
         return {
             "best_value": self.value,
             "best_run": self.run_id,
@@ -515,9 +528,9 @@ class Target:
     metric: str
     value: float
     higher_is_better: bool
-    policies: dict[str, TargetPolicy]
-    comparisons: list[TargetComparison]
-    best: TargetBest | None = None
+    policies: dict[str, _TargetPolicy]
+    comparisons: list[_TargetComparison]
+    best: _TargetBest | None = None
 
     @property
     def name(self) -> str:
@@ -528,8 +541,8 @@ class Target:
         """Runs were used, and not one reached the target."""
         return bool(self.policies) and not any(p.reached for p in self.policies.values())
 
-    def to_json_dict(self) -> dict[str, Any]:
-        out = {
+    def to_json_dict(self) -> JsonObject:
+        out: JsonObject = {
             "metric": self.metric,
             "value": self.value,
             "higher_is_better": self.higher_is_better,
@@ -542,8 +555,8 @@ class Target:
 
 
 def _target_best(
-    metric: str, higher: bool, records: Sequence[RunRecord], config: Any
-) -> TargetBest:
+    metric: str, higher: bool, records: Sequence[RunRecord], config: object
+) -> _TargetBest:
     best: tuple[float, str, int] | None = None
     most_epochs: int | None = None
     for record in records:
@@ -557,7 +570,7 @@ def _target_best(
     params = config.get("params") if isinstance(config, dict) else None
     epochs_param = params.get("epochs") if isinstance(params, dict) else None
     protocol = config.get("protocol") if isinstance(config, dict) else None
-    return TargetBest(
+    return _TargetBest(
         best[0] if best is not None else None,
         best[1] if best is not None else None,
         best[2] if best is not None else None,
@@ -571,17 +584,43 @@ def targets(
     data: ExperimentData, kept: Sequence[Row], reference: str | None, alpha: float
 ) -> list[Target]:
     """Energy to each target the experiment set (``config.targets``) or the runs recorded."""
-    wanted: dict[tuple[str, float], bool] = {}
     config = data.experiment.get("config")
-    configured = config.get("targets") if isinstance(config, dict) else None
+    records = _kept_records(data, kept)
+    by_policy: dict[str, list[RunRecord]] = {policy: [] for policy in data.policies}
+    for record in records.values():
+        by_policy.setdefault(record.policy, []).append(record)
+    out = []
+    for (metric, value), higher in _wanted_targets(config, records).items():
+        policies: dict[str, _TargetPolicy] = {}
+        energies: dict[str, FloatArray] = {}
+        for policy, runs in by_policy.items():
+            if runs:
+                policies[policy], energies[policy] = _target_policy(policy, runs, metric, value)
+        comparisons = _target_comparisons(reference, policies, energies, alpha)
+        best = _target_best(metric, higher, list(records.values()), config)
+        out.append(Target(metric, value, higher, policies, comparisons, best))
+    return out
+
+
+def _kept_records(data: ExperimentData, kept: Sequence[Row]) -> dict[str, RunRecord]:
+    """The run records of the runs the statistics use, by run id."""
     records: dict[str, RunRecord] = {}
     for row in kept:
         record = data.records.get(str(row["run_id"]))
         if record is not None:
             records[record.run_id] = record
+    return records
+
+
+def _wanted_targets(
+    config: object, records: Mapping[str, RunRecord]
+) -> dict[tuple[str, float], bool]:
+    """Each (metric, value) target, configured ones first, and whether higher is better."""
+    configured = config.get("targets") if isinstance(config, dict) else None
     found = {
         (t.metric, float(t.value)): t.higher_is_better for r in records.values() for t in r.targets
     }
+    wanted: dict[tuple[str, float], bool] = {}
     if isinstance(configured, dict):
         for metric, value in configured.items():
             number = _finite(value)
@@ -590,78 +629,80 @@ def targets(
                 wanted[key] = found.get(key, True)
     for key, higher in found.items():
         wanted.setdefault(key, higher)
-    out = []
-    by_policy: dict[str, list[RunRecord]] = {policy: [] for policy in data.policies}
-    for record in records.values():
-        by_policy.setdefault(record.policy, []).append(record)
-    for (metric, value), higher in wanted.items():
-        policies: dict[str, TargetPolicy] = {}
-        energies: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
-        for policy, runs in by_policy.items():
-            if not runs:
-                continue
-            reached, not_reached, not_recorded = [], [], []
-            energy, epochs, durations = [], [], []
-            for run in runs:
-                mine = next(
-                    (t for t in run.targets if t.metric == metric and float(t.value) == value),
-                    None,
-                )
-                joules = _finite(mine.energy_j) if mine is not None else None
-                if mine is not None and mine.reached and joules is not None and joules > 0:
-                    reached.append(run.run_id)
-                    energy.append(joules)
-                    if mine.epoch is not None:
-                        epochs.append(float(mine.epoch))
-                    if _finite(mine.duration_s) is not None:
-                        durations.append(float(mine.duration_s or 0.0))
-                else:
-                    not_reached.append(run.run_id)
-                    if mine is None:
-                        not_recorded.append(run.run_id)
-            array = np.array(energy, dtype=np.float64)
-            energies[policy] = array
-            policies[policy] = TargetPolicy(
-                policy,
-                len(runs),
-                reached,
-                not_reached,
-                not_recorded,
-                stats.describe(array) if array.size else None,
-                float(np.mean(epochs)) if epochs else None,
-                float(np.mean(durations)) if durations else None,
-            )
-        comparisons = []
-        if reference in policies:
-            ref = policies[reference]
-            for policy, item in policies.items():
-                if policy == reference:
-                    continue
-                comparisons.append(
-                    _compare_target(
-                        reference,
-                        policy,
-                        energies[reference],
-                        energies[policy],
-                        (item.rate or 0.0) < (ref.rate or 0.0),
-                        alpha,
-                    )
-                )
-        best = _target_best(metric, higher, list(records.values()), config)
-        out.append(Target(metric, value, higher, policies, comparisons, best))
-    return out
+    return wanted
+
+
+def _target_policy(
+    policy: str, runs: Sequence[RunRecord], metric: str, value: float
+) -> tuple[_TargetPolicy, FloatArray]:
+    """One policy's runs against one target, and the energies of those that reached it."""
+    reached, not_reached, not_recorded = [], [], []
+    energy, epochs, durations = [], [], []
+    for run in runs:
+        mine = next(
+            (t for t in run.targets if t.metric == metric and float(t.value) == value),
+            None,
+        )
+        joules = _finite(mine.energy_j) if mine is not None else None
+        if mine is not None and mine.reached and joules is not None and joules > 0:
+            reached.append(run.run_id)
+            energy.append(joules)
+            if mine.epoch is not None:
+                epochs.append(float(mine.epoch))
+            if _finite(mine.duration_s) is not None:
+                durations.append(float(mine.duration_s or 0.0))
+        else:
+            not_reached.append(run.run_id)
+            if mine is None:
+                not_recorded.append(run.run_id)
+    array = np.array(energy, dtype=np.float64)
+    summary = _TargetPolicy(
+        policy,
+        len(runs),
+        reached,
+        not_reached,
+        not_recorded,
+        stats.describe(array) if array.size else None,
+        float(np.mean(epochs)) if epochs else None,
+        float(np.mean(durations)) if durations else None,
+    )
+    return summary, array
+
+
+def _target_comparisons(
+    reference: str | None,
+    policies: Mapping[str, _TargetPolicy],
+    energies: Mapping[str, FloatArray],
+    alpha: float,
+) -> list[_TargetComparison]:
+    """Each policy's energy to the target against the reference's."""
+    if reference is None or reference not in policies:
+        return []
+    ref = policies[reference]
+    return [
+        _compare_target(
+            reference,
+            policy,
+            energies[reference],
+            energies[policy],
+            (item.rate or 0.0) < (ref.rate or 0.0),
+            alpha,
+        )
+        for policy, item in policies.items()
+        if policy != reference
+    ]
 
 
 def _compare_target(
     a: str,
     b: str,
-    xa: np.ndarray[Any, np.dtype[np.float64]],
-    xb: np.ndarray[Any, np.dtype[np.float64]],
+    xa: FloatArray,
+    xb: FloatArray,
     flattering: bool,
     alpha: float,
-) -> TargetComparison:
+) -> _TargetComparison:
     if xa.size < 2 or xb.size < 2:
-        return TargetComparison(a, b, xa.size, xb.size, None, None, None, None, None, flattering)
+        return _TargetComparison(a, b, xa.size, xb.size, None, None, None, None, None, flattering)
     test = stats.welch_log_ratio(
         float(xa.mean()),
         float(xa.std(ddof=1)),
@@ -673,7 +714,7 @@ def _compare_target(
     )
     change = _finite(float(100.0 * np.expm1(test.log_ratio)))
     low, high = _finite(float(test.ci_lo_pct)), _finite(float(test.ci_hi_pct))
-    return TargetComparison(
+    return _TargetComparison(
         a,
         b,
         xa.size,

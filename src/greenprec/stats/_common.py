@@ -5,7 +5,7 @@ input checks, the sample SD, and the small tests and fits that several parts use
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -21,7 +21,7 @@ BoolArray = NDArray[np.bool_]
 # -- JSON helpers ----------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> Any:
     """Turn numpy scalars, arrays, tuples and nested results into plain JSON types."""
     if isinstance(value, _Result):
         return value.to_dict()
@@ -43,7 +43,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _json_key(key: Any) -> str:
+def _json_key(key: object) -> str:
     return key if isinstance(key, str) else str(_jsonable(key))
 
 
@@ -127,7 +127,7 @@ def _t_test(
     return t_stat, p_val, half, significant
 
 
-def _labels(values: Sequence[Any] | ArrayLike, name: str, n: int) -> list[Any]:
+def _labels(values: Sequence[Hashable] | ArrayLike, name: str, n: int) -> list[Hashable]:
     if isinstance(values, (list, tuple)):
         labels = list(values)  # as given: numpy would split tuple labels into their parts
     else:

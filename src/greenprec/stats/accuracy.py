@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from greenprec.errors import ConfigError
 from greenprec.stats._common import FloatArray, _as_1d
+
+__all__ = [
+    "accuracy_scale",
+    "energy_per_accuracy_point",
+]
 
 # -- energy per accuracy ---------------------------------------------------------------------------
 
@@ -75,7 +80,7 @@ def energy_per_accuracy_point(
 
 
 def accuracy_scale(
-    values: ArrayLike, ids: Sequence[Any] | None = None
+    values: ArrayLike, ids: Sequence[object] | None = None
 ) -> Literal["fraction", "percent"] | None:
     """The unit of an accuracy column, decided once from all its values (NaNs ignored).
 

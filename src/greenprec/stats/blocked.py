@@ -5,9 +5,9 @@ differs by block.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -22,6 +22,15 @@ from greenprec.stats._common import (
     _t_test,
     _zero_floor,
 )
+
+__all__ = [
+    "PER_POLICY_VARIANCE_REASON",
+    "BlockInteraction",
+    "BlockedLogRatio",
+    "BlockedVariance",
+    "block_interaction",
+    "blocked_log_ratio",
+]
 
 # -- blocked designs ------------------------------------------------------------------------------
 
@@ -48,8 +57,8 @@ class BlockedLogRatio(_Result):
     b: str
     n_a: int
     n_b: int
-    blocks: list[Any]
-    blocks_left_out: list[Any]
+    blocks: list[Hashable]
+    blocks_left_out: list[Hashable]
     n_left_out_a: int
     n_left_out_b: int
     log_ratio: float | None
@@ -86,8 +95,8 @@ class _Blocked:
     n_b: int
     n_all_a: int  # values (not NaN) before blocks with one policy were left out
     n_all_b: int
-    blocks: list[Any]
-    left_out: list[Any]
+    blocks: list[Hashable]
+    left_out: list[Hashable]
     notes: list[str]
     problem: str | None  # why nothing can be fitted
     y: FloatArray  # ln(value): the a values, then the b values
@@ -102,8 +111,8 @@ class _Blocked:
 def _blocked_data(
     values_a: ArrayLike,
     values_b: ArrayLike,
-    blocks_a: Sequence[Any] | ArrayLike,
-    blocks_b: Sequence[Any] | ArrayLike,
+    blocks_a: Sequence[Hashable] | ArrayLike,
+    blocks_b: Sequence[Hashable] | ArrayLike,
     label_a: str,
     label_b: str,
 ) -> _Blocked:
@@ -163,13 +172,13 @@ def _t_test_and_interval(
     se: float,
     dof: float,
     alpha: float,
-    values: dict[str, Any],
+    values: _BlockedFields,
     missing: dict[str, str],
 ) -> None:
     """t, p and the 1 − alpha relative-change interval that inverts the test, into ``values``."""
 
     t_stat, p_val, half, sig = _t_test(beta, se, dof, alpha)
-    values.update(df=dof, se=se, t=t_stat, p=p_val, significant=sig)
+    values.update({"df": dof, "se": se, "t": t_stat, "p": p_val, "significant": sig})
     if beta + half >= 709.0 or beta - half >= 709.0:
         missing["relative_change_ci_pct"] = (
             "the runs vary too much for the interval to be bounded (its upper end is beyond "
@@ -201,8 +210,8 @@ def _policy_variances(
 def blocked_log_ratio(
     values_a: ArrayLike,
     values_b: ArrayLike,
-    blocks_a: Sequence[Any] | ArrayLike,
-    blocks_b: Sequence[Any] | ArrayLike,
+    blocks_a: Sequence[Hashable] | ArrayLike,
+    blocks_b: Sequence[Hashable] | ArrayLike,
     *,
     alpha: float = 0.05,
     label_a: str = "a",
@@ -242,99 +251,170 @@ def blocked_log_ratio(
     alpha = _check_probability(alpha, "alpha")
     data = _blocked_data(values_a, values_b, blocks_a, blocks_b, label_a, label_b)
     missing: dict[str, str] = {}
-    chosen: dict[str, Any] = {}
-
-    def result(**values: Any) -> BlockedLogRatio:
-        return BlockedLogRatio(
-            a=label_a,
-            b=label_b,
-            n_a=data.n_a,
-            n_b=data.n_b,
-            blocks=data.blocks,
-            blocks_left_out=data.left_out,
-            n_left_out_a=data.n_all_a - data.n_a,
-            n_left_out_b=data.n_all_b - data.n_b,
-            log_ratio=values.get("log_ratio"),
-            se=values.get("se"),
-            df=values.get("df"),
-            t=values.get("t"),
-            p=values.get("p"),
-            relative_change_pct=values.get("relative_change_pct"),
-            relative_change_ci_pct=values.get("relative_change_ci_pct"),
-            alpha=alpha,
-            significant=values.get("significant"),
-            not_computed=missing,
-            notes=data.notes,
-            variance=chosen.get("variance"),
-            variance_reason=chosen.get("reason"),
-        )
-
+    values: _BlockedFields = {}
     everything = ("log_ratio", "relative_change_pct", "df", *_BLOCKED_TEST_FIELDS)
     if data.problem is not None:
         missing.update(dict.fromkeys(everything, data.problem))
-        return result()
-    y, h = data.y, data.h
-    y_tilde = _demean(y, data.codes, h)
-    d_tilde = _demean(data.d, data.codes, h)
-    sxx = float(np.dot(d_tilde, d_tilde))
-    beta = float(np.dot(d_tilde, y_tilde)) / sxx
-    values: dict[str, Any] = {"log_ratio": beta}
-    change = 100.0 * math.expm1(beta) if beta < 709.0 else math.inf
+        return _blocked_result(data, label_a, label_b, alpha, values, missing, None)
+    fit = _fixed_effects_fit(data)
+    values["log_ratio"] = fit.beta
+    change = 100.0 * math.expm1(fit.beta) if fit.beta < 709.0 else math.inf
     if math.isfinite(change):
         values["relative_change_pct"] = change
     else:
         missing["relative_change_pct"] = "the log ratio is beyond exp's range"
     (var_a, df_a), (var_b, df_b) = _policy_variances(data)
-    floor = _zero_floor(y)
-    per_policy = df_a >= 1 and df_b >= 1
-    reason: str | None = None
-    if per_policy:
-        chosen.update(variance="per_policy", reason=PER_POLICY_VARIANCE_REASON)
-        weights = d_tilde / sxx
-        u_a = var_a * float(np.dot(weights[: data.n_a], weights[: data.n_a]))
-        u_b = var_b * float(np.dot(weights[data.n_a :], weights[data.n_a :]))
-        if math.sqrt(max(var_a, var_b)) <= floor:
-            reason = (
+    if df_a >= 1 and df_b >= 1:
+        estimate = _per_policy_se(data, fit, (var_a, df_a), (var_b, df_b))
+    else:
+        estimate = _pooled_se(data, fit, label_a, label_b, (df_a, df_b), values, missing)
+    if estimate.problem is not None:
+        missing.update(dict.fromkeys(_BLOCKED_TEST_FIELDS, estimate.problem))
+    else:
+        _t_test_and_interval(fit.beta, estimate.se, estimate.dof, alpha, values, missing)
+    return _blocked_result(data, label_a, label_b, alpha, values, missing, estimate)
+
+
+class _BlockedFields(TypedDict, total=False):
+    """What :func:`blocked_log_ratio` computed so far; an absent key was not computed."""
+
+    log_ratio: float
+    relative_change_pct: float
+    df: float
+    se: float
+    t: float
+    p: float
+    relative_change_ci_pct: tuple[float, float]
+    significant: bool
+
+
+@dataclass(frozen=True)
+class _FixedEffectsFit:
+    """The block-demeaned logs and indicator (Frisch–Waugh–Lovell) and the OLS slope β."""
+
+    y_tilde: FloatArray
+    d_tilde: FloatArray
+    sxx: float  # Σ d̃²
+    beta: float
+
+
+@dataclass(frozen=True)
+class _StandardError:
+    """How β's standard error was estimated, and the SE and df; or why they are undefined."""
+
+    variance: BlockedVariance
+    variance_reason: str
+    se: float = math.nan
+    dof: float = math.nan
+    problem: str | None = None
+
+
+def _fixed_effects_fit(data: _Blocked) -> _FixedEffectsFit:
+    y_tilde = _demean(data.y, data.codes, data.h)
+    d_tilde = _demean(data.d, data.codes, data.h)
+    sxx = float(np.dot(d_tilde, d_tilde))
+    return _FixedEffectsFit(y_tilde, d_tilde, sxx, float(np.dot(d_tilde, y_tilde)) / sxx)
+
+
+def _per_policy_se(
+    data: _Blocked,
+    fit: _FixedEffectsFit,
+    policy_a: tuple[float, int],
+    policy_b: tuple[float, int],
+) -> _StandardError:
+    """Var(β) from each policy's own within-block variance, with the Welch–Satterthwaite df."""
+    (var_a, df_a), (var_b, df_b) = policy_a, policy_b
+    weights = fit.d_tilde / fit.sxx
+    u_a = var_a * float(np.dot(weights[: data.n_a], weights[: data.n_a]))
+    u_b = var_b * float(np.dot(weights[data.n_a :], weights[data.n_a :]))
+    if math.sqrt(max(var_a, var_b)) <= _zero_floor(data.y):
+        return _StandardError(
+            "per_policy",
+            PER_POLICY_VARIANCE_REASON,
+            problem=(
                 "the runs of each policy on each host are identical: the within-host spread "
                 "is zero; the test and its interval are undefined"
-            )
-        else:
-            se = math.sqrt(u_a + u_b)
-            dof = (u_a + u_b) ** 2 / (u_a * u_a / df_a + u_b * u_b / df_b)
-    else:
-        alone = [name for name, dof_p in ((label_a, df_a), (label_b, df_b)) if dof_p < 1]
-        chosen.update(
-            variance="pooled",
-            reason=(
-                f"{' and '.join(alone)} {'has' if len(alone) == 1 else 'have'} one run per "
-                "host, so a variance per policy cannot be estimated: one residual variance is "
-                "assumed for both policies" + (" (the paired t-test)" if len(alone) == 2 else "")
             ),
         )
-        n_dof = y.size - h - 1
-        if n_dof < 1:
-            reason = (
-                f"needs more runs than blocks + 1 ({y.size} runs in {h} "
-                f"block{'s' if h != 1 else ''} leave {n_dof} residual degrees of freedom)"
-            )
-            missing["df"] = reason
-        else:
-            residuals = y_tilde - beta * d_tilde
-            rss = float(np.dot(residuals, residuals))
-            dof = float(n_dof)
-            if math.sqrt(rss / n_dof) <= floor:
-                values["df"] = dof
-                reason = (
-                    "the residuals are zero: every block shows the same difference; the test "
-                    "and its interval are undefined"
-                )
-            else:
-                se = math.sqrt(rss / n_dof / sxx)
-    if reason is not None:
-        missing.update(dict.fromkeys(_BLOCKED_TEST_FIELDS, reason))
-        return result(**values)
-    _t_test_and_interval(beta, se, dof, alpha, values, missing)
-    return result(**values)
+    return _StandardError(
+        "per_policy",
+        PER_POLICY_VARIANCE_REASON,
+        se=math.sqrt(u_a + u_b),
+        dof=(u_a + u_b) ** 2 / (u_a * u_a / df_a + u_b * u_b / df_b),
+    )
+
+
+def _pooled_se(
+    data: _Blocked,
+    fit: _FixedEffectsFit,
+    label_a: str,
+    label_b: str,
+    dofs: tuple[int, int],
+    values: _BlockedFields,
+    missing: dict[str, str],
+) -> _StandardError:
+    """β's SE from one residual variance (df = N − H − 1), for a policy with one run per block;
+    the df goes into ``values`` (or why not into ``missing``) even where the SE is undefined."""
+    alone = [name for name, dof_p in zip((label_a, label_b), dofs, strict=True) if dof_p < 1]
+    variance_reason = (
+        f"{' and '.join(alone)} {'has' if len(alone) == 1 else 'have'} one run per "
+        "host, so a variance per policy cannot be estimated: one residual variance is "
+        "assumed for both policies" + (" (the paired t-test)" if len(alone) == 2 else "")
+    )
+    y, h = data.y, data.h
+    n_dof = y.size - h - 1
+    if n_dof < 1:
+        problem = (
+            f"needs more runs than blocks + 1 ({y.size} runs in {h} "
+            f"block{'s' if h != 1 else ''} leave {n_dof} residual degrees of freedom)"
+        )
+        missing["df"] = problem
+        return _StandardError("pooled", variance_reason, problem=problem)
+    residuals = fit.y_tilde - fit.beta * fit.d_tilde
+    rss = float(np.dot(residuals, residuals))
+    dof = float(n_dof)
+    if math.sqrt(rss / n_dof) <= _zero_floor(y):
+        values["df"] = dof
+        problem = (
+            "the residuals are zero: every block shows the same difference; the test "
+            "and its interval are undefined"
+        )
+        return _StandardError("pooled", variance_reason, problem=problem)
+    return _StandardError("pooled", variance_reason, se=math.sqrt(rss / n_dof / fit.sxx), dof=dof)
+
+
+def _blocked_result(
+    data: _Blocked,
+    label_a: str,
+    label_b: str,
+    alpha: float,
+    values: _BlockedFields,
+    missing: dict[str, str],
+    estimate: _StandardError | None,
+) -> BlockedLogRatio:
+    return BlockedLogRatio(
+        a=label_a,
+        b=label_b,
+        n_a=data.n_a,
+        n_b=data.n_b,
+        blocks=data.blocks,
+        blocks_left_out=data.left_out,
+        n_left_out_a=data.n_all_a - data.n_a,
+        n_left_out_b=data.n_all_b - data.n_b,
+        log_ratio=values.get("log_ratio"),
+        se=values.get("se"),
+        df=values.get("df"),
+        t=values.get("t"),
+        p=values.get("p"),
+        relative_change_pct=values.get("relative_change_pct"),
+        relative_change_ci_pct=values.get("relative_change_ci_pct"),
+        alpha=alpha,
+        significant=values.get("significant"),
+        not_computed=missing,
+        notes=data.notes,
+        variance=None if estimate is None else estimate.variance,
+        variance_reason=None if estimate is None else estimate.variance_reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -351,7 +431,7 @@ class BlockInteraction(_Result):
 
     a: str
     b: str
-    blocks: list[Any]
+    blocks: list[Hashable]
     change_pct: dict[str, float]
     f: float | None
     df_num: int | None
@@ -372,8 +452,8 @@ class BlockInteraction(_Result):
 def block_interaction(
     values_a: ArrayLike,
     values_b: ArrayLike,
-    blocks_a: Sequence[Any] | ArrayLike,
-    blocks_b: Sequence[Any] | ArrayLike,
+    blocks_a: Sequence[Hashable] | ArrayLike,
+    blocks_b: Sequence[Hashable] | ArrayLike,
     *,
     alpha: float = 0.05,
     label_a: str = "a",
@@ -387,7 +467,7 @@ def block_interaction(
     data = _blocked_data(values_a, values_b, blocks_a, blocks_b, label_a, label_b)
     missing: dict[str, str] = {}
     changes: dict[str, float] = {}
-    values: dict[str, Any] = {}
+    values: _InteractionFields = {}
 
     def result() -> BlockInteraction:
         return BlockInteraction(
@@ -418,21 +498,43 @@ def block_interaction(
         changes[str(block)] = 100.0 * math.expm1(log_change) if log_change < 709.0 else math.inf
     if h < 2:
         missing.update(dict.fromkeys(test_fields, "needs at least two blocks with both policies"))
-        return result()
-    if int(counts.min()) < 2:
+    elif int(counts.min()) < 2:
         missing.update(
             dict.fromkeys(
                 test_fields,
                 f"needs at least 2 runs of each of {label_a} and {label_b} on every block",
             )
         )
-        return result()
+    else:
+        _interaction_f_test(data, cells, means, alpha, values, missing)
+    return result()
+
+
+class _InteractionFields(TypedDict, total=False):
+    """What :func:`block_interaction` computed; an absent key was not computed."""
+
+    f: float
+    df_num: int
+    df_den: int
+    p: float
+    significant: bool
+
+
+def _interaction_f_test(
+    data: _Blocked,
+    cells: NDArray[np.intp],
+    means: FloatArray,
+    alpha: float,
+    values: _InteractionFields,
+    missing: dict[str, str],
+) -> None:
+    """The F-test of the interaction model (one mean per block and policy cell) against the
+    additive one, into ``values``; why not into ``missing``."""
+    h = data.h
     full = data.y - means[cells]
     rss_full = float(np.dot(full, full))
-    y_tilde = _demean(data.y, data.codes, h)
-    d_tilde = _demean(data.d, data.codes, h)
-    beta = float(np.dot(d_tilde, y_tilde)) / float(np.dot(d_tilde, d_tilde))
-    additive = y_tilde - beta * d_tilde
+    fit = _fixed_effects_fit(data)
+    additive = fit.y_tilde - fit.beta * fit.d_tilde
     rss_add = float(np.dot(additive, additive))
     df_num, df_den = h - 1, int(data.y.size) - 2 * h
     if math.sqrt(rss_full / df_den) <= _zero_floor(data.y):
@@ -442,11 +544,12 @@ def block_interaction(
                 "the runs of each policy on each block are identical: the F-test is undefined",
             )
         )
-        values.update(df_num=df_num, df_den=df_den)
-        return result()
+        values.update({"df_num": df_num, "df_den": df_den})
+        return
     from scipy import stats
 
     f_stat = max(rss_add - rss_full, 0.0) / df_num / (rss_full / df_den)
     p_val = float(stats.f.sf(f_stat, df_num, df_den))
-    values.update(f=f_stat, df_num=df_num, df_den=df_den, p=p_val, significant=p_val < alpha)
-    return result()
+    values.update(
+        {"f": f_stat, "df_num": df_num, "df_den": df_den, "p": p_val, "significant": p_val < alpha}
+    )

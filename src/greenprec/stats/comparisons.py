@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -24,6 +24,19 @@ from greenprec.stats._common import (
     _welch_parts,
 )
 from greenprec.stats.summaries import Description, describe, normality
+
+__all__ = [
+    "DIFFERENCE_REASON",
+    "PRIMARY_REASON",
+    "CompareResult",
+    "LogRatioTest",
+    "PolicyComparison",
+    "Primary",
+    "compare_groups",
+    "compare_policies",
+    "holm",
+    "welch_log_ratio",
+]
 
 # z_{0.975}; written out so that the effect-size CIs need no scipy call.
 _Z975 = 1.959963984540054
@@ -220,89 +233,13 @@ def compare_groups(
     xb = _clean(b, label_b, notes)
     na, nb = xa.size, xb.size
     missing: dict[str, str] = {}
-    out: dict[str, Any] = {}
-
-    out["mean_a"] = float(xa.mean()) if na else None
-    out["mean_b"] = float(xb.mean()) if nb else None
-    out["sd_a"] = float(xa.std(ddof=1)) if na >= 2 else None
-    out["sd_b"] = float(xb.std(ddof=1)) if nb >= 2 else None
-    for key, n, label in (("mean_a", na, label_a), ("mean_b", nb, label_b)):
-        if n == 0:
-            missing[key] = f"{label} has no values"
-    for key, n, label in (("sd_a", na, label_a), ("sd_b", nb, label_b)):
-        if n < 2:
-            missing[key] = f"{label} has {n} value{'s' if n != 1 else ''}; sd needs 2"
-
-    few = [f"{label} has {n}" for label, n in ((label_a, na), (label_b, nb)) if n < 2]
-    t_fields = ("welch_t", "welch_df", "welch_p", "student_t", "student_p")
-    d_fields = ("cohens_d", "cohens_d_ci", "hedges_g", "hedges_g_ci")
-    from scipy import stats
-
-    if few:
-        reason = "needs at least 2 values per group (" + ", ".join(few) + ")"
-        missing.update(dict.fromkeys(t_fields + d_fields, reason))
-    elif _constant(xa) and _constant(xb):
-        reason = "both groups have zero variance; the statistic is undefined"
-        missing.update(dict.fromkeys(t_fields + d_fields, reason))
-    else:
-        va, vb = float(xa.var(ddof=1)), float(xb.var(ddof=1))
-        # From summary statistics: ttest_ind itself warns about precision loss whenever one
-        # group is constant, which is a legitimate input here (the other group has spread).
-        summary = (float(xb.mean()), math.sqrt(vb), nb, float(xa.mean()), math.sqrt(va), na)
-        welch = stats.ttest_ind_from_stats(*summary, equal_var=False)
-        student = stats.ttest_ind_from_stats(*summary, equal_var=True)
-        out["welch_t"], out["welch_p"] = float(welch.statistic), float(welch.pvalue)
-        out["student_t"], out["student_p"] = float(student.statistic), float(student.pvalue)
-        out["welch_df"] = (va / na + vb / nb) ** 2 / (
-            (va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1)
-        )
-        _difference_ci(xa, xb, alpha, out)
-        pooled_sd = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
-        d = (float(xb.mean()) - float(xa.mean())) / pooled_sd
-        se_d = math.sqrt((na + nb) / (na * nb) + d * d / (2 * (na + nb)))
-        j = 1.0 - 3.0 / (4 * (na + nb) - 9)
-        g = j * d
-        out["cohens_d"], out["cohens_d_ci"] = d, (d - _Z975 * se_d, d + _Z975 * se_d)
-        out["hedges_g"], out["hedges_g_ci"] = g, (g - _Z975 * j * se_d, g + _Z975 * j * se_d)
-
-    if na == 0 or nb == 0:
-        empty = label_a if na == 0 else label_b
-        missing["mannwhitney_u"] = missing["mannwhitney_p"] = f"{empty} has no values"
-        missing["mannwhitney_min_p"] = missing["mannwhitney_p"]
-    else:
-        # The most extreme ordering without ties: no data can give Mann–Whitney a smaller p
-        # at these group sizes (0.1 with 3 and 3 runs), which is why it cannot be primary.
-        extreme = stats.mannwhitneyu(
-            np.arange(nb, dtype=np.float64),
-            np.arange(nb, nb + na, dtype=np.float64),
-            alternative="two-sided",
-        )
-        out["mannwhitney_min_p"] = float(extreme.pvalue)
-        if _constant(np.concatenate([xa, xb])):
-            reason = "all values are identical; the ranks carry no information"
-            missing["mannwhitney_u"] = missing["mannwhitney_p"] = reason
-        else:
-            mwu = stats.mannwhitneyu(xb, xa, alternative="two-sided")
-            out["mannwhitney_u"], out["mannwhitney_p"] = float(mwu.statistic), float(mwu.pvalue)
-
+    out: _Fields = {}
+    _moments(xa, xb, label_a, label_b, out, missing)
+    _t_tests_and_effect_sizes(xa, xb, label_a, label_b, alpha, out, missing)
+    _mann_whitney(xa, xb, label_a, label_b, out, missing)
     _relative_change(xa, xb, label_a, label_b, alpha, out, missing)
-
-    norm_a = normality(xa, alpha)
-    norm_b = normality(xb, alpha)
-    for key, result, label in (("shapiro_p_a", norm_a, label_a), ("shapiro_p_b", norm_b, label_b)):
-        out[key] = result.p
-        if result.p is None:
-            missing[key] = f"{label}: {result.not_computed['p']}"
-    if primary == "difference":
-        primary_p = out.get("welch_p")
-        if primary_p is None:
-            missing["primary_p"] = missing["welch_p"]
-        if "difference_ci" not in out and "welch_p" in missing:
-            missing["difference_ci"] = missing["welch_p"]
-    else:
-        primary_p = out.get("log_ratio_p")
-        if primary_p is None:
-            missing["primary_p"] = missing["log_ratio_p"]
+    _shapiro(xa, xb, label_a, label_b, alpha, out, missing)
+    primary_p = _primary_p(primary, out, missing)
 
     return CompareResult(
         a=label_a,
@@ -343,7 +280,171 @@ def compare_groups(
     )
 
 
-def _difference_ci(xa: FloatArray, xb: FloatArray, alpha: float, out: dict[str, Any]) -> None:
+class _Fields(TypedDict, total=False):
+    """The statistics :func:`compare_groups` computes, filled in step by step; a key that is
+    absent was not computed (its reason is in ``missing``)."""
+
+    mean_a: float | None
+    mean_b: float | None
+    sd_a: float | None
+    sd_b: float | None
+    welch_t: float
+    welch_df: float
+    welch_p: float
+    student_t: float
+    student_p: float
+    difference_ci: tuple[float, float]
+    cohens_d: float
+    cohens_d_ci: tuple[float, float]
+    hedges_g: float
+    hedges_g_ci: tuple[float, float]
+    mannwhitney_u: float
+    mannwhitney_p: float
+    mannwhitney_min_p: float
+    relative_change_pct: float
+    relative_change_ci: tuple[float, float]
+    log_ratio_t: float
+    log_ratio_df: float
+    log_ratio_p: float
+    shapiro_p_a: float | None
+    shapiro_p_b: float | None
+
+
+def _moments(
+    xa: FloatArray,
+    xb: FloatArray,
+    label_a: str,
+    label_b: str,
+    out: _Fields,
+    missing: dict[str, str],
+) -> None:
+    """Each group's mean and sd into ``out``, or why not into ``missing``."""
+    na, nb = xa.size, xb.size
+    out["mean_a"] = float(xa.mean()) if na else None
+    out["mean_b"] = float(xb.mean()) if nb else None
+    out["sd_a"] = float(xa.std(ddof=1)) if na >= 2 else None
+    out["sd_b"] = float(xb.std(ddof=1)) if nb >= 2 else None
+    for key, n, label in (("mean_a", na, label_a), ("mean_b", nb, label_b)):
+        if n == 0:
+            missing[key] = f"{label} has no values"
+    for key, n, label in (("sd_a", na, label_a), ("sd_b", nb, label_b)):
+        if n < 2:
+            missing[key] = f"{label} has {n} value{'s' if n != 1 else ''}; sd needs 2"
+
+
+def _t_tests_and_effect_sizes(
+    xa: FloatArray,
+    xb: FloatArray,
+    label_a: str,
+    label_b: str,
+    alpha: float,
+    out: _Fields,
+    missing: dict[str, str],
+) -> None:
+    """Welch's and Student's t, the difference CI, Cohen's d and Hedges' g into ``out``."""
+    na, nb = xa.size, xb.size
+    few = [f"{label} has {n}" for label, n in ((label_a, na), (label_b, nb)) if n < 2]
+    t_fields = ("welch_t", "welch_df", "welch_p", "student_t", "student_p")
+    d_fields = ("cohens_d", "cohens_d_ci", "hedges_g", "hedges_g_ci")
+    if few:
+        reason = "needs at least 2 values per group (" + ", ".join(few) + ")"
+        missing.update(dict.fromkeys(t_fields + d_fields, reason))
+        return
+    if _constant(xa) and _constant(xb):
+        reason = "both groups have zero variance; the statistic is undefined"
+        missing.update(dict.fromkeys(t_fields + d_fields, reason))
+        return
+    from scipy import stats
+
+    va, vb = float(xa.var(ddof=1)), float(xb.var(ddof=1))
+    # From summary statistics: ttest_ind itself warns about precision loss whenever one
+    # group is constant, which is a legitimate input here (the other group has spread).
+    summary = (float(xb.mean()), math.sqrt(vb), nb, float(xa.mean()), math.sqrt(va), na)
+    welch = stats.ttest_ind_from_stats(*summary, equal_var=False)
+    student = stats.ttest_ind_from_stats(*summary, equal_var=True)
+    out["welch_t"], out["welch_p"] = float(welch.statistic), float(welch.pvalue)
+    out["student_t"], out["student_p"] = float(student.statistic), float(student.pvalue)
+    out["welch_df"] = (va / na + vb / nb) ** 2 / (
+        (va / na) ** 2 / (na - 1) + (vb / nb) ** 2 / (nb - 1)
+    )
+    _difference_ci(xa, xb, alpha, out)
+    pooled_sd = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
+    d = (float(xb.mean()) - float(xa.mean())) / pooled_sd
+    se_d = math.sqrt((na + nb) / (na * nb) + d * d / (2 * (na + nb)))
+    j = 1.0 - 3.0 / (4 * (na + nb) - 9)
+    g = j * d
+    out["cohens_d"], out["cohens_d_ci"] = d, (d - _Z975 * se_d, d + _Z975 * se_d)
+    out["hedges_g"], out["hedges_g_ci"] = g, (g - _Z975 * j * se_d, g + _Z975 * j * se_d)
+
+
+def _mann_whitney(
+    xa: FloatArray,
+    xb: FloatArray,
+    label_a: str,
+    label_b: str,
+    out: _Fields,
+    missing: dict[str, str],
+) -> None:
+    """Mann–Whitney U, its p and the smallest p these group sizes allow into ``out``."""
+    na, nb = xa.size, xb.size
+    if na == 0 or nb == 0:
+        empty = label_a if na == 0 else label_b
+        missing["mannwhitney_u"] = missing["mannwhitney_p"] = f"{empty} has no values"
+        missing["mannwhitney_min_p"] = missing["mannwhitney_p"]
+        return
+    from scipy import stats
+
+    # The most extreme ordering without ties: no data can give Mann–Whitney a smaller p
+    # at these group sizes (0.1 with 3 and 3 runs), which is why it cannot be primary.
+    extreme = stats.mannwhitneyu(
+        np.arange(nb, dtype=np.float64),
+        np.arange(nb, nb + na, dtype=np.float64),
+        alternative="two-sided",
+    )
+    out["mannwhitney_min_p"] = float(extreme.pvalue)
+    if _constant(np.concatenate([xa, xb])):
+        reason = "all values are identical; the ranks carry no information"
+        missing["mannwhitney_u"] = missing["mannwhitney_p"] = reason
+    else:
+        mwu = stats.mannwhitneyu(xb, xa, alternative="two-sided")
+        out["mannwhitney_u"], out["mannwhitney_p"] = float(mwu.statistic), float(mwu.pvalue)
+
+
+def _shapiro(
+    xa: FloatArray,
+    xb: FloatArray,
+    label_a: str,
+    label_b: str,
+    alpha: float,
+    out: _Fields,
+    missing: dict[str, str],
+) -> None:
+    """Each group's Shapiro–Wilk p into ``out`` (None, with the reason, where not computed)."""
+    norm_a = normality(xa, alpha)
+    norm_b = normality(xb, alpha)
+    out["shapiro_p_a"] = norm_a.p
+    out["shapiro_p_b"] = norm_b.p
+    for key, result, label in (("shapiro_p_a", norm_a, label_a), ("shapiro_p_b", norm_b, label_b)):
+        if result.p is None:
+            missing[key] = f"{label}: {result.not_computed['p']}"
+
+
+def _primary_p(primary: Primary, out: _Fields, missing: dict[str, str]) -> float | None:
+    """The primary test's p, fixed by the metric's scale; why not into ``missing``."""
+    if primary == "difference":
+        primary_p = out.get("welch_p")
+        if primary_p is None:
+            missing["primary_p"] = missing["welch_p"]
+        if "difference_ci" not in out and "welch_p" in missing:
+            missing["difference_ci"] = missing["welch_p"]
+        return primary_p
+    primary_p = out.get("log_ratio_p")
+    if primary_p is None:
+        missing["primary_p"] = missing["log_ratio_p"]
+    return primary_p
+
+
+def _difference_ci(xa: FloatArray, xb: FloatArray, alpha: float, out: _Fields) -> None:
     """Welch's 1 − alpha interval of mean(b) − mean(a) into ``out``, and welch_p moved to its
     side where scipy's sf and isf disagree in the last bit (as in :func:`welch_log_ratio`)."""
     diff, se, df, reason = _welch_parts(xa, xb, "a", "b")
@@ -368,7 +469,7 @@ def _relative_change(
     label_a: str,
     label_b: str,
     alpha: float,
-    out: dict[str, Any],
+    out: _Fields,
     missing: dict[str, str],
 ) -> None:
     """The relative change, its CI and the primary test (Welch on the log ratio) into ``out``."""
@@ -482,7 +583,7 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
     The family is the entries that have a p-value.
     """
-    items: list[Any] = list(pvalues)
+    items: list[object] = list(pvalues)
     present: list[tuple[int, float]] = []
     for i, p in enumerate(items):
         if p is None or (isinstance(p, (float, np.floating)) and math.isnan(p)):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from greenprec.errors import ConfigError
 from greenprec.stats._common import (
+    FloatArray,
     _as_1d,
     _check_probability,
     _demean,
@@ -20,6 +21,11 @@ from greenprec.stats._common import (
     _t_test,
     _zero_floor,
 )
+
+__all__ = [
+    "RunOrderTrend",
+    "run_order_trend",
+]
 
 # -- drift over run order -------------------------------------------------------------------------
 
@@ -52,7 +58,7 @@ class RunOrderTrend(_Result):
 def run_order_trend(
     values: ArrayLike,
     order: ArrayLike,
-    groups: Sequence[Any] | ArrayLike,
+    groups: Sequence[Hashable] | ArrayLike,
     *,
     alpha: float = 0.05,
 ) -> RunOrderTrend:
@@ -67,6 +73,54 @@ def run_order_trend(
     within any group and zero residuals are "not computed" with the reason.
     """
     alpha = _check_probability(alpha, "alpha")
+    runs = _kept_runs(values, order, groups)
+    missing: dict[str, str] = {}
+    out: _TrendFields = {}
+    _fit_trend(runs, alpha, out, missing)
+    return RunOrderTrend(
+        n=int(runs.x.size),
+        n_groups=runs.g,
+        slope=out.get("slope"),
+        se=out.get("se"),
+        df=out.get("df"),
+        t=out.get("t"),
+        p=out.get("p"),
+        pct_per_run=out.get("pct_per_run"),
+        pct_per_run_ci=out.get("pct_per_run_ci"),
+        alpha=alpha,
+        significant=out.get("significant"),
+        not_computed=missing,
+        notes=runs.notes,
+    )
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """The runs with both a value and an order, and each one's group index."""
+
+    x: FloatArray
+    o: FloatArray
+    codes: NDArray[np.intp]
+    g: int  # number of groups
+    notes: list[str]
+
+
+class _TrendFields(TypedDict, total=False):
+    """What :func:`run_order_trend` computed; an absent key was not computed."""
+
+    slope: float
+    se: float
+    df: int
+    t: float
+    p: float
+    pct_per_run: float
+    pct_per_run_ci: tuple[float, float]
+    significant: bool
+
+
+def _kept_runs(
+    values: ArrayLike, order: ArrayLike, groups: Sequence[Hashable] | ArrayLike
+) -> _Runs:
     raw = _as_1d(values, "values")
     raw_order = _as_1d(order, "order")
     if raw_order.size != raw.size:
@@ -77,31 +131,16 @@ def run_order_trend(
     dropped = int((~keep).sum())
     if dropped:
         notes.append(f"dropped {dropped} run{'s' if dropped != 1 else ''} with no value or order")
-    x, o = raw[keep], raw_order[keep]
     kept_labels = [label for label, k in zip(labels, keep.tolist(), strict=True) if k]
     position = {label: index for index, label in enumerate(dict.fromkeys(kept_labels))}
     codes = np.array([position[label] for label in kept_labels], dtype=np.intp)
-    g = len(position)
-    missing: dict[str, str] = {}
-    out: dict[str, Any] = {}
+    return _Runs(raw[keep], raw_order[keep], codes, len(position), notes)
 
-    def result() -> RunOrderTrend:
-        return RunOrderTrend(
-            n=int(x.size),
-            n_groups=g,
-            slope=out.get("slope"),
-            se=out.get("se"),
-            df=out.get("df"),
-            t=out.get("t"),
-            p=out.get("p"),
-            pct_per_run=out.get("pct_per_run"),
-            pct_per_run_ci=out.get("pct_per_run_ci"),
-            alpha=alpha,
-            significant=out.get("significant"),
-            not_computed=missing,
-            notes=notes,
-        )
 
+def _fit_trend(runs: _Runs, alpha: float, out: _TrendFields, missing: dict[str, str]) -> None:
+    """The within-group OLS slope, its t-test and interval into ``out``; why not into
+    ``missing``."""
+    x, g = runs.x, runs.g
     everything = ("slope", "se", "df", "t", "p", "pct_per_run", "pct_per_run_ci", "significant")
     reason: str | None = None
     dof = int(x.size) - g - 1
@@ -114,30 +153,30 @@ def run_order_trend(
         )
     if reason is not None:
         missing.update(dict.fromkeys(everything, reason))
-        return result()
+        return
     y = np.log(x)
-    y_tilde = _demean(y, codes, g)
-    o_tilde = _demean(o, codes, g)
+    y_tilde = _demean(y, runs.codes, g)
+    o_tilde = _demean(runs.o, runs.codes, g)
     soo = float(np.dot(o_tilde, o_tilde))
     if soo <= 0.0:
         missing.update(dict.fromkeys(everything, "the run order does not vary within any group"))
-        return result()
+        return
     slope = float(np.dot(o_tilde, y_tilde)) / soo
     residuals = y_tilde - slope * o_tilde
     rss = float(np.dot(residuals, residuals))
-    out.update(slope=slope, df=dof, pct_per_run=100.0 * math.expm1(slope))
+    out.update({"slope": slope, "df": dof, "pct_per_run": 100.0 * math.expm1(slope)})
     if math.sqrt(rss / dof) <= _zero_floor(y):
         reason = "the residuals are zero: the values lie exactly on the trend"
         missing.update(dict.fromkeys(("se", "t", "p", "pct_per_run_ci", "significant"), reason))
-        return result()
-
+        return
     se = math.sqrt(rss / dof / soo)
     t_stat, p_val, half, sig = _t_test(slope, se, dof, alpha)
     out.update(
-        se=se,
-        t=t_stat,
-        p=p_val,
-        significant=sig,
-        pct_per_run_ci=(100.0 * math.expm1(slope - half), 100.0 * math.expm1(slope + half)),
+        {
+            "se": se,
+            "t": t_stat,
+            "p": p_val,
+            "significant": sig,
+            "pct_per_run_ci": (100.0 * math.expm1(slope - half), 100.0 * math.expm1(slope + half)),
+        }
     )
-    return result()

@@ -24,6 +24,21 @@ from greenprec.stats._common import (
 )
 from greenprec.stats.accuracy import accuracy_scale
 
+__all__ = [
+    "DEFAULT_ACCURACY_MARGIN",
+    "EquivalenceResult",
+    "Margin",
+    "NonInferiorityResult",
+    "accuracy_like",
+    "equivalence_verdict",
+    "noninferiority_log_ratio",
+    "noninferiority_welch",
+    "parse_margin",
+    "parse_sesoi",
+    "tost_log_ratio",
+    "tost_welch",
+]
+
 # -- equivalence and non-inferiority ---------------------------------------------------------------
 
 _METRIC_NAME = r"[A-Za-z_][A-Za-z0-9_]*"

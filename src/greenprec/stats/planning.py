@@ -9,6 +9,13 @@ import numpy as np
 from greenprec.errors import ConfigError
 from greenprec.stats._common import _check_margin, _check_probability
 
+__all__ = [
+    "achieved_power",
+    "runs_needed",
+    "runs_needed_equivalence",
+    "tost_power",
+]
+
 # Above this many runs per group the noncentral t is indistinguishable from the normal and
 # scipy's nct gets slow; runs_needed gives up rather than answer with a meaningless number.
 _MAX_RUNS = 10**8

@@ -11,6 +11,13 @@ from numpy.typing import ArrayLike
 
 from greenprec.stats._common import _as_1d, _check_probability, _clean, _constant, _Result
 
+__all__ = [
+    "Description",
+    "NormalityResult",
+    "describe",
+    "normality",
+]
+
 # -- description and normality ---------------------------------------------------------------------
 
 

@@ -11,6 +11,11 @@ import pandas as pd
 
 from greenprec.errors import ConfigError
 
+__all__ = [
+    "binned_power",
+    "mean_power_trace",
+]
+
 # -- power traces ----------------------------------------------------------------------------------
 
 
