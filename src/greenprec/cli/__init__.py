@@ -12,7 +12,7 @@ import errno
 import os
 import sys
 import warnings
-from typing import Annotated, Any
+from typing import Annotated, TextIO
 
 import typer
 
@@ -55,18 +55,25 @@ for _module in (meters, measure, compare, report, runs, workloads, importing):
     _module.register(app)
 
 
-def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     if issubclass(category, GreenprecWarning):
         typer.echo(f"greenprec: warning: {message}", err=True)
     else:
-        _default_showwarning(message, category, *args, **kwargs)
+        _default_showwarning(message, category, filename, lineno, file, line)
 
 
 _default_showwarning = warnings.showwarning
 
 # The library names the argument that bad input came through (ConfigError.param); on the
 # command line that argument is a flag, named here and only here.
-PARAM_FLAGS = {
+_PARAM_FLAGS = {
     "groups": "--group",
     "out": "--out",
     "metrics": "--metrics",
@@ -79,7 +86,7 @@ PARAM_FLAGS = {
 
 def _with_flag(error: GreenprecError) -> str:
     param = getattr(error, "param", None)
-    flag = PARAM_FLAGS.get(param) if isinstance(param, str) else None
+    flag = _PARAM_FLAGS.get(param) if isinstance(param, str) else None
     return f"{flag}: {error}" if flag else str(error)
 
 

@@ -6,20 +6,41 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from greenprec.errors import ConfigError
 
-NOT_A_TERMINAL_WIDTH = 1_000
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+__all__ = [
+    "FLAG",
+    "Command",
+    "Group",
+    "IntervalOption",
+    "MeterOption",
+    "OptionOption",
+    "add_column",
+    "fail",
+    "folder_problem",
+    "make_console",
+    "make_table",
+    "os_error_line",
+    "parse_options",
+    "parse_params",
+]
+
+_NOT_A_TERMINAL_WIDTH = 1_000
 """Columns a console gets when its output is a file, a pipe or CI: rich would take 80 (or
 $COLUMNS) and cut table values to fit ("estimat…"), but nobody reads a log file 80 columns
 wide, and a value cut in a log is lost for good."""
 
 
-def make_console(stderr: bool = False) -> Any:
+def make_console(stderr: bool = False) -> Console:
     """A rich console for greenprec's output: markup off, so text from users, workloads and
     files ("missing [/data/cifar-10]", a policy "[mixed]", "pip install 'greenprec[nvidia]'")
     prints as it is; greenprec styles its own text with ``rich.text.Text``."""
@@ -27,11 +48,11 @@ def make_console(stderr: bool = False) -> Any:
 
     console = Console(stderr=stderr, highlight=False, markup=False)
     if not console.is_terminal:
-        console.width = NOT_A_TERMINAL_WIDTH
+        console.width = _NOT_A_TERMINAL_WIDTH
     return console
 
 
-def make_table(title: str | None = None, caption: str | None = None) -> Any:
+def make_table(title: str | None = None, caption: str | None = None) -> Table:
     """A rich table for :func:`add_column`; titles are printed as they are (no markup)."""
     from rich.table import Table
     from rich.text import Text
@@ -42,7 +63,7 @@ def make_table(title: str | None = None, caption: str | None = None) -> Any:
     )
 
 
-def add_column(table: Any, header: str, *, right: bool = False) -> None:
+def add_column(table: Table, header: str, *, right: bool = False) -> None:
     """A column that never cuts a value: one too long for the terminal is folded onto the
     next line instead of ending in "…" (a run id or an error cut short is useless)."""
     table.add_column(header, justify="right" if right else "left", overflow="fold")
@@ -71,9 +92,9 @@ def parse_options(
     return options
 
 
-def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+def parse_params(pairs: list[str] | None) -> dict[str, object]:
     """``--param KEY=VALUE`` pairs; values read as JSON where they can be (numbers, booleans)."""
-    params: dict[str, Any] = {}
+    params: dict[str, object] = {}
     for key, value in parse_options(pairs, flag="--param", example="epochs=3").items():
         try:
             params[key] = json.loads(value)
@@ -158,6 +179,7 @@ def _untyped_help(option: TyperOption | None) -> TyperOption | None:
 class Command(TyperCommand):
     """A greenprec command: its ``--help`` flag is not tagged ``<bool>`` in the help."""
 
+    # click's context: typer vendors click, under a private module name.
     def get_help_option(self, ctx: Any) -> TyperOption | None:
         return _untyped_help(super().get_help_option(ctx))
 

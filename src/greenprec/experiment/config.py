@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from pydantic import (
     BaseModel,
@@ -17,11 +17,29 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from greenprec.errors import ConfigError, GreenprecWarning
+
+__all__ = [
+    "MAX_JOB_MINUTES",
+    "PARAM_SHORTCUTS",
+    "PRESETS",
+    "Difference",
+    "ExperimentConfig",
+    "Preset",
+    "SlurmConfig",
+    "differences",
+    "given_table",
+    "load_config",
+    "run_timeout_for",
+    "stored_config",
+    "unused_meter_options",
+    "validate",
+]
 
 if TYPE_CHECKING:
     from greenprec.results import ExperimentRecord
@@ -31,8 +49,25 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
+
+class _Protocol(TypedDict):
+    workload: str
+    runs: int
+    seed: int
+    warmup_s: float
+    cooldown_s: float
+    interval_s: float
+
+
+class Preset(_Protocol, total=False):
+    """A complete protocol, named: the settings a config file and then flags override."""
+
+    params: dict[str, int]
+    """The workload's parameters, for this preset's workload (and its PyTorch twin) only."""
+
+
 # Each preset is a complete protocol; a config file and then flags override it field by field.
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, Preset] = {
     # Between a smoke test and the paper: minutes on a laptop, enough runs for a first answer.
     "default": {
         "workload": "digits-cnn",
@@ -71,13 +106,13 @@ PARAM_SHORTCUTS = ("epochs", "batch_size", "data", "train_size")
 # Finite bounds on every duration and count: ``inf`` busy-looped for ever (warm-up), overflowed
 # (cool-down 1e300) or left a folder no one could resume (interval inf), and a huge run count
 # built its schedule until memory ran out. Each bound is far beyond any real experiment.
-MAX_RUNS = 10_000
+_MAX_RUNS = 10_000
 """Runs per policy: the study used 30."""
-MAX_PHASE_S = 86_400.0
+_MAX_PHASE_S = 86_400.0
 """A warm-up, cool-down or idle baseline: at most a day."""
-MAX_INTERVAL_S = 60.0
+_MAX_INTERVAL_S = 60.0
 """The sampling interval: a minute (RAPL counters wrap in minutes under load)."""
-MAX_RUN_TIMEOUT_S = 30 * 86_400.0
+_MAX_RUN_TIMEOUT_S = 30 * 86_400.0
 """A run's time limit: at most 30 days."""
 
 
@@ -152,7 +187,7 @@ class SlurmConfig(BaseModel):
     exclusive: StrictBool = True
     """Each job has its node to itself: RAPL and NVML count the whole machine, so two jobs on
     one node would each measure the other's energy. False only with a warning in the report."""
-    max_in_flight: StrictInt | None = Field(default=None, ge=1, le=MAX_RUNS)
+    max_in_flight: StrictInt | None = Field(default=None, ge=1, le=_MAX_RUNS)
     """Jobs (blocks) submitted at once; a job runs its block's runs one after another, so this
     is also how many runs measure at once. None: every block at once."""
     sbatch: dict[str, str] = Field(default_factory=dict)
@@ -162,8 +197,8 @@ class SlurmConfig(BaseModel):
 
     @field_validator("partition", "account", "qos", "gres")
     @classmethod
-    def _line(cls, value: str | None, info: Any) -> str | None:
-        return None if value is None else _one_line(value, info.field_name)
+    def _line(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _one_line(value, str(info.field_name))
 
     @field_validator("sbatch")
     @classmethod
@@ -199,16 +234,16 @@ class ExperimentConfig(BaseModel):
     policies: list[str] = Field(min_length=1)
     protocol: Literal["default", "quick", "paper"] = "default"
     workload: str = "digits-cnn"
-    runs: StrictInt = Field(default=10, ge=1, le=MAX_RUNS, description="runs per policy")
+    runs: StrictInt = Field(default=10, ge=1, le=_MAX_RUNS, description="runs per policy")
     seed: StrictInt = 42
-    warmup_s: float = Field(default=60.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
-    cooldown_s: float = Field(default=30.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
-    baseline_s: float = Field(default=0.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
+    warmup_s: float = Field(default=60.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
+    cooldown_s: float = Field(default=30.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
+    baseline_s: float = Field(default=0.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
     meters: list[str] = Field(default_factory=lambda: ["auto"], min_length=1)
     meter_options: dict[str, str] = Field(default_factory=dict)
-    interval_s: float = Field(default=0.2, gt=0, le=MAX_INTERVAL_S, allow_inf_nan=False)
+    interval_s: float = Field(default=0.2, gt=0, le=_MAX_INTERVAL_S, allow_inf_nan=False)
     run_timeout_s: float | None = Field(
-        default=None, gt=0, le=MAX_RUN_TIMEOUT_S, allow_inf_nan=False
+        default=None, gt=0, le=_MAX_RUN_TIMEOUT_S, allow_inf_nan=False
     )
     """A run still going after this long is stopped and recorded as failed ("timed out after N
     s"). None: the workload's own generous default (see :func:`run_timeout_for`)."""
@@ -224,14 +259,14 @@ class ExperimentConfig(BaseModel):
     adaptive: StrictBool = False
     """Stop when every question is settled (a group-sequential design), at most ``runs``
     runs per policy, in blocks of one run of each policy."""
-    min_runs: StrictInt = Field(default=3, ge=2, le=MAX_RUNS)
+    min_runs: StrictInt = Field(default=3, ge=2, le=_MAX_RUNS)
     """Adaptive: runs per policy before the first look."""
     warmup_auto: StrictBool = False
     """Warm up until the measured power settles, ``warmup_s`` at most."""
     targets: dict[str, float] = Field(default_factory=dict)
     """Energy to a target: ``test_accuracy = 0.45`` records, per run, the energy at which the
     metric first reached it (workloads that report their epochs)."""
-    idle_before_run_s: float = Field(default=0.0, ge=0, le=MAX_PHASE_S, allow_inf_nan=False)
+    idle_before_run_s: float = Field(default=0.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
     """Measure this long idle just before each run: the run's ``idle_power_w``."""
     executor: Literal["local", "slurm"] = "local"
     """Where runs execute: here, one after another, or as Slurm jobs (one per block)."""
@@ -302,16 +337,16 @@ class ExperimentConfig(BaseModel):
         return self.slurm or SlurmConfig()
 
 
-DEFAULT_WARMUP_CAP_S = 300.0
+_DEFAULT_WARMUP_CAP_S = 300.0
 """An automatic warm-up's time cap when neither the preset nor the user gives one."""
 
-DEFAULT_RUN_TIMEOUT_S = 12 * 3600.0
+_DEFAULT_RUN_TIMEOUT_S = 12 * 3600.0
 """A user workload that declares no time of its own gets half a day per run."""
 
 
 def run_timeout_for(config: ExperimentConfig) -> float:
     """The time limit of one run: the config's, else the workload's (``timeout_s`` attribute, a
-    number or a function of the params), else :data:`DEFAULT_RUN_TIMEOUT_S`."""
+    number or a function of the params), else half a day."""
     if config.run_timeout_s is not None:
         return config.run_timeout_s
     from greenprec.workloads import get_workload
@@ -322,11 +357,11 @@ def run_timeout_for(config: ExperimentConfig) -> float:
         declared = None
     value = declared(config.params) if callable(declared) else declared
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
-        return float(min(value, MAX_RUN_TIMEOUT_S))
-    return DEFAULT_RUN_TIMEOUT_S
+        return float(min(value, _MAX_RUN_TIMEOUT_S))
+    return _DEFAULT_RUN_TIMEOUT_S
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+def _load_toml(path: Path) -> dict[str, Any]:
     """A TOML file's table; ConfigError (``param="config"``) naming the file when it cannot be
     read or is not TOML."""
     try:
@@ -362,7 +397,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 _TABLES = ("params", "meter_options", "slurm", "margins", "sesoi", "targets")
 
 
-def _shape_problems(values: Mapping[str, Any]) -> list[str]:
+def _shape_problems(values: Mapping[str, object]) -> list[str]:
     problems = [
         f"{name}: must be a table of KEY = VALUE (got {values[name]!r:.60})"
         for name in _TABLES
@@ -374,59 +409,79 @@ def _shape_problems(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _merge(sources: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _table(values: Mapping[str, object], name: str) -> Mapping[str, object]:
+    """One table of ``values`` (``{}`` when absent; its shape was checked first)."""
+    table = values.get(name)
+    return table if isinstance(table, Mapping) else {}
+
+
+def _merge(
+    sources: Sequence[Mapping[str, object]],
+) -> tuple[dict[str, object], dict[str, object]]:
     """The settings of ``sources`` (a config file's, then the flags'), later ones winning:
     top-level settings, and workload params (``params`` and the shortcuts) on their own.
     ``meter_options`` are merged key by key."""
-    merged: dict[str, Any] = {}
-    params: dict[str, Any] = {}
+    merged: dict[str, object] = {}
+    params: dict[str, object] = {}
     for source in sources:
-        source = dict(source)
-        params.update(source.pop("params", None) or {})
-        for shortcut in PARAM_SHORTCUTS:
-            if shortcut in source:
-                params[shortcut] = source.pop(shortcut)
+        params.update(_table(source, "params"))
+        params.update((key, source[key]) for key in PARAM_SHORTCUTS if key in source)
         for table in ("meter_options", "slurm", "margins", "sesoi", "targets"):
-            values = source.pop(table, None)
+            values = _table(source, table)
             if values:
-                before = merged.get(table, {})
+                before = _table(merged, table)
                 merged[table] = {**before, **values}
                 if table == "slurm" and isinstance(values.get("sbatch"), Mapping):
                     # sbatch options merge option by option too: a flag adds to the file's.
-                    merged[table]["sbatch"] = {**before.get("sbatch", {}), **values["sbatch"]}
-        merged.update(source)
+                    sbatch = {**_table(before, "sbatch"), **_table(values, "sbatch")}
+                    merged[table] = {**before, **values, "sbatch": sbatch}
+        merged.update((key, value) for key, value in source.items() if key not in _MERGED_APART)
     return merged, params
 
 
+# What _merge takes out of a source: the workload's params, and the tables merged key by key.
+_MERGED_APART = frozenset(
+    {"params", *PARAM_SHORTCUTS, "meter_options", "slurm", "margins", "sesoi", "targets"}
+)
+
+
+def _given(
+    overrides: Mapping[str, object] | None, config_file: Path | None
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The settings a config file and then flags give (a None flag: not given), and the
+    workload params among them; ConfigError listing each setting of the wrong shape."""
+    file_values = _load_toml(config_file) if config_file is not None else {}
+    flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
+    problems = _shape_problems(file_values) + _shape_problems(flag_values)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return _merge([file_values, flag_values])
+
+
 def load_config(
-    overrides: Mapping[str, Any] | None = None, config_file: Path | None = None
+    overrides: Mapping[str, object] | None = None, config_file: Path | None = None
 ) -> ExperimentConfig:
     """Merge preset, config file and flags (in that order of precedence) and validate.
 
     ``overrides`` holds the flags the user actually gave (None means "not given"). Every
     problem is reported, one line each, in a single :class:`ConfigError`.
     """
-    file_values = load_toml(config_file) if config_file is not None else {}
-    flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
-    problems = _shape_problems(file_values) + _shape_problems(flag_values)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    protocol = flag_values.get("protocol", file_values.get("protocol", "default"))
-    if protocol not in PRESETS:
+    given, params = _given(overrides, config_file)
+    protocol = given.get("protocol", "default")
+    if not isinstance(protocol, str) or protocol not in PRESETS:
         raise ConfigError(
             f"protocol: unknown protocol {protocol!r}; choose one of {', '.join(PRESETS)}"
         )
-    preset = dict(PRESETS[protocol])
-    preset_params = preset.pop("params", {})
-    given, params = _merge([file_values, flag_values])
-    merged: dict[str, Any] = {**preset, "protocol": protocol, **given}
+    preset = PRESETS[protocol]
+    settings = {key: value for key, value in preset.items() if key != "params"}
+    merged: dict[str, object] = {**settings, "protocol": protocol, **given}
     # A preset's workload parameters belong to its workload (and that workload's PyTorch
     # twin, which takes the same params), not to one the user chose.
     if merged["workload"] in (preset["workload"], f"{preset['workload']}-torch"):
-        params = {**preset_params, **params}
+        params = {**preset.get("params", {}), **params}
     merged["params"] = params
     if merged.get("warmup_auto") and not merged.get("warmup_s"):
-        merged["warmup_s"] = DEFAULT_WARMUP_CAP_S  # a preset without a warm-up: the cap
+        merged["warmup_s"] = _DEFAULT_WARMUP_CAP_S  # a preset without a warm-up: the cap
     config = validate(merged)
     _check_targets(config)
     return config
@@ -448,26 +503,28 @@ def _check_targets(config: ExperimentConfig) -> None:
         warnings.warn(note, GreenprecWarning, stacklevel=3)
 
 
+_UNSET = object()
+"""A setting the stored experiment does not have."""
+
+
 @dataclass(frozen=True)
 class Difference:
     """A setting given for an experiment that already exists, which differs from its own."""
 
     setting: str
     """The setting (``runs``), or one key of a table (``params.epochs``, ``meter_options.x``)."""
-    given: Any
-    stored: Any
+    given: object
+    stored: object
+    """The experiment's value, or ``_UNSET`` where it has none."""
 
     def __str__(self) -> str:
         stored = "has none" if self.stored is _UNSET else f"has {self.stored!r}"
         return f"{self.setting}: {self.given!r} given, the experiment {stored}"
 
 
-_UNSET: Any = object()
-
-
 def differences(
     stored: ExperimentConfig,
-    overrides: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, object] | None = None,
     config_file: Path | None = None,
 ) -> list[Difference]:
     """The settings given (flags, a config file) that differ from an existing experiment's.
@@ -477,37 +534,38 @@ def differences(
     continuing an experiment with the very command that started it is no conflict. A value
     that is invalid in itself raises ConfigError as it would when starting the experiment.
     """
-    file_values = load_toml(config_file) if config_file is not None else {}
-    flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
-    problems = _shape_problems(file_values) + _shape_problems(flag_values)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    given, params = _merge([file_values, flag_values])
+    given, params = _given(overrides, config_file)
     current = stored.model_dump()
+    options, slurm = _table(given, "meter_options"), _table(given, "slurm")
     resolved = validate(
         {
             **current,
             **given,
             "params": {**stored.params, **params},
-            "meter_options": {**stored.meter_options, **given.get("meter_options", {})},
-            "slurm": {**(current.get("slurm") or {}), **given.get("slurm", {})} or None,
+            "meter_options": {**stored.meter_options, **options},
+            "slurm": {**(current.get("slurm") or {}), **slurm} or None,
         }
     )
     found: list[Difference] = []
-    for name, value in given.items():
+    for name in given:
         if name in ("meter_options", "slurm"):
             continue
-        mine, theirs = getattr(resolved, name, value), current.get(name, _UNSET)
+        # Every name given is a field: validate() refuses any other.
+        mine, theirs = getattr(resolved, name), current.get(name, _UNSET)
         same = set(mine) == set(theirs) if name == "policies" else mine == theirs
         if not same:
             found.append(Difference(name, mine, theirs))
-    for table, keys in (("params", params), ("meter_options", given.get("meter_options", {}))):
+    tables: tuple[tuple[str, Mapping[str, object]], ...] = (
+        ("params", params),
+        ("meter_options", options),
+    )
+    for table, keys in tables:
         ours, theirs = getattr(resolved, table), getattr(stored, table)
         for key in keys:
             if ours.get(key) != theirs.get(key, _UNSET):
                 found.append(Difference(f"{table}.{key}", ours.get(key), theirs.get(key, _UNSET)))
     ours_slurm, theirs_slurm = resolved.slurm_settings, stored.slurm_settings
-    for key in given.get("slurm", {}):
+    for key in slurm:
         mine, stored_value = getattr(ours_slurm, key, None), getattr(theirs_slurm, key, None)
         if mine != stored_value:
             found.append(Difference(f"slurm.{key}", mine, stored_value))
@@ -515,14 +573,11 @@ def differences(
 
 
 def given_table(
-    table: str, overrides: Mapping[str, Any] | None = None, config_file: Path | None = None
-) -> dict[str, Any]:
+    table: str, overrides: Mapping[str, object] | None = None, config_file: Path | None = None
+) -> dict[str, object]:
     """The keys of one table (``slurm``) a config file and flags give, flags winning."""
-    file_values = load_toml(config_file) if config_file is not None else {}
-    flag_values = {key: value for key, value in (overrides or {}).items() if value is not None}
-    merged, _ = _merge([file_values, flag_values])
-    value = merged.get(table) or {}
-    return dict(value) if isinstance(value, Mapping) else {}
+    given, _ = _given(overrides, config_file)
+    return dict(_table(given, table))
 
 
 def stored_config(experiment: ExperimentRecord) -> ExperimentConfig:
@@ -534,7 +589,7 @@ def stored_config(experiment: ExperimentRecord) -> ExperimentConfig:
     return validate(experiment.config)
 
 
-def validate(values: Mapping[str, Any]) -> ExperimentConfig:
+def validate(values: Mapping[str, object]) -> ExperimentConfig:
     """Validate every field; raise one ConfigError listing every problem, one per line."""
     problems: list[str] = []
     config: ExperimentConfig | None = None
@@ -561,7 +616,7 @@ def _problem_lines(error: ValidationError) -> list[str]:
     return lines
 
 
-def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
+def _semantic_problems(values: Mapping[str, object]) -> list[str]:
     """Problems only the rest of greenprec can judge: is the workload known, can the meters run
     here? Checked on the raw values, so they are reported alongside field errors."""
     from greenprec.meters.registry import resolve
@@ -591,18 +646,21 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
                     check(params)
                 except ConfigError as error:
                     problems.append(f"params: {error}")
-    meters = values.get("meters") or ["auto"]
+    given_meters = values.get("meters") or ["auto"]
     options = values.get("meter_options") or {}
-    names_ok = isinstance(meters, list) and all(isinstance(m, str) for m in meters)
+    # Names of the wrong type are the field validation's to report, not a meter's.
+    meters: list[str] | None = None
+    if isinstance(given_meters, list) and all(isinstance(m, str) for m in given_meters):
+        meters = [str(m) for m in given_meters]
     if values.get("executor") == "slurm":
-        problems.extend(_cluster_problems(meters if names_ok else [], options))
+        problems.extend(_cluster_problems(meters or [], options))
         return problems
     if values.get("slurm"):
         problems.append(
             'slurm: these settings are for the cluster executor; set executor = "slurm" or '
             "drop them"
         )
-    if names_ok and isinstance(options, Mapping):
+    if meters is not None and isinstance(options, Mapping):
         try:
             with warnings.catch_warnings():
                 # The fallback warning is given once, when the experiment starts.
@@ -620,7 +678,7 @@ def _semantic_problems(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _cluster_problems(meters: list[str], options: Any) -> list[str]:
+def _cluster_problems(meters: list[str], options: object) -> list[str]:
     """What the cluster executor needs here, on the submitting machine: submitit, sbatch, and
     meters named (not ``auto``). Whether a meter works is up to each compute node: a login node
     often has no RAPL or GPU, so a meter is not probed here; a node that lacks it fails its runs
@@ -660,7 +718,7 @@ def _cluster_problems(meters: list[str], options: Any) -> list[str]:
 
 
 def unused_meter_options(
-    options: Mapping[str, Any], used: Sequence[str], *, auto: bool = False
+    options: Mapping[str, object], used: Sequence[str], *, auto: bool = False
 ) -> list[str]:
     """The options aimed at one meter (``rapl.root``) that reach none of the meters ``used``,
     one line each: meters skip options scoped to others, so a misspelt meter name, or an option
