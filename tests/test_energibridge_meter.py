@@ -61,15 +61,41 @@ def fakes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def measure_fake(
-    executable: Path, seconds: float = 0.2, **options: object
+    executable: Path, seconds: float = 0.2, *, until_it_exits: bool = False, **options: object
 ) -> greenprec.Measurement:
+    """A block of ``seconds`` measured by the fake; with ``until_it_exits``, the block lasts
+    until the fake's own run has exited (for the fakes that exit or die mid-block).
+
+    Why wait on the process and not a time: on a loaded machine the fake's Python took longer
+    to start than a 0.3 s block, the block ended first and nothing raised (a flaky test).
+    """
     with greenprec.measure(
         "energibridge",
         interval=0.05,
         meter_options={"executable": str(executable), **FAST, **options},
     ) as m:
         time.sleep(seconds)
+        if until_it_exits:
+            _wait_until_the_block_run_exits(executable)
     return m
+
+
+def _wait_until_the_block_run_exits(executable: Path, bound_s: float = 60.0) -> None:
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        runs = [run for run in logged_processes(executable) if run["block"]]
+        if runs and not _running(runs[-1]["pid"]):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the fake's run did not exit within {bound_s} s")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child its parent has not reaped yet)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.mark.parametrize(
@@ -148,7 +174,7 @@ def test_a_counter_wrap_during_the_block_is_corrected(
 def test_early_exit_is_a_meter_error_with_its_stderr(tmp_path: Path) -> None:
     fake = write_fake_energibridge(tmp_path, behaviour="early-exit")
     with pytest.raises(MeterError, match=r"exited with code 3 before the block ended.*sensor"):
-        measure_fake(fake, 0.3)
+        measure_fake(fake, 0.3, until_it_exits=True)
     assert_whole_group_gone(fake)
 
 
@@ -177,7 +203,7 @@ def test_an_exit_before_the_first_row_leaves_no_process(tmp_path: Path) -> None:
 def test_a_death_mid_block_leaves_no_process(tmp_path: Path) -> None:
     fake = write_fake_energibridge(tmp_path, behaviour="die")
     with pytest.raises(MeterError, match=r"exited with code -9 before the block ended"):
-        measure_fake(fake, 0.5)
+        measure_fake(fake, 0.5, until_it_exits=True)
     assert_whole_group_gone(fake)
 
 
