@@ -13,7 +13,7 @@ energy (262,020 J in 1.5 s from a laptop). One rule serves every reader of count
   energy unit (``2**-14`` J on Intel, ``2**-16`` J on AMD), so the range is a power of two in
   joules, and it must exceed every value seen before the drop: the smallest such power of two.
 - **Plausible beside the neighbours.** The step's mean power must be close to the power of the
-  steps around it (their median): at most :data:`PLAUSIBLE_RATIO` times it plus
+  steps around it (their median): at most :data:`_PLAUSIBLE_RATIO` times it plus
   :data:`PLAUSIBLE_SLACK_W`. A wrong range is off by at least half a range (32,768 J for the
   smallest real one) in one sampling interval, megawatts for any real interval, so the
   margin can be generous to real changes of load and still never accept a wrong range.
@@ -32,7 +32,16 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PLAUSIBLE_RATIO = 5.0
+__all__ = [
+    "MAX_DOMAIN_POWER_W",
+    "PLAUSIBLE_SLACK_W",
+    "Drop",
+    "judge_drop",
+    "plausible_limit_w",
+    "reference_power_w",
+]
+
+_PLAUSIBLE_RATIO = 5.0
 """A wrap step may draw at most this many times the neighbouring steps' median power ..."""
 PLAUSIBLE_SLACK_W = 20.0
 """... plus this many watts (so a counter idling near 0 W may still wake up)."""
@@ -60,7 +69,7 @@ class Drop:
         return self.implied_power_w <= self.limit_w
 
 
-def inferred_range_j(max_seen_j: float) -> float:
+def _inferred_range_j(max_seen_j: float) -> float:
     """The smallest power of two in joules above every value seen (``max_seen_j``)."""
     if not math.isfinite(max_seen_j) or max_seen_j < 0:
         raise ValueError(f"max_seen_j must be a finite non-negative number, got {max_seen_j!r}")
@@ -80,7 +89,7 @@ def plausible_limit_w(reference_w: float | None) -> float:
     """The largest mean power a step may have beside neighbours drawing ``reference_w``."""
     if reference_w is None:
         return MAX_DOMAIN_POWER_W
-    return PLAUSIBLE_RATIO * reference_w + PLAUSIBLE_SLACK_W
+    return _PLAUSIBLE_RATIO * reference_w + PLAUSIBLE_SLACK_W
 
 
 def judge_drop(
@@ -99,7 +108,7 @@ def judge_drop(
     one (before it, and after it when they are known).
     """
     inferred = range_j is None
-    used = inferred_range_j(max(max_seen_j, previous_j)) if range_j is None else range_j
+    used = _inferred_range_j(max(max_seen_j, previous_j)) if range_j is None else range_j
     step_j = used - previous_j + value_j
     # A range at or below a value already seen cannot be this counter's: never plausible.
     power_w = step_j / dt_s if dt_s > 0 and used > previous_j else math.inf

@@ -48,6 +48,19 @@ Two more are greenprec's own control flow and never reach a caller::
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "GreenprecError",
+    "GreenprecWarning",
+    "Interrupted",
+    "MeasurementNotFinished",
+    "MeterContractError",
+    "MeterError",
+    "MeterUnavailable",
+    "Terminated",
+    "warn_at_caller",
+]
+
 
 class GreenprecError(Exception):
     """Base class: an error a user can act on, shown as one line by the CLI."""

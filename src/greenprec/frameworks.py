@@ -1,13 +1,17 @@
-"""What a run trained with: :class:`FrameworkInfo`, set up by a precision adapter.
+"""What a run trained with: :class:`FrameworkInfo`, set up by a precision adapter; and the
+shapes of the framework objects greenprec calls (:class:`KerasModel`, :class:`KerasHistory`).
 
 Below both :mod:`greenprec.precision` (whose adapters fill it in) and :mod:`greenprec.workloads`
-(whose ``run_workload`` returns it), so neither imports the other for it.
+(whose ``run_workload`` returns it), so neither imports the other for it. Nothing here imports
+a framework: the protocols name only the methods greenprec calls.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+__all__ = ["FrameworkInfo", "KerasHistory", "KerasModel"]
 
 
 @dataclass(frozen=True)
@@ -29,3 +33,21 @@ class FrameworkInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class KerasHistory(Protocol):
+    """What ``keras.Model.fit`` returns, as far as greenprec reads it."""
+
+    history: dict[str, list[float]]
+    """Each metric's value per epoch, e.g. ``history["accuracy"][-1]``."""
+
+
+class KerasModel(Protocol):
+    """A ``keras.Model``, as far as the built-in workloads call it (Keras has no types, so any
+    model passes; the protocol documents what is called)."""
+
+    def compile(self, *args: object, **kwargs: object) -> None: ...
+
+    def fit(self, *args: object, **kwargs: object) -> KerasHistory: ...
+
+    def evaluate(self, *args: object, **kwargs: object) -> list[float]: ...

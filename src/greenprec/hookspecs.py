@@ -15,7 +15,7 @@ its result, on stderr (pluggy's own hook-call monitoring).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -23,11 +23,19 @@ if TYPE_CHECKING:
     from greenprec.measurement import Measurement
     from greenprec.meters.base import Meter
 
-hookspec = pluggy.HookspecMarker("greenprec")
+__all__ = [
+    "greenprec_measurement_finished",
+    "greenprec_measurement_started",
+    "greenprec_meters",
+    "greenprec_workloads",
+    "hookimpl",
+]
+
+_hookspec = pluggy.HookspecMarker("greenprec")
 hookimpl = pluggy.HookimplMarker("greenprec")
 
 
-@hookspec
+@_hookspec
 def greenprec_meters() -> list[type[Meter]]:  # type: ignore[empty-body]
     """Return the meter classes (subclasses of ``greenprec.Meter``) this plugin contributes.
 
@@ -39,8 +47,8 @@ def greenprec_meters() -> list[type[Meter]]:  # type: ignore[empty-body]
     """
 
 
-@hookspec
-def greenprec_workloads() -> Mapping[str, Callable[..., Any]]:  # type: ignore[empty-body]
+@_hookspec
+def greenprec_workloads() -> Mapping[str, Callable[..., object]]:  # type: ignore[empty-body]
     """Return workloads this plugin contributes, as a mapping of name to callable.
 
     Through ``pm.hook`` each result comes back as a ``(plugin name, mapping)`` pair.
@@ -50,7 +58,7 @@ def greenprec_workloads() -> Mapping[str, Callable[..., Any]]:  # type: ignore[e
     """
 
 
-@hookspec
+@_hookspec
 def greenprec_measurement_started(measurement: Measurement) -> None:
     """Called just before a block's entry reading; its time is not inside the window.
 
@@ -59,7 +67,7 @@ def greenprec_measurement_started(measurement: Measurement) -> None:
     """
 
 
-@hookspec
+@_hookspec
 def greenprec_measurement_finished(measurement: Measurement) -> None:
     """Called after every block's exit reading (also when the block raised); not in the window.
 

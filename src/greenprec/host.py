@@ -13,8 +13,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "CPUINFO",
+    "cpu_model",
+    "cuda_visible_indices",
+    "logical_cpus",
+    "nvidia_gpus",
+    "nvml_text",
+    "read_cpuinfo",
+]
+
 CPUINFO = "/proc/cpuinfo"
-GPU_FIELDS = ("index", "name", "memory_total", "compute_capability", "driver_version")
+_GPU_FIELDS = ("index", "name", "memory_total", "compute_capability", "driver_version")
 
 
 def read_cpuinfo(path: str | os.PathLike[str] = CPUINFO) -> tuple[str, frozenset[str]]:
@@ -61,7 +71,7 @@ def logical_cpus(path: str | os.PathLike[str] = CPUINFO) -> int:
 
 
 def nvidia_gpus() -> list[dict[str, str]]:
-    """NVIDIA GPUs as nvidia-smi lists them (GPU_FIELDS); empty without a GPU or a driver."""
+    """NVIDIA GPUs as nvidia-smi lists them (_GPU_FIELDS); empty without a GPU or a driver."""
     executable = shutil.which("nvidia-smi")
     if executable is None:
         return []
@@ -80,7 +90,7 @@ def nvidia_gpus() -> list[dict[str, str]]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [
-        dict(zip(GPU_FIELDS, (field.strip() for field in line.split(",")), strict=False))
+        dict(zip(_GPU_FIELDS, (field.strip() for field in line.split(",")), strict=False))
         for line in listing.splitlines()
         if line.strip()
     ]

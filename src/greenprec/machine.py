@@ -36,8 +36,8 @@ The sysfs root: ``sysfs_root`` if given, else the environment variable
 that root is read: the real ``class/thermal`` and ``class/hwmon`` entries are symlinks into
 ``devices``, so links are followed, but a file whose real path leaves the root is skipped;
 files are read through the ``rapl`` meter's bounded reader (regular files only, at most 64
-bytes), and at most :data:`MAX_CPUS` CPUs, :data:`MAX_ZONES` thermal zones and
-:data:`MAX_HWMONS` hwmon devices are read. No subprocess: a few milliseconds, plus
+bytes), and at most :data:`_MAX_CPUS` CPUs, :data:`_MAX_ZONES` thermal zones and
+:data:`_MAX_HWMONS` hwmon devices are read. No subprocess: a few milliseconds, plus
 ``nvmlInit``. Nothing here raises: a machine that says nothing gives an empty state.
 """
 
@@ -51,29 +51,31 @@ from typing import Any
 
 from greenprec.results.models import MachineState
 
+__all__ = ["SYSFS_ROOT_VARIABLE", "read_machine_state", "throttle_reason_names"]
+
 SYSFS_ROOT_VARIABLE = "GREENPREC_SYSFS_ROOT"
 """The environment variable naming the sysfs root to read (default ``/sys``)."""
-DEFAULT_SYSFS_ROOT = "/sys"
+_DEFAULT_SYSFS_ROOT = "/sys"
 
-MAX_CPUS = 1024
-MAX_ZONES = 256
-MAX_HWMONS = 256
-MAX_HWMON_SENSORS = 64
+_MAX_CPUS = 1024
+_MAX_ZONES = 256
+_MAX_HWMONS = 256
+_MAX_HWMON_SENSORS = 64
 """At most this many ``temp<M>_input`` files per hwmon device."""
-MAX_GPUS = 64
+_MAX_GPUS = 64
 _MAX_LISTED = 8192
 """At most this many directory entries are looked at in any one listing."""
 
-MIN_TEMP_C = -40.0
-MAX_TEMP_C = 150.0
-MAX_FREQ_MHZ = 10_000.0
-MAX_GPU_POWER_LIMIT_W = 10_000.0
+_MIN_TEMP_C = -40.0
+_MAX_TEMP_C = 150.0
+_MAX_FREQ_MHZ = 10_000.0
+_MAX_GPU_POWER_LIMIT_W = 10_000.0
 
-CPU_ZONE_TYPES = re.compile(
+_CPU_ZONE_TYPES = re.compile(
     r"x86_pkg_temp|k10temp|zenpower|coretemp|cpu\d*[-_]?(?:\d+[-_])*thermal"
 )
 """Thermal zone ``type`` values that are CPU package (or CPU cluster) sensors."""
-CPU_HWMON_NAMES = frozenset({"coretemp", "k10temp", "zenpower", "cpu_thermal"})
+_CPU_HWMON_NAMES = frozenset({"coretemp", "k10temp", "zenpower", "cpu_thermal"})
 
 _CPU_DIR = re.compile(r"cpu(\d+)")
 _ZONE_DIR = re.compile(r"thermal_zone(\d+)")
@@ -82,7 +84,7 @@ _TEMP_INPUT = re.compile(r"temp(\d+)_input")
 _INTEGER = re.compile(r"-?\d{1,12}")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
-THROTTLE_REASONS: tuple[tuple[str, int, tuple[str, ...]], ...] = tuple(
+_THROTTLE_REASONS: tuple[tuple[str, int, tuple[str, ...]], ...] = tuple(
     (
         name,
         bit,
@@ -111,7 +113,7 @@ def read_machine_state(
 ) -> MachineState:
     """This machine's state now (see the module docstring); never raises."""
     if sysfs_root is None:
-        sysfs_root = os.environ.get(SYSFS_ROOT_VARIABLE) or DEFAULT_SYSFS_ROOT
+        sysfs_root = os.environ.get(SYSFS_ROOT_VARIABLE) or _DEFAULT_SYSFS_ROOT
     values: dict[str, Any] = {}
     sources: list[str] = []
     try:
@@ -120,7 +122,7 @@ def read_machine_state(
         root = ""
     if root and os.path.isdir(root):
         within = (root,)
-        freqs = [f for f in _cpu_freqs_mhz(root, within) if 0 < f <= MAX_FREQ_MHZ]
+        freqs = [f for f in _cpu_freqs_mhz(root, within) if 0 < f <= _MAX_FREQ_MHZ]
         if freqs:
             values["cpu_freq_mhz"] = sum(freqs) / len(freqs)
             sources.append("cpufreq")
@@ -147,7 +149,7 @@ def read_machine_state(
 
 
 def _plausible_temp(value: float) -> bool:
-    return MIN_TEMP_C <= value <= MAX_TEMP_C
+    return _MIN_TEMP_C <= value <= _MAX_TEMP_C
 
 
 def _read(path: str, within: Sequence[str]) -> str | None:
@@ -202,7 +204,7 @@ def _numbered(
 
 def _cpu_freqs_mhz(root: str, within: Sequence[str]) -> Iterator[float]:
     cpus = os.path.join(root, "devices", "system", "cpu")
-    for cpu in _numbered(cpus, _CPU_DIR, MAX_CPUS, within):
+    for cpu in _numbered(cpus, _CPU_DIR, _MAX_CPUS, within):
         khz = _read_integer(os.path.join(cpu, "cpufreq", "scaling_cur_freq"), within)
         if khz is not None:
             yield khz / 1000.0
@@ -210,9 +212,9 @@ def _cpu_freqs_mhz(root: str, within: Sequence[str]) -> Iterator[float]:
 
 def _zone_temps_c(root: str, within: Sequence[str]) -> Iterator[float]:
     zones = os.path.join(root, "class", "thermal")
-    for zone in _numbered(zones, _ZONE_DIR, MAX_ZONES, within):
+    for zone in _numbered(zones, _ZONE_DIR, _MAX_ZONES, within):
         kind = _read_name(os.path.join(zone, "type"), within)
-        if kind is None or CPU_ZONE_TYPES.fullmatch(kind) is None:
+        if kind is None or _CPU_ZONE_TYPES.fullmatch(kind) is None:
             continue
         millidegrees = _read_integer(os.path.join(zone, "temp"), within)
         if millidegrees is not None:
@@ -221,12 +223,12 @@ def _zone_temps_c(root: str, within: Sequence[str]) -> Iterator[float]:
 
 def _hwmon_temps_c(root: str, within: Sequence[str]) -> Iterator[float]:
     hwmons = os.path.join(root, "class", "hwmon")
-    for hwmon in _numbered(hwmons, _HWMON_DIR, MAX_HWMONS, within):
+    for hwmon in _numbered(hwmons, _HWMON_DIR, _MAX_HWMONS, within):
         name = _read_name(os.path.join(hwmon, "name"), within)
-        if name not in CPU_HWMON_NAMES:
+        if name not in _CPU_HWMON_NAMES:
             continue
         sensors: list[tuple[str | None, float]] = []
-        for sensor in _numbered(hwmon, _TEMP_INPUT, MAX_HWMON_SENSORS, within):
+        for sensor in _numbered(hwmon, _TEMP_INPUT, _MAX_HWMON_SENSORS, within):
             millidegrees = _read_integer(sensor, within)
             if millidegrees is None:
                 continue
@@ -263,7 +265,7 @@ def _nvml_state() -> dict[str, Any]:
 
 
 def _gpu_indices(nvml: Any) -> list[int]:
-    count = min(int(nvml.nvmlDeviceGetCount()), MAX_GPUS)
+    count = min(int(nvml.nvmlDeviceGetCount()), _MAX_GPUS)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return list(range(count))
@@ -295,11 +297,11 @@ def _read_gpus(nvml: Any) -> dict[str, Any]:
                 temps.append(celsius)
         with contextlib.suppress(Exception):
             mhz = float(nvml.nvmlDeviceGetClockInfo(handle, sm_clock))
-            if 0 < mhz <= MAX_FREQ_MHZ:
+            if 0 < mhz <= _MAX_FREQ_MHZ:
                 clocks.append(mhz)
         with contextlib.suppress(Exception):
             watts = float(nvml.nvmlDeviceGetEnforcedPowerLimit(handle)) / 1000.0
-            if 0 < watts <= MAX_GPU_POWER_LIMIT_W:
+            if 0 < watts <= _MAX_GPU_POWER_LIMIT_W:
                 limits.append(watts)
         if reasons_function is not None:
             with contextlib.suppress(Exception):
@@ -321,7 +323,7 @@ def throttle_reason_names(nvml: Any, bits: int) -> list[str]:
     """The names of the reasons set in an NVML clock throttle/event reasons bitmask, in bit
     order; the bits come from ``nvml``'s constants where it has them (either naming)."""
     names: list[str] = []
-    for name, default, constants in THROTTLE_REASONS:
+    for name, default, constants in _THROTTLE_REASONS:
         bit = default
         for constant in constants:
             value = getattr(nvml, constant, None)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from greenprec.errors import ConfigError, GreenprecError, MeasurementNotFinished, MeterError
@@ -20,33 +21,35 @@ from greenprec.meters.base import Meter, Reading
 if TYPE_CHECKING:
     import pandas as pd
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Measurement", "Sync", "measure"]
 
-SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
 
 
 # Every call into a meter is bounded: a read that hangs (a stuck driver, a FIFO, an NFS mount)
 # must fail the measurement with a reason, never hang the block, the experiment or Ctrl-C.
-READ_TIMEOUT_FLOOR_S = 2.0
+_READ_TIMEOUT_FLOOR_S = 2.0
 """A read may take this long at least (or five sampling intervals, whichever is longer)."""
-START_TIMEOUT_S = 120.0
+_START_TIMEOUT_S = 120.0
 """start(): EnergiBridge waits up to its own start_timeout_s (15 s) for its first sample."""
-FINISH_TIMEOUT_S = 60.0
+_FINISH_TIMEOUT_S = 60.0
 """finish(): EnergiBridge stops its child, waiting up to its own stop_timeout_s (5 s)."""
-STOP_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 10.0
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def _bounded(
     who: str,
     what: str,
-    call: Callable[[], T],
+    call: Callable[[], _T],
     timeout_s: float,
     *,
     then: tuple[threading.Event, str, float] | None = None,
     on: _Sampler | None = None,
-) -> T:
+) -> _T:
     """``call()`` on a helper thread, or MeterError when it has not returned in ``timeout_s``.
 
     With ``then=(event, what_next, next_timeout_s)``, ``timeout_s`` bounds the call until it
@@ -57,7 +60,7 @@ def _bounded(
     With ``on=``, the call runs on that measurement's running sampler thread instead of a new
     one (a window edge of :class:`greenprec.Monitor`: no thread started per edge).
     """
-    outcome: list[T] = []
+    outcome: list[_T] = []
     failure: list[BaseException] = []
 
     def target() -> None:
@@ -135,11 +138,11 @@ class _Job:
         self._done.wait(timeout)
 
 
-Sync = Callable[[], Any] | str | None
+Sync = Callable[[], object] | str | None
 """``measure(sync=...)``: ``"auto"``, None (no synchronisation) or a callable."""
 
 
-def _auto_syncs() -> list[Callable[[], Any]]:
+def _auto_syncs() -> list[Callable[[], object]]:
     """The device synchronisations that apply now, without importing any framework.
 
     PyTorch: when CUDA is initialised in this process, ``torch.cuda.synchronize()`` (the
@@ -149,7 +152,7 @@ def _auto_syncs() -> list[Callable[[], Any]]:
     """
     import sys
 
-    syncs: list[Callable[[], Any]] = []
+    syncs: list[Callable[[], object]] = []
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None) if torch is not None else None
     if cuda is not None:
@@ -243,7 +246,7 @@ class Measurement:
         meter: str | Meter | Sequence[str | Meter] = "auto",
         *,
         interval: float = 0.2,
-        meter_options: Mapping[str, Any] | None = None,
+        meter_options: Mapping[str, object] | None = None,
         sync: Sync = "auto",
     ) -> None:
         if not isinstance(interval, (int, float)) or not interval > 0 or math.isinf(interval):
@@ -257,7 +260,7 @@ class Measurement:
         self._meter_spec = meter
         self.interval_s = float(interval)
         self._meter_options = dict(meter_options or {})
-        self._read_timeout_s = max(READ_TIMEOUT_FLOOR_S, 5 * self.interval_s)
+        self._read_timeout_s = max(_READ_TIMEOUT_FLOOR_S, 5 * self.interval_s)
         self._meters: list[Meter] = []
         self._state = "new"
         self._lock = threading.Lock()
@@ -332,7 +335,7 @@ class Measurement:
                 _label(self._meters),
                 "start",
                 start_and_enter,
-                START_TIMEOUT_S,
+                _START_TIMEOUT_S,
                 then=(meters_started, "read", self._read_timeout_s),
             )
         except BaseException:
@@ -371,7 +374,7 @@ class Measurement:
                     _label(self._meters),
                     "finish",
                     self._synchronise_and_finish,
-                    FINISH_TIMEOUT_S,
+                    _FINISH_TIMEOUT_S,
                 )
         except Exception as error:
             self._sampling_error = error
@@ -393,7 +396,12 @@ class Measurement:
     def __enter__(self) -> Measurement:
         return self.start()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc is None:
             self.stop()
             return
@@ -401,7 +409,7 @@ class Measurement:
         with contextlib.suppress(MeterError):
             self.stop()
 
-    def __call__(self, function: F) -> F:
+    def __call__(self, function: _F) -> _F:
         """Decorate a function: every call is measured; the latest is ``function.measurement``."""
 
         @functools.wraps(function)
@@ -425,7 +433,7 @@ class Measurement:
         for device_sync in self._syncs():
             device_sync()
 
-    def _syncs(self) -> list[Callable[[], Any]]:
+    def _syncs(self) -> list[Callable[[], object]]:
         """The synchronisations an edge runs now: none, the ``"auto"`` ones, or the callable."""
         sync = self._sync_spec
         if sync is None:
@@ -500,7 +508,7 @@ class Measurement:
         under one hold of the lock so that no sampler tick falls between the two.
 
         Returns ``(t_s, {domain: energy_j})``, the time of the first meter's reading since
-        entry. Bounded like :meth:`stop`'s exit: the sync by ``FINISH_TIMEOUT_S``, the reading
+        entry. Bounded like :meth:`stop`'s exit: the sync by ``_FINISH_TIMEOUT_S``, the reading
         by the read timeout. A sampler that already failed fails the mark with its error.
         """
         if self._state != "running":
@@ -531,7 +539,7 @@ class Measurement:
                 _label(self._meters),
                 "sync",
                 sync_and_read,
-                FINISH_TIMEOUT_S,
+                _FINISH_TIMEOUT_S,
                 then=(synced, "read", self._read_timeout_s),
                 on=sampler,
             )
@@ -639,7 +647,7 @@ class Measurement:
         self._finished()
         import pandas as pd
 
-        frame: pd.DataFrame = pd.DataFrame(self._rows, columns=list(SAMPLE_COLUMNS))
+        frame: pd.DataFrame = pd.DataFrame(self._rows, columns=list(_SAMPLE_COLUMNS))
         return frame
 
     def to_dict(self) -> dict[str, Any]:
@@ -675,7 +683,7 @@ def _json_number(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _strict_json(value: Any) -> Any:
+def _strict_json(value: object) -> object:
     """Non-finite floats become None, recursively (JSON has no NaN or Infinity)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -718,17 +726,17 @@ def _release(meters: Sequence[Meter], owner: Measurement) -> None:
 def _stop_quietly(meter: Meter) -> None:
     # Releasing a handle must never hide the block's own outcome, nor hang it.
     with contextlib.suppress(Exception):
-        _bounded(_label([meter]), "stop", meter.stop, STOP_TIMEOUT_S)
+        _bounded(_label([meter]), "stop", meter.stop, _STOP_TIMEOUT_S)
 
 
 @overload
 def measure(
-    meter: F,
+    meter: _F,
     *,
     interval: float = 0.2,
-    meter_options: Mapping[str, Any] | None = None,
+    meter_options: Mapping[str, object] | None = None,
     sync: Sync = "auto",
-) -> F: ...
+) -> _F: ...
 
 
 @overload
@@ -736,18 +744,18 @@ def measure(
     meter: str | Meter | Sequence[str | Meter] = "auto",
     *,
     interval: float = 0.2,
-    meter_options: Mapping[str, Any] | None = None,
+    meter_options: Mapping[str, object] | None = None,
     sync: Sync = "auto",
 ) -> Measurement: ...
 
 
 def measure(
-    meter: str | Meter | Sequence[str | Meter] | Callable[..., Any] = "auto",
+    meter: str | Meter | Sequence[str | Meter] | Callable[..., object] = "auto",
     *,
     interval: float = 0.2,
-    meter_options: Mapping[str, Any] | None = None,
+    meter_options: Mapping[str, object] | None = None,
     sync: Sync = "auto",
-) -> Measurement | Callable[..., Any]:
+) -> Measurement | Callable[..., object]:
     """Measure the energy of a block: ``with greenprec.measure() as m: ...``.
 
     Also a decorator, with or without arguments: ``@greenprec.measure`` and

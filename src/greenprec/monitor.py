@@ -27,6 +27,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import TracebackType
 from typing import Any
 
 from greenprec.errors import ConfigError, MeterError
@@ -126,7 +127,7 @@ class Monitor:
         meter: str | Meter | Sequence[str | Meter] = "auto",
         *,
         interval: float = 0.2,
-        meter_options: Mapping[str, Any] | None = None,
+        meter_options: Mapping[str, object] | None = None,
         sync: Sync = "auto",
     ) -> None:
         if isinstance(meter, type):
@@ -164,7 +165,12 @@ class Monitor:
     def __enter__(self) -> Monitor:
         return self.open()
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc is None:
             self.close()
             return

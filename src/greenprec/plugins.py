@@ -10,19 +10,29 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import pluggy
 
 from greenprec import hookspecs
 from greenprec.errors import GreenprecWarning
 
-ENTRY_POINT_GROUP = "greenprec"
+__all__ = [
+    "BUILTIN_WORKLOAD_PLUGINS",
+    "collect",
+    "get_plugin_manager",
+    "plugin_errors",
+    "register",
+    "reset",
+    "unregister",
+]
 
-T = TypeVar("T")
+_ENTRY_POINT_GROUP = "greenprec"
+
+_T = TypeVar("_T")
 
 # Built-in plugins are modules with hookimpls, registered exactly like third-party ones.
-BUILTIN_METER_PLUGINS = (
+_BUILTIN_METER_PLUGINS = (
     "greenprec.meters.rapl",
     "greenprec.meters.nvml",
     "greenprec.meters.energibridge",
@@ -40,13 +50,13 @@ BUILTIN_WORKLOAD_PLUGINS = (
 """Registered only when workloads are asked for (``get_plugin_manager(workloads=True)``), so
 ``measure()`` imports no workload module."""
 
-DEFAULT_PLUGINS = BUILTIN_METER_PLUGINS + BUILTIN_WORKLOAD_PLUGINS
+_DEFAULT_PLUGINS = _BUILTIN_METER_PLUGINS + BUILTIN_WORKLOAD_PLUGINS
 """Every built-in plugin; they claim names before any third-party plugin."""
 
-TRACE_VARIABLE = "GREENPREC_TRACE_PLUGINS"
+_TRACE_VARIABLE = "GREENPREC_TRACE_PLUGINS"
 """Set to 1 to log every hook call (plugin, arguments, result) on stderr, as datasette does."""
 
-COLLECTING_HOOKS = frozenset({"greenprec_meters", "greenprec_workloads"})
+_COLLECTING_HOOKS = frozenset({"greenprec_meters", "greenprec_workloads"})
 """Hooks that contribute named things: through ``pm.hook`` each result comes back as a
 ``(plugin name, value)`` pair, so :func:`collect` can say which plugin claimed a name."""
 
@@ -66,15 +76,17 @@ def _report(plugin: str, problem: str) -> None:
     warnings.warn(f"plugin {plugin!r} {problem}; it is skipped", GreenprecWarning, stacklevel=3)
 
 
-def _isolated(hook_name: str, plugin_name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+def _isolated(
+    hook_name: str, plugin_name: str, function: Callable[..., object]
+) -> Callable[..., object]:
     """``function`` made safe to call among others: one raising is reported once and skipped.
 
-    Results of a :data:`COLLECTING_HOOKS` hook come back tagged with the plugin's name.
+    Results of a :data:`_COLLECTING_HOOKS` hook come back tagged with the plugin's name.
     """
-    tag = hook_name in COLLECTING_HOOKS
+    tag = hook_name in _COLLECTING_HOOKS
 
     @functools.wraps(function)
-    def call(*args: Any) -> Any:
+    def call(*args: object) -> object:
         try:
             result = function(*args)
         except Exception as error:  # a plugin's bug must not stop the other plugins
@@ -87,7 +99,7 @@ def _isolated(hook_name: str, plugin_name: str, function: Callable[..., Any]) ->
     return call
 
 
-class PluginManager(pluggy.PluginManager):
+class _PluginManager(pluggy.PluginManager):
     """pluggy's manager, with every hook implementation isolated when it is registered."""
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
@@ -115,11 +127,11 @@ def get_plugin_manager(*, workloads: bool = False) -> pluggy.PluginManager:
     with _lock:
         manager = _manager
         if manager is None:
-            manager = PluginManager("greenprec")
+            manager = _PluginManager("greenprec")
             manager.add_hookspecs(hookspecs)
             if _tracing():
                 _trace(manager)
-            _register_modules(manager, BUILTIN_METER_PLUGINS)
+            _register_modules(manager, _BUILTIN_METER_PLUGINS)
             _load_entry_points(manager)
             _manager = manager
         if workloads:
@@ -134,14 +146,14 @@ def _register_modules(manager: pluggy.PluginManager, names: Sequence[str]) -> No
 
 
 def collect(
-    results: Iterable[tuple[str, Iterable[tuple[str, T]]]],
+    results: Iterable[tuple[str, Iterable[tuple[str, _T]]]],
     kind: str,
     on_clash: Callable[[str, str], None] | None = None,
-) -> dict[str, tuple[str, T]]:
+) -> dict[str, tuple[str, _T]]:
     """Names claimed by plugins -> ``(plugin name, value)``: the one registry rule.
 
     ``results`` are ``(plugin name, claims)`` pairs, as ``pm.hook`` returns them for a
-    :data:`COLLECTING_HOOKS` hook (each plugin's claims turned into ``(name, value)`` pairs).
+    :data:`_COLLECTING_HOOKS` hook (each plugin's claims turned into ``(name, value)`` pairs).
     Built-in plugins claim first, then the others in pluggy's call order; the first claim
     keeps a name, and a later claim of it (by another value: the same value claimed twice is
     no clash) is skipped and reported once, naming both plugins, as
@@ -149,8 +161,8 @@ def collect(
     "<kind> 'name' from plugin 'p' clashes with q; skipped").
     """
     report = on_clash or functools.partial(_warn_clash, kind)
-    found: dict[str, tuple[str, T]] = {}
-    ordered = sorted(results, key=lambda item: item[0] not in DEFAULT_PLUGINS)
+    found: dict[str, tuple[str, _T]] = {}
+    ordered = sorted(results, key=lambda item: item[0] not in _DEFAULT_PLUGINS)
     for plugin, claims in ordered:
         for name, value in claims:
             if name not in found:
@@ -160,20 +172,20 @@ def collect(
     return found
 
 
-clash_errors: dict[str, str] = {}
+_clash_errors: dict[str, str] = {}
 """Names claimed twice, ``"<kind> 'name' from plugin 'p'"`` -> the problem (warned once)."""
 
 
 def _warn_clash(kind: str, source: str, problem: str) -> None:
     key = f"{kind} {source}"
-    if key in clash_errors:
+    if key in _clash_errors:
         return
-    clash_errors[key] = problem
+    _clash_errors[key] = problem
     warnings.warn(f"{key} {problem}; skipped", GreenprecWarning, stacklevel=4)
 
 
 def _tracing() -> bool:
-    return os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
+    return os.environ.get(_TRACE_VARIABLE, "") not in ("", "0")
 
 
 def _trace_line(text: str) -> None:
@@ -192,20 +204,26 @@ def _summary(result: object) -> str:
 def _trace(manager: pluggy.PluginManager) -> None:
     """Log every hook call once, through pluggy's own monitoring (as datasette does)."""
 
-    def before(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    def before(
+        hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, object]
+    ) -> None:
         plugins = ", ".join(impl.plugin_name for impl in reversed(hook_impls))
         _trace_line(f"{hook_name} called on [{plugins}]")
 
     def after(
-        outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]
+        outcome: pluggy.Result[object],
+        hook_name: str,
+        hook_impls: Sequence[pluggy.HookImpl],
+        kwargs: Mapping[str, object],
     ) -> None:
         error = outcome.exception
         if error is not None:
             _trace_line(f"{hook_name} raised {type(error).__name__}")
             return
         result = outcome.get_result()
-        if hook_name in COLLECTING_HOOKS:
-            for plugin, value in result:
+        if hook_name in _COLLECTING_HOOKS:
+            # _isolated tagged each result of these hooks with its plugin's name.
+            for plugin, value in cast("list[tuple[str, object]]", result):
                 _trace_line(f"{hook_name} -> {plugin}: {_summary(value)}")
         else:
             _trace_line(f"{hook_name} returned {_summary(result)}")
@@ -214,7 +232,7 @@ def _trace(manager: pluggy.PluginManager) -> None:
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+    for entry_point in entry_points(group=_ENTRY_POINT_GROUP):
         if manager.get_plugin(entry_point.name) is not None:
             continue
         try:
@@ -244,4 +262,4 @@ def reset() -> None:
         _manager = None
         _reported.clear()
         plugin_errors.clear()
-        clash_errors.clear()
+        _clash_errors.clear()

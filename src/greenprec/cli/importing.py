@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from greenprec.cli._common import Command, Group, fail, folder_problem, make_console, os_error_line
+
+if TYPE_CHECKING:
+    from greenprec.importers.energibridge import ImportResult
+
+__all__ = ["import_energibridge_command", "register"]
 
 
 def import_energibridge_command(
@@ -74,42 +79,69 @@ def import_energibridge_command(
     ] = None,
 ) -> None:
     """Turn EnergiBridge CSVs into a greenprec results folder: one run per file."""
-    from rich.text import Text
-
-    from greenprec.cli.tables import summary_table
-    from greenprec.errors import ConfigError
-    from greenprec.formats.energibridge_csv import NewColumnsError, parse_counter_ranges
-    from greenprec.importers.energibridge import import_energibridge
-    from greenprec.results import record_row
-
     # Checked before the files are read: a read-only parent, or --out below a file, would
     # otherwise be found only after every CSV was parsed.
     problem = folder_problem(out, create=True)
     if problem is not None:
         fail(f"--out: {problem}; choose another --out")
-    cuts = parse_before_lines(before_line or [])
+    result = _imported(
+        group,
+        out,
+        metrics=metrics,
+        counter_range_j=counter_range_j or [],
+        separator=separator,
+        before_line=before_line or [],
+    )
+    _print_imported(result)
+
+
+def _imported(
+    group: list[str],
+    out: Path,
+    *,
+    metrics: str | None,
+    counter_range_j: list[str],
+    separator: str | None,
+    before_line: list[str],
+) -> ImportResult:
+    """The import itself; a CSV with new columns mid-file is one ConfigError that names the
+    command to import the rows before them."""
+    from greenprec.errors import ConfigError
+    from greenprec.formats.energibridge_csv import NewColumnsError, parse_counter_ranges
+    from greenprec.importers.energibridge import import_energibridge
+
+    cuts = _parse_before_lines(before_line)
     try:
-        result = import_energibridge(
+        return import_energibridge(
             group,
             out,
             metrics=metrics,
-            counter_range_j=parse_counter_ranges(counter_range_j or []),
+            counter_range_j=parse_counter_ranges(counter_range_j),
             separator=separator,
             before_line=cuts,
         )
     except NewColumnsError as error:
-        command = import_command(
+        command = _import_command(
             group,
             out,
             metrics=metrics,
-            counter_range_j=counter_range_j or [],
+            counter_range_j=counter_range_j,
             separator=separator,
-            before_line=[*(before_line or []), f"{error.source}={error.lineno}"],
+            before_line=[*before_line, f"{error.source}={error.lineno}"],
         )
         raise ConfigError(f"{error}; to import them: {command}") from None
     except OSError as error:
         # The import is staged beside --out and moved in whole: nothing half-written stays.
         fail(os_error_line(error, "choose another --out, or check the files' permissions"))
+
+
+def _print_imported(result: ImportResult) -> None:
+    """The imported runs' table, the notes and warnings, and the next command."""
+    from rich.text import Text
+
+    from greenprec.cli.tables import summary_table
+    from greenprec.results import record_row
+
     console = make_console()
     rows = [record_row(run) for run in result.runs]
     console.print(summary_table(rows, title=f"imported into {result.store.path}"))
@@ -121,7 +153,7 @@ def import_energibridge_command(
     console.print(f"next: greenprec report {result.store.path}")
 
 
-def parse_before_lines(specs: list[str]) -> dict[str, int]:
+def _parse_before_lines(specs: list[str]) -> dict[str, int]:
     """``--before-line FILE=LINE`` values: file -> line (the last ``=`` splits)."""
     from greenprec.errors import ConfigError
 
@@ -139,7 +171,7 @@ def parse_before_lines(specs: list[str]) -> dict[str, int]:
     return cuts
 
 
-def import_command(
+def _import_command(
     groups: list[str],
     out: Path,
     *,

@@ -7,7 +7,7 @@ import shlex
 import shutil
 import signal
 import subprocess
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,8 +25,13 @@ from greenprec.cli._common import (
 )
 from greenprec.errors import GreenprecError, Terminated
 
+if TYPE_CHECKING:
+    from greenprec.measurement import Measurement
 
-def measure_command(
+__all__ = ["register"]
+
+
+def _measure_command(
     command: Annotated[
         list[str] | None,
         typer.Argument(metavar="COMMAND", help="The command to run, after --.", show_default=False),
@@ -91,7 +96,7 @@ def measure_command(
 
 
 def _show(
-    measurement: Any,
+    measurement: Measurement,
     command: list[str],
     exit_code: int | None,
     as_json: bool,
@@ -110,7 +115,7 @@ def _show(
         _print_measurement(measurement)
 
 
-def _print_measurement(measurement: Any) -> None:
+def _print_measurement(measurement: Measurement) -> None:
     from rich.text import Text
 
     estimated = " (estimated)" if measurement.estimated else ""
@@ -139,5 +144,5 @@ def _print_measurement(measurement: Any) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("measure", cls=Command, context_settings={"allow_interspersed_args": False})(
-        measure_command
+        _measure_command
     )

@@ -19,8 +19,10 @@ from greenprec.cli._common import (
 )
 from greenprec.errors import ConfigError
 
+__all__ = ["register"]
 
-def meters_command(
+
+def _meters_command(
     option: OptionOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of a table.")
@@ -76,4 +78,4 @@ def meters_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("meters", cls=Command)(meters_command)
+    app.command("meters", cls=Command)(_meters_command)

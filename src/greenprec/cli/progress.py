@@ -10,14 +10,16 @@ from typing import Any
 from greenprec.experiment.progress import Reporter
 from greenprec.results import RunRecord, record_row
 
+__all__ = ["JsonLinesReporter", "PlainReporter", "RichReporter"]
 
-def started_line(total: int, done: int, folder: str, failed: int = 0) -> str:
+
+def _started_line(total: int, done: int, folder: str, failed: int = 0) -> str:
     """The experiment's opening line: how many runs, how many already done or failed."""
     before = f"{done} already done" + (f", {failed} failed" if failed else "")
     return f"greenprec compare: {total} runs ({before}) -> {folder}"
 
 
-def run_summary(run: RunRecord) -> str:
+def _run_summary(run: RunRecord) -> str:
     """One line per finished run: energy, duration, accuracy (or the error)."""
     head = f"{run.run_id} [{run.policy}]"
     if run.status != "done":
@@ -37,7 +39,7 @@ def _run_label(run: RunRecord) -> str:
 class JsonLinesReporter(Reporter):
     """One JSON object per event on stdout, for scripts."""
 
-    def _emit(self, event: str, **fields: Any) -> None:
+    def _emit(self, event: str, **fields: object) -> None:
         record = {"event": event, "time": time.time(), **fields}
         sys.stdout.write(json.dumps(record, default=str) + "\n")
         sys.stdout.flush()
@@ -89,7 +91,7 @@ class RichReporter(Reporter):
         self.task: Any = None
 
     def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
-        self.console.print(started_line(total, done, folder, failed))
+        self.console.print(_started_line(total, done, folder, failed))
         self.progress.start()
         self.task = self.progress.add_task("runs", total=total, completed=done, phase="", run="")
 
@@ -103,7 +105,7 @@ class RichReporter(Reporter):
         from rich.text import Text
 
         self.progress.advance(self.task)
-        self.console.print(Text(run_summary(run), style="" if run.status == "done" else "red"))
+        self.console.print(Text(_run_summary(run), style="" if run.status == "done" else "red"))
 
     def message(self, text: str) -> None:
         self.console.print(text)
@@ -115,7 +117,7 @@ class RichReporter(Reporter):
         self.progress.stop()
 
 
-def phase_line(
+def _phase_line(
     name: str, record: RunRecord | None, seconds: float | None, run: int, total: int
 ) -> str:
     """One line as a phase starts, for output that is not a terminal (a log, CI, Slurm's output
@@ -145,15 +147,15 @@ class PlainReporter(Reporter):
 
     def started(self, total: int, done: int, folder: str, failed: int = 0) -> None:
         self.total, self.run = total, done + failed
-        self._print(started_line(total, done, folder, failed))
+        self._print(_started_line(total, done, folder, failed))
 
     def phase(self, name: str, run: RunRecord | None = None, seconds: float | None = None) -> None:
         if name == "training":
             self.run += 1
-        self._print(phase_line(name, run, seconds, self.run, self.total))
+        self._print(_phase_line(name, run, seconds, self.run, self.total))
 
     def run_finished(self, run: RunRecord) -> None:
-        self._print(run_summary(run))
+        self._print(_run_summary(run))
 
     def message(self, text: str) -> None:
         self._print(text)

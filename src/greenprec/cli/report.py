@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from greenprec.cli._common import FLAG, Command, folder_problem, make_console, os_error_line
 from greenprec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from greenprec.report.build import Report
+    from greenprec.stats import Margin
+
+__all__ = ["register", "report_command"]
 
 
 def report_command(
@@ -52,68 +60,93 @@ def report_command(
     ] = False,
 ) -> None:
     """Write stats.json, report.md, report.html and figures/ into DIR; print the summary."""
-    from rich.text import Text
-
-    from greenprec.report.build import build_report
-    from greenprec.stats import parse_margin, parse_sesoi
-
-    # A bad margin is one line (the parse error) and exit 2, before the folder is touched.
-    try:
-        margins = [parse_margin(text) for text in margin or []]
-    except ConfigError as error:
-        raise ConfigError(f"--margin: {error}") from None
-    try:
-        effects = [parse_sesoi(text) for text in sesoi or []]
-    except ConfigError as error:
-        raise ConfigError(f"--sesoi: {error}") from None
-
-    problem = folder_problem(folder, create=False) if folder.is_dir() else None
-    if problem is not None:
-        # Before the analysis, not after it: the report is written into FOLDER itself.
-        raise ConfigError(f"{problem}; the report is written into the folder: {_WRITABLE_FIX}")
-    try:
-        report = build_report(folder, outliers=not no_outliers, margins=margins, sesoi=effects)
-    except OSError as error:
-        # A file of the folder that cannot be read (a folder where a samples file belongs) or
-        # written: one line, and a ConfigError, so that compare's summary can carry on.
-        raise ConfigError(os_error_line(error, _WRITABLE_FIX)) from None
-    # Every run (or value) the analysis left out is named on stderr too, also with --quiet:
-    # a figure computed from fewer runs than the folder holds must never go unnoticed.
-    whole = [e for e in report.excluded if e.column is None]
-    if report.excluded:
-        total = report.stats["runs"]["total"]
-        typer.echo(
-            f"greenprec: {len(whole)} of {total} runs not used"
-            + (
-                f", and {len(report.excluded) - len(whole)} single values"
-                if len(whole) < len(report.excluded)
-                else ""
-            )
-            + ":",
-            err=True,
-        )
-        for entry in report.excluded:
-            typer.echo(f"greenprec:   {entry.text()}", err=True)
+    margins, effects = _parsed_margins(margin or [], sesoi or [])
+    report = _built_report(folder, outliers=not no_outliers, margins=margins, sesoi=effects)
+    _echo_excluded(report)
     # Markup off: policies, folder names and install hints ('greenprec[nvidia]') print as
     # they are; greenprec's own emphasis is a Text style.
     console = make_console()
     if not quiet:
-        console.print(report.summary_table())
-        for line in report.stats["verdict"]:
-            console.print(Text(line, style="bold"))
-        for line in report.warnings:
-            console.print(Text.assemble(("warning:", "yellow"), " ", line))
-        if any(use.source == "default" for use in report.analysis.margins.values()):
-            console.print(
-                "margin: the default ±1 pp for test accuracy was used; set your own with "
-                "--margin test_accuracy=SPEC (e.g. test_accuracy=0.5pp)"
-            )
+        _print_summary(console, report)
     console.print(f"wrote {report.html_path}")
     console.print(f"wrote {report.markdown_path}")
     console.print(f"wrote {report.stats_path}")
     if report.figures:
         console.print(
             f"wrote {len(report.figures)} figures (PNG and SVG) to {report.folder / 'figures'}"
+        )
+
+
+def _parsed_margins(margin: list[str], sesoi: list[str]) -> tuple[list[Margin], list[Margin]]:
+    """The ``--margin`` and ``--sesoi`` options, parsed."""
+    from greenprec.stats import parse_margin, parse_sesoi
+
+    # A bad margin is one line (the parse error) and exit 2, before the folder is touched.
+    try:
+        margins = [parse_margin(text) for text in margin]
+    except ConfigError as error:
+        raise ConfigError(f"--margin: {error}") from None
+    try:
+        effects = [parse_sesoi(text) for text in sesoi]
+    except ConfigError as error:
+        raise ConfigError(f"--sesoi: {error}") from None
+    return margins, effects
+
+
+def _built_report(
+    folder: Path, *, outliers: bool, margins: list[Margin], sesoi: list[Margin]
+) -> Report:
+    """The report written into ``folder``; a folder that cannot be read or written is one
+    ConfigError line."""
+    from greenprec.report.build import build_report
+
+    problem = folder_problem(folder, create=False) if folder.is_dir() else None
+    if problem is not None:
+        # Before the analysis, not after it: the report is written into FOLDER itself.
+        raise ConfigError(f"{problem}; the report is written into the folder: {_WRITABLE_FIX}")
+    try:
+        return build_report(folder, outliers=outliers, margins=margins, sesoi=sesoi)
+    except OSError as error:
+        # A file of the folder that cannot be read (a folder where a samples file belongs) or
+        # written: one line, and a ConfigError, so that compare's summary can carry on.
+        raise ConfigError(os_error_line(error, _WRITABLE_FIX)) from None
+
+
+def _echo_excluded(report: Report) -> None:
+    # Every run (or value) the analysis left out is named on stderr too, also with --quiet:
+    # a figure computed from fewer runs than the folder holds must never go unnoticed.
+    if not report.excluded:
+        return
+    whole = [e for e in report.excluded if e.column is None]
+    total = report.stats["runs"]["total"]
+    typer.echo(
+        f"greenprec: {len(whole)} of {total} runs not used"
+        + (
+            f", and {len(report.excluded) - len(whole)} single values"
+            if len(whole) < len(report.excluded)
+            else ""
+        )
+        + ":",
+        err=True,
+    )
+    for entry in report.excluded:
+        typer.echo(f"greenprec:   {entry.text()}", err=True)
+
+
+def _print_summary(console: Console, report: Report) -> None:
+    """The summary table, the verdict, the warnings and a hint when the default margin was
+    used."""
+    from rich.text import Text
+
+    console.print(report.summary_table())
+    for line in report.stats["verdict"]:
+        console.print(Text(line, style="bold"))
+    for line in report.warnings:
+        console.print(Text.assemble(("warning:", "yellow"), " ", line))
+    if any(use.source == "default" for use in report.analysis.margins.values()):
+        console.print(
+            "margin: the default ±1 pp for test accuracy was used; set your own with "
+            "--margin test_accuracy=SPEC (e.g. test_accuracy=0.5pp)"
         )
 
 

@@ -14,8 +14,10 @@ from greenprec.errors import ConfigError
 if TYPE_CHECKING:
     from greenprec.results import ResultsStore
 
+__all__ = ["register"]
 
-def runs_command(
+
+def _runs_command(
     folder: Annotated[Path, typer.Argument(metavar="DIR", help="A results folder.")],
     as_json: Annotated[
         bool, typer.Option("--json", metavar=FLAG, help="Print runs as JSON.")
@@ -71,4 +73,4 @@ def _job_states(store: ResultsStore) -> dict[str, str]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("runs", cls=Command)(runs_command)
+    app.command("runs", cls=Command)(_runs_command)

@@ -12,6 +12,8 @@ from typing import Any
 
 from greenprec.cli._common import add_column, make_table
 
+__all__ = ["Row", "runs_table", "summary_table"]
+
 Row = dict[str, Any]
 
 
@@ -100,21 +102,4 @@ def summary_table(rows: Sequence[Row], title: str | None = None) -> Any:
             _mean_sd(values("mean_power_w"), 2),
             _mean_sd(values("test_accuracy"), 4),
         )
-    return table
-
-
-def text_table(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    *,
-    right: frozenset[int] = frozenset(),
-    title: str | None = None,
-    caption: str | None = None,
-) -> Any:
-    """A table of plain text cells (the report's summary): nothing read as markup, nothing cut."""
-    table = make_table(title, caption)
-    for index, header in enumerate(headers):
-        add_column(table, header, right=index in right)
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
     return table

@@ -9,8 +9,10 @@ import typer
 
 from greenprec.cli._common import FLAG, Command, add_column, make_console, make_table
 
+__all__ = ["register"]
 
-def workloads_command(
+
+def _workloads_command(
     as_json: Annotated[
         bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of a table.")
     ] = False,
@@ -61,4 +63,4 @@ def workloads_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("workloads", cls=Command)(workloads_command)
+    app.command("workloads", cls=Command)(_workloads_command)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TypeAlias, TypedDict
 
 from greenprec.errors import ConfigError
 from greenprec.measurement import Measurement, Sync
@@ -82,7 +82,18 @@ class LogEnergy(WindowEnergy):
     """The Trainer's ``global_step`` at that log."""
 
 
-def figures(window: Measurement | Window) -> dict[str, Any]:
+class Figures(TypedDict):
+    """The :class:`WindowEnergy` fields every window has, as keyword arguments."""
+
+    energy_j: float
+    power_w: float
+    duration_s: float
+    meter: str
+    estimated: bool
+    domains: dict[str, float]
+
+
+def figures(window: Measurement | Window) -> Figures:
     """The :class:`WindowEnergy` fields of a finished window, as keyword arguments."""
     return {
         "energy_j": window.energy_j,
@@ -110,7 +121,7 @@ class Windows:
         meter: MeterSpec,
         *,
         interval: float,
-        meter_options: Mapping[str, Any] | None,
+        meter_options: Mapping[str, object] | None,
         sync: Sync,
         spans: str,
     ) -> None:

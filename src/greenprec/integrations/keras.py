@@ -15,7 +15,7 @@ Needs Keras (``pip install 'greenprec[tensorflow]'``), the ``keras`` package of 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TypeAlias
 
 from greenprec.errors import ConfigError
 from greenprec.integrations._imports import missing_framework
@@ -34,6 +34,9 @@ except ImportError as error:
     raise ImportError(missing_framework("keras", "Keras", "tensorflow")) from error
 
 __all__ = ["BatchEnergy", "EnergyCallback", "EpochEnergy"]
+
+_Logs: TypeAlias = "dict[str, object] | None"
+"""The logs Keras hands its callbacks: metric name -> value (a float, a tensor ...)."""
 
 
 class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras has no types
@@ -61,7 +64,7 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras h
         self,
         meter: MeterSpec = "auto",
         interval: float = 0.2,
-        meter_options: Mapping[str, Any] | None = None,
+        meter_options: Mapping[str, object] | None = None,
         every_n_batches: int | None = None,
         *,
         sync: Sync = "auto",
@@ -103,22 +106,22 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras h
         return self.measurement.energy_j - sum(epoch.energy_j for epoch in self.epochs)
 
     # -- Keras hooks -----------------------------------------------------------------------
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self, logs: _Logs = None) -> None:
         self.measurement = None
         self.epochs = []
         self.batches = []
         self._windows.start_run()
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: _Logs = None) -> None:
         self._epoch = epoch
         self._windows.start("epoch")
 
-    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_train_batch_begin(self, batch: int, logs: _Logs = None) -> None:
         if self.every_n_batches is not None and not self._windows.is_open("batch"):
             self._first_batch = batch
             self._windows.start("batch")
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: _Logs = None) -> None:
         self._last_batch = batch
         # Counted from the group's first batch, not batch % N: with steps_per_execution > 1
         # Keras calls these hooks once per execution, and batch indices jump.
@@ -128,7 +131,7 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras h
         ):
             self._close_batches(logs)
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: _Logs = None) -> None:
         self._close_batches(None)  # the epoch's last group, when it is short
         window = self._windows.stop("epoch")
         if window is None:
@@ -138,10 +141,10 @@ class EnergyCallback(keras.callbacks.Callback):  # type: ignore[misc]  # keras h
         if logs is not None:
             logs.update(record.logs())
 
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_end(self, logs: _Logs = None) -> None:
         self.measurement = self._windows.stop_run()
 
-    def _close_batches(self, logs: dict[str, Any] | None) -> None:
+    def _close_batches(self, logs: _Logs) -> None:
         window = self._windows.stop("batch")
         if window is None:
             return

@@ -17,7 +17,7 @@ name, so the class works with the Trainer of either package.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from greenprec.errors import ConfigError
 from greenprec.integrations._imports import missing_framework
@@ -70,7 +70,7 @@ class EnergyCallback(Callback):
         self,
         meter: MeterSpec = "auto",
         interval: float = 0.2,
-        meter_options: Mapping[str, Any] | None = None,
+        meter_options: Mapping[str, object] | None = None,
         *,
         sync: Sync = "auto",
     ) -> None:

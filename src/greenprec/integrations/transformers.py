@@ -17,7 +17,7 @@ Needs Transformers (``pip install 'greenprec[transformers]'``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from greenprec.integrations._imports import missing_framework
 from greenprec.integrations._windows import LogEnergy, MeterSpec, Windows, figures
@@ -63,7 +63,7 @@ class EnergyCallback(TrainerCallback):
         self,
         meter: MeterSpec = "auto",
         interval: float = 0.2,
-        meter_options: Mapping[str, Any] | None = None,
+        meter_options: Mapping[str, object] | None = None,
         *,
         sync: Sync = "auto",
     ) -> None:
@@ -86,7 +86,7 @@ class EnergyCallback(TrainerCallback):
         The Trainer calls its callbacks in order, and those of ``report_to`` come before any
         given to it: first in line, this one adds the energy before any logger sees the logs.
         """
-        callbacks: list[Any] = trainer.callback_handler.callbacks
+        callbacks: list[object] = trainer.callback_handler.callbacks
         if self in callbacks:
             callbacks.remove(self)
         callbacks.insert(0, self)
@@ -94,7 +94,11 @@ class EnergyCallback(TrainerCallback):
 
     # -- Trainer hooks ---------------------------------------------------------------------
     def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
     ) -> None:
         self.measurement = None
         self.intervals = []
@@ -106,8 +110,8 @@ class EnergyCallback(TrainerCallback):
         args: TrainingArguments,
         state: TrainerState,
         control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kwargs: Any,
+        logs: dict[str, object] | None = None,
+        **kwargs: object,
     ) -> None:
         window = self._windows.stop("log")
         if window is None:
@@ -128,6 +132,10 @@ class EnergyCallback(TrainerCallback):
         self._windows.start("log")
 
     def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        **kwargs: object,
     ) -> None:
         self.measurement = self._windows.stop_run()

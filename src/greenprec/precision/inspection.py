@@ -17,7 +17,9 @@ from greenprec.precision.policies import Policy, policy_for_keras_name, resolve_
 if TYPE_CHECKING:
     from greenprec.precision.torch import TorchPolicy
 
-REDUCED_DTYPES = ("float16", "bfloat16")
+__all__ = ["LayerPrecision", "ModelPrecision", "check_model", "describe"]
+
+_REDUCED_DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _problems(
     optimizer: Any,
 ) -> list[str]:
     problems: list[str] = []
-    reduced = [layer for layer in layers if layer.compute_dtype in REDUCED_DTYPES]
+    reduced = [layer for layer in layers if layer.compute_dtype in _REDUCED_DTYPES]
     float16 = [layer for layer in reduced if layer.compute_dtype == "float16"]
     if expected is not None and expected.compute_dtype != "float32" and not reduced:
         problems.append(

@@ -17,6 +17,19 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, Valida
 from greenprec.errors import ConfigError
 from greenprec.frameworks import FrameworkInfo
 
+__all__ = [
+    "ALIASES",
+    "POLICIES",
+    "Policy",
+    "PolicyName",
+    "current_policy",
+    "keras_framework_info",
+    "policy",
+    "policy_for_keras_name",
+    "resolve_policy",
+    "valid_names",
+]
+
 # Other spellings people use for the same policy; keys are compared lower-cased with "-" as "_".
 ALIASES: dict[str, str] = {
     "fp32": "fp32",

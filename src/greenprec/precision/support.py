@@ -22,6 +22,8 @@ from greenprec.errors import ConfigError
 from greenprec.host import CPUINFO, nvidia_gpus, read_cpuinfo
 from greenprec.precision.policies import Policy, resolve_policy
 
+__all__ = ["FRAMEWORKS", "DtypeSupport", "SupportReport", "emulation_warnings", "support"]
+
 FRAMEWORKS = {
     "tensorflow": "tensorflow",
     "keras": "tensorflow",
@@ -31,11 +33,11 @@ FRAMEWORKS = {
 """Accepted framework names (any case) and the canonical one: ``tensorflow`` or ``torch``."""
 _LABELS = {"tensorflow": "TensorFlow", "torch": "PyTorch"}
 
-X86_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
-X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_X86_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
+_X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # aarch64 /proc/cpuinfo "Features": fphp/asimdhp are half-precision arithmetic, bf16 is FEAT_BF16.
-ARM_FP16_FLAGS = ("asimdhp", "fphp")
-ARM_BF16_FLAGS = ("bf16",)
+_ARM_FP16_FLAGS = ("asimdhp", "fphp")
+_ARM_BF16_FLAGS = ("bf16",)
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,8 @@ def _cpu_tf32() -> DtypeSupport:
     )
 
 
-def _x86(name: str, flags: frozenset[str], env: Mapping[str, str], framework: str) -> SupportReport:
-    fp16_flags = [flag for flag in X86_FP16_FLAGS if flag in flags]
-    bf16_flags = [flag for flag in X86_BF16_FLAGS if flag in flags]
-    label = _LABELS[framework]
+def _x86_kernels(framework: str, env: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether oneDNN's kernels run for ``framework`` here, and how to name them."""
     # PyTorch's CPU kernels for convolutions and matmuls are oneDNN's too, always on: the
     # TF_ENABLE_ONEDNN_OPTS switch is TensorFlow's alone.
     onednn = _onednn_enabled(env) if framework == "tensorflow" else True
@@ -122,7 +122,14 @@ def _x86(name: str, flags: frozenset[str], env: Mapping[str, str], framework: st
         if framework == "tensorflow"
         else "oneDNN (PyTorch's CPU kernels)"
     )
-    caveats = []
+    return onednn, kernels
+
+
+def _x86_fp16(
+    fp16_flags: list[str], framework: str, onednn: bool, kernels: str
+) -> tuple[DtypeSupport, list[str]]:
+    """The float16 verdict on an x86 CPU with ``fp16_flags``, and its caveats."""
+    label = _LABELS[framework]
     if "amx_fp16" in fp16_flags and onednn:
         fp16 = DtypeSupport(
             "float16",
@@ -131,41 +138,48 @@ def _x86(name: str, flags: frozenset[str], env: Mapping[str, str], framework: st
             native=True,
             reason=f"amx_fp16 through {kernels}",
         )
-        caveats.append(
+        return fp16, [
             f"{label} on CPU: float16 with AMX-FP16 was not measured by greenprec; without "
             "AMX, oneDNN computes float16 convolution weight gradients with its slow reference "
             "kernel, so check with a short run"
-        )
-    elif fp16_flags:
-        fp16 = DtypeSupport(
-            "float16",
-            "mixed",
-            hardware=True,
-            native=False,
-            reason=(
-                f"it has {'/'.join(fp16_flags)}, but TensorFlow's CPU kernels take a slow path "
-                "for float16 convolution gradients"
-                if framework == "tensorflow"
-                else f"it has {'/'.join(fp16_flags)}, but without AMX-FP16 oneDNN (PyTorch's "
-                "CPU kernels) takes a slow path for float16 convolution gradients"
-            ),
-        )
-        if framework == "torch":
-            caveats.append(
-                "PyTorch on CPU: float16 with AVX-512 FP16 but no AMX-FP16 was measured through "
-                "TensorFlow's oneDNN (its weight gradients ran ~500x the float32 time), not "
-                "through PyTorch; check with a short run"
-            )
-        elif onednn:
-            caveats.append(
-                "TensorFlow on CPU: with AVX-512 FP16 but no AMX-FP16, oneDNN computes float16 "
-                "convolution weight gradients with its reference kernel (~500x the float32 time "
-                "measured on a Xeon); float16 CNN training is many times slower than float32"
-            )
-    else:
+        ]
+    if not fp16_flags:
         fp16 = DtypeSupport(
             "float16", "mixed", hardware=False, native=False, reason="no AVX-512 FP16/AMX-FP16"
         )
+        return fp16, []
+    fp16 = DtypeSupport(
+        "float16",
+        "mixed",
+        hardware=True,
+        native=False,
+        reason=(
+            f"it has {'/'.join(fp16_flags)}, but TensorFlow's CPU kernels take a slow path "
+            "for float16 convolution gradients"
+            if framework == "tensorflow"
+            else f"it has {'/'.join(fp16_flags)}, but without AMX-FP16 oneDNN (PyTorch's "
+            "CPU kernels) takes a slow path for float16 convolution gradients"
+        ),
+    )
+    if framework == "torch":
+        return fp16, [
+            "PyTorch on CPU: float16 with AVX-512 FP16 but no AMX-FP16 was measured through "
+            "TensorFlow's oneDNN (its weight gradients ran ~500x the float32 time), not "
+            "through PyTorch; check with a short run"
+        ]
+    if onednn:
+        return fp16, [
+            "TensorFlow on CPU: with AVX-512 FP16 but no AMX-FP16, oneDNN computes float16 "
+            "convolution weight gradients with its reference kernel (~500x the float32 time "
+            "measured on a Xeon); float16 CNN training is many times slower than float32"
+        ]
+    return fp16, []
+
+
+def _x86_bf16(
+    bf16_flags: list[str], framework: str, onednn: bool, kernels: str
+) -> tuple[DtypeSupport, list[str]]:
+    """The bfloat16 verdict on an x86 CPU with ``bf16_flags``, and its caveats."""
     if bf16_flags and onednn:
         bf16 = DtypeSupport(
             "bfloat16",
@@ -174,12 +188,13 @@ def _x86(name: str, flags: frozenset[str], env: Mapping[str, str], framework: st
             native=True,
             reason=f"{'/'.join(bf16_flags)} through {kernels}",
         )
-        if "amx_bf16" not in bf16_flags:
-            caveats.append(
-                f"{label} on CPU: bfloat16 without AMX was not measured; AVX-512 BF16 alone "
-                "may not beat float32"
-            )
-    elif bf16_flags:
+        if "amx_bf16" in bf16_flags:
+            return bf16, []
+        return bf16, [
+            f"{_LABELS[framework]} on CPU: bfloat16 without AMX was not measured; AVX-512 BF16 "
+            "alone may not beat float32"
+        ]
+    if bf16_flags:
         bf16 = DtypeSupport(
             "bfloat16",
             "bf16",
@@ -188,10 +203,20 @@ def _x86(name: str, flags: frozenset[str], env: Mapping[str, str], framework: st
             reason=f"it has {'/'.join(bf16_flags)}, but TF_ENABLE_ONEDNN_OPTS=0 turns off "
             "the oneDNN kernels that use it",
         )
-    else:
-        bf16 = DtypeSupport(
-            "bfloat16", "bf16", hardware=False, native=False, reason="no AVX-512 BF16/AMX-BF16"
-        )
+        return bf16, []
+    bf16 = DtypeSupport(
+        "bfloat16", "bf16", hardware=False, native=False, reason="no AVX-512 BF16/AMX-BF16"
+    )
+    return bf16, []
+
+
+def _x86(name: str, flags: frozenset[str], env: Mapping[str, str], framework: str) -> SupportReport:
+    fp16_flags = [flag for flag in _X86_FP16_FLAGS if flag in flags]
+    bf16_flags = [flag for flag in _X86_BF16_FLAGS if flag in flags]
+    onednn, kernels = _x86_kernels(framework, env)
+    fp16, fp16_caveats = _x86_fp16(fp16_flags, framework, onednn, kernels)
+    bf16, bf16_caveats = _x86_bf16(bf16_flags, framework, onednn, kernels)
+    caveats = fp16_caveats + bf16_caveats
     if not onednn:
         caveats.append(
             "TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's Eigen kernels emulate float16 and bfloat16"
@@ -210,8 +235,8 @@ def _x86(name: str, flags: frozenset[str], env: Mapping[str, str], framework: st
 
 
 def _aarch64(name: str, flags: frozenset[str], framework: str) -> SupportReport:
-    fp16_flags = [flag for flag in ARM_FP16_FLAGS if flag in flags]
-    bf16_flags = [flag for flag in ARM_BF16_FLAGS if flag in flags]
+    fp16_flags = [flag for flag in _ARM_FP16_FLAGS if flag in flags]
+    bf16_flags = [flag for flag in _ARM_BF16_FLAGS if flag in flags]
 
     def verdict(dtype: str, policy: str, found: list[str], missing: str) -> DtypeSupport:
         if found:
@@ -436,22 +461,45 @@ def support(
         report = _nvidia(gpu_name or "", capability, chosen)
         return _with(report, "given compute capability")
     if device != "cpu":
-        found: tuple[str, str] | None = None
-        detected_by = ""
-        cpu_only = _tensorflow_is_cpu_only() if chosen == "tensorflow" else _torch_is_cpu_only()
-        if chosen == "tensorflow" and "tensorflow" in sys.modules:
-            found, detected_by = _tensorflow_gpu(), "TensorFlow"
-        elif chosen == "torch" and "torch" in sys.modules:
-            found, detected_by = _torch_gpu(), "PyTorch"
-        if found is None and (device == "gpu" or not cpu_only) and detected_by != "TensorFlow":
-            found, detected_by = _nvidia_smi(), "nvidia-smi"
-        if found is not None:
-            return _with(_nvidia(gpu_name or found[0], found[1], chosen), detected_by)
-        if device == "gpu":
-            raise ConfigError(
-                f"no NVIDIA GPU found ({_LABELS[chosen]} lists none, or nvidia-smi is missing "
-                "or failed); use device='cpu'"
-            )
+        gpu = _detected_gpu(device, chosen, gpu_name)
+        if gpu is not None:
+            return gpu
+    return _cpu_support(chosen, cpuinfo, cpu_flags, cpu_name, system, machine, env)
+
+
+def _detected_gpu(device: str | None, chosen: str, gpu_name: str | None) -> SupportReport | None:
+    """The report for the GPU the framework (or nvidia-smi) finds; None to judge the CPU.
+
+    Raises ConfigError when ``device`` is ``"gpu"`` and none is found."""
+    found: tuple[str, str] | None = None
+    detected_by = ""
+    cpu_only = _tensorflow_is_cpu_only() if chosen == "tensorflow" else _torch_is_cpu_only()
+    if chosen == "tensorflow" and "tensorflow" in sys.modules:
+        found, detected_by = _tensorflow_gpu(), "TensorFlow"
+    elif chosen == "torch" and "torch" in sys.modules:
+        found, detected_by = _torch_gpu(), "PyTorch"
+    if found is None and (device == "gpu" or not cpu_only) and detected_by != "TensorFlow":
+        found, detected_by = _nvidia_smi(), "nvidia-smi"
+    if found is not None:
+        return _with(_nvidia(gpu_name or found[0], found[1], chosen), detected_by)
+    if device == "gpu":
+        raise ConfigError(
+            f"no NVIDIA GPU found ({_LABELS[chosen]} lists none, or nvidia-smi is missing "
+            "or failed); use device='cpu'"
+        )
+    return None
+
+
+def _cpu_support(
+    chosen: str,
+    cpuinfo: str | os.PathLike[str],
+    cpu_flags: Iterable[str] | None,
+    cpu_name: str | None,
+    system: str | None,
+    machine: str | None,
+    env: Mapping[str, str] | None,
+) -> SupportReport:
+    """The report for this machine's CPU, or the one ``support()``'s arguments describe."""
     system = system if system is not None else platform.system()
     machine = (machine if machine is not None else platform.machine()).lower()
     if system == "Darwin" and machine in ("arm64", "aarch64"):

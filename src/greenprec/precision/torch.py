@@ -31,6 +31,17 @@ if TYPE_CHECKING:
     import torch
     from torch.utils.hooks import RemovableHandle
 
+__all__ = [
+    "CUDNN_SWITCH",
+    "MATMUL_SWITCH",
+    "PRECISION_SWITCH",
+    "TorchPolicy",
+    "active_policy",
+    "read_tf32_switches",
+    "torch_device",
+    "torch_policy",
+]
+
 MATMUL_SWITCH = "torch.backends.cuda.matmul.allow_tf32"
 CUDNN_SWITCH = "torch.backends.cudnn.allow_tf32"
 PRECISION_SWITCH = "torch.get_float32_matmul_precision()"
@@ -84,7 +95,7 @@ def read_tf32_switches() -> dict[str, bool | str | None]:
     }
 
 
-def tf32_allowed(switches: dict[str, bool | str | None]) -> bool | None:
+def _tf32_allowed(switches: dict[str, bool | str | None]) -> bool | None:
     """Whether any switch lets float32 matmuls or convolutions use TF32; None if unknown."""
     known = [
         value if isinstance(value, bool) else value != "highest"
@@ -158,7 +169,7 @@ def _restore_tf32(state: _Tf32State) -> None:
             holder.fp32_precision = value
 
 
-def default_device() -> str:
+def _default_device() -> str:
     """``cuda`` when PyTorch sees a CUDA GPU, else ``cpu``."""
     import torch
 
@@ -166,12 +177,12 @@ def default_device() -> str:
 
 
 def torch_device(device: str | torch.device | None) -> torch.device:
-    """The ``torch.device`` for ``device`` (default: :func:`default_device`); a ConfigError for a
+    """The ``torch.device`` for ``device`` (default: :func:`_default_device`); a ConfigError for a
     name PyTorch does not know or a GPU it does not see."""
     import torch
 
     if device is None:
-        device = default_device()
+        device = _default_device()
     try:
         chosen = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -368,7 +379,7 @@ class TorchPolicy:
             version=str(torch.__version__),
             device=device,
             device_name=name,
-            tf32=tf32_allowed(switches),
+            tf32=_tf32_allowed(switches),
             switches=dict(switches),
         )
 

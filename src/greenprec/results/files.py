@@ -14,6 +14,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+__all__ = ["current_umask", "read_bounded", "write_atomic"]
+
 _umask_lock = threading.Lock()
 _umask: int | None = None
 
@@ -40,7 +42,7 @@ def _read_umask() -> int:
     return mask
 
 
-def file_mode() -> int:
+def _file_mode() -> int:
     """The mode ``open(path, "w")`` would give a new file: 0666 less the umask."""
     return 0o666 & ~current_umask()
 
@@ -52,7 +54,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as tmp:
-            os.fchmod(tmp.fileno(), file_mode())
+            os.fchmod(tmp.fileno(), _file_mode())
             tmp.write(payload)
             tmp.flush()
             os.fsync(tmp.fileno())
@@ -78,11 +80,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-MAX_RECORD_BYTES = 16 * 2**20
+_MAX_RECORD_BYTES = 16 * 2**20
 """No record greenprec writes comes near this; a larger file is not one of ours."""
 
 
-def read_bounded(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
+def read_bounded(path: Path, limit: int = _MAX_RECORD_BYTES) -> bytes:
     """A regular file's bytes, at most ``limit``; OSError for anything else (FIFO, device)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
     try:

@@ -18,6 +18,20 @@ from typing import Any
 from greenprec.results.location import INDEX_FILE, Location
 from greenprec.results.models import RUN_STATUSES, MachineState, RunRecord
 
+__all__ = [
+    "COUNTED_SEPARATOR",
+    "DOMAIN_PREFIX",
+    "INDEX_COLUMNS",
+    "RESERVED_NAMES",
+    "RowProblem",
+    "format_cell",
+    "index_text",
+    "is_reserved",
+    "read_legacy_runs",
+    "record_row",
+    "rows_text",
+]
+
 INDEX_COLUMNS = (
     "run_id",
     "order",
@@ -54,9 +68,9 @@ INDEX_COLUMNS = (
 """The index's leading columns; ``energy_j:<domain>`` columns and further metrics follow."""
 DOMAIN_PREFIX = "energy_j:"
 COUNTED_SEPARATOR = ";"
-REASON_SEPARATOR = ";"
+_REASON_SEPARATOR = ";"
 """Joins ``gpu_throttle_reasons`` in one cell."""
-MACHINE_START_COLUMNS = {
+_MACHINE_START_COLUMNS = {
     "cpu_freq_mhz_start": "cpu_freq_mhz",
     "cpu_temp_c_start": "cpu_temp_c",
     "gpu_temp_c_start": "gpu_temp_c",
@@ -64,11 +78,11 @@ MACHINE_START_COLUMNS = {
     "gpu_power_limit_w": "gpu_power_limit_w",
 }
 """runs.csv columns from ``machine_start`` (the GPU power limit as the run started), by field."""
-MACHINE_END_COLUMNS = {"cpu_temp_c_end": "cpu_temp_c", "gpu_temp_c_end": "gpu_temp_c"}
+_MACHINE_END_COLUMNS = {"cpu_temp_c_end": "cpu_temp_c", "gpu_temp_c_end": "gpu_temp_c"}
 """runs.csv columns from ``machine_end``, by field."""
-NAMED_METRICS = ("test_accuracy", "test_loss")
+_NAMED_METRICS = ("test_accuracy", "test_loss")
 """Metrics with a column of their own among the leading columns."""
-RESERVED_NAMES = frozenset(INDEX_COLUMNS) - frozenset(NAMED_METRICS)
+RESERVED_NAMES = frozenset(INDEX_COLUMNS) - frozenset(_NAMED_METRICS)
 """Names a metric may not take: they are columns greenprec fills itself."""
 
 
@@ -98,7 +112,9 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "counted_domains": COUNTED_SEPARATOR.join(record.counted_domains) or None,
         "host": record.host,
         "gpu_throttle_reasons": (
-            REASON_SEPARATOR.join(start.gpu_throttle_reasons) or None if start is not None else None
+            _REASON_SEPARATOR.join(start.gpu_throttle_reasons) or None
+            if start is not None
+            else None
         ),
         "idle_power_w": record.idle_power_w,
         "block": record.block,
@@ -106,16 +122,16 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         "job_state": record.job_state,
         "error": record.error,
     }
-    for column, field in MACHINE_START_COLUMNS.items():
+    for column, field in _MACHINE_START_COLUMNS.items():
         row[column] = getattr(start, field) if start is not None else None
-    for column, field in MACHINE_END_COLUMNS.items():
+    for column, field in _MACHINE_END_COLUMNS.items():
         row[column] = getattr(end, field) if end is not None else None
-    for name in NAMED_METRICS:
+    for name in _NAMED_METRICS:
         row[name] = record.metrics.get(name)
     for domain, energy_j in record.domains.items():
         row[DOMAIN_PREFIX + domain] = energy_j
     for name, value in record.metrics.items():
-        if name not in NAMED_METRICS:
+        if name not in _NAMED_METRICS:
             row[name] = value
     return row
 
@@ -284,19 +300,19 @@ def _legacy_record(raw: dict[str, str], blanked: list[tuple[str, str]]) -> RunRe
             values[key] = None if not cell else cell.lower() == "true"
         elif key == "counted_domains":
             values[key] = [d.strip() for d in cell.split(COUNTED_SEPARATOR) if d.strip()]
-        elif key in MACHINE_START_COLUMNS or key in MACHINE_END_COLUMNS:
+        elif key in _MACHINE_START_COLUMNS or key in _MACHINE_END_COLUMNS:
             state, field = (
-                ("machine_start", MACHINE_START_COLUMNS[key])
-                if key in MACHINE_START_COLUMNS
-                else ("machine_end", MACHINE_END_COLUMNS[key])
+                ("machine_start", _MACHINE_START_COLUMNS[key])
+                if key in _MACHINE_START_COLUMNS
+                else ("machine_end", _MACHINE_END_COLUMNS[key])
             )
             if cell and (number := lenient(cell, key)) is not None:
                 machine[state][field] = number
         elif key == "gpu_throttle_reasons":
-            reasons = [r.strip() for r in cell.split(REASON_SEPARATOR) if r.strip()]
+            reasons = [r.strip() for r in cell.split(_REASON_SEPARATOR) if r.strip()]
             if reasons:
                 machine["machine_start"]["gpu_throttle_reasons"] = reasons
-        elif key in NAMED_METRICS:
+        elif key in _NAMED_METRICS:
             metrics[key] = lenient(cell, key) if cell else None
         elif cell:
             try:

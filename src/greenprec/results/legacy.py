@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["LEGACY_SCHEMA_VERSION", "upgrade_experiment"]
+
 LEGACY_SCHEMA_VERSION = "1.0"
 
 

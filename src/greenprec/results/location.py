@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = ["INDEX_FILE", "Location"]
+
 INDEX_FILE = "runs.csv"
 """The runs' index (for a 0.1 folder, their record): the file whose lines a location names."""
 

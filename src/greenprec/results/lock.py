@@ -20,6 +20,8 @@ from types import TracebackType
 
 from greenprec.errors import ConfigError
 
+__all__ = ["LOCK_NAME", "FolderLock"]
+
 LOCK_NAME = ".greenprec.lock"
 
 

@@ -18,6 +18,37 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from greenprec.results.location import Location
 
+__all__ = [
+    "INTERRUPTED",
+    "JOB_ID_PATTERN",
+    "JOB_STOPPED",
+    "RUN_ID_PATTERN",
+    "RUN_STATUSES",
+    "SCHEMA_MAJOR",
+    "SCHEMA_VERSION",
+    "SLURM_FINAL_STATES",
+    "AnswerRecord",
+    "EpochRecord",
+    "ExperimentRecord",
+    "ExperimentStatus",
+    "HostEnergy",
+    "JobRecord",
+    "LookRecord",
+    "MachineState",
+    "MetersRecord",
+    "NodeInfo",
+    "PhaseRecord",
+    "RunRecord",
+    "RunStatus",
+    "ScheduledRun",
+    "SequentialRecord",
+    "Submission",
+    "SubmissionsRecord",
+    "TargetRecord",
+    "check_job_id",
+    "check_run_id",
+]
+
 SCHEMA_VERSION = "2.0"
 """The schema this greenprec writes (``MAJOR.MINOR``)."""
 SCHEMA_MAJOR = 2

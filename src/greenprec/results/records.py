@@ -20,6 +20,8 @@ from greenprec.results.models import (
     ScheduledRun,
 )
 
+__all__ = ["new_experiment_record", "now_iso"]
+
 
 def now_iso() -> str:
     """The current time in UTC, ISO 8601 (how every time in a results folder is written)."""

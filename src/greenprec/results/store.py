@@ -52,6 +52,8 @@ from greenprec.results.models import (
     check_run_id,
 )
 
+__all__ = ["SAMPLE_COLUMNS", "ExperimentExists", "Problem", "ResultsStore", "Snapshot"]
+
 SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
 _SAMPLE_NAME_RESERVED = ("warmup", "baseline")
 

@@ -4,20 +4,23 @@ the PyTorch adapter of a run."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from greenprec.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
     from pydantic import BaseModel
 
+    from greenprec.frameworks import KerasHistory, KerasModel
     from greenprec.precision.torch import TorchPolicy
     from greenprec.workloads.core import WorkloadContext
 
 P = TypeVar("P", bound="BaseModel")
 
 
-def parse_params(model: type[P], params: Mapping[str, Any], workload: str) -> P:
+def parse_params(model: type[P], params: Mapping[str, object], workload: str) -> P:
     """Validate a workload's params; unknown or bad ones are one-line ConfigErrors.
 
     A None value means "not set" (a CLI flag left out), so the default applies.
@@ -37,7 +40,7 @@ def parse_params(model: type[P], params: Mapping[str, Any], workload: str) -> P:
         ) from None
 
 
-def float32_head(x: Any, classes: int) -> Any:
+def float32_head(x: object, classes: int) -> object:
     """The classifier head: Dense and softmax in float32 so the loss stays float32 under
     mixed policies (a float16 softmax overflows and its cross-entropy loses precision)."""
     import keras
@@ -47,9 +50,9 @@ def float32_head(x: Any, classes: int) -> Any:
 
 
 def final_metrics(
-    model: Any,
-    history: Any,
-    test: tuple[Any, Any],
+    model: KerasModel,
+    history: KerasHistory,
+    test: tuple[NDArray[np.generic], NDArray[np.generic]],
     *,
     batch_size: int,
     epochs: int,

@@ -11,9 +11,9 @@ import io
 import os
 import pickle
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, TypeAlias
 
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
@@ -21,20 +21,36 @@ from greenprec.workloads._common import final_metrics, float32_head, parse_param
 from greenprec.workloads.core import STANDARD_METRICS, WorkloadContext
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from greenprec.frameworks import KerasModel
     from greenprec.workloads.params import Cifar10Params
 
-NAME = "cifar10-cnn"
-ENV_VAR = "GREENPREC_DATA"
-ARCHIVE = "cifar-10-python.tar.gz"
-FOLDER = "cifar-10-batches-py"
-URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_BATCH = "test_batch"
+__all__ = [
+    "build_cifar10_cnn",
+    "cifar10_cnn",
+    "cifar10_timeout_s",
+    "find_cifar10",
+    "greenprec_workloads",
+    "load_cifar10",
+]
+
+_Batch: TypeAlias = "tuple[NDArray[np.uint8], NDArray[np.uint8]]"
+"""Images (uint8 N×32×32×3, RGB) and their labels (uint8, N)."""
+
+_NAME = "cifar10-cnn"
+_ENV_VAR = "GREENPREC_DATA"
+_ARCHIVE = "cifar-10-python.tar.gz"
+_FOLDER = "cifar-10-batches-py"
+_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_TEST_BATCH = "test_batch"
 # Where keras.datasets.cifar10.load_data() leaves the files: Keras 3 names, then Keras 2's.
-KERAS_CACHE_NAMES = (
+_KERAS_CACHE_NAMES = (
     "cifar-10-batches-py-target",
     "cifar-10-batches-py-target_archive",
-    FOLDER,
+    _FOLDER,
     "cifar-10-batches-py.tar.gz",
 )
 
@@ -51,7 +67,7 @@ _ALLOWED_GLOBALS = {
 
 
 class _BatchUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> object:
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
         return super().find_class(module, name)
@@ -71,9 +87,9 @@ def _resolve(path: Path) -> Path | None:
         return path
     if not path.is_dir():
         return None
-    if (path / TRAIN_BATCHES[0]).is_file() or (path / TEST_BATCH).is_file():
+    if (path / _TRAIN_BATCHES[0]).is_file() or (path / _TEST_BATCH).is_file():
         return path
-    for child in (path / FOLDER, path / ARCHIVE):
+    for child in (path / _FOLDER, path / _ARCHIVE):
         if child.exists():
             return child
     return None
@@ -85,29 +101,29 @@ def find_cifar10(data: str | os.PathLike[str] | None = None) -> Path:
     Each may be the ``cifar-10-python.tar.gz`` archive, its extracted ``cifar-10-batches-py``
     folder, or a folder holding either.
     """
-    for given, label in ((data, "data"), (os.environ.get(ENV_VAR) or None, ENV_VAR)):
+    for given, label in ((data, "data"), (os.environ.get(_ENV_VAR) or None, _ENV_VAR)):
         if given is None:
             continue
         found = _resolve(Path(given).expanduser())
         if found is None:
             raise ConfigError(
-                f"{label} path {str(given)!r} holds no CIFAR-10: give {ARCHIVE} or its "
-                f"extracted {FOLDER} folder"
+                f"{label} path {str(given)!r} holds no CIFAR-10: give {_ARCHIVE} or its "
+                f"extracted {_FOLDER} folder"
             )
         return found
     for datasets in _keras_datasets_dirs():
-        for name in KERAS_CACHE_NAMES:
+        for name in _KERAS_CACHE_NAMES:
             found = _resolve(datasets / name)
             if found is not None:
                 return found
     cache = _keras_datasets_dirs()[0] / "cifar-10-batches-py-target_archive"
     raise ConfigError(
-        f"CIFAR-10 not found: download {URL} and set {ENV_VAR} to it (or to its extracted "
-        f"{FOLDER} folder), pass data=PATH, or save it as {cache}"
+        f"CIFAR-10 not found: download {_URL} and set {_ENV_VAR} to it (or to its extracted "
+        f"{_FOLDER} folder), pass data=PATH, or save it as {cache}"
     )
 
 
-def _decode(source: IO[bytes], where: str) -> tuple[Any, Any]:
+def _decode(source: IO[bytes], where: str) -> _Batch:
     import numpy as np
 
     try:
@@ -126,9 +142,9 @@ def _decode(source: IO[bytes], where: str) -> tuple[Any, Any]:
     return np.ascontiguousarray(images), labels
 
 
-def _read_batches(location: Path) -> dict[str, tuple[Any, Any]]:
-    names = (*TRAIN_BATCHES, TEST_BATCH)
-    batches: dict[str, tuple[Any, Any]] = {}
+def _read_batches(location: Path) -> dict[str, _Batch]:
+    names = (*_TRAIN_BATCHES, _TEST_BATCH)
+    batches: dict[str, _Batch] = {}
     if location.is_dir():
         for name in names:
             path = location / name
@@ -157,7 +173,7 @@ def _read_batches(location: Path) -> dict[str, tuple[Any, Any]]:
 
 def load_cifar10(
     data: str | os.PathLike[str] | None = None,
-) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+) -> tuple[_Batch, _Batch]:
     """``(x_train, y_train), (x_test, y_test)`` from the CIFAR-10 python files; never downloads.
 
     Images are uint8 N×32×32×3 (RGB), labels uint8 of shape (N,). See :func:`find_cifar10`
@@ -166,13 +182,13 @@ def load_cifar10(
     import numpy as np
 
     batches = _read_batches(find_cifar10(data))
-    x_train = np.concatenate([batches[name][0] for name in TRAIN_BATCHES])
-    y_train = np.concatenate([batches[name][1] for name in TRAIN_BATCHES])
-    x_test, y_test = batches[TEST_BATCH]
+    x_train = np.concatenate([batches[name][0] for name in _TRAIN_BATCHES])
+    y_train = np.concatenate([batches[name][1] for name in _TRAIN_BATCHES])
+    x_test, y_test = batches[_TEST_BATCH]
     return (x_train, y_train), (x_test, y_test)
 
 
-def build_cifar10_cnn() -> Any:
+def build_cifar10_cnn() -> KerasModel:
     """The published CIFAR-10 CNN, uncompiled; dtypes follow Keras's policy at the call."""
     import keras
     from keras import layers
@@ -194,10 +210,13 @@ def build_cifar10_cnn() -> Any:
     x = layers.Dense(1024, name="dense")(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(0.5)(x)
-    return keras.Model(inputs, float32_head(x, 10), name="cifar10_cnn")
+    model: KerasModel = keras.Model(inputs, float32_head(x, 10), name="cifar10_cnn")
+    return model
 
 
-def _train_dataset(x: Any, y: Any, params: Cifar10Params, seed: int) -> Any:
+def _train_dataset(
+    x: NDArray[np.uint8], y: NDArray[np.float32], params: Cifar10Params, seed: int
+) -> object:
     """Shuffled batches scaled to [0, 1], shifted and flipped on the fly when ``augment``."""
     import keras
     import tensorflow as tf
@@ -208,7 +227,8 @@ def _train_dataset(x: Any, y: Any, params: Cifar10Params, seed: int) -> Any:
         keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"),
     ]
 
-    def prepare(images: Any, labels: Any) -> tuple[Any, Any]:
+    # tf.data hands prepare() symbolic tensors, which only TensorFlow's own ops look into.
+    def prepare(images: object, labels: object) -> tuple[object, object]:
         images = tf.cast(images, tf.float32) / 255.0
         if params.augment:
             for layer in augmentation:
@@ -228,13 +248,12 @@ def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
 
     from greenprec.workloads.params import Cifar10Params
 
-    params = parse_params(Cifar10Params, ctx.params, NAME)
-    (x_train, y_train), (x_test, y_test) = load_cifar10(params.data)
-    x_train, y_train = x_train[: params.train_size], y_train[: params.train_size]
-    x_test, y_test = x_test[: params.test_size], y_test[: params.test_size]
-    y_train = keras.utils.to_categorical(y_train, 10)
-    y_test = keras.utils.to_categorical(y_test, 10)
-    x_test = x_test.astype(np.float32) / 255.0
+    params = parse_params(Cifar10Params, ctx.params, _NAME)
+    (x_train, train_labels), (test_images, test_labels) = load_cifar10(params.data)
+    x_train = x_train[: params.train_size]
+    y_train = keras.utils.to_categorical(train_labels[: params.train_size], 10)
+    y_test = keras.utils.to_categorical(test_labels[: params.test_size], 10)
+    x_test = test_images[: params.test_size].astype(np.float32) / 255.0
     model = build_cifar10_cnn()
     model.compile(
         optimizer=keras.optimizers.RMSprop(params.learning_rate),
@@ -269,17 +288,17 @@ def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
     )
 
 
-def check_cifar10_params(params: Mapping[str, Any]) -> None:
+def _check_cifar10_params(params: Mapping[str, object]) -> None:
     """Before any run: the params are valid and the dataset can be found."""
     from greenprec.workloads.params import Cifar10Params
 
-    find_cifar10(parse_params(Cifar10Params, params, NAME).data)
+    find_cifar10(parse_params(Cifar10Params, params, _NAME).data)
 
 
-cifar10_cnn.check_params = check_cifar10_params  # type: ignore[attr-defined]
+cifar10_cnn.check_params = _check_cifar10_params  # type: ignore[attr-defined]
 
 
-def cifar10_timeout_s(params: Mapping[str, Any]) -> float:
+def cifar10_timeout_s(params: Mapping[str, object]) -> float:
     """A generous time limit for one run: an hour per epoch (a CPU epoch of the full set takes
     minutes to tens of minutes; the study's GPU epochs took seconds), plus an hour."""
     epochs = params.get("epochs") if isinstance(params, Mapping) else None
@@ -295,5 +314,5 @@ cifar10_cnn.timeout_s = cifar10_timeout_s  # type: ignore[attr-defined]
 
 
 @hookimpl
-def greenprec_workloads() -> dict[str, Any]:
-    return {NAME: cifar10_cnn}
+def greenprec_workloads() -> dict[str, Callable[..., object]]:
+    return {_NAME: cifar10_cnn}

@@ -8,8 +8,8 @@ module is a plugin the plugin manager loads: it imports torch only when the work
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import check_torch_device, parse_params, torch_precision
@@ -17,9 +17,13 @@ from greenprec.workloads.cifar10 import cifar10_timeout_s, find_cifar10, load_ci
 from greenprec.workloads.core import STANDARD_METRICS, WorkloadContext, workload
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from greenprec.workloads.torch_models import Cifar10CNN
 
-NAME = "cifar10-cnn-torch"
+__all__ = ["build_cifar10_cnn_torch", "cifar10_cnn_torch", "greenprec_workloads"]
+
+_NAME = "cifar10-cnn-torch"
 
 
 def build_cifar10_cnn_torch() -> Cifar10CNN:
@@ -39,13 +43,13 @@ def cifar10_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
     from greenprec.workloads.params import Cifar10TorchParams
     from greenprec.workloads.torch_models import evaluate, fit, shift_and_flip
 
-    params = parse_params(Cifar10TorchParams, ctx.params, NAME)
+    params = parse_params(Cifar10TorchParams, ctx.params, _NAME)
     precision = torch_precision(ctx)
     (x_train, y_train), (x_test, y_test) = load_cifar10(params.data)
     x_train, y_train = x_train[: params.train_size], y_train[: params.train_size]
     x_test, y_test = x_test[: params.test_size], y_test[: params.test_size]
 
-    def tensors(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(x: NDArray[np.uint8], y: NDArray[np.uint8]) -> tuple[torch.Tensor, torch.Tensor]:
         # uint8 N×32×32×3 stays uint8 on the device (a quarter of float32's memory), N×3×32×32.
         images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
         labels = torch.from_numpy(y.astype(np.int64))
@@ -93,21 +97,21 @@ def cifar10_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
     }
 
 
-def check_cifar10_torch_params(params: Mapping[str, Any]) -> None:
+def _check_cifar10_torch_params(params: Mapping[str, object]) -> None:
     """Before any run: the params are valid, the device exists, the dataset can be found."""
     from greenprec.workloads.params import Cifar10TorchParams
 
-    checked = parse_params(Cifar10TorchParams, params, NAME)
+    checked = parse_params(Cifar10TorchParams, params, _NAME)
     check_torch_device(checked.device)
     find_cifar10(checked.data)
 
 
-cifar10_cnn_torch.check_params = check_cifar10_torch_params  # type: ignore[attr-defined]
+cifar10_cnn_torch.check_params = _check_cifar10_torch_params  # type: ignore[attr-defined]
 # What a target may name: test_accuracy (a fraction of 1) and test_loss, after each epoch.
 cifar10_cnn_torch.metrics = STANDARD_METRICS  # type: ignore[attr-defined]
 cifar10_cnn_torch.timeout_s = cifar10_timeout_s  # type: ignore[attr-defined]
 
 
 @hookimpl
-def greenprec_workloads() -> dict[str, Any]:
-    return {NAME: cifar10_cnn_torch}
+def greenprec_workloads() -> dict[str, Callable[..., object]]:
+    return {_NAME: cifar10_cnn_torch}

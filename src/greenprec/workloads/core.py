@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsFloat, TypeVar
 
 from greenprec.errors import ConfigError
 from greenprec.frameworks import FrameworkInfo
@@ -24,7 +24,32 @@ if TYPE_CHECKING:
     from greenprec.measurement import Measurement
     from greenprec.precision.torch import TorchPolicy
 
-Workload = Callable[["WorkloadContext"], Mapping[str, Any]]
+__all__ = [
+    "FRAMEWORKS",
+    "KERAS_REQUIREMENTS",
+    "REQUIRED_METRICS",
+    "STANDARD_METRICS",
+    "TORCH_REQUIREMENTS",
+    "EpochPoint",
+    "MeasureFactory",
+    "RecordedMetric",
+    "Requirement",
+    "Workload",
+    "WorkloadContext",
+    "WorkloadError",
+    "WorkloadResult",
+    "framework_of",
+    "missing_requirements",
+    "recorded_metrics",
+    "requirements",
+    "run_workload",
+    "seed_everything",
+    "target_problems",
+    "uses_keras",
+    "workload",
+]
+
+Workload = Callable[["WorkloadContext"], Mapping[str, object]]
 MeasureFactory = Callable[[], "Measurement"]
 REQUIRED_METRICS = ("test_accuracy", "test_loss")
 """The metrics every workload returns: its final test accuracy and test loss."""
@@ -73,7 +98,7 @@ STANDARD_METRICS = (
 the test loss."""
 
 
-def recorded_metrics(workload: Callable[..., Any]) -> tuple[RecordedMetric, ...] | None:
+def recorded_metrics(workload: Callable[..., object]) -> tuple[RecordedMetric, ...] | None:
     """The metrics a workload declares it records (its ``metrics`` attribute), None when it
     declares none."""
     declared = getattr(workload, "metrics", None)
@@ -87,7 +112,7 @@ def recorded_metrics(workload: Callable[..., Any]) -> tuple[RecordedMetric, ...]
 
 
 def target_problems(
-    targets: Mapping[str, float], workload: Callable[..., Any], name: str
+    targets: Mapping[str, float], workload: Callable[..., object], name: str
 ) -> tuple[list[str], list[str]]:
     """Targets checked against what ``workload`` records, before anything runs: the problems
     (one line each: a metric it does not record, a value outside its range) and notes (targets
@@ -160,12 +185,13 @@ class WorkloadContext:
         name: str,
         policy: str,
         seed: int,
-        params: Mapping[str, Any],
+        params: Mapping[str, object],
         measure_factory: MeasureFactory,
     ) -> None:
         self.name = name
         self.policy = policy
         self.seed = seed
+        # Any: params come from TOML, JSON and the CLI, and each workload reads its own.
         self.params: dict[str, Any] = dict(params)
         self.framework: str | None = None
         """``keras``, ``torch``, or None for a workload that applies the policy itself."""
@@ -196,7 +222,7 @@ class WorkloadContext:
         }
         self.epochs.append(EpochPoint(int(epoch), duration_s, energy_j, clean))
 
-    def keras_epoch_callback(self) -> Any:
+    def keras_epoch_callback(self) -> object:
         """A Keras callback calling :meth:`epoch_end` with the validation metrics of each epoch,
         named as the test metrics they are (``val_accuracy`` is ``test_accuracy`` when the
         validation data is the test set)."""
@@ -205,7 +231,9 @@ class WorkloadContext:
         context = self
 
         class EpochEnd(keras.callbacks.Callback):  # type: ignore[misc]
-            def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            def on_epoch_end(
+                self, epoch: int, logs: Mapping[str, SupportsFloat] | None = None
+            ) -> None:
                 logs = logs or {}
                 metrics = {
                     f"test_{key.removeprefix('val_')}": float(value)
@@ -288,7 +316,7 @@ def _canonical_framework(framework: object) -> str | None:
     )
 
 
-def framework_of(workload: Callable[..., Any]) -> str | None:
+def framework_of(workload: Callable[..., object]) -> str | None:
     """The framework ``run_workload`` seeds and applies the policy to for a workload:
     ``keras`` (the default), ``torch``, or None.
 
@@ -300,7 +328,7 @@ def framework_of(workload: Callable[..., Any]) -> str | None:
     return "keras" if getattr(workload, "uses_keras", True) else None
 
 
-def uses_keras(workload: Callable[..., Any]) -> bool:
+def uses_keras(workload: Callable[..., object]) -> bool:
     """Whether ``run_workload`` seeds Keras and applies the policy to it (the default).
 
     A workload for another framework declares it (:func:`workload`); one that sets
@@ -337,7 +365,7 @@ KERAS_REQUIREMENTS = (Requirement("tensorflow", "tensorflow"), Requirement("kera
 TORCH_REQUIREMENTS = (Requirement("torch", "torch"),)
 
 
-def requirements(workload: Callable[..., Any]) -> list[Requirement]:
+def requirements(workload: Callable[..., object]) -> list[Requirement]:
     """What a workload needs installed: its ``requires`` attribute, else its framework's
     (TensorFlow and Keras, or torch), else nothing."""
     declared = getattr(workload, "requires", None)
@@ -351,7 +379,7 @@ def requirements(workload: Callable[..., Any]) -> list[Requirement]:
     return []
 
 
-def missing_requirements(workload: Callable[..., Any], name: str) -> str | None:
+def missing_requirements(workload: Callable[..., object], name: str) -> str | None:
     """One line naming what is missing and the extra that installs it, or None."""
     missing = [r for r in requirements(workload) if not r.installed]
     if not missing:
@@ -363,6 +391,9 @@ def missing_requirements(workload: Callable[..., Any], name: str) -> str | None:
 
 
 _UNSET: Any = object()
+"""``workload(framework=...)`` not given (None is a framework choice: the workload's own)."""
+
+_W = TypeVar("_W", bound=Callable[..., object])
 
 
 def workload(
@@ -371,7 +402,7 @@ def workload(
     keras: bool = True,
     framework: str | None = _UNSET,
     metrics: Sequence[RecordedMetric] | None = None,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Callable[[_W], _W]:
     """Decorator that sets a workload's ``description``, ``framework`` and the ``metrics`` it
     records after each epoch (:class:`RecordedMetric`; targets are checked against them).
 
@@ -383,7 +414,7 @@ def workload(
         _canonical_framework(framework) if framework is not _UNSET else ("keras" if keras else None)
     )
 
-    def mark(function: Callable[..., Any]) -> Callable[..., Any]:
+    def mark(function: _W) -> _W:
         if description is not None:
             function.description = description  # type: ignore[attr-defined]
         function.framework = chosen  # type: ignore[attr-defined]
@@ -396,7 +427,7 @@ def workload(
 
 
 # cuBLAS is deterministic only with a fixed workspace; read when cuBLAS starts, so set early.
-CUBLAS_WORKSPACE = ":4096:8"
+_CUBLAS_WORKSPACE = ":4096:8"
 
 
 def seed_everything(
@@ -426,7 +457,7 @@ def seed_everything(
 
         torch_module.manual_seed(seed)  # every device's generator, CUDA included
         if deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", _CUBLAS_WORKSPACE)
             torch_module.use_deterministic_algorithms(True)
 
 
@@ -481,7 +512,7 @@ def run_workload(
     *,
     policy: str,
     seed: int,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, object] | None = None,
     deterministic: bool = False,
     measure_factory: MeasureFactory | None = None,
     targets: Mapping[str, float] | None = None,

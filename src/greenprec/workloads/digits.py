@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import final_metrics, float32_head, parse_params
@@ -14,10 +14,22 @@ from greenprec.workloads.core import (
     WorkloadContext,
 )
 
-NAME = "digits-cnn"
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from greenprec.frameworks import KerasModel
+
+__all__ = ["build_digits_cnn", "digits_cnn", "greenprec_workloads", "load_digits_split"]
+
+_NAME = "digits-cnn"
 
 
-def load_digits_split(test_size: float = 0.25) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+def load_digits_split(
+    test_size: float = 0.25,
+) -> tuple[
+    tuple[NDArray[np.float32], NDArray[np.int64]], tuple[NDArray[np.float32], NDArray[np.int64]]
+]:
     """(x_train, y_train), (x_test, y_test): float32 N×8×8×1 in [0, 1], int labels."""
     import numpy as np
     from sklearn.datasets import load_digits
@@ -32,7 +44,7 @@ def load_digits_split(test_size: float = 0.25) -> tuple[tuple[Any, Any], tuple[A
     return (x_train, y_train), (x_test, y_test)
 
 
-def build_digits_cnn() -> Any:
+def build_digits_cnn() -> KerasModel:
     """The digits CNN, uncompiled; its dtypes follow Keras's policy at the time of the call."""
     import keras
 
@@ -44,7 +56,8 @@ def build_digits_cnn() -> Any:
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu")(x)
     x = keras.layers.Dropout(0.5)(x)
-    return keras.Model(inputs, float32_head(x, 10), name="digits_cnn")
+    model: KerasModel = keras.Model(inputs, float32_head(x, 10), name="digits_cnn")
+    return model
 
 
 def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
@@ -53,7 +66,7 @@ def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
 
     from greenprec.workloads.params import DigitsParams
 
-    params = parse_params(DigitsParams, ctx.params, NAME)
+    params = parse_params(DigitsParams, ctx.params, _NAME)
     (x_train, y_train), (x_test, y_test) = load_digits_split(params.test_size)
     x_train, y_train = x_train[: params.train_size], y_train[: params.train_size]
     y_train = keras.utils.to_categorical(y_train, 10)
@@ -90,14 +103,14 @@ def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
     )
 
 
-def check_digits_params(params: Mapping[str, Any]) -> None:
+def _check_digits_params(params: Mapping[str, object]) -> None:
     """Before any run: the params are valid."""
     from greenprec.workloads.params import DigitsParams
 
-    parse_params(DigitsParams, params, NAME)
+    parse_params(DigitsParams, params, _NAME)
 
 
-digits_cnn.check_params = check_digits_params  # type: ignore[attr-defined]
+digits_cnn.check_params = _check_digits_params  # type: ignore[attr-defined]
 # Seconds on a laptop, a minute or two with emulated float16: half an hour is generous.
 # What a target may name: test_accuracy (a fraction of 1) and test_loss, after each epoch.
 digits_cnn.metrics = STANDARD_METRICS  # type: ignore[attr-defined]
@@ -109,5 +122,5 @@ digits_cnn.requires = (  # type: ignore[attr-defined]
 
 
 @hookimpl
-def greenprec_workloads() -> dict[str, Any]:
-    return {NAME: digits_cnn}
+def greenprec_workloads() -> dict[str, Callable[..., object]]:
+    return {_NAME: digits_cnn}

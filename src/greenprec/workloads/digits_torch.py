@@ -6,8 +6,8 @@ This module is a plugin the plugin manager loads: it imports torch only when the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from greenprec.hookspecs import hookimpl
 from greenprec.workloads._common import check_torch_device, parse_params, torch_precision
@@ -21,9 +21,14 @@ from greenprec.workloads.core import (
 from greenprec.workloads.digits import load_digits_split
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from greenprec.workloads.torch_models import DigitsCNN
 
-NAME = "digits-cnn-torch"
+__all__ = ["build_digits_cnn_torch", "digits_cnn_torch", "greenprec_workloads"]
+
+_NAME = "digits-cnn-torch"
 
 
 def build_digits_cnn_torch() -> DigitsCNN:
@@ -42,12 +47,12 @@ def digits_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
     from greenprec.workloads.params import DigitsTorchParams
     from greenprec.workloads.torch_models import evaluate, fit
 
-    params = parse_params(DigitsTorchParams, ctx.params, NAME)
+    params = parse_params(DigitsTorchParams, ctx.params, _NAME)
     precision = torch_precision(ctx)
     (x_train, y_train), (x_test, y_test) = load_digits_split(params.test_size)
     x_train, y_train = x_train[: params.train_size], y_train[: params.train_size]
 
-    def tensors(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(x: NDArray[np.float32], y: NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
         # N×8×8×1 (Keras's channels-last) to PyTorch's N×1×8×8.
         images = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
         return images.to(precision.device), torch.from_numpy(y).to(precision.device)
@@ -82,14 +87,14 @@ def digits_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
     }
 
 
-def check_digits_torch_params(params: Mapping[str, Any]) -> None:
+def _check_digits_torch_params(params: Mapping[str, object]) -> None:
     """Before any run: the params are valid and the device exists."""
     from greenprec.workloads.params import DigitsTorchParams
 
-    check_torch_device(parse_params(DigitsTorchParams, params, NAME).device)
+    check_torch_device(parse_params(DigitsTorchParams, params, _NAME).device)
 
 
-digits_cnn_torch.check_params = check_digits_torch_params  # type: ignore[attr-defined]
+digits_cnn_torch.check_params = _check_digits_torch_params  # type: ignore[attr-defined]
 # Seconds on a laptop, minutes where bfloat16 or float16 is emulated: half an hour is generous.
 # What a target may name: test_accuracy (a fraction of 1) and test_loss, after each epoch.
 digits_cnn_torch.metrics = STANDARD_METRICS  # type: ignore[attr-defined]
@@ -101,5 +106,5 @@ digits_cnn_torch.requires = (  # type: ignore[attr-defined]
 
 
 @hookimpl
-def greenprec_workloads() -> dict[str, Any]:
-    return {NAME: digits_cnn_torch}
+def greenprec_workloads() -> dict[str, Callable[..., object]]:
+    return {_NAME: digits_cnn_torch}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = ["Cifar10Params", "Cifar10TorchParams", "DigitsParams", "DigitsTorchParams"]
+
 
 class DigitsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")

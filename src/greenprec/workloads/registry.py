@@ -20,6 +20,14 @@ from typing import Any
 
 from greenprec.errors import ConfigError, GreenprecWarning
 
+__all__ = [
+    "LEGACY_ENTRY_POINT_GROUP",
+    "WorkloadInfo",
+    "available_workloads",
+    "get_workload",
+    "workload_errors",
+]
+
 LEGACY_ENTRY_POINT_GROUP = "greenprec.workloads"
 """greenprec 0.1's own entry-point group for workloads: warned about, not read."""
 
@@ -35,13 +43,13 @@ class WorkloadInfo:
     name: str
     description: str
     source: str
-    function: Callable[..., Any]
+    function: Callable[..., object]
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "description": self.description, "source": self.source}
 
 
-def describe_workload(function: Callable[..., Any]) -> str:
+def _describe_workload(function: Callable[..., object]) -> str:
     """The ``description`` attribute, else the first line of the docstring."""
     description = getattr(function, "description", None)
     if isinstance(description, str) and description.strip():
@@ -64,7 +72,7 @@ def available_workloads() -> dict[str, WorkloadInfo]:
     """
     from greenprec.plugins import collect, get_plugin_manager
 
-    claims: list[tuple[str, list[tuple[str, Callable[..., Any]]]]] = []
+    claims: list[tuple[str, list[tuple[str, Callable[..., object]]]]] = []
     for plugin, contributed in get_plugin_manager(workloads=True).hook.greenprec_workloads():
         if not isinstance(contributed, dict):
             _report(f"plugin {plugin!r}", "returned no dict from greenprec_workloads")
@@ -78,7 +86,7 @@ def available_workloads() -> dict[str, WorkloadInfo]:
         claims.append((plugin, valid))
     # Built-ins claim first, so a plugin cannot silently replace a workload the study defined.
     found = {
-        name: WorkloadInfo(name, describe_workload(function), plugin, function)
+        name: WorkloadInfo(name, _describe_workload(function), plugin, function)
         for name, (plugin, function) in collect(claims, "workload", on_clash=_report).items()
     }
     for entry_point in entry_points(group=LEGACY_ENTRY_POINT_GROUP):
@@ -91,7 +99,7 @@ def available_workloads() -> dict[str, WorkloadInfo]:
     return dict(sorted(found.items()))
 
 
-def load_path(path: str) -> Callable[..., Any]:
+def _load_path(path: str) -> Callable[..., object]:
     """Import ``module.path:function`` (the function may be ``Class.method``)."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
@@ -116,14 +124,14 @@ def load_path(path: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def get_workload(workload: str | Callable[..., Any]) -> Callable[..., Any]:
+def get_workload(workload: str | Callable[..., object]) -> Callable[..., object]:
     """The callable for a registered name, a ``module:function`` path, or a callable."""
     if callable(workload):
         return workload
     if not isinstance(workload, str):
         raise ConfigError(f"a workload is a name or a callable, got {workload!r}")
     if ":" in workload:
-        return load_path(workload)
+        return _load_path(workload)
     registered = available_workloads()
     try:
         return registered[workload].function

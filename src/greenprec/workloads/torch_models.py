@@ -14,10 +14,12 @@ from torch import nn
 
 from greenprec.precision.torch import TorchPolicy
 
-Prepare = Callable[[torch.Tensor], torch.Tensor]
+__all__ = ["Cifar10CNN", "DigitsCNN", "Float32Head", "evaluate", "fit", "shift_and_flip"]
+
+_Prepare = Callable[[torch.Tensor], torch.Tensor]
 
 
-def init_like_keras(model: nn.Module) -> nn.Module:
+def _init_like_keras(model: nn.Module) -> nn.Module:
     """Keras's initialisation: Glorot-uniform kernels and zero biases (PyTorch's defaults
     differ), so the two frameworks start from the same distribution of weights."""
     for module in model.modules():
@@ -61,7 +63,7 @@ class DigitsCNN(nn.Module):
             nn.Dropout(0.5),
         )
         self.head = Float32Head(128, classes)
-        init_like_keras(self)
+        _init_like_keras(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # type: ignore[no-any-return]
@@ -86,7 +88,7 @@ class Cifar10CNN(nn.Module):
         self.dropout_conv = nn.Dropout(0.25)
         self.dropout_dense = nn.Dropout(0.5)
         self.head = Float32Head(1024, classes)
-        init_like_keras(self)
+        _init_like_keras(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout_conv(self.pool(F.relu(self.conv2(F.relu(self.conv1(x))))))
@@ -122,9 +124,9 @@ def fit(
     epochs: int,
     batch_size: int,
     generator: torch.Generator,
-    prepare: Prepare | None = None,
+    prepare: _Prepare | None = None,
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
-    prepare_validation: Prepare | None = None,
+    prepare_validation: _Prepare | None = None,
     verbose: int = 0,
     on_epoch_end: Callable[[int, dict[str, float | None]], None] | None = None,
 ) -> float:
@@ -180,7 +182,7 @@ def evaluate(
     data: tuple[torch.Tensor, torch.Tensor],
     *,
     batch_size: int,
-    prepare: Prepare | None = None,
+    prepare: _Prepare | None = None,
 ) -> tuple[float, float]:
     """(mean loss, accuracy) in evaluation mode, under the policy's autocast as Keras's
     ``evaluate`` computes in the policy's dtype."""
