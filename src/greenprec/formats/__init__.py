@@ -4,3 +4,7 @@ A reader here turns one file into energies per domain and samples; the ``energib
 (:mod:`greenprec.meters.energibridge`) and the importer (:mod:`greenprec.importers`) both use it,
 so a file gives the same numbers whichever way it comes in.
 """
+
+# A namespace: each reader is imported by its module (importing one here would load it, and
+# its dependencies, for every user of the package).
+__all__: list[str] = []
