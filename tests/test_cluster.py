@@ -29,10 +29,10 @@ from greenprec.experiment import slurm
 from greenprec.experiment.cluster import (
     JOB_START_MARGIN_S,
     UNKNOWN_POLLS,
-    _needs_submitting,
-    _Watch,
+    Watch,
     job_request,
     latest_jobs,
+    needs_submitting,
 )
 from greenprec.experiment.config import (
     MAX_JOB_MINUTES,
@@ -494,7 +494,7 @@ def test_slurm_missing_from_path_is_a_slurm_error(
 
 
 def test_a_hanging_squeue_is_bounded(fake: FakeSlurm, monkeypatch: pytest.MonkeyPatch) -> None:
-    # COMMAND_TIMEOUT_S is _run's default argument, bound when slurm.py was imported:
+    # _COMMAND_TIMEOUT_S is _run's default argument, bound when slurm.py was imported:
     # patching the constant would not reach job_states, so the default itself is patched.
     monkeypatch.setattr(slurm._run, "__defaults__", (1.0,))
     fake.update(squeue={"sleep_s": 30})
@@ -576,11 +576,10 @@ def ledger(store: ResultsStore, *jobs: Submission) -> None:
     store.write_submissions(SubmissionsRecord(jobs=list(jobs)))
 
 
-def watch(store: ResultsStore, reporter: Reporter | None = None) -> _Watch:
+def watch(store: ResultsStore, reporter: Reporter | None = None) -> Watch:
     config = ExperimentConfig.model_validate(store.read_experiment().config)
-    return _Watch(
-        store, config, store.load().runs, store.read_submissions(), reporter or Recorder()
-    )
+    runs = {run.run_id: run for run in store.load().runs}
+    return Watch(store, config, runs, store.read_submissions(), reporter or Recorder(), slurm)
 
 
 @pytest.fixture
@@ -610,7 +609,7 @@ def test_reattach_settles_a_job_that_ended_meanwhile(
     assert failed.slurm_job_id == "77" and failed.executor_pid is None
     assert failed.error is not None
     assert "Slurm job 77 ended TIMEOUT (TimeLimit)" in failed.error
-    assert failed.ended_by_scheduler and _needs_submitting(failed, retry_failed=False)
+    assert failed.ended_by_scheduler and needs_submitting(failed, retry_failed=False)
     assert timed_out.run_file(first).read_bytes() == before  # a done run is untouched
     job = timed_out.read_submissions().jobs[0]
     assert job.settled and (job.state, job.reason, job.node) == ("TIMEOUT", "TimeLimit", "node1")
@@ -639,7 +638,7 @@ def test_settling_rewrites_a_run_its_job_stopped_and_leaves_failed_runs_alone(
         assert run.error is not None and "Slurm job 77 ended CANCELLED" in run.error
     mine = store.read_run(own_failure)
     assert mine.job_state is None and mine.error == "RuntimeError: out of memory"
-    assert not _needs_submitting(mine, retry_failed=False)
+    assert not needs_submitting(mine, retry_failed=False)
     # The stopped run was reported when its job wrote it: only the running one is new.
     assert [run.run_id for run in reporter.finished_runs] == [running]
 
@@ -681,7 +680,7 @@ def test_a_job_slurm_never_got_is_not_submitted(tmp_path: Path, fake: FakeSlurm)
     assert (job.job_id, job.state, job.settled) == (None, "NOT_SUBMITTED", True)
     assert job.reason is not None and "submitted again" in job.reason
     assert watcher.held() == set()
-    assert all(_needs_submitting(store.read_run(run_id), False) for run_id in runs)
+    assert all(needs_submitting(store.read_run(run_id), False) for run_id in runs)
     assert not any("-j" in call for call in fake.calls("squeue"))  # no id to ask about
 
 

@@ -19,7 +19,7 @@ imported from another module names that module::
     ├── MeasurementNotFinished (also a RuntimeError)
     │                                         a result read before the block ended
     ├── ExperimentFailed                      a run failed under fail_fast; the folder resumes
-    │                                         (greenprec.experiment.runner)
+    │                                         (greenprec.experiment.session)
     ├── SlurmError                            a Slurm command failed or could not be run
     │                                         (greenprec.experiment.slurm)
     └── ClusterError                          the cluster executor cannot go on: Slurm refused a

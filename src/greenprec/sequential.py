@@ -259,7 +259,7 @@ def _crossing(
     return total
 
 
-def _int(value: Any, name: str, least: int) -> int:
+def _int(value: object, name: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r:.40}")
     return int(value)
@@ -636,32 +636,35 @@ def _answer(
     margin = question.margin
     log_scale = question.log_scale if margin is None else margin.unit == "%"
     level = two_sided if question.kind == "difference" else one_sided
-    common: dict[str, Any] = {
-        "metric": question.metric,
-        "policy": question.policy,
-        "reference": question.reference,
-        "kind": question.kind,
-        "level": level,
-        "difference": float(b.mean() - a.mean()) if a.size and b.size else None,
-        "scale": "percent" if log_scale else "difference",
-        "margin_value": None if margin is None else float(margin.value),
-        "margin_unit": None if margin is None else margin.unit,
-        "margin_tolerated": None if margin is None else margin.tolerated,
-    }
-    margin_abs: float | None = None
+    open_answer = Answer(
+        metric=question.metric,
+        policy=question.policy,
+        reference=question.reference,
+        kind=question.kind,
+        settled=False,
+        verdict=None,
+        p=None,
+        level=level,
+        difference=float(b.mean() - a.mean()) if a.size and b.size else None,
+        scale="percent" if log_scale else "difference",
+        margin_value=None if margin is None else float(margin.value),
+        margin_unit=None if margin is None else margin.unit,
+        margin_tolerated=None if margin is None else margin.tolerated,
+    )
     if margin is not None:
         margin_abs, why = _margin_abs(question, a, b)
         if margin_abs is None:
-            return Answer(**common, settled=False, verdict=None, p=None, not_computed=why)
-        common["margin_abs"] = margin_abs
+            return dataclasses.replace(open_answer, not_computed=why)
+        open_answer = dataclasses.replace(open_answer, margin_abs=margin_abs)
     parts = _parts(a, b, log_scale)
     if isinstance(parts, str):
-        return Answer(**common, settled=False, verdict=None, p=None, not_computed=parts)
+        return dataclasses.replace(open_answer, not_computed=parts)
     est, se, df = parts
     half = float(sp.t.isf(level / 2.0 if question.kind == "difference" else level, df)) * se
     low, high = est - half, est + half
     p_diff = min(1.0, 2.0 * float(sp.t.sf(abs(est) / se, df)))
-    common.update(
+    open_answer = dataclasses.replace(
+        open_answer,
         estimate=_shown(est, log_scale),
         ci_low=_shown(low, log_scale),
         ci_high=_shown(high, log_scale),
@@ -670,33 +673,53 @@ def _answer(
     )
     if question.kind == "difference":
         different = low > 0.0 or high < 0.0
-        return Answer(
-            **common,
+        return dataclasses.replace(
+            open_answer,
             settled=different,
             verdict="different" if different else None,
             p=_agree(p_diff, different, two_sided),
         )
-    assert margin is not None and margin_abs is not None
+    assert margin is not None
+    return _margin_decision(open_answer, margin, est, se, df, (low, high), log_scale)
+
+
+def _margin_decision(
+    open_answer: Answer,
+    margin: Margin,
+    est: float,
+    se: float,
+    df: float,
+    interval: tuple[float, float],
+    log_scale: bool,
+) -> Answer:
+    """An equivalence or non-inferiority question decided from its repeated CI ``interval``
+    (on the scale of ``est``) against the margin's bounds."""
+    from scipy import stats as sp
+
+    level, (low, high) = open_answer.level, interval
     if log_scale:
         lower = -_log_margin(margin.value, -1) if margin.value < 100 else -math.inf
         upper = _log_margin(margin.value, 1)
     else:
-        lower, upper = -margin_abs, margin_abs
+        assert open_answer.margin_abs is not None
+        lower, upper = -open_answer.margin_abs, open_answer.margin_abs
     # One-sided p-values against each bound (H0: est ≤ lower; H0: est ≥ upper).
     p_above_lower = float(sp.t.sf((est - lower) / se, df)) if math.isfinite(lower) else 0.0
     p_below_upper = float(sp.t.cdf((est - upper) / se, df))
-    if question.kind == "equivalence":
-        inside = low > lower and high < upper
-        outside = high < lower or low > upper
-        if inside:
-            p = _agree(max(p_above_lower, p_below_upper), True, level)
-            return Answer(**common, settled=True, verdict="equivalent", p=p)
-        if outside:
+
+    def decided(verdict: Verdict, p: float) -> Answer:
+        return dataclasses.replace(
+            open_answer, settled=True, verdict=verdict, p=_agree(p, True, level)
+        )
+
+    if open_answer.kind == "equivalence":
+        if low > lower and high < upper:
+            return decided("equivalent", max(p_above_lower, p_below_upper))
+        if high < lower or low > upper:
             p_out = 1.0 - p_above_lower if high < lower else 1.0 - p_below_upper
-            p = _agree(p_out, True, level)
-            return Answer(**common, settled=True, verdict="beyond margin", p=p)
+            return decided("beyond margin", p_out)
         p = _agree(max(p_above_lower, p_below_upper), False, level)
-        return Answer(**common, settled=False, verdict=None, p=p)
+        return dataclasses.replace(open_answer, p=p)
     # Non-inferiority: the tolerated side only.
     if margin.tolerated == -1:
         not_worse, worse = low > lower, high < lower
@@ -705,17 +728,17 @@ def _answer(
         not_worse, worse = high < upper, low > upper
         p_ni, p_worse = p_below_upper, 1.0 - p_below_upper
     if not_worse:
-        return Answer(**common, settled=True, verdict="not worse", p=_agree(p_ni, True, level))
+        return decided("not worse", p_ni)
     if worse:
-        return Answer(**common, settled=True, verdict="worse", p=_agree(p_worse, True, level))
-    return Answer(**common, settled=False, verdict=None, p=_agree(p_ni, False, level))
+        return decided("worse", p_worse)
+    return dataclasses.replace(open_answer, p=_agree(p_ni, False, level))
 
 
 def _unit(margin: Margin) -> str:
     return {"pp": " pp", "%": " % of the reference mean", "abs": ""}[margin.unit]
 
 
-def verdict_words(answer: Any, margin: Margin | None = None) -> str:
+def verdict_words(answer: object, margin: Margin | None = None) -> str:
     """An answer's verdict in words: "different", "equivalent within ±1 pp", "lower by more
     than 1 pp", "not worse than −1 pp", "worse than −1 pp"; "open" while not settled."""
     verdict = getattr(answer, "verdict", None)
@@ -823,50 +846,9 @@ def look(
         if key in kept:
             answers.append(_carried(question, kept[key], level))
             continue
-        a, missing_a = _values(data, question.metric, question.reference)
-        b, missing_b = _values(data, question.metric, question.policy)
-        if missing_a or missing_b:
-            answers.append(
-                Answer(
-                    metric=question.metric,
-                    policy=question.policy,
-                    reference=question.reference,
-                    kind=question.kind,
-                    settled=False,
-                    verdict=None,
-                    p=None,
-                    level=level,
-                    not_computed=missing_a or missing_b,
-                )
-            )
-            continue
-        answer = _answer(question, a, b, two_sided, one_sided)
-        if answer.settled:
-            answer = dataclasses.replace(answer, settled_at=int(runs_per_policy))
-        answers.append(answer)
+        answers.append(_asked(question, data, runs_per_policy, two_sided, one_sided))
     all_settled = all(answer.settled for answer in answers)
     at_max = runs_per_policy >= design.max_runs
-    done = [
-        _words(q, answer) for q, answer in zip(questions, answers, strict=True) if answer.settled
-    ]
-    still = [q.label for q, answer in zip(questions, answers, strict=True) if not answer.settled]
-    runs = f"{runs_per_policy} run{'s' if runs_per_policy != 1 else ''} per policy"
-    if all_settled:
-        reason = f"every question is settled after {runs}: " + "; ".join(done)
-    elif at_max:
-        reason = (
-            f"the maximum of {design.max_runs} runs per policy was reached with "
-            + " and ".join(still)
-            + " still open"
-        )
-        if done:
-            reason += "; settled: " + "; ".join(done)
-    else:
-        reason = (
-            f"after {runs} "
-            + " and ".join(still)
-            + f" still open (tested at level {two_sided:.3g})"
-        )
     previous = previous_runs_per_policy
     if previous is not None and not isinstance(previous, (int, np.integer)):
         previous = list(previous)[-1] if list(previous) else None
@@ -880,11 +862,66 @@ def look(
         answers=answers,
         settled=all_settled,
         stop=all_settled or at_max,
-        reason=reason,
+        reason=_reason(design, runs_per_policy, questions, answers, two_sided),
         method=design.method,
         alpha_share=share,
         one_sided_level=one_sided,
     )
+
+
+def _asked(
+    question: Question,
+    data: Mapping[str, Mapping[str, Sequence[float]]],
+    runs_per_policy: int,
+    two_sided: float,
+    one_sided: float,
+) -> Answer:
+    """A question not settled before, tested on this look's data."""
+    a, missing_a = _values(data, question.metric, question.reference)
+    b, missing_b = _values(data, question.metric, question.policy)
+    if missing_a or missing_b:
+        return Answer(
+            metric=question.metric,
+            policy=question.policy,
+            reference=question.reference,
+            kind=question.kind,
+            settled=False,
+            verdict=None,
+            p=None,
+            level=two_sided if question.kind == "difference" else one_sided,
+            not_computed=missing_a or missing_b,
+        )
+    answer = _answer(question, a, b, two_sided, one_sided)
+    if answer.settled:
+        answer = dataclasses.replace(answer, settled_at=int(runs_per_policy))
+    return answer
+
+
+def _reason(
+    design: SequentialDesign,
+    runs_per_policy: int,
+    questions: list[Question],
+    answers: list[Answer],
+    two_sided: float,
+) -> str:
+    """Why the look stops, or why it goes on, in one line."""
+    done = [
+        _words(q, answer) for q, answer in zip(questions, answers, strict=True) if answer.settled
+    ]
+    still = [q.label for q, answer in zip(questions, answers, strict=True) if not answer.settled]
+    runs = f"{runs_per_policy} run{'s' if runs_per_policy != 1 else ''} per policy"
+    if not still:
+        return f"every question is settled after {runs}: " + "; ".join(done)
+    if runs_per_policy >= design.max_runs:
+        reason = (
+            f"the maximum of {design.max_runs} runs per policy was reached with "
+            + " and ".join(still)
+            + " still open"
+        )
+        if done:
+            reason += "; settled: " + "; ".join(done)
+        return reason
+    return f"after {runs} " + " and ".join(still) + f" still open (tested at level {two_sided:.3g})"
 
 
 def fixed_runs_same_power(

@@ -566,9 +566,10 @@ COMPARE_OPTIONS: tuple[Setting, ...] = (
     Setting(
         "executor",
         "--executor",
-        "local|slurm",
-        "local (runs one after another here, the default) or slurm (one Slurm job per block "
-        "of runs, through submitit; see docs/cluster.md).",
+        "local|slurm|debug",
+        "local (runs one after another here, the default), slurm (one Slurm job per block "
+        "of runs, through submitit; see docs/cluster.md) or debug (slurm's protocol with each "
+        "block's job a process here, no scheduler: to try a cluster set-up on one machine).",
         CLUSTER,
         _STR,
         fields=("executor",),

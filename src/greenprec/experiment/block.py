@@ -1,11 +1,15 @@
-"""One block of a cluster experiment, run inside its Slurm job on one node.
+"""The block loop, and one block of a cluster experiment run inside its job on one node.
 
-The job does on its node what the local runner does on its machine: the idle baseline (when
-the experiment has one), the warm-up, then the block's runs one after another with cool-downs
-between them, each through the same run executor (:mod:`greenprec.experiment.execute`: a fresh
-Python per run, the same meters, the run file written by the run's own process). It writes
-only files that are its own: its runs' files and samples, and ``jobs/<job_id>.json`` (its node,
-baseline and warm-up). The submitting process only watches.
+:func:`run_block_loop` is the experiment protocol, once: the idle baseline (when the
+experiment has one), the warm-up, then runs one after another with cool-downs between them,
+each through the run executor (:mod:`greenprec.experiment.execute`: a fresh Python per run,
+the same meters, the run file written by the run's own process). The local executor
+(:mod:`greenprec.experiment.executors.local`) and a Slurm job both run it; what differs comes
+in as :class:`BlockHooks`.
+
+:func:`run_block` is a job's side: it does on its node what the local executor does on its
+machine, and writes only files that are its own: its runs' files and samples, and
+``jobs/<job_id>.json`` (its node, baseline and warm-up). The submitting process only watches.
 """
 
 from __future__ import annotations
@@ -15,13 +19,63 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from greenprec.experiment.config import run_timeout_for, stored_config
+from greenprec.experiment.config import ExperimentConfig, run_timeout_for, stored_config
 from greenprec.experiment.execute import RunSpec, current_job_id, node_info
 from greenprec.experiment.phases import measure_phase, warm_up
-from greenprec.results import JobRecord, ResultsStore
+from greenprec.results import JobRecord, ResultsStore, RunRecord
 from greenprec.results.models import JOB_STOPPED
 from greenprec.results.records import now_iso
+
+__all__ = ["BlockHooks", "run_block", "run_block_loop"]
+
+
+@dataclass
+class BlockHooks:
+    """What differs between the places a block of runs is run (the local executor, a Slurm
+    job): where the baseline and the warm-up are recorded, and what is done around each run."""
+
+    baseline_power_w: Callable[[], float | None]
+    """Measure the idle baseline if one is due; the idle power the runs subtract, if any."""
+    warm_up: Callable[[], None]
+    """Warm the machine up (when the experiment has a warm-up) and record it."""
+    cooling: Callable[[RunRecord], None] = lambda run: None
+    """Called before the cool-down that precedes ``run``."""
+    starting: Callable[[RunRecord], None] = lambda run: None
+    """Called just before ``run`` executes."""
+    finished: Callable[[RunRecord], bool] = lambda run: False
+    """Called with each run's final record; True stops the block there."""
+
+
+def run_block_loop(
+    store: ResultsStore,
+    config: ExperimentConfig,
+    meters: list[str],
+    todo: Sequence[RunRecord],
+    hooks: BlockHooks,
+    *,
+    timeout_s: float,
+) -> None:
+    """The protocol of one session on one machine: baseline, warm-up, then ``todo``'s runs one
+    after another with a cool-down between two runs, each through the run executor
+    (:meth:`RunSpec.execute`, which writes the run's file). Nothing is measured when there is
+    nothing to run."""
+    if not todo:
+        return
+    baseline_power_w = hooks.baseline_power_w()
+    hooks.warm_up()
+    for index, run in enumerate(todo):
+        if index > 0 and config.cooldown_s > 0:
+            hooks.cooling(run)
+            time.sleep(config.cooldown_s)
+        hooks.starting(run)
+        spec = RunSpec.of(
+            config, run, meters, baseline_power_w=baseline_power_w, timeout_s=timeout_s
+        )
+        if hooks.finished(spec.execute(store, config.isolation)):
+            return
 
 
 def run_block(folder: str, block: int) -> str:
@@ -40,7 +94,6 @@ def run_block(folder: str, block: int) -> str:
     store = ResultsStore(folder)
     experiment = store.read_experiment()
     config = stored_config(experiment)
-    meters = experiment.meters.used
     planned = [run for run in experiment.schedule if run.block == block]
     todo = [run for run in (store.read_run(p.run_id) for p in planned) if run.status == "pending"]
     job_id = current_job_id() or f"0_{os.getpid()}"
@@ -58,46 +111,76 @@ def run_block(folder: str, block: int) -> str:
         store.write_job(job)
         return f"block {block}: nothing left to run"
     store.ensure_dirs()
-    baseline_power_w = None
-    if config.baseline_s > 0:
-        job.baseline = measure_phase(
-            store, config, meters, f"baseline-job-{job_id}", config.baseline_s, busy=False
-        )
-        baseline_power_w = job.baseline.power_w
-        store.write_job(job)
-    if config.warmup_s > 0:
-        job.warmup = warm_up(store, config, meters, f"warmup-job-{job_id}")
-        store.write_job(job)
+    job_run = _JobRun(store, config, experiment.meters.used, job)
     timeout_s = run_timeout_for(config)
     minutes = config.slurm_settings.time_per_run_min
     if minutes is not None:
         timeout_s = min(timeout_s, minutes * 60.0)
-    done = 0
-    current = None
     try:
-        for index, run in enumerate(todo):
-            if index > 0 and config.cooldown_s > 0:
-                time.sleep(config.cooldown_s)
-            current = run
-            spec = RunSpec.of(
-                config, run, meters, baseline_power_w=baseline_power_w, timeout_s=timeout_s
-            )
-            finished = spec.execute(store, config.isolation)
-            if finished.status == "failed" and "killed by SIG" in (finished.error or ""):
-                # Slurm signals every process of a job it ends: the run's may die first. Let
-                # the signal reach this process too, so the run counts as the job's end.
-                time.sleep(_SIGNAL_GRACE_S)
-            current = None
-            done += finished.status == "done"
+        run_block_loop(store, config, job_run.meters, todo, job_run.hooks(), timeout_s=timeout_s)
     except _JobEnding:
-        if current is not None:
-            _stopped_by_slurm(store, current.run_id)
+        if job_run.current is not None:
+            _stopped_by_slurm(store, job_run.current.run_id)
         job.ended_at = now_iso()
         store.write_job(job)
-        return f"block {block}: stopped by Slurm (SIGTERM) after {done} runs done"
+        return f"block {block}: stopped by Slurm (SIGTERM) after {job_run.done} runs done"
     job.ended_at = now_iso()
     store.write_job(job)
-    return f"block {block}: {done} of {len(todo)} runs done on {job.host}"
+    return f"block {block}: {job_run.done} of {len(todo)} runs done on {job.host}"
+
+
+class _JobRun:
+    """A job's side of the block loop: its baseline and warm-up go to ``jobs/<job_id>.json``;
+    it counts the runs done and knows the run in progress (for SIGTERM)."""
+
+    def __init__(
+        self, store: ResultsStore, config: ExperimentConfig, meters: list[str], job: JobRecord
+    ) -> None:
+        self.store, self.config, self.meters, self.job = store, config, meters, job
+        self.current: RunRecord | None = None
+        self.done = 0
+
+    def hooks(self) -> BlockHooks:
+        return BlockHooks(
+            baseline_power_w=self.baseline_power_w,
+            warm_up=self.warm_up,
+            starting=self.starting,
+            finished=self.finished,
+        )
+
+    def baseline_power_w(self) -> float | None:
+        if self.config.baseline_s <= 0:
+            return None
+        self.job.baseline = measure_phase(
+            self.store,
+            self.config,
+            self.meters,
+            f"baseline-job-{self.job.job_id}",
+            self.config.baseline_s,
+            busy=False,
+        )
+        self.store.write_job(self.job)
+        return self.job.baseline.power_w
+
+    def warm_up(self) -> None:
+        if self.config.warmup_s <= 0:
+            return
+        self.job.warmup = warm_up(
+            self.store, self.config, self.meters, f"warmup-job-{self.job.job_id}"
+        )
+        self.store.write_job(self.job)
+
+    def starting(self, run: RunRecord) -> None:
+        self.current = run
+
+    def finished(self, run: RunRecord) -> bool:
+        if run.status == "failed" and "killed by SIG" in (run.error or ""):
+            # Slurm signals every process of a job it ends: the run's may die first. Let
+            # the signal reach this process too, so the run counts as the job's end.
+            time.sleep(_SIGNAL_GRACE_S)
+        self.current = None
+        self.done += run.status == "done"
+        return False
 
 
 _SIGNAL_GRACE_S = 2.0

@@ -6,5 +6,7 @@ import sys
 
 from greenprec.experiment.execute import child_main
 
+__all__: list[str] = []
+
 if __name__ == "__main__":
     sys.exit(child_main(sys.argv[1:]))

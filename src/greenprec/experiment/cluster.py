@@ -1,4 +1,4 @@
-"""The cluster executor's submitting side: one Slurm job per block, watched, never run here.
+"""The cluster executors' submitting side: one job per block, watched, never run here.
 
 The schedule is blocked (:func:`greenprec.experiment.schedule.make_blocked_schedule`): a block
 is one run of each policy, and one job runs a whole block on the node it gets, so every policy
@@ -14,6 +14,9 @@ reason. Everything else is written by the jobs (:mod:`greenprec.experiment.block
 
 Killing the submitter does not touch the jobs. Resuming re-attaches: a run whose job is still
 pending or running is never submitted again; runs a finished job left unfinished are.
+
+The scheduler is a :class:`Scheduler`: Slurm (:mod:`greenprec.experiment.slurm`, for the Slurm
+executor) or local processes (the debug executor); the bookkeeping here is the same for both.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
 
 from greenprec.errors import GreenprecError, Interrupted, Terminated
 from greenprec.experiment.config import MAX_JOB_MINUTES, ExperimentConfig, run_timeout_for
 from greenprec.experiment.progress import Reporter
+from greenprec.experiment.session import InterruptHandler, Session
 from greenprec.experiment.slurm import JobRequest, JobState, SlurmError
 from greenprec.results import (
     ExperimentRecord,
@@ -38,53 +44,89 @@ from greenprec.results import (
 from greenprec.results.models import JOB_STOPPED
 from greenprec.results.records import now_iso
 
-UNREACHABLE_LIMIT_S = 600.0
+__all__ = [
+    "JOB_START_MARGIN_S",
+    "UNKNOWN_POLLS",
+    "ClusterError",
+    "Scheduler",
+    "Watch",
+    "drive_blocks",
+    "job_request",
+    "latest_jobs",
+    "needs_submitting",
+]
+
+_UNREACHABLE_LIMIT_S = 600.0
 """Stop watching when Slurm has not answered for this long (the jobs keep running)."""
 UNKNOWN_POLLS = 2
 """A job Slurm does not know is taken as ended only after this many polls in a row: a job
 submitted a moment ago, or a controller restarting, must not have its runs marked failed."""
-CANCEL_WAIT_S = 60.0
+_CANCEL_WAIT_S = 60.0
 """After cancelling on Ctrl-C, how long to wait for Slurm to end the jobs."""
 JOB_START_MARGIN_S = 300.0
 """Time a job asks for on top of its runs: start-up, imports, writing files."""
-
-InterruptHandler = Callable[[Sequence[str]], bool]
-"""Asked on Ctrl-C with the ids of the jobs still pending or running: cancel them?"""
 
 
 class ClusterError(GreenprecError):
     """The cluster executor cannot go on (Slurm refused a job, or stopped answering)."""
 
 
-def drive_cluster(
-    store: ResultsStore,
-    config: ExperimentConfig,
-    experiment: ExperimentRecord,
-    runs: list[RunRecord],
-    notes: list[str],
-    retry_failed: bool,
-    reporter: Reporter,
-    on_interrupt: InterruptHandler | None,
-) -> list[RunRecord]:
+class Scheduler(Protocol):
+    """A batch scheduler as the submitter uses it; :mod:`greenprec.experiment.slurm` is one
+    (the module itself), the debug executor's local processes another."""
+
+    def submit(
+        self, folder: Path, request: JobRequest, function: Callable[..., object], *args: object
+    ) -> str:
+        """Submit ``function(*args)`` as one job (its own files under ``folder``); its id."""
+        ...
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """What the scheduler says of these jobs (a job it does not know is left out)."""
+        ...
+
+    def find_by_name(self, name: str) -> JobState | None:
+        """The job of this name, if the scheduler knows one."""
+        ...
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """Ask the scheduler to end these jobs."""
+        ...
+
+
+def drive_blocks(session: Session, scheduler: Scheduler) -> list[RunRecord]:
     """Submit the blocks that have runs left, watch their jobs until every one has ended, and
-    return the runs as they ended (the caller writes the index and the experiment's status)."""
-    watch = _Watch(store, config, runs, store.read_submissions(), reporter)
-    for text in [*experiment.warnings, *notes]:
-        reporter.message(f"warning: {text}")
+    return the runs as they ended (the caller writes the index and the experiment's status).
+
+    ``session.runs`` is the watch's own view, kept current; when the session is stopped it
+    is read again from the run files, which the jobs may have written since the last poll.
+    """
+    try:
+        return _drive_blocks(session, scheduler)
+    except BaseException:
+        with contextlib.suppress(GreenprecError, OSError):
+            session.runs = {run.run_id: run for run in session.store.load().runs}
+        raise
+
+
+def _drive_blocks(session: Session, scheduler: Scheduler) -> list[RunRecord]:
+    store, reporter = session.store, session.reporter
+    watch = Watch(
+        store, session.config, session.runs, store.read_submissions(), reporter, scheduler
+    )
+    session.warn()
     watch.reattach()
     todo = [
         run_id
         for run_id, run in watch.runs.items()
-        if run_id not in watch.held() and _needs_submitting(run, retry_failed)
+        if run_id not in watch.held() and needs_submitting(run, session.retry_failed)
     ]
     for run_id in todo:
         watch.runs[run_id] = watch.runs[run_id].cleared()
         store.write_run(watch.runs[run_id])
     watch.write_index()
-    done = sum(run.status == "done" for run in watch.runs.values())
-    failed = sum(run.status == "failed" for run in watch.runs.values())
-    reporter.started(len(watch.runs), done, str(store.path), failed=failed)
-    waiting = _blocks_of(experiment, set(todo))
+    session.report_start()
+    waiting = _blocks_of(session.experiment, set(todo))
     active = len(watch.unsettled())
     if active:
         reporter.message(f"re-attached to {active} Slurm job(s) still pending or running")
@@ -93,11 +135,12 @@ def drive_cluster(
     except Terminated:  # SIGTERM: the submitter is being killed; the jobs stay
         raise Terminated(watch.interrupted(None)) from None
     except KeyboardInterrupt:
-        raise Interrupted(watch.interrupted(on_interrupt)) from None
+        raise Interrupted(watch.interrupted(session.on_interrupt)) from None
     return list(watch.runs.values())
 
 
-def _needs_submitting(run: RunRecord, retry_failed: bool) -> bool:
+def needs_submitting(run: RunRecord, retry_failed: bool) -> bool:
+    """Whether a run no live job holds must be submitted again."""
     if run.status in ("pending", "running"):
         return True  # not held by a live job (the caller checked): nobody will finish it
     return run.failed_and_runs_again(retry_failed)
@@ -112,19 +155,24 @@ def _blocks_of(experiment: ExperimentRecord, todo: set[str]) -> list[tuple[int, 
     return sorted(blocks.items())
 
 
-class _Watch:
-    """The submitter's view: the runs, the submissions, and what Slurm says of them."""
+class Watch:
+    """The submitter's view: the runs, the submissions, and what the scheduler says of them.
+
+    ``runs`` (run id -> record) is updated in place as the jobs write their runs' files.
+    """
 
     def __init__(
         self,
         store: ResultsStore,
         config: ExperimentConfig,
-        runs: list[RunRecord],
+        runs: dict[str, RunRecord],
         ledger: SubmissionsRecord,
         reporter: Reporter,
+        scheduler: Scheduler,
     ) -> None:
         self.store, self.config, self.ledger, self.reporter = store, config, ledger, reporter
-        self.runs = {run.run_id: run for run in runs}
+        self.scheduler = scheduler
+        self.runs = runs
         self.unknown_polls: dict[str, int] = {}
         self.tag = _folder_tag(store)
 
@@ -146,12 +194,10 @@ class _Watch:
     # -- re-attaching ------------------------------------------------------------------------
     def reattach(self) -> None:
         """Find the jobs an earlier submitter left, and settle those that ended meanwhile."""
-        import greenprec.experiment.slurm as slurm
-
         for job in self.unsettled():
             if job.job_id is None:
                 # Killed between sbatch and recording the id: find the job by its name.
-                found = slurm.find_by_name(job.name)
+                found = self.scheduler.find_by_name(job.name)
                 if found is None:
                     job.state, job.settled = "NOT_SUBMITTED", True
                     job.reason = (
@@ -183,15 +229,14 @@ class _Watch:
                 if unreachable_since is None:
                     unreachable_since = now
                     self.reporter.message(f"warning: {error}; trying again")
-                elif now - unreachable_since > UNREACHABLE_LIMIT_S:
+                elif now - unreachable_since > _UNREACHABLE_LIMIT_S:
                     raise ClusterError(
-                        f"Slurm has not answered for {UNREACHABLE_LIMIT_S / 60:g} minutes "
+                        f"Slurm has not answered for {_UNREACHABLE_LIMIT_S / 60:g} minutes "
                         f"({error}); the jobs submitted keep running, and resuming the "
                         "experiment re-attaches to them"
                     ) from None
 
     def submit(self, block: int, run_ids: list[str]) -> None:
-        from greenprec.experiment import slurm
         from greenprec.experiment.block import run_block
 
         attempt = 1 + sum(job.block == block for job in self.ledger.jobs)
@@ -206,7 +251,7 @@ class _Watch:
         self.ledger.jobs.append(job)
         self.save()
         try:
-            job_id = slurm.submit(
+            job_id = self.scheduler.submit(
                 self.store.slurm_dir,
                 job_request(self.config, job.name, len(run_ids)),
                 run_block,
@@ -228,10 +273,8 @@ class _Watch:
 
     def refresh(self, *, first: bool = False) -> None:
         """Ask Slurm about the jobs not yet settled; read their runs; settle those that ended."""
-        from greenprec.experiment import slurm
-
         jobs = [job for job in self.unsettled() if job.job_id is not None]
-        states = slurm.job_states([job.job_id for job in jobs if job.job_id is not None])
+        states = self.scheduler.job_states([job.job_id for job in jobs if job.job_id is not None])
         for job in jobs:
             assert job.job_id is not None
             state = states.get(job.job_id, JobState(job.job_id, "UNKNOWN"))
@@ -291,8 +334,6 @@ class _Watch:
     # -- stopping ----------------------------------------------------------------------------
     def interrupted(self, on_interrupt: InterruptHandler | None) -> str:
         """What happens to the jobs when the submitter is stopped; one line saying so."""
-        from greenprec.experiment import slurm
-
         live = [job.job_id for job in self.unsettled() if job.job_id is not None]
         if not live:
             return "no Slurm job of the experiment is running"
@@ -307,8 +348,8 @@ class _Watch:
                 "re-attaches to them"
             )
         try:
-            slurm.cancel(live)
-            deadline = time.monotonic() + CANCEL_WAIT_S
+            self.scheduler.cancel(live)
+            deadline = time.monotonic() + _CANCEL_WAIT_S
             while self.unsettled() and time.monotonic() < deadline:
                 time.sleep(1.0)
                 self.refresh()

@@ -268,8 +268,9 @@ class ExperimentConfig(BaseModel):
     metric first reached it (workloads that report their epochs)."""
     idle_before_run_s: float = Field(default=0.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
     """Measure this long idle just before each run: the run's ``idle_power_w``."""
-    executor: Literal["local", "slurm"] = "local"
-    """Where runs execute: here, one after another, or as Slurm jobs (one per block)."""
+    executor: Literal["local", "slurm", "debug"] = "local"
+    """Where runs execute: here, one after another; as Slurm jobs (one per block); or
+    ``debug``: the cluster protocol with each block's job a process on this machine."""
     slurm: SlurmConfig | None = None
     """How the jobs are submitted (``executor = "slurm"``)."""
     params: dict[str, Any] = Field(default_factory=dict)
@@ -317,7 +318,7 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _combinations(self) -> ExperimentConfig:
-        if self.adaptive and self.executor == "slurm":
+        if self.adaptive and self.executor in _BLOCK_EXECUTORS:
             raise ValueError(
                 "adaptive: an adaptive experiment runs its blocks one after another (each look "
                 "decides whether to go on); use the local executor for it"
@@ -652,8 +653,9 @@ def _semantic_problems(values: Mapping[str, object]) -> list[str]:
     meters: list[str] | None = None
     if isinstance(given_meters, list) and all(isinstance(m, str) for m in given_meters):
         meters = [str(m) for m in given_meters]
-    if values.get("executor") == "slurm":
-        problems.extend(_cluster_problems(meters or [], options))
+    if values.get("executor") in _BLOCK_EXECUTORS:
+        scheduler = values.get("executor") == "slurm"
+        problems.extend(_cluster_problems(meters or [], options, scheduler=scheduler))
         return problems
     if values.get("slurm"):
         problems.append(
@@ -678,23 +680,28 @@ def _semantic_problems(values: Mapping[str, object]) -> list[str]:
     return problems
 
 
-def _cluster_problems(meters: list[str], options: object) -> list[str]:
-    """What the cluster executor needs here, on the submitting machine: submitit, sbatch, and
-    meters named (not ``auto``). Whether a meter works is up to each compute node: a login node
-    often has no RAPL or GPU, so a meter is not probed here; a node that lacks it fails its runs
-    with the reason."""
+_BLOCK_EXECUTORS = ("slurm", "debug")
+"""Executors that run blocks as jobs (the cluster protocol); their settings are ``[slurm]``."""
+
+
+def _cluster_problems(meters: list[str], options: object, *, scheduler: bool) -> list[str]:
+    """What the cluster executor needs here, on the submitting machine: submitit and sbatch
+    (with a ``scheduler``; the debug executor's jobs are local processes), and meters named
+    (not ``auto``). Whether a meter works is up to each compute node: a login node often has no
+    RAPL or GPU, so a meter is not probed here; a node that lacks it fails its runs with the
+    reason."""
     import importlib.util
     import shutil
 
     from greenprec.meters.registry import meter_classes
 
     problems = []
-    if importlib.util.find_spec("submitit") is None:
+    if scheduler and importlib.util.find_spec("submitit") is None:
         problems.append(
             "executor: the cluster executor needs submitit; install it with "
             "pip install 'greenprec[slurm]'"
         )
-    if shutil.which("sbatch") is None:
+    if scheduler and shutil.which("sbatch") is None:
         problems.append(
             "executor: no sbatch on this machine's PATH; run greenprec compare on a machine "
             "that submits Slurm jobs (a login node), or use the local executor"

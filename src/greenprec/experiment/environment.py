@@ -6,15 +6,17 @@ import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TypedDict
 
 import psutil
 
 from greenprec._version import __version__
 from greenprec.host import cpu_model, nvidia_gpus
 
+__all__ = ["Environment", "environment"]
 
-def package_version(*names: str) -> str | None:
+
+def _package_version(*names: str) -> str | None:
     """The installed version of the first distribution found, without importing it."""
     for name in names:
         try:
@@ -24,16 +26,25 @@ def package_version(*names: str) -> str | None:
     return None
 
 
-def environment() -> dict[str, Any]:
+class Environment(TypedDict):
+    """The software and the machine an experiment ran on (``experiment.json``)."""
+
+    versions: dict[str, str | None]
+    """greenprec, Python and the frameworks: their versions, None where not installed."""
+    host: dict[str, object]
+    """The machine: name, OS, CPU model and counts, memory, GPUs."""
+
+
+def environment() -> Environment:
     memory = psutil.virtual_memory()
     return {
         "versions": {
             "greenprec": __version__,
             "python": sys.version.split()[0],
-            "tensorflow": package_version("tensorflow", "tensorflow-cpu", "tf-nightly"),
-            "keras": package_version("keras"),
-            "torch": package_version("torch"),
-            "numpy": package_version("numpy"),
+            "tensorflow": _package_version("tensorflow", "tensorflow-cpu", "tf-nightly"),
+            "keras": _package_version("keras"),
+            "torch": _package_version("torch"),
+            "numpy": _package_version("numpy"),
         },
         "host": {
             "hostname": platform.node(),

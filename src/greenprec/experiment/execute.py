@@ -28,11 +28,21 @@ from greenprec.results import EpochRecord, NodeInfo, ResultsStore, RunRecord, Ta
 from greenprec.results.files import write_atomic
 from greenprec.results.records import now_iso
 
+__all__ = [
+    "RunSpec",
+    "child_main",
+    "current_job_id",
+    "energy_to_targets",
+    "execute_run",
+    "node_info",
+]
+
 if TYPE_CHECKING:
     from greenprec.experiment.config import ExperimentConfig
+    from greenprec.measurement import Measurement
     from greenprec.workloads.core import EpochPoint
 
-RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
+_RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
 
 
 class RunSpec(BaseModel):
@@ -85,7 +95,7 @@ class RunSpec(BaseModel):
     def execute(self, store: ResultsStore, isolation: str) -> RunRecord:
         """Execute the run here (``inline``) or in a fresh Python (``process``)."""
         if isolation == "process":
-            return execute_in_process(self, store)
+            return _execute_in_process(self, store)
         return execute_run(self, store)
 
 
@@ -121,7 +131,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
     store.write_run(running)
     idle_power_w = _idle_power(spec) if spec.idle_before_s > 0 else None
 
-    def measure_factory() -> Any:
+    def measure_factory() -> Measurement:
         return measure(spec.meters, interval=spec.interval_s, meter_options=spec.meter_options)
 
     try:
@@ -140,7 +150,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         print(traceback.format_exc(), file=sys.stderr, flush=True)
         # The pid stays, as 0.2 wrote it: the record of a run that failed in this process.
         failed = running.failed(
-            one_line(error), ended_at=now_iso(), executor_pid=running.executor_pid
+            _one_line(error), ended_at=now_iso(), executor_pid=running.executor_pid
         )
         store.write_run(failed)
         return failed
@@ -196,7 +206,7 @@ def _idle_power(spec: RunSpec) -> float | None:
     return power_w if math.isfinite(power_w) else None
 
 
-def lower_is_better(metric: str) -> bool:
+def _lower_is_better(metric: str) -> bool:
     """Whether a smaller value of ``metric`` is the better one (losses, errors, energy, time)."""
     name = metric.lower()
     return any(word in name for word in ("loss", "error", "energy", "duration", "time", "_j"))
@@ -209,7 +219,7 @@ def energy_to_targets(
     the end of that epoch; ``reached`` False when no epoch did (or none reported the metric)."""
     records = []
     for metric, value in targets.items():
-        higher = not lower_is_better(metric)
+        higher = not _lower_is_better(metric)
         record = TargetRecord(metric=metric, value=value, higher_is_better=higher)
         for point in epochs:
             seen = point.metrics.get(metric)
@@ -229,7 +239,7 @@ def energy_to_targets(
     return records
 
 
-def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
+def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     """Run in a fresh interpreter so no framework state leaks from run to run.
 
     The child's output goes to ``logs/<run_id>.log``. A child that dies without a final
@@ -250,7 +260,7 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     ]
     timed_out = False
     with log_file.open("wb") as log:
-        env = {**os.environ, RUNNER_PID_VARIABLE: str(os.getpid())}
+        env = {**os.environ, _RUNNER_PID_VARIABLE: str(os.getpid())}
         # A process group of its own: a time limit or an interruption ends the run with every
         # process it started (data loaders, EnergiBridge), not just the Python at its top.
         child = subprocess.Popen(
@@ -261,11 +271,11 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
             while child.poll() is None:
                 if deadline is not None and time.monotonic() > deadline:
                     timed_out = True
-                    stop_child(child, grace_s=5.0)
+                    _stop_child(child, grace_s=5.0)
                     break
                 time.sleep(0.1)
         except BaseException:
-            stop_child(child)
+            _stop_child(child)
             raise
     store.remove_work_file(run_id, "spec.json")
     if timed_out:
@@ -294,7 +304,7 @@ def execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     return failed
 
 
-def stop_child(child: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> None:
+def _stop_child(child: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> None:
     """Ask a run's process group to stop (SIGINT), then kill the whole group after ``grace_s``."""
     if child.poll() is None:
         _signal_group(child, signal.SIGINT)
@@ -337,7 +347,7 @@ def _last_line(log_file: Path) -> str:
     return lines[-1][:300] if lines else "(no output)"
 
 
-def one_line(error: BaseException) -> str:
+def _one_line(error: BaseException) -> str:
     """An exception as one line: its type and its message with whitespace folded."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -346,7 +356,7 @@ def one_line(error: BaseException) -> str:
 def child_main(argv: list[str]) -> int:
     """Entry of ``python -m greenprec.experiment.child FOLDER SPEC``."""
     folder_path, spec_path = argv
-    # The runner stops a run with SIGINT (stop_child). This process has a session of its own,
+    # The runner stops a run with SIGINT (_stop_child). This process has a session of its own,
     # so no terminal's Ctrl-C reaches it; a runner started with SIGINT ignored (nohup ... &)
     # must still be able to stop its run gracefully.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -368,6 +378,6 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):
         return
-    runner_pid = os.environ.get(RUNNER_PID_VARIABLE)
+    runner_pid = os.environ.get(_RUNNER_PID_VARIABLE)
     if runner_pid is not None and os.getppid() != int(runner_pid):
         os._exit(1)  # the runner died before prctl took effect

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from greenprec.experiment.config import ExperimentConfig
 from greenprec.results import PhaseRecord, ResultsStore
 
+__all__ = ["SETTLE_WINDOWS", "measure_phase", "warm_up", "warm_up_until_stable"]
+
 if TYPE_CHECKING:
     from greenprec.measurement import Measurement
 
@@ -32,7 +34,7 @@ def measure_phase(
 
     with measure(meters, interval=config.interval_s, meter_options=config.meter_options) as m:
         if busy:
-            busy_loop(seconds)
+            _busy_loop(seconds)
         else:
             time.sleep(seconds)
     return _record(store, name, m)
@@ -63,11 +65,11 @@ def _record(
 
 SETTLE_WINDOWS = 3
 """An automatic warm-up looks at this many consecutive windows of power."""
-SETTLE_TOLERANCE_PCT = 2.0
+_SETTLE_TOLERANCE_PCT = 2.0
 """...and stops when each is within this many percent of their mean."""
 
 
-def settle_window_s(cap_s: float, interval_s: float) -> float:
+def _settle_window_s(cap_s: float, interval_s: float) -> float:
     """The window of an automatic warm-up: a tenth of the cap, between 5 samples and 10 s."""
     return min(10.0, max(5 * interval_s, cap_s / 10))
 
@@ -83,22 +85,22 @@ def warm_up_until_stable(
     """Keep every core busy until the measured power settles, or ``cap_s`` at most.
 
     Settled: the mean power of each of the last :data:`SETTLE_WINDOWS` windows lies within
-    :data:`SETTLE_TOLERANCE_PCT` % of their mean (a machine still heating up draws more, or
+    :data:`_SETTLE_TOLERANCE_PCT` % of their mean (a machine still heating up draws more, or
     less as it throttles, from window to window). The record says which ended it.
     """
     from greenprec.measurement import measure
 
-    window_s = settle_window_s(cap_s, config.interval_s)
+    window_s = _settle_window_s(cap_s, config.interval_s)
     criterion = (
         f"the mean power of each of the last {SETTLE_WINDOWS} windows of {window_s:g} s within "
-        f"{SETTLE_TOLERANCE_PCT:g} % of their mean, {cap_s:g} s at most"
+        f"{_SETTLE_TOLERANCE_PCT:g} % of their mean, {cap_s:g} s at most"
     )
     settled = False
     with measure(meters, interval=config.interval_s, meter_options=config.meter_options) as m:
         marks = [(0.0, 0.0)]
         start = time.monotonic()
         while (left := cap_s - (time.monotonic() - start)) > 0:
-            busy_loop(min(window_s, left))
+            _busy_loop(min(window_s, left))
             marks.append(m.energy_so_far())
             powers = [
                 (e2 - e1) / (t2 - t1) for (t1, e1), (t2, e2) in itertools.pairwise(marks) if t2 > t1
@@ -106,7 +108,7 @@ def warm_up_until_stable(
             last = powers[-SETTLE_WINDOWS:]
             if len(last) == SETTLE_WINDOWS:
                 mean = sum(last) / len(last)
-                tolerance = abs(mean) * SETTLE_TOLERANCE_PCT / 100
+                tolerance = abs(mean) * _SETTLE_TOLERANCE_PCT / 100
                 if all(abs(power - mean) <= tolerance for power in last):
                     settled = True
                     break
@@ -122,7 +124,7 @@ def warm_up(
     return measure_phase(store, config, meters, name, config.warmup_s, busy=True)
 
 
-def busy_loop(seconds: float) -> None:
+def _busy_loop(seconds: float) -> None:
     """Keep every core busy: BLAS matrix products run on all threads and release the GIL."""
     import numpy as np
 

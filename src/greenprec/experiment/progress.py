@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from greenprec.results.models import RunRecord
 
+__all__ = ["Reporter"]
+
 
 class Reporter:
     """Silent reporter; the base of the others. Events arrive in this order:

@@ -1,40 +1,30 @@
-"""The experiment protocol: schedule, baseline, warm-up, runs with cool-downs, resumable.
+"""Running an experiment: create or reopen its folder, then hand it to an executor.
 
 The runner is the folder's *driver*: it holds the folder lock (one driver at a time), creates
-the experiment record and a pending run file per scheduled run, then hands each run to an
-executor (:mod:`greenprec.experiment.execute`), which writes the run's own file. After each
-run the driver rebuilds the ``runs.csv`` index. Everything on disk goes through
-:class:`greenprec.results.ResultsStore`.
+the experiment record and a pending run file per scheduled run (or reopens them, to resume),
+and hands a :class:`~greenprec.experiment.session.Session` to the executor the configuration
+names (:mod:`greenprec.experiment.executors`: here, on Slurm). When the executor is done,
+however it ends, the runner writes the index and the experiment's status. Everything on disk
+goes through :class:`greenprec.results.ResultsStore`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from greenprec.errors import ConfigError, GreenprecError, Terminated
-from greenprec.experiment.config import (
-    ExperimentConfig,
-    run_timeout_for,
-    stored_config,
-    validate,
-)
+from greenprec.errors import ConfigError
+from greenprec.experiment.config import ExperimentConfig, stored_config, validate
 from greenprec.experiment.environment import environment
-from greenprec.experiment.execute import RunSpec
-from greenprec.experiment.phases import measure_phase, warm_up
+from greenprec.experiment.executors import Executor, executor_for
 from greenprec.experiment.progress import Reporter
 from greenprec.experiment.schedule import make_blocked_schedule, make_schedule
+from greenprec.experiment.session import ExperimentFailed, Session
 from greenprec.results import (
     INDEX_FILE,
-    INTERRUPTED,
-    AnswerRecord,
     ExperimentRecord,
     Location,
-    LookRecord,
     MetersRecord,
     ResultsStore,
     RunRecord,
@@ -44,15 +34,9 @@ from greenprec.results import (
 from greenprec.results.lock import LOCK_NAME
 from greenprec.results.records import now_iso
 
+__all__ = ["SOURCE", "ExperimentFailed", "resumable_config", "run_experiment"]
+
 SOURCE = "greenprec compare"
-
-
-class ExperimentFailed(GreenprecError):
-    """A run failed under ``fail_fast``; the folder stays resumable."""
-
-    def __init__(self, run_id: str, error: str, folder: Path) -> None:
-        self.run_id, self.error, self.folder = run_id, error, folder
-        super().__init__(f"run {run_id} failed and fail_fast is set: {error}")
 
 
 def run_experiment(
@@ -63,7 +47,8 @@ def run_experiment(
     retry_failed: bool = False,
     reporter: Reporter | None = None,
     on_interrupt: Callable[[Sequence[str]], bool] | None = None,
-    slurm: Mapping[str, Any] | None = None,
+    slurm: Mapping[str, object] | None = None,
+    executor: Executor | None = None,
 ) -> tuple[ResultsStore, list[RunRecord]]:
     """Run (or continue) an experiment into ``out``; return the store and its final runs.
 
@@ -74,6 +59,8 @@ def run_experiment(
 
     With the cluster executor, ``on_interrupt`` is asked on Ctrl-C, with the ids of the Slurm
     jobs still pending or running, whether to cancel them (without it, they keep running).
+    ``executor`` replaces the one ``config.executor`` names (the debug executor, say: a
+    cluster experiment run by local processes).
     """
     reporter = reporter or Reporter()
     store = ResultsStore(out)
@@ -98,16 +85,24 @@ def run_experiment(
             if slurm:
                 config, note = _new_slurm_settings(store, config, experiment, slurm)
                 notes.append(note)
+            executor = executor or executor_for(config.executor)
         else:
             assert config is not None
+            executor = executor or executor_for(config.executor)
             store.check_new()  # again, under the lock: another process may have been first
-            experiment, runs = _create(store, config)
+            experiment, runs = _create(store, config, executor)
             notes = []
-        if config.executor == "slurm":
-            return store, _drive_cluster(
-                store, config, experiment, runs, notes, retry_failed, reporter, on_interrupt
-            )
-        return _drive(store, config, experiment, runs, notes, retry_failed, reporter)
+        session = Session(
+            store,
+            config,
+            experiment,
+            {run.run_id: run for run in runs},
+            notes,
+            retry_failed,
+            reporter,
+            on_interrupt,
+        )
+        return store, _hand_over(session, executor)
     finally:
         lock.release()
 
@@ -116,9 +111,9 @@ def _new_slurm_settings(
     store: ResultsStore,
     config: ExperimentConfig,
     experiment: ExperimentRecord,
-    slurm: Mapping[str, Any],
+    slurm: Mapping[str, object],
 ) -> tuple[ExperimentConfig, str]:
-    if config.executor != "slurm":
+    if config.executor == "local":
         raise ConfigError(
             "slurm: this experiment runs with the local executor; its [slurm] settings do not "
             "apply (drop them)"
@@ -136,31 +131,22 @@ def _new_slurm_settings(
     return updated, f"[slurm] settings for the jobs submitted from now on: {listed}"
 
 
-def _drive_cluster(
-    store: ResultsStore,
-    config: ExperimentConfig,
-    experiment: ExperimentRecord,
-    runs: list[RunRecord],
-    notes: list[str],
-    retry_failed: bool,
-    reporter: Reporter,
-    on_interrupt: Callable[[Sequence[str]], bool] | None,
-) -> list[RunRecord]:
-    from greenprec.experiment.cluster import drive_cluster
-
-    final = runs
+def _hand_over(session: Session, executor: Executor) -> list[RunRecord]:
+    """Let ``executor`` drive the session; then, however it ended, the index and status."""
+    final: list[RunRecord] | None = None
     try:
-        final = drive_cluster(
-            store, config, experiment, runs, notes, retry_failed, reporter, on_interrupt
-        )
+        final = executor.drive(session)
+        return final
     finally:
-        reporter.close()
-        if final is runs:  # stopped: the runs as their files now say
-            with contextlib.suppress(GreenprecError, OSError):
-                final = store.load().runs
-        _finish(store, experiment, final)
-    reporter.finished(final)
-    return final
+        session.reporter.close()
+        # Stopped (Ctrl-C, SIGTERM, an error): the session's runs say how each one stands. A
+        # session that failed before it started (its first index write refused) changes
+        # nothing already recorded: experiment.json stays as it was.
+        if session.started:
+            runs = session.final_runs() if final is None else final
+            _finish(session.store, session.experiment, runs)
+        if final is not None:
+            session.reporter.finished(final)
 
 
 def _finish(store: ResultsStore, experiment: ExperimentRecord, final: list[RunRecord]) -> None:
@@ -172,66 +158,14 @@ def _finish(store: ResultsStore, experiment: ExperimentRecord, final: list[RunRe
     store.write_experiment(experiment)
 
 
-def _drive(
-    store: ResultsStore,
-    config: ExperimentConfig,
-    experiment: ExperimentRecord,
-    runs: list[RunRecord],
-    notes: list[str],
-    retry_failed: bool,
-    reporter: Reporter,
-) -> tuple[ResultsStore, list[RunRecord]]:
-    by_id = {run.run_id: run for run in runs}
-    todo = [run.run_id for run in runs if _needs_running(store, run, retry_failed)]
-    for run_id in todo:
-        by_id[run_id] = by_id[run_id].cleared()
-        store.write_run(by_id[run_id])
-    store.write_index(list(by_id.values()))
-    meters = experiment.meters.used
-    done_before = sum(run.status == "done" for run in by_id.values())
-    failed_before = sum(run.status == "failed" for run in by_id.values())
-    reporter.started(len(by_id), done_before, str(store.path), failed=failed_before)
-    current: str | None = None
-    try:
-        for text in [*experiment.warnings, *notes]:
-            reporter.message(f"warning: {text}")
-        if todo:
-            _baseline(store, experiment, config, meters, reporter)
-            _warm_up(store, experiment, config, meters, reporter)
-        for index, run_id in enumerate(todo):
-            current = run_id
-            if index > 0 and config.cooldown_s > 0:
-                reporter.phase("cool-down", by_id[run_id], config.cooldown_s)
-                time.sleep(config.cooldown_s)
-            # The index shows the run as running now; its file is the executor's to write.
-            starting = by_id[run_id].started()
-            store.write_index([starting if r.run_id == run_id else r for r in by_id.values()])
-            by_id[run_id] = _run_one(store, experiment, config, meters, by_id[run_id], reporter)
-            current = None
-            store.write_index(list(by_id.values()))
-            if by_id[run_id].status == "failed" and config.fail_fast:
-                raise ExperimentFailed(run_id, by_id[run_id].error or "failed", store.path)
-            if config.adaptive and _adaptive_look(store, config, experiment, by_id, reporter):
-                break  # every question is settled (or the maximum reached): the rest is cut
-    finally:
-        reporter.close()
-        if current is not None:  # interrupted mid-run: its file says how it ended
-            with contextlib.suppress(GreenprecError, OSError):
-                by_id[current] = store.read_run(current)
-        final = list(by_id.values())
-        _finish(store, experiment, final)
-    reporter.finished(final)
-    return store, final
-
-
 def _create(
-    store: ResultsStore, config: ExperimentConfig
+    store: ResultsStore, config: ExperimentConfig, executor: Executor
 ) -> tuple[ExperimentRecord, list[RunRecord]]:
     from greenprec.meters.registry import resolve
     from greenprec.precision import emulation_warnings, support
 
     requested = config.meters
-    if config.executor == "slurm":
+    if not executor.measures_here:
         # Measured on the compute nodes, not here: a login node often has no RAPL or GPU. The
         # names were checked with the config; a node that cannot open a meter fails its runs.
         from greenprec.meters.registry import get_meter_class
@@ -245,7 +179,7 @@ def _create(
         used = [meter.name for meter in chosen]
         estimated = any(meter.estimated for meter in chosen)
         simulated = [meter.name for meter in chosen if meter.simulated is True]
-    if config.executor == "slurm" or config.adaptive:
+    if executor.blocked or config.adaptive:
         # One job per block on one node: policies are compared within nodes (see cluster.py).
         # Adaptive: each look comes after a whole block, one run of every policy more.
         schedule = make_blocked_schedule(config.policies, config.runs, config.seed)
@@ -362,277 +296,6 @@ def resumable_config(
     except ConfigError as error:
         problems = "; ".join(str(error).splitlines())
         raise ConfigError(f"cannot continue {store.path}: {problems}") from None
-
-
-def _needs_running(store: ResultsStore, run: RunRecord, retry_failed: bool) -> bool:
-    if run.status == "pending":
-        return True
-    if run.status == "running":
-        # This process holds the lock, so no driver is running it; its executor is gone
-        # unless a process of a killed driver is still finishing it (then leave it be).
-        return store.is_stale(run)
-    return run.failed_and_runs_again(retry_failed)
-
-
-def _run_one(
-    store: ResultsStore,
-    experiment: ExperimentRecord,
-    config: ExperimentConfig,
-    meters: list[str],
-    run: RunRecord,
-    reporter: Reporter,
-) -> RunRecord:
-    reporter.phase("training", run)
-    baseline = experiment.baseline
-    spec = RunSpec.of(
-        config,
-        run,
-        meters,
-        baseline_power_w=baseline.power_w if baseline is not None else None,
-        timeout_s=run_timeout_for(config),
-    )
-    try:
-        finished = spec.execute(store, config.isolation)
-    except (KeyboardInterrupt, Terminated) as stop:
-        signal_name = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
-        with contextlib.suppress(Exception):
-            run = store.read_run(run.run_id)
-        store.write_run(
-            run.failed(
-                f"{INTERRUPTED} ({signal_name}); resuming the experiment runs it again",
-                ended_at=now_iso(),
-            )
-        )
-        raise
-    reporter.run_finished(finished)
-    return finished
-
-
-def _baseline(
-    store: ResultsStore,
-    experiment: ExperimentRecord,
-    config: ExperimentConfig,
-    meters: list[str],
-    reporter: Reporter,
-) -> None:
-    if config.baseline_s <= 0 or experiment.baseline is not None:
-        return
-    reporter.phase("baseline", None, config.baseline_s)
-    experiment.baseline = measure_phase(
-        store, config, meters, "baseline", config.baseline_s, busy=False
-    )
-    store.write_experiment(experiment)
-
-
-def _warm_up(
-    store: ResultsStore,
-    experiment: ExperimentRecord,
-    config: ExperimentConfig,
-    meters: list[str],
-    reporter: Reporter,
-) -> None:
-    """Before the first run of each session: the machine settles after a resume too."""
-    if config.warmup_s <= 0:
-        return
-    reporter.phase("warm-up", None, config.warmup_s)
-    count = len(experiment.warmups)
-    name = "warmup" if count == 0 else f"warmup-{count + 1}"
-    experiment.warmups.append(warm_up(store, config, meters, name))
-    store.write_experiment(experiment)
-
-
-def _adaptive_look(
-    store: ResultsStore,
-    config: ExperimentConfig,
-    experiment: ExperimentRecord,
-    by_id: dict[str, RunRecord],
-    reporter: Reporter,
-) -> bool:
-    """After a complete block: look at the data; True when the experiment stops here.
-
-    A look is due when every run of the latest block has ended and each policy has at least
-    ``min_runs`` runs done. It tests each question at the level the design spends on this look
-    (greenprec.sequential) and is recorded in ``experiment.json`` before anything else happens,
-    so a resumed experiment knows the looks already made. When it stops, the runs not yet made
-    are removed from the schedule: the folder is then a complete experiment of that size.
-    """
-    from greenprec.sequential import SequentialDesign, look
-
-    record = experiment.sequential
-    if record is None or record.reason is not None:
-        return record is not None and record.reason is not None
-    runs = list(by_id.values())
-    blocks = {run.block for run in runs if run.block is not None}
-    ended = {
-        block
-        for block in blocks
-        if all(r.status in ("done", "failed") for r in runs if r.block == block)
-    }
-    latest = max(ended, default=None)
-    if latest is None or any(b not in ended for b in blocks if b <= latest):
-        return False
-    looked = [look_record.block for look_record in record.looks]
-    if latest in looked or latest in record.skipped:
-        return False
-    data = _look_data(config, [r for r in runs if r.block is not None and r.block <= latest])
-    counts = [len(data["energy_j"].get(policy, [])) for policy in config.policies]
-    runs_per_policy = min(counts) if counts else 0
-    last_block = max(blocks)
-    if runs_per_policy < record.min_runs and latest < last_block:
-        return False
-    previous = [look_record.runs_per_policy for look_record in record.looks]
-    if runs_per_policy < record.min_runs or (previous and runs_per_policy <= previous[-1]):
-        # A failed run: this block added no run of every policy, so a look would add no
-        # information (and its boundary is not defined). Skip it; the next block may.
-        record.skipped.append(latest)
-        message = f"block {latest} added no run of every policy (a run failed): no look after it"
-        if latest >= last_block:
-            _stop_without_look(record, runs_per_policy)
-            message += f"; every planned block has run: {record.reason}"
-        store.write_experiment(experiment)
-        reporter.message(message)
-        return latest >= last_block
-    design = SequentialDesign(
-        alpha=record.alpha,
-        max_runs=record.max_runs,
-        min_runs=record.min_runs,
-        spending="pocock" if "pocock" in record.method.lower() else "obrien-fleming",
-    )
-    result = look(
-        design,
-        runs_per_policy,
-        previous,
-        data,
-        _questions(config, data),
-        settled=record.looks[-1].answers if record.looks else (),
-    )
-    record.looks.append(
-        LookRecord(
-            block=latest,
-            runs_per_policy=runs_per_policy,
-            information=result.information,
-            alpha_spent=result.alpha_spent,
-            level=result.level,
-            alpha_share=result.alpha_share,
-            answers=[
-                AnswerRecord(
-                    metric=answer.metric,
-                    policy=answer.policy,
-                    reference=answer.reference,
-                    kind=answer.kind,
-                    settled=answer.settled,
-                    verdict=answer.verdict,
-                    p=answer.p,
-                    level=answer.level,
-                    margin=answer.margin_abs,
-                    margin_value=answer.margin_value,
-                    margin_unit=answer.margin_unit,
-                    margin_tolerated=answer.margin_tolerated,
-                    estimate=answer.estimate,
-                    ci_low=answer.ci_low,
-                    ci_high=answer.ci_high,
-                    confidence=answer.confidence,
-                    scale=answer.scale,
-                    settled_at=answer.settled_at,
-                    carried=answer.carried,
-                )
-                for answer in result.answers
-            ],
-        )
-    )
-    stop = result.stop or latest >= last_block
-    cut: list[str] = []
-    if stop:
-        record.reason = result.reason
-        if not result.stop:
-            record.reason = (
-                f"every planned block has run, with {runs_per_policy} runs per policy done "
-                f"(fewer than the maximum of {record.max_runs}: runs failed); {result.reason}"
-            )
-        record.runs_per_policy = runs_per_policy
-        record.stopped_early = result.settled and latest < last_block
-        cut = [r.run_id for r in runs if r.block is not None and r.block > latest]
-        experiment.schedule = [p for p in experiment.schedule if p.run_id not in cut]
-    store.write_experiment(experiment)
-    reporter.message(
-        f"look after block {latest} ({runs_per_policy} runs per policy): "
-        + (result.reason if stop else "not settled yet; going on")
-    )
-    for run_id in cut:
-        store.forget_run(run_id)
-        del by_id[run_id]
-    return stop
-
-
-def _stop_without_look(record: SequentialRecord, runs_per_policy: int) -> None:
-    """The last block added nothing to look at: the last look's answers stand."""
-    last = record.looks[-1] if record.looks else None
-    record.runs_per_policy = last.runs_per_policy if last is not None else runs_per_policy
-    record.stopped_early = False
-    if last is None:
-        record.reason = (
-            f"every planned block has run, but no policy reached {record.min_runs} done runs "
-            "(min_runs): no look was made and no question is answered"
-        )
-        return
-    still = [f"{a.metric} {a.policy} vs {a.reference}" for a in last.answers if not a.settled]
-    record.reason = (
-        f"every planned block has run; failed runs left {last.runs_per_policy} runs per policy "
-        f"at the last look (fewer than the maximum of {record.max_runs}), whose answers stand"
-        + (": " + " and ".join(still) + " still open" if still else "")
-    )
-
-
-def _look_data(
-    config: ExperimentConfig, runs: list[RunRecord]
-) -> dict[str, dict[str, list[float]]]:
-    """metric -> policy -> values of the done runs: energy, and each metric with a margin."""
-    metrics = ["energy_j", *_margin_metrics(config, runs)]
-    data: dict[str, dict[str, list[float]]] = {metric: {} for metric in metrics}
-    for run in runs:
-        if run.status != "done" or run.energy_j is None:
-            continue
-        for metric in metrics:
-            value = run.energy_j if metric == "energy_j" else run.metrics.get(metric)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                data[metric].setdefault(run.policy, []).append(float(value))
-    return data
-
-
-def _margin_metrics(config: ExperimentConfig, runs: list[RunRecord]) -> list[str]:
-    from greenprec.stats import DEFAULT_ACCURACY_MARGIN
-
-    metrics = [metric for metric in config.margins if metric != "energy_j"]
-    default = DEFAULT_ACCURACY_MARGIN.metric
-    if default not in config.margins and any(default in run.metrics for run in runs):
-        metrics.append(default)
-    return metrics
-
-
-def _questions(config: ExperimentConfig, data: dict[str, dict[str, list[float]]]) -> list[Any]:
-    """What the experiment asks of each policy against the reference (the first policy): is
-    its energy different, and is each metric with a margin equivalent (or not worse)?"""
-    from greenprec.sequential import Question
-    from greenprec.stats import DEFAULT_ACCURACY_MARGIN, parse_margin
-
-    reference, *others = config.policies
-    questions = []
-    for policy in others:
-        if "energy_j" in config.margins:
-            margin = parse_margin(f"energy_j={config.margins['energy_j']}")
-            questions.append(Question("energy_j", reference, policy, margin.kind, margin=margin))
-        else:
-            questions.append(Question("energy_j", reference, policy, "difference", log_scale=True))
-        for metric in data:
-            if metric == "energy_j":
-                continue
-            margin = (
-                parse_margin(f"{metric}={config.margins[metric]}")
-                if metric in config.margins
-                else DEFAULT_ACCURACY_MARGIN
-            )
-            questions.append(Question(metric, reference, policy, margin.kind, margin=margin))
-    return questions
 
 
 def _remove_empty(path: Path) -> None:

@@ -8,6 +8,8 @@ import random
 
 from greenprec.results.models import ScheduledRun
 
+__all__ = ["make_blocked_schedule", "make_schedule", "run_seed"]
+
 
 def run_seed(experiment_seed: int, run_id: str) -> int:
     """A run's own seed, derived from the experiment seed and its id, so it can be repeated."""

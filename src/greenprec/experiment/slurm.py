@@ -15,16 +15,26 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from greenprec.errors import GreenprecError
 from greenprec.results.models import JOB_ID_PATTERN, SLURM_FINAL_STATES
 
-COMMAND_TIMEOUT_S = 60.0
-"""The longest a Slurm command may take before it counts as failed (a busy controller)."""
+__all__ = [
+    "JobRequest",
+    "JobState",
+    "SlurmError",
+    "SubmititValue",
+    "cancel",
+    "find_by_name",
+    "job_states",
+    "submit",
+]
 
-FAULT_STATES = frozenset({"TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL"})
-"""States in which the cluster, not the run, ended the job."""
+SubmititValue = str | int | float | bool | dict[str, str | bool]
+"""A value of submitit's SlurmExecutor parameters (``additional_parameters`` is a table)."""
+
+_COMMAND_TIMEOUT_S = 60.0
+"""The longest a Slurm command may take before it counts as failed (a busy controller)."""
 
 
 class SlurmError(GreenprecError):
@@ -47,7 +57,7 @@ class JobState:
 
 
 def _run(
-    command: list[str], timeout_s: float = COMMAND_TIMEOUT_S
+    command: list[str], timeout_s: float = _COMMAND_TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
     executable = shutil.which(command[0])
     if executable is None:
@@ -172,13 +182,13 @@ class JobRequest:
     exclusive: bool = True
     sbatch: tuple[tuple[str, str], ...] = ()
 
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self) -> dict[str, SubmititValue]:
         """submitit's SlurmExecutor parameters for this request."""
-        additional: dict[str, Any] = dict(self.sbatch)
+        additional: dict[str, str | bool] = dict(self.sbatch)
         # Slurm must not restart a block by itself: the submitter resubmits what a failed job
         # left, and records why it failed (a requeued job would rerun half-measured runs).
         additional["no-requeue"] = True
-        parameters: dict[str, Any] = {
+        parameters: dict[str, SubmititValue] = {
             "job_name": self.name,
             "time": self.time_min,
             "nodes": 1,
@@ -197,7 +207,9 @@ class JobRequest:
         return parameters
 
 
-def submit(folder: Path, request: JobRequest, function: Callable[..., Any], *args: Any) -> str:
+def submit(
+    folder: Path, request: JobRequest, function: Callable[..., object], *args: object
+) -> str:
     """Submit ``function(*args)`` as one job; its files go to ``folder/<job_id>/``. Returns the
     job id; SlurmError with sbatch's own words when Slurm refuses the job."""
     try:
