@@ -25,7 +25,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, TypeVar, cast
+from typing import Annotated, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -37,9 +37,6 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from greenprec.errors import ConfigError
-
-if TYPE_CHECKING:
-    from greenprec.meters.base import Meter
 
 __all__ = [
     "PYTHON_ONLY",
@@ -279,12 +276,12 @@ PathText = Annotated[str, path()]
 
 # -- a model for a meter that declares none ------------------------------------------------
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-_MADE: weakref.WeakKeyDictionary[type[Meter], type[MeterOptions]] = weakref.WeakKeyDictionary()
+_MADE: weakref.WeakKeyDictionary[type, type[MeterOptions]] = weakref.WeakKeyDictionary()
 """The models :func:`options_from_init` made, by meter class (weak: a class a test defines can
 go). Two threads making one at once make equal models, so no lock."""
 
 
-def options_from_init(meter: type[Meter], init: Callable[..., None] | None) -> type[MeterOptions]:
+def options_from_init(meter: type, init: Callable[..., None] | None) -> type[MeterOptions]:
     """The options model of a meter without ``Options``, made from its ``__init__`` keywords.
 
     One field per keyword of ``init`` (any value, passed through unchanged, as the meter
@@ -301,15 +298,17 @@ def options_from_init(meter: type[Meter], init: Callable[..., None] | None) -> t
     return made
 
 
-def _model_from_init(meter: type[Meter], init: Callable[..., None] | None) -> type[MeterOptions]:
+def _model_from_init(meter: type, init: Callable[..., None] | None) -> type[MeterOptions]:
+    # ``meter`` is typed ``type``, not ``type[Meter]``: meters.base imports this module.
+    name = str(getattr(meter, "name", meter.__name__))
     parameters = [] if init is None else list(inspect.signature(init).parameters.values())[1:]
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
     # object: a model-less meter declares no types, so each value reaches it as it was given.
     annotations: dict[str, object] = {}
     namespace: dict[str, object] = {
         "__module__": meter.__module__,
-        "__doc__": f"Options of the {meter.name!r} meter: the keywords of its __init__.",
-        "model_config": ConfigDict(title=meter.name, extra="allow" if takes_any else "forbid"),
+        "__doc__": f"Options of the {name!r} meter: the keywords of its __init__.",
+        "model_config": ConfigDict(title=name, extra="allow" if takes_any else "forbid"),
     }
     for parameter in parameters:
         if parameter.kind not in _KEYWORD_KINDS or parameter.name.startswith("_"):
