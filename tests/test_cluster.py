@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable
@@ -878,3 +881,34 @@ def test_sbatch_options_from_the_file_and_the_flags_are_merged_option_by_option(
     file.write_text('[slurm.sbatch]\nconstraint = "a100"\n')
     table = given_table("slurm", {"slurm": {"sbatch": {"mail-type": "END"}}}, file)
     assert table["sbatch"] == {"constraint": "a100", "mail-type": "END"}
+
+
+def test_submitting_keeps_the_handlers_of_a_process_that_imported_tensorflow() -> None:
+    """submitit's import runs logging.config.dictConfig, which closes every handler already
+    there; absl's (TensorFlow's) closes the stream it writes to: the process's stderr. A fresh
+    Python with such a handler imports submitit as greenprec does, then writes to stderr."""
+    pytest.importorskip("submitit")
+    script = textwrap.dedent(
+        """
+        import logging, os, sys
+
+        class ClosesItsStream(logging.StreamHandler):  # absl's PythonHandler does this
+            def close(self):
+                self.stream.close()
+                super().close()
+
+        logging.getLogger().addHandler(ClosesItsStream(sys.stderr))
+        from greenprec.experiment.slurm import _import_submitit
+
+        _import_submitit()
+        print("stderr still open", file=sys.stderr)
+        print(os.environ.get("SUBMITIT_LOG_LEVEL"))  # restored for the jobs
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stderr still open" in done.stderr
+    assert done.stdout.strip() == "None"

@@ -10,11 +10,14 @@ many clusters without accounting answer it with an error (the job is then ``UNKN
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from greenprec.errors import GreenprecError
 from greenprec.results.models import JOB_ID_PATTERN, SLURM_FINAL_STATES
@@ -207,17 +210,41 @@ class JobRequest:
         return parameters
 
 
-def submit(
-    folder: Path, request: JobRequest, function: Callable[..., object], *args: object
-) -> str:
-    """Submit ``function(*args)`` as one job; its files go to ``folder/<job_id>/``. Returns the
-    job id; SlurmError with sbatch's own words when Slurm refuses the job."""
+def _import_submitit() -> ModuleType:
+    """submitit, imported without its logging set-up unless the user asked for one.
+
+    Why: on import submitit calls ``logging.config.dictConfig``, which closes every logging
+    handler already there; absl's (TensorFlow's) handler closes the stream it writes to, which
+    is the process's own ``sys.stderr`` — so a ``compare`` in a process that had imported
+    TensorFlow (a notebook, a test) lost its stderr. ``SUBMITIT_LOG_LEVEL=NOCONFIG`` is
+    submitit's own switch to skip that; a value the user set is kept, and the variable is
+    restored at once, so the jobs' environment is not changed.
+    """
+    if "submitit" in sys.modules:
+        return sys.modules["submitit"]
+    before = os.environ.get(_SUBMITIT_LOG_VARIABLE)
+    os.environ.setdefault(_SUBMITIT_LOG_VARIABLE, "NOCONFIG")
     try:
         import submitit
     except ImportError:
         raise SlurmError(
             "the cluster executor needs submitit; install it with pip install 'greenprec[slurm]'"
         ) from None
+    finally:
+        if before is None:
+            os.environ.pop(_SUBMITIT_LOG_VARIABLE, None)
+    return submitit
+
+
+_SUBMITIT_LOG_VARIABLE = "SUBMITIT_LOG_LEVEL"
+
+
+def submit(
+    folder: Path, request: JobRequest, function: Callable[..., object], *args: object
+) -> str:
+    """Submit ``function(*args)`` as one job; its files go to ``folder/<job_id>/``. Returns the
+    job id; SlurmError with sbatch's own words when Slurm refuses the job."""
+    submitit = _import_submitit()
     executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=0)
     executor.update_parameters(**request.parameters())
     try:
