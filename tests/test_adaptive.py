@@ -66,6 +66,7 @@ def _experiment(out: Path) -> dict[str, Any]:
     return dict(json.loads((out / "experiment.json").read_text()))
 
 
+@pytest.mark.slow
 def test_a_settled_question_stops_the_experiment_early(tmp_path: Path) -> None:
     """mixed sleeps 50 % longer: the energy difference and the accuracy equivalence (the
     workload's accuracies differ by well under 1 pp) settle long before 12 runs per policy."""
@@ -165,6 +166,7 @@ def _check_answers(sequential: dict[str, Any]) -> None:
                 assert a["level"] != look["level"] or a["kind"] != "difference"
 
 
+@pytest.mark.slow
 def test_an_open_question_runs_to_the_maximum_and_says_so(tmp_path: Path) -> None:
     """The same energy for both policies: a difference is never shown, so the experiment goes
     to its maximum and says which question stayed open (never "no difference")."""
@@ -183,6 +185,7 @@ def test_an_open_question_runs_to_the_maximum_and_says_so(tmp_path: Path) -> Non
     _check_verdict_is_the_designs(out)
 
 
+@pytest.mark.slow
 def test_a_run_failing_after_the_first_look_skips_a_look_and_the_experiment_finishes(
     tmp_path: Path,
 ) -> None:
@@ -213,6 +216,7 @@ def test_a_run_failing_after_the_first_look_skips_a_look_and_the_experiment_fini
     assert _experiment(out)["status"] == "complete"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -275,6 +279,7 @@ def _config(**values: Any) -> Any:
     return load_config({"policies": ["fp32"], "interval_s": 0.05, **values})
 
 
+@pytest.mark.slow
 def test_an_automatic_warm_up_stops_when_the_power_settles(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     store.ensure_dirs()

@@ -66,6 +66,7 @@ def test_measure_table_in_a_real_subprocess_keeps_the_exit_code() -> None:
     assert "mock/cpu" in result.stdout and "energy_j" in result.stdout
 
 
+@pytest.mark.slow
 def test_estimated_output_is_labelled_estimated() -> None:
     result = run_cli("measure", "-m", "estimate", "--", "true")
     assert result.returncode == 0, result.stderr
@@ -218,6 +219,7 @@ def test_another_command_reuses_the_entries_it_shares() -> None:
     assert "--runs" not in runner.invoke(command, ["--help"]).stdout
 
 
+@pytest.mark.slow
 def test_a_bad_value_names_the_flag_it_came_through(tmp_path: Path) -> None:
     result = run_cli("compare", "fp32", "--runs", "0", "--out", str(tmp_path / "out"))
     assert result.returncode == 2, result.stderr

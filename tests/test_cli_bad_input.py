@@ -186,6 +186,7 @@ def energibridge_csvs(tmp_path: Path) -> list[str]:
 
 
 # -- a folder that cannot be written ---------------------------------------------------------
+@pytest.mark.slow
 def test_report_into_a_read_only_folder(experiment: Path, tmp_path: Path) -> None:
     folder = copy_of(experiment, tmp_path)
     (folder / "stats.json").unlink()
@@ -196,6 +197,7 @@ def test_report_into_a_read_only_folder(experiment: Path, tmp_path: Path) -> Non
     assert snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_resume_on_a_read_only_folder(experiment: Path, tmp_path: Path) -> None:
     folder = copy_of(experiment, tmp_path)
     before = snapshot(folder)
@@ -205,6 +207,7 @@ def test_resume_on_a_read_only_folder(experiment: Path, tmp_path: Path) -> None:
     assert snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_resume_where_a_folder_stands_in_for_runs_csv(experiment: Path, tmp_path: Path) -> None:
     folder = copy_of(experiment, tmp_path)
     (folder / "runs.csv").unlink()
@@ -227,6 +230,7 @@ def legacy_copy(experiment: Path, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["runs", "report"])
 @pytest.mark.parametrize("how", ["a folder", "a broken symlink"])
 def test_unreadable_runs_csv_is_one_line(
@@ -277,6 +281,7 @@ def _rewrite_runs_csv(folder: Path, edit: str) -> None:
     path.write_bytes(b"\n".join(lines))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["runs", "report"])
 @pytest.mark.parametrize(
     ("edit", "outcome"),
@@ -309,6 +314,7 @@ def test_damaged_runs_csv_is_a_named_row_or_one_line(
 
 
 # -- experiment.json and samples ---------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("field", ["config", "meters"])
 def test_experiment_json_without_config_or_meters(
     experiment: Path, tmp_path: Path, field: str
@@ -333,6 +339,7 @@ def test_experiment_json_without_config_or_meters(
     assert greenprec_cli("report", folder, "--quiet").returncode == 0
 
 
+@pytest.mark.slow
 def test_samples_path_that_is_a_folder(experiment: Path, tmp_path: Path) -> None:
     folder = copy_of(experiment, tmp_path)
     samples = folder / "samples" / "fp32-001.csv"
@@ -343,6 +350,7 @@ def test_samples_path_that_is_a_folder(experiment: Path, tmp_path: Path) -> None
 
 
 # -- flags -------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("option", "fragments"),
     [
@@ -361,6 +369,7 @@ def test_an_option_for_a_meter_that_is_not_measuring_is_refused(
     one_error_line(measured, "-o:", *fragments)
 
 
+@pytest.mark.slow
 def test_with_auto_an_option_for_a_meter_auto_never_uses_is_refused() -> None:
     # mock never joins auto; an option for rapl (which auto tries) is fine even where rapl is
     # unavailable: auto says so in its fallback warning.
@@ -368,6 +377,7 @@ def test_with_auto_an_option_for_a_meter_auto_never_uses_is_refused() -> None:
     one_error_line(result, "-o:", "'mock.power_w'", "meter 'mock', which is not used here")
 
 
+@pytest.mark.slow
 def test_retry_failed_needs_resume(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     result = greenprec_cli("compare", "fp32", *SLEEPY, "--retry-failed", "--out", out, *FAST)
@@ -375,6 +385,7 @@ def test_retry_failed_needs_resume(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_malformed_param_names_the_param_flag(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     result = greenprec_cli("compare", "fp32", *SLEEPY, "--param", "epochs", "--out", out, *FAST)

@@ -62,6 +62,7 @@ def _interrupted_experiment(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_resume_appended_to_the_original_command_continues(tmp_path: Path) -> None:
     out = _interrupted_experiment(tmp_path)
     before = runs_of(out)
@@ -78,6 +79,7 @@ def test_resume_appended_to_the_original_command_continues(tmp_path: Path) -> No
         assert after[run_id] == before[run_id]  # done runs are not repeated
 
 
+@pytest.mark.slow
 def test_resume_with_conflicting_flags_names_each_difference(tmp_path: Path) -> None:
     out = _interrupted_experiment(tmp_path)
     before = runs_of(out)
@@ -96,6 +98,7 @@ def test_resume_with_conflicting_flags_names_each_difference(tmp_path: Path) -> 
     assert runs_of(out) == before
 
 
+@pytest.mark.slow
 def test_resume_when_every_run_failed_counts_them_and_says_how_to_retry(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     args = ["mixed", "--runs", "2", "--workload", "experiment_workloads:fails_with_brackets"]
@@ -149,6 +152,7 @@ def test_quick_with_a_misspelt_protocol_names_the_typo(tmp_path: Path) -> None:
 
 
 # -- output that is not a terminal ---------------------------------------------------------------
+@pytest.mark.slow
 def test_plain_progress_prints_each_phase_with_its_length_and_each_run(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     result = greenprec_cli(
@@ -170,6 +174,7 @@ def test_plain_progress_prints_each_phase_with_its_length_and_each_run(tmp_path:
     assert sum(line.startswith("fp32-00") and "energy_j" in line for line in lines) == 2
 
 
+@pytest.mark.slow
 def test_tables_are_never_cut_when_not_a_terminal(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     made = greenprec_cli(
@@ -205,6 +210,7 @@ def bracketed(
     return out, result
 
 
+@pytest.mark.slow
 def test_compare_prints_an_error_with_brackets_as_it_is(
     bracketed: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -216,6 +222,7 @@ def test_compare_prints_an_error_with_brackets_as_it_is(
     assert f"RuntimeError: {BRACKETS}" in result.stdout  # the report's warnings
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["runs", "report"])
 def test_runs_and_report_print_an_error_with_brackets_as_it_is(
     bracketed: tuple[Path, subprocess.CompletedProcess[str]], command: str

@@ -10,7 +10,8 @@ fence (blank lines between are allowed; the comment is invisible on the page):
 - ``<!-- setup: NAME [NAME ...] -->``: runs after the named set-ups below (:data:`PRELUDES`:
   code put before the block; :data:`FOLDERS`: files made in the temporary folder first).
 - ``<!-- needs: MODULE [MODULE ...] -->``: skipped when a module is not installed.
-- ``<!-- slow -->``: marked ``slow`` (CI runs those); ``<!-- timeout: S -->``: its own limit.
+- ``<!-- slow -->``: marked ``slow`` (CI runs those), as is every block whose set-up trains or
+  runs an experiment (:data:`SLOW_SETUPS`); ``<!-- timeout: S -->``: its own limit.
 
 Several directives may share one comment, each after a ``;``. Other fences (``text``, ``toml``,
 ``json``, ``console`` transcripts, no language) are output or configuration and never run.
@@ -132,6 +133,11 @@ def _results_folder(folder: Path, env: dict[str, str]) -> None:
 # Files made in the block's folder before it runs, by name (``<!-- setup: NAME -->``).
 FOLDERS = {"results-folder": _results_folder}
 
+# Set-ups that make a block slow by themselves: "keras-model" imports TensorFlow and compiles a
+# model in the block's process, "results-folder" runs an experiment in processes of its own
+# (several seconds each on 2 cores). Their blocks are marked ``slow`` like ``<!-- slow -->``.
+SLOW_SETUPS = {"keras-model", "results-folder"}
+
 # README.md's blocks by their first line (README.md carries no directive comments).
 README_DIRECTIVES = {
     "import greenprec": "not-run: `model.fit(...)` stands for your own training",
@@ -230,7 +236,8 @@ def _params() -> list[object]:
         if "not-run" in block.directives:
             reason = block.directives["not-run"] or "marked not-run"
             marks.append(pytest.mark.skip(reason=f"not run: {reason}"))
-        if "slow" in block.directives:
+        setups = set(block.directives.get("setup", "").replace(",", " ").split())
+        if "slow" in block.directives or setups & SLOW_SETUPS:
             marks.append(pytest.mark.slow)
         params.append(pytest.param(block, id=block.id, marks=marks))
     return params

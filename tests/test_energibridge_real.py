@@ -195,6 +195,7 @@ def test_the_old_amd_advice_refuses_real_amd_files(name: str) -> None:
 
 
 # -- the importer and the command line --------------------------------------------------------
+@pytest.mark.slow
 def test_import_of_every_real_file(tmp_path: Path) -> None:
     groups = sorted({name.split("/")[0] for name in FILES})
     out = tmp_path / "all"
@@ -216,6 +217,7 @@ def test_import_of_every_real_file(tmp_path: Path) -> None:
     assert len(per_file) == sum(1 for kind in FILES.values() if kind)
 
 
+@pytest.mark.slow
 def test_import_of_runs_kept_as_r1_energy_csv(tmp_path: Path) -> None:
     # The PromptEnergy layout, as in its repository: <prompt>/humaneval_custom/r<k>/energy.csv.
     source = {

@@ -123,6 +123,7 @@ def _layout(folder: Path) -> set[str]:
     return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
 
 
+@pytest.mark.slow
 def test_the_debug_executor_runs_blocks_as_local_jobs_to_the_local_layout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,6 +167,7 @@ def test_the_looks_read_each_margin_once_parsed() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_debug_job_that_dies_is_settled_and_its_runs_go_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -73,6 +73,7 @@ def test_schedule_is_a_seeded_permutation_of_every_policy_and_repetition() -> No
     assert len({run.seed for run in schedule}) == 10
 
 
+@pytest.mark.slow
 def test_inline_experiment_matches_the_results_folder_contract(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     result = compare(
@@ -115,6 +116,7 @@ def test_inline_experiment_matches_the_results_folder_contract(tmp_path: Path) -
         assert float(samples[-1]["energy_j"]) == pytest.approx(energy_j)
 
 
+@pytest.mark.slow
 def test_process_isolation_with_warm_up_and_idle_baseline(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     result = compare_subprocess(
@@ -138,6 +140,7 @@ def test_process_isolation_with_warm_up_and_idle_baseline(tmp_path: Path) -> Non
         assert (out / "logs" / f"{row['run_id']}.log").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     markers = tmp_path / "markers"
@@ -169,6 +172,7 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path: Path) -> None:
     assert statuses.count("failed") == 1 and statuses.count("pending") == 1
 
 
+@pytest.mark.slow
 def test_process_isolation_keeps_one_runs_state_from_the_next(tmp_path: Path) -> None:
     args = ["fp32", "mixed", "--workload", "experiment_workloads:leaks_state", "--runs", "2"]
     isolated = compare(*args, "--out", str(tmp_path / "isolated"), *FAST)
@@ -197,6 +201,7 @@ def _statuses(out: Path) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 def test_sigkill_mid_experiment_then_resume_runs_each_run_exactly_once(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     args = [
@@ -234,6 +239,7 @@ def test_sigkill_mid_experiment_then_resume_runs_each_run_exactly_once(tmp_path:
     assert json.loads((out / "experiment.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_run_interrupted_and_the_folder_resumes(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     process = subprocess.Popen(
@@ -339,6 +345,7 @@ def test_paper_protocol_without_cifar10_stops_before_anything_runs(tmp_path: Pat
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("runs = [unclosed\n")

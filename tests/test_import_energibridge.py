@@ -395,6 +395,7 @@ def imported_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     return data, out
 
 
+@pytest.mark.slow
 def test_seed_study_reproduced_independently(imported_study: tuple[Path, Path]) -> None:
     data, out = imported_study
     stats = json.loads((out / "stats.json").read_text())

@@ -63,6 +63,7 @@ def samplers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("greenprec-sampler-")]
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow
 def test_epochs_go_to_history_and_add_up_to_the_fit(keras: Any, data: tuple[Any, Any]) -> None:
     from greenprec.integrations.keras import EnergyCallback, EpochEnergy
@@ -221,6 +222,7 @@ def greenprec_meters():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.tensorflow
 def test_auto_is_chosen_once_and_every_window_gets_its_options(
     keras: Any,

@@ -242,6 +242,7 @@ def found(request: pytest.FixtureRequest) -> dict[str, Any]:
     return fresh("scenarios", name)
 
 
+@pytest.mark.slow
 def test_epochs_reach_the_logger_and_add_up_to_the_fit(found: dict[str, Any]) -> None:
     fit = found["epochs"]
     epochs = fit["epochs"]
@@ -268,6 +269,7 @@ def test_epochs_reach_the_logger_and_add_up_to_the_fit(found: dict[str, Any]) ->
     assert fit["samplers"] == 0
 
 
+@pytest.mark.slow
 def test_an_exception_stops_every_window(found: dict[str, Any]) -> None:
     failed = found["exception"]
     assert failed["raised"] == "the user's training broke"
@@ -276,11 +278,13 @@ def test_an_exception_stops_every_window(found: dict[str, Any]) -> None:
     assert failed["epochs"] == [0]
 
 
+@pytest.mark.slow
 def test_meter_instances_are_refused(found: dict[str, Any]) -> None:
     assert "pass the meter by name" in found["refusals"]["instance"]
     assert "once a fit has ended" in found["refusals"]["outside_epochs_j"]
 
 
+@pytest.mark.slow
 def test_with_pytorch_lightning_alone_the_callback_is_one_of_its_callbacks() -> None:
     if not _installed("pytorch_lightning"):
         pytest.skip("pytorch_lightning is not installed")

@@ -222,6 +222,7 @@ def found() -> dict[str, Any]:
     return fresh("scenarios")
 
 
+@pytest.mark.slow
 def test_every_log_has_the_energy_since_the_previous_one(found: dict[str, Any]) -> None:
     train = found["train"]
     history, intervals = train["history"], train["intervals"]
@@ -246,6 +247,7 @@ def test_every_log_has_the_energy_since_the_previous_one(found: dict[str, Any]) 
     assert train["samplers"] == 0
 
 
+@pytest.mark.slow
 def test_attach_puts_the_energy_before_every_logger(found: dict[str, Any]) -> None:
     unattached, attached = found["attach"]["unattached"], found["attach"]["attached"]
     # Without attach, a callback ahead of the energy one sees logs without energy, though
@@ -257,6 +259,7 @@ def test_attach_puts_the_energy_before_every_logger(found: dict[str, Any]) -> No
     assert [logs["energy_j"] for logs in attached["seen"]] == attached["intervals"]
 
 
+@pytest.mark.slow
 def test_an_evaluation_outside_training_gets_no_energy(found: dict[str, Any]) -> None:
     evaluate = found["evaluate"]
     assert "eval_loss" in evaluate["metrics"] and "energy_j" not in evaluate["last_log"]
@@ -264,6 +267,7 @@ def test_an_evaluation_outside_training_gets_no_energy(found: dict[str, Any]) ->
     assert evaluate["samplers"] == 0
 
 
+@pytest.mark.slow
 def test_meter_instances_are_refused(found: dict[str, Any]) -> None:
     assert "pass the meter by name" in found["refusal"]
 

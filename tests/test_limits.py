@@ -83,6 +83,7 @@ def test_bounded_reads_keep_the_window_exact() -> None:
     assert m.energy_j == pytest.approx(100.0 * m.duration_s, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_run_past_its_time_limit_is_stopped_with_its_whole_process_group(
     tmp_path: Path,
 ) -> None:
@@ -102,6 +103,7 @@ def test_a_run_past_its_time_limit_is_stopped_with_its_whole_process_group(
         os.kill(helper, 0)  # the workload's own child went with it
 
 
+@pytest.mark.slow
 def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     process = subprocess.Popen(

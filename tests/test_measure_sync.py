@@ -77,6 +77,7 @@ def test_work_launched_before_the_block_is_not_counted_in_it(fake_torch: FakeCud
     assert fake_torch.syncs == 2  # before the entry reading and before the exit reading
 
 
+@pytest.mark.slow
 def test_no_sync_without_cuda_initialised(fake_torch: FakeCuda) -> None:
     with greenprec.measure(MockMeter()):
         pass

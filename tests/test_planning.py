@@ -96,6 +96,7 @@ def test_runs_needed_for_a_given_smallest_effect_of_interest(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.slow
 def test_sesoi_from_the_experiment_and_from_energys_margin(tmp_path: Path) -> None:
     folder = _energy_folder(tmp_path / "cfg", {"sesoi": {"energy_j": "10%"}})
     planning = build_report(folder).stats["runs_needed"]
@@ -112,6 +113,7 @@ def test_sesoi_from_the_experiment_and_from_energys_margin(tmp_path: Path) -> No
     assert any("sesoi test_accuracy=0.5pp is not used" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_equivalence_runs_needed_assume_no_true_difference(tmp_path: Path) -> None:
     # 0.2.0 took the observed difference as the true one: near the margin the number explodes
     # (33,358 runs per policy at −0.96 pp); with no true difference it is what is reachable.
@@ -163,6 +165,7 @@ def test_bad_sesoi_is_one_line_before_anything_runs(tmp_path: Path) -> None:
         stats.parse_sesoi("energy_j=+5%")
 
 
+@pytest.mark.slow
 def test_compare_records_the_sesoi_and_the_report_uses_it(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     result = _cli(

@@ -316,6 +316,7 @@ def test_check_model_defaults_to_the_entered_adapter_and_checks_its_device() -> 
 # --- the documented example ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_example_runs_and_learns() -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=300, check=False

@@ -241,6 +241,7 @@ def test_failed_runs_are_listed_not_analysed(study: tuple[Path, Any, dict[str, A
     assert any("mixed-012" in w and "MemoryError" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_no_outliers_keeps_every_run(tmp_path: Path) -> None:
     energies, accuracy = study_like()
     write_folder(tmp_path, energies, accuracy=accuracy)
@@ -309,6 +310,7 @@ def test_report_files_are_written_and_self_contained(
     assert "estimated" not in report.content.summary.headers[2]
 
 
+@pytest.mark.slow
 def test_reports_are_reproducible(tmp_path: Path) -> None:
     energies, accuracy = study_like(seed=3, n=5)
     write_folder(tmp_path, energies, accuracy=accuracy)
@@ -319,6 +321,7 @@ def test_reports_are_reproducible(tmp_path: Path) -> None:
     assert (tmp_path / "figures" / "energy_violin.svg").read_bytes() == svg
 
 
+@pytest.mark.slow
 def test_estimated_meter_labels_every_energy_figure(tmp_path: Path) -> None:
     energies, accuracy = study_like(n=4)
     warning = "meter estimate is an estimate, not a measurement"
@@ -346,6 +349,7 @@ def _svg_groups(path: Path) -> list[str]:
     return re.findall(r'<g id="([A-Za-z]+)_\d+"', path.read_text())
 
 
+@pytest.mark.slow
 def test_few_runs_are_drawn_as_runs_with_their_mean_not_as_violins(tmp_path: Path) -> None:
     # Three runs made a violin that looked like a blob, with dots too small to count.
     energies, accuracy = study_like(seed=5, n=3)
@@ -359,6 +363,7 @@ def test_few_runs_are_drawn_as_runs_with_their_mean_not_as_violins(tmp_path: Pat
         assert "LineCollection" in groups  # the CI bars
 
 
+@pytest.mark.slow
 def test_ten_runs_or_more_keep_the_violin(tmp_path: Path) -> None:
     energies, accuracy = study_like(seed=5, n=12)
     energies["mixed"] = energies["mixed"][:4]
@@ -430,6 +435,7 @@ def test_the_verdict_says_when_runs_were_not_used(tmp_path: Path) -> None:
     assert line in (tmp_path / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_the_verdict_says_nothing_more_when_every_run_is_used(tmp_path: Path) -> None:
     write_folder(tmp_path, {"fp32": [10.0, 11.0, 12.0], "mixed": [8.0, 9.0, 9.5]})
     report = build_report(tmp_path)
@@ -482,6 +488,7 @@ def test_the_compared_with_policy_is_the_reference_not_the_baseline(tmp_path: Pa
         assert re.findall(r"\w*\W*baseline", text) == ["idle baseline"], name
 
 
+@pytest.mark.slow
 def test_the_mock_meter_is_simulated_not_measured(tmp_path: Path) -> None:
     energies, accuracy = study_like(n=4)
     write_folder(tmp_path, energies, accuracy=accuracy)
@@ -496,6 +503,7 @@ def test_the_mock_meter_is_simulated_not_measured(tmp_path: Path) -> None:
     assert "**meter**: mock — SIMULATED (not measured)" in md and "— measured" not in md
 
 
+@pytest.mark.slow
 def test_a_meter_class_that_says_simulated_is_simulated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -554,6 +562,7 @@ def test_a_simulated_meter_recorded_when_measuring_stays_simulated_without_its_p
     assert "energy SIMULATED, not measured" in report.content.subtitle
 
 
+@pytest.mark.slow
 def test_the_recorded_simulated_list_wins_over_the_installed_meters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -675,6 +684,7 @@ def _app() -> typer.Typer:
     return app
 
 
+@pytest.mark.slow
 def test_command_prints_the_summary(tmp_path: Path) -> None:
     energies, accuracy = study_like(n=4)
     write_folder(tmp_path, energies, accuracy=accuracy)

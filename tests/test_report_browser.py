@@ -72,6 +72,7 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report(folder).html_path
 
 
+@pytest.mark.slow
 def test_report_html_renders_in_chromium(report_html: Path, tmp_path: Path) -> None:
     binary = chromium()
     html = report_html.read_text(encoding="utf-8")

@@ -45,6 +45,7 @@ def drifting_folder(path: Path, pct_per_run: float, *, seed: int = 0) -> Results
     return store
 
 
+@pytest.mark.slow
 def test_energy_rising_one_percent_per_run_is_flagged(tmp_path: Path) -> None:
     path = drifting_folder(tmp_path / "warming", 1.0).path
     result = CliRunner().invoke(app, ["report", str(path)], env={"COLUMNS": "250"})
@@ -73,6 +74,7 @@ def test_flat_energy_is_not_flagged(tmp_path: Path) -> None:
     assert not any("drift" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_a_falling_trend_is_flagged_too(tmp_path: Path) -> None:
     report = build_report(drifting_folder(tmp_path / "cooling", -0.5).path)
     drift = report.stats["drift"]

@@ -30,10 +30,6 @@ from greenprec.results import (
 )
 from greenprec.results.models import PhaseRecord, SequentialRecord
 
-SEED_STUDY_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "shared/data/seed-study",
-    Path("/work/shared/data/seed-study"),
-)
 NOT_SIGNIFICANT = re.compile(r"not significant", re.IGNORECASE)
 
 
@@ -149,6 +145,7 @@ def test_equivalent_when_the_interval_lies_inside_the_margin(tmp_path: Path) -> 
     assert not NOT_SIGNIFICANT.search(text)
 
 
+@pytest.mark.slow
 def test_the_studys_mistake_is_inconclusive_not_comparable(tmp_path: Path) -> None:
     """−0.96 pp with p ≈ 0.09 is not "comparable accuracy": equivalence is not shown."""
     folder = _folder(
@@ -336,42 +333,10 @@ def test_metric_and_policy_names_are_escaped(tmp_path: Path) -> None:
 # -- the published study ---------------------------------------------------------------------------
 
 
-def _seed_study() -> Path:
-    for candidate in SEED_STUDY_CANDIDATES:
-        if (candidate / "mixed_precision_false").is_dir():
-            return candidate
-    pytest.skip("the study's raw data (shared/data/seed-study) is not on this machine")
-
-
-def study_reported(tmp_path: Path) -> tuple[Path, str]:
-    """The study's raw EnergiBridge files imported and reported through the CLI with the
-    ±1 pp accuracy margin: the folder and the report command's output."""
-    data = _seed_study()
-    out = tmp_path / "study"
-    args = [
-        "import",
-        "energibridge",
-        "--group",
-        f"fp32={data}/mixed_precision_false/*.csv",
-        "--group",
-        f"mixed={data}/mixed_precision_true/*.csv",
-        "--metrics",
-        f"{data}/results/*/*.csv",
-        "--out",
-        str(out),
-    ]
-    imported = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    assert imported.exit_code == 0, imported.output
-    result = CliRunner().invoke(
-        app, ["report", str(out), "--margin", "test_accuracy=1pp"], env={"COLUMNS": "300"}
-    )
-    assert result.exit_code == 0, result.output
-    return out, result.output
-
-
-def test_seed_study_equivalence_is_not_shown(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_seed_study_equivalence_is_not_shown(seed_study_reported: tuple[Path, str]) -> None:
     statsmodels = pytest.importorskip("statsmodels.stats.weightstats")
-    out, output = study_reported(tmp_path)
+    out, output = seed_study_reported
     saved = json.loads((out / "stats.json").read_text())
     removed = {r["run_id"] for r in saved["outliers"]["removed"]}
     assert len(removed) == 1  # the study's fp32 outlier

@@ -317,6 +317,7 @@ def test_hosts_that_differ_in_hardware_are_named(tmp_path: Path) -> None:
     assert report.stats["blocking"]["hardware_differs"] is True
 
 
+@pytest.mark.slow
 def test_shared_nodes_are_warned_about(tmp_path: Path) -> None:
     slurm = {"partition": "gpu", "exclusive": False}
     path = write_hosts_folder(tmp_path / "shared", uneven_runs(), slurm=slurm).path
@@ -434,6 +435,7 @@ def test_one_run_of_each_policy_per_host_says_the_variance_is_pooled(tmp_path: P
     assert blocked["interaction"]["p"] is None  # one run per cell: no interaction test
 
 
+@pytest.mark.slow
 def test_hosts_that_disagree_about_the_effect_are_warned_about(tmp_path: Path) -> None:
     import pandas as pd
     import statsmodels.api as sm

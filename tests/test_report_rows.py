@@ -238,6 +238,7 @@ def test_one_percentage_among_fractions_refuses_the_column(tmp_path: Path) -> No
     assert report.stats["verdict"][0].startswith("mixed vs fp32, energy: −19.")
 
 
+@pytest.mark.slow
 def test_accuracy_unit_is_read_from_the_whole_column(tmp_path: Path) -> None:
     accuracy = {"fp32": [45.0, 46.0, 47.0, 0.0], "mixed": [44.0, 45.0, 43.0, 45.0]}
     two_meter_folder(tmp_path, ENERGIES, accuracy=accuracy)
@@ -282,6 +283,7 @@ values = st.lists(st.floats(0.8, 1.2), min_size=3, max_size=6)
     st.sampled_from(["test_accuracy=1pp", "test_accuracy=-1pp", "test_accuracy=2%"]),
     st.sampled_from([None, "energy_j=+5%", "energy_j=10%"]),
 )
+@pytest.mark.slow
 def test_every_decision_agrees_with_its_interval(
     a: list[float],
     b: list[float],
@@ -374,6 +376,7 @@ def in_memory_analysis(
     return analyse(prepare(data), margins=margins)
 
 
+@pytest.mark.slow
 def test_the_report_command_names_every_unused_run_on_stderr(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -15,11 +15,13 @@ from typer.testing import CliRunner
 from greenprec.cli import app
 from greenprec.report import build_report
 from greenprec.testing.synthetic import write_synthetic_folder
-from test_report_equivalence import study_reported
 
 
-def test_seed_study_states_what_keeping_its_outlier_changes(tmp_path: Path) -> None:
-    out, _ = study_reported(tmp_path)
+@pytest.mark.slow
+def test_seed_study_states_what_keeping_its_outlier_changes(
+    seed_study_reported: tuple[Path, str],
+) -> None:
+    out, _ = seed_study_reported
     saved = json.loads((out / "stats.json").read_text())
     sensitivity = saved["outlier_sensitivity"]
     assert sensitivity["runs"] == ["run_2"]
@@ -41,6 +43,7 @@ def test_seed_study_states_what_keeping_its_outlier_changes(tmp_path: Path) -> N
     assert sentence in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_an_outlier_that_decides_the_verdict_is_named(tmp_path: Path) -> None:
     """With a 12-SD outlier kept, fp32's spread hides the energy difference; the sentence says
     that the verdict changes, question by question."""
@@ -75,6 +78,7 @@ def test_no_outliers_states_what_removing_them_would_change(tmp_path: Path) -> N
     assert "that --no-outliers kept (fp32-003) would give" in line
 
 
+@pytest.mark.slow
 def test_no_outlier_no_sentence(tmp_path: Path) -> None:
     report = build_report(write_synthetic_folder(tmp_path / "clean", samples_per_run=60).path)
     assert report.stats["outlier_sensitivity"] is None

@@ -249,6 +249,7 @@ def test_stats_json_and_report_text_are_unchanged(tmp_path: Path, name: str) -> 
     assert got["report.html"] == (GOLDEN / name / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_the_analysis_wraps_the_stats_results(tmp_path: Path) -> None:
     report = build("synthetic-three-estimated", tmp_path / "three")
     analysis = report.analysis

@@ -39,6 +39,7 @@ def _wait_for(predicate: object, timeout_s: float = 60.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@pytest.mark.slow
 def test_a_second_compare_or_resume_on_a_driven_folder_gets_one_line(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), *sys.path])}
@@ -79,6 +80,7 @@ def test_compare_into_a_folder_of_other_files_is_refused_and_touches_nothing(
     assert sorted(p.name for p in out.iterdir()) == ["logs"]
 
 
+@pytest.mark.slow
 def test_resume_of_a_folder_with_a_traversing_run_id_writes_nothing_outside(
     tmp_path: Path,
 ) -> None:
@@ -97,6 +99,7 @@ def test_resume_of_a_folder_with_a_traversing_run_id_writes_nothing_outside(
     assert not list(tmp_path.rglob("escaped*"))
 
 
+@pytest.mark.slow
 def test_resume_names_missing_runs_and_runs_them_instead_of_declaring_completion(
     tmp_path: Path,
 ) -> None:
@@ -122,6 +125,7 @@ def test_resume_names_missing_runs_and_runs_them_instead_of_declaring_completion
     assert json.loads((out / "experiment.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_runs_names_a_damaged_run_file_and_prints_only_json(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     first = greenprec(
@@ -137,6 +141,7 @@ def test_runs_names_a_damaged_run_file_and_prints_only_json(tmp_path: Path) -> N
     assert "run fp32-002: runs/fp32-002.json: run file is not valid JSON" in shown.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["compare", "import"])
 def test_runs_and_report_read_a_0_1_folder(tmp_path: Path, name: str) -> None:
     folder = tmp_path / name
@@ -152,6 +157,7 @@ def test_runs_and_report_read_a_0_1_folder(tmp_path: Path, name: str) -> None:
     assert stats["runs"]["used"] == 4 and stats["excluded_runs"] == []
 
 
+@pytest.mark.slow
 def test_resume_of_a_0_1_folder_upgrades_it_to_run_files(tmp_path: Path) -> None:
     import shutil
 

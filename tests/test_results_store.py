@@ -220,6 +220,7 @@ def test_two_processes_write_their_own_run_files_at_once(tmp_path: Path) -> None
     assert [p for p in snapshot.problems if p.run_id] == []
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_run_file_write_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
     store = _new_store(tmp_path / "exp")
     for attempt in range(5):

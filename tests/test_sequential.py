@@ -142,6 +142,7 @@ def test_levels_are_the_nominal_levels_of_the_boundaries(kind: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_the_last_look_is_nearly_a_fixed_sample_test() -> None:
     """0.2.0 tested the last of the looks 3..30 at its alpha increment, 0.0038."""
     design = SequentialDesign(max_runs=30)
@@ -249,6 +250,7 @@ def test_equivalence_question_settles_different_for_a_large_difference() -> None
     assert "test_accuracy mixed vs fp32 lower by more than 1 pp (p = " in last.reason
 
 
+@pytest.mark.slow
 def test_accuracy_of_the_study_stays_open() -> None:
     """SD 2.2 pp and a true difference of -0.96 pp: equivalence within 1 pp cannot be shown."""
     stream = _stream(6, accuracy_shift=-0.0096, accuracy_sd=0.022)

@@ -230,6 +230,7 @@ def test_a_reading_without_a_domain_is_refused() -> None:
     assert "readings: read() returned a Reading without a domain ('')" in message
 
 
+@pytest.mark.slow
 def test_a_thread_left_behind_after_stop_is_refused() -> None:
     release = threading.Event()
 
@@ -245,6 +246,7 @@ def test_a_thread_left_behind_after_stop_is_refused() -> None:
     assert "nothing left behind: stop() left 1 thread(s) running: board-sampler" in message
 
 
+@pytest.mark.slow
 def test_a_process_left_behind_after_stop_is_refused() -> None:
     started: list[subprocess.Popen[bytes]] = []
 
@@ -446,6 +448,7 @@ def author_project(pytester: pytest.Pytester) -> Iterator[pytest.Pytester]:
     yield pytester
 
 
+@pytest.mark.slow
 def test_pytest_plugin_gives_plugin_authors_the_fixture(author_project: pytest.Pytester) -> None:
     result = author_project.runpytest_subprocess("-p", "greenprec.testing", "-rs")
     result.assert_outcomes(passed=1, failed=1, skipped=1)
@@ -458,6 +461,7 @@ def test_pytest_plugin_gives_plugin_authors_the_fixture(author_project: pytest.P
     )
 
 
+@pytest.mark.slow
 def test_without_the_plugin_the_fixture_is_missing(author_project: pytest.Pytester) -> None:
     result = author_project.runpytest_subprocess()
     result.stdout.fnmatch_lines(["*fixture 'meter_contract' not found*"])

@@ -64,6 +64,7 @@ def test_the_report_tests_accuracy_by_its_difference(tmp_path: Path) -> None:
     assert "p = 0.06" in row[3]  # Welch's, not the log ratio's 0.045
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(samples, samples, st.sampled_from([0.01, 0.05, 0.2]))
 def test_difference_p_and_its_interval_agree(a: list[float], b: list[float], alpha: float) -> None:

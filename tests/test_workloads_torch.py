@@ -232,6 +232,7 @@ def test_digits_torch_runs_under_each_policy(digits: None, policy: str) -> None:
     assert result.measurement.duration_s > 0 and result.framework.name == "torch"
 
 
+@pytest.mark.slow
 def test_digits_torch_learns(digits: None) -> None:
     result = run_workload(
         "digits-cnn-torch", policy="fp32", seed=0, params={"epochs": 3}, measure_factory=mock
@@ -260,6 +261,7 @@ def test_bad_params_name_the_device_param(digits: None) -> None:
             digits_cnn_torch.check_params({"device": "cuda"})  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_cifar10_torch_on_a_tiny_archive(tmp_path: Path) -> None:
     archive = make_cifar_archive(tmp_path / "cifar-10-python.tar.gz", images=4)
     params = {"data": str(archive), "epochs": 1, "batch_size": 8}
@@ -331,6 +333,7 @@ def check_folder(out: Path, runs: int) -> list[dict[str, Any]]:
     return records
 
 
+@pytest.mark.slow
 def test_compare_digits_torch_inline(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     result = compare(
@@ -350,6 +353,7 @@ def test_compare_digits_torch_quick_in_processes(tmp_path: Path) -> None:
     check_folder(out, runs=6)
 
 
+@pytest.mark.slow
 def test_a_torch_user_workload_through_compare(tmp_path: Path) -> None:
     (tmp_path / "gp_user_torch.py").write_text(
         textwrap.dedent(
