@@ -38,9 +38,11 @@ def _in_fresh_python(code: str) -> str:
 
 
 def test_the_first_window_of_a_process_is_the_block_and_so_is_every_later_one() -> None:
-    # Before the fix the first window held the plugin manager's start-up: 1.29 s for 1.20 s.
-    out = _in_fresh_python(
-        """
+    # Before the fix the first window held the plugin manager's start-up: 1.29 s for 1.20 s,
+    # in every process. A busy machine (the suite runs on 4 workers over 2 cores) can delay
+    # one exit reading by more than the 15 ms allowed, so up to three fresh processes are
+    # tried: the bug fails all three, a moment's load only one.
+    script = """
         import json, time
         from greenprec.measurement import measure
         from greenprec.meters.mock import MockMeter
@@ -53,10 +55,17 @@ def test_the_first_window_of_a_process_is_the_block_and_so_is_every_later_one() 
             pairs.append((m.duration_s, t1 - t0, m.energy_j))
         print(json.dumps(pairs))
         """
-    )
-    for duration_s, block_s, energy_j in json.loads(out):
-        assert block_s <= duration_s < block_s + 0.015
-        assert energy_j == pytest.approx(100.0 * duration_s, rel=1e-9)
+    excesses = []
+    for _attempt in range(3):
+        pairs = json.loads(_in_fresh_python(script))
+        for duration_s, block_s, energy_j in pairs:
+            assert block_s <= duration_s  # a window never shorter than its block
+            assert energy_j == pytest.approx(100.0 * duration_s, rel=1e-9)
+        excess_s = [duration_s - block_s for duration_s, block_s, _ in pairs]
+        if max(excess_s) < 0.015:
+            return
+        excesses.append(excess_s)
+    pytest.fail(f"a window longer than its block by 15 ms or more in 3 processes: {excesses}")
 
 
 def test_loading_the_plugin_manager_imports_no_heavy_dependency() -> None:
