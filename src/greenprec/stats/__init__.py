@@ -18,8 +18,8 @@ cheap.
 from __future__ import annotations
 
 # One module per part (outliers, summaries, comparisons, blocked, drift, accuracy, traces,
-# planning, equivalence), what they share in _common. The API page lists these names in the
-# order they are imported here (mkdocs.yml: members_order: source), hence the topic order and
+# planning, equivalence, selection), what they share in _common. The API page lists these names
+# in the order they are imported here (mkdocs.yml: members_order: source), hence the topic order and
 # no sorting. ``X as X`` keeps a name importable from here (for annotations such as
 # ``stats.Primary``) without joining __all__.
 # isort: off
@@ -66,6 +66,13 @@ from greenprec.stats.equivalence import (
 )
 from greenprec.stats.planning import tost_power, runs_needed_equivalence
 from greenprec.stats.equivalence import equivalence_verdict
+from greenprec.stats.selection import (
+    ConfigurationStatus,
+    PairComparison,
+    SelectionLook,
+    parse_indifference,
+    select_look,
+)
 # isort: on
 
 __all__ = [
@@ -73,6 +80,7 @@ __all__ = [
     "BlockInteraction",
     "BlockedLogRatio",
     "CompareResult",
+    "ConfigurationStatus",
     "Description",
     "EquivalenceResult",
     "LogRatioTest",
@@ -80,8 +88,10 @@ __all__ = [
     "NonInferiorityResult",
     "NormalityResult",
     "OutlierResult",
+    "PairComparison",
     "PolicyComparison",
     "RunOrderTrend",
+    "SelectionLook",
     "accuracy_like",
     "accuracy_scale",
     "achieved_power",
@@ -98,11 +108,13 @@ __all__ = [
     "noninferiority_log_ratio",
     "noninferiority_welch",
     "normality",
+    "parse_indifference",
     "parse_margin",
     "parse_sesoi",
     "run_order_trend",
     "runs_needed",
     "runs_needed_equivalence",
+    "select_look",
     "tost_log_ratio",
     "tost_power",
     "tost_welch",
