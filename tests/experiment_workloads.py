@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from greenprec.workloads import workload
+from greenprec.workloads import STANDARD_METRICS, workload
 
 # Module state that a leaky workload mutates; process isolation must hide it from the next run.
 LEAKED: list[str] = []
@@ -130,3 +130,22 @@ def fails_once(ctx: Any) -> dict[str, float]:
             raise RuntimeError("simulated out-of-memory in fit()")
         (folder / f"fp32-{done}").touch()
     return {"test_accuracy": 0.9 + (ctx.seed % 100) / 10_000, "test_loss": 0.3}
+
+
+@workload(keras=False, metrics=STANDARD_METRICS)
+def learns(ctx: Any) -> dict[str, float]:
+    """A training loop as a user writes one: ``params['epochs']`` epochs (default 6) of
+    ``params['epoch_s']`` (default 0.02 s) on 100 samples each, test accuracy 0.2 higher after
+    each (fp32 starts at 0.1, any other policy at 0.2); it reports each epoch through
+    ``ctx.epoch_end`` when the experiment has targets and leaves the loop when told to."""
+    start = 0.1 if ctx.policy == "fp32" else 0.2
+    accuracy = start
+    with ctx.measured():
+        for epoch in range(1, int(ctx.params.get("epochs", 6)) + 1):
+            time.sleep(float(ctx.params.get("epoch_s", 0.02)))
+            accuracy = min(1.0, start + 0.2 * epoch)
+            if ctx.targets and ctx.epoch_end(
+                epoch, {"test_accuracy": accuracy, "test_loss": 1.0 - accuracy}, samples=100
+            ):
+                break
+    return {"test_accuracy": accuracy, "test_loss": 1.0 - accuracy}

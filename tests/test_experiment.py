@@ -454,3 +454,60 @@ def test_the_stored_config_reads_back_typed_and_checked() -> None:
     with pytest.raises(ConfigError) as raised:
         stored_config(experiment)
     assert len(str(raised.value).splitlines()) >= 2  # every problem, one per line
+
+
+def test_runs_stop_at_the_target_and_record_what_they_reached(tmp_path: Path) -> None:
+    """fp32 reaches test_accuracy 0.55 at epoch 3, mixed at epoch 2 (experiment_workloads:
+    learns): with --stop-at-target each run (a process of its own: the setting travels in
+    its spec) ends there, with its throughput recorded."""
+    out = tmp_path / "stop"
+    result = compare(
+        "fp32", "mixed", "--workload", "experiment_workloads:learns", "--runs", "1",
+        "--target", "test_accuracy=0.55", "--stop-at-target",
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    store = ResultsStore(out)
+    runs = {run.policy: run for run in store.load().runs}
+    for policy, epoch, accuracy in (("fp32", 3, 0.7), ("mixed", 2, 0.6)):
+        run = runs[policy]
+        assert run.stopped_at_target is True and run.epochs_run == epoch
+        assert [point.epoch for point in run.epochs] == list(range(1, epoch + 1))
+        (target,) = run.targets
+        assert target.reached and target.epoch == epoch
+        assert target.final_value == pytest.approx(accuracy)
+        assert run.samples_trained == 100 * epoch
+        assert run.duration_s is not None and run.energy_j is not None
+        assert run.samples_per_s == pytest.approx(100 * epoch / run.duration_s)
+        assert run.energy_per_sample_j == pytest.approx(run.energy_j / (100 * epoch))
+    rows = {row["policy"]: row for row in read_csv(out / "runs.csv")}
+    assert list(rows["fp32"])[: len(RUN_COLUMNS)] == list(RUN_COLUMNS)
+    assert rows["fp32"]["stopped_at_target"] == "true" and rows["mixed"]["epochs_run"] == "2"
+    assert float(rows["fp32"]["energy_per_sample_j"]) > 0
+    assert json.loads((out / "experiment.json").read_text())["config"]["stop_at_target"] is True
+
+
+def test_without_stop_at_target_runs_train_every_epoch(tmp_path: Path) -> None:
+    out = tmp_path / "observe"
+    result = compare(
+        "fp32", "--workload", "experiment_workloads:learns", "--runs", "1",
+        "--isolation", "inline", "--target", "test_accuracy=0.55", "--param", "epochs=4",
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (run,) = ResultsStore(out).load().runs
+    assert run.stopped_at_target is False and run.epochs_run == 4
+    (target,) = run.targets
+    assert target.epoch == 3 and target.final_value == pytest.approx(0.9)
+
+
+def test_stop_at_target_without_a_target_is_refused_with_the_fix(tmp_path: Path) -> None:
+    result = compare_subprocess(
+        "fp32", "--workload", "experiment_workloads:learns", "--stop-at-target",
+        "--out", str(tmp_path / "refused"), *FAST,
+    )  # fmt: skip
+    assert result.returncode == 2
+    (message,) = result.stderr.strip().splitlines()
+    assert "needs a target" in message and "--target test_accuracy=" in message
+    assert message.endswith("(--stop-at-target)")
+    assert not (tmp_path / "refused").exists()

@@ -61,6 +61,10 @@ def _new_store(path: Path, n: int = 4) -> ResultsStore:
     return store
 
 
+def _new_run() -> RunRecord:
+    return RunRecord.planned(_schedule(1)[0])
+
+
 def _done(run: RunRecord, energy_j: float = 10.0) -> RunRecord:
     return run.model_copy(
         update={
@@ -88,6 +92,59 @@ def test_a_new_folder_round_trips_and_its_index_is_rebuilt(tmp_path: Path) -> No
     assert header.startswith("run_id,order,policy,repetition,seed,status")
     assert "energy_j:mock/cpu" in header and row.startswith("fp32-001,1,fp32,1,0,done")
     assert json.loads(store.experiment_file.read_text())["schema_version"] == "2.0"
+
+
+def test_run_files_written_before_the_run_outcome_fields_still_load(tmp_path: Path) -> None:
+    """A 0.2 run file with a target has no final_value, stopped_at_target, epochs_run or
+    throughput: it loads with their defaults, and its index gains no columns."""
+    store = _new_store(tmp_path / "exp")
+    run = _done(store.load().runs[0])
+    old = run.model_dump(mode="json")
+    for name in (
+        "stopped_at_target",
+        "epochs_run",
+        "samples_trained",
+        "samples_per_s",
+        "energy_per_sample_j",
+    ):
+        del old[name]
+    old["targets"] = [
+        {"metric": "test_accuracy", "value": 0.5, "higher_is_better": True, "reached": True,
+         "epoch": 2, "energy_j": 4.0, "duration_s": 0.4}
+    ]  # fmt: skip
+    store.run_file(run.run_id).write_text(json.dumps(old))
+    # The index as a 0.2 greenprec rebuilt it from these files: no new columns.
+    store.write_index(store.load().runs)
+    header = store.index_file.read_text().splitlines()[0].split(",")
+    assert "stopped_at_target" not in header and "samples_per_s" not in header
+    snapshot = store.load()
+    loaded = next(r for r in snapshot.runs if r.run_id == run.run_id)
+    assert not snapshot.problems
+    assert loaded.stopped_at_target is False and loaded.epochs_run is None
+    assert loaded.samples_per_s is None and loaded.energy_per_sample_j is None
+    assert loaded.targets[0].reached and loaded.targets[0].final_value is None
+
+
+def test_a_run_that_stopped_at_its_target_records_its_throughput() -> None:
+    run = _new_run().finished(
+        started_at="2026-01-01T00:00:00+00:00",
+        ended_at="2026-01-01T00:00:02+00:00",
+        duration_s=2.0,
+        energy_j=50.0,
+        mean_power_w=25.0,
+        meter="mock",
+        estimated=False,
+        domains={"mock/cpu": 50.0},
+        counted_domains=["mock/cpu"],
+        metrics={"test_accuracy": 0.9},
+        stopped_at_target=True,
+        epochs_run=3,
+        samples_trained=300,
+    )
+    assert run.samples_per_s == 150.0 and run.energy_per_sample_j == pytest.approx(50.0 / 300)
+    assert RunRecord.model_validate_json(run.model_dump_json()) == run
+    # No samples reported: no throughput, not a division by zero.
+    assert run.cleared().started().samples_per_s is None
 
 
 def test_a_non_empty_folder_that_is_not_an_experiment_is_refused(tmp_path: Path) -> None:

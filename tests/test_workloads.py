@@ -329,6 +329,60 @@ def test_broken_workload_plugin_is_skipped_with_a_warning(install_plugin: Any) -
 # --- the built-in workloads (TensorFlow) -----------------------------------------------------
 
 
+@workload(keras=False)
+def climbs(ctx: WorkloadContext) -> dict[str, float]:
+    """Test accuracy 0.25 higher each epoch, 8 epochs of 10 samples at most; it leaves its loop
+    when ``ctx.epoch_end`` says so."""
+    accuracy = 0.0
+    with ctx.measured():
+        for epoch in range(1, 9):
+            accuracy = 0.25 * epoch
+            if ctx.epoch_end(epoch, {"test_accuracy": accuracy, "test_loss": 1 - accuracy}, 10):
+                break
+    return {"test_accuracy": accuracy, "test_loss": 1 - accuracy}
+
+
+def test_epoch_end_asks_to_stop_once_every_target_is_reached() -> None:
+    targets = {"test_accuracy": 0.5, "test_loss": 0.3}  # the loss needs epoch 3
+    stopped = run(climbs, targets=targets, stop_at_target=True)
+    assert [point.epoch for point in stopped.epochs] == [1, 2, 3]
+    assert stopped.stopped_at_target and stopped.epochs_run == 3
+    assert stopped.samples_trained == 30 and stopped.metrics["test_accuracy"] == 0.75
+    # Without stopping on, the same targets only observe: all 8 epochs are trained.
+    observed = run(climbs, targets=targets)
+    assert observed.epochs_run == 8 and not observed.stopped_at_target
+    assert observed.samples_trained == 80
+    # A target never reached never stops the run.
+    never = run(climbs, targets={"test_accuracy": 3.0}, stop_at_target=True)
+    assert never.epochs_run == 8 and not never.stopped_at_target
+
+
+def test_a_workload_that_ignores_the_stop_signal_is_not_recorded_as_stopped() -> None:
+    @workload(keras=False)
+    def trains_on(ctx: WorkloadContext) -> dict[str, float]:
+        with ctx.measured():
+            for epoch in (1, 2, 3):
+                ctx.epoch_end(epoch, {"test_accuracy": 1.0})
+        assert ctx.stop_requested
+        return {"test_accuracy": 1.0, "test_loss": 0.0}
+
+    result = run(trains_on, targets={"test_accuracy": 0.5}, stop_at_target=True)
+    assert result.epochs_run == 3 and not result.stopped_at_target
+    assert result.samples_trained is None  # never reported: no throughput
+
+
+@pytest.mark.parametrize("samples", [2.5, "10", -1, True])
+def test_epoch_end_refuses_a_sample_count_that_is_not_one(samples: object) -> None:
+    @workload(keras=False)
+    def miscounts(ctx: WorkloadContext) -> dict[str, float]:
+        with ctx.measured():
+            ctx.epoch_end(1, {"test_accuracy": 0.5}, samples)  # type: ignore[arg-type]
+        return {"test_accuracy": 0.5, "test_loss": 0.5}
+
+    with pytest.raises(WorkloadError, match=r"samples=.*whole number"):
+        run(miscounts, targets={"test_accuracy": 0.9})
+
+
 @pytest.fixture
 def keras() -> Any:
     pytest.importorskip("tensorflow")
@@ -359,6 +413,29 @@ def test_digits_reaches_its_accuracy_under_fp32(keras: Any) -> None:
     assert result.metrics["test_accuracy"] >= 0.95
     assert result.metrics["test_loss"] < 0.2
     assert result.measurement.energy_j > 0 and result.measurement.duration_s > 0
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow
+def test_digits_stops_training_at_its_target(keras: Any) -> None:
+    """Keras: the epoch callback sets ``model.stop_training`` once the target is reached."""
+    params = {"epochs": 30}
+    result = run_workload(
+        "digits-cnn",
+        policy="fp32",
+        seed=0,
+        params=params,
+        measure_factory=mock,
+        targets={"test_accuracy": 0.8},
+        stop_at_target=True,
+    )
+    epochs = [point.epoch for point in result.epochs]
+    assert result.stopped_at_target and result.epochs_run is not None
+    assert epochs == list(range(1, result.epochs_run + 1)) and result.epochs_run < 30
+    accuracies = [point.metrics["test_accuracy"] or 0.0 for point in result.epochs]
+    assert accuracies[-1] >= 0.8 and all(a < 0.8 for a in accuracies[:-1])
+    assert result.metrics["epochs"] == result.epochs_run
+    assert result.samples_trained == result.epochs_run * int(result.metrics["train_size"])
 
 
 @pytest.mark.slow

@@ -241,6 +241,25 @@ def test_digits_torch_learns(digits: None) -> None:
 
 
 @pytest.mark.slow
+def test_digits_torch_stops_training_at_its_target(digits: None) -> None:
+    """fit leaves its epoch loop when ctx.epoch_end says the target is reached."""
+    result = run_workload(
+        "digits-cnn-torch",
+        policy="fp32",
+        seed=0,
+        params={"epochs": 30},
+        measure_factory=mock,
+        targets={"test_accuracy": 0.8},
+        stop_at_target=True,
+    )
+    assert result.stopped_at_target and result.epochs_run is not None
+    assert result.epochs_run < 30 and result.metrics["epochs"] == result.epochs_run
+    accuracies = [point.metrics["test_accuracy"] or 0.0 for point in result.epochs]
+    assert accuracies[-1] >= 0.8 and all(a < 0.8 for a in accuracies[:-1])
+    assert result.samples_trained == 1347 * result.epochs_run
+
+
+@pytest.mark.slow
 def test_digits_torch_reaches_the_keras_accuracy(digits: None) -> None:
     result = run_workload("digits-cnn-torch", policy="fp32", seed=0, measure_factory=mock)
     assert result.metrics["test_accuracy"] >= 0.97 and result.metrics["test_loss"] < 0.1

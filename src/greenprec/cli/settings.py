@@ -555,6 +555,16 @@ COMPARE_OPTIONS: tuple[Setting, ...] = (
         convert=_targets,
     ),
     Setting(
+        "stop_at_target",
+        "--stop-at-target",
+        FLAG,
+        "With --target: end each run's training at the epoch that reaches every target, so no "
+        "energy is spent after it (at most the workload's epochs).",
+        PROTOCOL,
+        _SWITCH,
+        fields=("stop_at_target",),
+    ),
+    Setting(
         "idle_before_run",
         "--idle-before-run",
         "S",

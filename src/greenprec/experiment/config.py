@@ -266,6 +266,10 @@ class ExperimentConfig(BaseModel):
     targets: dict[str, float] = Field(default_factory=dict)
     """Energy to a target: ``test_accuracy = 0.45`` records, per run, the energy at which the
     metric first reached it (workloads that report their epochs)."""
+    stop_at_target: StrictBool = False
+    """End each run's training at the epoch that reaches every target (``ctx.epoch_end``
+    returns True; Keras: the callback stops ``fit``), so no energy is spent after it; at most
+    the workload's epochs. Needs ``targets``."""
     idle_before_run_s: float = Field(default=0.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
     """Measure this long idle just before each run: the run's ``idle_power_w``."""
     executor: Literal["local", "slurm", "debug"] = "local"
@@ -315,6 +319,17 @@ class ExperimentConfig(BaseModel):
             if not math.isfinite(value):
                 raise ValueError(f"target {metric} must be a finite number, got {value!r}")
         return targets
+
+    @field_validator("stop_at_target")
+    @classmethod
+    def _stop_needs_a_target(cls, stop: bool, info: ValidationInfo) -> bool:
+        # Declared after targets: info.data has them (when they were valid).
+        if stop and not info.data.get("targets", {"unchecked": 0.0}):
+            raise ValueError(
+                "stopping at the target needs a target; add one, e.g. --target "
+                "test_accuracy=0.97 (a [targets] table in a config file)"
+            )
+        return stop
 
     @model_validator(mode="after")
     def _combinations(self) -> ExperimentConfig:

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenprec.results import EpochRecord, NodeInfo, ResultsStore, RunRecord, TargetRecord
+from greenprec.results import (
+    EpochRecord,
+    MachineState,
+    NodeInfo,
+    ResultsStore,
+    RunRecord,
+    TargetRecord,
+)
 from greenprec.results.files import write_atomic
 from greenprec.results.records import now_iso
 
@@ -40,7 +47,7 @@ __all__ = [
 if TYPE_CHECKING:
     from greenprec.experiment.config import ExperimentConfig
     from greenprec.measurement import Measurement
-    from greenprec.workloads.core import EpochPoint
+    from greenprec.workloads.core import EpochPoint, WorkloadResult
 
 _RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
 
@@ -63,6 +70,9 @@ class RunSpec(BaseModel):
     """Stop the run after this long (process isolation): a failed run, "timed out after N s"."""
     targets: dict[str, float] = Field(default_factory=dict)
     """Energy to a target: the metric values whose first reaching is recorded."""
+    stop_at_target: bool = False
+    """End training once every target is reached (the workload reads ``ctx.epoch_end``'s
+    answer): the energy after the target is not spent."""
     idle_before_s: float = 0.0
     """Measure this long idle just before the workload: the run's ``idle_power_w``."""
 
@@ -89,6 +99,7 @@ class RunSpec(BaseModel):
             baseline_power_w=baseline_power_w,
             timeout_s=timeout_s,
             targets=config.targets,
+            stop_at_target=config.stop_at_target,
             idle_before_s=config.idle_before_run_s,
         )
 
@@ -143,6 +154,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             deterministic=spec.deterministic,
             measure_factory=measure_factory,
             targets=spec.targets,
+            stop_at_target=spec.stop_at_target,
         )
     except KeyboardInterrupt:
         raise
@@ -155,12 +167,28 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         store.write_run(failed)
         return failed
     machine_end = read_machine_state()
+    store.write_samples(
+        spec.run.run_id, result.measurement.samples.itertuples(index=False, name=None)
+    )
+    done = _finished(spec, running, result, machine_end=machine_end, idle_power_w=idle_power_w)
+    store.write_run(done)
+    return done
+
+
+def _finished(
+    spec: RunSpec,
+    running: RunRecord,
+    result: WorkloadResult,
+    *,
+    machine_end: MachineState | None,
+    idle_power_w: float | None,
+) -> RunRecord:
+    """The done record of ``running`` with what ``result`` measured and reported."""
     measurement = result.measurement
-    store.write_samples(spec.run.run_id, measurement.samples.itertuples(index=False, name=None))
     duration_s = measurement.duration_s
     energy_j = measurement.energy_j
     mean_power_w = measurement.mean_power_w
-    done = running.finished(
+    return running.finished(
         started_at=measurement.started_at.isoformat(),
         ended_at=measurement.ended_at.isoformat(),
         duration_s=duration_s,
@@ -190,10 +218,11 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
             )
             for point in result.epochs
         ],
-        targets=energy_to_targets(spec.targets, result.epochs),
+        targets=energy_to_targets(spec.targets, result.epochs, result.metrics),
+        stopped_at_target=result.stopped_at_target,
+        epochs_run=result.epochs_run,
+        samples_trained=result.samples_trained,
     )
-    store.write_run(done)
-    return done
 
 
 def _idle_power(spec: RunSpec) -> float | None:
@@ -206,26 +235,27 @@ def _idle_power(spec: RunSpec) -> float | None:
     return power_w if math.isfinite(power_w) else None
 
 
-def _lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of ``metric`` is the better one (losses, errors, energy, time)."""
-    name = metric.lower()
-    return any(word in name for word in ("loss", "error", "energy", "duration", "time", "_j"))
-
-
 def energy_to_targets(
-    targets: Mapping[str, float], epochs: Sequence[EpochPoint]
+    targets: Mapping[str, float],
+    epochs: Sequence[EpochPoint],
+    final_metrics: Mapping[str, float] | None = None,
 ) -> list[TargetRecord]:
     """For each target, the first epoch whose metric reached it, with the energy and time to
-    the end of that epoch; ``reached`` False when no epoch did (or none reported the metric)."""
+    the end of that epoch; ``reached`` False when no epoch did (or none reported the metric).
+    ``final_value`` is the metric as the run ended: ``final_metrics`` (what the workload
+    returned) where it has it, else the last epoch's value."""
+    from greenprec.workloads.core import lower_is_better, target_reached
+
     records = []
     for metric, value in targets.items():
-        higher = not _lower_is_better(metric)
-        record = TargetRecord(metric=metric, value=value, higher_is_better=higher)
+        record = TargetRecord(
+            metric=metric,
+            value=value,
+            higher_is_better=not lower_is_better(metric),
+            final_value=_final_value(metric, epochs, final_metrics or {}),
+        )
         for point in epochs:
-            seen = point.metrics.get(metric)
-            if seen is None or not math.isfinite(seen):
-                continue
-            if (seen >= value) if higher else (seen <= value):
+            if target_reached(metric, value, point.metrics.get(metric)):
                 record = record.model_copy(
                     update={
                         "reached": True,
@@ -237,6 +267,19 @@ def energy_to_targets(
                 break
         records.append(record)
     return records
+
+
+def _final_value(
+    metric: str, epochs: Sequence[EpochPoint], final_metrics: Mapping[str, float]
+) -> float | None:
+    returned = final_metrics.get(metric)
+    if returned is not None and math.isfinite(returned):
+        return float(returned)
+    for point in reversed(epochs):
+        seen = point.metrics.get(metric)
+        if seen is not None and math.isfinite(seen):
+            return seen
+    return None
 
 
 def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:

@@ -23,6 +23,7 @@ __all__ = [
     "DOMAIN_PREFIX",
     "INDEX_COLUMNS",
     "RESERVED_NAMES",
+    "RUN_OUTCOME_COLUMNS",
     "RowProblem",
     "format_cell",
     "index_text",
@@ -66,6 +67,17 @@ INDEX_COLUMNS = (
     "error",
 )
 """The index's leading columns; ``energy_j:<domain>`` columns and further metrics follow."""
+RUN_OUTCOME_COLUMNS = (
+    "stopped_at_target",
+    "epochs_run",
+    "samples_trained",
+    "samples_per_s",
+    "energy_per_sample_j",
+)
+"""Columns written since 0.3, after the per-domain energies and before further metrics, only
+for runs that have them (so the index of an older folder is unchanged): whether training
+stopped at the target, the epochs it trained, and its throughput. A metric of the same name
+keeps its column."""
 DOMAIN_PREFIX = "energy_j:"
 COUNTED_SEPARATOR = ";"
 _REASON_SEPARATOR = ";"
@@ -130,6 +142,16 @@ def record_row(record: RunRecord) -> dict[str, Any]:
         row[name] = record.metrics.get(name)
     for domain, energy_j in record.domains.items():
         row[DOMAIN_PREFIX + domain] = energy_j
+    if (
+        record.stopped_at_target
+        or record.epochs_run is not None
+        or record.samples_trained is not None
+    ):
+        # Not reserved names: a 0.2 workload may return a metric ``epochs_run``; its own
+        # value keeps the column (the run file has both), so its index reads as before.
+        for column in RUN_OUTCOME_COLUMNS:
+            if column not in record.metrics:
+                row[column] = getattr(record, column)
     for name, value in record.metrics.items():
         if name not in _NAMED_METRICS:
             row[name] = value
@@ -145,6 +167,8 @@ def rows_text(rows: Sequence[Mapping[str, Any]]) -> str:
     """runs.csv text of flat rows (``record_row``'s shape): the leading columns, then
     per-domain energies, then further metrics."""
     domain_columns = sorted({key for row in rows for key in row if key.startswith(DOMAIN_PREFIX)})
+    # Then, in the rows' order: the run outcome columns (record_row puts them before the
+    # metrics) and further metrics.
     extra = [
         key
         for key in dict.fromkeys(key for row in rows for key in row)

@@ -177,6 +177,9 @@ class TargetRecord(_Record):
     epoch: int | None = None
     energy_j: float | None = None
     duration_s: float | None = None
+    final_value: float | None = None
+    """The metric's value as the run ended (what the workload returned, else its last
+    epoch's); None when the run never reported it. Written since 0.3."""
 
 
 class RunRecord(_Record):
@@ -218,6 +221,18 @@ class RunRecord(_Record):
     """Per-epoch time, energy so far and metrics (workloads that report their epochs)."""
     targets: list[TargetRecord] = Field(default_factory=list)
     """Energy to each target the experiment set (``targets``)."""
+    stopped_at_target: bool = False
+    """Training ended at the epoch that reached every target (``stop_at_target``): no energy
+    was spent after the target. False in folders written before 0.3."""
+    epochs_run: int | None = None
+    """The epochs the run trained (its last reported epoch); None when it reported none."""
+    samples_trained: int | None = None
+    """Training samples seen in the measured window, when the workload reported them."""
+    samples_per_s: float | None = None
+    """Throughput: ``samples_trained`` over ``duration_s`` (the measured window, evaluation
+    after each epoch included)."""
+    energy_per_sample_j: float | None = None
+    """``energy_j`` over ``samples_trained``."""
     block: int | None = Field(default=None, ge=1)
     """The run's block in a blocked schedule (see :class:`ScheduledRun`)."""
     slurm_job_id: str | None = None
@@ -250,7 +265,14 @@ class RunRecord(_Record):
     def _run_id(cls, value: str) -> str:
         return check_run_id(value)
 
-    @field_validator("duration_s", "energy_j", "net_energy_j", "mean_power_w")
+    @field_validator(
+        "duration_s",
+        "energy_j",
+        "net_energy_j",
+        "mean_power_w",
+        "samples_per_s",
+        "energy_per_sample_j",
+    )
     @classmethod
     def _finite(cls, value: float | None, info: Any) -> float | None:
         return _finite_or_none(value, info.field_name)
@@ -327,12 +349,21 @@ class RunRecord(_Record):
         epochs: list[EpochRecord] | None = None,
         targets: list[TargetRecord] | None = None,
         framework: dict[str, Any] | None = None,
+        stopped_at_target: bool = False,
+        epochs_run: int | None = None,
+        samples_trained: int | None = None,
     ) -> RunRecord:
         """Done, with what the run measured; no process holds it any more and no error stays.
 
         ``framework`` (what :class:`greenprec.frameworks.FrameworkInfo` says) is written only
         when given: a record without it (an import, a synthetic folder) has no such key.
+        Throughput (``samples_per_s``, ``energy_per_sample_j``) follows from
+        ``samples_trained`` and the measured time and energy.
         """
+        samples_per_s = energy_per_sample_j = None
+        if samples_trained is not None and samples_trained > 0:
+            samples_per_s = samples_trained / duration_s if duration_s > 0 else None
+            energy_per_sample_j = energy_j / samples_trained
         update: dict[str, Any] = {
             "status": "done",
             "started_at": started_at,
@@ -352,6 +383,11 @@ class RunRecord(_Record):
             "idle_power_w": idle_power_w,
             "epochs": [] if epochs is None else epochs,
             "targets": [] if targets is None else targets,
+            "stopped_at_target": stopped_at_target,
+            "epochs_run": epochs_run,
+            "samples_trained": samples_trained,
+            "samples_per_s": samples_per_s,
+            "energy_per_sample_j": energy_per_sample_j,
         }
         if framework is not None:
             update["framework"] = framework

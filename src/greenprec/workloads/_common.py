@@ -59,16 +59,27 @@ def final_metrics(
     train_size: int,
 ) -> dict[str, float]:
     """Test loss and accuracy from ``evaluate`` (outside the measured phase), plus the last
-    epoch's training accuracy and the size of the run, as the report's extra columns."""
+    epoch's training accuracy and the size of the run, as the report's extra columns.
+
+    ``epochs`` is the epochs planned; the ``epochs`` metric is those trained (fewer when the
+    run stopped at its target), read from the history."""
     x_test, y_test = test
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0)
     return {
         "test_loss": float(loss),
         "test_accuracy": float(accuracy),
         "train_accuracy": float(history.history["accuracy"][-1]),
-        "epochs": float(epochs),
+        "epochs": float(len(history.history["accuracy"]) or epochs),
         "train_size": float(train_size),
     }
+
+
+def count_samples(ctx: WorkloadContext, epochs_trained: int, train_size: int) -> None:
+    """Report the training samples of a built-in workload that trained ``epochs_trained``
+    epochs on ``train_size`` samples, unless its epochs already reported them (throughput:
+    ``samples_per_s`` and ``energy_per_sample_j`` of the run)."""
+    if ctx.samples_trained is None:
+        ctx.samples_trained = epochs_trained * train_size
 
 
 def torch_precision(ctx: WorkloadContext) -> TorchPolicy:

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, TypeAlias
 
 from greenprec.errors import ConfigError
 from greenprec.hookspecs import hookimpl
-from greenprec.workloads._common import final_metrics, float32_head, parse_params
+from greenprec.workloads._common import count_samples, final_metrics, float32_head, parse_params
 from greenprec.workloads.core import STANDARD_METRICS, WorkloadContext
 
 if TYPE_CHECKING:
@@ -276,8 +276,10 @@ def cifar10_cnn(ctx: WorkloadContext) -> dict[str, float]:
             validation_data=validation,
             validation_batch_size=params.batch_size,
             verbose=params.verbose,
-            callbacks=[ctx.keras_epoch_callback()] if per_epoch else None,
+            # Stopping at the target: the callback ends fit once every target is reached.
+            callbacks=[ctx.keras_epoch_callback(len(x_train))] if per_epoch else None,
         )
+    count_samples(ctx, len(history.history["accuracy"]), len(x_train))
     return final_metrics(
         model,
         history,

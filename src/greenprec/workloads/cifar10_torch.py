@@ -12,7 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from greenprec.hookspecs import hookimpl
-from greenprec.workloads._common import check_torch_device, parse_params, torch_precision
+from greenprec.workloads._common import (
+    check_torch_device,
+    count_samples,
+    parse_params,
+    torch_precision,
+)
 from greenprec.workloads.cifar10 import cifar10_timeout_s, find_cifar10, load_cifar10
 from greenprec.workloads.core import STANDARD_METRICS, WorkloadContext, workload
 
@@ -83,8 +88,11 @@ def cifar10_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
             validation=test if params.validation or ctx.targets else None,
             prepare_validation=scale,
             verbose=params.verbose,
+            # Returns True once the run stops at its target: fit ends after that epoch.
             on_epoch_end=ctx.epoch_end if ctx.targets else None,
         )
+    epochs_trained = ctx.epochs_run or params.epochs
+    count_samples(ctx, epochs_trained, len(x_train))
     test_loss, test_accuracy = evaluate(
         model, precision, test, batch_size=params.batch_size, prepare=scale
     )
@@ -92,7 +100,7 @@ def cifar10_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
         "train_accuracy": train_accuracy,
-        "epochs": float(params.epochs),
+        "epochs": float(epochs_trained),
         "train_size": float(len(x_train)),
     }
 

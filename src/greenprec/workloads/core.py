@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib.util
 import math
 import numbers
+import operator
 import os
 import random
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, SupportsFloat, TypeVar
+from typing import TYPE_CHECKING, Any, SupportsFloat, SupportsIndex, TypeVar
 
 from greenprec.errors import ConfigError
 from greenprec.frameworks import FrameworkInfo
@@ -39,12 +40,14 @@ __all__ = [
     "WorkloadError",
     "WorkloadResult",
     "framework_of",
+    "lower_is_better",
     "missing_requirements",
     "recorded_metrics",
     "requirements",
     "run_workload",
     "seed_everything",
     "target_problems",
+    "target_reached",
     "uses_keras",
     "workload",
 ]
@@ -161,6 +164,20 @@ def target_problems(
     return problems, notes
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is the better one (losses, errors, energy, time)."""
+    name = metric.lower()
+    return any(word in name for word in ("loss", "error", "energy", "duration", "time", "_j"))
+
+
+def target_reached(metric: str, target: float, value: float | None) -> bool:
+    """Whether ``value`` of ``metric`` reaches ``target``: at or above it, or at or below it
+    for a metric where lower is better (a loss). A missing or non-finite value never does."""
+    if value is None or not math.isfinite(value):
+        return False
+    return value <= target if lower_is_better(metric) else value >= target
+
+
 class WorkloadError(ConfigError):
     """A workload broke the contract: never measured, measured twice, or bad metrics."""
 
@@ -177,6 +194,10 @@ class WorkloadContext:
     A PyTorch workload also gets ``precision``, the entered
     :class:`~greenprec.precision.TorchPolicy` (``.device``, ``.autocast()``, ``.scaler``,
     ``.backward_step``).
+
+    With targets (``ctx.targets``) a workload reports each epoch with :meth:`epoch_end`; when
+    the run stops at the target (``ctx.stop_at_target``), :meth:`epoch_end` returns True once
+    every target is reached and the workload leaves its training loop.
     """
 
     def __init__(
@@ -206,10 +227,26 @@ class WorkloadContext:
         :meth:`epoch_end` (the evaluation is then part of the measured energy)."""
         self.epochs: list[EpochPoint] = []
         """What :meth:`epoch_end` recorded, in order."""
+        self.stop_at_target = False
+        """Whether the run ends once every target is reached (``--stop-at-target``): then
+        :meth:`epoch_end` returns True and :attr:`stop_requested` turns True, and the
+        workload leaves its epoch loop, so no energy is spent after the target."""
+        self.samples_trained: int | None = None
+        """Training samples seen in the measured window (each epoch's count, summed): what
+        :meth:`epoch_end`'s ``samples`` adds up, or what a workload that reports no epochs
+        sets itself. None: not reported (the run then has no throughput)."""
+        self._stop_epoch: int | None = None
 
-    def epoch_end(self, epoch: int, metrics: Mapping[str, float | None]) -> None:
+    def epoch_end(
+        self, epoch: int, metrics: Mapping[str, float | None], samples: int | None = None
+    ) -> bool:
         """Mark the end of epoch ``epoch`` (from 1) inside the measured window: the time and
-        energy so far are read now and kept with the epoch's metrics."""
+        energy so far are read now and kept with the epoch's metrics; ``samples`` is how many
+        training samples this epoch trained on (added to :attr:`samples_trained`).
+
+        Returns :attr:`stop_requested`: True once every target is reached and the run stops at
+        the target; the workload then ends its training loop (``break``).
+        """
         measurement = self._measurement
         if measurement is None or not measurement.running:
             raise WorkloadError(
@@ -220,12 +257,62 @@ class WorkloadContext:
             str(name): (float(value) if value is not None else None)
             for name, value in metrics.items()
         }
+        count = None if samples is None else self._sample_count(samples)
         self.epochs.append(EpochPoint(int(epoch), duration_s, energy_j, clean))
+        if count is not None:
+            self.samples_trained = (self.samples_trained or 0) + count
+        if self._stop_epoch is None and self.stop_at_target and self.targets_reached:
+            self._stop_epoch = int(epoch)
+        return self.stop_requested
 
-    def keras_epoch_callback(self) -> object:
+    def _sample_count(self, samples: object) -> int:
+        """``samples`` as a count: a whole number, 0 or more (a numpy integer too)."""
+        # SupportsIndex: ints and numpy integers, not 2.5 or "10"; a bool is no count.
+        count = -1
+        if isinstance(samples, SupportsIndex) and not isinstance(samples, bool):
+            count = operator.index(samples)
+        if count < 0:
+            raise WorkloadError(
+                f"workload {self.name!r} called ctx.epoch_end() with samples={samples!r}; "
+                "give the number of training samples of the epoch (a whole number)"
+            )
+        return count
+
+    @property
+    def targets_reached(self) -> bool:
+        """Whether every target has been reached at some epoch so far (False without targets)."""
+        return bool(self.targets) and all(
+            any(target_reached(metric, value, point.metrics.get(metric)) for point in self.epochs)
+            for metric, value in self.targets.items()
+        )
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once the run should stop: stopping at the target is on and every target has
+        been reached. A workload's epoch loop reads it (or :meth:`epoch_end`'s answer)."""
+        return self._stop_epoch is not None
+
+    @property
+    def stopped_at_target(self) -> bool:
+        """Whether training ended at the epoch that reached the targets: a stop was requested
+        and no epoch was reported after it (a workload that ignores the signal trains on)."""
+        return (
+            self._stop_epoch is not None
+            and bool(self.epochs)
+            and self.epochs[-1].epoch == self._stop_epoch
+        )
+
+    @property
+    def epochs_run(self) -> int | None:
+        """The last epoch reported (None when the workload reports no epochs)."""
+        return self.epochs[-1].epoch if self.epochs else None
+
+    def keras_epoch_callback(self, samples_per_epoch: int | None = None) -> object:
         """A Keras callback calling :meth:`epoch_end` with the validation metrics of each epoch,
         named as the test metrics they are (``val_accuracy`` is ``test_accuracy`` when the
-        validation data is the test set)."""
+        validation data is the test set), and ``samples_per_epoch`` as the epoch's samples.
+        When the run stops at the target it sets ``model.stop_training``: Keras ends ``fit``
+        after that epoch."""
         import keras
 
         context = self
@@ -240,7 +327,8 @@ class WorkloadContext:
                     for key, value in logs.items()
                     if key.startswith("val_")
                 }
-                context.epoch_end(epoch + 1, metrics)
+                if context.epoch_end(epoch + 1, metrics, samples_per_epoch):
+                    self.model.stop_training = True
 
         return EpochEnd()
 
@@ -287,6 +375,15 @@ class WorkloadResult:
     """The framework, its version, the device and the TF32 state as the adapter set them."""
     epochs: list[EpochPoint] = field(default_factory=list)
     """Per-epoch time, energy and metrics, when the workload reported its epochs."""
+    samples_trained: int | None = None
+    """Training samples seen in the measured window, when the workload reported them."""
+    stopped_at_target: bool = False
+    """Training ended at the epoch that reached every target (``stop_at_target``)."""
+
+    @property
+    def epochs_run(self) -> int | None:
+        """The last epoch the workload reported (None when it reported none)."""
+        return self.epochs[-1].epoch if self.epochs else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -516,6 +613,7 @@ def run_workload(
     deterministic: bool = False,
     measure_factory: MeasureFactory | None = None,
     targets: Mapping[str, float] | None = None,
+    stop_at_target: bool = False,
 ) -> WorkloadResult:
     """Run one workload once under ``policy`` with ``seed``; measure its ``ctx.measured()`` phase.
 
@@ -527,7 +625,9 @@ def run_workload(
     TensorFlow's TF32 switch, or for PyTorch a :class:`~greenprec.precision.TorchPolicy` on
     the ``device`` param (default ``cuda`` when available, else ``cpu``), entered around the
     workload and handed to it as ``ctx.precision``. With ``targets``, workloads that can
-    report each epoch's test metrics and the energy so far (``result.epochs``).
+    report each epoch's test metrics and the energy so far (``result.epochs``); with
+    ``stop_at_target`` too, they end training once every target is reached
+    (``ctx.epoch_end`` returns True).
     """
     from greenprec.precision import resolve_policy
     from greenprec.workloads.registry import get_workload
@@ -545,6 +645,7 @@ def run_workload(
         measure_factory=measure_factory or _default_measure,
     )
     context.targets = dict(targets or {})
+    context.stop_at_target = stop_at_target
     framework = framework_of(function)
     context.framework = framework
     # Before anything runs: "No module named 'keras'" from inside a run names no fix.
@@ -573,6 +674,8 @@ def run_workload(
         params=dict(context.params),
         framework=info,
         epochs=list(context.epochs),
+        samples_trained=context.samples_trained,
+        stopped_at_target=context.stopped_at_target,
     )
 
 

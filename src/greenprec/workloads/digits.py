@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from greenprec.hookspecs import hookimpl
-from greenprec.workloads._common import final_metrics, float32_head, parse_params
+from greenprec.workloads._common import count_samples, final_metrics, float32_head, parse_params
 from greenprec.workloads.core import (
     KERAS_REQUIREMENTS,
     STANDARD_METRICS,
@@ -91,8 +91,10 @@ def digits_cnn(ctx: WorkloadContext) -> dict[str, float]:
             epochs=params.epochs,
             verbose=params.verbose,
             validation_data=(x_test, y_test) if per_epoch else None,
-            callbacks=[ctx.keras_epoch_callback()] if per_epoch else None,
+            # Stopping at the target: the callback ends fit once every target is reached.
+            callbacks=[ctx.keras_epoch_callback(len(x_train))] if per_epoch else None,
         )
+    count_samples(ctx, len(history.history["accuracy"]), len(x_train))
     return final_metrics(
         model,
         history,

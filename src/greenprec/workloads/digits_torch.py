@@ -10,7 +10,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from greenprec.hookspecs import hookimpl
-from greenprec.workloads._common import check_torch_device, parse_params, torch_precision
+from greenprec.workloads._common import (
+    check_torch_device,
+    count_samples,
+    parse_params,
+    torch_precision,
+)
 from greenprec.workloads.core import (
     STANDARD_METRICS,
     TORCH_REQUIREMENTS,
@@ -75,14 +80,17 @@ def digits_cnn_torch(ctx: WorkloadContext) -> dict[str, float]:
             verbose=params.verbose,
             # Energy to a target: the test set evaluated after every epoch, inside the window.
             validation=test if ctx.targets else None,
+            # Returns True once the run stops at its target: fit ends after that epoch.
             on_epoch_end=ctx.epoch_end if ctx.targets else None,
         )
+    epochs_trained = ctx.epochs_run or params.epochs
+    count_samples(ctx, epochs_trained, len(x_train))
     test_loss, test_accuracy = evaluate(model, precision, test, batch_size=params.batch_size)
     return {
         "test_loss": test_loss,
         "test_accuracy": test_accuracy,
         "train_accuracy": train_accuracy,
-        "epochs": float(params.epochs),
+        "epochs": float(epochs_trained),
         "train_size": float(len(x_train)),
     }
 

@@ -128,7 +128,7 @@ def fit(
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
     prepare_validation: _Prepare | None = None,
     verbose: int = 0,
-    on_epoch_end: Callable[[int, dict[str, float | None]], None] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float | None], int], bool] | None = None,
 ) -> float:
     """Train as Keras's ``fit`` does: reshuffle each epoch, the last batch partial; return the
     last epoch's training accuracy (counted on the batches as trained, dropout on).
@@ -137,8 +137,10 @@ def fit(
     autocast: it belongs to the data, not to the policy. ``validation`` is evaluated after
     each epoch (with ``prepare_validation``), as Keras's ``validation_data``. Accuracy is
     summed on the device and read once per epoch, so a GPU does not wait after every batch.
-    ``on_epoch_end(epoch, metrics)`` is called after each epoch (from 1) with the validation
-    metrics named ``test_loss`` and ``test_accuracy`` (the validation data is the test set).
+    ``on_epoch_end(epoch, metrics, samples)`` is called after each epoch (from 1) with the
+    validation metrics named ``test_loss`` and ``test_accuracy`` (the validation data is the
+    test set) and the epoch's training samples; when it returns True (``ctx.epoch_end`` once
+    the run stops at its target) training ends after that epoch.
     """
     images, labels = data
     count = len(images)
@@ -161,17 +163,18 @@ def fit(
             correct += (logits.detach().argmax(1) == y).sum()
         accuracy = correct.item() / count
         line = f"epoch {epoch + 1}/{epochs}: accuracy {accuracy:.4f}"
+        metrics: dict[str, float | None] = {}
         if validation is not None:
             val_loss, val_accuracy = evaluate(
                 model, precision, validation, batch_size=batch_size, prepare=prepare_validation
             )
             line += f", val_loss {val_loss:.4f}, val_accuracy {val_accuracy:.4f}"
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, {"test_loss": val_loss, "test_accuracy": val_accuracy})
-        elif on_epoch_end is not None:
-            on_epoch_end(epoch + 1, {})
+            metrics = {"test_loss": val_loss, "test_accuracy": val_accuracy}
+        stop = on_epoch_end is not None and on_epoch_end(epoch + 1, metrics, count)
         if verbose:
-            print(line, flush=True)
+            print(line + (" (target reached: training stops)" if stop else ""), flush=True)
+        if stop:
+            break
     return accuracy
 
 
