@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -94,13 +93,10 @@ def parse_options(
 
 def parse_params(pairs: list[str] | None) -> dict[str, object]:
     """``--param KEY=VALUE`` pairs; values read as JSON where they can be (numbers, booleans)."""
-    params: dict[str, object] = {}
-    for key, value in parse_options(pairs, flag="--param", example="epochs=3").items():
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
+    from greenprec.workloads.params import read_param_value
+
+    options = parse_options(pairs, flag="--param", example="epochs=3")
+    return {key: read_param_value(value) for key, value in options.items()}
 
 
 def os_error_line(error: OSError, fix: str) -> str:

@@ -11,7 +11,6 @@ TensorFlow nor PyTorch is imported.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from greenprec.errors import ConfigError
 from greenprec.precision.policies import POLICIES, resolve_policy
 from greenprec.precision.support import SupportReport, emulation_warnings, support
+from greenprec.workloads.params import read_param_value
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -176,16 +176,11 @@ def parse_vary_value(key: str, text: str) -> ParamValue:
     text = text.strip()
     if not text:
         raise ConfigError(f"--vary {key}: an empty value; e.g. {_VARY_EXAMPLE}")
-    # The same rule as --param (greenprec.cli's parse_params), so 1e-3 and true mean the same
-    # in both flags; kept here because the experiment layer may not import the CLI.
-    try:
-        value: object = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    else:
-        if isinstance(value, str):
-            # '"64"' would be the word 64, whose label reads back as the number 64.
-            raise ConfigError(f"--vary {key}: write {text} without quotes")
+    # The same rule as --param, so 1e-3 and true mean the same in both flags.
+    value = read_param_value(text)
+    if isinstance(value, str) and value != text:
+        # '"64"' would be the word 64, whose label reads back as the number 64.
+        raise ConfigError(f"--vary {key}: write {text} without quotes")
     return _check_value(key, value, text)
 
 

@@ -6,9 +6,28 @@ loading the plugin manager (which every first ``measure()`` does) must not impor
 
 from __future__ import annotations
 
+import json
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Cifar10Params", "Cifar10TorchParams", "DigitsParams", "DigitsTorchParams"]
+__all__ = [
+    "Cifar10Params",
+    "Cifar10TorchParams",
+    "DigitsParams",
+    "DigitsTorchParams",
+    "read_param_value",
+]
+
+
+def read_param_value(text: str) -> object:
+    """A workload parameter's value as written on a command line (``--param``, ``--vary``):
+    JSON where it can be read as JSON (numbers, ``true``/``false``), else the text itself.
+    One rule, so ``1e-3`` and ``true`` mean the same in every flag."""
+    try:
+        value: object = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value
 
 
 class DigitsParams(BaseModel):
