@@ -203,7 +203,10 @@ def _stopped_by_slurm(store: ResultsStore, run_id: str) -> None:
     submitter replaces ``STOPPED`` by Slurm's final word once the job has ended)."""
     with contextlib.suppress(Exception):
         record = store.read_run(run_id)
-        if record.status == "done":
+        # Done, or already settled by the submitter with Slurm's own word (a node set down:
+        # Slurm reports NODE_FAIL while the job's processes are still being ended, and the
+        # submitter may settle the run before this handler runs): keep that record.
+        if record.status == "done" or record.job_state is not None:
             return
         store.write_run(
             record.failed(
