@@ -149,3 +149,36 @@ def learns(ctx: Any) -> dict[str, float]:
             ):
                 break
     return {"test_accuracy": accuracy, "test_loss": 1.0 - accuracy}
+
+
+@workload(keras=False)
+def to_target(ctx: Any) -> dict[str, float]:
+    """Trains ``epochs`` epochs of ``epoch_s`` each, accuracy ``step`` per epoch, and stops
+    when ``ctx.epoch_end`` says the target is reached (for recommend's tests)."""
+    step = float(ctx.params.get("step", 0.2))
+    accuracy = 0.0
+    with ctx.measured():
+        for epoch in range(1, int(ctx.params.get("epochs", 10)) + 1):
+            time.sleep(float(ctx.params.get("epoch_s", 0.02)))
+            accuracy = min(0.99, epoch * step)
+            if ctx.epoch_end(epoch, {"test_accuracy": accuracy}, samples=100):
+                break
+    return {"test_accuracy": accuracy, "test_loss": 1.0 - accuracy}
+
+
+@workload(keras=False)
+def to_target_held(ctx: Any) -> dict[str, float]:
+    """As ``to_target``, except that the ``params['hold_at']``-th run of the experiment (counted
+    with marker files in ``params['marker_dir']``; the runs of a cluster experiment's jobs run
+    one at a time) touches ``holding`` there and holds until the file ``params['release']``
+    exists (at most 120 s): a job a test can leave in flight while it kills the submitter."""
+    folder = Path(str(ctx.params["marker_dir"]))
+    count = len(list(folder.glob("run-*"))) + 1
+    (folder / f"run-{count}").touch()
+    if count == int(ctx.params["hold_at"]):
+        (folder / "holding").touch()
+        release = Path(str(ctx.params["release"]))
+        deadline = time.monotonic() + 120.0
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return dict(to_target(ctx))

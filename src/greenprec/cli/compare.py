@@ -36,14 +36,25 @@ if TYPE_CHECKING:
     from greenprec.experiment.progress import Reporter
     from greenprec.results import ResultsStore, RunRecord
 
-__all__ = ["compare_command", "register", "terminate_like_ctrl_c"]
+__all__ = [
+    "RunRequest",
+    "cancel_jobs_decision",
+    "check_folder",
+    "compare_command",
+    "fail_to_write",
+    "register",
+    "reporter_for",
+    "run_request",
+    "stopped",
+    "terminate_like_ctrl_c",
+]
 
 _SignalHandler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 """What :func:`signal.signal` returns: the handler it replaced."""
 
 
 @dataclass(frozen=True)
-class _Request:
+class RunRequest:
     """compare's own options: where the results go, resuming, and how progress is shown.
     (The experiment's settings become config overrides; see :func:`_overrides`.)"""
 
@@ -54,9 +65,11 @@ class _Request:
     quiet: bool
     jsonl: bool
     cancel_on_interrupt: bool
+    command: str = "compare"
+    """The command that goes on from where an interrupted one stopped (its messages)."""
 
     @classmethod
-    def of(cls, given: Mapping[str, object]) -> _Request:
+    def of(cls, given: Mapping[str, object], command: str = "compare") -> RunRequest:
         out = _path(given, "out")
         if out is None:
             out = Path("greenprec-results") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -68,6 +81,7 @@ class _Request:
             quiet=given.get("quiet") is True,
             jsonl=given.get("jsonl") is True,
             cancel_on_interrupt=given.get("cancel_on_interrupt") is True,
+            command=command,
         )
 
 
@@ -80,10 +94,10 @@ def compare_command(**given: object) -> None:
     """Run the experiment protocol: seeded schedule, warm-up, cool-downs, every run measured."""
     _check_combinations(given)
     overrides = _overrides(given)
-    request = _Request.of(given)
-    _check_folder(request)
+    request = RunRequest.of(given)
+    check_folder(request)
     config, slurm_changes = _settings(request, overrides)
-    store, records = _run(request, config, slurm_changes)
+    store, records = run_request(request, config, slurm_changes)
     _finish(request, store, records)
 
 
@@ -132,7 +146,7 @@ def _overrides(given: Mapping[str, object]) -> dict[str, object]:
     return config_overrides(COMPARE_OPTIONS, values)
 
 
-def _check_folder(request: _Request) -> None:
+def check_folder(request: RunRequest) -> None:
     """Checked before the settings (which may probe meters and data) and long before the first
     file is written: a folder that cannot be written should not cost a warm-up."""
     out = request.out
@@ -149,7 +163,7 @@ def _check_folder(request: _Request) -> None:
 
 
 def _settings(
-    request: _Request, overrides: Mapping[str, object]
+    request: RunRequest, overrides: Mapping[str, object]
 ) -> tuple[ExperimentConfig | None, dict[str, object] | None]:
     """A new experiment's config; or, resuming, the [slurm] settings given to change (the
     rest must match the folder's own, which the runner loads)."""
@@ -195,8 +209,8 @@ def _check_same_settings(
     return given_table("slurm", overrides, config) or None
 
 
-def _run(
-    request: _Request, config: ExperimentConfig | None, slurm_changes: dict[str, object] | None
+def run_request(
+    request: RunRequest, config: ExperimentConfig | None, slurm_changes: dict[str, object] | None
 ) -> tuple[ResultsStore, list[RunRecord]]:
     """Run (or continue) the experiment; each way it can stop early is one line and the
     command that goes on from there."""
@@ -210,8 +224,8 @@ def _run(
             request.out,
             resume=request.resume,
             retry_failed=request.retry_failed,
-            reporter=_reporter(quiet=request.quiet, jsonl=request.jsonl),
-            on_interrupt=_cancel_jobs_decision(request.cancel_on_interrupt),
+            reporter=reporter_for(quiet=request.quiet, jsonl=request.jsonl),
+            on_interrupt=cancel_jobs_decision(request.cancel_on_interrupt),
             slurm=slurm_changes,
         )
     except ExperimentExists as error:
@@ -222,39 +236,39 @@ def _run(
             code=1,
         )
     except OSError as error:
-        _fail_to_write(error, request.out)
+        fail_to_write(error, request.out, request.command)
     except (KeyboardInterrupt, Terminated) as stop:
-        _stopped(stop, request.out)
+        stopped(stop, request.out, request.command)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _fail_to_write(error: OSError, out: Path) -> NoReturn:
+def fail_to_write(error: OSError, out: Path, command: str = "compare") -> NoReturn:
     """A file that cannot be written (a read-only or full disk, a folder where a file
     belongs): every write is atomic, so what was recorded is whole."""
     from greenprec.results import ResultsStore
 
     if ResultsStore(out).exists():
-        fix = f"fix that, then continue with greenprec compare --resume --out {out}"
+        fix = f"fix that, then continue with greenprec {command} --resume --out {out}"
     else:
         fix = "choose another --out"
     fail(os_error_line(error, fix))
 
 
-def _stopped(stop: KeyboardInterrupt | Terminated, out: Path) -> NoReturn:
+def stopped(stop: KeyboardInterrupt | Terminated, out: Path, command: str = "compare") -> NoReturn:
     by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
     detail = getattr(stop, "detail", None) or ("the current run is marked failed (interrupted)")
     typer.echo(
         f"greenprec: interrupted ({by}); {detail}. "
-        f"Continue with: greenprec compare --resume --out {out}",
+        f"Continue with: greenprec {command} --resume --out {out}",
         err=True,
     )
     # 128 + the signal's number, as a shell reports a process killed by it.
     raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
 
 
-def _finish(request: _Request, store: ResultsStore, records: list[RunRecord]) -> None:
+def _finish(request: RunRequest, store: ResultsStore, records: list[RunRecord]) -> None:
     """The report (or the runs table), and exit code 1 with the command to go on when any
     run failed."""
     from greenprec.results import record_row
@@ -280,7 +294,7 @@ def _finish(request: _Request, store: ResultsStore, records: list[RunRecord]) ->
     raise typer.Exit(1)
 
 
-def _cancel_jobs_decision(cancel: bool) -> Callable[[Sequence[str]], bool] | None:
+def cancel_jobs_decision(cancel: bool) -> Callable[[Sequence[str]], bool] | None:
     """Asked on Ctrl-C whether to cancel the cluster's jobs: yes with --cancel-on-interrupt;
     a terminal asks; a script (no terminal) leaves them running."""
     if cancel:
@@ -358,7 +372,7 @@ def _summarise(folder: Path, rows: Sequence[Row]) -> None:
     make_console().print(summary_table(rows, title=f"greenprec compare: {folder}"))
 
 
-def _reporter(*, quiet: bool, jsonl: bool) -> Reporter:
+def reporter_for(*, quiet: bool, jsonl: bool) -> Reporter:
     from greenprec.cli import progress
     from greenprec.experiment.progress import Reporter
 

@@ -47,6 +47,9 @@ class BlockHooks:
     """Called just before ``run`` executes."""
     finished: Callable[[RunRecord], bool] = lambda run: False
     """Called with each run's final record; True stops the block there."""
+    skip: Callable[[RunRecord], bool] = lambda run: False
+    """Asked before each run: True leaves it out (a recommendation dropped its configuration
+    at a look after an earlier run of this loop)."""
 
 
 def run_block_loop(
@@ -66,8 +69,12 @@ def run_block_loop(
         return
     baseline_power_w = hooks.baseline_power_w()
     hooks.warm_up()
-    for index, run in enumerate(todo):
-        if index > 0 and config.cooldown_s > 0:
+    index = 0
+    for run in todo:
+        if hooks.skip(run):
+            continue
+        index += 1
+        if index > 1 and config.cooldown_s > 0:
             hooks.cooling(run)
             time.sleep(config.cooldown_s)
         hooks.starting(run)

@@ -28,13 +28,16 @@ __all__ = [
     "MAX_JOB_MINUTES",
     "PARAM_SHORTCUTS",
     "PRESETS",
+    "Configuration",
     "Difference",
     "ExperimentConfig",
     "Preset",
+    "SelectionSettings",
     "SlurmConfig",
     "differences",
     "given_table",
     "load_config",
+    "load_table",
     "run_timeout_for",
     "stored_config",
     "unused_meter_options",
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from greenprec.experiment.candidates import Candidate
     from greenprec.results import ExperimentRecord
 
 if sys.version_info >= (3, 11):
@@ -108,6 +112,8 @@ PARAM_SHORTCUTS = ("epochs", "batch_size", "data", "train_size")
 # built its schedule until memory ran out. Each bound is far beyond any real experiment.
 _MAX_RUNS = 10_000
 """Runs per policy: the study used 30."""
+_MAX_CONFIGURATIONS = 64
+"""Configurations one experiment compares (see greenprec.experiment.candidates)."""
 _MAX_PHASE_S = 86_400.0
 """A warm-up, cool-down or idle baseline: at most a day."""
 _MAX_INTERVAL_S = 60.0
@@ -226,6 +232,65 @@ class SlurmConfig(BaseModel):
         return {key: str(value) for key, value in options.items()}
 
 
+ParamValue = StrictBool | StrictInt | float | str
+
+
+class Configuration(BaseModel):
+    """One configuration an experiment compares when it varies more than the policy: a
+    precision policy with workload parameter overrides (``greenprec recommend --vary``).
+
+    Its ``label`` (``bf16-batch_size=256``) is what its runs record as their ``policy`` and what
+    the report groups them by; ``policy`` is the precision policy they apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    policy: str
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Configuration:
+        from greenprec.experiment.candidates import Candidate
+
+        candidate = Candidate(self.policy, tuple(self.params.items()))  # ConfigError: unsafe
+        if candidate.label != self.label:
+            raise ValueError(
+                f"configuration {self.label[:60]!r}: its label must be {candidate.label!r} "
+                "(the policy, then KEY=VALUE for each parameter)"
+            )
+        return self
+
+    @property
+    def candidate(self) -> Candidate:
+        from greenprec.experiment.candidates import Candidate
+
+        return Candidate(self.policy, tuple(self.params.items()))
+
+
+class SelectionSettings(BaseModel):
+    """How ``greenprec recommend`` selects: after each block, configurations shown worse in
+    energy to the target are dropped (:func:`greenprec.stats.select_look`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    indifference: str = "3%"
+    """Configurations whose energy to the target is within this of the leader's count as
+    equally good (``"3%"``)."""
+    min_reached_share: float = Field(default=0.8, gt=0, le=1, allow_inf_nan=False)
+    """A configuration whose runs reach the target less often than this is not recommended."""
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, allow_inf_nan=False)
+    """The chance of dropping the best configuration (or wrongly calling another within the
+    indifference zone of it) at any look."""
+
+    @field_validator("indifference")
+    @classmethod
+    def _indifference(cls, value: str) -> str:
+        from greenprec.stats.selection import parse_indifference
+
+        parse_indifference(value)  # ConfigError names the problem
+        return value
+
+
 class ExperimentConfig(BaseModel):
     """Everything ``greenprec compare`` needs; stored in ``experiment.json``."""
 
@@ -278,6 +343,16 @@ class ExperimentConfig(BaseModel):
     slurm: SlurmConfig | None = None
     """How the jobs are submitted (``executor = "slurm"``)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    configurations: list[Configuration] = Field(default_factory=list)
+    """The configurations compared, when more than the policy varies (``greenprec recommend
+    --vary``); empty: one per policy. Each one's policy is among ``policies``."""
+    selection: SelectionSettings | None = None
+    """Select the configuration with the least energy to the target (``greenprec recommend``):
+    a look after each block drops those shown worse, and the experiment stops when one is
+    left or the rest are within the indifference zone. Needs a target and ``stop_at_target``."""
+    grid_intensity: str | None = None
+    """A grid carbon intensity (``"350g/kWh"``) to convert energy to CO2e in the
+    recommendation; a conversion the user states, never looked up."""
     deterministic: StrictBool = False
     fail_fast: StrictBool = False
 
@@ -331,9 +406,40 @@ class ExperimentConfig(BaseModel):
             )
         return stop
 
+    @field_validator("grid_intensity")
+    @classmethod
+    def _grid_intensity(cls, value: str | None) -> str | None:
+        if value is not None:
+            from greenprec.carbon import parse_grid_intensity
+
+            parse_grid_intensity(value)  # ConfigError: the forms that were probably meant
+        return value
+
     @model_validator(mode="after")
     def _combinations(self) -> ExperimentConfig:
-        if self.adaptive and self.executor in _BLOCK_EXECUTORS:
+        self._check_configurations()
+        if self.selection is not None:
+            if self.adaptive:
+                raise ValueError(
+                    "selection and adaptive are two stopping rules; a recommendation stops by "
+                    "its own looks, so leave adaptive off"
+                )
+            if not self.targets or not self.stop_at_target:
+                raise ValueError(
+                    "selection compares energy to a target: it needs a target (e.g. "
+                    "test_accuracy = 0.97) and stop_at_target = true"
+                )
+            if len(self.arms()) < 2:
+                raise ValueError(
+                    "selection needs at least two configurations; name two policies or vary a "
+                    "parameter (e.g. batch_size = [64, 256])"
+                )
+            if self.runs < self.min_runs:
+                raise ValueError(
+                    f"selection: runs (the maximum per configuration, {self.runs}) must be at "
+                    f"least min_runs ({self.min_runs}), the runs before the first look"
+                )
+        if (self.adaptive or self.selection is not None) and self.executor in _BLOCK_EXECUTORS:
             raise ValueError(
                 "adaptive: an adaptive experiment runs its blocks one after another (each look "
                 "decides whether to go on); use the local executor for it"
@@ -346,6 +452,33 @@ class ExperimentConfig(BaseModel):
         if self.warmup_auto and self.warmup_s <= 0:
             raise ValueError("warmup_auto: warmup_s is its time cap and must be above 0")
         return self
+
+    def _check_configurations(self) -> None:
+        if not self.configurations:
+            return
+        labels = [c.label for c in self.configurations]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"configuration listed twice: {', '.join(twice)}")
+        unknown = sorted({c.policy for c in self.configurations} - set(self.policies))
+        if unknown:
+            raise ValueError(f"configurations use policies not in policies: {', '.join(unknown)}")
+        if len(self.configurations) > _MAX_CONFIGURATIONS:
+            raise ValueError(f"at most {_MAX_CONFIGURATIONS} configurations")
+
+    def arms(self) -> tuple[Candidate, ...]:
+        """What the experiment compares, in order (the first is the reference): its
+        configurations, else one per policy."""
+        from greenprec.experiment.candidates import Candidate
+
+        if self.configurations:
+            return tuple(c.candidate for c in self.configurations)
+        return tuple(Candidate(policy) for policy in self.policies)
+
+    @property
+    def arm_labels(self) -> list[str]:
+        """The labels its runs are grouped by (their ``policy`` field)."""
+        return [arm.label for arm in self.arms()]
 
     @property
     def slurm_settings(self) -> SlurmConfig:
@@ -410,7 +543,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
 
 # Settings that load_config merges itself before validation: their shape is checked first,
 # or ``params = 5`` ends in a TypeError instead of a line naming the setting.
-_TABLES = ("params", "meter_options", "slurm", "margins", "sesoi", "targets")
+_TABLES = ("params", "meter_options", "slurm", "margins", "sesoi", "targets", "recommend")
 
 
 def _shape_problems(values: Mapping[str, object]) -> list[str]:
@@ -456,9 +589,31 @@ def _merge(
 
 
 # What _merge takes out of a source: the workload's params, and the tables merged key by key.
+# ``[recommend]`` is greenprec recommend's own table (its candidates and selection, read with
+# load_table): compare, given the same file, leaves it alone.
 _MERGED_APART = frozenset(
-    {"params", *PARAM_SHORTCUTS, "meter_options", "slurm", "margins", "sesoi", "targets"}
+    {
+        "params",
+        *PARAM_SHORTCUTS,
+        "meter_options",
+        "slurm",
+        "margins",
+        "sesoi",
+        "targets",
+        "recommend",
+    }
 )
+
+
+def load_table(config_file: Path | None, name: str) -> dict[str, object]:
+    """The ``[name]`` table of a TOML config file (``{}`` without a file or the table);
+    ConfigError naming the file when it cannot be read, or the table when it is not one."""
+    if config_file is None:
+        return {}
+    table = _load_toml(config_file).get(name, {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{name}: must be a table ([{name}] in {config_file})", param="config")
+    return dict(table)
 
 
 def _given(

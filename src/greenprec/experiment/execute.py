@@ -10,6 +10,7 @@ A job on another node runs the very same :func:`execute_run`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import platform
@@ -39,6 +40,7 @@ __all__ = [
     "RunSpec",
     "child_main",
     "current_job_id",
+    "current_run",
     "energy_to_targets",
     "execute_run",
     "node_info",
@@ -91,7 +93,7 @@ class RunSpec(BaseModel):
         return cls(
             run=run,
             workload=config.workload,
-            params=config.params,
+            params={**config.params, **run.params},
             deterministic=config.deterministic,
             meters=meters,
             meter_options=config.meter_options,
@@ -125,7 +127,28 @@ def node_info() -> NodeInfo:
     return NodeInfo(cpu_model=cpu_model() or None, logical_cpus=logical_cpus(), gpus=nvidia_gpus())
 
 
+_CURRENT_RUN: contextvars.ContextVar[RunRecord | None] = contextvars.ContextVar(
+    "greenprec_current_run", default=None
+)
+
+
+def current_run() -> RunRecord | None:
+    """The run :func:`execute_run` is executing in this process (its record as it started),
+    None outside one. For meters that must know what they measure: the scripted test meter
+    (:mod:`greenprec.testing.scripted`) draws each configuration's known power from it."""
+    return _CURRENT_RUN.get()
+
+
 def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
+    """Run the workload in this process, measure its marked phase, write the run's files."""
+    token = _CURRENT_RUN.set(spec.run)
+    try:
+        return _execute_run(spec, store)
+    finally:
+        _CURRENT_RUN.reset(token)
+
+
+def _execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
     """Run the workload in this process, measure its marked phase, write the run's files."""
     from greenprec.machine import read_machine_state  # sysfs: $GREENPREC_SYSFS_ROOT or /sys
     from greenprec.measurement import measure
@@ -148,7 +171,7 @@ def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
     try:
         result = run_workload(
             spec.workload,
-            policy=spec.run.policy,
+            policy=spec.run.precision_policy,
             seed=spec.run.seed if spec.run.seed is not None else 0,
             params=spec.params,
             deterministic=spec.deterministic,

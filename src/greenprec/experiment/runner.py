@@ -34,7 +34,13 @@ from greenprec.results import (
 from greenprec.results.lock import LOCK_NAME
 from greenprec.results.records import now_iso
 
-__all__ = ["SOURCE", "ExperimentFailed", "resumable_config", "run_experiment"]
+__all__ = [
+    "SOURCE",
+    "ExperimentFailed",
+    "resumable_config",
+    "run_experiment",
+    "workload_framework",
+]
 
 SOURCE = "greenprec compare"
 
@@ -179,13 +185,15 @@ def _create(
         used = [meter.name for meter in chosen]
         estimated = any(meter.estimated for meter in chosen)
         simulated = [meter.name for meter in chosen if meter.simulated is True]
-    if executor.blocked or config.adaptive:
+    arms = config.arms()
+    if executor.blocked or config.adaptive or config.selection is not None:
         # One job per block on one node: policies are compared within nodes (see cluster.py).
-        # Adaptive: each look comes after a whole block, one run of every policy more.
-        schedule = make_blocked_schedule(config.policies, config.runs, config.seed)
+        # Adaptive and selection: each look comes after a whole block, one run of every policy
+        # (configuration) more.
+        schedule = make_blocked_schedule(arms, config.runs, config.seed)
     else:
-        schedule = make_schedule(config.policies, config.runs, config.seed, shuffle=config.shuffle)
-    framework = _framework(config.workload)
+        schedule = make_schedule(arms, config.runs, config.seed, shuffle=config.shuffle)
+    framework = workload_framework(config.workload)
     warnings = list(emulation_warnings(config.policies, framework=framework))
     if estimated:
         warnings.append(
@@ -215,13 +223,17 @@ def _create(
             min_runs=design.min_runs,
             max_runs=design.max_runs,
         )
+    if config.selection is not None:
+        from greenprec.experiment.selecting import new_selection_record
+
+        experiment.selection = new_selection_record(config)
     runs = [RunRecord.planned(run) for run in schedule]
     store.create(experiment, runs)  # the schedule is on disk before the first run starts
     store.ensure_dirs()
     return experiment, runs
 
 
-def _framework(workload: str) -> str:
+def workload_framework(workload: str) -> str:
     """The framework whose precision support the experiment records (TensorFlow's by default)."""
     from greenprec.workloads import get_workload
     from greenprec.workloads.core import framework_of

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 
+from greenprec.experiment.candidates import Candidate
 from greenprec.results.models import ScheduledRun
 
 __all__ = ["make_blocked_schedule", "make_schedule", "run_seed"]
@@ -17,8 +19,31 @@ def run_seed(experiment_seed: int, run_id: str) -> int:
     return int.from_bytes(digest[:4], "big") % (2**31 - 1)
 
 
+Arm = str | Candidate
+"""What a schedule's runs compare: a policy's name, or a configuration (a policy with workload
+parameters, :class:`~greenprec.experiment.candidates.Candidate`), named by its label."""
+
+
+def _planned(arm: Arm, **fields: object) -> ScheduledRun:
+    """A scheduled run of ``arm``: its ``policy`` is the arm's label; a configuration also
+    records its precision policy and parameters."""
+    if isinstance(arm, str) or not arm.overrides:
+        name = arm if isinstance(arm, str) else arm.policy
+        return ScheduledRun(policy=name, **fields)  # type: ignore[arg-type]
+    return ScheduledRun(
+        policy=arm.label,
+        precision=arm.policy,
+        params=arm.params,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _label(arm: Arm) -> str:
+    return arm if isinstance(arm, str) else arm.label
+
+
 def make_schedule(
-    policies: list[str], runs: int, seed: int, *, shuffle: bool = True
+    policies: Sequence[Arm], runs: int, seed: int, *, shuffle: bool = True
 ) -> list[ScheduledRun]:
     """Runs in execution order. Unshuffled, policies alternate repetition by repetition."""
     pairs = [(policy, repetition) for repetition in range(1, runs + 1) for policy in policies]
@@ -27,10 +52,10 @@ def make_schedule(
         # drift in temperature or background load must not line up with one policy.
         random.Random(seed).shuffle(pairs)
     return [
-        ScheduledRun(
-            run_id=(run_id := f"{policy}-{repetition:03d}"),
+        _planned(
+            policy,
+            run_id=(run_id := f"{_label(policy)}-{repetition:03d}"),
             order=order,
-            policy=policy,
             repetition=repetition,
             seed=run_seed(seed, run_id),
         )
@@ -38,7 +63,7 @@ def make_schedule(
     ]
 
 
-def make_blocked_schedule(policies: list[str], runs: int, seed: int) -> list[ScheduledRun]:
+def make_blocked_schedule(policies: Sequence[Arm], runs: int, seed: int) -> list[ScheduledRun]:
     """Runs in blocks: block ``k`` holds repetition ``k`` of every policy, in a seeded random
     order of its own, and runs on one host (the cluster executor submits one job per block).
 
@@ -53,12 +78,12 @@ def make_blocked_schedule(policies: list[str], runs: int, seed: int) -> list[Sch
         order = list(policies)
         rng.shuffle(order)
         for policy in order:
-            run_id = f"{policy}-{block:03d}"
+            run_id = f"{_label(policy)}-{block:03d}"
             schedule.append(
-                ScheduledRun(
+                _planned(
+                    policy,
                     run_id=run_id,
                     order=len(schedule) + 1,
-                    policy=policy,
                     repetition=block,
                     seed=run_seed(seed, run_id),
                     block=block,

@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "2.0"
+
+ParamValue = bool | int | float | str
+"""A workload parameter's value as a configuration sets it (``batch_size=256``)."""
 """The schema this greenprec writes (``MAJOR.MINOR``)."""
 SCHEMA_MAJOR = 2
 
@@ -57,9 +60,10 @@ RunStatus = Literal["pending", "running", "done", "failed"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("pending", "running", "done", "failed")
 ExperimentStatus = Literal["running", "complete", "incomplete"]
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,127}")
 """A run id is a file name in ``runs/``, ``samples/`` and ``logs/``: no separator, no leading
-dot, so no run id can name a path outside its folder (``../../escaped`` is refused)."""
+dot, so no run id can name a path outside its folder (``../../escaped`` is refused). ``=``
+is allowed for configurations' labels (``bf16-batch_size=256-001``)."""
 
 INTERRUPTED = "interrupted"
 """A failed run's error starts with this when it was stopped by the user or a signal."""
@@ -70,7 +74,7 @@ def check_run_id(value: object, where: str = "run id") -> str:
     if not isinstance(value, str) or RUN_ID_PATTERN.fullmatch(value) is None:
         shown = repr(value)[:60]
         raise ValueError(
-            f"{where} {shown} is not a valid run id (letters, digits, '_', '.', '+', '-'; "
+            f"{where} {shown} is not a valid run id (letters, digits, '_', '.', '+', '=', '-'; "
             "starting with a letter or digit; at most 128 characters)"
         )
     return value
@@ -98,6 +102,16 @@ class ScheduledRun(_Record):
     block: int | None = Field(default=None, ge=1)
     """The block of a blocked schedule (one run of each policy, on one host); None when the
     whole schedule is shuffled as one (the local executor)."""
+    precision: str | None = None
+    """The precision policy to apply when ``policy`` is a configuration's label
+    (``bf16-batch_size=256``); None when ``policy`` is the policy itself."""
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    """The configuration's workload parameters, laid over the experiment's."""
+
+    @property
+    def precision_policy(self) -> str:
+        """The precision policy the run applies."""
+        return self.precision or self.policy
 
     @field_validator("run_id")
     @classmethod
@@ -235,6 +249,11 @@ class RunRecord(_Record):
     """``energy_j`` over ``samples_trained``."""
     block: int | None = Field(default=None, ge=1)
     """The run's block in a blocked schedule (see :class:`ScheduledRun`)."""
+    precision: str | None = None
+    """The precision policy applied when ``policy`` is a configuration's label (see
+    :class:`ScheduledRun`); None when ``policy`` is the policy itself."""
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    """The configuration's workload parameters (see :class:`ScheduledRun`)."""
     slurm_job_id: str | None = None
     """The Slurm job that executed the run (the cluster executor)."""
     job_state: str | None = None
@@ -294,6 +313,8 @@ class RunRecord(_Record):
             repetition=run.repetition,
             seed=run.seed,
             block=run.block,
+            precision=run.precision,
+            params=run.params,
         )
 
     def cleared(self) -> RunRecord:
@@ -305,6 +326,8 @@ class RunRecord(_Record):
             repetition=self.repetition,
             seed=self.seed,
             block=self.block,
+            precision=self.precision,
+            params=self.params,
         )
 
     # -- transitions: each returns a new record; every change of status goes through one ----
@@ -421,6 +444,11 @@ class RunRecord(_Record):
         update.update((name, value) for name, value in given.items() if value is not None)
         update.update(set_always or {})
         return self.model_copy(update=update)
+
+    @property
+    def precision_policy(self) -> str:
+        """The precision policy the run applies."""
+        return self.precision or self.policy
 
     @property
     def interrupted(self) -> bool:
@@ -541,6 +569,101 @@ class SequentialRecord(_Record):
     """Blocks after which no look was made: a failed run left no new run of every policy."""
 
 
+class PairRecord(_Record):
+    """The comparison that dropped a configuration: ``worse`` against ``better``, the ratio of
+    their geometric-mean energies to the target and its interval at one-sided ``level`` each
+    side (see :class:`greenprec.stats.PairComparison`)."""
+
+    worse: str
+    better: str
+    ratio: float
+    ratio_ci_low: float
+    ratio_ci_high: float
+    level: float
+    look: int
+    runs: int
+
+
+class ConfigurationStatusRecord(_Record):
+    """One configuration at one look of a selection (see
+    :class:`greenprec.stats.ConfigurationStatus`)."""
+
+    name: str
+    status: str
+    """``leading``, ``in_play``, ``recommended``, ``within_indifference``, ``not_separated``,
+    ``dropped``, ``never_reached``, ``too_few_reached``."""
+    runs: int
+    reached: int
+    mean_energy_j: float | None = None
+    """Mean energy to the target of its runs that reached it."""
+    geometric_mean_energy_j: float | None = None
+    ratio_to_leader: float | None = None
+    ratio_ci_low: float | None = None
+    ratio_ci_high: float | None = None
+    dropped_by: PairRecord | None = None
+    dropped_at_look: int | None = None
+    note: str | None = None
+    final: bool = False
+
+
+class SelectionLookRecord(_Record):
+    """One look of a selection, after a complete block (see
+    :class:`greenprec.stats.SelectionLook`)."""
+
+    look: int = Field(ge=1)
+    block: int = Field(ge=1)
+    runs: int
+    """Runs per configuration still in play at this look."""
+    schedule: list[int] = Field(default_factory=list)
+    """Runs per configuration of every look so far (the spending function's times)."""
+    alpha: float
+    indifference: float
+    """δ on the log scale (ln 1.03 for 3 %)."""
+    min_reached_share: float
+    level: float | None = None
+    """The one-sided nominal level of each pair test at this look (None before min_runs)."""
+    configurations: list[ConfigurationStatusRecord] = Field(default_factory=list)
+    leader: str | None = None
+    stop: bool = False
+    outcome: str
+    reason: str
+    recommended: str | None = None
+    within: list[str] = Field(default_factory=list)
+
+
+class SelectionRecord(_Record):
+    """How ``greenprec recommend`` selected (``experiment.json``): its looks and its answer."""
+
+    method: str
+    alpha: float
+    indifference: str
+    """As given (``3%``)."""
+    min_reached_share: float
+    min_runs: int = Field(ge=1)
+    max_runs: int = Field(ge=1)
+    looks: list[SelectionLookRecord] = Field(default_factory=list)
+    skipped: list[int] = Field(default_factory=list)
+    """Blocks after which no look was made (a failed run left no new run of every
+    configuration still in play)."""
+    stopped: bool = False
+    stopped_early: bool = False
+    """Stopped before the maximum runs (one left, or the rest within the zone)."""
+    reason: str | None = None
+
+    @property
+    def last(self) -> SelectionLookRecord | None:
+        return self.looks[-1] if self.looks else None
+
+    @property
+    def dropped(self) -> set[str]:
+        """The configurations dropped for good (no more runs of them are made)."""
+        last = self.last
+        if last is None:
+            return set()
+        return {c.name for c in last.configurations if c.status == "dropped" or (
+            c.final and c.status in ("never_reached", "too_few_reached"))}
+
+
 JOB_ID_PATTERN = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
 """A Slurm job id (``1234``, or ``1234_5`` for an array task): it names a file in ``jobs/``."""
 
@@ -659,11 +782,19 @@ class ExperimentRecord(_Record):
     host: dict[str, Any] = Field(default_factory=dict)
     sequential: SequentialRecord | None = None
     """An adaptive experiment: its looks and why it stopped."""
+    selection: SelectionRecord | None = None
+    """A recommendation (``greenprec recommend``): its looks and its answer."""
     imported: dict[str, Any] | None = Field(default=None, alias="import")
     """For imported folders: the tool, the files read, their columns."""
 
     @property
     def policies(self) -> list[str]:
+        """What the runs are grouped by, in order (the first is the reference): the
+        configurations' labels when the experiment varied more than the policy, else its
+        policies (an importer's groups)."""
+        configurations = self.config.get("configurations")
+        if isinstance(configurations, list) and configurations:
+            return [str(c.get("label")) for c in configurations if isinstance(c, dict)]
         configured = self.config.get("policies")
         if isinstance(configured, list):
             return [str(p) for p in configured]

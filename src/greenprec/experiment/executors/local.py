@@ -5,7 +5,8 @@ run_block_loop`), the same protocol a Slurm job runs for its block. What is its 
 baseline and the warm-ups are recorded in ``experiment.json`` (a baseline once per experiment,
 a warm-up per session); the index (``runs.csv``) is rewritten before and after each run; a
 failed run stops the experiment under ``fail_fast``; an adaptive experiment looks at its data
-after each complete block (:mod:`greenprec.experiment.looks`) and may stop there.
+after each complete block (:mod:`greenprec.experiment.looks`) and may stop there, as does a
+recommendation (:mod:`greenprec.experiment.selecting`), which also drops configurations.
 
 Each run's file is written by the run's own executor (:mod:`greenprec.experiment.execute`);
 this driver writes a run's file only to clear it before it runs again, and to mark it failed
@@ -87,6 +88,7 @@ class _Driver:
             cooling=self.cooling,
             starting=self.starting,
             finished=self.finished,
+            skip=self.skip,
         )
 
     def baseline_power_w(self) -> float | None:
@@ -142,7 +144,17 @@ class _Driver:
 
             # Every question settled (or the maximum reached): the rest of the runs is cut.
             return adaptive_look(session)
+        if session.config.selection is not None:
+            from greenprec.experiment.selecting import selection_look
+
+            # One configuration left, or the rest within the zone: the rest is cut; a dropped
+            # configuration's later runs leave the schedule (skip() then passes them by).
+            return selection_look(session)
         return False
+
+    def skip(self, run: RunRecord) -> bool:
+        """A run a look cut from the schedule (its configuration was dropped)."""
+        return run.run_id not in self.session.runs
 
     def interrupted(self, stop: KeyboardInterrupt | Terminated) -> None:
         """Ctrl-C or SIGTERM stopped the run executing: it failed, and runs again on resume."""
