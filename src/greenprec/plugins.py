@@ -38,6 +38,8 @@ _BUILTIN_METER_PLUGINS = (
     "greenprec.meters.energibridge",
     "greenprec.meters.estimate",
     "greenprec.meters.mock",
+    # The test kit's meter with a known power per configuration: only used when named.
+    "greenprec.testing.scripted_meter",
 )
 """Registered when the plugin manager is made: measuring needs them, and nothing more."""
 

@@ -24,6 +24,12 @@ cannot run on the machine.
 :mod:`greenprec.testing.synthetic` writes made-up results folders with known effects (for
 tests of report code, benchmarks, or trying ``greenprec report`` without training).
 
+:mod:`greenprec.testing.scripted` runs real experiments whose answer is known: the ``scripted``
+meter (:class:`ScriptedMeter`: a known power per configuration, ``--meter scripted -o
+scripted.power_w=fp32:100,bf16:60``) and a quick workload
+(``--workload greenprec.testing.scripted:training``) whose accuracy per epoch is known.
+The meter is registered with the built-in ones (used only when named).
+
 This package never imports pytest itself; the fixture lives in :mod:`greenprec.testing.plugin`,
 which pytest loads through :data:`pytest_plugins`.
 """
@@ -33,7 +39,17 @@ from __future__ import annotations
 from greenprec.errors import MeterContractError
 from greenprec.testing.contract import CheckResult, MeterReport, check_meter
 
-__all__ = ["CheckResult", "MeterContractError", "MeterReport", "check_meter"]
+# The meter's module only: the plugin manager imports this package to register the meter, and
+# greenprec.testing.scripted (the workload) imports the workload layer.
+from greenprec.testing.scripted_meter import ScriptedMeter
+
+__all__ = [
+    "CheckResult",
+    "MeterContractError",
+    "MeterReport",
+    "ScriptedMeter",
+    "check_meter",
+]
 
 pytest_plugins = ["greenprec.testing.plugin"]
 """Read by pytest when this package is loaded as a plugin (``-p greenprec.testing``)."""
