@@ -250,15 +250,6 @@ def test_bad_adaptive_settings_are_one_line_and_exit_2(
     assert not (out / "experiment.json").exists()
 
 
-def test_adaptive_is_refused_on_a_cluster() -> None:
-    from greenprec.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="local executor"):
-        load_config(
-            {"policies": ["fp32", "mixed"], "adaptive": True, "runs": 10, "executor": "slurm"}
-        )
-
-
 def test_warmup_auto_takes_the_presets_warmup_or_300_s_as_its_cap() -> None:
     quick = load_config({"policies": ["fp32"], "protocol": "quick", "warmup_auto": True})
     assert quick.warmup_auto and quick.warmup_s == 300.0

@@ -115,8 +115,6 @@ def test_only_slurm_needs_sbatch_and_submitit(monkeypatch: pytest.MonkeyPatch) -
     assert "needs submitit" in str(refused.value) and "no sbatch" in str(refused.value)
     with pytest.raises(ConfigError, match="meters: name the meters for a cluster"):
         small(executor="debug", meters=["auto"])  # each job opens them: auto is refused too
-    with pytest.raises(ConfigError, match="adaptive"):
-        small(executor="debug", adaptive=True)
 
 
 def _layout(folder: Path) -> set[str]:

@@ -15,6 +15,15 @@ reason. Everything else is written by the jobs (:mod:`greenprec.experiment.block
 Killing the submitter does not touch the jobs. Resuming re-attaches: a run whose job is still
 pending or running is never submitted again; runs a finished job left unfinished are.
 
+An experiment that looks at its data (``compare --adaptive``, a recommendation) goes out in
+**waves** (:class:`Waves`): the blocks before the first look go out together, then one block
+at a time. When a wave's jobs have ended and their runs are settled, the look is made (the same
+:func:`~greenprec.experiment.looks.adaptive_look` or
+:func:`~greenprec.experiment.selecting.selection_look` the local executor makes after a block);
+it may stop the experiment, or cut a dropped configuration's later runs from the schedule, so
+those are never submitted. A resumed submitter re-attaches to the wave in flight, looks when it
+has ended (a look already recorded for a block is not made again), and goes on.
+
 The scheduler is a :class:`Scheduler`: Slurm (:mod:`greenprec.experiment.slurm`, for the Slurm
 executor) or local processes (the debug executor); the bookkeeping here is the same for both.
 """
@@ -50,6 +59,7 @@ __all__ = [
     "ClusterError",
     "Scheduler",
     "Watch",
+    "Waves",
     "drive_blocks",
     "job_request",
     "latest_jobs",
@@ -130,8 +140,9 @@ def _drive_blocks(session: Session, scheduler: Scheduler) -> list[RunRecord]:
     active = len(watch.unsettled())
     if active:
         reporter.message(f"re-attached to {active} Slurm job(s) still pending or running")
+    looks = session.config.adaptive or session.config.selection is not None
     try:
-        watch.run(waiting)
+        watch.run(waiting, Waves(session) if looks else None)
     except Terminated:  # SIGTERM: the submitter is being killed; the jobs stay
         raise Terminated(watch.interrupted(None)) from None
     except KeyboardInterrupt:
@@ -153,6 +164,50 @@ def _blocks_of(experiment: ExperimentRecord, todo: set[str]) -> list[tuple[int, 
         if planned.run_id in todo:
             blocks.setdefault(planned.block or planned.repetition, []).append(planned.run_id)
     return sorted(blocks.items())
+
+
+class Waves:
+    """How an experiment that looks at its data goes out: in waves, with a look after each.
+
+    A look comes after a whole block, and may stop the experiment or drop configurations, so the
+    blocks after it cannot be submitted before it is made. A wave is therefore one block, except
+    before the first look: no look can be due until some configuration has ``min_runs`` done
+    runs, so the blocks needed to get there go out together (a cluster runs them side by side)
+    and the look after the wave's last block is the first one that can be due, as it would be
+    locally.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def look(self) -> bool:
+        """Look, if a look is due (every run of the latest block ended and not yet looked at);
+        True when the experiment stops. Its runs never to be made are then cut from
+        ``session.runs`` and the schedule."""
+        if self.session.config.adaptive:
+            from greenprec.experiment.looks import adaptive_look
+
+            return adaptive_look(self.session)
+        from greenprec.experiment.selecting import selection_look
+
+        return selection_look(self.session)
+
+    def next_wave(
+        self, waiting: list[tuple[int, list[str]]]
+    ) -> tuple[list[tuple[int, list[str]]], list[tuple[int, list[str]]]]:
+        """The next wave and the blocks after it, each keeping only runs still scheduled (a look
+        cut a dropped configuration's runs: they are never submitted)."""
+        runs = self.session.runs
+        kept = [(block, [r for r in run_ids if r in runs]) for block, run_ids in waiting]
+        kept = [(block, run_ids) for block, run_ids in kept if run_ids]
+        done: dict[str, int] = {}
+        for run in runs.values():
+            if run.status == "done":
+                done[run.policy] = done.get(run.policy, 0) + 1
+        # The most done runs of any configuration: a wave of the blocks still needed to reach
+        # min_runs can have no look due before its last block (for any configuration).
+        size = max(1, self.session.config.min_runs - max(done.values(), default=0))
+        return kept[:size], kept[size:]
 
 
 class Watch:
@@ -210,15 +265,24 @@ class Watch:
             self.refresh(first=True)
 
     # -- watching ----------------------------------------------------------------------------
-    def run(self, waiting: list[tuple[int, list[str]]]) -> None:
+    def run(self, waiting: list[tuple[int, list[str]]], waves: Waves | None = None) -> None:
+        """Submit ``waiting``'s blocks (at most ``max_in_flight`` jobs at once) and watch the
+        jobs until all have ended; with ``waves``, one wave at a time, looking after each."""
         settings = self.config.slurm_settings
         unreachable_since: float | None = None
+        wave, waiting = (waiting, []) if waves is None else ([], waiting)
         while True:
+            if waves is not None and not wave and not self.unsettled():
+                # The wave's jobs have ended and their runs are settled (or, as a session
+                # starts, none is in flight: a look its predecessor did not live to make).
+                if waves.look():
+                    return
+                wave, waiting = waves.next_wave(waiting)
             limit = settings.max_in_flight
-            while waiting and (limit is None or len(self.unsettled()) < limit):
-                block, run_ids = waiting.pop(0)
+            while wave and (limit is None or len(self.unsettled()) < limit):
+                block, run_ids = wave.pop(0)
                 self.submit(block, run_ids)
-            if not waiting and not self.unsettled():
+            if not wave and not waiting and not self.unsettled():
                 return
             time.sleep(settings.poll_s)
             try:

@@ -439,11 +439,8 @@ class ExperimentConfig(BaseModel):
                     f"selection: runs (the maximum per configuration, {self.runs}) must be at "
                     f"least min_runs ({self.min_runs}), the runs before the first look"
                 )
-        if (self.adaptive or self.selection is not None) and self.executor in _BLOCK_EXECUTORS:
-            raise ValueError(
-                "adaptive: an adaptive experiment runs its blocks one after another (each look "
-                "decides whether to go on); use the local executor for it"
-            )
+        # A cluster executor runs an adaptive experiment too: it submits its blocks in waves,
+        # looking after each (greenprec.experiment.cluster.Waves).
         if self.adaptive and self.runs < self.min_runs:
             raise ValueError(
                 f"adaptive: runs (the maximum per policy, {self.runs}) must be at least "

@@ -9,15 +9,22 @@ it the way to try a cluster experiment, or test the submitter's bookkeeping, on 
 (submitit's ``DebugExecutor`` has the same purpose).
 
 Jobs run one at a time, in the order submitted, as on a one-node cluster with exclusive jobs.
-A job is a process started in its own session (Ctrl-C in the terminal does not reach it, as
-it would not reach a Slurm job), with ``SLURM_JOB_ID`` set to its id so the block records the
-job as a Slurm job would. Cancelling sends it SIGTERM, as ``scancel`` does; its output goes
-to ``slurm/<job name>.log``. A job of an earlier session is not known to a new one: it is
-settled as ``UNKNOWN`` after two polls, and its unfinished runs are submitted again.
+A job is a process started in its own session (Ctrl-C in the terminal, or killing the
+submitter, does not reach it, as it would not reach a Slurm job), with ``SLURM_JOB_ID`` set to
+its id so the block records the job as a Slurm job would. Cancelling sends it SIGTERM, as
+``scancel`` does; its output goes to ``slurm/<job name>.log``.
+
+A resumed submitter re-attaches to the jobs of an earlier one, as it does on Slurm: each job
+started records its process in ``slurm/debug-<job id>.json`` and, as it ends, its exit status
+in ``slurm/debug-<job id>.status``, so a new session knows a job still running, or how it
+ended. A job the earlier submitter had queued but not started died with it: the new session
+does not know it (``UNKNOWN``), and its runs are submitted again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -35,10 +42,21 @@ from greenprec.results import RunRecord
 __all__ = ["DebugExecutor", "LocalProcesses"]
 
 _JOB_SCRIPT = """
-import importlib, json, sys
-module, name, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-print(getattr(importlib.import_module(module), name)(*args), flush=True)
+import importlib, json, pathlib, sys
+module, name, args, status = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+code = 1
+try:
+    print(getattr(importlib.import_module(module), name)(*args), flush=True)
+    code = 0
+finally:
+    pathlib.Path(status).write_text(str(code))
 """
+"""A job: run the function, then record its exit status for a submitter that is not its
+parent (a resumed one cannot wait for it)."""
+
+
+_JOB_NUMBERS = itertools.count(1)
+"""The jobs submitted by this process, numbered (a job id is this process's id and its number)."""
 
 
 class DebugExecutor:
@@ -54,21 +72,25 @@ class DebugExecutor:
     measures_here = False
 
     def drive(self, session: Session) -> list[RunRecord]:
-        return drive_blocks(session, LocalProcesses())
+        return drive_blocks(session, LocalProcesses(session.store.slurm_dir))
 
 
 class LocalProcesses:
     """A :class:`~greenprec.experiment.cluster.Scheduler` whose jobs are local processes, one
     at a time (a one-node cluster with exclusive jobs: runs measured side by side on one
-    machine would disturb each other's energy)."""
+    machine would disturb each other's energy).
 
-    def __init__(self) -> None:
-        self._queued: dict[str, tuple[list[str], Path]] = {}
-        """Jobs not started yet: the command and the log file."""
+    ``folder`` holds each started job's record (its process, then its exit status), through
+    which the jobs an earlier submitter started are known to this one.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._queued: dict[str, tuple[list[str], Path, str]] = {}
+        """Jobs not started yet: the command, the log file and the job's name."""
         self._started: dict[str, subprocess.Popen[bytes]] = {}
         self._names: dict[str, str] = {}
         self._cancelled: set[str] = set()
-        self._count = 0
 
     def submit(
         self, folder: Path, request: JobRequest, function: Callable[..., object], *args: object
@@ -79,14 +101,17 @@ class LocalProcesses:
             arguments = json.dumps(list(args))
         except TypeError as error:
             raise SlurmError(f"a debug job's arguments must be JSON: {error}") from None
-        self._count += 1
-        # Digits, as Slurm's are (a job id names a file in jobs/), and unique to this process.
-        job_id = str(os.getpid() * 1000 + self._count)
+        # Digits, as Slurm's are (a job id names a file in jobs/). Unique in this process, even
+        # to a second submitter of the same folder (a resumed experiment), whose jobs must not
+        # be taken for the first one's; and not the id of a job an earlier process recorded.
+        job_id = str(os.getpid() * 1000 + next(_JOB_NUMBERS))
+        while self._record_file(job_id).exists():
+            job_id = str(os.getpid() * 1000 + next(_JOB_NUMBERS))
         command = [
             sys.executable, "-c", _JOB_SCRIPT, function.__module__, function.__qualname__,
-            arguments,
+            arguments, str(self._status_file(job_id)),
         ]  # fmt: skip
-        self._queued[job_id] = (command, folder / f"{request.name}.log")
+        self._queued[job_id] = (command, folder / f"{request.name}.log", request.name)
         self._names[request.name] = job_id
         self._start_next()
         return job_id
@@ -94,13 +119,15 @@ class LocalProcesses:
     def _start_next(self) -> None:
         if not self._queued or any(job.poll() is None for job in self._started.values()):
             return
+        if any(self._earlier_state(job_id) == "RUNNING" for job_id in self._earlier_jobs()):
+            return  # a job an earlier submitter started still runs: one job at a time
         job_id = next(iter(self._queued))
-        command, log_file = self._queued.pop(job_id)
+        command, log_file, name = self._queued.pop(job_id)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
         with log_file.open("ab") as log:
             try:
-                self._started[job_id] = subprocess.Popen(
+                child = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -110,6 +137,45 @@ class LocalProcesses:
                 )
             except OSError as error:
                 raise SlurmError(f"cannot start a debug job: {error.strerror or error}") from None
+        self._started[job_id] = child
+        with contextlib.suppress(OSError):
+            self._record_file(job_id).write_text(json.dumps({"pid": child.pid, "name": name}))
+
+    # -- the records through which a later submitter knows a job -----------------------------
+    def _record_file(self, job_id: str) -> Path:
+        return self.folder / f"debug-{job_id}.json"
+
+    def _status_file(self, job_id: str) -> Path:
+        return self.folder / f"debug-{job_id}.status"
+
+    def _earlier_jobs(self) -> list[str]:
+        """Jobs started by an earlier submitter of this folder, by their records."""
+        if not self.folder.is_dir():
+            return []
+        ids = [path.stem.removeprefix("debug-") for path in self.folder.glob("debug-*.json")]
+        return [job_id for job_id in ids if job_id not in self._started]
+
+    def _earlier_state(self, job_id: str) -> str | None:
+        """The state of a job an earlier submitter started (None: it never started)."""
+        try:
+            code = self._status_file(job_id).read_text().strip()
+        except OSError:
+            code = ""
+        if code:
+            return "COMPLETED" if code == "0" else "FAILED"
+        pid = self._earlier_pid(job_id)
+        if pid is None:
+            return None
+        # Gone without an exit status: killed (as Slurm says of a job killed by a signal).
+        return "RUNNING" if _is_job_process(pid, job_id) else "FAILED"
+
+    def _earlier_pid(self, job_id: str) -> int | None:
+        try:
+            record = json.loads(self._record_file(job_id).read_text())
+        except (OSError, ValueError):
+            return None
+        pid = record.get("pid") if isinstance(record, dict) else None
+        return pid if isinstance(pid, int) else None
 
     def job_states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         self._start_next()
@@ -125,7 +191,10 @@ class LocalProcesses:
             return "PENDING"
         child = self._started.get(job_id)
         if child is None:
-            return "CANCELLED" if job_id in self._cancelled else None
+            earlier = self._earlier_state(job_id)
+            if job_id in self._cancelled and earlier != "RUNNING":
+                return "CANCELLED"  # as scancel leaves it, once it has ended
+            return earlier
         returncode = child.poll()
         if returncode is None:
             return "RUNNING"
@@ -135,7 +204,20 @@ class LocalProcesses:
 
     def find_by_name(self, name: str) -> JobState | None:
         job_id = self._names.get(name)
+        if job_id is None:
+            job_id = next(
+                (found for found in self._earlier_jobs() if self._earlier_name(found) == name),
+                None,
+            )
         return None if job_id is None else self.job_states([job_id]).get(job_id)
+
+    def _earlier_name(self, job_id: str) -> str | None:
+        try:
+            record = json.loads(self._record_file(job_id).read_text())
+        except (OSError, ValueError):
+            return None
+        name = record.get("name") if isinstance(record, dict) else None
+        return name if isinstance(name, str) else None
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         """As scancel does: a queued job never starts; a running one gets SIGTERM."""
@@ -145,3 +227,28 @@ class LocalProcesses:
             child = self._started.get(job_id)
             if child is not None and child.poll() is None:
                 child.send_signal(signal.SIGTERM)
+            elif child is None and self._earlier_state(job_id) == "RUNNING":
+                pid = self._earlier_pid(job_id)
+                if pid is not None:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGTERM)
+
+
+def _is_job_process(pid: int, job_id: str) -> bool:
+    """Whether process ``pid`` is alive and is debug job ``job_id`` (not a process that got
+    its id later: the job's command line holds its status file, named by the job id)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: the id was reused
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): alive is all that can be known
+    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+        return False  # a zombie: it has ended, its parent has not reaped it yet
+    # Empty while a process is being set up (a job started a moment ago): alive, then.
+    return command_line == b"" or f"debug-{job_id}.status".encode() in command_line
