@@ -212,3 +212,26 @@ def test_an_ambiguous_grid_intensity_is_refused(text: str, message: str) -> None
 def test_co2e_is_energy_in_kwh_times_the_intensity(energy_j: float, g_per_kwh: float) -> None:
     assert math.isclose(co2e_g(energy_j, g_per_kwh), energy_j / 3.6e6 * g_per_kwh, rel_tol=1e-12)
     assert co2e_g(3.6e6, g_per_kwh) == pytest.approx(g_per_kwh)
+
+
+def test_a_session_killed_between_a_look_and_its_cut_cuts_on_resume(tmp_path: Path) -> None:
+    """The look is written before the schedule is cut; a kill in between must not let a
+    dropped configuration's later runs be made."""
+    out = tmp_path / "out"
+    store, _ = run_experiment(_config([0.5, 0.1], runs=6, min_runs=3), out)
+    experiment = store.read_experiment()
+    assert experiment.selection is not None and experiment.selection.stopped
+    made = {run.run_id for run in store.load().runs}
+    # Put back what the cut removed, as if the session had died right after writing the look.
+    from greenprec.experiment.schedule import make_blocked_schedule
+
+    config = _config([0.5, 0.1], runs=6, min_runs=3)
+    full = make_blocked_schedule(config.arms(), config.runs, config.seed)
+    experiment.schedule = full
+    store.write_experiment(experiment)
+    for planned in full:
+        if planned.run_id not in made:
+            store.write_run(RunRecord.planned(planned))
+    store, runs = run_experiment(None, out, resume=True)
+    assert {run.run_id for run in runs} == made
+    assert {p.run_id for p in store.read_experiment().schedule} == made

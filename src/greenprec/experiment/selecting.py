@@ -96,8 +96,14 @@ def selection_look(session: Session) -> bool:
     a session killed in between resumes with the look made, and cuts again.
     """
     record = session.experiment.selection
-    if record is None or record.stopped:
-        return record is not None
+    if record is None:
+        return False
+    if record.looks or record.skipped:
+        # A session killed between writing a look and cutting the schedule: cut now (cutting
+        # twice does nothing), so no dropped configuration's run is made after its drop.
+        _cut(session, max([look.block for look in record.looks] + record.skipped), record.stopped)
+    if record.stopped:
+        return True
     runs = list(session.runs.values())
     latest = _latest_ended_block(runs)
     looked = {look.block for look in record.looks}

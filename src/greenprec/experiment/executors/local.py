@@ -37,6 +37,12 @@ class LocalExecutor:
 
     def drive(self, session: Session) -> list[RunRecord]:
         store = session.store
+        if session.config.selection is not None:
+            from greenprec.experiment.selecting import selection_look
+
+            # A resumed recommendation: make the look (and the cut) a killed session did not
+            # live to make, before deciding what is left to run.
+            selection_look(session)
         todo = [run_id for run_id, run in session.runs.items() if _needs_running(session, run)]
         for run_id in todo:
             session.runs[run_id] = session.runs[run_id].cleared()
