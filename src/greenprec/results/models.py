@@ -660,8 +660,12 @@ class SelectionRecord(_Record):
         last = self.last
         if last is None:
             return set()
-        return {c.name for c in last.configurations if c.status == "dropped" or (
-            c.final and c.status in ("never_reached", "too_few_reached"))}
+        return {
+            c.name
+            for c in last.configurations
+            if c.status == "dropped"
+            or (c.final and c.status in ("never_reached", "too_few_reached"))
+        }
 
 
 JOB_ID_PATTERN = re.compile(r"[0-9]{1,12}(_[0-9]{1,9})?")
