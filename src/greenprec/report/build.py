@@ -30,7 +30,10 @@ from greenprec.report.data import Excluded, ExperimentData, load, read_samples
 from greenprec.report.decisions import phrase
 from greenprec.report.equivalence import as_margins
 from greenprec.report.figures import FigureFile, make_figures
+from greenprec.report.recommendation import Recommendation, from_store, section
+from greenprec.results import ResultsStore
 from greenprec.results.files import write_atomic
+from greenprec.results.recommendation import write_recommendation
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
@@ -80,6 +83,10 @@ class Report:
     excluded: list[Excluded] = field(default_factory=list)
     """Every row of runs.csv (or value of one, with ``column`` set) the analysis did not use,
     in runs.csv order, with its line and reason: for the caller to show, e.g. on stderr."""
+    recommendation: Recommendation | None = None
+    """A selection folder's answer (``greenprec recommend``), also written as
+    ``recommendation.json`` and shown at the top of report.md and report.html; None for
+    other folders."""
 
     @property
     def verdict(self) -> list[str]:
@@ -127,6 +134,9 @@ def build_report(
     figures, skipped = make_figures(prepared, traces, data.path / "figures")
     text = prose.write(result, trace)
     report_content = content.build_content(result, text, figures, skipped)
+    answer = _recommendation(data.path) if data.experiment.get("selection") else None
+    if answer is not None:
+        report_content.recommendation = section(answer)
     numbers = stats_json(result, text, trace, figures, skipped)
     stats_path = data.path / "stats.json"
     markdown_path = data.path / "report.md"
@@ -149,7 +159,18 @@ def build_report(
         warnings=list(text.warnings),
         traces=traces,
         excluded=list(result.excluded),
+        recommendation=answer,
     )
+
+
+def _recommendation(folder: Path) -> Recommendation | None:
+    """The folder's recommendation, refreshed in ``recommendation.json`` (derived data: the
+    runs are the record, so every report rewrites it)."""
+    store = ResultsStore(folder)
+    answer = from_store(store)
+    if answer is not None:
+        write_recommendation(store, answer.to_record())
+    return answer
 
 
 def stats_json(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from greenprec import stats
 from greenprec.report import formatting as fmt
@@ -26,6 +27,10 @@ from greenprec.report.data import ExperimentData
 from greenprec.report.decisions import phrase
 from greenprec.report.figures import FigureFile
 from greenprec.report.prose import Prose
+
+if TYPE_CHECKING:
+    # Only the annotation: recommendation.py builds its section from this module's Table.
+    from greenprec.report.recommendation import Section
 
 __all__ = [
     "Content",
@@ -80,6 +85,8 @@ class Content:
     # Energy to a target
     targets: Table | None = None
     target_lines: list[str] = field(default_factory=list)
+    # A selection (greenprec recommend): its answer, shown first, above the details
+    recommendation: Section | None = None
 
 
 def _label(key: str, estimated: bool) -> str:

@@ -403,9 +403,14 @@ def _accuracy_unit(
 
 
 def _policies(experiment: dict[str, Any], rows: Sequence[Row]) -> tuple[list[str], str | None]:
-    """Configured policies first (their order makes the first one the baseline), then others."""
+    """Configured policies first (their order makes the first one the baseline), then others.
+    An experiment that varied more than the policy (``greenprec recommend --vary``) groups its
+    runs by configuration: its configurations' labels are what its runs record as policy."""
     config = experiment.get("config")
     configured = config.get("policies") if isinstance(config, dict) else None
+    arms = config.get("configurations") if isinstance(config, dict) else None
+    if isinstance(arms, list) and arms:
+        configured = [a.get("label") for a in arms if isinstance(a, dict) and a.get("label")]
     names = [str(p) for p in configured] if isinstance(configured, list) else []
     seen = [str(row["policy"]) for row in rows]
     policies = list(dict.fromkeys([*names, *seen]))

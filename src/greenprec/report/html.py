@@ -99,12 +99,30 @@ def _head(content: Content) -> list[str]:
             '<p class="estimated"><strong>Estimated energy.</strong> The meter estimated energy '
             "instead of measuring it; every energy and power figure below is an estimate.</p>"
         )
+    parts += _recommendation(content)
     parts += ["<h2>Verdict</h2>", _items(content.verdict, "verdict")]
     parts += [
         "<h2>Summary</h2>",
         table(content.summary),
         f'<p class="note">{escape(content.summary_note)}</p>',
     ]
+    return parts
+
+
+def _recommendation(content: Content) -> list[str]:
+    """The answer of a selection, first: the sentence, the ranked table, then its parts."""
+    section = content.recommendation
+    if section is None:
+        return []
+    parts = [
+        '<h2 id="recommendation">Recommendation</h2>',
+        f"<p><strong>{escape(section.headline)}</strong></p>",
+    ]
+    if section.lines:
+        parts.append(_items(list(section.lines)))
+    parts += [table(section.table), f'<p class="note">{escape(section.table_note)}</p>']
+    for heading, lines in section.parts:
+        parts += [f"<h3>{escape(heading)}</h3>", _items(list(lines))]
     return parts
 
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from greenprec.report.content import Content, Table
+from greenprec.report.recommendation import Section
 
 __all__ = [
     "escape",
@@ -67,6 +68,19 @@ def _items(lines: list[str]) -> list[str]:
     return [f"- {escape(line)}" for line in lines]
 
 
+def _recommendation(section: Section | None) -> list[str]:
+    """The answer of a selection, first: the sentence, the ranked table, then its parts."""
+    if section is None:
+        return []
+    out = ["## Recommendation", "", f"**{escape(section.headline)}**", ""]
+    if section.lines:
+        out += [*_items(list(section.lines)), ""]
+    out += [table(section.table), escape(section.table_note), ""]
+    for heading, lines in section.parts:
+        out += [f"### {escape(heading)}", "", *_items(list(lines)), ""]
+    return out
+
+
 def render(content: Content, folder: Path) -> str:
     out = [f"# {escape(content.title)}", "", f"_{escape(content.subtitle)}_", ""]
     if content.estimated:
@@ -75,7 +89,7 @@ def render(content: Content, folder: Path) -> str:
             "energy and power figure below is an estimate.",
             "",
         ]
-    out += ["## Verdict", ""]
+    out += [*_recommendation(content.recommendation), "## Verdict", ""]
     out += _items(content.verdict)
     out += ["", "## Summary", "", table(content.summary), escape(content.summary_note), ""]
     out += ["## Tests", "", table(content.tests), escape(content.tests_note), ""]
