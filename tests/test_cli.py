@@ -102,8 +102,16 @@ def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str) ->
 _SETTINGS = [setting for setting in COMPARE_OPTIONS if setting.fields]
 
 # Settings that only a config file gives: named here, so that a new setting gets a flag (an
-# entry in COMPARE_OPTIONS) or a place on this list, not neither.
-_FILE_ONLY = {"min_runs", "train_size", "slurm.poll_s"}
+# entry in COMPARE_OPTIONS) or a place on this list, not neither. ``greenprec recommend``
+# sets the last three from its own options (greenprec.cli.recommend.RECOMMEND_OPTIONS).
+_FILE_ONLY = {
+    "min_runs",
+    "train_size",
+    "slurm.poll_s",
+    "configurations",
+    "selection",
+    "grid_intensity",
+}
 
 
 def _config_settings() -> set[str]:

@@ -387,3 +387,64 @@ def test_a_selection_on_slurm_drops_and_resumes_by_reattaching(
 ) -> None:
     out = _kill_mid_wave_and_resume(tmp_path, "slurm", submitter)
     assert all(job["job_id"].isdigit() for job in _jobs(out))  # Slurm's own job ids
+
+
+# -- greenprec recommend end to end on the cluster executors: the scripted meter's known answer ---
+
+
+def _recommend(out: Path, config: Path, executor: str) -> subprocess.CompletedProcess[str]:
+    """bf16 with accuracy_step 0.25 needs 3 J to 50 % (2 epochs x 50 ms x 30 W); the next best
+    2.5 times as much: all three others are dropped at the first look, after block 3."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "greenprec", "recommend", "fp32", "bf16",
+            "--workload", "greenprec.testing.scripted:training",
+            "--meter", "scripted", "-o", "scripted.power_w=fp32:100,bf16:30",
+            "--param", "epoch_s=0.05", "--vary", "accuracy_step=0.1,0.25",
+            "--target", "test_accuracy=0.5", "--warmup", "0", "--cooldown", "0",
+            "--max-runs", "6", "--executor", executor, "--config", str(config),
+            "--out", str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 2,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def _check_recommendation(out: Path, result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Use bf16 with accuracy step 0.25" in result.stdout
+    selection = _experiment(out)["selection"]
+    (look,) = selection["looks"]
+    assert (look["block"], look["recommended"]) == (3, "bf16-accuracy_step=0.25")
+    dropped = {c["name"]: c["dropped_at_look"] for c in look["configurations"]}
+    assert dropped == {
+        "fp32-accuracy_step=0.1": 1,
+        "fp32-accuracy_step=0.25": 1,
+        "bf16-accuracy_step=0.1": 1,
+        "bf16-accuracy_step=0.25": None,
+    }
+    # The first wave held the blocks before the first look; nothing was submitted after it.
+    assert sorted(job["block"] for job in _jobs(out)) == [1, 2, 3]
+    runs = _run_files(out)
+    assert len(runs) == 12 and {run["status"] for run in runs.values()} == {"done"}
+    for run in runs.values():
+        assert run["stopped_at_target"] is True
+        assert run["epochs_run"] == (2 if run["params"]["accuracy_step"] == 0.25 else 5)
+    assert json.loads((out / "recommendation.json").read_text())["recommended"] == (
+        "bf16-accuracy_step=0.25"
+    )
+
+
+@pytest.mark.slow
+def test_recommend_on_the_debug_executor_picks_the_known_best(tmp_path: Path) -> None:
+    out = tmp_path / "rec"
+    _check_recommendation(out, _recommend(out, _poll_config(tmp_path), "debug"))
+
+
+@pytest.mark.slurm
+def test_recommend_on_slurm_picks_the_known_best(tmp_path: Path, slurm_cluster: None) -> None:
+    out = tmp_path / "rec"
+    _check_recommendation(out, _recommend(out, _poll_config(tmp_path), "slurm"))

@@ -119,7 +119,7 @@ def test_resume_names_missing_runs_and_runs_them_instead_of_declaring_completion
         assert f"run {path.stem}: runs/: missing: scheduled but not recorded; it runs again" in (
             resumed.stderr
         )
-    assert "greenprec compare: 6 runs (3 already done)" in resumed.stderr
+    assert "greenprec: 6 runs (3 already done)" in resumed.stderr
     snapshot = ResultsStore(out).load()
     assert [r.status for r in snapshot.runs] == ["done"] * 6 and not snapshot.problems
     assert json.loads((out / "experiment.json").read_text())["status"] == "complete"

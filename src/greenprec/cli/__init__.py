@@ -17,7 +17,16 @@ from typing import Annotated, TextIO
 import typer
 
 from greenprec._version import __version__
-from greenprec.cli import compare, importing, measure, meters, report, runs, workloads
+from greenprec.cli import (
+    compare,
+    importing,
+    measure,
+    meters,
+    recommend,
+    report,
+    runs,
+    workloads,
+)
 from greenprec.cli._common import FLAG, Group, fail, os_error_line, parse_options, parse_params
 from greenprec.errors import GreenprecError, GreenprecWarning, MeterError
 
@@ -51,7 +60,7 @@ def _root(
     """Measure what numerical precision costs in energy when you train neural networks."""
 
 
-for _module in (meters, measure, compare, report, runs, workloads, importing):
+for _module in (meters, measure, compare, recommend, report, runs, workloads, importing):
     _module.register(app)
 
 

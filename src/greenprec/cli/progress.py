@@ -16,7 +16,7 @@ __all__ = ["JsonLinesReporter", "PlainReporter", "RichReporter"]
 def _started_line(total: int, done: int, folder: str, failed: int = 0) -> str:
     """The experiment's opening line: how many runs, how many already done or failed."""
     before = f"{done} already done" + (f", {failed} failed" if failed else "")
-    return f"greenprec compare: {total} runs ({before}) -> {folder}"
+    return f"greenprec: {total} runs ({before}) -> {folder}"
 
 
 def _run_summary(run: RunRecord) -> str:

@@ -16,6 +16,7 @@ meters, protocol, targets, margins) come as ``compare``'s config overrides.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,8 +119,11 @@ def _table_vary(vary: Mapping[str, list[bool | int | float | str]]) -> list[str]
 
 
 def _base(overrides: Mapping[str, object], config_file: Path | None) -> ExperimentConfig:
-    """The shared settings alone (workload, params, protocol), to choose the candidates by."""
-    return load_config({**overrides, "policies": ["fp32"]}, config_file)
+    """The shared settings alone (workload, params, protocol), to choose the candidates by.
+    Its warnings are the final config's too, which is loaded next: said once, there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_config({**overrides, "policies": ["fp32"]}, config_file)
 
 
 def _choose(
