@@ -95,6 +95,8 @@ def test_recommend_answers_with_a_table_a_sentence_and_its_files(tmp_path: Path)
     assert record["recommended"] == "fp32-step=0.25"
     report = (out / "report.md").read_text(encoding="utf-8")
     assert report.index("Recommendation") < report.index("## ", report.index("Recommendation") + 1)
+    # The whole-run verdict below it is not the answer, and says so.
+    assert "not adjusted for the recommendation's looks" in report
     # Every run stopped at the target, at the epoch the step predicts.
     runs = store.load().runs
     assert {run.policy: run.epochs_run for run in runs} == {

@@ -134,10 +134,17 @@ def _echo_excluded(report: Report) -> None:
 
 
 def _print_summary(console: Console, report: Report) -> None:
-    """The summary table, the verdict, the warnings and a hint when the default margin was
-    used."""
+    """The recommendation (a selection folder), the summary table, the verdict, the warnings and
+    a hint when the default margin was used."""
     from rich.text import Text
 
+    if report.recommendation is not None:
+        # A recommendation's folder: its answer first, as at the top of report.md.
+        from greenprec.cli.recommendation import recommendation_lines, recommendation_table
+
+        console.print(recommendation_table(report.recommendation))
+        for answer in recommendation_lines(report.recommendation):
+            console.print(answer)
     console.print(report.summary_table())
     for line in report.stats["verdict"]:
         console.print(Text(line, style="bold"))

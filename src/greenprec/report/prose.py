@@ -88,6 +88,7 @@ def verdict(analysis: Analysis) -> list[str]:
         lines = [_decision_sentence(analysis, d) for d in family.decisions]
         lines += _accuracy_missing(analysis)
         lines += _family_lines(analysis)
+        lines += _selection_lines(analysis)
     used = runs_used(analysis)
     return lines + ([used] if used else [])
 
@@ -154,6 +155,18 @@ def _accuracy_missing(analysis: Analysis) -> list[str]:
     if ACCURACY in analysis.data.refused_columns:
         return ["Test accuracy not compared (it mixes fractions and percentages)."]
     return ["Test accuracy not compared (no test_accuracy values)."]
+
+
+def _selection_lines(analysis: Analysis) -> list[str]:
+    """A recommendation's folder: the verdict is not its answer, and says so."""
+    if not analysis.data.experiment.get("selection"):
+        return []
+    return [
+        "This verdict compares whole runs (each ended at the target) with a fixed design's "
+        "tests, not adjusted for the recommendation's looks, which chose how many runs each "
+        "configuration got: read it as description. The experiment's answer, with its error "
+        "guarantee, is the Recommendation above."
+    ]
 
 
 def _family_lines(analysis: Analysis) -> list[str]:

@@ -12,6 +12,9 @@
     DIR/jobs/<job_id>.json     JobRecord: one Slurm job's node, baseline and warm-up, its own
     DIR/slurm/<job_id>/        submitit's files of a job: batch script, pickles, the job's log
     DIR/.greenprec.lock        held by the process driving the folder (see lock.py)
+    DIR/recommendation.json    RecommendationRecord: greenprec recommend's answer (derived;
+                               every report of a selection folder rewrites it; see
+                               greenprec.results.recommendation)
 
 Every write is atomic (:func:`greenprec.results.files.write_atomic`), so a crash leaves a
 readable folder. Two writers never write the same file at the same time: the driver creates
