@@ -93,6 +93,9 @@ def test_recommend_answers_with_a_table_a_sentence_and_its_files(tmp_path: Path)
     assert experiment.config["grid_intensity"] == "350g/kWh"
     record = json.loads((out / "recommendation.json").read_text(encoding="utf-8"))
     assert record["recommended"] == "fp32-step=0.25"
+    # The mock meter simulates: every figure says so (estimates and simulations are labelled).
+    assert record["energy_source"] == "simulated"
+    assert "(SIMULATED), ranked" in stdout and "SIMULATED (meter mock)" in stdout
     report = (out / "report.md").read_text(encoding="utf-8")
     assert report.index("Recommendation") < report.index("## ", report.index("Recommendation") + 1)
     # The whole-run verdict below it is not the answer, and says so.

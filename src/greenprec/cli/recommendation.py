@@ -32,7 +32,8 @@ def recommendation_table(rec: Recommendation) -> Table:
     from greenprec.report.recommendation import table
 
     cells = table(rec)
-    out = make_table(f"Energy to {rec.target_text}, ranked")
+    source = "" if rec.energy_source == "measured" else f" ({rec.energy_source.upper()})"
+    out = make_table(f"Energy to {rec.target_text}{source}, ranked")
     for index, header in enumerate(cells.headers):
         add_column(out, header, right=index in cells.align_right)
     for row in cells.rows:

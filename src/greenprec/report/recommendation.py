@@ -242,6 +242,9 @@ class Recommendation:
     not_run: int
     looks: tuple[LookSummary, ...]
     summary: tuple[str, ...] = field(default_factory=tuple)
+    energy_source: EnergySource = "measured"
+    """``measured``, ``estimated`` (a meter that models power, e.g. ``estimate``) or
+    ``simulated`` (a test meter: ``mock``, ``scripted``): every energy figure here is that."""
 
     def row(self, label: str) -> RankedConfiguration:
         """The ranked row of configuration ``label``."""
@@ -1052,6 +1055,26 @@ def _against_reference(
     return saving, accuracy, _decomposition(chosen, reference), saving_j
 
 
+EnergySource = Literal["measured", "estimated", "simulated"]
+
+
+def _energy_source(experiment: ExperimentRecord) -> EnergySource:
+    meters = experiment.meters
+    if meters.simulated:
+        return "simulated"
+    return "estimated" if meters.estimated else "measured"
+
+
+def _source_line(experiment: ExperimentRecord, source: EnergySource) -> list[str]:
+    """Every figure's label when it is not a measurement (estimates are always labelled)."""
+    used = "+".join(experiment.meters.used) or "unknown"
+    if source == "simulated":
+        return [f"Every energy figure here is SIMULATED (meter {used}), not measured."]
+    if source == "estimated":
+        return [f"Every energy figure here is estimated (meter {used}), not measured."]
+    return []
+
+
 def recommendation(
     experiment: ExperimentRecord,
     runs: Sequence[RunRecord],
@@ -1114,7 +1137,9 @@ def recommendation(
         left_out=tuple(left_out),
         not_run=not_run,
         looks=_looks(selection, names),
-        summary=_summary(sentence, accuracy, where, cost, left_out, not_run),
+        summary=_summary(sentence, accuracy, where, cost, left_out, not_run)
+        + tuple(_source_line(experiment, _energy_source(experiment))),
+        energy_source=_energy_source(experiment),
     )
 
 

@@ -216,6 +216,9 @@ class RecommendationRecord(_Record):
     looks: list[LookSummaryRecord] = Field(default_factory=list)
     summary: list[str] = Field(default_factory=list)
     """The sentences, as the report and the terminal print them."""
+    energy_source: Literal["measured", "estimated", "simulated"] = "measured"
+    """Whether the energy figures are measured, estimated (a modelling meter) or simulated (a
+    test meter)."""
 
 
 def recommendation_file(store: ResultsStore) -> Path:
