@@ -130,8 +130,14 @@ def _results_folder(folder: Path, env: dict[str, str]) -> None:
     )  # fmt: skip
 
 
+def _recommend_examples(folder: Path, env: dict[str, str]) -> None:
+    """examples/recommend_torch.py and recommend_keras.py, which docs/recommend.md runs."""
+    for name in ("recommend_torch.py", "recommend_keras.py"):
+        shutil.copy(ROOT / "examples" / name, folder / name)
+
+
 # Files made in the block's folder before it runs, by name (``<!-- setup: NAME -->``).
-FOLDERS = {"results-folder": _results_folder}
+FOLDERS = {"results-folder": _results_folder, "recommend-examples": _recommend_examples}
 
 # Set-ups that make a block slow by themselves: "keras-model" imports TensorFlow and compiles a
 # model in the block's process, "results-folder" runs an experiment in processes of its own
