@@ -236,7 +236,14 @@ def _plan(
         plan = plan_recommendation(request, overrides, config_file)
     except ConfigError as error:
         flags = (*shared, *_AS_FIELDS)
-        message = with_flags(str(error), overrides, flags)
+        own = {
+            "runs": request.max_runs,
+            "min_runs": request.min_runs,
+            "grid_intensity": request.grid_intensity,
+            "selection": request.indifference,
+        }
+        given = {**overrides, **{key: value for key, value in own.items() if value is not None}}
+        message = with_flags(str(error), given, flags)
         raise ConfigError(message, param=error.param) from None
     for line in plan.lines:
         typer.echo(f"greenprec: {line}", err=True)

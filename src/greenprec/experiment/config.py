@@ -412,7 +412,11 @@ class ExperimentConfig(BaseModel):
         if value is not None:
             from greenprec.carbon import parse_grid_intensity
 
-            parse_grid_intensity(value)  # ConfigError: the forms that were probably meant
+            try:
+                parse_grid_intensity(value)
+            except ConfigError as error:
+                # The setting names itself: the forms that were probably meant, once.
+                raise ValueError(str(error).removeprefix("grid intensity: ")) from None
         return value
 
     @model_validator(mode="after")
