@@ -19,8 +19,9 @@ LEAKED: list[str] = []
 
 @workload(keras=False)
 def sleepy(ctx: Any) -> dict[str, float]:
-    """Sleep in the measured phase for ``params['sleep_s']`` (default 0.2 s)."""
-    time.sleep(0.05)  # set-up outside the measured phase
+    """Sleep in the measured phase for ``params['sleep_s']`` (default 0.2 s), after a set-up
+    of ``params['setup_s']`` (default 0.05 s) outside it."""
+    time.sleep(float(ctx.params.get("setup_s", 0.05)))  # set-up outside the measured phase
     with ctx.measured():
         time.sleep(float(ctx.params.get("sleep_s", 0.2)))
     return {"test_accuracy": 0.9 + (ctx.seed % 100) / 10_000, "test_loss": 0.3, "epochs_run": 1.0}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from greenprec.cli import app
-from greenprec.results import ResultsStore
+from greenprec.experiment.selecting import energy_to_target, selection_data
+from greenprec.results import ResultsStore, SelectionLookRecord
+from greenprec.sequential import SequentialDesign
+from greenprec.stats import select_look
+from greenprec.stats.selection import parse_indifference
 
 TESTS = Path(__file__).parent
 runner = CliRunner()
@@ -177,6 +182,60 @@ def test_epochs_is_not_a_recommend_option() -> None:
     assert code == 2 and "--epochs" in stderr
 
 
+def check_looks_replay(out: Path) -> list[SelectionLookRecord]:
+    """Every recorded look is what :func:`greenprec.stats.select_look` says on the runs of
+    its blocks (drops carried from the look before): the executor looked at the right data,
+    at the right time, and cut nothing it should not have. Returns the looks."""
+    store = ResultsStore(out)
+    experiment = store.read_experiment()
+    selection = experiment.selection
+    assert selection is not None
+    runs = store.load().runs
+    design = SequentialDesign(
+        alpha=selection.alpha, min_runs=selection.min_runs, max_runs=selection.max_runs
+    )
+    earlier = None
+    for recorded in selection.looks:
+        data = selection_data(
+            experiment.policies,
+            [r for r in runs if r.block is not None and r.block <= recorded.block],
+        )
+        look = select_look(
+            data,
+            design,
+            indifference=parse_indifference(selection.indifference),
+            earlier=earlier,
+            min_reached_share=selection.min_reached_share,
+        )
+        replayed = {c.name: (c.status, c.dropped_at_look) for c in look.configurations}
+        assert replayed == {
+            c.name: (c.status, c.dropped_at_look) for c in recorded.configurations
+        }, f"look {recorded.look} after block {recorded.block}"
+        earlier = look
+    # A dropped configuration has no run after the block of the look that dropped it.
+    block_of = {look.look: look.block for look in selection.looks}
+    for status in selection.looks[-1].configurations:
+        if status.dropped_at_look is not None:
+            made = [run.block or 0 for run in runs if run.policy == status.name]
+            assert max(made) <= block_of[status.dropped_at_look], status.name
+    return selection.looks
+
+
+def quiet_enough(out: Path, cv: float = 0.1) -> bool:
+    """Whether every configuration's energies to the target vary by less than ``cv`` (a
+    loaded machine delays epochs, which the scripted meter, power x time, turns into noise)."""
+    runs = ResultsStore(out).load().runs
+    by: dict[str, list[float]] = {}
+    for run in runs:
+        energy = energy_to_target(run)
+        if energy is not None:
+            by.setdefault(run.policy, []).append(energy)
+    return all(
+        len(values) < 2 or statistics.stdev(values) < cv * statistics.fmean(values)
+        for values in by.values()
+    )
+
+
 # --- end to end: a scripted meter whose energy per configuration is known --------------------
 
 # Energy to 50 % accuracy is power x epochs to it x epoch_s: with accuracy_step 0.5 one epoch,
@@ -219,23 +278,24 @@ def test_recommend_picks_the_known_best_and_drops_the_others_at_the_first_look(
     experiment = ResultsStore(out).read_experiment()
     selection = experiment.selection
     assert selection is not None and selection.stopped_early
-    (look,) = selection.looks  # one look, after the third block: everything settled there
-    assert (look.block, look.recommended, look.outcome) == (
-        3,
-        "bf16-accuracy_step=0.5",
-        "one_remains",
-    )
-    assert {c.name: c.dropped_at_look for c in look.configurations} == {
-        "fp32-accuracy_step=0.1": 1,
-        "fp32-accuracy_step=0.5": 1,
-        "bf16-accuracy_step=0.1": 1,
-        "bf16-accuracy_step=0.5": None,
+    looks = check_looks_replay(out)
+    last = looks[-1]
+    assert (last.recommended, last.outcome) == ("bf16-accuracy_step=0.5", "one_remains")
+    assert {c.name for c in last.configurations if c.status == "dropped"} == {
+        "fp32-accuracy_step=0.1",
+        "fp32-accuracy_step=0.5",
+        "bf16-accuracy_step=0.1",
     }
-    runs = ResultsStore(out).load().runs
-    assert len(runs) == 12  # 3 blocks of 4; the other 3 blocks never ran
-    for run in runs:
+    for run in ResultsStore(out).load().runs:
         # Training stopped at the target: 1 epoch with step 0.5, 5 with 0.1.
         assert run.stopped_at_target
         assert run.epochs_run == (1 if run.params["accuracy_step"] == 0.5 else 5)
     record = json.loads((out / "recommendation.json").read_text(encoding="utf-8"))
     assert record["recommended"] == "bf16-accuracy_step=0.5"
+    if quiet_enough(out):
+        # Five times and more apart with little noise: all three are shown worse at the first
+        # look, after block 3, and the 3 further blocks never run. (On a loaded machine the
+        # looks were checked against the data above, not their count.)
+        (look,) = looks
+        assert look.block == 3
+        assert len(ResultsStore(out).load().runs) == 12
