@@ -27,6 +27,19 @@ Read, where this machine lets it be read (a value that cannot be read stays None
   start it says the clocks were low because the GPU had nothing to do, not because something
   capped them (source ``nvml``).
 
+- through AMD SMI (AMD's ``amdsmi`` package, when it imports and ``amdsmi_init`` works), for
+  the AMD GPUs the run can see (``ROCR_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES``,
+  ``CUDA_VISIBLE_DEVICES`` resolved as the ``amdsmi`` meter resolves them, else all), the same
+  four fields: the hottest hotspot (junction) temperature (edge where a GPU has no hotspot
+  sensor), the mean GFX clock, the sum of the power caps (all or None), and the throttle
+  reasons from ``amdsmi_get_violation_status`` (amdsmi 6.3 and later) under NVML's names, so
+  reports flag them alike: package power tracking (``active_ppt_pwr``) as ``sw_power_cap``,
+  socket and HBM thermal limits (``active_socket_thrm``, ``active_hbm_thrm``) as
+  ``sw_thermal_slowdown`` and ``hw_thermal_slowdown``, voltage-regulator thermal and PROCHOT
+  (``active_vr_thrm``, ``active_prochot_thrm``) as ``hw_slowdown`` (source ``amdsmi``). On a
+  machine with both NVIDIA and AMD GPUs, NVML's values are kept and amdsmi's fill only the
+  fields NVML left empty.
+
 ``sources`` names where the values came from. A value outside what hardware can report
 (a temperature below -40 °C or above 150 °C, a frequency of 0 or above 10 GHz) is left out,
 never recorded as if it were true.
@@ -109,9 +122,13 @@ _NVML_CLOCK_SM = 1
 
 
 def read_machine_state(
-    *, sysfs_root: str | os.PathLike[str] | None = None, nvml: bool = True
+    *,
+    sysfs_root: str | os.PathLike[str] | None = None,
+    nvml: bool = True,
+    amdsmi: bool | None = None,
 ) -> MachineState:
-    """This machine's state now (see the module docstring); never raises."""
+    """This machine's state now (see the module docstring); never raises. ``amdsmi``: read
+    AMD GPUs too (default: as ``nvml`` says, so ``nvml=False`` reads no GPU at all)."""
     if sysfs_root is None:
         sysfs_root = os.environ.get(SYSFS_ROOT_VARIABLE) or _DEFAULT_SYSFS_ROOT
     values: dict[str, Any] = {}
@@ -142,6 +159,11 @@ def read_machine_state(
         if gpu:
             values.update(gpu)
             sources.append("nvml")
+    if nvml if amdsmi is None else amdsmi:
+        amd = {key: value for key, value in _amdsmi_state().items() if key not in values}
+        if amd:
+            values.update(amd)
+            sources.append("amdsmi")
     return MachineState(**values, sources=sources)
 
 
@@ -333,3 +355,86 @@ def throttle_reason_names(nvml: Any, bits: int) -> list[str]:
         if bits & bit:
             names.append(name)
     return names
+
+
+# -- AMD SMI -------------------------------------------------------------------------------
+
+_AMD_VIOLATIONS = (
+    ("active_ppt_pwr", "sw_power_cap"),
+    ("active_socket_thrm", "sw_thermal_slowdown"),
+    ("active_hbm_thrm", "hw_thermal_slowdown"),
+    ("active_vr_thrm", "hw_slowdown"),
+    ("active_prochot_thrm", "hw_slowdown"),
+)
+"""amdsmi_get_violation_status's flags -> the NVML reason name that means the same limit."""
+_AMD_REASON_ORDER = tuple(name for name, _bit, _constants in _THROTTLE_REASONS)
+
+
+def _amdsmi_state() -> dict[str, Any]:
+    """The GPU fields of a MachineState from AMD SMI; empty without amdsmi, a driver or a GPU."""
+    import io
+    from contextlib import redirect_stdout
+
+    try:
+        # amdsmi prints to stdout when it cannot load libamd_smi.so: keep that out of the run.
+        with redirect_stdout(io.StringIO()):
+            import amdsmi  # untyped, optional (mypy: pyproject's overrides)
+    except Exception:  # ImportError, OSError without ROCm, AttributeError on a version skew
+        return {}
+    smi: Any = amdsmi
+    try:
+        smi.amdsmi_init()
+    except Exception:
+        return {}
+    try:
+        return _read_amd_gpus(smi)
+    except Exception:
+        return {}
+    finally:
+        with contextlib.suppress(Exception):
+            smi.amdsmi_shut_down()
+
+
+def _read_amd_gpus(smi: Any) -> dict[str, Any]:
+    from greenprec.meters.amdsmi import gpu_ids, visible_indices
+
+    handles = list(smi.amdsmi_get_processor_handles())[:_MAX_GPUS]
+    indices, _ignored = visible_indices(
+        os.environ, len(handles), lambda i: gpu_ids(smi, handles[i])
+    )
+    temps: list[float] = []
+    clocks: list[float] = []
+    limits: list[float] = []
+    reasons: set[str] = set()
+    reasons_read = False
+    current = smi.AmdSmiTemperatureMetric.CURRENT
+    for index in indices:
+        handle = handles[index]
+        for sensor in (smi.AmdSmiTemperatureType.HOTSPOT, smi.AmdSmiTemperatureType.EDGE):
+            with contextlib.suppress(Exception):
+                celsius = float(smi.amdsmi_get_temp_metric(handle, sensor, current))
+                if _plausible_temp(celsius):
+                    temps.append(celsius)
+                    break
+        with contextlib.suppress(Exception):
+            mhz = float(smi.amdsmi_get_clock_info(handle, smi.AmdSmiClkType.GFX)["clk"])
+            if 0 < mhz <= _MAX_FREQ_MHZ:
+                clocks.append(mhz)
+        with contextlib.suppress(Exception):
+            watts = float(smi.amdsmi_get_power_cap_info(handle)["power_cap"]) / 1e6  # µW
+            if 0 < watts <= _MAX_GPU_POWER_LIMIT_W:
+                limits.append(watts)
+        with contextlib.suppress(Exception):
+            status = smi.amdsmi_get_violation_status(handle)
+            reasons_read = True
+            reasons.update(name for flag, name in _AMD_VIOLATIONS if status.get(flag) is True)
+    values: dict[str, Any] = {}
+    if temps:
+        values["gpu_temp_c"] = max(temps)
+    if clocks:
+        values["gpu_sm_clock_mhz"] = sum(clocks) / len(clocks)
+    if limits and len(limits) == len(indices):
+        values["gpu_power_limit_w"] = sum(limits)
+    if reasons_read:
+        values["gpu_throttle_reasons"] = [n for n in _AMD_REASON_ORDER if n in reasons]
+    return values

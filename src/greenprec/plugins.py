@@ -35,7 +35,9 @@ _T = TypeVar("_T")
 _BUILTIN_METER_PLUGINS = (
     "greenprec.meters.rapl",
     "greenprec.meters.nvml",
+    "greenprec.meters.amdsmi",
     "greenprec.meters.energibridge",
+    "greenprec.meters.apple",
     "greenprec.meters.estimate",
     "greenprec.meters.mock",
     # The test kit's meter with a known power per configuration: only used when named.

@@ -67,7 +67,7 @@ class SupportReport:
     """``cpu`` or ``gpu``."""
     name: str
     platform: str
-    """``x86_64``, ``aarch64``, ``apple`` or ``nvidia``."""
+    """``x86_64``, ``aarch64``, ``apple``, ``nvidia`` or ``amd`` (a GPU under ROCm)."""
     fp16: DtypeSupport
     bf16: DtypeSupport
     tf32: DtypeSupport
@@ -306,6 +306,221 @@ def _apple(chip: str, framework: str) -> SupportReport:
     )
 
 
+# --- Apple silicon's GPU: PyTorch on "mps", TensorFlow with tensorflow-metal ------------------
+_MPS_FP16_AUTOCAST = (2, 5)
+"""PyTorch autocasts to float16 on ``mps`` from 2.5 (pytorch/pytorch#99272)."""
+_MPS_BF16_AUTOCAST = (2, 6)
+"""... and to bfloat16 from 2.6 (pytorch/pytorch#139390), on macOS 14 and later."""
+_MPS_GRAD_SCALER = (2, 8)
+"""``torch.amp.GradScaler("mps")``, the ``mixed`` policy's loss scaling, works from 2.8
+(pytorch/pytorch#142397; Hugging Face Accelerate enables fp16 on MPS from that release)."""
+_METAL_BF16_MACOS = (14, 0)
+"""Metal (MPSGraph) has bfloat16 from macOS 14 Sonoma."""
+
+
+def _release(text: str | None) -> tuple[int, int] | None:
+    """``(major, minor)`` of a version such as ``2.6.0``, ``2.8.0+cpu`` or ``14.5``."""
+    match = re.match(r"\s*(\d+)\.(\d+)", text or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _macos_release() -> str:
+    """This Mac's macOS version (``14.5``); empty elsewhere."""
+    return platform.mac_ver()[0]
+
+
+def _installed(name: str) -> str | None:
+    """The installed version of a distribution, read from its metadata (never imported)."""
+    try:
+        return distribution(name).version
+    except PackageNotFoundError:
+        return None
+
+
+def _apple_generation(chip: str) -> int | None:
+    match = re.search(r"\bM(\d+)\b", chip)
+    return int(match.group(1)) if match else None
+
+
+def _apple_gpu_tf32() -> DtypeSupport:
+    return DtypeSupport(
+        "tensorfloat32",
+        "tf32",
+        hardware=False,
+        native=False,
+        reason="TF32 is an NVIDIA tensor-core format; the Apple GPU computes float32",
+    )
+
+
+def _apple_gpu_bf16_hardware(chip: str, macos: tuple[int, int] | None) -> DtypeSupport | None:
+    """The bfloat16 verdict when the chip or macOS rules it out; None when both allow it."""
+    if macos is not None and macos < _METAL_BF16_MACOS:
+        return DtypeSupport(
+            "bfloat16",
+            "bf16",
+            False,
+            False,
+            f"macOS {macos[0]}.{macos[1]}: Metal has bfloat16 from macOS 14",
+        )
+    generation = _apple_generation(chip)
+    if generation is None:
+        return DtypeSupport(
+            "bfloat16",
+            "bf16",
+            False,
+            False,
+            f"unknown Apple chip {chip!r}: M1's GPU computes bfloat16 through float32, "
+            "M2 and later are not known to",
+        )
+    if generation < 2:
+        return DtypeSupport(
+            "bfloat16",
+            "bf16",
+            False,
+            False,
+            f"{chip}'s GPU has no bfloat16 arithmetic: it computes it through float32",
+        )
+    return None
+
+
+def _apple_mps(
+    chip: str, torch_version: str | None, macos: tuple[int, int] | None
+) -> SupportReport:
+    """PyTorch on the Apple GPU (``mps``) of ``chip``, with this PyTorch and macOS."""
+    release = _release(torch_version)
+    label = f"PyTorch {torch_version}" if torch_version else "PyTorch"
+    if release is None:
+        fp16 = DtypeSupport(
+            "float16", "mixed", True, False, "PyTorch is not installed: the Apple GPU has float16"
+        )
+    elif release < _MPS_FP16_AUTOCAST:
+        fp16 = DtypeSupport(
+            "float16", "mixed", True, False, f"{label} has no autocast on 'mps' (2.5 and later)"
+        )
+    elif release < _MPS_GRAD_SCALER:
+        fp16 = DtypeSupport(
+            "float16",
+            "mixed",
+            True,
+            False,
+            f"{label} autocasts float16 on 'mps', but its GradScaler (the mixed policy's loss "
+            "scaling) runs there only from 2.8",
+        )
+    else:
+        fp16 = DtypeSupport(
+            "float16", "mixed", True, True, f"{label} autocasts float16 on the Apple GPU ('mps')"
+        )
+    bf16 = _apple_gpu_bf16_hardware(chip, macos)
+    if bf16 is None:
+        if release is None or release < _MPS_BF16_AUTOCAST:
+            why = "PyTorch is not installed" if release is None else f"{label} has none on 'mps'"
+            bf16 = DtypeSupport(
+                "bfloat16", "bf16", True, False, f"bfloat16 autocast needs PyTorch 2.6+ ({why})"
+            )
+        else:
+            bf16 = DtypeSupport(
+                "bfloat16", "bf16", True, True, f"{label} autocasts bfloat16 on the Apple GPU"
+            )
+    return SupportReport(
+        device="gpu",
+        name=f"{chip} GPU" if chip else "Apple GPU",
+        platform="apple",
+        fp16=fp16,
+        bf16=bf16,
+        tf32=_apple_gpu_tf32(),
+        caveats=(
+            "PyTorch on the Apple GPU ('mps'): not measured by greenprec; check with a short "
+            "run, measure with the apple meter and pass sync=torch.mps.synchronize to "
+            "greenprec.measure (its automatic sync covers CUDA only)",
+        ),
+        framework="torch",
+    )
+
+
+def _apple_metal(chip: str, plugin: str | None, macos: tuple[int, int] | None) -> SupportReport:
+    """TensorFlow with tensorflow-metal on the Apple GPU of ``chip``."""
+    label = f"tensorflow-metal {plugin}" if plugin else "TensorFlow's Metal plugin"
+    bf16 = _apple_gpu_bf16_hardware(chip, macos) or DtypeSupport(
+        "bfloat16",
+        "bf16",
+        True,
+        False,
+        f"{label}: Apple documents float16 mixed precision; greenprec knows of no bfloat16 "
+        "training kernels in it",
+    )
+    return SupportReport(
+        device="gpu",
+        name=f"{chip} GPU" if chip else "Apple GPU",
+        platform="apple",
+        fp16=DtypeSupport(
+            "float16", "mixed", True, True, f"{label} runs mixed_float16 on the Apple GPU"
+        ),
+        bf16=bf16,
+        tf32=_apple_gpu_tf32(),
+        caveats=(
+            "TensorFlow with tensorflow-metal: not measured by greenprec; check with a short "
+            "run and measure with the apple meter",
+        ),
+        framework="tensorflow",
+    )
+
+
+def _apple_gpu_support(
+    device: str | None,
+    chosen: str,
+    cpu_name: str | None,
+    system: str | None,
+    machine: str | None,
+) -> SupportReport | None:
+    """The Apple GPU's report on Apple silicon when the framework trains there (or ``device`` is
+    ``"gpu"``); None to go on as elsewhere (another machine, or the CPU).
+
+    PyTorch computes on the CPU unless the model is moved to ``"mps"`` (and greenprec's adapter
+    defaults to CUDA, else the CPU), so its GPU is judged only when asked for. TensorFlow with
+    tensorflow-metal places its work on the Apple GPU by default, so that GPU is judged unless
+    ``device`` is ``"cpu"``. Raises ConfigError when ``device`` is ``"gpu"`` and the framework
+    has no Apple GPU here.
+    """
+    system = system if system is not None else platform.system()
+    machine = (machine if machine is not None else platform.machine()).lower()
+    if system != "Darwin" or machine not in ("arm64", "aarch64"):
+        return None
+    chip = cpu_name if cpu_name is not None else _apple_chip()
+    macos = _release(_macos_release())
+    if chosen == "torch":
+        if device != "gpu":
+            return None
+        torch: Any = sys.modules.get("torch")
+        detected_by = "platform"
+        version = _installed("torch")
+        if torch is not None:
+            mps = getattr(getattr(torch, "backends", None), "mps", None)
+            if mps is None or not mps.is_available():
+                raise ConfigError(
+                    "PyTorch sees no Apple GPU (torch.backends.mps.is_available() is False: "
+                    "it needs macOS 12.3+ and an arm64 PyTorch); use device='cpu'"
+                )
+            detected_by = "PyTorch"
+            version = str(getattr(torch, "__version__", "") or "") or version
+        return _with(_apple_mps(chip, version, macos), detected_by)
+    plugin = _installed("tensorflow-metal")
+    sees_gpu: bool | None = None
+    tf: Any = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            sees_gpu = bool(tf.config.list_physical_devices("GPU"))
+        except Exception:  # a broken plugin must not break judging: the CPU is judged then
+            sees_gpu = False
+    if sees_gpu or (sees_gpu is None and plugin is not None):
+        return _with(_apple_metal(chip, plugin, macos), "TensorFlow" if sees_gpu else "platform")
+    if device == "gpu":
+        raise ConfigError(
+            "TensorFlow has no Apple GPU here: install Apple's Metal plugin (pip install "
+            "tensorflow-metal); use device='cpu'"
+        )
+    return None
+
+
 def _nvidia(name: str, capability: str, framework: str = "tensorflow") -> SupportReport:
     try:
         major, minor = (int(part) for part in capability.split(".")[:2])
@@ -396,6 +611,93 @@ def _torch_gpu() -> tuple[str, str] | None:
     return str(torch.cuda.get_device_name(index)), f"{major}.{minor}"
 
 
+# --- AMD GPUs under ROCm, through PyTorch's ROCm build ----------------------------------------
+_ROCM_BF16_FULL_RATE = re.compile(r"gfx9(?:0a|4[0-9a-f]|5[0-9a-f])")
+"""CDNA 2 and later (MI200: gfx90a; MI300: gfx940-942; MI350: gfx950): bfloat16 matrix
+instructions at the float16 rate."""
+_ROCM_BF16_WMMA = re.compile(r"gfx1[12][0-9a-f]{2}")
+"""RDNA 3 and 4 (gfx11xx, gfx12xx): WMMA instructions for bfloat16 as for float16."""
+
+
+def _torch_rocm_gpu() -> tuple[str, str] | None:
+    """(name, GCN architecture) of the current GPU of a ROCm build of PyTorch
+    (``torch.version.hip`` set), once it has initialised the GPU; None on any other build.
+
+    ROCm's PyTorch answers ``torch.cuda`` for AMD GPUs, and its ``get_device_capability`` gives
+    the architecture's numbers (9.4 for gfx942), which must not be read as NVIDIA's compute
+    capability (9.0 is Hopper, with TF32): the architecture is read instead."""
+    torch: Any = sys.modules["torch"]
+    if not getattr(getattr(torch, "version", None), "hip", None):
+        return None
+    if not torch.cuda.is_initialized():
+        return None
+    index = torch.cuda.current_device()
+    arch = getattr(torch.cuda.get_device_properties(index), "gcnArchName", "") or ""
+    return str(torch.cuda.get_device_name(index)), str(arch)
+
+
+def _rocm(name: str, gcn_arch: str, framework: str = "torch") -> SupportReport:
+    """An AMD GPU of architecture ``gcn_arch`` (``gfx90a``, or ROCm's full
+    ``gfx90a:sramecc+:xnack-``) under ROCm."""
+    arch = gcn_arch.strip().lower().split(":", 1)[0]
+    label = arch or "an AMD GPU of unknown architecture"
+    fp16 = DtypeSupport(
+        "float16",
+        "mixed",
+        bool(arch),
+        bool(arch),
+        f"{arch} computes float16 natively (packed float16; matrix cores on CDNA, WMMA on "
+        "RDNA 3 and later)"
+        if arch
+        else "PyTorch reports no GCN architecture (gcnArchName) for this GPU",
+    )
+    if _ROCM_BF16_FULL_RATE.fullmatch(arch):
+        bf16 = DtypeSupport(
+            "bfloat16", "bf16", True, True, f"{arch} has bfloat16 matrix cores (MI200 and later)"
+        )
+    elif arch == "gfx908":
+        bf16 = DtypeSupport(
+            "bfloat16",
+            "bf16",
+            True,
+            True,
+            "gfx908 (MI100) has bfloat16 matrix cores at half its float16 rate (MI200 and later "
+            "run both at the same rate)",
+        )
+    elif _ROCM_BF16_WMMA.fullmatch(arch):
+        bf16 = DtypeSupport(
+            "bfloat16", "bf16", True, True, f"{arch} has bfloat16 WMMA instructions (RDNA 3+)"
+        )
+    else:
+        bf16 = DtypeSupport(
+            "bfloat16",
+            "bf16",
+            False,
+            False,
+            f"{label} has no bfloat16 arithmetic (MI100 and later, or RDNA 3 and later, have it)",
+        )
+    tf32 = DtypeSupport(
+        "tensorfloat32",
+        "tf32",
+        False,
+        False,
+        "TF32 is an NVIDIA tensor-core format: under ROCm the tf32 setting leaves float32 "
+        "matmuls and convolutions in float32",
+    )
+    shown = name or "AMD GPU"
+    if arch and arch not in shown.lower():
+        shown = f"{shown} ({arch})"
+    return SupportReport(
+        device="gpu",
+        name=shown,
+        platform="amd",
+        fp16=fp16,
+        bf16=bf16,
+        tf32=tf32,
+        framework=framework,
+    )
+
+
 def _tensorflow_is_cpu_only() -> bool:
     try:
         distribution("tensorflow-cpu")
@@ -431,6 +733,7 @@ def support(
     cpu_name: str | None = None,
     compute_capability: str | tuple[int, int] | None = None,
     gpu_name: str | None = None,
+    gcn_arch: str | None = None,
     system: str | None = None,
     machine: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -447,7 +750,14 @@ def support(
     ``cpuinfo`` path, ``cpu_flags``, ``cpu_name``, ``compute_capability`` (``"8.0"`` or
     ``(8, 0)``; implies the GPU), ``gpu_name``, ``system`` and ``machine`` as in
     :mod:`platform` (``Darwin`` + ``arm64`` is Apple silicon, where ``cpu_name`` is the chip),
-    and ``env`` for ``TF_ENABLE_ONEDNN_OPTS``.
+    and ``env`` for ``TF_ENABLE_ONEDNN_OPTS``. ``gcn_arch`` (``"gfx90a"``, ``"gfx942"``; implies
+    an AMD GPU under ROCm) judges an AMD GPU as PyTorch's ROCm build reports it
+    (``gcnArchName``); on a ROCm build of PyTorch that has initialised its GPU, that GPU is
+    judged so by itself.
+
+    On Apple silicon the GPU is the Apple GPU: PyTorch's ``mps`` when ``device="gpu"`` (PyTorch
+    trains on the CPU unless moved there), TensorFlow's whenever tensorflow-metal is installed
+    or TensorFlow lists a GPU (it then trains there by default).
     """
     chosen = _framework(framework)
     if device not in (None, "cpu", "gpu"):
@@ -460,7 +770,12 @@ def support(
         )
         report = _nvidia(gpu_name or "", capability, chosen)
         return _with(report, "given compute capability")
+    if gcn_arch is not None and device != "cpu":
+        return _with(_rocm(gpu_name or "", gcn_arch, chosen), "given GCN architecture")
     if device != "cpu":
+        apple = _apple_gpu_support(device, chosen, cpu_name, system, machine)
+        if apple is not None:
+            return apple
         gpu = _detected_gpu(device, chosen, gpu_name)
         if gpu is not None:
             return gpu
@@ -477,6 +792,9 @@ def _detected_gpu(device: str | None, chosen: str, gpu_name: str | None) -> Supp
     if chosen == "tensorflow" and "tensorflow" in sys.modules:
         found, detected_by = _tensorflow_gpu(), "TensorFlow"
     elif chosen == "torch" and "torch" in sys.modules:
+        rocm = _torch_rocm_gpu()
+        if rocm is not None:
+            return _with(_rocm(gpu_name or rocm[0], rocm[1], chosen), "PyTorch (ROCm)")
         found, detected_by = _torch_gpu(), "PyTorch"
     if found is None and (device == "gpu" or not cpu_only) and detected_by != "TensorFlow":
         found, detected_by = _nvidia_smi(), "nvidia-smi"

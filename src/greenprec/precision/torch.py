@@ -374,6 +374,11 @@ class TorchPolicy:
             from greenprec.host import cpu_model
 
             name = cpu_model() or None
+        elif self.device_type == "mps":
+            # The Metal device ("Apple M2 Ultra"), where this PyTorch can name it: recorded
+            # beside the apple meter's figures as a CUDA GPU's name is beside nvml's.
+            get_name = getattr(torch.backends.mps, "get_name", None)
+            name = str(get_name()) if callable(get_name) else None
         return FrameworkInfo(
             name="torch",
             version=str(torch.__version__),
