@@ -13,13 +13,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from greenprec.errors import ConfigError, GreenprecError, MeasurementNotFinished, MeterError
 from greenprec.meters.base import Meter, Reading
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from greenprec.distributed import Group, HostResult, Layout
 
 __all__ = ["Measurement", "Sync", "measure"]
 
@@ -248,6 +250,7 @@ class Measurement:
         interval: float = 0.2,
         meter_options: Mapping[str, object] | None = None,
         sync: Sync = "auto",
+        distributed: bool = True,
     ) -> None:
         if not isinstance(interval, (int, float)) or not interval > 0 or math.isinf(interval):
             raise ConfigError(f"interval must be a positive number of seconds, got {interval!r}")
@@ -258,6 +261,14 @@ class Measurement:
             )
         self._sync_spec = sync
         self._meter_spec = meter
+        self._distributed = bool(distributed)
+        # Under torch.distributed (greenprec.distributed): the group, and what the measurers of
+        # every host said: their meters, the domains they count, at the stop their results.
+        self._group: Group | None = None
+        self._job_meters: list[str] = []
+        self._job_estimated = False
+        self._job_in_total: dict[str, bool] = {}
+        self._hosts: list[HostResult] | None = None
         self.interval_s = float(interval)
         self._meter_options = dict(meter_options or {})
         self._read_timeout_s = max(_READ_TIMEOUT_FLOOR_S, 5 * self.interval_s)
@@ -285,6 +296,17 @@ class Measurement:
         """
         if self._state != "new":
             raise ConfigError("this measurement was already started; create a new measure()")
+        if self._distributed:
+            from greenprec.distributed import current_group
+
+            group = current_group()
+            if group is not None:
+                return self._start_distributed(group)
+        return self._start_local(measuring=True)
+
+    def _start_local(self, *, measuring: bool) -> Measurement:
+        """:meth:`start` on this process alone; with ``measuring=False`` no meter is opened (a
+        rank of a distributed job that is not its host's measurer): only the clock runs."""
         from greenprec.meters.registry import resolve
         from greenprec.plugins import get_plugin_manager
 
@@ -292,7 +314,7 @@ class Measurement:
         # (100-200 ms the first time in a process); done here, not inside the window by the
         # first hook call. The built-in workload modules are not imported.
         hook = get_plugin_manager().hook
-        self._meters = resolve(self._meter_spec, self._meter_options)
+        self._meters = resolve(self._meter_spec, self._meter_options) if measuring else []
         _claim(self._meters, self)
         self._state = "starting"
         hook.greenprec_measurement_started(measurement=self)
@@ -351,10 +373,132 @@ class Measurement:
         self._thread.start()
         return self
 
+    def _start_distributed(self, group: Group) -> Measurement:
+        """Start under torch.distributed: each host's lowest rank opens its meters, after every
+        rank has synchronised its device and arrived, and before any rank goes on."""
+        from greenprec.distributed import failure_payload, outcomes
+
+        self._sync_bounded()
+        layout = group.join()  # the first barrier: every rank is here, its device work done
+        self._group = group
+        payload: dict[str, object] = {}
+        failure: Exception | None = None
+        try:
+            self._start_local(measuring=layout.is_measurer)
+            mismatch = layout.device_mismatch() if layout.is_measurer else None
+            if mismatch is not None and any("gpu" in type(m).covers for m in self._meters):
+                raise ConfigError(mismatch)
+            payload = {
+                "meters": [meter.name for meter in self._meters],
+                "estimated": any(meter.estimated for meter in self._meters),
+            }
+        except Exception as error:  # sent to the others; Ctrl-C and SIGTERM go straight up
+            failure = error
+            payload = failure_payload(error)
+        try:
+            # The second barrier: no rank starts its block before every entry reading.
+            found = outcomes(
+                group.exchange("the start of the window", payload, from_ranks=layout.measurers)
+            )
+        except BaseException:
+            self._abandon_local()
+            raise
+        if failure is not None:
+            self._abandon_local()
+            raise failure
+        if found.failures:
+            self._abandon_local()
+            found.raise_first(layout, "could not start its meters")
+        for rank in layout.measurers:
+            for name in cast("list[str]", found.payloads[rank]["meters"]):
+                if name not in self._job_meters:
+                    self._job_meters.append(name)
+            self._job_estimated |= bool(found.payloads[rank]["estimated"])
+        return self
+
+    def _sync_bounded(self) -> None:
+        """The device sync on its own, bounded like an edge's (before a rank's barrier)."""
+        if self._syncs():
+            _bounded(_label(self._meters), "sync", self._synchronise, _FINISH_TIMEOUT_S)
+
+    def _abandon_local(self) -> None:
+        """Stop this process's meters now, keeping any error to itself (a failed start)."""
+        if self._state == "running":
+            with contextlib.suppress(Exception):
+                self._stop_local()
+
+    def abandon(self) -> Measurement:
+        """Stop now on this process alone, errors kept quiet: what a block that raised needs.
+
+        Under torch.distributed, :meth:`stop` waits for every rank; after an exception the
+        others may never come, so this stops without waiting for them. The figures are then
+        this process's own meters' (none on a rank that is not its host's measurer).
+        """
+        if self._state == "running":
+            with contextlib.suppress(MeterError):
+                self._stop_local()
+        return self
+
     def stop(self) -> Measurement:
-        """Stop measuring: a final reading at exactly this moment, then release the meters."""
+        """Stop measuring: a final reading at exactly this moment, then release the meters.
+
+        Under torch.distributed, every rank synchronises its device and waits for the others
+        before its host's measurer takes the exit reading; then every rank receives every
+        host's result (:attr:`hosts`) and the job's total (:attr:`energy_j`).
+        """
         if self._state != "running":
             raise ConfigError(f"cannot stop a measurement that is {self._state}")
+        if self._group is not None:
+            return self._stop_distributed(self._group)
+        return self._stop_local()
+
+    def _stop_distributed(self, group: Group) -> Measurement:
+        from greenprec.distributed import failure_payload, host_result, outcomes, result_payload
+
+        layout = group.layout
+        assert layout is not None
+        try:
+            # Each rank's kernels end before the barrier, so the measurer's exit reading, after
+            # it, holds the work of every GPU of its host.
+            self._sync_bounded()
+            group.exchange("the end of the window", {})
+        except BaseException:
+            self._abandon_local()
+            raise
+        payload: dict[str, object] = {}
+        failure: Exception | None = None
+        try:
+            self._stop_local(hook=False)
+            if layout.is_measurer:
+                payload = result_payload(
+                    energy_j=self._local_energy_j(),
+                    duration_s=self._duration_s,
+                    domains=self._local_domains(),
+                    counted_domains=self._local_counted(),
+                    meters=[meter.name for meter in self._meters],
+                    estimated=any(meter.estimated for meter in self._meters),
+                )
+        except Exception as error:  # sent to the others; Ctrl-C and SIGTERM go straight up
+            failure = error
+            payload = failure_payload(error)
+        try:
+            found = outcomes(
+                group.exchange("the results of the window", payload, from_ranks=layout.measurers)
+            )
+            if not found.failures and failure is None:
+                self._hosts = [
+                    host_result(layout, rank, found.payloads[rank]) for rank in layout.measurers
+                ]
+        finally:
+            self._finished_hook()  # once, with the job's figures when they came
+        if failure is not None:
+            raise failure
+        found.raise_first(layout, "failed to measure its host")
+        return self
+
+    def _stop_local(self, *, hook: bool = True) -> Measurement:
+        """:meth:`stop` on this process alone; ``hook=False`` leaves the ``finished`` hook to
+        the caller (a distributed stop calls it once the job's figures are known)."""
         self._stop_event.set()
         self._sampler.jobs.put(lambda: None)  # wakes the sampler now, not at its next tick
         if self._thread is not None:
@@ -385,13 +529,17 @@ class Measurement:
             _release(self._meters, self)
             self._duration_s = t_end
             self._state = "finished"
-        from greenprec.plugins import get_plugin_manager
-
-        get_plugin_manager().hook.greenprec_measurement_finished(measurement=self)
+        if hook:
+            self._finished_hook()
         failure = self._sampling_error
         if failure is not None:
             raise MeterError(f"meter failed during the measurement: {failure}") from failure
         return self
+
+    def _finished_hook(self) -> None:
+        from greenprec.plugins import get_plugin_manager
+
+        get_plugin_manager().hook.greenprec_measurement_finished(measurement=self)
 
     def __enter__(self) -> Measurement:
         return self.start()
@@ -404,6 +552,10 @@ class Measurement:
     ) -> None:
         if exc is None:
             self.stop()
+            return
+        if self._group is not None:
+            # The other ranks may never reach the block's end: no waiting for them.
+            self.abandon()
             return
         # The block's own exception is the one that matters; it propagates unchanged.
         with contextlib.suppress(MeterError):
@@ -419,6 +571,7 @@ class Measurement:
                 interval=self.interval_s,
                 meter_options=self._meter_options,
                 sync=self._sync_spec,
+                distributed=self._distributed,
             )
             wrapper.measurement = measurement  # type: ignore[attr-defined]
             with measurement:
@@ -482,6 +635,12 @@ class Measurement:
 
     def _sample_locked(self, *, final: bool = False) -> float:
         """:meth:`_sample`, with ``self._lock`` already held by the caller."""
+        if not self._meters:
+            # A rank that measures nothing (not its host's measurer): its clock alone.
+            now = time.monotonic()
+            if math.isnan(self._t0):
+                self._t0 = now
+            return now - self._t0
         first_t_s = math.nan
         for meter in self._meters:
             now = time.monotonic()
@@ -503,6 +662,66 @@ class Measurement:
         return first_t_s
 
     def _mark(self) -> tuple[float, dict[str, float]]:
+        """One edge of a window inside this one: :meth:`_mark_local`, or under
+        torch.distributed every rank's sync and a barrier, then each measurer's reading, and
+        each domain's energy summed over the hosts (the job's, on every rank)."""
+        group = self._group
+        if group is None:
+            return self._mark_local()
+        from greenprec.distributed import failure_payload, outcomes
+
+        layout = group.layout
+        assert layout is not None
+        if self._state != "running":
+            raise ConfigError(f"a window edge needs a running measurement; it is {self._state}")
+        self._sync_bounded()
+        group.exchange("a window edge", {})
+        payload: dict[str, object] = {}
+        failure: Exception | None = None
+        t_s = math.nan
+        try:
+            t_s, energies_j = self._mark_local()
+            if layout.is_measurer:
+                payload = {
+                    "energies_j": energies_j,
+                    "counted": [name for name in energies_j if self._tracks[name].in_total],
+                }
+        except Exception as error:  # sent to the others; Ctrl-C and SIGTERM go straight up
+            failure = error
+            payload = failure_payload(error)
+        found = outcomes(
+            group.exchange("a window edge's reading", payload, from_ranks=layout.measurers)
+        )
+        if failure is not None:
+            raise failure
+        found.raise_first(layout, "failed at a window edge")
+        job_j: dict[str, float] = {}
+        for rank in layout.measurers:
+            counted = cast("list[str]", found.payloads[rank]["counted"])
+            for name, energy_j in cast(
+                "dict[str, float]", found.payloads[rank]["energies_j"]
+            ).items():
+                job_j[name] = job_j.get(name, 0.0) + energy_j
+                self._job_in_total[name] = name in counted
+        return t_s, job_j
+
+    def _counts(self, domain: str) -> bool:
+        """Whether ``domain`` adds to the total (a domain of any host, when distributed)."""
+        track = self._tracks.get(domain)
+        return track.in_total if track is not None else self._job_in_total.get(domain, False)
+
+    def _meter_names(self) -> list[str]:
+        """The meters of the job's hosts (of this process, when not distributed)."""
+        if self._group is not None:
+            return list(self._job_meters)
+        return [meter.name for meter in self._meters]
+
+    def _any_estimated(self) -> bool:
+        if self._group is not None:
+            return self._job_estimated
+        return any(meter.estimated for meter in self._meters)
+
+    def _mark_local(self) -> tuple[float, dict[str, float]]:
         """One edge of a window inside this one (:class:`greenprec.Monitor`): the device
         sync, then a fresh reading of every meter and each domain's energy since entry, read
         under one hold of the lock so that no sampler tick falls between the two.
@@ -560,6 +779,10 @@ class Measurement:
         inside a window, such as the end of each epoch (energy to a target accuracy)."""
         if self._state != "running":
             raise ConfigError(f"energy_so_far() needs a running measurement; it is {self._state}")
+        if self._group is not None:
+            # The job's energy so far, on every rank: a collective edge, like a window's.
+            t_s, job_j = self._mark()
+            return t_s, sum(energy_j for name, energy_j in job_j.items() if self._counts(name))
         alive = self._thread is not None and self._thread.is_alive()
         t_s = _bounded(
             _label(self._meters),
@@ -587,25 +810,85 @@ class Measurement:
 
     @property
     def duration_s(self) -> float:
+        """Wall time of the window in seconds: under torch.distributed, the longest of the
+        hosts' windows (a measurer's runs from before the first rank's block to after the last
+        rank's), so ``mean_power_w`` is the job's energy over the job's window."""
         self._finished()
+        if self._hosts is not None:
+            return max(host.duration_s for host in self._hosts)
         return self._duration_s
 
     @property
     def domains(self) -> dict[str, float]:
-        """Energy in joules per domain, including parts that are not added to the total."""
+        """Energy in joules per domain, including parts that are not added to the total.
+
+        Under torch.distributed, each domain summed over the hosts (:attr:`hosts` has each
+        host's own)."""
         self._finished()
-        return {name: track.energy_j for name, track in self._tracks.items()}
+        if self._hosts is not None:
+            from greenprec.distributed import job_domains
+
+            return job_domains(self._hosts)
+        return self._local_domains()
 
     @property
     def counted_domains(self) -> list[str]:
         """The domains whose energy adds up to ``energy_j``."""
         self._finished()
-        return [name for name, track in self._tracks.items() if track.in_total]
+        if self._hosts is not None:
+            counted: list[str] = []
+            for host in self._hosts:
+                counted += [name for name in host.counted_domains if name not in counted]
+            return counted
+        return self._local_counted()
 
     @property
     def energy_j(self) -> float:
-        """Total energy in joules, each joule counted once."""
+        """Total energy in joules, each joule counted once: under torch.distributed, the job's
+        (the sum over :attr:`hosts`, each host once), the same on every rank."""
         self._finished()
+        if self._hosts is not None:
+            from greenprec.distributed import job_total_j
+
+            return job_total_j(self._hosts)
+        return self._local_energy_j()
+
+    @property
+    def hosts(self) -> list[HostResult]:
+        """Each host's figures: one entry per host under torch.distributed (its lowest rank
+        measured it), else this machine alone, its ranks ``[0]``."""
+        self._finished()
+        if self._hosts is not None:
+            return list(self._hosts)
+        from greenprec.distributed import HostResult, host_id
+
+        layout = self._group.layout if self._group is not None else None
+        return [
+            HostResult(
+                host=host_id(),
+                ranks=[0] if layout is None else list(layout.hosts[layout.host]),
+                energy_j=self._local_energy_j(),
+                duration_s=self._duration_s,
+                domains=self._local_domains(),
+                counted_domains=self._local_counted(),
+                meters=[meter.name for meter in self._meters],
+                estimated=any(meter.estimated for meter in self._meters),
+            )
+        ]
+
+    @property
+    def layout(self) -> Layout | None:
+        """Under torch.distributed, the job's ranks by host (:class:`greenprec.distributed.Layout`);
+        None otherwise."""
+        return self._group.layout if self._group is not None else None
+
+    def _local_domains(self) -> dict[str, float]:
+        return {name: track.energy_j for name, track in self._tracks.items()}
+
+    def _local_counted(self) -> list[str]:
+        return [name for name, track in self._tracks.items() if track.in_total]
+
+    def _local_energy_j(self) -> float:
         return sum(track.energy_j for track in self._tracks.values() if track.in_total)
 
     @property
@@ -616,6 +899,11 @@ class Measurement:
     @property
     def meters(self) -> list[str]:
         self._finished()
+        if self._hosts is not None:
+            names: list[str] = []
+            for host in self._hosts:
+                names += [name for name in host.meters if name not in names]
+            return names
         return [meter.name for meter in self._meters]
 
     @property
@@ -627,6 +915,8 @@ class Measurement:
     def estimated(self) -> bool:
         """True when any figure comes from a model rather than a sensor."""
         self._finished()
+        if self._hosts is not None:
+            return any(host.estimated for host in self._hosts)
         return any(meter.estimated for meter in self._meters)
 
     @property
@@ -643,7 +933,10 @@ class Measurement:
 
     @property
     def samples(self) -> pd.DataFrame:
-        """Every reading: ``t_s, domain, power_w, energy_j`` (energy cumulative since entry)."""
+        """Every reading: ``t_s, domain, power_w, energy_j`` (energy cumulative since entry).
+
+        This process's own readings: under torch.distributed, its host's on the host's measurer
+        and none on the other ranks (samples are not gathered)."""
         self._finished()
         import pandas as pd
 
@@ -651,7 +944,15 @@ class Measurement:
         return frame
 
     def to_dict(self) -> dict[str, Any]:
-        """The results as JSON-ready data (samples excluded; see ``samples``)."""
+        """The results as JSON-ready data (samples excluded; see ``samples``); under
+        torch.distributed also ``hosts`` (each host's figures) and ``world_size``."""
+        data = self._to_dict()
+        if self._hosts is not None:
+            data["hosts"] = [host.to_dict() for host in self._hosts]
+            data["world_size"] = sum(len(host.ranks) for host in self._hosts)
+        return data
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "meter": self.meter,
             "meters": self.meters,
@@ -736,6 +1037,7 @@ def measure(
     interval: float = 0.2,
     meter_options: Mapping[str, object] | None = None,
     sync: Sync = "auto",
+    distributed: bool = True,
 ) -> _F: ...
 
 
@@ -746,6 +1048,7 @@ def measure(
     interval: float = 0.2,
     meter_options: Mapping[str, object] | None = None,
     sync: Sync = "auto",
+    distributed: bool = True,
 ) -> Measurement: ...
 
 
@@ -755,6 +1058,7 @@ def measure(
     interval: float = 0.2,
     meter_options: Mapping[str, object] | None = None,
     sync: Sync = "auto",
+    distributed: bool = True,
 ) -> Measurement | Callable[..., object]:
     """Measure the energy of a block: ``with greenprec.measure() as m: ...``.
 
@@ -772,6 +1076,12 @@ def measure(
     before its work does (the next block then pays for it). ``"auto"`` (the default)
     synchronises the current CUDA device when PyTorch has CUDA initialised, and TensorFlow's
     devices when TensorFlow sees a GPU; ``None`` turns it off; a callable is run as it is.
+
+    Under ``torch.distributed`` (torchrun, Lightning DDP, Accelerate), with ``distributed=True``
+    (the default), every rank calls ``measure()`` at the same point: the lowest rank of each
+    host measures that host, the windows open and close together, and every rank gets the
+    job's total in ``energy_j`` and each host's figures in ``hosts`` (see
+    :mod:`greenprec.distributed`). ``distributed=False`` measures this process alone.
     """
     if isinstance(meter, type):
         raise ConfigError(
@@ -780,5 +1090,17 @@ def measure(
         )
     if callable(meter) and not isinstance(meter, (str, Meter, Sequence)):
         # `@greenprec.measure` without parentheses: Python passes the function itself.
-        return Measurement("auto", interval=interval, meter_options=meter_options, sync=sync)(meter)
-    return Measurement(meter, interval=interval, meter_options=meter_options, sync=sync)
+        return Measurement(
+            "auto",
+            interval=interval,
+            meter_options=meter_options,
+            sync=sync,
+            distributed=distributed,
+        )(meter)
+    return Measurement(
+        meter,
+        interval=interval,
+        meter_options=meter_options,
+        sync=sync,
+        distributed=distributed,
+    )

@@ -17,11 +17,14 @@ the device sync and takes a fresh reading of every meter, as ``measure()`` does 
 and exit, and a window's energy per domain is the difference of the energy since the
 monitor opened at its two edges: a counter's difference, or the integral of power between
 them. Windows may nest and overlap; a window's figures never depend on the others.
+
+Under ``torch.distributed`` every rank opens the monitor and every edge together: each edge is
+a barrier, after which each host's measurer reads its meters, and every rank's window holds the
+job's energy per domain, summed over the hosts (:mod:`greenprec.distributed`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -30,7 +33,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
-from greenprec.errors import ConfigError, MeterError
+from greenprec.errors import ConfigError
 from greenprec.measurement import Measurement, Sync
 from greenprec.meters.base import Meter
 
@@ -129,6 +132,7 @@ class Monitor:
         interval: float = 0.2,
         meter_options: Mapping[str, object] | None = None,
         sync: Sync = "auto",
+        distributed: bool = True,
     ) -> None:
         if isinstance(meter, type):
             raise ConfigError(
@@ -137,7 +141,11 @@ class Monitor:
             )
         # Bad interval or sync: refused here, by the same checks as measure().
         self._measurement = Measurement(
-            meter, interval=interval, meter_options=meter_options, sync=sync
+            meter,
+            interval=interval,
+            meter_options=meter_options,
+            sync=sync,
+            distributed=distributed,
         )
         self._windows: dict[str, Edge] = {}
         self._lock = threading.Lock()
@@ -162,6 +170,14 @@ class Monitor:
             self._measurement.stop()
         return self._measurement
 
+    def abandon(self) -> Measurement:
+        """Stop the meters and the sampler on this process alone, errors kept quiet: after an
+        exception, under torch.distributed, the other ranks may never come to a closing edge.
+        """
+        with self._lock:
+            self._windows.clear()
+        return self._measurement.abandon()
+
     def __enter__(self) -> Monitor:
         return self.open()
 
@@ -174,8 +190,7 @@ class Monitor:
         if exc is None:
             self.close()
             return
-        with contextlib.suppress(MeterError):  # the block's own exception is the one that matters
-            self.close()
+        self.abandon()  # the block's own exception is the one that matters
 
     @property
     def running(self) -> bool:
@@ -266,20 +281,19 @@ class Monitor:
 
     def _window(self, name: str, begin: Edge, end: Edge) -> Window:
         measurement = self._measurement
-        tracks = measurement._tracks
-        # A domain first seen after the window began started from zero energy there.
+        # A domain first seen after the window began started from zero energy there. Under
+        # torch.distributed, the edges hold the job's energy per domain (summed over hosts).
         domains = {
             domain: max(energy_j - begin.energies_j.get(domain, 0.0), 0.0)
             for domain, energy_j in end.energies_j.items()
         }
-        meters = measurement._meters
         return Window(
             name=name,
             duration_s=end.t_s - begin.t_s,
             domains=domains,
-            counted_domains=[domain for domain in domains if tracks[domain].in_total],
-            meters=[meter.name for meter in meters],
-            estimated=any(meter.estimated for meter in meters),
+            counted_domains=[domain for domain in domains if measurement._counts(domain)],
+            meters=measurement._meter_names(),
+            estimated=measurement._any_estimated(),
             started_at=begin.at,
             ended_at=end.at,
         )

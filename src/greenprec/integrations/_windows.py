@@ -12,6 +12,15 @@ epoch, other callbacks' work between epochs, the spans' own edges) is still in t
 
 ``"auto"`` is resolved once per run, when the monitor opens, so every window of a run measures
 with the same meters and the CPU-time fallback warns once per run.
+
+Under ``torch.distributed`` (Lightning DDP, a Hugging Face Trainer under torchrun or
+Accelerate) the monitor is distributed (:mod:`greenprec.distributed`): the frameworks call these
+hooks on every rank at the same point, so each edge is a barrier of all ranks, only each host's
+lowest rank opens meters, and every rank gets the job's figures, each host once. A run that
+raised is aborted on each process alone (:meth:`~greenprec.Monitor.abandon`): the other ranks
+may never reach another edge. Keras has no ``torch.distributed``: under
+``tf.distribute.MultiWorkerMirroredStrategy`` each worker measures its own machine (two workers
+on one machine would both count it).
 """
 
 from __future__ import annotations
@@ -209,5 +218,7 @@ class Windows:
         """Stop every window without results, e.g. when training raised."""
         monitor, self._monitor = self._monitor, None
         if monitor is not None and monitor.running:
+            # On this process alone: under torch.distributed the other ranks may never reach a
+            # closing edge after an exception, and waiting for them would hang the abort.
             with contextlib.suppress(Exception):
-                monitor.close()
+                monitor.abandon()

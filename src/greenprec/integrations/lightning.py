@@ -55,10 +55,13 @@ class EnergyCallback(Callback):
     energy is its own window's, never a sum of epochs; what no epoch holds is
     :attr:`outside_epochs_j`.
 
-    In distributed training every process measures, and logs without gathering
-    (``sync_dist=False``): hardware counters are machine-wide, so each rank's figures are its
-    whole machine's, which a sum over the ranks of one machine would count several times.
-    Loggers write rank 0's figures: its machine's energy, not a multi-node run's.
+    Under DDP (``strategy="ddp"``, one or many nodes) the windows are distributed
+    (:mod:`greenprec.distributed`): the lowest rank of each host measures that host, CPU and
+    every GPU, the others open no meter; each window's edges are a barrier of all ranks; and
+    every rank receives the job's figures, the sum over hosts with each host once. So each
+    rank logs the same numbers, the whole job's, and they are logged without gathering
+    (``sync_dist=False``: a mean over ranks would be the same number, a sum would count every
+    host once per rank). :attr:`measurement` has each host's figures in ``hosts``.
 
     ``meter``, ``meter_options``, ``interval`` and ``sync`` are :func:`greenprec.measure`'s
     (``sync="auto"`` waits for the GPU at every window's edges, so an epoch holds its own GPU

@@ -53,6 +53,14 @@ class EnergyCallback(TrainerCallback):
     and each log closes its window and opens the next. The stretch after the last log (saving,
     clean-up before ``on_train_end``) is in the whole train's energy and no log's.
 
+    Under ``torch.distributed`` (``torchrun`` or ``accelerate launch``: the Trainer's process
+    group, set up through Accelerate's ``PartialState``) the windows are distributed
+    (:mod:`greenprec.distributed`): the Trainer calls ``on_train_begin``, every ``on_log`` and
+    ``on_train_end`` on every process at the same step, so each is an edge all ranks reach
+    together; the lowest rank of each host measures that host (CPU and all its GPUs), and
+    every process's logs carry the job's energy, each host once. :attr:`measurement` has
+    each host's figures in ``hosts``.
+
     ``meter``, ``meter_options``, ``interval`` and ``sync`` are :func:`greenprec.measure`'s
     (``sync="auto"`` waits for the GPU at every window's edges, so an epoch holds its own GPU
     work). One :class:`greenprec.Monitor` per run serves the run and every window inside it
