@@ -90,6 +90,9 @@ _PARAM_FLAGS = {
     "separator": "--separator",
     "before_line": "--before-line",
     "config": "--config",
+    "group_by": "--group-by",
+    "files": "--files",
+    "reference": "--reference",
 }
 
 

@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from greenprec.cli._common import Command, Group, fail, folder_problem, make_console, os_error_line
 
 if TYPE_CHECKING:
+    from greenprec.importers.codecarbon import CodeCarbonImport
     from greenprec.importers.energibridge import ImportResult
 
-__all__ = ["import_energibridge_command", "register"]
+__all__ = ["import_codecarbon_command", "import_energibridge_command", "register"]
+
+SOURCES = ("energibridge", "codecarbon")
+"""The tools ``greenprec import`` reads, in the order its help lists them."""
+
+
+class _ImportGroup(Group):
+    """``greenprec import``: an unknown tool is answered with the tools it knows, on one line."""
+
+    # click's context and command: typer vendors click, under a private module name.
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        from greenprec.errors import ConfigError
+
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            known = ", ".join(sorted(self.list_commands(ctx), key=_source_order))
+            # A ConfigError: one line and exit code 2, as every bad input of greenprec's.
+            raise ConfigError(f"unknown source {name[:40]!r}; greenprec import reads: {known}")
+        return super().resolve_command(ctx, args)
+
+
+def _source_order(name: str) -> tuple[int, str]:
+    return (SOURCES.index(name) if name in SOURCES else len(SOURCES), name)
 
 
 def import_energibridge_command(
@@ -198,11 +221,94 @@ def _import_command(
     return shlex.join(words)
 
 
+def import_codecarbon_command(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="The results folder to create.", show_default=False
+        ),
+    ],
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            metavar="NAME=GLOB",
+            help="NAME=GLOB: the emissions.csv files of one policy; every row is a run "
+            "(repeatable; the first is the reference). Quote the glob.",
+            show_default=False,
+        ),
+    ] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            metavar="COLUMN",
+            help="Instead of --group: the column whose value is each row's policy "
+            "(project_name, experiment_id or task_name), with --files; the value seen first "
+            "is the reference.",
+            show_default=False,
+        ),
+    ] = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--files",
+            metavar="GLOB",
+            help="With --group-by: the emissions.csv files to read (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            metavar="VALUE",
+            help="With --group-by: the policy the others are compared with (default: the "
+            "value seen first).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Turn CodeCarbon emissions.csv files into a greenprec results folder: one run per row."""
+    from greenprec.importers.codecarbon import import_codecarbon
+
+    if not group and group_by is None:
+        fail("give --group NAME=GLOB per policy, or --group-by COLUMN with --files GLOB")
+    problem = folder_problem(out, create=True)
+    if problem is not None:
+        fail(f"--out: {problem}; choose another --out")
+    try:
+        result = import_codecarbon(
+            group or [], out, files=files or [], group_by=group_by, reference=reference
+        )
+    except OSError as error:
+        fail(os_error_line(error, "choose another --out, or check the files' permissions"))
+    _print_codecarbon(result)
+
+
+def _print_codecarbon(result: CodeCarbonImport) -> None:
+    from rich.text import Text
+
+    from greenprec.cli.tables import summary_table
+    from greenprec.results import record_row
+
+    console = make_console()
+    rows = [record_row(run) for run in result.runs]
+    console.print(summary_table(rows, title=f"imported into {result.store.path}"))
+    for line in result.notes:
+        console.print(Text.assemble(("note:", "cyan"), " ", line))
+    for line in result.warnings:
+        console.print(Text.assemble(("warning:", "yellow"), " ", line))
+    console.print(f"next: greenprec report {result.store.path}")
+
+
 def register(app: typer.Typer) -> None:
     import_app = typer.Typer(
-        cls=Group,
+        cls=_ImportGroup,
         help="Turn other tools' recordings into a greenprec results folder.",
         no_args_is_help=True,
     )
     import_app.command("energibridge", cls=Command)(import_energibridge_command)
+    import_app.command("codecarbon", cls=Command)(import_codecarbon_command)
     app.add_typer(import_app, name="import")

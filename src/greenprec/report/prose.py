@@ -62,7 +62,8 @@ def write(analysis: Analysis, trace: PowerTrace | None = None) -> Prose:
     """All the report's sentences; the power trace's warnings come after the analysis's."""
     return Prose(
         verdict=verdict(analysis),
-        warnings=warnings(analysis) + (trace_warnings(trace) if trace is not None else []),
+        warnings=warnings(analysis)
+        + (trace_warnings(trace, _tool_without_samples(analysis)) if trace is not None else []),
         planning=_planning_lines(analysis.planning),
         outliers=_outlier_lines(analysis.outliers),
         margins=_margin_lines(analysis),
@@ -518,11 +519,24 @@ def _outlier_sensitivity_lines(analysis: Analysis) -> list[str]:
     return [f"{head} {'; '.join(parts)}; {tail}."]
 
 
-def trace_warnings(trace: PowerTrace) -> list[str]:
-    """What the mean power trace had to leave out."""
+# Importers whose source tool keeps no power samples: a folder of theirs has none by nature.
+_TOOLS_WITHOUT_SAMPLES = frozenset({"CodeCarbon"})
+
+
+def _tool_without_samples(analysis: Analysis) -> str | None:
+    imported = analysis.data.experiment.get("import")
+    tool = imported.get("tool") if isinstance(imported, dict) else None
+    return tool if tool in _TOOLS_WITHOUT_SAMPLES else None
+
+
+def trace_warnings(trace: PowerTrace, tool_without_samples: str | None = None) -> list[str]:
+    """What the mean power trace had to leave out (``tool_without_samples``: an import from a
+    tool that records no samples, said once rather than as a missing file per run)."""
     out = [f"power trace skips run {run_id}: {error}" for run_id, error in trace.unreadable.items()]
     missing = trace.missing
-    if missing:
+    if missing and tool_without_samples is not None:
+        out.append(f"{tool_without_samples} records no power samples: there is no power trace")
+    elif missing:
         shown = ", ".join(missing[:8]) + (
             f" and {len(missing) - 8} more" if len(missing) > 8 else ""
         )
