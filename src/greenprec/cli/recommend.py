@@ -61,6 +61,8 @@ SHARED_WITH_COMPARE = (
     "interval",
     "run_timeout",
     "isolation",
+    "nproc_per_node",
+    "nodes",
     "idle_before_run",
     "deterministic",
     "fail_fast",

@@ -574,6 +574,27 @@ COMPARE_OPTIONS: tuple[Setting, ...] = (
         fields=("idle_before_run_s",),
     ),
     Setting(
+        "nproc_per_node",
+        "--nproc-per-node",
+        "N",
+        "Processes per node of each run (torch.distributed ranks, launched with torchrun): a "
+        "PyTorch workload that trains with DDP. The run records each host's energy and the "
+        "total (docs/compare.md).",
+        PROTOCOL,
+        _INT,
+        fields=("nproc_per_node",),
+    ),
+    Setting(
+        "nodes",
+        "--nodes",
+        "N",
+        "Nodes each run spans (with --executor slurm: the job asks for N nodes and launches "
+        "each run with srun and torchrun; debug simulates the nodes here).",
+        CLUSTER,
+        _INT,
+        fields=("nodes",),
+    ),
+    Setting(
         "executor",
         "--executor",
         "local|slurm|debug",

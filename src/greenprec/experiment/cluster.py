@@ -452,6 +452,7 @@ def job_request(config: ExperimentConfig, name: str, runs: int) -> JobRequest:
         mem_gb=settings.mem_gb,
         exclusive=settings.exclusive,
         sbatch=tuple(sorted(settings.sbatch.items())),
+        nodes=config.nodes,
     )
 
 

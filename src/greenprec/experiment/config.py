@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -120,6 +120,8 @@ _MAX_INTERVAL_S = 60.0
 """The sampling interval: a minute (RAPL counters wrap in minutes under load)."""
 _MAX_RUN_TIMEOUT_S = 30 * 86_400.0
 """A run's time limit: at most 30 days."""
+_MAX_RANKS = 64
+"""The most processes per node, and nodes, one run may span."""
 
 
 MAX_JOB_MINUTES = 30 * 24 * 60
@@ -342,6 +344,12 @@ class ExperimentConfig(BaseModel):
     ``debug``: the cluster protocol with each block's job a process on this machine."""
     slurm: SlurmConfig | None = None
     """How the jobs are submitted (``executor = "slurm"``)."""
+    nproc_per_node: StrictInt = Field(default=1, ge=1, le=_MAX_RANKS)
+    """Processes (torch.distributed ranks) per node of each run: above 1, each run is launched
+    through torchrun and its workload trains with DDP (see docs/compare.md)."""
+    nodes: StrictInt = Field(default=1, ge=1, le=_MAX_RANKS)
+    """Nodes each run spans (the Slurm executor: one ``srun`` step per run; the debug executor
+    simulates them on this machine)."""
     params: dict[str, Any] = Field(default_factory=dict)
     configurations: list[Configuration] = Field(default_factory=list)
     """The configurations compared, when more than the policy varies (``greenprec recommend
@@ -405,6 +413,35 @@ class ExperimentConfig(BaseModel):
                 "test_accuracy=0.97 (a [targets] table in a config file)"
             )
         return stop
+
+    @field_validator("nproc_per_node")
+    @classmethod
+    def _ranks_need_a_process(cls, nproc: int, info: ValidationInfo) -> int:
+        # Declared after isolation: info.data has it. torchrun starts the ranks as processes
+        # of their own; an inline run has no process to hand them to.
+        if nproc > 1 and info.data.get("isolation") == "inline":
+            raise ValueError(
+                "several processes per node launch each run through torchrun, which needs "
+                'isolation = "process" (the default), not inline'
+            )
+        return nproc
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes_need_a_cluster(cls, nodes: int, info: ValidationInfo) -> int:
+        # Declared after executor and isolation: info.data has them (when they were valid).
+        executor = info.data.get("executor", "slurm")
+        if nodes > 1 and executor not in _BLOCK_EXECUTORS:
+            raise ValueError(
+                'a run across several nodes needs executor = "slurm" (or "debug", which '
+                "simulates the nodes on this machine)"
+            )
+        if nodes > 1 and info.data.get("isolation") == "inline":
+            raise ValueError(
+                "a run across several nodes is launched with srun and torchrun: it needs "
+                'isolation = "process" (the default), not inline'
+            )
+        return nodes
 
     @field_validator("grid_intensity")
     @classmethod
@@ -811,6 +848,7 @@ def _semantic_problems(values: Mapping[str, object]) -> list[str]:
                 problems.append(f"workload: {missing}")
             # A workload may check its params (and its data) up front: better now than after
             # hours of warm-up and runs.
+            problems.extend(_distributed_problems(values, function, workload))
             check = getattr(function, "check_params", None)
             params = values.get("params") or {}
             if callable(check) and isinstance(params, Mapping):
@@ -849,6 +887,25 @@ def _semantic_problems(values: Mapping[str, object]) -> list[str]:
                 )
             )
     return problems
+
+
+def _distributed_problems(
+    values: Mapping[str, object], function: Callable[..., object], workload: str
+) -> list[str]:
+    """Several ranks per run start torch.distributed: only a PyTorch workload can use them."""
+    from greenprec.workloads import framework_of
+
+    ranks = {name: values.get(name, 1) for name in ("nproc_per_node", "nodes")}
+    wanted = [name for name, value in ranks.items() if isinstance(value, int) and value > 1]
+    if not wanted or framework_of(function) == "torch":
+        return []
+    return [
+        f"{name}: workload {workload!r} is not a PyTorch workload (framework "
+        f"{framework_of(function) or 'none'}); several processes or nodes per run launch "
+        "torch.distributed ranks, which only a workload declared with "
+        '@workload(framework="torch") can use'
+        for name in wanted
+    ]
 
 
 _BLOCK_EXECUTORS = ("slurm", "debug")

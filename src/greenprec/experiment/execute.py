@@ -15,18 +15,21 @@ import math
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from greenprec.results import (
     EpochRecord,
+    HostEnergy,
     MachineState,
     NodeInfo,
     ResultsStore,
@@ -37,13 +40,18 @@ from greenprec.results.files import write_atomic
 from greenprec.results.records import now_iso
 
 __all__ = [
+    "Launch",
     "RunSpec",
     "child_main",
     "current_job_id",
     "current_run",
     "energy_to_targets",
     "execute_run",
+    "launches",
     "node_info",
+    "simulated_node_launches",
+    "slurm_launch_argv",
+    "torchrun_argv",
 ]
 
 if TYPE_CHECKING:
@@ -52,6 +60,8 @@ if TYPE_CHECKING:
     from greenprec.workloads.core import EpochPoint, WorkloadResult
 
 _RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
+_RANK_FAILED = "greenprec: run failed on"
+"""The start of the line a failing rank prints: the runner takes the run's error from it."""
 
 
 class RunSpec(BaseModel):
@@ -77,6 +87,19 @@ class RunSpec(BaseModel):
     answer): the energy after the target is not spent."""
     idle_before_s: float = 0.0
     """Measure this long idle just before the workload: the run's ``idle_power_w``."""
+    nproc_per_node: int = Field(default=1, ge=1)
+    """torch.distributed ranks per node: above 1 (or with several nodes) the run is launched
+    through torchrun, and only global rank 0 writes its files."""
+    nodes: int = Field(default=1, ge=1)
+    """Nodes the run spans: one srun step inside the Slurm job, a torchrun launcher per node."""
+    simulated_nodes: bool = False
+    """The debug executor: the nodes are torchrun launchers on this machine, each a host of
+    its own to greenprec (``GREENPREC_HOST_ID``)."""
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the run is several torch.distributed ranks."""
+        return self.nproc_per_node * self.nodes > 1
 
     @classmethod
     def of(
@@ -103,6 +126,9 @@ class RunSpec(BaseModel):
             targets=config.targets,
             stop_at_target=config.stop_at_target,
             idle_before_s=config.idle_before_run_s,
+            nproc_per_node=config.nproc_per_node,
+            nodes=config.nodes,
+            simulated_nodes=config.nodes > 1 and config.executor == "debug",
         )
 
     def execute(self, store: ResultsStore, isolation: str) -> RunRecord:
@@ -139,16 +165,20 @@ def current_run() -> RunRecord | None:
     return _CURRENT_RUN.get()
 
 
-def execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
-    """Run the workload in this process, measure its marked phase, write the run's files."""
+def execute_run(spec: RunSpec, store: ResultsStore, *, rank: int = 0) -> RunRecord:
+    """Run the workload in this process, measure its marked phase, write the run's files.
+
+    In a distributed run every rank calls this, and only global ``rank`` 0 writes: the other
+    ranks' records are returned, never stored, and their failures are raised (see
+    :func:`child_main`)."""
     token = _CURRENT_RUN.set(spec.run)
     try:
-        return _execute_run(spec, store)
+        return _execute_run(spec, store, rank)
     finally:
         _CURRENT_RUN.reset(token)
 
 
-def _execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
+def _execute_run(spec: RunSpec, store: ResultsStore, rank: int = 0) -> RunRecord:
     """Run the workload in this process, measure its marked phase, write the run's files."""
     from greenprec.machine import read_machine_state  # sysfs: $GREENPREC_SYSFS_ROOT or /sys
     from greenprec.measurement import measure
@@ -162,7 +192,9 @@ def _execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         executor_pid=os.getpid(),
         machine_start=read_machine_state(),
     )
-    store.write_run(running)
+    writes = rank == 0  # one record per run, however many ranks run it
+    if writes:
+        store.write_run(running)
     idle_power_w = _idle_power(spec) if spec.idle_before_s > 0 else None
 
     def measure_factory() -> Measurement:
@@ -183,6 +215,12 @@ def _execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         raise
     except BaseException as error:  # a failed run is data, not a crash of the experiment
         print(traceback.format_exc(), file=sys.stderr, flush=True)
+        if spec.distributed:
+            # The runner records the run's failure from torchrun's exit and this line: the
+            # first rank to fail is the cause; rank 0 may only see its consequence (a lost
+            # peer), and a rank that returned normally would leave the others waiting.
+            print(f"{_RANK_FAILED} rank {rank}: {_one_line(error)}", file=sys.stderr, flush=True)
+            raise
         # The pid stays, as 0.2 wrote it: the record of a run that failed in this process.
         failed = running.failed(
             _one_line(error), ended_at=now_iso(), executor_pid=running.executor_pid
@@ -190,11 +228,13 @@ def _execute_run(spec: RunSpec, store: ResultsStore) -> RunRecord:
         store.write_run(failed)
         return failed
     machine_end = read_machine_state()
-    store.write_samples(
-        spec.run.run_id, result.measurement.samples.itertuples(index=False, name=None)
-    )
     done = _finished(spec, running, result, machine_end=machine_end, idle_power_w=idle_power_w)
-    store.write_run(done)
+    if writes:
+        # Rank 0's samples: its host's readings (samples are not gathered across hosts).
+        store.write_samples(
+            spec.run.run_id, result.measurement.samples.itertuples(index=False, name=None)
+        )
+        store.write_run(done)
     return done
 
 
@@ -211,7 +251,7 @@ def _finished(
     duration_s = measurement.duration_s
     energy_j = measurement.energy_j
     mean_power_w = measurement.mean_power_w
-    return running.finished(
+    done = running.finished(
         started_at=measurement.started_at.isoformat(),
         ended_at=measurement.ended_at.isoformat(),
         duration_s=duration_s,
@@ -246,6 +286,24 @@ def _finished(
         epochs_run=result.epochs_run,
         samples_trained=result.samples_trained,
     )
+    if measurement.layout is None:
+        return done  # one process: no per-host list, as before
+    # Under torch.distributed, energy_j is already the job's total (each host once) and each
+    # host's share goes beside it.
+    hosts = [
+        HostEnergy(
+            hostname=host.host,
+            energy_j=host.energy_j,
+            domains=dict(host.domains),
+            counted_domains=list(host.counted_domains),
+            ranks=list(host.ranks),
+            duration_s=host.duration_s,
+            meters=list(host.meters),
+            estimated=host.estimated,
+        )
+        for host in measurement.hosts
+    ]
+    return done.model_copy(update={"hosts": hosts})
 
 
 def _idle_power(spec: RunSpec) -> float | None:
@@ -305,44 +363,174 @@ def _final_value(
     return None
 
 
+@dataclass(frozen=True)
+class Launch:
+    """One process the runner starts for a run: its command line and what it adds to the
+    environment."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+_CHILD_MODULE = "greenprec.experiment.child"
+
+
+def torchrun_argv(
+    child_args: Sequence[str],
+    *,
+    nproc_per_node: int,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str | None = None,
+    rdzv_conf: str | None = None,
+) -> list[str]:
+    """The torchrun command that starts ``nproc_per_node`` ranks of the run's child here.
+
+    One node: ``--standalone`` (a rendezvous on a free local port). Several: a c10d
+    rendezvous at ``rdzv_endpoint`` (``host:port``), ``rdzv_id`` naming the run so a stray
+    launcher of another run cannot join. No restarts: a rank that fails fails the run."""
+    argv = [sys.executable, "-m", "torch.distributed.run"]
+    if nnodes == 1:
+        argv.append("--standalone")
+    else:
+        if rdzv_endpoint is None or rdzv_id is None:
+            raise ValueError("a run across several nodes needs a rendezvous endpoint and id")
+        argv += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d"]
+        argv += ["--rdzv-endpoint", rdzv_endpoint, "--rdzv-id", rdzv_id]
+        if rdzv_conf is not None:
+            argv += ["--rdzv-conf", rdzv_conf]
+    argv += ["--nproc-per-node", str(nproc_per_node), "--max-restarts", "0"]
+    return [*argv, "-m", _CHILD_MODULE, *child_args]
+
+
+def slurm_launch_argv(
+    hostnames: Sequence[str],
+    child_args: Sequence[str],
+    *,
+    nodes: int,
+    nproc_per_node: int,
+    port: int,
+    run_id: str,
+) -> list[str]:
+    """A run across ``nodes`` nodes of a Slurm job: one srun step, a torchrun launcher per
+    node, meeting at the job's first node (``hostnames``, as ``scontrol show hostnames``
+    lists ``SLURM_JOB_NODELIST``: where the block's loop runs, so ``port`` is free there)."""
+    from greenprec.experiment.slurm import srun_argv
+
+    if len(hostnames) < nodes:
+        raise ValueError(
+            f"the run spans {nodes} nodes but its Slurm job has {len(hostnames)} "
+            f"({', '.join(hostnames)[:200]})"
+        )
+    launcher = torchrun_argv(
+        child_args,
+        nproc_per_node=nproc_per_node,
+        nnodes=nodes,
+        rdzv_endpoint=f"{hostnames[0]}:{port}",
+        rdzv_id=run_id,
+    )
+    return srun_argv(nodes, launcher)
+
+
+def simulated_node_launches(
+    child_args: Sequence[str],
+    *,
+    nodes: int,
+    nproc_per_node: int,
+    port: int,
+    run_id: str,
+    host: str,
+) -> list[Launch]:
+    """The debug executor's nodes: ``nodes`` torchrun launchers on this machine, meeting on
+    127.0.0.1, each a host of its own to greenprec (``GREENPREC_HOST_ID`` = ``host/node<i>``).
+    The first launcher holds the rendezvous store (``is_host``); the others only join it."""
+    from greenprec.distributed import HOST_ID_VARIABLE
+
+    return [
+        Launch(
+            torchrun_argv(
+                child_args,
+                nproc_per_node=nproc_per_node,
+                nnodes=nodes,
+                rdzv_endpoint=f"127.0.0.1:{port}",
+                rdzv_id=run_id,
+                rdzv_conf=f"is_host={1 if index == 0 else 0}",
+            ),
+            {HOST_ID_VARIABLE: f"{host}/node{index}"},
+        )
+        for index in range(nodes)
+    ]
+
+
+def launches(spec: RunSpec, child_args: Sequence[str]) -> list[Launch]:
+    """The processes that execute ``spec``: its child alone, or torchrun launcher(s)."""
+    if not spec.distributed:
+        # The child checks that its parent is this runner (see _die_with_parent).
+        return [
+            Launch(
+                [sys.executable, "-m", _CHILD_MODULE, *child_args],
+                {_RUNNER_PID_VARIABLE: str(os.getpid())},
+            )
+        ]
+    if spec.nodes == 1:
+        return [Launch(torchrun_argv(child_args, nproc_per_node=spec.nproc_per_node))]
+    if spec.simulated_nodes:
+        return simulated_node_launches(
+            child_args,
+            nodes=spec.nodes,
+            nproc_per_node=spec.nproc_per_node,
+            port=_free_port(),
+            run_id=spec.run.run_id,
+            host=platform.node(),
+        )
+    from greenprec.experiment.slurm import job_hostnames
+
+    argv = slurm_launch_argv(
+        job_hostnames(),
+        child_args,
+        nodes=spec.nodes,
+        nproc_per_node=spec.nproc_per_node,
+        port=_free_port(),
+        run_id=spec.run.run_id,
+    )
+    return [Launch(argv)]
+
+
+def _free_port() -> int:
+    """A TCP port free on this machine now (the rendezvous's; taken again at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("", 0))
+        return int(probe.getsockname()[1])
+
+
 def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     """Run in a fresh interpreter so no framework state leaks from run to run.
 
     The child's output goes to ``logs/<run_id>.log``. A child that dies without a final
     record (killed, out of memory, a crash in native code) leaves a failed run with its log's
-    last line, written here once the child is gone.
+    last line, written here once the child is gone. A distributed run's launchers (torchrun,
+    srun) and every rank write to the same log; the first rank that fails names the error.
     """
     run_id = spec.run.run_id
     spec_file = store.work_file(run_id, "spec.json")
     write_atomic(spec_file, spec.model_dump_json())
     log_file = store.log_file(run_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "greenprec.experiment.child",
-        str(store.path),
-        str(spec_file),
-    ]
-    timed_out = False
-    with log_file.open("wb") as log:
-        env = {**os.environ, _RUNNER_PID_VARIABLE: str(os.getpid())}
-        # A process group of its own: a time limit or an interruption ends the run with every
-        # process it started (data loaders, EnergiBridge), not just the Python at its top.
-        child = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    try:
+        started = launches(spec, [str(store.path), str(spec_file)])
+    except Exception as error:  # no node list, a job too small: the run fails, in one line
+        store.remove_work_file(run_id, "spec.json")
+        failed = spec.run.cleared().failed(
+            f"cannot launch the run across {spec.nodes} nodes: {_one_line(error)}",
+            ended_at=now_iso(),
+            host=platform.node(),
+            node=node_info(),
+            slurm_job_id=current_job_id(),
         )
-        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
-        try:
-            while child.poll() is None:
-                if deadline is not None and time.monotonic() > deadline:
-                    timed_out = True
-                    _stop_child(child, grace_s=5.0)
-                    break
-                time.sleep(0.1)
-        except BaseException:
-            _stop_child(child)
-            raise
+        store.write_run(failed)
+        return failed
+    with log_file.open("wb") as log:
+        returncode, timed_out = _wait_for(started, log, spec)
     store.remove_work_file(run_id, "spec.json")
     if timed_out:
         failed = spec.run.cleared().failed(
@@ -361,13 +549,106 @@ def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
         record = spec.run
     if record.status in ("done", "failed"):
         return record
-    failed = record.failed(
-        f"{_exit_description(child.returncode)}; last output: {_last_line(log_file)} "
-        f"(full log: {log_file})",
-        ended_at=now_iso(),
-    )
+    failed = record.failed(_failure(spec, returncode, log_file), ended_at=now_iso())
     store.write_run(failed)
     return failed
+
+
+def _wait_for(started: Sequence[Launch], log: BinaryIO, spec: RunSpec) -> tuple[int, bool]:
+    """Start the run's processes with their output to ``log`` and wait for them, within the
+    run's time limit: (the first non-zero exit status or 0, whether the limit was reached)."""
+    children: list[subprocess.Popen[bytes]] = []
+    timed_out = False
+    try:
+        for launch in started:
+            # A process group of its own: a time limit or an interruption ends the run with
+            # every process it started (data loaders, EnergiBridge, torchrun's ranks), not
+            # just the Python at its top.
+            children.append(
+                subprocess.Popen(
+                    launch.argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=_environment(launch),
+                    start_new_session=True,
+                    preexec_fn=_dies_with_runner(os.getpid()) if spec.distributed else None,
+                )
+            )
+        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
+        while any(child.poll() is None for child in children):
+            if any(child.poll() not in (None, 0) for child in children):
+                # One node's launcher failed: the others' ranks would wait for it until
+                # torch.distributed's time-outs.
+                for child in children:
+                    _stop_child(child, grace_s=5.0)
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                for child in children:
+                    _stop_child(child, grace_s=5.0)
+                break
+            time.sleep(0.1)
+    except BaseException:
+        for child in children:
+            _stop_child(child)
+        raise
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code != 0), 0), timed_out
+
+
+def _failure(spec: RunSpec, returncode: int, log_file: Path) -> str:
+    """Why a run's processes ended without its final record, in one line."""
+    cause = _rank_failure(log_file) if spec.distributed else None
+    if cause is not None:
+        launcher = "srun" if spec.nodes > 1 and not spec.simulated_nodes else "torchrun"
+        return f"{cause} ({launcher} exited with code {returncode}; full log: {log_file})"
+    return (
+        f"{_exit_description(returncode)}; last output: {_last_line(log_file)} "
+        f"(full log: {log_file})"
+    )
+
+
+def _environment(launch: Launch) -> dict[str, str]:
+    """This process's environment for ``launch``, with only its own runner's pid: a torchrun
+    launcher, not this runner, is the parent of a distributed run's ranks."""
+    inherited = {k: v for k, v in os.environ.items() if k != _RUNNER_PID_VARIABLE}
+    return {**inherited, **launch.env}
+
+
+def _dies_with_runner(runner_pid: int) -> Callable[[], None] | None:
+    """For a launcher (torchrun, srun): end it when the runner is killed, as a run's child
+    ends itself (:func:`_die_with_parent`); its ranks end with it in turn (they do the same
+    with torchrun as their parent). None off Linux. The C library is loaded here, before the
+    fork: the function runs between fork and exec, where little is safe."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def arrange() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != runner_pid:
+            os._exit(1)  # the runner died before prctl took effect
+
+    return arrange
+
+
+def _rank_failure(log_file: Path) -> str | None:
+    """The first line a failing rank printed (``rank 1: ValueError: ...``), if any."""
+    try:
+        text = log_file.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        start = line.find(_RANK_FAILED)
+        if start >= 0:
+            return line[start + len(_RANK_FAILED) :].strip()[:400]
+    return None
 
 
 def _stop_child(child: subprocess.Popen[bytes], *, grace_s: float = 10.0) -> None:
@@ -420,7 +701,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def child_main(argv: list[str]) -> int:
-    """Entry of ``python -m greenprec.experiment.child FOLDER SPEC``."""
+    """Entry of ``python -m greenprec.experiment.child FOLDER SPEC``: one run, or one rank of
+    a distributed run (started by torchrun, which sets ``RANK`` and ``WORLD_SIZE``)."""
     folder_path, spec_path = argv
     # The runner stops a run with SIGINT (_stop_child). This process has a session of its own,
     # so no terminal's Ctrl-C reaches it; a runner started with SIGINT ignored (nohup ... &)
@@ -428,8 +710,45 @@ def child_main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _die_with_parent()
     spec = RunSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
-    execute_run(spec, ResultsStore(folder_path))
+    if not spec.distributed:
+        execute_run(spec, ResultsStore(folder_path))
+        return 0
+    rank = _join_process_group(spec)
+    try:
+        execute_run(spec, ResultsStore(folder_path), rank=rank)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        return 1  # torchrun ends the other ranks and exits with an error: the run failed
+    _leave_process_group()
     return 0
+
+
+def _join_process_group(spec: RunSpec) -> int:
+    """Initialise torch.distributed's default group for the workload (its DDP uses it; the
+    workload must not initialise one itself) and return this process's global rank.
+
+    NCCL when CUDA is available and the run is on a GPU, else gloo; each rank is given the
+    GPU of its ``LOCAL_RANK``, so ``device = "cuda"`` means its own."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        on_gpu = torch.cuda.is_available() and str(spec.params.get("device", "cuda")).startswith(
+            "cuda"
+        )
+        if on_gpu:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if on_gpu else "gloo")
+    return int(dist.get_rank())
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        with contextlib.suppress(Exception):  # the run's files are written already
+            dist.destroy_process_group()
 
 
 def _die_with_parent() -> None:

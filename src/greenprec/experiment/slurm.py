@@ -29,7 +29,9 @@ __all__ = [
     "SubmititValue",
     "cancel",
     "find_by_name",
+    "job_hostnames",
     "job_states",
+    "srun_argv",
     "submit",
 ]
 
@@ -184,6 +186,8 @@ class JobRequest:
     mem_gb: float | None = None
     exclusive: bool = True
     sbatch: tuple[tuple[str, str], ...] = ()
+    nodes: int = 1
+    """Nodes of the job: above 1, each of its runs spans them (one srun step per run)."""
 
     def parameters(self) -> dict[str, SubmititValue]:
         """submitit's SlurmExecutor parameters for this request."""
@@ -199,6 +203,13 @@ class JobRequest:
             "stderr_to_stdout": True,
             "additional_parameters": additional,
         }
+        if self.nodes > 1:
+            # The block's loop must run once, on the first node, and start each run's srun
+            # step over every node itself: submitit's own srun would start the whole block
+            # on each node (one task per node), and a step inside that step would wait for
+            # resources it already holds.
+            parameters["nodes"] = self.nodes
+            parameters["use_srun"] = False
         if self.exclusive:
             parameters["exclusive"] = True
         for key in ("partition", "account", "qos", "gres", "cpus_per_task"):
@@ -208,6 +219,44 @@ class JobRequest:
         if self.mem_gb is not None:
             parameters["mem"] = f"{max(1, math.ceil(self.mem_gb * 1024))}M"
         return parameters
+
+
+def job_hostnames(nodelist: str | None = None) -> list[str]:
+    """The host names of this job's nodes, first node first: ``SLURM_JOB_NODELIST`` (or
+    ``nodelist``, e.g. ``gpu[01-02]``) expanded by ``scontrol show hostnames``."""
+    compact = nodelist if nodelist is not None else os.environ.get("SLURM_JOB_NODELIST", "")
+    if not compact.strip():
+        raise SlurmError(
+            "SLURM_JOB_NODELIST is not set: a run across several nodes must start inside a "
+            "Slurm job of that many nodes"
+        )
+    done = _run(["scontrol", "show", "hostnames", compact])
+    if done.returncode != 0:
+        raise SlurmError(
+            f"scontrol show hostnames failed: {_first_line(done.stderr or done.stdout)}"
+        )
+    names = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if not names:
+        raise SlurmError(f"scontrol show hostnames gave no host for {compact[:200]!r}")
+    return names
+
+
+def srun_argv(nodes: int, command: Sequence[str]) -> list[str]:
+    """``command`` as one srun step with one task on each of ``nodes`` nodes of this job.
+
+    ``--kill-on-bad-exit``: a node whose launcher fails ends the step on every node, so the
+    others do not wait for it until torch.distributed's time-outs."""
+    return [
+        "srun",
+        "--nodes",
+        str(nodes),
+        "--ntasks",
+        str(nodes),
+        "--ntasks-per-node",
+        "1",
+        "--kill-on-bad-exit=1",
+        *command,
+    ]
 
 
 def _import_submitit() -> ModuleType:

@@ -142,12 +142,20 @@ class NodeInfo(_Record):
 
 
 class HostEnergy(_Record):
-    """The energy one host measured for a run (one entry today; several for multi-node runs)."""
+    """The energy one host measured for a run: one entry per host of a ``torch.distributed``
+    run (``--nproc-per-node``, ``--nodes``), each host counted once in the run's total."""
 
     hostname: str
     energy_j: float | None = None
     domains: dict[str, float] = Field(default_factory=dict)
     counted_domains: list[str] = Field(default_factory=list)
+    ranks: list[int] = Field(default_factory=list)
+    """The ``torch.distributed`` ranks that ran on this host (the lowest measured it); empty
+    for a run of one process."""
+    duration_s: float | None = None
+    """This host's measured window."""
+    meters: list[str] = Field(default_factory=list)
+    estimated: bool | None = None
 
 
 class MachineState(_Record):
