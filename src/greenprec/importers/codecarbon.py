@@ -25,26 +25,23 @@ header that is not CodeCarbon's (missing kWh columns, unknown columns) refuses t
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import io
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from greenprec.errors import ConfigError
+from greenprec.importers._staging import check_out, write_staged
 
 # The EnergiBridge importer's group syntax, file listing and run-id rules are the import
 # command's; CodeCarbon files follow them so both read the same way.
 from greenprec.importers.energibridge import (
     Group,
-    _check_out,
     _expand,
     _natural_key,
     _parse_group,
@@ -451,7 +448,7 @@ def import_codecarbon(
             param="reference",
         )
     found = _found(groups, files, group_by)
-    _check_out(out)
+    check_out(out)
     read = {path: _read_file(path) for _, path in found}
     policy_of_file = dict((path, policy) for policy, path in found)
     file_ids = dict(zip([p for _, p in found], run_ids_for([p for _, p in found]), strict=True))
@@ -483,7 +480,7 @@ def import_codecarbon(
     runs, notes = _runs(chosen)
     warnings = _warnings(chosen, left_out)
     experiment = _experiment(groups, files, group_by, policies, chosen, runs, notes, warnings)
-    store = _write(out, runs, experiment)
+    store = write_staged(out, experiment, runs)
     counts = {p: sum(1 for r in runs if r.policy == p) for p in policies}
     return CodeCarbonImport(store, runs, counts, warnings, left_out, notes)
 
@@ -813,36 +810,3 @@ def _experiment(
             "notes": notes,
         },
     )
-
-
-def _write(out: Path, runs: list[RunRecord], experiment: ExperimentRecord) -> ResultsStore:
-    """Write into a temporary folder beside ``out`` and rename it into place: a failure
-    leaves nothing half-written."""
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=parent))
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create the results folder in {parent}: {error.strerror or error}",
-            param="out",
-        ) from None
-    try:
-        ResultsStore(staging).create(experiment, runs)
-        from greenprec.results.files import current_umask
-
-        # mkdtemp made the staging folder 0700; the results get the umask's mode like a mkdir.
-        os.chmod(staging, 0o777 & ~current_umask())
-        _check_out(out)  # someone may have written there while the files were read
-        try:
-            os.rename(staging, out)
-        except OSError as error:
-            raise ConfigError(
-                f"{out}: cannot move the imported folder there: {error.strerror or error}",
-                param="out",
-            ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(staging)
-        raise
-    return ResultsStore(out)

@@ -9,14 +9,11 @@ written through :class:`greenprec.results.ResultsStore` into a temporary directo
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import glob
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +21,7 @@ from pathlib import Path
 
 from greenprec.errors import ConfigError
 from greenprec.formats.energibridge_csv import EnergiBridgeRecording, read_energibridge_csv
+from greenprec.importers._staging import check_out, write_staged
 from greenprec.results import (
     ExperimentRecord,
     MetersRecord,
@@ -104,13 +102,6 @@ def _expand(pattern: str, what: str, param: str) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
-def _check_out(out: Path) -> None:
-    try:
-        ResultsStore(out).check_new()
-    except ConfigError as error:
-        raise ConfigError(f"{error}", param="out") from None
-
-
 def import_energibridge(
     groups: Sequence[str | Group],
     out: str | Path,
@@ -139,7 +130,7 @@ def import_energibridge(
         raise ConfigError(
             f"group names must differ; given twice: {', '.join(duplicates)}", param="groups"
         )
-    _check_out(out)
+    check_out(out)
 
     found: list[tuple[str, Path]] = []  # (policy, file)
     owner: dict[Path, str] = {}
@@ -469,35 +460,9 @@ def _write(
     recordings: dict[str, EnergiBridgeRecording],
     experiment: ExperimentRecord,
 ) -> ResultsStore:
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=parent))
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create the results folder in {parent}: {error.strerror or error}",
-            param="out",
-        ) from None
-    try:
-        store = ResultsStore(staging)
-        store.create(experiment, runs)
+    def samples(store: ResultsStore) -> None:
         for run in runs:
-            samples = recordings[run.run_id].samples
-            store.write_samples(run.run_id, samples.itertuples(index=False, name=None))
-        # mkdtemp made the staging folder 0700; the results get the umask's mode like a mkdir.
-        from greenprec.results.files import current_umask
+            rows = recordings[run.run_id].samples.itertuples(index=False, name=None)
+            store.write_samples(run.run_id, rows)
 
-        os.chmod(staging, 0o777 & ~current_umask())
-        _check_out(out)  # someone may have written there while the files were read
-        try:
-            os.rename(staging, out)
-        except OSError as error:
-            raise ConfigError(
-                f"{out}: cannot move the imported folder there: {error.strerror or error}",
-                param="out",
-            ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(staging)
-        raise
-    return ResultsStore(out)
+    return write_staged(out, experiment, runs, samples)
