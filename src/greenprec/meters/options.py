@@ -23,7 +23,7 @@ import math
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, TypeVar, cast
 
@@ -49,6 +49,7 @@ __all__ = [
     "ZeroOrPositiveNumber",
     "callable_for_tests",
     "command_line_options",
+    "device_indices",
     "is_python_only",
     "meter_being_validated",
     "meter_name",
@@ -244,6 +245,39 @@ def path(what: str = "a path") -> BeforeValidator:
         if not isinstance(text, str) or not text:
             raise ValueError(f"{option_label(info)} must be {what}, got {value!r}")
         return text
+
+    return BeforeValidator(check)
+
+
+def device_indices(numbered_by: str) -> BeforeValidator:
+    """GPU indices from ``"0,2"``, ``3`` or ``[1, 0]`` (duplicates dropped, order kept), None
+    when not given; ``numbered_by`` names the tool whose numbering they are (``NVML
+    (nvidia-smi)``, ``amd-smi``)."""
+
+    def check(value: object, info: ValidationInfo) -> list[int] | None:
+        if value is None:
+            return None
+        items: list[object]
+        if isinstance(value, str):
+            items = [part.strip() for part in value.split(",")]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            items = [value]
+        elif isinstance(value, Sequence):
+            items = list(value)
+        else:
+            items = [value]
+        parsed: list[int] = []
+        for item in items:
+            if isinstance(item, bool) or not str(item).isdigit():
+                raise ValueError(
+                    f"{option_label(info)} must be comma-separated GPU indices as "
+                    f"{numbered_by} numbers them, e.g. devices=0,1; got {value!r}"
+                )
+            if int(str(item)) not in parsed:
+                parsed.append(int(str(item)))
+        if not parsed:
+            raise ValueError(f"{option_label(info)} is empty; name at least one GPU index")
+        return parsed
 
     return BeforeValidator(check)
 

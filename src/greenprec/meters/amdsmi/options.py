@@ -7,44 +7,16 @@ the meter to register it, and that must not import pydantic (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo
 
-from greenprec.meters.options import MeterOptions, option_label, positive_value
+from greenprec.meters.options import MeterOptions, device_indices, option_label, positive_value
 
 __all__ = ["AmdsmiOptions"]
 
 _MAX_CHECK_S = 10.0
 """A longer start-up check would only delay every measurement; Zeus checks for 0.5 s."""
-
-
-def _devices(value: object, info: ValidationInfo) -> list[int] | None:
-    """amdsmi indices from ``"0,2"``, ``3`` or ``[1, 0]``; duplicates dropped, order kept."""
-    if value is None:
-        return None
-    items: list[object]
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        items = [value]
-    elif isinstance(value, Sequence):
-        items = list(value)
-    else:
-        items = [value]
-    parsed: list[int] = []
-    for item in items:
-        if isinstance(item, bool) or not str(item).isdigit():
-            raise ValueError(
-                f"{option_label(info)} must be comma-separated GPU indices as amd-smi numbers "
-                f"them, e.g. devices=0,1; got {value!r}"
-            )
-        if int(str(item)) not in parsed:
-            parsed.append(int(str(item)))
-    if not parsed:
-        raise ValueError(f"{option_label(info)} is empty; name at least one GPU index")
-    return parsed
 
 
 def _check_s(value: object, info: ValidationInfo) -> float:
@@ -69,7 +41,7 @@ class AmdsmiOptions(MeterOptions):
 
     model_config = ConfigDict(title="amdsmi")
 
-    devices: Annotated[list[int] | None, BeforeValidator(_devices)] = Field(
+    devices: Annotated[list[int] | None, device_indices("amd-smi")] = Field(
         None,
         description="amdsmi indices, comma-separated (0,2); default: ROCR_VISIBLE_DEVICES, "
         "HIP_VISIBLE_DEVICES or CUDA_VISIBLE_DEVICES, else all",

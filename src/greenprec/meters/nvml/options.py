@@ -6,41 +6,13 @@ meter to register it, and that must not import pydantic (see :mod:`greenprec.met
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
-from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import ConfigDict, Field
 
-from greenprec.meters.options import MeterOptions, option_label
+from greenprec.meters.options import MeterOptions, device_indices
 
 __all__ = ["NvmlOptions"]
-
-
-def _devices(value: object, info: ValidationInfo) -> list[int] | None:
-    """NVML indices from ``"0,2"``, ``3`` or ``[1, 0]``; duplicates dropped, order kept."""
-    if value is None:
-        return None
-    items: list[object]
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        items = [value]
-    elif isinstance(value, Sequence):
-        items = list(value)
-    else:
-        items = [value]
-    parsed: list[int] = []
-    for item in items:
-        if isinstance(item, bool) or not str(item).isdigit():
-            raise ValueError(
-                f"{option_label(info)} must be comma-separated GPU indices as NVML (nvidia-smi) "
-                f"numbers them, e.g. devices=0,1; got {value!r}"
-            )
-        if int(str(item)) not in parsed:
-            parsed.append(int(str(item)))
-    if not parsed:
-        raise ValueError(f"{option_label(info)} is empty; name at least one GPU index")
-    return parsed
 
 
 class NvmlOptions(MeterOptions):
@@ -49,7 +21,7 @@ class NvmlOptions(MeterOptions):
 
     model_config = ConfigDict(title="nvml")
 
-    devices: Annotated[list[int] | None, BeforeValidator(_devices)] = Field(
+    devices: Annotated[list[int] | None, device_indices("NVML (nvidia-smi)")] = Field(
         None,
         description="NVML indices, comma-separated (0,2); default: CUDA_VISIBLE_DEVICES, else all",
     )
