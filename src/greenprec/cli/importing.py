@@ -158,7 +158,7 @@ def _imported(
         fail(os_error_line(error, "choose another --out, or check the files' permissions"))
 
 
-def _print_imported(result: ImportResult) -> None:
+def _print_imported(result: ImportResult | CodeCarbonImport) -> None:
     """The imported runs' table, the notes and warnings, and the next command."""
     from rich.text import Text
 
@@ -284,23 +284,7 @@ def import_codecarbon_command(
         )
     except OSError as error:
         fail(os_error_line(error, "choose another --out, or check the files' permissions"))
-    _print_codecarbon(result)
-
-
-def _print_codecarbon(result: CodeCarbonImport) -> None:
-    from rich.text import Text
-
-    from greenprec.cli.tables import summary_table
-    from greenprec.results import record_row
-
-    console = make_console()
-    rows = [record_row(run) for run in result.runs]
-    console.print(summary_table(rows, title=f"imported into {result.store.path}"))
-    for line in result.notes:
-        console.print(Text.assemble(("note:", "cyan"), " ", line))
-    for line in result.warnings:
-        console.print(Text.assemble(("warning:", "yellow"), " ", line))
-    console.print(f"next: greenprec report {result.store.path}")
+    _print_imported(result)
 
 
 def register(app: typer.Typer) -> None:
