@@ -266,6 +266,28 @@ def _hwmon_temps_c(root: str, within: Sequence[str]) -> Iterator[float]:
 # -- NVML ----------------------------------------------------------------------------------
 
 
+def _gpu_values(
+    temps: list[float],
+    clocks: list[float],
+    limits: list[float],
+    devices: int,
+    reasons: list[str] | None,
+) -> dict[str, Any]:
+    """The GPUs' machine-state fields from what was read of each (NVML or amdsmi alike): the
+    hottest temperature, the mean clock, the summed power limit only when every GPU gave one,
+    the throttle reasons when they could be read (None: not read)."""
+    values: dict[str, Any] = {}
+    if temps:
+        values["gpu_temp_c"] = max(temps)
+    if clocks:
+        values["gpu_sm_clock_mhz"] = sum(clocks) / len(clocks)
+    if limits and len(limits) == devices:
+        values["gpu_power_limit_w"] = sum(limits)
+    if reasons is not None:
+        values["gpu_throttle_reasons"] = reasons
+    return values
+
+
 def _nvml_state() -> dict[str, Any]:
     """The GPU fields of a MachineState from NVML; empty without pynvml, a driver or a GPU."""
     try:
@@ -329,16 +351,8 @@ def _read_gpus(nvml: Any) -> dict[str, Any]:
             with contextlib.suppress(Exception):
                 reasons |= int(reasons_function(handle))
                 reasons_read = True
-    values: dict[str, Any] = {}
-    if temps:
-        values["gpu_temp_c"] = max(temps)
-    if clocks:
-        values["gpu_sm_clock_mhz"] = sum(clocks) / len(clocks)
-    if limits and len(limits) == len(indices):
-        values["gpu_power_limit_w"] = sum(limits)
-    if reasons_read:
-        values["gpu_throttle_reasons"] = throttle_reason_names(nvml, reasons)
-    return values
+    names = throttle_reason_names(nvml, reasons) if reasons_read else None
+    return _gpu_values(temps, clocks, limits, len(indices), names)
 
 
 def throttle_reason_names(nvml: Any, bits: int) -> list[str]:
@@ -428,13 +442,5 @@ def _read_amd_gpus(smi: Any) -> dict[str, Any]:
             status = smi.amdsmi_get_violation_status(handle)
             reasons_read = True
             reasons.update(name for flag, name in _AMD_VIOLATIONS if status.get(flag) is True)
-    values: dict[str, Any] = {}
-    if temps:
-        values["gpu_temp_c"] = max(temps)
-    if clocks:
-        values["gpu_sm_clock_mhz"] = sum(clocks) / len(clocks)
-    if limits and len(limits) == len(indices):
-        values["gpu_power_limit_w"] = sum(limits)
-    if reasons_read:
-        values["gpu_throttle_reasons"] = [n for n in _AMD_REASON_ORDER if n in reasons]
-    return values
+    names = [n for n in _AMD_REASON_ORDER if n in reasons] if reasons_read else None
+    return _gpu_values(temps, clocks, limits, len(indices), names)
