@@ -520,29 +520,19 @@ def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
         started = launches(spec, [str(store.path), str(spec_file)])
     except Exception as error:  # no node list, a job too small: the run fails, in one line
         store.remove_work_file(run_id, "spec.json")
-        failed = spec.run.cleared().failed(
-            f"cannot launch the run across {spec.nodes} nodes: {_one_line(error)}",
-            ended_at=now_iso(),
-            host=platform.node(),
-            node=node_info(),
-            slurm_job_id=current_job_id(),
+        return _failed_here(
+            store, spec, f"cannot launch the run across {spec.nodes} nodes: {_one_line(error)}"
         )
-        store.write_run(failed)
-        return failed
     with log_file.open("wb") as log:
         returncode, timed_out = _wait_for(started, log, spec)
     store.remove_work_file(run_id, "spec.json")
     if timed_out:
-        failed = spec.run.cleared().failed(
+        return _failed_here(
+            store,
+            spec,
             f"timed out after {spec.timeout_s:g} s (the run's time limit); its process group "
             f"was stopped (log: {log_file})",
-            ended_at=now_iso(),
-            host=platform.node(),
-            node=node_info(),
-            slurm_job_id=current_job_id(),
         )
-        store.write_run(failed)
-        return failed
     try:
         record = store.read_run(run_id)
     except Exception:
@@ -550,6 +540,19 @@ def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     if record.status in ("done", "failed"):
         return record
     failed = record.failed(_failure(spec, returncode, log_file), ended_at=now_iso())
+    store.write_run(failed)
+    return failed
+
+
+def _failed_here(store: ResultsStore, spec: RunSpec, error: str) -> RunRecord:
+    """The run failed before or around its processes, on this host: recorded, and returned."""
+    failed = spec.run.cleared().failed(
+        error,
+        ended_at=now_iso(),
+        host=platform.node(),
+        node=node_info(),
+        slurm_job_id=current_job_id(),
+    )
     store.write_run(failed)
     return failed
 
