@@ -1114,6 +1114,7 @@ def recommendation(
     share, most, least = selection.min_reached_share, selection.max_runs, selection.min_runs
     facts = _Facts(names, reference, target, zone, share, most, least)
     sentence = _sentence(outcome, last, facts, saving, accuracy)
+    source = _energy_source(experiment)
     return Recommendation(
         outcome=outcome,
         sentence=sentence,
@@ -1138,8 +1139,8 @@ def recommendation(
         not_run=not_run,
         looks=_looks(selection, names),
         summary=_summary(sentence, accuracy, where, cost, left_out, not_run)
-        + tuple(_source_line(experiment, _energy_source(experiment))),
-        energy_source=_energy_source(experiment),
+        + tuple(_source_line(experiment, source)),
+        energy_source=source,
     )
 
 
