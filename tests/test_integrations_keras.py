@@ -326,6 +326,6 @@ def test_without_keras_the_import_error_names_the_extra() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "greenprec.integrations.keras needs Keras, which is not installed: "
+        "greenprec.integrations.keras needs keras, which is not installed: "
         "pip install 'greenprec[tensorflow]'"
     )

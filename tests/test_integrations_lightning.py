@@ -315,6 +315,6 @@ def test_without_lightning_the_import_error_names_the_extra() -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip() == (
-        "greenprec.integrations.lightning needs Lightning, which is not installed: "
+        "greenprec.integrations.lightning needs lightning, which is not installed: "
         "pip install 'greenprec[lightning]'"
     )

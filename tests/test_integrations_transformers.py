@@ -285,6 +285,6 @@ def test_without_transformers_the_import_error_names_the_extra() -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip() == (
-        "greenprec.integrations.transformers needs Transformers, which is not installed: "
+        "greenprec.integrations.transformers needs transformers, which is not installed: "
         "pip install 'greenprec[transformers]'"
     )

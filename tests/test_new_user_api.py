@@ -111,7 +111,7 @@ def test_compare_without_the_framework_names_the_extra_before_anything_runs(
     )  # fmt: skip
     assert result.returncode == 2
     assert (
-        "workload: workload 'digits-cnn' needs tensorflow, keras, which is not installed: "
+        "workload: workload 'digits-cnn' needs tensorflow and keras, which are not installed: "
         "pip install 'greenprec[tensorflow]'" in result.stderr
     )
     assert "Traceback" not in result.stderr and not out.exists()

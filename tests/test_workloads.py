@@ -556,7 +556,7 @@ def test_a_missing_framework_names_the_extra_before_the_workload_runs(
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(
         WorkloadError,
-        match=r"workload 'digits-cnn' needs tensorflow, keras, which is not installed: "
+        match=r"workload 'digits-cnn' needs tensorflow and keras, which are not installed: "
         r"pip install 'greenprec\[tensorflow\]'",
     ):
         run_workload("digits-cnn", policy="fp32", seed=0, measure_factory=mock)

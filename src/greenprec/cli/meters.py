@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from greenprec.cli._common import (
 )
 from greenprec.errors import ConfigError
 
+if TYPE_CHECKING:
+    from greenprec.meters.base import Meter
+
 __all__ = ["register"]
 
 
@@ -28,7 +31,7 @@ def _meters_command(
         bool, typer.Option("--json", metavar=FLAG, help="Print JSON instead of a table.")
     ] = False,
 ) -> None:
-    """List every registered meter: available here or not (and why), measured or estimated."""
+    """List every registered meter: available here or not (and why), and what its figures are."""
     from greenprec.meters.base import Probe
     from greenprec.meters.registry import meter_classes, option_docs, options_for, probe
     from greenprec.plugins import plugin_errors
@@ -44,7 +47,7 @@ def _meters_command(
             {
                 "name": name,
                 "available": result.available,
-                "kind": "estimated" if cls.estimated else "measured",
+                "kind": _kind(cls),
                 "auto": cls.auto,
                 "domains": result.domains,
                 "reason": result.reason,
@@ -75,6 +78,13 @@ def _meters_command(
     console.print(table)
     for plugin, problem in plugin_errors.items():
         console.print(Text(f"plugin {plugin!r} {problem}", style="yellow"))
+
+
+def _kind(cls: type[Meter]) -> str:
+    """What a meter's figures are: a simulated meter makes its power up, whatever else it says."""
+    if cls.simulated:
+        return "simulated"
+    return "estimated" if cls.estimated else "measured"
 
 
 def register(app: typer.Typer) -> None:

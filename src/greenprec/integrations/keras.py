@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TypeAlias
 
 from greenprec.errors import ConfigError
-from greenprec.integrations._imports import missing_framework
+from greenprec.integrations._imports import framework_import_error
 from greenprec.integrations._windows import (
     BatchEnergy,
     EpochEnergy,
@@ -31,7 +31,7 @@ from greenprec.measurement import Measurement, Sync
 try:
     import keras
 except ImportError as error:
-    raise ImportError(missing_framework("keras", "Keras", "tensorflow")) from error
+    raise framework_import_error("keras", ("keras",), "tensorflow", error) from None
 
 __all__ = ["BatchEnergy", "EnergyCallback", "EpochEnergy"]
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from greenprec.errors import ConfigError
-from greenprec.integrations._imports import missing_framework
+from greenprec.integrations._imports import framework_import_error, llvm_clash_error
 from greenprec.integrations._windows import EpochEnergy, MeterSpec, Windows, figures
 from greenprec.measurement import Measurement, Sync
 
@@ -29,13 +29,18 @@ if TYPE_CHECKING:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import Callback
 else:
+    if (clash := llvm_clash_error("lightning", "Lightning")) is not None:
+        raise clash
     try:
         from lightning.pytorch.callbacks import Callback
-    except ImportError:
+    except ImportError as first:
         try:
             from pytorch_lightning.callbacks import Callback
-        except ImportError as error:
-            raise ImportError(missing_framework("lightning", "Lightning", "lightning")) from error
+        except ImportError:
+            error = framework_import_error(
+                "lightning", ("lightning", "pytorch_lightning"), "lightning", first
+            )
+            raise error from None
 
 __all__ = ["EnergyCallback", "EpochEnergy"]
 

@@ -19,14 +19,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from greenprec.integrations._imports import missing_framework
+from greenprec.integrations._imports import framework_import_error, llvm_clash_error
 from greenprec.integrations._windows import LogEnergy, MeterSpec, Windows, figures
 from greenprec.measurement import Measurement, Sync
 
+# The callback itself loads without triton, but the Trainer it is made for does not: say it
+# here, before the user's `from transformers import Trainer` aborts the process.
+if (clash := llvm_clash_error("transformers", "the Transformers Trainer")) is not None:
+    raise clash
 try:
     from transformers import TrainerCallback
 except ImportError as error:
-    raise ImportError(missing_framework("transformers", "Transformers", "transformers")) from error
+    raise framework_import_error("transformers", ("transformers",), "transformers", error) from None
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments

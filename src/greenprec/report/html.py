@@ -29,7 +29,7 @@ h3 { font-size: 1.05rem; margin-top: 1.4rem; }
 table { border-collapse: collapse; margin: .6rem 0; font-size: .86rem; }
 th, td { border: 1px solid #d8d8d8; padding: .3rem .5rem; vertical-align: top; }
 th { background: #f3f4f6; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafafa; }
 .note { color: #555; font-size: .88rem; }
 .figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(470px, 1fr));

@@ -481,10 +481,11 @@ def missing_requirements(workload: Callable[..., object], name: str) -> str | No
     missing = [r for r in requirements(workload) if not r.installed]
     if not missing:
         return None
-    modules = ", ".join(r.module for r in missing)
-    extras = sorted({r.extra for r in missing})
-    install = " ".join(f"'greenprec[{extra}]'" for extra in extras)
-    return f"workload {name!r} needs {modules}, which is not installed: pip install {install}"
+    from greenprec._install import missing_line
+
+    return missing_line(
+        f"workload {name!r}", [r.module for r in missing], [r.extra for r in missing]
+    )
 
 
 _UNSET: Any = object()
