@@ -664,6 +664,10 @@ def test_a_job_submitted_without_a_recorded_id_is_adopted_by_name(
     runs = block_runs(store, 1)
     ledger(store, Submission(name="greenprec-x-b001-a1", block=1, run_ids=runs))
     fake.job("88", "RUNNING", node="node2", name="greenprec-x-b001-a1")
+    # submitit wrote the job's files before the submitter was killed (tests/
+    # test_resume_advice.py: a job without them is cancelled and its block submitted again).
+    (store.slurm_dir / "88").mkdir(parents=True)
+    (store.slurm_dir / "88" / "88_submitted.pkl").write_bytes(b"submitit's pickle")
     watcher = watch(store)
     watcher.reattach()
     job = store.read_submissions().jobs[0]

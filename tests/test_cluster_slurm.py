@@ -304,7 +304,9 @@ def test_a_cancelled_job_is_recorded_and_resubmitted_on_resume(
     for run in runs.values():
         assert run["job_state"] == "CANCELLED"
         assert f"Slurm job {job['job_id']} ended CANCELLED" in run["error"]
-    assert "run(s) failed" in stderr
+    # The closing line says what a plain --resume does (tests/test_resume_advice.py).
+    assert "runs 2 of them again (2 whose Slurm job ended CANCELLED)" in stderr
+    assert "--retry-failed" not in stderr
 
     # No --retry-failed: the cluster's failures are run again. How jobs are submitted may
     # change on resume (here the time a run may take: what a TIMEOUT calls for).
@@ -355,6 +357,8 @@ def test_a_node_failure_is_recorded_as_node_fail_and_resubmitted(
     assert process.returncode == 1, stderr[-3000:]
     runs = _runs(out)
     assert {run["job_state"] for run in runs.values()} == {"NODE_FAIL"}
+    assert "runs 2 of them again (2 whose Slurm job ended NODE_FAIL)" in stderr
+    assert "--retry-failed" not in stderr
 
     (out.parent / "release").touch()  # the resumed runs end at once
     resumed = _resume(out)

@@ -44,6 +44,7 @@ __all__ = [
     "fail_to_write",
     "register",
     "reporter_for",
+    "resume_advice",
     "run_request",
     "stopped",
     "terminate_like_ctrl_c",
@@ -258,7 +259,9 @@ def fail_to_write(error: OSError, out: Path, command: str = "compare") -> NoRetu
 
 def stopped(stop: KeyboardInterrupt | Terminated, out: Path, command: str = "compare") -> NoReturn:
     by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
-    detail = getattr(stop, "detail", None) or ("the current run is marked failed (interrupted)")
+    # The executor says what it stopped (a run, a cool-down, the jobs); without a word from it
+    # the stop came outside its runs (opening the folder, writing the report).
+    detail = getattr(stop, "detail", None) or "no run was running, and what was recorded is kept"
     typer.echo(
         f"greenprec: interrupted ({by}); {detail}. "
         f"Continue with: greenprec {command} --resume --out {out}",
@@ -269,29 +272,49 @@ def stopped(stop: KeyboardInterrupt | Terminated, out: Path, command: str = "com
 
 
 def _finish(request: RunRequest, store: ResultsStore, records: list[RunRecord]) -> None:
-    """The report (or the runs table), and exit code 1 with the command to go on when any
-    run failed."""
+    """The report (or the runs table), and exit code 1 with what the next resume does when any
+    run is not done."""
     from greenprec.results import record_row
 
     rows = [record_row(record) for record in records]
     if not request.jsonl:
         _summarise(store.path, rows)
-    failed = [row for row in rows if row["status"] != "done"]
-    if not failed:
+    if all(record.status == "done" for record in records):
         return
-    # --resume alone leaves failed runs as they are: say so, or "6 runs failed" after a
-    # resume that ran nothing reads as if they had been tried again.
-    not_retried = (
-        " (--resume alone does not run failed runs again)"
-        if request.resume and not request.retry_failed
-        else ""
-    )
-    typer.echo(
-        f"greenprec: {len(failed)} run(s) failed{not_retried}; see runs.csv and logs/ in "
-        f"{store.path}; run them again with --resume --retry-failed --out {store.path}",
-        err=True,
-    )
+    typer.echo(resume_advice(store, records, request.command), err=True)
     raise typer.Exit(1)
+
+
+def resume_advice(store: ResultsStore, records: Sequence[RunRecord], command: str) -> str:
+    """One line: how many runs are not done, how many of them the next plain ``--resume``
+    runs again (and why each is not done), how many it leaves to a job or process still
+    holding them, and how many only ``--resume --retry-failed`` runs (failed on their own)."""
+    from greenprec.experiment.runner import resume_outlook
+
+    outlook = resume_outlook(store, records)
+    out = store.path
+    parts = []
+    if outlook.runs_again:
+        why = ", ".join(f"{count} {reason}" for reason, count in outlook.again.items())
+        parts.append(
+            f"the next greenprec {command} --resume --out {out} runs {outlook.runs_again} of "
+            f"them again ({why})"
+        )
+    if outlook.held:
+        parts.append(
+            f"{outlook.held} still held by a process or Slurm job of an earlier session: "
+            "--resume leaves them to it (re-attaching to a job) and runs them again if it ends "
+            "without finishing them"
+        )
+    if outlook.own_failures:
+        parts.append(
+            f"{outlook.own_failures} failed on their own (the error is in runs.csv and logs/), "
+            "and --resume alone does not run failed runs again: fix the cause, then run them "
+            f"again with greenprec {command} --resume --retry-failed --out {out}"
+        )
+    return f"greenprec: {outlook.not_done} run(s) not done (see runs.csv in {out}); " + "; ".join(
+        parts
+    )
 
 
 def cancel_jobs_decision(cancel: bool) -> Callable[[Sequence[str]], bool] | None:

@@ -13,7 +13,9 @@ state (``TIMEOUT``, ``NODE_FAIL``, ``PREEMPTED``, ``OUT_OF_MEMORY``, ``CANCELLED
 reason. Everything else is written by the jobs (:mod:`greenprec.experiment.block`).
 
 Killing the submitter does not touch the jobs. Resuming re-attaches: a run whose job is still
-pending or running is never submitted again; runs a finished job left unfinished are.
+pending or running is never submitted again; runs a finished job left unfinished are. A job
+found by its name whose submitit files were never written (the submitter killed between sbatch
+and writing them) could only fail: it is cancelled and its block submitted again.
 
 An experiment that looks at its data (``compare --adaptive``, a recommendation) goes out in
 **waves** (:class:`Waves`): the blocks before the first look go out together, then one block
@@ -101,6 +103,11 @@ class Scheduler(Protocol):
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         """Ask the scheduler to end these jobs."""
+        ...
+
+    def launchable(self, folder: Path, job_id: str) -> bool:
+        """Whether a job submitted with its files under ``folder`` has what it starts from
+        (False: an orphan of a submitter killed before writing them, which can only fail)."""
         ...
 
 
@@ -258,11 +265,38 @@ class Watch:
                     job.reason = (
                         "no job of this name is known to Slurm; its runs are submitted again"
                     )
+                elif not self.scheduler.launchable(self.store.slurm_dir, found.job_id):
+                    self.replace_orphan(job, found)
                 else:
                     job.job_id, job.state = found.job_id, found.state
         self.save()
         if self.unsettled():
             self.refresh(first=True)
+
+    def replace_orphan(self, job: Submission, found: JobState) -> None:
+        """A job found by name whose files were never written (its submitter was killed between
+        sbatch and writing them) can only fail: cancel it; its runs, which it never started,
+        are submitted again as a new attempt of the block."""
+        if not found.final:
+            try:
+                self.scheduler.cancel([found.job_id])
+            except SlurmError as error:
+                raise ClusterError(
+                    f"{error}; cancel Slurm job {found.job_id} ({job.name}) with scancel, then "
+                    "resume the experiment"
+                ) from None
+        ended = (found.state, "it had ended")
+        state, done = ended if found.final else ("CANCELLED", "cancelled it")
+        job.job_id, job.state, job.settled = found.job_id, state, True
+        job.reason = (
+            "its submitter was killed before submitit wrote the job's files, so it could not "
+            "start; its runs are submitted again"
+        )
+        self.reporter.message(
+            f"Slurm job {found.job_id} (block {job.block}) was submitted by a submitter killed "
+            f"before it wrote the job's files, so it could only fail: {done}, and block "
+            f"{job.block} is submitted again"
+        )
 
     # -- watching ----------------------------------------------------------------------------
     def run(self, waiting: list[tuple[int, list[str]]], waves: Waves | None = None) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from greenprec.errors import ConfigError
+from greenprec.errors import ConfigError, GreenprecError
 from greenprec.experiment.config import ExperimentConfig, stored_config, validate
 from greenprec.experiment.environment import environment
 from greenprec.experiment.executors import Executor, executor_for
@@ -37,7 +38,9 @@ from greenprec.results.records import now_iso
 __all__ = [
     "SOURCE",
     "ExperimentFailed",
+    "ResumeOutlook",
     "resumable_config",
+    "resume_outlook",
     "run_experiment",
     "workload_framework",
 ]
@@ -308,6 +311,75 @@ def resumable_config(
     except ConfigError as error:
         problems = "; ".join(str(error).splitlines())
         raise ConfigError(f"cannot continue {store.path}: {problems}") from None
+
+
+@dataclass(frozen=True)
+class ResumeOutlook:
+    """What the next resume of a folder does with the runs that are not done, counted.
+
+    Read off the runs by the same rules the executors follow
+    (:meth:`RunRecord.failed_and_runs_again`, :func:`~greenprec.experiment.cluster.
+    needs_submitting`, :meth:`ResultsStore.is_stale`), so that what a closing line promises is
+    what the resume then does.
+    """
+
+    again: dict[str, int] = field(default_factory=dict)
+    """Runs a plain resume runs again, by why they are not done (``"interrupted"``, ``"never
+    run"``, ``"whose Slurm job ended TIMEOUT"``, ...): how many of each."""
+    held: int = 0
+    """Runs a process or a scheduler's job of an earlier session still holds: a resume leaves
+    them to it (re-attaching to a job), and runs them again if it ends without finishing them."""
+    own_failures: int = 0
+    """Runs that failed for their own reasons (an exception, a time limit, a meter): a resume
+    runs them again only when asked to retry failed runs."""
+
+    @property
+    def runs_again(self) -> int:
+        return sum(self.again.values())
+
+    @property
+    def not_done(self) -> int:
+        return self.runs_again + self.held + self.own_failures
+
+
+def resume_outlook(store: ResultsStore, runs: Sequence[RunRecord] | None = None) -> ResumeOutlook:
+    """What a resume of ``store`` without retrying failed runs would do with each run that is
+    not done (``runs``: the folder's runs as they ended, read from it when not given)."""
+    from greenprec.experiment.cluster import needs_submitting
+
+    if runs is None:
+        runs = store.load().runs
+    try:
+        jobs = store.read_submissions().jobs
+    except GreenprecError:
+        jobs = []  # damaged: the resume refuses it with its own message
+    held_by_jobs = {run_id for job in jobs if not job.settled for run_id in job.run_ids}
+    again: dict[str, int] = {}
+    held = own_failures = 0
+    for run in runs:
+        if run.status == "done":
+            continue
+        if run.run_id in held_by_jobs or (
+            not jobs and run.status == "running" and not store.is_stale(run)
+        ):
+            held += 1
+        elif not needs_submitting(run, retry_failed=False):
+            own_failures += 1
+        else:
+            why = _why_not_done(run)
+            again[why] = again.get(why, 0) + 1
+    return ResumeOutlook(again, held, own_failures)
+
+
+def _why_not_done(run: RunRecord) -> str:
+    """Why a run the next resume runs again is not done, in a few words."""
+    if run.status == "pending":
+        return "never run"
+    if run.status == "running":
+        return "left running by a process or job that has ended"
+    if run.ended_by_scheduler:
+        return f"whose Slurm job ended {run.job_state}"
+    return "interrupted"
 
 
 def _remove_empty(path: Path) -> None:

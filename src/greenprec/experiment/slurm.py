@@ -31,6 +31,7 @@ __all__ = [
     "find_by_name",
     "job_hostnames",
     "job_states",
+    "launchable",
     "srun_argv",
     "submit",
 ]
@@ -160,6 +161,18 @@ def find_by_name(name: str) -> JobState | None:
     if not states:
         return None
     return max(states, key=lambda state: int(state.job_id.split("_")[0]))
+
+
+def launchable(folder: Path, job_id: str) -> bool:
+    """Whether the job ``job_id``, submitted with its files under ``folder`` (as :func:`submit`
+    puts them), has what it starts from: submitit's pickle of the function to run.
+
+    submitit writes it only after sbatch has answered: a submitter killed in between leaves a
+    job that waits for the file and then fails (submitit's ``JobLaunchFailure``)."""
+    if JOB_ID_PATTERN.fullmatch(job_id) is None:
+        return False
+    # As submitit's JobPaths name it: "%j" is the job id (an array task's "<id>_<task>").
+    return (folder / job_id / f"{job_id}_submitted.pkl").is_file()
 
 
 def cancel(job_ids: Sequence[str]) -> None:
