@@ -34,8 +34,11 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAX_DOMAIN_POWER_W",
+    "MAX_ENERGY_J",
+    "MAX_POWER_W",
     "PLAUSIBLE_SLACK_W",
     "Drop",
+    "implausible",
     "judge_drop",
     "plausible_limit_w",
     "reference_power_w",
@@ -47,6 +50,26 @@ PLAUSIBLE_SLACK_W = 20.0
 """... plus this many watts (so a counter idling near 0 W may still wake up)."""
 MAX_DOMAIN_POWER_W = 2000.0
 """More than any one CPU package, DRAM or GPU counter draws: the judge when no neighbour exists."""
+MAX_ENERGY_J = 1e12
+"""One terajoule is 278 MWh, a month of a large GPU cluster: no run, window or counter uses that
+much, so a larger value is a unit or meter error (1e308 J once made a report say "100% less")."""
+MAX_POWER_W = 1e9
+"""A gigawatt, a power plant's output: no machine a meter reads draws that much."""
+
+
+def implausible(value: float, unit: str) -> str | None:
+    """Why an energy (``unit="J"``) or power (``"W"``) a meter read cannot be real, or None when
+    it can: not finite, negative, or beyond the limits the report holds a run's figures to
+    (:data:`MAX_ENERGY_J`, :data:`MAX_POWER_W`), so ``measure()`` never gives a number the
+    report would refuse."""
+    limit = MAX_ENERGY_J if unit == "J" else MAX_POWER_W
+    if not math.isfinite(value):
+        return "is not finite"
+    if value < 0:
+        return "is negative"
+    if value > limit:
+        return f"is implausible (more than {limit:g} {unit})"
+    return None
 
 
 @dataclass(frozen=True)

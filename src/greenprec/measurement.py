@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
+from greenprec.counters import implausible
 from greenprec.errors import ConfigError, GreenprecError, MeasurementNotFinished, MeterError
-from greenprec.meters.base import Meter, Reading
+from greenprec.meters.base import Meter, Reading, allowed_s, domain_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,15 +31,13 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
 
 
-# Every call into a meter is bounded: a read that hangs (a stuck driver, a FIFO, an NFS mount)
+# Every call into a meter is bounded: a call that hangs (a stuck driver, a FIFO, an NFS mount)
 # must fail the measurement with a reason, never hang the block, the experiment or Ctrl-C.
 _READ_TIMEOUT_FLOOR_S = 2.0
 """A read may take this long at least (or five sampling intervals, whichever is longer)."""
-_START_TIMEOUT_S = 120.0
-"""start(): EnergiBridge waits up to its own start_timeout_s (15 s) for its first sample."""
 _FINISH_TIMEOUT_S = 60.0
 """finish(): EnergiBridge stops its child, waiting up to its own stop_timeout_s (5 s)."""
-_STOP_TIMEOUT_S = 10.0
+# start() and stop() are bounded per meter, by what each says it needs (meters.base.allowed_s).
 
 _T = TypeVar("_T")
 
@@ -86,16 +85,37 @@ def _bounded(
             what, timeout_s = what_next, next_timeout_s
         else:
             worker.join(max(0.0, deadline - time.monotonic()))
-            timeout_s = 0.0
-    worker.join(timeout_s)
+    worker.join(timeout_s if then is None or then[0].is_set() else 0.0)
     if worker.is_alive():
         raise MeterError(
             f"meter {who} did not answer {what}() within "
             f"{timeout_s:g} s (a hung driver, file or device?); the measurement is abandoned"
         )
     if failure:
-        raise failure[0]
+        error = failure[0]
+        if isinstance(error, Exception):
+            raise error
+        # SystemExit, KeyboardInterrupt, GeneratorExit... raised on this helper thread are the
+        # meter's own: a real Ctrl-C or SIGTERM is delivered to the main thread, never here.
+        # Passed on, SystemExit(3) would end `greenprec measure` with code 3 and no word.
+        raise MeterError(
+            f"meter {who} raised {type(error).__name__}{_args(error)} in {what}(): a meter "
+            "reports a failure with an exception such as MeterError, never by exiting or "
+            "interrupting; the measurement is abandoned"
+        ) from error
     return outcome[0]
+
+
+def _short(value: object) -> str:
+    """A value a meter returned, escaped and cut for one line."""
+    text = ascii(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _args(error: BaseException) -> str:
+    """``(3)`` for ``SystemExit(3)``: the arguments, escaped and short."""
+    shown = ", ".join(ascii(arg) for arg in error.args)
+    return f"({shown[:100]})"
 
 
 class _Sampler:
@@ -195,6 +215,19 @@ class _DomainTrack:
     last_t_s: float = math.nan
     last_value: float = math.nan
 
+    @classmethod
+    def first(cls, meter: Meter, reading: object) -> _DomainTrack:
+        """The track of a domain seen for the first time: its name checked here, once, so no
+        path, markup or escape sequence reaches the terminal, runs.csv or the report."""
+        who = meter.name or type(meter).__name__
+        if not isinstance(reading, Reading):
+            raise MeterError(f"meter {who!r} returned {_short(reading)}, not a greenprec.Reading")
+        problem = domain_problem(reading.domain)
+        if problem is not None:
+            raise MeterError(f"meter {who!r} gave a reading whose {problem}")
+        kind = "energy" if reading.energy_j is not None else "power"
+        return cls(kind, reading.in_total, who)
+
     def add(self, t_s: float, reading: Reading) -> tuple[float, float]:
         """Fold one reading in; return (power_w, cumulative energy_j since the block began).
 
@@ -222,15 +255,24 @@ class _DomainTrack:
             if not math.isnan(self.last_t_s):
                 self.energy_j += (t_s - self.last_t_s) * (value + self.last_value) / 2
             power_w = value
+        self._check(reading, self.energy_j, "energy since the block's entry")
         self.last_t_s, self.last_value = t_s, value
         return power_w, self.energy_j
 
     def _check(self, reading: Reading, value: float, what: str) -> float:
-        number = float(value)
-        if not math.isfinite(number) or number < 0:
+        """``value`` as a float, or a MeterError when it cannot be real: the same check (and
+        limits) as a run's figures get (:func:`greenprec.counters.implausible`)."""
+        try:
+            number = float(value)
+            shown = repr(number)  # short even for 1e+308, unlike a fixed-point format
+        except (TypeError, ValueError, OverflowError):
+            number, shown = math.nan, _short(value)
+        problem = implausible(number, "W" if what == "power_w" else "J")
+        if problem is not None:
             raise MeterError(
-                f"meter {self.meter!r} reported {what} = {value!r} for {reading.domain}: "
-                "energy and power are finite and never negative, so the measurement is refused"
+                f"meter {self.meter!r} reported {reading.domain} {what} = {shown}, which "
+                f"{problem}: energy and power are finite, never negative and within what "
+                "hardware draws, so the measurement is refused"
             )
         return number
 
@@ -357,7 +399,8 @@ class Measurement:
                 _label(self._meters),
                 "start",
                 start_and_enter,
-                _START_TIMEOUT_S,
+                # The meters start one after the other: each is given its own bound.
+                sum(allowed_s(meter, "start") for meter in self._meters) or 1.0,
                 then=(meters_started, "read", self._read_timeout_s),
             )
         except BaseException:
@@ -620,6 +663,15 @@ class Measurement:
                 except Exception as error:
                     self._sampling_error = error
                     return
+                except BaseException as error:
+                    # Signals reach the main thread only: SystemExit or KeyboardInterrupt here
+                    # is the meter's own, and would end this thread without a word.
+                    self._sampling_error = MeterError(
+                        f"meter {_label(self._meters)} raised {type(error).__name__}"
+                        f"{_args(error)} in read(): a meter reports a failure with an "
+                        "exception such as MeterError, never by exiting or interrupting"
+                    )
+                    return
         finally:
             self._sampler.drain()
 
@@ -650,13 +702,16 @@ class Measurement:
             if math.isnan(first_t_s):
                 first_t_s = t_s
             meter.reading_time = now
-            for reading in meter.finish() if final else meter.read():
+            readings = meter.finish() if final else meter.read()
+            if not isinstance(readings, (list, tuple)):
+                raise MeterError(
+                    f"meter {_label([meter])} returned {_short(readings)} from "
+                    f"{'finish' if final else 'read'}(), not a list of greenprec.Reading"
+                )
+            for reading in readings:
                 track = self._tracks.get(reading.domain)
                 if track is None:
-                    kind = "energy" if reading.energy_j is not None else "power"
-                    track = self._tracks[reading.domain] = _DomainTrack(
-                        kind, reading.in_total, meter.name or type(meter).__name__
-                    )
+                    track = self._tracks[reading.domain] = _DomainTrack.first(meter, reading)
                 power_w, energy_j = track.add(t_s, reading)
                 self._rows.append((t_s, reading.domain, power_w, energy_j))
         return first_t_s
@@ -1025,9 +1080,27 @@ def _release(meters: Sequence[Meter], owner: Measurement) -> None:
 
 
 def _stop_quietly(meter: Meter) -> None:
-    # Releasing a handle must never hide the block's own outcome, nor hang it.
-    with contextlib.suppress(Exception):
-        _bounded(_label([meter]), "stop", meter.stop, _STOP_TIMEOUT_S)
+    """Stop ``meter``: releasing a handle must never hide the block's own outcome, nor hang it.
+
+    A stop() that raises is kept quiet (the contract says it never does, and the figures are
+    taken); one that hangs is warned about, naming the meter and the wait: the figures stand,
+    but what the meter holds (a handle, a child process) may stay open.
+    """
+    from greenprec.errors import warn_at_caller
+
+    stop_s = allowed_s(meter, "stop")
+    began = time.monotonic()
+    try:
+        _bounded(_label([meter]), "stop", meter.stop, stop_s)
+    except MeterError:
+        if time.monotonic() - began >= stop_s:
+            warn_at_caller(
+                f"meter {_label([meter])} did not return from stop() within {stop_s:g} s (a "
+                "hung driver, file or device?): its figures stand, but what it holds (a "
+                "handle, a child process) may not be released"
+            )
+    except Exception:
+        pass
 
 
 @overload

@@ -48,7 +48,11 @@ its child process there, which then writes the samples up to the exit. ``finish(
 once, after the last ``read()`` and before ``stop()``, and not at all when an earlier ``read()``
 failed; ``stop()`` must still release everything after a ``finish()`` that raised.
 
-Domains are named ``<meter>/<part>`` (``rapl/package-0``, ``nvml/gpu-0``). A reading with
+Domains are named ``<meter>/<part>`` (``rapl/package-0``, ``nvml/gpu-0``): ASCII letters and
+digits, the part also ``. _ - : @ +`` (:data:`DOMAIN_FORM`). A domain name becomes a column of
+runs.csv, a line of the terminal and of the report, so any other name (a path, a space, an
+escape sequence) is refused where greenprec first sees it: in :class:`Probe` and at a meter's
+first reading of the domain (:func:`domain_problem`). A reading with
 ``in_total=False`` is reported but not added to the total, for parts contained in another
 domain (RAPL's core is inside its package). Never count the same joule twice.
 """
@@ -56,6 +60,8 @@ domain (RAPL's core is inside its package). Never count the same joule twice.
 from __future__ import annotations
 
 import importlib
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
@@ -63,7 +69,27 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from greenprec.meters.options import MeterOptions
 
-__all__ = ["Meter", "Probe", "Reading"]
+__all__ = ["DOMAIN_FORM", "Meter", "Probe", "Reading", "allowed_s", "domain_problem"]
+
+_DOMAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*/[A-Za-z0-9][A-Za-z0-9._:@+-]*")
+_MAX_DOMAIN_CHARS = 120
+DOMAIN_FORM = (
+    "'<meter>/<part>' (e.g. 'rapl/package-0'): the meter's name, a slash and the part, in ASCII "
+    f"letters, digits and - _ (the part also . : @ +), at most {_MAX_DOMAIN_CHARS} characters"
+)
+"""The form of a domain name, as error messages state it."""
+
+
+def domain_problem(domain: object) -> str | None:
+    """Why ``domain`` cannot be a domain name (the name shown escaped), or None when it can.
+
+    Domain names become runs.csv columns, terminal lines and report text: only the plain form
+    of :data:`DOMAIN_FORM` passes, so no path, markup or escape sequence travels with them.
+    """
+    if isinstance(domain, str) and len(domain) <= _MAX_DOMAIN_CHARS and _DOMAIN.fullmatch(domain):
+        return None
+    shown = ascii(domain) if len(repr(domain)) <= 200 else ascii(domain)[:199] + "…"
+    return f"domain {shown} is not a domain name: name it {DOMAIN_FORM}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,14 @@ class Probe:
     available: bool
     reason: str = ""
     domains: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # A plugin's probe builds this: a bad name is refused here, before anything shows it
+        # (the registry turns the error into the meter's "unavailable" reason).
+        for domain in self.domains if isinstance(self.domains, (list, tuple)) else ():
+            problem = domain_problem(domain)
+            if problem is not None:
+                raise ValueError(f"Probe.domains: {problem}")
 
 
 class Meter:
@@ -113,6 +147,15 @@ class Meter:
     options: MeterOptions
     """The validated options; set by :meth:`__init__` (a meter without ``Options`` that
     overrides ``__init__`` keeps its keywords as it chooses and has none)."""
+
+    start_timeout_s: float = 15.0
+    """How long :meth:`start` may take, in seconds. greenprec waits twice as long plus a second,
+    then fails the measurement naming the meter and the call (a hung driver must not hang the
+    block); a meter that waits longer on purpose (EnergiBridge, for its first sample) sets its
+    own, also per instance from an option."""
+    stop_timeout_s: float = 5.0
+    """How long :meth:`stop` may take, in seconds; greenprec waits twice as long plus a second,
+    then warns naming the meter (the figures, already taken, stand)."""
 
     reading_time: float | None = None
     """The ``time.monotonic()`` stamp greenprec gives the reading it is about to take, set just
@@ -182,6 +225,20 @@ class Meter:
 
     def stop(self) -> None:
         """Release what :meth:`start` acquired."""
+
+
+def allowed_s(meter: Meter | type[Meter], call: str) -> float:
+    """How long greenprec waits for ``meter``'s ``start()`` or ``stop()`` (``call``): twice the
+    time the meter says the call may take (its ``start_timeout_s`` / ``stop_timeout_s``), plus a
+    second, so a loaded machine does not fail a meter that keeps its word. A value that is not
+    a positive number of seconds counts as the default."""
+    default: float = getattr(Meter, f"{call}_timeout_s")
+    declared: object = getattr(meter, f"{call}_timeout_s", default)
+    if isinstance(declared, bool) or not isinstance(declared, (int, float)):
+        declared = default
+    if not (math.isfinite(declared) and declared > 0):
+        declared = default
+    return 2.0 * float(declared) + 1.0
 
 
 def _import_path(path: str) -> object:

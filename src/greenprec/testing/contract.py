@@ -29,8 +29,10 @@ probe's reason.
 ``lifecycle``
     ``start()``, ``read()`` for ``run_s`` seconds, ``finish()``, ``stop()`` all work.
 ``readings``
-    Every reading is a :class:`~greenprec.Reading` with a domain named ``<meter>/<part>`` and
-    exactly one of ``energy_j`` / ``power_w``, a finite number >= 0; no domain twice in one read.
+    Every reading is a :class:`~greenprec.Reading` with a domain named ``<meter>/<part>`` (in
+    the form of :data:`~greenprec.meters.base.DOMAIN_FORM`) and exactly one of ``energy_j`` /
+    ``power_w``, a finite number >= 0 within what hardware draws
+    (:func:`greenprec.counters.implausible`); no domain twice in one read.
 ``counters``
     Cumulative ``energy_j`` never decreases from one read to the next (wraps are the meter's to
     correct).
@@ -45,6 +47,12 @@ probe's reason.
 ``nothing left behind``
     After ``stop()``, every thread, child process (also one that was reparented) and open file
     that ``start()`` made is gone.
+
+Every call into the meter is bounded as ``measure()`` bounds it: ``start()`` and ``probe()`` by
+twice the meter's ``start_timeout_s`` plus a second, ``stop()`` likewise by its
+``stop_timeout_s``, ``read()`` by two seconds or five sampling intervals, ``finish()`` by a
+minute. A call that does not return in time, or that raises anything (``SystemExit`` and
+``KeyboardInterrupt`` included), is a broken rule naming the call; the kit never hangs.
 ``second start``
     ``start()`` on a running meter is refused (it raises) or harmless: the meter still reads,
     and one ``stop()`` leaves nothing behind.
@@ -66,9 +74,11 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from greenprec.counters import implausible
 from greenprec.errors import ConfigError, MeterContractError
-from greenprec.meters.base import Meter, Probe, Reading
+from greenprec.meters.base import Meter, Probe, Reading, allowed_s, domain_problem
 
 __all__ = ["CheckResult", "MeterReport", "check_meter"]
 
@@ -78,6 +88,27 @@ _LEFTOVER_GRACE_S = 2.0
 """How long a thread or process may take to end after ``stop()`` (or ``probe()``) returns."""
 _COUNTER_SLACK_J = 1e-6  # float rounding in a meter's unit conversion; measure() allows as much
 _POLL_S = 0.02
+_READ_BOUND_FLOOR_S = 5.0
+"""read() may take this long at least (or five sampling intervals): more patient than
+measure()'s 2 s, so that a loaded test machine (a first read importing a library) fails no
+meter, and still bounded."""
+_FINISH_BOUND_S = 60.0  # as measure()'s finish()
+_HUNG = "did not return within"
+"""How a :class:`TimeoutError` of :func:`_bounded` begins: told apart from a meter's own."""
+
+_BOUNDS = {
+    "probe()": "a meter whose probe() hangs; return (or raise) within its start_timeout_s",
+    "start()": "a meter whose start() hangs; return (or raise) within its start_timeout_s",
+    "stop()": "a meter whose stop() hangs; return (or raise) within its stop_timeout_s",
+    "read()": "a window whose read() takes over 2 s (or five sampling intervals); answer sooner",
+    "finish()": "a window whose finish() hangs; return (or raise) within a minute",
+}
+"""What ``measure()`` does with a call that hangs, and the bound a meter must keep."""
+
+_KIT_THREAD = "greenprec-kit-"
+"""The name prefix of the threads the kit calls a meter on."""
+
+_T = TypeVar("_T")
 
 _WHOLE_SYSTEM = re.compile(r"(?:system|psys|platform)(?![a-z])")
 _PACKAGE = re.compile(r"(?:package|pkg|cpu)(?![a-z])")
@@ -172,15 +203,31 @@ class _Checker:
         self.problems: list[str] = []
         self.probe_result: Probe | None = None
         self.grace_s = _LEFTOVER_GRACE_S
+        self.read_bound_s = max(_READ_BOUND_FLOOR_S, 5 * interval_s)
+        self.hung = ""
+        """Set once a call into the meter did not return: which, for the checks skipped."""
 
     # -- bookkeeping -------------------------------------------------------------------------
     def check(self, name: str, run: Callable[[], tuple[list[str], str]]) -> bool:
-        """Run one check; record it as passed, skipped or broken. Returns whether it passed."""
+        """Run one check; record it as passed, skipped or broken. Returns whether it passed.
+
+        After a call that hung, the meter is not called again: each check would wait out the
+        bound once more (and leave one more thread behind) to say the same thing."""
+        if self.hung:
+            self.skipped.append(CheckResult(name, f"not run: {self.hung}"))
+            return False
         try:
             problems, detail = run()
         except _Skip as skip:
             self.skipped.append(CheckResult(name, str(skip)))
             return False
+        except ConfigError:
+            raise  # the options given to the kit are wrong: the caller's to fix
+        except Exception as error:  # whatever the meter did, the kit reports, never crashes
+            problems, detail = [f"the check could not finish: {_describe(error)}"], ""
+        hung = [problem for problem in problems if _HUNG in problem]
+        if hung:
+            self.hung = f"{hung[0].split(' ', 1)[0]} hung above, so the meter is not called again"
         if problems:
             # One broken rule is said once, even when several checks run into it.
             said = {problem.split(": ", 1)[1] for problem in self.problems}
@@ -290,12 +337,14 @@ class _Checker:
     def _probe(self) -> tuple[list[str], str]:
         before = _Resources.now()
         try:
-            result: object = self.cls.probe(**self.options)
+            result: object = _bounded(
+                "probe()", lambda: self.cls.probe(**self.options), allowed_s(self.cls, "start")
+            )
         except ConfigError:
             raise  # the options given to the kit are wrong: the caller's to fix
         except Exception as error:
             problems = [
-                f"probe() raised {_describe(error)}; a meter that cannot run here returns "
+                f"{_failed('probe()', error)}; a meter that cannot run here returns "
                 "Probe(False, reason) instead, and bad options raise ConfigError"
             ]
             return problems + self.leftovers(before, "probe()"), ""
@@ -319,7 +368,8 @@ class _Checker:
                 "to fix it (Probe(False, 'no /dev/board0; load the board driver'))"
             )
         if result.available:
-            detail = "available, domains " + (", ".join(result.domains) or "not announced")
+            shown = ", ".join(map(str, domains)) if isinstance(domains, (list, tuple)) else ""
+            detail = "available, domains " + (shown or "not announced")
         else:
             detail = f"unavailable: {result.reason}"
         return problems, detail + "; nothing left behind"
@@ -334,7 +384,7 @@ class _Checker:
             return _UNKNOWN_OPTION in str(error)
 
         try:
-            self.cls.probe(**bad)
+            _bounded("probe()", lambda: self.cls.probe(**bad), allowed_s(self.cls, "start"))
         except ConfigError as error:
             if named(error):
                 return [], f"probe() refused it: {error}"
@@ -360,8 +410,7 @@ class _Checker:
                 "ConfigError"
             )
             return problems, ""
-        with contextlib.suppress(Exception):
-            meter.stop()
+        _stop_quietly(meter)
         problems.append(
             f"option {_UNKNOWN_OPTION!r} was accepted: a misspelt option must be refused, not "
             "ignored; give the meter an Options model (a MeterOptions subclass refuses "
@@ -416,10 +465,10 @@ class _Checker:
     def _stop_before_start(self) -> tuple[list[str], str]:
         meter = self._create()
         try:
-            meter.stop()
+            _bounded("stop()", meter.stop, allowed_s(meter, "stop"))
         except Exception as error:
             return [
-                f"stop() raised {_describe(error)} on a meter that was never started; "
+                f"{_failed('stop()', error)} on a meter that was never started; "
                 "measure() stops every meter after a failed start, so stop() must release "
                 "only what start() acquired and never raise"
             ], ""
@@ -428,16 +477,18 @@ class _Checker:
     def _read_before_start(self) -> tuple[list[str], str]:
         meter = self._create()
         try:
-            readings = meter.read()
+            readings = _bounded("read()", meter.read, self.read_bound_s)
+        except TimeoutError as error:
+            problems: list[str] = [_failed("read() before start()", error)]
+            detail = ""
         except Exception as error:
             detail = f"refused with {_describe(error)}"
-            problems: list[str] = []
+            problems = []
         else:
             problems = _reading_problems(readings, self.name, "read()")
             detail = f"harmless: {len(readings) if isinstance(readings, list) else '?'} readings"
         finally:
-            with contextlib.suppress(Exception):
-                meter.stop()
+            _stop_quietly(meter)
         return problems, detail
 
     def _second_start(self) -> tuple[list[str], str]:
@@ -446,15 +497,17 @@ class _Checker:
         seen: dict[int, float] = {}
         problems: list[str] = []
         try:
-            meter.start()
+            _bounded("start()", meter.start, allowed_s(meter, "start"))
         except Exception as error:
-            with contextlib.suppress(Exception):
-                meter.stop()
+            _stop_quietly(meter)
             raise _Skip(f"start() failed ({_describe(error)}), reported by lifecycle") from None
         try:
             seen.update(_descendants())
             try:
-                meter.start()
+                _bounded("start()", meter.start, allowed_s(meter, "start"))
+            except TimeoutError as error:
+                problems.append(_failed("a second start()", error))
+                detail = ""
             except Exception as error:
                 detail = f"refused with {_describe(error)}"
             else:
@@ -464,9 +517,9 @@ class _Checker:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")  # a block of milliseconds, on purpose
                         meter.reading_time = time.monotonic()
-                        readings = meter.read()
+                        readings = _bounded("read()", meter.read, self.read_bound_s)
                         meter.reading_time = time.monotonic()
-                        readings_at_end = meter.finish()
+                        readings_at_end = _bounded("finish()", meter.finish, _FINISH_BOUND_S)
                 except Exception as error:
                     problems.append(
                         f"after a second start(), the meter failed to read: {_describe(error)}; "
@@ -477,9 +530,9 @@ class _Checker:
                     problems += _reading_problems(readings_at_end, self.name, "finish()")
         finally:
             try:
-                meter.stop()
+                _bounded("stop()", meter.stop, allowed_s(meter, "stop"))
             except Exception as error:
-                problems.append(f"stop() raised {_describe(error)}")
+                problems.append(_failed("stop()", error))
         leftovers = self.leftovers(before, "one stop() after two start()s", seen)
         if leftovers:
             problems += leftovers
@@ -538,27 +591,27 @@ class _Run:
         problems: list[str] = []
         phase = "start()"
         try:
-            meter.start()
+            _bounded("start()", meter.start, allowed_s(meter, "start"))
             self.seen.update(_descendants())
             phase = "read()"
             deadline = time.monotonic() + checker.run_s
             while True:
                 meter.reading_time = time.monotonic()
-                self.reads.append(("read()", meter.read()))
+                self.reads.append(("read()", _bounded("read()", meter.read, checker.read_bound_s)))
                 self.seen.update(_descendants())
                 if time.monotonic() >= deadline and len(self.reads) >= 2:
                     break
                 time.sleep(checker.interval_s)
             phase = "finish()"
             meter.reading_time = time.monotonic()
-            self.reads.append(("finish()", meter.finish()))
+            self.reads.append(("finish()", _bounded("finish()", meter.finish, _FINISH_BOUND_S)))
         except Exception as error:
-            problems.append(f"{phase} raised {_describe(error)}")
+            problems.append(_failed(phase, error))
         finally:
             try:
-                meter.stop()
+                _bounded("stop()", meter.stop, allowed_s(meter, "stop"))
             except Exception as error:
-                problems.append(f"stop() raised {_describe(error)}; it must release and not raise")
+                problems.append(f"{_failed('stop()', error)}; it must release and not raise")
         self.stopped = True
         detail = f"{len(self.reads) - 1} reads and finish() over {checker.run_s:g} s"
         return problems, detail
@@ -683,7 +736,11 @@ def _reading_problems(readings: object, meter: str, where: str) -> list[str]:
                 f"'{meter}/<part>'"
             )
             continue
-        if not domain.startswith(f"{meter}/") or domain == f"{meter}/":
+        problem = domain_problem(domain)
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+            continue
+        if not domain.startswith(f"{meter}/"):
             problems.append(
                 f"domain {domain!r} is not named '{meter}/<part>' (the meter's name, a slash, "
                 "the part)"
@@ -707,6 +764,8 @@ def _reading_problems(readings: object, meter: str, where: str) -> list[str]:
             problems.append(
                 f"{domain} {unit} = {value!r}: energy and power are finite and never negative"
             )
+        elif (problem := implausible(value, unit[-1].upper())) is not None:
+            problems.append(f"{domain} {unit} = {value:.6g} {problem}: a unit or meter error")
         in_total: object = reading.in_total
         if not isinstance(in_total, bool):
             problems.append(f"{domain} in_total = {_short(in_total)}, not True or False")
@@ -804,10 +863,14 @@ class _Resources:
 
 
 def _threads() -> dict[int, str]:
+    # The kit's own helper threads are not the meter's: one left in a hung call is reported
+    # as the hang itself.
     return {
         thread.ident: thread.name
         for thread in threading.enumerate()
-        if thread.ident is not None and thread.is_alive()
+        if thread.ident is not None
+        and thread.is_alive()
+        and not thread.name.startswith(_KIT_THREAD)
     }
 
 
@@ -865,6 +928,57 @@ def _open_files() -> dict[int, str] | None:
 def _is_listing(target: str) -> bool:
     """The descriptor of the /proc listing itself."""
     return target.startswith("/proc/") and target.endswith("/fd")
+
+
+# -- bounded calls ----------------------------------------------------------------------------
+def _bounded(what: str, call: Callable[[], _T], timeout_s: float) -> _T:
+    """``call()`` on a helper thread: the kit never hangs on a meter, and survives anything
+    it raises.
+
+    A call still running after ``timeout_s`` raises :class:`TimeoutError` (``"did not return
+    within ..."``; its thread, a daemon, is left behind, as ``measure()`` leaves it). A
+    ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``) comes
+    back as a :class:`RuntimeError` naming it: on this helper thread it is the meter's own
+    doing, never a real Ctrl-C, which only the main thread receives.
+    """
+    outcome: list[_T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:
+            failure.append(error)
+
+    worker = threading.Thread(target=target, name=f"{_KIT_THREAD}{what}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise TimeoutError(f"{_HUNG} {timeout_s:g} s: measure() abandons {_BOUNDS[what]}")
+    if failure:
+        error = failure[0]
+        if isinstance(error, Exception):
+            raise error
+        raise RuntimeError(f"{what} raised {_describe(error)}") from error
+    return outcome[0]
+
+
+def _failed(phase: str, error: BaseException) -> str:
+    """``start() did not return within 1.4 s ...`` or ``start() raised ValueError: ...``."""
+    if isinstance(error, TimeoutError) and str(error).startswith(_HUNG):
+        return f"{phase} {error}"
+    cause = error.__cause__
+    if isinstance(error, RuntimeError) and cause is not None and not isinstance(cause, Exception):
+        return (
+            f"{phase} raised {_describe(cause)} (a meter reports a failure with an exception "
+            "such as MeterError, never by exiting or interrupting)"
+        )
+    return f"{phase} raised {_describe(error)}"
+
+
+def _stop_quietly(meter: Meter) -> None:
+    with contextlib.suppress(Exception):
+        _bounded("stop()", meter.stop, allowed_s(meter, "stop"))
 
 
 # -- messages -------------------------------------------------------------------------------
