@@ -46,6 +46,8 @@ class HostileMeter(greenprec.Meter):
 
     @classmethod
     def probe(cls, **options):
+        if mode() == "probe-reason":
+            return greenprec.Probe(False, "cannot run: " + EVIL + "\\nsecond line")
         return greenprec.Probe(True, domains=[EVIL if mode() == "probe-domain" else "hostile/0"])
 
     def start(self):
@@ -183,6 +185,20 @@ def test_a_plugin_announcing_a_hostile_domain_is_unavailable_with_the_name_escap
     assert "\x1b" not in done.stdout + done.stderr
     assert "meter 'hostile' is unavailable" in done.stderr
     assert "'../../etc/\\x1b[31mEVIL<script>' is not a domain name" in done.stderr
+
+
+def test_a_plugin_probe_reason_reaches_no_terminal_raw(
+    hostile: Arm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile("probe-reason")
+    with mock.patch.object(sys, "argv", ["greenprec", "meters"]), pytest.raises(SystemExit) as done:
+        main()
+    shown = capsys.readouterr()
+    assert done.value.code in (0, None)
+    assert "cannot run: ../../etc/?[31mEVIL<script>?second line" in " ".join(shown.out.split())
+    assert "\x1b" not in shown.out + shown.err
+    code, output = _measure_in_process(capsys)
+    assert code == 2 and "\x1b" not in output and "?[31mEVIL" in output
 
 
 # -- 2. start() and stop() are bounded ---------------------------------------------------------

@@ -62,6 +62,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
@@ -106,6 +107,11 @@ class Reading:
             raise ValueError(f"Reading for {self.domain!r} needs exactly one of energy_j, power_w")
 
 
+def _without_controls(text: str) -> str:
+    """``text`` with every control or format character (escapes, line breaks) as ``?``."""
+    return "".join("?" if unicodedata.category(char)[0] == "C" else char for char in text)
+
+
 @dataclass(frozen=True)
 class Probe:
     """Whether a meter can run here; when it cannot, ``reason`` says why and how to fix it."""
@@ -115,6 +121,10 @@ class Probe:
     domains: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # A plugin's probe writes the reason, and `greenprec meters`, `measure` and the report
+        # print it: a terminal escape or a line break in it must never reach them raw.
+        if isinstance(self.reason, str):
+            object.__setattr__(self, "reason", _without_controls(self.reason))
         # A plugin's probe builds this: a bad name is refused here, before anything shows it
         # (the registry turns the error into the meter's "unavailable" reason).
         for domain in self.domains if isinstance(self.domains, (list, tuple)) else ():
