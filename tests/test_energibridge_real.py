@@ -245,8 +245,8 @@ def test_import_of_runs_kept_as_r1_energy_csv(tmp_path: Path) -> None:
     for run_id, row in rows.items():
         original = DATA / source[str(Path(files[run_id]).parent.relative_to(tmp_path / "runs"))]
         assert row["energy_j"] == pytest.approx(by_hand(original)["total_j"], rel=1e-4)
-    assert result.stdout.count("'CORE0_ENERGY (J)' went down") == 3
-    assert "wrap-around(s) corrected" not in result.stdout
+    assert result.stderr.count("'CORE0_ENERGY (J)' went down") == 3  # warnings: on stderr
+    assert "wrap-around(s) corrected" not in result.stderr
 
 
 def test_command_line_on_the_intel_files_that_wrap(tmp_path: Path) -> None:
@@ -255,8 +255,8 @@ def test_command_line_on_the_intel_files_that_wrap(tmp_path: Path) -> None:
     args += ["-g", f"docker={DATA}/sse26-g10/docker_*.csv", "--out", str(out)]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
-    assert "wrap-around(s) of counted column 'PACKAGE_ENERGY (J)'" in result.stdout
-    assert "'PP0_ENERGY (J)' wrapped around 1 time(s)" in result.stdout
+    assert "wrap-around(s) of counted column 'PACKAGE_ENERGY (J)'" in result.stderr
+    assert "'PP0_ENERGY (J)' wrapped around 1 time(s)" in result.stderr
     for row in [record_row(run) for run in ResultsStore(out).load().runs]:
         path = DATA / "sse26-g10" / f"{row['run_id']}.csv"
         assert row["energy_j"] == pytest.approx(by_hand(path)["total_j"], rel=1e-4)

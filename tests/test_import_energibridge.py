@@ -355,7 +355,7 @@ def test_command_prints_each_files_warnings(tmp_path: Path) -> None:
     args = ["import", "energibridge", "-g", f"intel={tmp_path}/intel", "--out", str(out)]
     result = CliRunner().invoke(_app(), args, env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
-    assert "[wrap].csv:7: 1 wrap-around(s) of counted column 'PACKAGE_ENERGY (J)'" in result.stdout
+    assert "[wrap].csv:7: 1 wrap-around(s) of counted column 'PACKAGE_ENERGY (J)'" in result.stderr
     (row,) = [record_row(run) for run in ResultsStore(out).load().runs]
     assert row["energy_j"] == pytest.approx(80.0)
     assert row["run_id"] == "wrap"

@@ -171,8 +171,8 @@ def _print_imported(result: ImportResult | CodeCarbonImport) -> None:
     for line in result.notes:
         console.print(Text.assemble(("note:", "cyan"), " ", line))
     for line in result.warnings:
-        # Markup is off: file paths and column names may hold brackets.
-        console.print(Text.assemble(("warning:", "yellow"), " ", line))
+        # On stderr, as every greenprec warning: the table on stdout stays the result alone.
+        typer.echo(f"greenprec: warning: {line}", err=True)
     console.print(f"next: greenprec report {result.store.path}")
 
 

@@ -35,6 +35,18 @@ empty counted cell, a second header are refused with the line; a row wider than 
 sensor appeared mid-run) raises :class:`NewColumnsError`, and ``before_line`` reads the rows
 before it.
 
+A ``Time`` that goes back (the computer's clock set back while EnergiBridge ran) is kept with
+a warning naming the line: energy never depends on ``Time``, and the timeline goes on by
+``Delta`` from that row (see ``EnergiBridgeStream._placed``), so the power trace neither runs
+backwards nor collapses onto one instant. A file that is not recognisably EnergiBridge's (no
+``Delta`` and ``Time`` in its header) is refused without quoting any of it; only a regular file
+is read, one line of at most :data:`_MAX_LINE_CHARS` characters at a time.
+
+A whole file is parsed in batches of rows with pandas and numpy (:meth:`EnergiBridgeStream.
+feed_batch`), with every value as ``float()`` gives it and the same arithmetic in the same
+order as line by line: the numbers are those of :meth:`EnergiBridgeStream.feed`, which reads
+any batch holding a line that is not a plain row of numbers.
+
 The file may be separated by ``,`` (EnergiBridge's own) or ``;``/tab (a spreadsheet's re-export;
 detected from the header, or given), start with a UTF-8 byte-order mark, or be UTF-16 (what
 PowerShell's ``>`` writes). A column name given twice is refused: which one to count is unknown.
@@ -72,14 +84,18 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import csv
+import io
 import math
 import os
 import re
+import stat
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from greenprec.counters import (
     MAX_DOMAIN_POWER_W,
@@ -103,7 +119,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    from numpy.typing import NDArray
 
 INTEL_RAPL_RANGE_J = 262144.0
 """Wrap range of Intel's 32-bit RAPL counters as EnergiBridge writes them (2**32 units of
@@ -140,6 +158,13 @@ _LEGACY_LABEL = re.compile(r".+_ENERGY \(W\)")
 # What a number cut short while being written looks like ("", "-", "1.5e", "2E+"): a prefix of
 # a number that is no number itself.
 _CUT_NUMBER = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d*)?(?:[eE][-+]?)?\s*")
+_VECTOR_MIN = 64
+"""Below this many new values a plain loop is quicker than numpy (the meter's few rows)."""
+_BATCH_ROWS = 20_000
+"""Rows of a whole file parsed at once by :meth:`EnergiBridgeStream.feed_batch`."""
+_MAX_LINE_CHARS = 1 << 20
+"""A line longer than this is no EnergiBridge row (a few thousand characters at most): the
+file is refused before it is read whole (``/proc/kcore``, a binary file with no line end)."""
 _QUOTE_CHARS = 80
 """At most this many characters of a skipped line are quoted in a warning."""
 _MAX_PREAMBLE = 50
@@ -274,6 +299,28 @@ class _CounterDrop:
     wrap: bool = False
 
 
+def _float_precision() -> Literal["round_trip"] | None:
+    """read_csv's options that make every float the one ``float()`` gives, to the last bit.
+
+    pandas 3.1 parses with fast_float, correctly rounded as ``float()`` is (and deprecates
+    ``float_precision``); before it, only ``"round_trip"`` (Python's own converter) was exact:
+    the default "high" converter misread some numbers in the last bit.
+    """
+    import pandas as pd
+
+    major, minor = (int(part) for part in re.findall(r"\d+", pd.__version__)[:2])
+    return None if (major, minor) >= (3, 1) else "round_trip"
+
+
+def _floats() -> array[float]:
+    return array("d")
+
+
+def _extend(target: array[float], values: NDArray[np.float64]) -> None:
+    """Append a float64 numpy array to a float array, bit for bit."""
+    target.frombytes(values.astype("=f8", copy=False).tobytes())
+
+
 @dataclass
 class _Track:
     """One domain's running energy: what the samples say up to now.
@@ -287,17 +334,19 @@ class _Track:
     range_j: float | None
     counted: bool
     source: str
-    times_ms: list[float] = field(default_factory=list)
-    ends_ms: list[float] = field(default_factory=list)
-    powers_w: list[float] = field(default_factory=list)
-    steps_j: list[float] = field(default_factory=list)
+    # One float64 per row in each (array, not list: 8 bytes a value, not 32, for files of
+    # millions of rows).
+    times_ms: array[float] = field(default_factory=_floats)
+    ends_ms: array[float] = field(default_factory=_floats)
+    powers_w: array[float] = field(default_factory=_floats)
+    steps_j: array[float] = field(default_factory=_floats)
     # counters: the power of each plain (non-drop) step, NaN where unknown: the neighbours.
-    step_powers_w: list[float] = field(default_factory=list)
+    step_powers_w: array[float] = field(default_factory=_floats)
     drops: list[_CounterDrop] = field(default_factory=list)
     last_raw: float = math.nan
     last_raw_ms: float = math.nan  # the Time of last_raw
     max_raw: float = -math.inf
-    _cumulative: list[float] = field(default_factory=list)
+    _cumulative: array[float] = field(default_factory=_floats)
     _valid: int = 0  # how many entries of _cumulative are up to date
     _unsettled: int = 0  # index into drops of the first unsettled drop
 
@@ -339,6 +388,55 @@ class _Track:
             self.ends_ms.append(time_ms + delta_ms)
             self.powers_w.append(value)
             self.steps_j.append(value * delta_ms / 1e3)
+
+    def extend(
+        self,
+        times_ms: NDArray[np.float64],
+        deltas_ms: NDArray[np.float64],
+        values: NDArray[np.float64],
+        first_lineno: int,
+    ) -> None:
+        """:meth:`add` for many rows at once (consecutive lines from ``first_lineno``, every
+        value a finite number >= 0), with numpy: the same arithmetic, in the same order, so
+        every stored value is the one :meth:`add` would store."""
+        import numpy as np
+
+        if self.column.kind == "power":
+            _extend(self.times_ms, times_ms)
+            _extend(self.ends_ms, times_ms + deltas_ms)
+            _extend(self.powers_w, values)
+            _extend(self.steps_j, values * deltas_ms / 1e3)
+            return
+        row = len(self.times_ms)
+        previous = np.concatenate(([self.last_raw], values[:-1]))
+        previous_ms = np.concatenate(([self.last_raw_ms], times_ms[:-1]))
+        dt_ms = times_ms - previous_ms
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dt_s = np.where(dt_ms > 0, dt_ms, deltas_ms) / 1e3
+            # NaN before the first value (or after missing ones): no step, as in add().
+            rising = values >= previous
+            steps = np.where(rising, values - previous, 0.0)
+            powers = np.where(rising & (dt_s > 0), steps / dt_s, math.nan)
+        seen = np.maximum.accumulate(np.concatenate(([self.max_raw], values)))
+        for k in np.flatnonzero(values < previous).tolist():
+            self.drops.append(
+                _CounterDrop(
+                    row + k,
+                    first_lineno + k,
+                    float(previous[k]),
+                    float(values[k]),
+                    float(dt_s[k]),
+                    float(seen[k]),
+                )
+            )
+        self.last_raw = float(values[-1])
+        self.last_raw_ms = float(times_ms[-1])
+        self.max_raw = float(seen[-1])
+        _extend(self.times_ms, times_ms)
+        _extend(self.ends_ms, times_ms)
+        _extend(self.powers_w, np.full(len(values), math.nan))
+        _extend(self.steps_j, steps)
+        _extend(self.step_powers_w, powers)
 
     # -- judging drops -----------------------------------------------------------------------
     def _neighbours(self, row: int) -> tuple[list[float], int]:
@@ -413,14 +511,23 @@ class _Track:
                 self._judge(drop)
 
     @property
-    def cumulative_j(self) -> list[float]:
+    def cumulative_j(self) -> array[float]:
         """Energy from the first row to each row (drops judged with what is known now)."""
         self._settle()
         del self._cumulative[self._valid :]
         total = self._cumulative[-1] if self._cumulative else 0.0
-        for step in self.steps_j[len(self._cumulative) :]:
-            total += step
-            self._cumulative.append(total)
+        new = self.steps_j[len(self._cumulative) :]
+        if len(new) < _VECTOR_MIN:
+            for step in new:
+                total += step
+                self._cumulative.append(total)
+        else:
+            import numpy as np
+
+            # add.accumulate adds one step after the other, as the loop above does: the same
+            # sums to the last bit (np.cumsum of a float array is no pairwise sum either).
+            running = np.add.accumulate(np.concatenate(([total], np.frombuffer(new))))
+            _extend(self._cumulative, running[1:])
         self._valid = len(self._cumulative)
         return self._cumulative
 
@@ -559,7 +666,12 @@ class EnergiBridgeStream:
         self.first_time_ms = math.nan
         self.delta_sum_ms = 0.0
         self.last_time_ms = math.nan
-        self._row_times: list[tuple[float, float]] = []  # (Time, Delta) per row, for samples
+        self._last_delta_ms = 0.0
+        # Time goes back (the clock set back while EnergiBridge ran): the shift that keeps the
+        # timeline going on by Delta, and (line, seconds back) of each step.
+        self._clock_shift_ms = 0.0
+        self.clock_steps_back: list[tuple[int, float]] = []
+        self._counted_indices: set[int] = set()
         self._held: _Damage | None = None  # a damaged row, fine only if no row follows it
         self.skipped = 0  # lines that are no data (console text) skipped
         self._first_skipped: tuple[int, str] | None = None
@@ -592,6 +704,83 @@ class EnergiBridgeStream:
         if self._held is not None:
             raise self._held.error  # damage on a line that is not the last
         self._row(cells, lineno)
+
+    def feed_batch(self, lines: Sequence[str], first_lineno: int) -> None:
+        """:meth:`feed` for consecutive lines, with the result of feeding them one by one.
+
+        Plain rows (every cell a number, as wide as the header, Time not going back) are
+        parsed at once with pandas and numpy; any other batch (console text, an empty or bad
+        cell, a second header, a clock step back) is fed line by line, which names the line.
+        """
+        parsed = self._parsed(lines) if self.columns and self._held is None and lines else None
+        if parsed is None:
+            for offset, line in enumerate(lines):
+                self.feed(line, first_lineno + offset)
+            return
+        import numpy as np
+
+        times_ms, deltas_ms, values = parsed
+        for track, column in zip(self._tracks, values, strict=True):
+            track.extend(times_ms, deltas_ms, column, first_lineno)
+        if self.rows == 0:
+            self.first_time_ms = float(times_ms[0])
+        self.rows += len(times_ms)
+        self.last_lineno = first_lineno + len(times_ms) - 1
+        # One addition after the other, as feed() adds them.
+        self.delta_sum_ms = float(
+            np.add.accumulate(np.concatenate(([self.delta_sum_ms], deltas_ms)))[-1]
+        )
+        self.last_time_ms = float(times_ms[-1])
+        self._last_delta_ms = float(deltas_ms[-1])
+
+    def _parsed(
+        self, lines: Sequence[str]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], list[NDArray[np.float64]]] | None:
+        """``(Time placed, Delta, each track's values)`` of rows that :meth:`feed` would take
+        without a word, or None when any line needs :meth:`feed` itself."""
+        import numpy as np
+        import pandas as pd
+
+        width = len(self.columns)
+        if len(self._used) != width:
+            return None  # unnamed columns (a trailing separator): feed() ignores them its way
+        try:
+            frame = pd.read_csv(
+                io.StringIO("".join(lines)),
+                sep=self.separator,
+                header=None,
+                dtype="float64",
+                quoting=csv.QUOTE_NONE,
+                keep_default_na=False,
+                na_values=[""],
+                skip_blank_lines=False,
+                engine="c",
+                float_precision=_float_precision(),
+            )
+        except (ValueError, TypeError, pd.errors.ParserError):
+            return None  # a cell that is no number, a row too wide: feed() names it
+        if frame.shape != (len(lines), width) or frame.isna().to_numpy().any():
+            return None  # a short row, an empty cell: feed() decides what it costs
+        numbers = frame.to_numpy()
+        deltas_ms = numbers[:, self._delta_index]
+        raw_ms = numbers[:, self._time_index]
+        if not (
+            np.all((raw_ms >= 0) & (raw_ms <= _MAX_TIME_MS))
+            and np.all((deltas_ms >= 0) & (deltas_ms <= _MAX_DELTA_MS))
+        ):
+            return None
+        times_ms = raw_ms + self._clock_shift_ms
+        if np.any(times_ms[1:] < times_ms[:-1]) or (self.rows and times_ms[0] < self.last_time_ms):
+            return None
+        values = []
+        for track in self._tracks:
+            column = numbers[:, track.column.index] * track.column.scale
+            if not np.all(np.isfinite(column) & (column >= 0)):
+                return None
+            if track.range_j is not None and np.any(column > track.range_j):
+                return None
+            values.append(column)
+        return times_ms, deltas_ms, values
 
     @property
     def damaged(self) -> ConfigError | None:
@@ -629,10 +818,13 @@ class EnergiBridgeStream:
             if self._separator
             else ""
         )
+        # Nothing of the line is quoted: a file that is not EnergiBridge's may be anything
+        # (a link to /etc/shadow, /proc/self/environ), and no secret goes to a terminal or log.
         raise self._fail(
             lineno,
-            f"no {missing!r} column in the header{given}: not an EnergiBridge CSV "
-            f"(the header starts {_show(line, 60)})",
+            f"no {missing!r} column in the header{given}: not an EnergiBridge CSV (its first "
+            "line should name the columns, starting 'Delta,Time,' as EnergiBridge writes "
+            "them; the line is not shown, as the file is no EnergiBridge CSV)",
         )
 
     def _header(self, line: str, lineno: int) -> None:
@@ -670,6 +862,9 @@ class EnergiBridgeStream:
         self._delta_index = names.index("Delta")
         self._time_index = names.index("Time")
         self._used = [i for i, name in enumerate(names) if name]
+        self._counted_indices = {self._delta_index, self._time_index} | {
+            c.index for c in columns if c.domain in counted
+        }
         self._tracks = [
             _Track(c, self._range_for(c), c.domain in counted, self.source) for c in columns
         ]
@@ -693,10 +888,7 @@ class EnergiBridgeStream:
             return  # its last value cut short, held likewise
         time_ms, delta_ms = self._clock(fitted, values, lineno)
         readings = self._readings(fitted, values, lineno)
-        if self.rows and time_ms < self.last_time_ms:
-            # A wall-clock step back (NTP): totals do not depend on Time, but the timeline
-            # that windows and samples use must not run backwards.
-            time_ms = self.last_time_ms
+        time_ms = self._placed(time_ms, lineno)
         for track, value in zip(self._tracks, readings, strict=True):
             track.add(time_ms, delta_ms, value, lineno)
         if self.rows == 0:
@@ -705,7 +897,24 @@ class EnergiBridgeStream:
         self.last_lineno = lineno
         self.delta_sum_ms += delta_ms
         self.last_time_ms = time_ms
-        self._row_times.append((time_ms, delta_ms))
+        self._last_delta_ms = delta_ms
+
+    def _placed(self, time_ms: float, lineno: int) -> float:
+        """Where a row with this ``Time`` lies on the file's timeline.
+
+        A wall-clock step back (NTP, a clock set by hand) makes ``Time`` go back while the
+        samples go on every ``Delta`` ms. Energy never depends on ``Time``; the timeline that
+        samples and windows use must neither run backwards nor pile every later sample onto
+        one instant: from such a row on, rows are placed the previous row's ``Delta`` after
+        it, and ``Time`` is followed again from there on (shifted by the step).
+        """
+        time_ms += self._clock_shift_ms
+        if self.rows and time_ms < self.last_time_ms:
+            placed = self.last_time_ms + self._last_delta_ms
+            self.clock_steps_back.append((lineno, (self.last_time_ms - time_ms) / 1e3))
+            self._clock_shift_ms += placed - time_ms
+            time_ms = placed
+        return time_ms
 
     def _fit_width(self, cells: list[str], lineno: int) -> list[str] | None:
         """The row's cells, one per column; None (the row held as damage) when it is short.
@@ -743,9 +952,7 @@ class EnergiBridgeStream:
         """The used columns' numbers (NaN elsewhere and for an ignorable empty cell); None
         (the row held as damage) when its last value is cut short."""
         values = [math.nan] * len(cells)
-        counted = {self._delta_index, self._time_index} | {
-            track.column.index for track in self._tracks if track.counted
-        }
+        counted = self._counted_indices
         last = len(cells) - 1
         for index in self._used:
             cell = cells[index]
@@ -858,6 +1065,16 @@ class EnergiBridgeStream:
                 "(console output in the CSV: EnergiBridge's stdout redirected into it?); the "
                 f"first: {_show(text.strip(), _QUOTE_CHARS)}"
             )
+        if self.clock_steps_back:
+            lineno, back_s = self.clock_steps_back[0]
+            more = len(self.clock_steps_back) - 1
+            lines.append(
+                f"{self.source}:{lineno}: Time goes back {back_s:.1f} s here (the computer's "
+                "clock was set back while EnergiBridge ran: NTP, or by hand); the energy does "
+                "not depend on Time, and the power trace keeps its order: from this row on, "
+                "samples are placed by Delta after the row before"
+                + (f"; {more} more step(s) back, placed the same way" if more else "")
+            )
         for position, linenos in self._empty_parts.items():
             track = self._tracks[position]
             what = (
@@ -906,29 +1123,35 @@ class EnergiBridgeStream:
         return min((track.covered_until_ms for track in self._tracks), default=-math.inf)
 
     def samples(self) -> pd.DataFrame:
-        """``t_s, domain, power_w, energy_j`` per row and domain (as in the recording)."""
+        """``t_s, domain, power_w, energy_j`` per row and domain (as in the recording): row by
+        row, each row's domains in column order."""
+        import numpy as np
         import pandas as pd
 
-        cumulative = {track.column.domain: track.cumulative_j for track in self._tracks}
-        rows: list[tuple[float, str, float, float]] = []
-        for k in range(self.rows):
-            for track in self._tracks:
-                domain = track.column.domain
-                energy_j = cumulative[domain][k]
-                if track.column.kind == "power":
-                    t_s = (track.ends_ms[k] - self.first_time_ms) / 1e3
-                    rows.append((t_s, domain, track.powers_w[k], energy_j))
-                    continue
-                t_s = (track.times_ms[k] - self.first_time_ms) / 1e3
-                power_w = math.nan
-                if k > 0 and track.times_ms[k] > track.times_ms[k - 1]:
-                    power_w = (
-                        (energy_j - cumulative[domain][k - 1])
-                        / (track.times_ms[k] - track.times_ms[k - 1])
-                        * 1e3
-                    )
-                rows.append((t_s, domain, power_w, energy_j))
-        frame: pd.DataFrame = pd.DataFrame(rows, columns=["t_s", "domain", "power_w", "energy_j"])
+        rows, width = self.rows, len(self._tracks)
+        # One float block, filled in place: no per-column copies to stack (a 200 MB file has
+        # millions of samples).
+        block = np.empty((rows * width, 3))
+        for k, track in enumerate(self._tracks):
+            t_s, power_w, energy_j = (block[:, c].reshape(rows, width)[:, k] for c in range(3))
+            energy_j[:] = np.frombuffer(track.cumulative_j)[:rows]
+            if track.column.kind == "power":
+                t_s[:] = (np.frombuffer(track.ends_ms)[:rows] - self.first_time_ms) / 1e3
+                power_w[:] = np.frombuffer(track.powers_w)[:rows]
+                continue
+            times = np.frombuffer(track.times_ms)[:rows]
+            t_s[:] = (times - self.first_time_ms) / 1e3
+            power_w[:] = math.nan
+            dt_ms = times[1:] - times[:-1]
+            rising = np.flatnonzero(dt_ms > 0)
+            # ((e1 - e0) / (t1 - t0)) * 1e3, in that order, as one row's power always was.
+            power_w[rising + 1] = (energy_j[rising + 1] - energy_j[rising]) / dt_ms[rising] * 1e3
+            del times  # the view ends here: the track's array may grow again (the meter)
+        frame: pd.DataFrame = pd.DataFrame(
+            block, columns=["t_s", "power_w", "energy_j"], copy=False
+        )
+        domains = np.array([track.column.domain for track in self._tracks], dtype=object)
+        frame.insert(1, "domain", np.tile(domains, rows))
         return frame
 
     def implausible_power(self, duration_s: float) -> str | None:
@@ -997,6 +1220,9 @@ class EnergiBridgeRecording:
     notes: list[str] = field(default_factory=list)
     """How columns were read where their label says otherwise (EnergiBridge v0.0.1-v0.0.4's
     ``..._ENERGY (W)`` counters)."""
+    clock_steps_back: int = 0
+    """Rows whose ``Time`` went back (the clock set back while EnergiBridge ran): each is
+    placed its previous row's ``Delta`` after that row, and named in :attr:`warnings`."""
 
 
 def read_energibridge_csv(
@@ -1035,12 +1261,24 @@ def read_energibridge_csv(
     stream = EnergiBridgeStream(source, counter_range_j=counter_range_j, separator=separator)
     lineno = 0
     cut = False
+    batch: list[str] = []
     try:
-        for lineno, line in enumerate(_lines(file), start=1):
+        for lineno, line in enumerate(_lines(file, source), start=1):
             if before_line is not None and lineno >= before_line:
                 cut = True
                 break
-            stream.feed(line, lineno)
+            if not stream.columns:
+                stream.feed(line, lineno)  # the header, or text before it
+                continue
+            batch.append(line)
+            if len(batch) > _BATCH_ROWS:
+                # The last line is kept back: only the file's last row may be cut short,
+                # which feed() alone judges.
+                stream.feed_batch(batch[:-1], lineno - len(batch) + 1)
+                batch = batch[-1:]
+        if batch:
+            stream.feed_batch(batch[:-1], lineno - len(batch) + 1 - (1 if cut else 0))
+            stream.feed(batch[-1], lineno - (1 if cut else 0))
     except OSError as error:
         raise ConfigError(f"{source}: cannot read: {error.strerror or error}") from None
     stream.finish()
@@ -1067,20 +1305,41 @@ def read_energibridge_csv(
     return recording
 
 
-def _lines(file: Path) -> Iterator[str]:
-    """The file's lines, decoded by its byte-order mark (UTF-8 when there is none)."""
-    with open(file, "rb") as probe:
-        start = probe.read(4)
-    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"  # PowerShell's `>`: the BOM tells the byte order
-    elif len(start) >= 4 and start[1] == 0 and start[3] == 0 and start[0] and start[2]:
-        encoding = "utf-16-le"  # UTF-16 without a BOM: every other byte of ASCII text is 0
-    elif len(start) >= 4 and start[0] == 0 and start[2] == 0 and start[1] and start[3]:
-        encoding = "utf-16-be"
-    else:
-        encoding = "utf-8-sig"
-    with open(file, encoding=encoding, errors="replace", newline="") as handle:
-        yield from handle
+def _lines(file: Path, source: str) -> Iterator[str]:
+    """The file's lines, decoded by its byte-order mark (UTF-8 when there is none).
+
+    Only a regular file is read (a FIFO would block, a device never end), one bounded line at
+    a time: a line over :data:`_MAX_LINE_CHARS` is refused before more of it is read.
+    """
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as raw:
+        if not stat.S_ISREG(os.fstat(raw.fileno()).st_mode):
+            raise ConfigError(
+                f"{source}: not a regular file (a device, FIFO or socket); give the "
+                "EnergiBridge CSV file itself"
+            )
+        start = raw.read(4)
+        raw.seek(0)
+        if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"  # PowerShell's `>`: the BOM tells the byte order
+        elif len(start) >= 4 and start[1] == 0 and start[3] == 0 and start[0] and start[2]:
+            encoding = "utf-16-le"  # UTF-16 without a BOM: every other byte of ASCII text is 0
+        elif len(start) >= 4 and start[0] == 0 and start[2] == 0 and start[1] and start[3]:
+            encoding = "utf-16-be"
+        else:
+            encoding = "utf-8-sig"
+        with io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="") as handle:
+            lineno = 0
+            while line := handle.readline(_MAX_LINE_CHARS):
+                lineno += 1
+                if len(line) == _MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+                    what = "no EnergiBridge header" if lineno == 1 else "no EnergiBridge row"
+                    raise ConfigError(
+                        f"{source}:{lineno}: a line of over {_MAX_LINE_CHARS:,} characters: "
+                        f"{what} (EnergiBridge's lines are a few thousand characters at "
+                        "most); not an EnergiBridge CSV, or a damaged one"
+                    )
+                yield line
 
 
 def _recording(path: Path, stream: EnergiBridgeStream) -> EnergiBridgeRecording:
@@ -1108,6 +1367,7 @@ def _recording(path: Path, stream: EnergiBridgeStream) -> EnergiBridgeRecording:
         glitches=stream.glitches,
         warnings=warnings,
         notes=stream.notes(),
+        clock_steps_back=len(stream.clock_steps_back),
     )
 
 

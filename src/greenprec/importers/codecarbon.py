@@ -36,14 +36,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from greenprec.errors import ConfigError
-from greenprec.importers._staging import check_out, write_staged
 
-# The EnergiBridge importer's group syntax, file listing and run-id rules are the import
-# command's; CodeCarbon files follow them so both read the same way.
+# One bounded walker finds every importer's files; the EnergiBridge importer's group syntax and
+# run-id rules are the import command's: CodeCarbon files follow them so both read the same way.
+from greenprec.importers._files import find_files, natural_key
+from greenprec.importers._staging import check_out, write_staged
 from greenprec.importers.energibridge import (
     Group,
-    _expand,
-    _natural_key,
     _parse_group,
     _sanitise,
     run_ids_for,
@@ -212,7 +211,7 @@ def _inside(path: Path, root: Path) -> bool:
 def _listed(pattern: str, what: str, param: str) -> list[Path]:
     """The files a glob matches; one reached through a link leading out of its folder refused."""
     root = _glob_root(pattern)
-    files = _expand(pattern, what, param)
+    files = find_files(pattern, what, param)
     for path in files:
         if not _inside(path, root):
             # The target is not named: where a link leads is not the importer's to print.
@@ -239,9 +238,20 @@ def _read_text(path: Path) -> str:
 
 
 def _check_header(path: Path, header: list[str]) -> None:
-    """Refuse a header that is not CodeCarbon's: kWh columns missing, unknown columns, repeats."""
+    """Refuse a header that is not CodeCarbon's: kWh columns missing, unknown columns, repeats.
+
+    Header cells are quoted only when the file is recognisably an emissions.csv (most of its
+    required columns are there): a file that is not (a link to /etc/shadow, an environment
+    dump) may hold anything, and none of it is printed.
+    """
     if not header or header == [""]:
         raise ConfigError(f"{path}:1: empty file: no CodeCarbon header; expected {_FORMS}")
+    missing = [c for c in _REQUIRED if c not in header]
+    if 2 * len(missing) > len(_REQUIRED):
+        raise ConfigError(
+            f"{path}:1: no {', '.join(missing)} column(s): not a CodeCarbon emissions.csv "
+            f"(its first line is not shown, as the file is none); expected {_FORMS}"
+        )
     found = ", ".join(_show(c) for c in header[:40]) + (" …" if len(header) > 40 else "")
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
@@ -249,7 +259,6 @@ def _check_header(path: Path, header: list[str]) -> None:
             f"{path}:1: column(s) {', '.join(_show(c) for c in repeated)} appear twice in "
             f"the header: the file cannot be read (the header is {found})"
         )
-    missing = [c for c in _REQUIRED if c not in header]
     unknown = [c for c in header if c not in _KNOWN]
     if missing or unknown:
         problems = []
@@ -623,7 +632,7 @@ def _runs(chosen: list[tuple[str, str, CodeCarbonRow]]) -> tuple[list[RunRecord]
         chosen,
         key=lambda item: (
             _started(item[2]).replace(tzinfo=None),
-            _natural_key(item[2].path),
+            natural_key(item[2].path),
             item[2].lineno,
         ),
     )

@@ -10,7 +10,7 @@ written through :class:`greenprec.results.ResultsStore` into a temporary directo
 from __future__ import annotations
 
 import csv
-import glob
+import io
 import math
 import os
 import re
@@ -18,11 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from greenprec.errors import ConfigError
 from greenprec.formats.energibridge_csv import EnergiBridgeRecording, read_energibridge_csv
+from greenprec.importers._files import find_files, natural_key
 from greenprec.importers._staging import check_out, write_staged
 from greenprec.results import (
+    SAMPLE_COLUMNS,
     ExperimentRecord,
     MetersRecord,
     ResultsStore,
@@ -32,6 +35,9 @@ from greenprec.results import (
     new_experiment_record,
 )
 from greenprec.results.files import read_bounded
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "SOURCE",
@@ -84,24 +90,6 @@ def _parse_group(spec: str) -> Group:
     return Group(name, pattern)
 
 
-def _natural_key(path: Path) -> list[int | str]:
-    # run_2 before run_10, as a person would list them.
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
-
-
-def _expand(pattern: str, what: str, param: str) -> list[Path]:
-    expanded = os.path.expanduser(pattern)
-    if os.path.isdir(expanded):
-        expanded = os.path.join(expanded, "*.csv")
-    files = [Path(p) for p in glob.glob(expanded, recursive=True) if os.path.isfile(p)]
-    if not files:
-        raise ConfigError(
-            f"{what}: {pattern!r} matches no file; check the path and quote the glob",
-            param=param,
-        )
-    return sorted(files, key=_natural_key)
-
-
 def import_energibridge(
     groups: Sequence[str | Group],
     out: str | Path,
@@ -135,7 +123,7 @@ def import_energibridge(
     found: list[tuple[str, Path]] = []  # (policy, file)
     owner: dict[Path, str] = {}
     for group in parsed:
-        for path in _expand(group.pattern, f"group {group.name}={group.pattern}", "groups"):
+        for path in find_files(group.pattern, f"group {group.name}={group.pattern}", "groups"):
             resolved = path.resolve()
             if resolved in owner:
                 raise ConfigError(
@@ -267,7 +255,7 @@ def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, _Metrics]
     """Metrics rows by run id; ConfigError naming file and line for any row that does not fit."""
     joined: dict[str, _Metrics] = {}
     where: dict[str, str] = {}
-    paths = _expand(pattern, f"metrics {pattern}", "metrics")
+    paths = find_files(pattern, f"metrics {pattern}", "metrics")
     for path in paths:
         try:
             text = read_bounded(path).decode("utf-8-sig")
@@ -282,9 +270,11 @@ def _read_metrics(pattern: str, run_ids: list[str]) -> tuple[dict[str, _Metrics]
         if not header:
             raise ConfigError(f"{path}:1: empty metrics file: no header")
         if "run_id" not in header:
+            # The header is not quoted: a file without run_id may be no metrics file at all.
             raise ConfigError(
-                f"{path}:1: metrics need a 'run_id' column (matched to file stems); "
-                f"the header is {','.join(header)}"
+                f"{path}:1: metrics need a 'run_id' column (matched to file stems) and "
+                "columns such as test_accuracy, test_loss; none of the first line's "
+                f"{len(header)} comma-separated name(s) is run_id (the line is not shown)"
             )
         for column in header:
             if column == "run_id" or column in _METRIC_COLUMNS:
@@ -355,7 +345,7 @@ def _runs(
 ) -> tuple[list[RunRecord], list[str]]:
     # Execution order is the order the recordings started: drift over the session shows up
     # in the order column as it would for greenprec's own runs.
-    ordered = sorted(files, key=lambda r: (recordings[r].started_at, _natural_key(Path(r))))
+    ordered = sorted(files, key=lambda r: (recordings[r].started_at, natural_key(Path(r))))
     repetition: dict[str, int] = {}
     runs: list[RunRecord] = []
     warnings: list[str] = []
@@ -462,7 +452,51 @@ def _write(
 ) -> ResultsStore:
     def samples(store: ResultsStore) -> None:
         for run in runs:
-            rows = recordings[run.run_id].samples.itertuples(index=False, name=None)
-            store.write_samples(run.run_id, rows)
+            _write_samples(store.samples_file(run.run_id), recordings[run.run_id].samples)
 
     return write_staged(out, experiment, runs, samples)
+
+
+_SAMPLE_CHUNK = 50_000
+"""Sample rows formatted at once: bounded memory for files of millions of samples."""
+
+
+def _write_samples(path: Path, samples: pd.DataFrame) -> None:
+    """``samples/<run>.csv`` as :meth:`ResultsStore.write_samples` writes it, byte for byte
+    (floats as ``repr``, NaN as an empty cell), streamed in chunks.
+
+    The file is written straight into the staging folder, which only this import sees and
+    which is renamed into place whole (``write_staged``): no temporary file per sample file is
+    needed, and a 200 MB recording's millions of rows never sit in memory as one text.
+    """
+    import numpy as np
+
+    quoted = {domain: _csv_cell(domain) for domain in samples["domain"].unique().tolist()}
+    columns = [samples[name].to_numpy() for name in ("t_s", "power_w", "energy_j")]
+    domains = samples["domain"].to_numpy(dtype=object)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "x", encoding="utf-8", newline="") as handle:
+        handle.write(",".join(SAMPLE_COLUMNS) + "\n")
+        for start in range(0, len(samples), _SAMPLE_CHUNK):
+            part = slice(start, start + _SAMPLE_CHUNK)
+            # A row's domains share a time (counters at Time, power columns at Time + Delta):
+            # each distinct time is written out once. t_s is never -0.0, which np.unique
+            # would take for 0.0 (it is Time minus the first Time, or more).
+            times, row_of = np.unique(columns[0][part], return_inverse=True)
+            t_s = np.array(list(map(repr, times.tolist())), dtype=object)[row_of]
+            power_w, energy_j = (map(repr, column[part].tolist()) for column in columns[1:])
+            cells = zip(t_s, map(quoted.__getitem__, domains[part]), power_w, energy_j, strict=True)
+            text = "\n".join(map(",".join, cells)) + "\n"
+            # NaN is an empty cell. Only power_w can be NaN (Time and energy are finite sums),
+            # and a domain never reads "nan" (each starts with its tool's name): every ",nan,"
+            # is a power.
+            handle.write(text.replace(",nan,", ",,"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _csv_cell(text: str) -> str:
+    """``text`` as csv.writer writes it in a row of several cells (quoted where it must be)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(["", text])
+    return buffer.getvalue()[1:-1]
