@@ -346,7 +346,11 @@ def test_samples_path_that_is_a_folder(experiment: Path, tmp_path: Path) -> None
     samples.unlink()
     samples.mkdir()
     result = greenprec_cli("report", folder)
-    one_error_line(result, "samples/fp32-001.csv", "Is a directory", "not a folder")
+    # One damaged samples file costs that run's trace, not the report: named, then left out.
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    report = (folder / "report.md").read_text(encoding="utf-8")
+    assert "samples/fp32-001.csv: samples not read: not a regular file" in report
 
 
 # -- flags -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,11 +42,21 @@ def _runs_command(
     for problem in snapshot.problems:
         typer.echo(f"greenprec: warning: {problem}", err=True)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
+        typer.echo(json.dumps([_strict(row) for row in rows], indent=2, default=str))
         return
     console = make_console()
     console.print(runs_table(rows, title=str(folder)))
     console.print(summary_table(rows))
+
+
+def _strict(row: dict[str, object]) -> dict[str, object]:
+    """``row`` as strict JSON can hold it: a NaN or infinite metric (a workload may return
+    one) becomes null, as in runs.csv, instead of ``NaN``, which no JSON parser but Python's
+    reads."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in row.items()
+    }
 
 
 def _job_states(store: ResultsStore) -> dict[str, str]:

@@ -18,9 +18,9 @@ Row = dict[str, Any]
 
 
 def _number(value: Any, digits: int) -> str:
-    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-        return f"{value:.{digits}f}"
-    return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return "-"
+    return f"{value:.{digits}f}"
 
 
 def _mean_sd(values: Sequence[float], digits: int) -> str:
@@ -91,7 +91,15 @@ def summary_table(rows: Sequence[Row], title: str | None = None) -> Any:
         done = [row for row in group if row["status"] == "done"]
 
         def values(key: str, done: list[Row] = done) -> list[float]:
-            return [float(row[key]) for row in done if isinstance(row.get(key), (int, float))]
+            # A NaN or an infinity (a workload's metric; records allow them there) is no
+            # value to average: statistics.stdev raised AttributeError on a NaN.
+            return [
+                float(row[key])
+                for row in done
+                if isinstance(row.get(key), (int, float))
+                and not isinstance(row[key], bool)
+                and math.isfinite(row[key])
+            ]
 
         table.add_row(
             str(policy),

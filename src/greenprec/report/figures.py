@@ -20,7 +20,7 @@ import pandas as pd
 from greenprec import stats
 from greenprec.report.analysis import ACCURACY, ENERGY, Prepared, accuracy_points, removed_rows
 from greenprec.report.data import numeric
-from greenprec.results.files import write_atomic
+from greenprec.results.files import check_subfolder, write_atomic
 from greenprec.stats import FloatArray
 
 if TYPE_CHECKING:
@@ -57,8 +57,14 @@ def colour(index: int) -> str:
 def make_figures(
     prepared: Prepared, traces: dict[str, pd.DataFrame], out_dir: Path
 ) -> tuple[list[FigureFile], dict[str, str]]:
-    """Draw every figure the data allows; the others get a reason instead."""
+    """Draw every figure the data allows; the others get a reason instead.
+
+    ``out_dir`` (a results folder's ``figures/``) must be a real folder or not exist yet: a
+    link there is refused (ConfigError) before anything is drawn, never written through.
+    """
     import matplotlib
+
+    check_subfolder(out_dir)
 
     figures: list[FigureFile] = []
     skipped: dict[str, str] = {}
@@ -106,8 +112,10 @@ def _save(figure: Figure, name: str, title: str, caption: str, out_dir: Path) ->
     figure.savefig(png, format="png", metadata={"Software": None})
     figure.savefig(svg, format="svg", metadata={"Date": None})
     png_path, svg_path = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    write_atomic(png_path, png.getvalue())
-    write_atomic(svg_path, svg.getvalue())
+    # From the results folder down, no step followed if it is a link (out_dir swapped for one
+    # while drawing): each file lands in the folder's own figures/ or nowhere.
+    write_atomic(png_path, png.getvalue(), folder=out_dir.parent)
+    write_atomic(svg_path, svg.getvalue(), folder=out_dir.parent)
     return FigureFile(name, title, caption, png_path, svg_path, png.getvalue())
 
 
@@ -122,6 +130,10 @@ def _policy_arrays(prepared: Prepared, key: str) -> list[tuple[str, FloatArray]]
 # A kernel density from fewer runs than this is a blob whose shape is the kernel's, not the
 # data's: below it every run is drawn, large enough to count, with the mean and its 95% CI.
 _VIOLIN_MIN_RUNS = 10
+# Above this many points a scatter is drawn into the SVG as an image: 10,000 runs as 10,000
+# vector markers per figure took most of a report's time and made an SVG no viewer opens fast.
+# The PNG and every smaller experiment's SVG are unchanged.
+_VECTOR_POINTS = 2000
 
 
 def _distribution(
@@ -199,7 +211,16 @@ def _violin(ax: Axes, pos: int, values: FloatArray, c: str, rng: np.random.Gener
         capprops={"color": "#333333"},
     )
     jitter = rng.uniform(-0.07, 0.07, size=values.size)
-    ax.scatter(pos + jitter, values, s=12, color=c, alpha=0.7, zorder=3, linewidths=0)
+    ax.scatter(
+        pos + jitter,
+        values,
+        s=12,
+        color=c,
+        alpha=0.7,
+        zorder=3,
+        linewidths=0,
+        rasterized=values.size > _VECTOR_POINTS,
+    )
 
 
 def _runs_with_mean(
@@ -215,6 +236,7 @@ def _runs_with_mean(
         zorder=3,
         edgecolors="white",
         linewidths=0.8,
+        rasterized=values.size > _VECTOR_POINTS,
     )
     described = stats.describe(values)
     ci = described.ci95
@@ -324,7 +346,13 @@ def _energy_vs_accuracy(prepared: Prepared, traces: dict[str, pd.DataFrame], lab
         ok = np.isfinite(energy) & np.isfinite(accuracy)
         points = accuracy_points(1.0, scale) or 1.0
         ax.scatter(
-            accuracy[ok] * points, energy[ok], s=18, color=colour(index), alpha=0.8, label=policy
+            accuracy[ok] * points,
+            energy[ok],
+            s=18,
+            color=colour(index),
+            alpha=0.8,
+            label=policy,
+            rasterized=int(ok.sum()) > _VECTOR_POINTS,
         )
     gone = removed_rows(prepared)
     if gone:

@@ -17,21 +17,25 @@
                                greenprec.results.recommendation)
 
 Every write is atomic (:func:`greenprec.results.files.write_atomic`), so a crash leaves a
-readable folder. Two writers never write the same file at the same time: the driver creates
-the run files as *pending*, the executor of a run then owns that run's file until it ends,
-and the driver writes it again only when the executor is gone. Every path is built from a
-validated run id or a fixed name, never from text read out of a file.
+readable folder. Every file is read and written from the folder down without following a link
+(:meth:`ResultsStore.read_file`, bounded, regular files only), and a sub-folder that is a link
+or a file is refused with one line (:meth:`ResultsStore.check_layout`): nothing outside the
+folder is read or written through it. Two writers never write the same file at the same
+time: the driver creates the run files as *pending*, the executor of a run then owns that
+run's file until it ends, and the driver writes it again only when the executor is gone.
+Every path is built from a validated run id or a fixed name, never from text read out of a
+file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import json
 import os
 import platform
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +44,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from greenprec.errors import ConfigError
-from greenprec.results.files import read_bounded, write_atomic
+from greenprec.results.files import (
+    MAX_RECORD_BYTES,
+    check_subfolder,
+    describe,
+    read_bounded,
+    write_atomic,
+)
 from greenprec.results.index import RowProblem, index_text, read_legacy_runs
 from greenprec.results.location import INDEX_FILE, Location
 from greenprec.results.lock import LOCK_NAME, FolderLock
@@ -53,11 +63,21 @@ from greenprec.results.models import (
     SubmissionsRecord,
     check_job_id,
     check_run_id,
+    counted_sum_problem,
 )
 
-__all__ = ["SAMPLE_COLUMNS", "ExperimentExists", "Problem", "ResultsStore", "Snapshot"]
+__all__ = [
+    "SAMPLE_COLUMNS",
+    "SUBFOLDERS",
+    "ExperimentExists",
+    "Problem",
+    "ResultsStore",
+    "Snapshot",
+]
 
 SAMPLE_COLUMNS = ("t_s", "domain", "power_w", "energy_j")
+SUBFOLDERS = ("runs", "samples", "logs", ".work", "jobs", "slurm", "figures")
+"""The folders greenprec keeps inside a results folder: each a real folder, never a link."""
 _SAMPLE_NAME_RESERVED = ("warmup", "baseline")
 
 
@@ -121,9 +141,20 @@ class ResultsStore:
     def experiment_file(self) -> Path:
         return self.path / "experiment.json"
 
+    def _subfolder(self, name: str) -> Path:
+        """``DIR/<name>``, checked: a link or a file there is refused (ConfigError), so nothing
+        is ever read or written through it."""
+        return check_subfolder(self.path / name)
+
+    def check_layout(self) -> None:
+        """Refuse a folder whose ``runs/``, ``samples/``, ``figures/`` ... is a symbolic link
+        or not a folder (one ConfigError naming it), before anything is read or written."""
+        for name in SUBFOLDERS:
+            self._subfolder(name)
+
     @property
     def runs_dir(self) -> Path:
-        return self.path / "runs"
+        return self._subfolder("runs")
 
     @property
     def index_file(self) -> Path:
@@ -131,15 +162,15 @@ class ResultsStore:
 
     @property
     def samples_dir(self) -> Path:
-        return self.path / "samples"
+        return self._subfolder("samples")
 
     @property
     def logs_dir(self) -> Path:
-        return self.path / "logs"
+        return self._subfolder("logs")
 
     @property
     def work_dir(self) -> Path:
-        return self.path / ".work"
+        return self._subfolder(".work")
 
     def run_file(self, run_id: str) -> Path:
         return self.runs_dir / f"{_checked(run_id)}.json"
@@ -154,17 +185,22 @@ class ResultsStore:
         return self.work_dir / f"{_checked(run_id)}.{suffix}"
 
     @property
+    def figures_dir(self) -> Path:
+        """The report's figures (written by :func:`greenprec.report.build_report`)."""
+        return self._subfolder("figures")
+
+    @property
     def submissions_file(self) -> Path:
         return self.path / "submissions.json"
 
     @property
     def jobs_dir(self) -> Path:
-        return self.path / "jobs"
+        return self._subfolder("jobs")
 
     @property
     def slurm_dir(self) -> Path:
         """submitit's folder: one sub-folder per job (``%j``), named by submitit."""
-        return self.path / "slurm"
+        return self._subfolder("slurm")
 
     def job_file(self, job_id: str) -> Path:
         try:
@@ -175,7 +211,8 @@ class ResultsStore:
     # -- what is there -----------------------------------------------------------------------
     def exists(self) -> bool:
         """Whether the folder holds a greenprec experiment (of any version)."""
-        return self.experiment_file.exists() or self.index_file.exists()
+        # lexists: a link there is ours to name (reading refuses it), not "no experiment".
+        return os.path.lexists(self.experiment_file) or os.path.lexists(self.index_file)
 
     def check_new(self) -> None:
         """Refuse a folder that already holds an experiment, or anything that is not ours."""
@@ -234,14 +271,14 @@ class ResultsStore:
 
     def write_experiment(self, experiment: ExperimentRecord) -> None:
         text = experiment.model_dump_json(indent=2, by_alias=True)
-        write_atomic(self.experiment_file, text + "\n")
+        self._write(self.experiment_file, text + "\n")
 
     # -- run files ---------------------------------------------------------------------------
     def write_run(self, run: RunRecord) -> Path:
         """Write one run's file atomically (the caller is the run's executor, or the driver
         once the executor is gone)."""
         path = self.run_file(run.run_id)
-        write_atomic(path, run.model_dump_json(indent=2) + "\n")
+        self._write(path, run.model_dump_json(indent=2) + "\n")
         return path
 
     def read_run(self, run_id: str) -> RunRecord:
@@ -262,6 +299,9 @@ class ResultsStore:
             raise ConfigError(
                 f"{path}: damaged run file (it names run {record.run_id!r}, not {run_id!r})"
             )
+        problem = counted_sum_problem(record.energy_j, record.domains, record.counted_domains)
+        if problem is not None:
+            raise ConfigError(f"{path}: damaged run file ({problem})")
         return record
 
     def forget_run(self, run_id: str) -> None:
@@ -272,7 +312,7 @@ class ResultsStore:
 
     def write_index(self, runs: Sequence[RunRecord]) -> None:
         """Rebuild runs.csv from the runs (in their order)."""
-        write_atomic(self.index_file, index_text(sorted(runs, key=lambda r: r.order)))
+        self._write(self.index_file, index_text(sorted(runs, key=lambda r: r.order)))
 
     # -- the cluster executor's files -------------------------------------------------------
     def read_submissions(self) -> SubmissionsRecord:
@@ -292,12 +332,11 @@ class ResultsStore:
             ) from None
 
     def write_submissions(self, record: SubmissionsRecord) -> None:
-        write_atomic(self.submissions_file, record.model_dump_json(indent=2) + "\n")
+        self._write(self.submissions_file, record.model_dump_json(indent=2) + "\n")
 
     def write_job(self, job: JobRecord) -> Path:
         path = self.job_file(job.job_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, job.model_dump_json(indent=2) + "\n")
+        self._write(path, job.model_dump_json(indent=2) + "\n")
         return path
 
     def read_job(self, job_id: str) -> JobRecord:
@@ -318,7 +357,7 @@ class ResultsStore:
         for row in rows:
             writer.writerow([format_cell(value) for value in row])
         path = self.samples_file(name)
-        write_atomic(path, buffer.getvalue())
+        self._write(path, buffer.getvalue())
         return path
 
     # -- reading everything ------------------------------------------------------------------
@@ -335,7 +374,8 @@ class ResultsStore:
                 f"{self.path} is not a greenprec results folder (no experiment.json or "
                 "runs.csv); make one with greenprec compare or greenprec import"
             )
-        if self.experiment_file.exists():
+        self.check_layout()
+        if os.path.lexists(self.experiment_file):
             experiment = self.read_experiment()
         else:
             # A runs.csv alone (hand-made, or experiment.json lost): readable, with nothing
@@ -345,7 +385,7 @@ class ResultsStore:
             experiment = ExperimentRecord(
                 schema_version=LEGACY_SCHEMA_VERSION, created_at="unknown", source="unknown"
             )
-        if self.runs_dir.is_dir():
+        if os.path.lexists(self.runs_dir):
             runs, problems = self._load_run_files()
             problems.extend(self._check_index(runs))
             legacy = False
@@ -382,7 +422,7 @@ class ResultsStore:
 
     def _load_legacy(self) -> tuple[list[RunRecord], list[Problem], dict[str, int]]:
         try:
-            raw = read_bounded(self.index_file)
+            raw = self.read_file(self.index_file)
         except FileNotFoundError:
             return [], [], {}
         except OSError as error:
@@ -401,15 +441,25 @@ class ResultsStore:
 
     def _check_index(self, runs: Sequence[RunRecord]) -> list[Problem]:
         """runs.csv is only an index; say so when it disagrees with the run files."""
-        if not self.index_file.exists():
+        if not os.path.lexists(self.index_file):
             return [Problem(None, Location(INDEX_FILE), "missing; it is rebuilt on the next write")]
         try:
-            text = read_bounded(self.index_file).decode("utf-8", errors="replace")
+            text = self.read_file(self.index_file).decode("utf-8", errors="replace")
+        except OSError as error:
+            return [
+                Problem(
+                    None,
+                    Location(INDEX_FILE),
+                    f"cannot read it ({_unreadable(error)}); the run files were used, and the "
+                    "index is rebuilt on the next write",
+                )
+            ]
+        try:
             indexed = {
                 (row.get("run_id"), row.get("status"))
                 for row in csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
             }
-        except (OSError, csv.Error):
+        except csv.Error:
             indexed = set()
         actual = {(run.run_id, run.status) for run in runs}
         if indexed != actual:
@@ -423,21 +473,48 @@ class ResultsStore:
             ]
         return []
 
+    # -- every read and write of a file in the folder goes through these two ----------------
+    def read_file(self, path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
+        """A regular file of this folder, at most ``limit`` bytes, reached without following
+        a link; OSError otherwise (:func:`greenprec.results.files.describe` says why)."""
+        return read_bounded(path, limit, folder=self.path)
+
+    def _write(self, path: Path, data: str | bytes) -> None:
+        write_atomic(path, data, folder=self.path)
+
     def _read_json(self, path: Path, *, what: str) -> Any:
         try:
-            raw = read_bounded(path)
+            raw = self.read_file(path)
         except FileNotFoundError:
             raise ConfigError(f"{path}: no {what}") from None
         except OSError as error:
-            raise ConfigError(f"{path}: cannot read {what}: {error.strerror or error}") from None
+            raise ConfigError(f"{path}: cannot read {what}: {describe(error)}") from None
         try:
-            return json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
         except json.JSONDecodeError as error:
             raise ConfigError(
                 f"{path}: {what} is not valid JSON (line {error.lineno}: {error.msg})"
             ) from None
+        except RecursionError:
+            # Python's parser recurses per level: 200,000 nested brackets is no record of ours.
+            raise ConfigError(f"{path}: {what} is nested too deeply to be a record") from None
+        except ValueError as error:
+            if "digits" in str(error):  # an integer longer than Python converts (4300 digits)
+                raise ConfigError(
+                    f"{path}: {what} holds an integer of more than "
+                    f"{sys.get_int_max_str_digits()} digits, which no record of greenprec has"
+                ) from None
+            raise ConfigError(f"{path}: {what} is damaged ({_first_line(error)})") from None
+        if _nested_deeper(raw, data, _MAX_NESTING):
+            # Parsed, but a record this deep cannot be written back (pydantic's serializer stops
+            # near 255 levels): a run resumed from it would crash its executor.
+            raise ConfigError(
+                f"{path}: {what} is nested too deeply to be a record (more than {_MAX_NESTING} "
+                "levels)"
+            )
+        return data
 
     # -- the running state -------------------------------------------------------------------
     def is_stale(self, run: RunRecord) -> bool:
@@ -455,6 +532,9 @@ class ResultsStore:
         return not _alive(run.executor_pid)
 
     def ensure_dirs(self) -> None:
+        """Make ``runs/``, ``samples/`` and ``logs/``; ConfigError (before anything is made)
+        when any of the folder's sub-folders is a link or a file."""
+        self.check_layout()
         for directory in (self.runs_dir, self.samples_dir, self.logs_dir):
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -491,6 +571,35 @@ def _validation_line(error: ValidationError) -> str:
     return f"{where}: {item['msg']}"
 
 
+_MAX_NESTING = 100
+"""Levels of JSON nesting a record may have: greenprec's own go about six deep."""
+
+
+def _nested_deeper(raw: bytes, data: Any, limit: int) -> bool:
+    """Whether ``data`` (parsed from ``raw``) nests more than ``limit`` levels. A file with no
+    more than ``limit`` brackets cannot, and is not walked: reading 10,000 run files stays
+    fast."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
 def _reason(message: str, path: Path) -> str:
     return message.removeprefix(f"{path}: ")
 
@@ -507,23 +616,15 @@ def _row_problem(problem: RowProblem) -> Problem:
 
 def _unreadable(error: OSError) -> str:
     """Why a file could not be read, in words (not ``[Errno 40] Too many levels of ...``)."""
-    if error.errno == errno.ELOOP:
-        return "a symbolic link, which greenprec does not follow into a results folder"
-    if error.errno is None:
-        return "not a regular file"  # read_bounded's refusal of a folder, FIFO or device
-    return error.strerror or str(error)
+    return describe(error)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    """Whether the process that claimed a run is still there: an unreaped zombie (a runner
+    killed with kill -9 leaves its run's process so) is not, and its run runs again."""
+    from greenprec._processes import process_alive
+
+    return process_alive(pid)
 
 
 def _against_schedule(
