@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from greenprec import stats
-from greenprec.errors import ConfigError
 from greenprec.report import content, html, markdown, prose
 from greenprec.report.analysis import (
     Analysis,
@@ -26,14 +26,22 @@ from greenprec.report.analysis import (
     as_sesoi,
     prepare,
 )
-from greenprec.report.data import Excluded, ExperimentData, load, read_samples
+from greenprec.report.data import (
+    Excluded,
+    ExperimentData,
+    SampleBatch,
+    load,
+    read_samples_of_runs,
+)
 from greenprec.report.decisions import phrase
 from greenprec.report.equivalence import as_margins
 from greenprec.report.figures import FigureFile, make_figures
+from greenprec.report.load import load_lines, load_table, run_loads
 from greenprec.report.recommendation import Recommendation, from_store, section
 from greenprec.results import ResultsStore
 from greenprec.results.files import write_atomic
 from greenprec.results.recommendation import write_recommendation
+from greenprec.stats import BinnedRuns
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
@@ -134,10 +142,15 @@ def build_report(
     figures, skipped = make_figures(prepared, traces, data.path / "figures")
     text = prose.write(result, trace)
     report_content = content.build_content(result, text, figures, skipped)
+    loads = run_loads(result)
+    if loads is not None:
+        report_content.load, report_content.load_lines = load_table(loads), load_lines(loads)
     answer = _recommendation(data.path) if data.experiment.get("selection") else None
     if answer is not None:
         report_content.recommendation = section(answer)
     numbers = stats_json(result, text, trace, figures, skipped)
+    if loads is not None:
+        numbers["machine_load"] = loads.to_json_dict()
     stats_path = data.path / "stats.json"
     markdown_path = data.path / "report.md"
     html_path = data.path / "report.html"
@@ -213,41 +226,109 @@ def power_traces(
 ) -> tuple[dict[str, pd.DataFrame], PowerTrace]:
     """Mean power over time per policy, from the samples of the runs used.
 
-    Each run is binned as soon as it is read and only its bins are kept: 200 runs of 20,000
-    samples would otherwise sit in memory at once. Each run's last bin, which the run ends
-    inside of, is left out (unless it is the run's only one). What had to be left out is in the
-    :class:`PowerTrace` (:func:`prose.trace_warnings` says it).
+    Runs are read and binned a batch at a time (:func:`read_samples_of_runs`) and only their
+    bins are kept: 200 runs of 20,000 samples would otherwise sit in memory at once. Each run's
+    last bin, which the run ends inside of, is left out (unless it is the run's only one).
+    What had to be left out is in the :class:`PowerTrace` (:func:`prose.trace_warnings` says
+    it).
     """
     traces: dict[str, pd.DataFrame] = {}
     runs: dict[str, int] = {}
-    missing: list[str] = []
-    unreadable: dict[str, str] = {}
-    no_counted: dict[str, list[str] | None] = {}
+    left_out = _LeftOut()
     for policy, rows in prepared.kept_by_policy().items():
-        binned: list[pd.DataFrame] = []
-        for row in rows:
-            run_id = str(row["run_id"])
-            try:
-                samples = read_samples(data.samples_path(run_id))
-            except FileNotFoundError:
-                missing.append(run_id)
-                continue
-            except ConfigError as error:
-                unreadable[run_id] = str(error)
-                continue
-            counted = data.counted_by_run.get(run_id)
-            per_run = stats.binned_power(samples, _BIN_S, domains=counted)
-            if len(samples) and not len(per_run):
-                no_counted[run_id] = counted
-            if len(per_run) > 1:
-                # The run ends inside its last bin: that bin holds less than _BIN_S of the run,
-                # often one short interval up to the exit reading, and every trace dipped
-                # there. A run of a single bin keeps it: it is all there is of the run.
-                per_run = per_run.iloc[:-1]
-            if len(per_run):
-                binned.append(per_run[["t_s", "power_w"]])
-        # Bins are already _BIN_S wide, so re-binning inside mean_power_trace is the identity.
-        traces[policy] = stats.mean_power_trace(binned, _BIN_S)
-        runs[policy] = len(binned)
-    trace = PowerTrace(_BIN_S, data.counted_domains, runs, missing, unreadable, no_counted)
+        run_ids = [str(row["run_id"]) for row in rows]
+        binned = _binned_runs(data, run_ids, left_out)
+        # Bins are already _BIN_S wide, so re-binning inside the mean trace is the identity.
+        traces[policy] = stats.mean_power_trace_of_runs(binned, _BIN_S)
+        runs[policy] = int(np.unique(binned.run).size)
+    trace = PowerTrace(
+        _BIN_S,
+        data.counted_domains,
+        runs,
+        left_out.missing,
+        left_out.unreadable,
+        left_out.no_counted,
+    )
     return traces, trace
+
+
+@dataclass
+class _LeftOut:
+    """The runs whose samples did not enter a power trace, and why."""
+
+    missing: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    no_counted: dict[str, list[str] | None] = field(default_factory=dict)
+
+
+def _binned_runs(data: ExperimentData, run_ids: list[str], left_out: _LeftOut) -> BinnedRuns:
+    """The runs' bins (run numbers index ``run_ids``), each run's last bin left out."""
+    store = ResultsStore(data.path)  # one store for all: not one per run
+    paths = [store.samples_file(run_id) for run_id in run_ids]
+    wanted = [_counted(data, run_id) for run_id in run_ids]
+    parts: list[BinnedRuns] = []
+    for batch in read_samples_of_runs(paths, folder=data.path):
+        for index, problem in sorted(batch.problems.items()):
+            if isinstance(problem, FileNotFoundError):
+                left_out.missing.append(run_ids[index])
+            else:
+                left_out.unreadable[run_ids[index]] = str(problem)
+        binned = stats.binned_power_runs(
+            batch.run, batch.t_s, batch.power_w, batch.domain, _resolved(wanted, batch), _BIN_S
+        )
+        has_bins = set(np.unique(binned.run).tolist())
+        for index, count in sorted(batch.rows.items()):
+            if count and index not in has_bins:
+                left_out.no_counted[run_ids[index]] = data.counted_by_run.get(run_ids[index])
+        parts.append(_without_last_bins(binned))
+    return stats.BinnedRuns(
+        *(
+            np.concatenate([getattr(part, name) for part in parts] or [np.empty(0, dtype=kind)])
+            for name, kind in _BINNED_FIELDS
+        )
+    )
+
+
+_BINNED_FIELDS = (
+    ("run", np.int64),
+    ("bin", np.int64),
+    ("t_s", np.float64),
+    ("power_w", np.float64),
+    ("n_samples", np.int64),
+)
+
+
+def _counted(data: ExperimentData, run_id: str) -> list[str] | None:
+    return data.counted_by_run.get(run_id)
+
+
+def _resolved(wanted: list[list[str] | None], batch: SampleBatch) -> list[list[str]]:
+    """Each run's counted domains; a run that records none sums every domain of its samples,
+    in the order they first appear (as :func:`stats.binned_power` does without ``domains``)."""
+    out = [list(domains) if domains is not None else [] for domains in wanted]
+    unknown = [index for index in batch.rows if wanted[index] is None]
+    if unknown:
+        mine = np.isin(batch.run, unknown)
+        seen = pd.DataFrame({"run": batch.run[mine], "domain": batch.domain[mine]})
+        for run, domain in seen.drop_duplicates().itertuples(index=False):
+            out[run].append(str(domain))
+    return out
+
+
+def _without_last_bins(binned: BinnedRuns) -> BinnedRuns:
+    """Each run's bins less its last: the run ends inside it, so that bin holds less than
+    _BIN_S of the run, often one short interval up to the exit reading, and every trace dipped
+    there. A run of a single bin keeps it: it is all there is of the run."""
+    run = binned.run
+    last = np.ones(run.size, dtype=bool)
+    last[:-1] = run[1:] != run[:-1]
+    first = np.ones(run.size, dtype=bool)
+    first[1:] = run[1:] != run[:-1]
+    keep = ~last | first
+    return stats.BinnedRuns(
+        binned.run[keep],
+        binned.bin[keep],
+        binned.t_s[keep],
+        binned.power_w[keep],
+        binned.n_samples[keep],
+    )

@@ -7,17 +7,20 @@ saying so.
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from greenprec import stats
+from greenprec.counters import MAX_ENERGY_J, MAX_POWER_W
 from greenprec.errors import ConfigError
 from greenprec.results import (
     DOMAIN_PREFIX,
@@ -29,20 +32,24 @@ from greenprec.results import (
     Snapshot,
     record_row,
 )
+from greenprec.results.files import describe, read_bounded
 from greenprec.stats import FloatArray
 
 __all__ = [
     "ACCURACY",
     "ENERGY",
+    "MAX_SAMPLES_BYTES",
     "UNKNOWN",
     "Excluded",
     "ExperimentData",
     "Plausible",
     "Row",
+    "SampleBatch",
     "counted_domains",
     "load",
     "numeric",
     "read_samples",
+    "read_samples_of_runs",
 ]
 
 Row = dict[str, Any]
@@ -55,9 +62,9 @@ _SAMPLE_DTYPES = {"t_s": "float64", "domain": "category", "power_w": "float64"}
 
 ENERGY = "energy_j"
 ACCURACY = "test_accuracy"
-# One terajoule is 278 MWh, a month of a large GPU cluster: no single run of an experiment
-# uses that much, so a larger value is a unit or meter error (1e308 J made "100% less").
-_MAX_ENERGY_J = 1e12
+# The limits a meter's readings are held to as well (greenprec.counters): beyond them a value
+# is a unit or meter error (1e308 J made "100% less").
+_MAX_ENERGY_J = MAX_ENERGY_J
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ _PLAUSIBLE: dict[str, Plausible] = {
     ENERGY: Plausible(0.0, _MAX_ENERGY_J, False, "positive"),
     "net_energy_j": Plausible(-_MAX_ENERGY_J, _MAX_ENERGY_J, True, "a finite energy"),
     "duration_s": Plausible(0.0, 1e8, False, "positive"),
-    "mean_power_w": Plausible(0.0, 1e9, True, "zero or positive"),
+    "mean_power_w": Plausible(0.0, MAX_POWER_W, True, "zero or positive"),
     ACCURACY: Plausible(0.0, 100.0, True, "zero or positive"),
     "test_loss": Plausible(-math.inf, math.inf, True, "a number"),
 }
@@ -542,13 +549,196 @@ def numeric(rows: Sequence[Row], key: str) -> FloatArray:
     return np.array([_number(row.get(key)) for row in rows], dtype=np.float64)
 
 
-def read_samples(path: Path) -> pd.DataFrame:
-    """One run's samples (t_s, domain, power_w); ConfigError naming the file when unreadable."""
+def read_samples(path: Path, *, folder: Path | None = None) -> pd.DataFrame:
+    """One run's samples (t_s, domain, power_w); ConfigError naming the file when it cannot be
+    read (a link, a FIFO or device, over :data:`MAX_SAMPLES_BYTES`, not a samples CSV), never
+    quoting its content; FileNotFoundError when there is none. With ``folder`` (the results
+    folder), no folder between it and ``path`` is followed if it is a link."""
+    return _parse_samples(_samples_bytes(path, folder), path)
+
+
+MAX_SAMPLES_BYTES = 2 * 2**30
+"""The largest samples file the report reads: 2 GiB. A run sampled at 10 Hz for a week with
+two domains writes about 0.8 GB (65 bytes a row); a larger file is not one greenprec wrote, and
+reading it whole (``/dev/zero`` has no end) would take the machine's memory."""
+
+# Files read together and parsed as one CSV: 10,000 runs of 150 samples took 20 s one file at
+# a time, almost all of it pandas' fixed cost per call. The cap keeps memory bounded.
+_BATCH_BYTES = 16 * 2**20
+# A file whose body could parse differently inside a batch than alone (quotes, carriage
+# returns, blank or whitespace-only lines, NUL bytes) is parsed alone.
+_NOT_PLAIN = (b'"', b"\r", b"\x00", b"\n\n", b"\n ", b"\n\t")
+
+
+@dataclass
+class SampleBatch:
+    """The samples of some runs, row by row: ``run`` is each row's index in the paths given to
+    :func:`read_samples_of_runs`; ``rows`` counts each run's rows; ``problems`` holds the runs
+    whose file could not be read (FileNotFoundError: there is none; ConfigError: why not)."""
+
+    run: npt.NDArray[np.int64]
+    t_s: FloatArray
+    domain: npt.NDArray[np.object_]
+    power_w: FloatArray
+    rows: dict[int, int]
+    problems: dict[int, FileNotFoundError | ConfigError]
+
+
+def read_samples_of_runs(
+    paths: Sequence[Path], *, folder: Path | None = None
+) -> Iterator[SampleBatch]:
+    """The samples of many runs, read as :func:`read_samples` reads each (same checks, same
+    numbers) but parsed in batches of up to 16 MiB, in the order of ``paths``."""
+    start = 0
+    while start < len(paths):
+        raw: dict[int, bytes] = {}
+        problems: dict[int, FileNotFoundError | ConfigError] = {}
+        size = 0
+        index = start
+        while index < len(paths) and (size < _BATCH_BYTES or not raw):
+            try:
+                raw[index] = _samples_bytes(paths[index], folder)
+                size += len(raw[index])
+            except (FileNotFoundError, ConfigError) as error:
+                problems[index] = error
+            index += 1
+        yield _batch(paths, raw, problems)
+        start = index
+
+
+def _samples_bytes(path: Path, folder: Path | None) -> bytes:
     try:
-        frame = pd.read_csv(path, usecols=list(_SAMPLE_DTYPES), dtype=_SAMPLE_DTYPES, engine="c")
+        return read_bounded(path, MAX_SAMPLES_BYTES, folder=folder)
     except FileNotFoundError:
         raise
+    except OSError as error:
+        # Why, never what is in it: a link to /etc/shadow is named, not quoted.
+        raise ConfigError(f"{path}: samples not read: {describe(error)}") from None
+
+
+def _parse_samples(data: bytes, path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data), usecols=list(_SAMPLE_DTYPES), dtype=_SAMPLE_DTYPES, engine="c"
+        )
     except (ValueError, pd.errors.ParserError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"{path}: unreadable samples: {first_line}") from None
+        # The parser's message can quote a cell; say only what kind of damage it is.
+        what = "no columns" if isinstance(error, pd.errors.EmptyDataError) else _damage(error)
+        raise ConfigError(
+            f"{path}: unreadable samples ({what}); a samples file has the columns "
+            f"{', '.join(_SAMPLE_DTYPES)}"
+        ) from None
     return frame
+
+
+def _damage(error: Exception) -> str:
+    text = str(error)
+    if "Usecols do not match" in text:
+        return "a column is missing"
+    if "Expected" in text and "fields" in text:
+        return "a line has more fields than the header"
+    if "could not convert" in text or "Unable to parse" in text:
+        return "a t_s or power_w value is not a number"
+    return type(error).__name__
+
+
+def _batch(
+    paths: Sequence[Path],
+    raw: dict[int, bytes],
+    problems: dict[int, FileNotFoundError | ConfigError],
+) -> SampleBatch:
+    """Parse the files of one batch: plain files with one header together, the others alone."""
+    frames: list[pd.DataFrame] = []
+    runs: list[npt.NDArray[np.int64]] = []
+    rows: dict[int, int] = {}
+    together: dict[bytes, list[tuple[int, bytes]]] = {}
+    for index, data in raw.items():
+        header, newline, body = data.partition(b"\n")
+        if newline and b'"' not in header and _plain(body):
+            together.setdefault(header, []).append((index, body))
+        else:
+            _alone(paths, index, data, frames, runs, rows, problems)
+    for header, parts in together.items():
+        _together(paths, header, parts, raw, frames, runs, rows, problems)
+    return _joined(frames, runs, rows, problems)
+
+
+def _plain(body: bytes) -> bool:
+    """Whether a file's lines (after its header) parse the same inside a batch as alone."""
+    return bool(body) and body[:1] not in b"\n \t" and not any(m in body for m in _NOT_PLAIN)
+
+
+def _alone(
+    paths: Sequence[Path],
+    index: int,
+    data: bytes,
+    frames: list[pd.DataFrame],
+    runs: list[npt.NDArray[np.int64]],
+    rows: dict[int, int],
+    problems: dict[int, FileNotFoundError | ConfigError],
+) -> None:
+    try:
+        frame = _parse_samples(data, paths[index])
+    except ConfigError as error:
+        problems[index] = error
+        return
+    frames.append(frame)
+    runs.append(np.full(len(frame), index, dtype=np.int64))
+    rows[index] = len(frame)
+
+
+def _together(
+    paths: Sequence[Path],
+    header: bytes,
+    parts: list[tuple[int, bytes]],
+    raw: dict[int, bytes],
+    frames: list[pd.DataFrame],
+    runs: list[npt.NDArray[np.int64]],
+    rows: dict[int, int],
+    problems: dict[int, FileNotFoundError | ConfigError],
+) -> None:
+    """Parse files with the same header as one CSV; a batch that fails, or whose row count
+    is not the files' line count, is split in halves until the damaged file is parsed alone
+    (and named by itself)."""
+    bodies = [body if body.endswith(b"\n") else body + b"\n" for _, body in parts]
+    counts = [body.count(b"\n") for body in bodies]
+    commas = header.count(b",")
+    plain = all(
+        body.count(b",") == count * commas for body, count in zip(bodies, counts, strict=True)
+    )
+    frame: pd.DataFrame | None = None
+    if plain:
+        try:
+            frame = _parse_samples(header + b"\n" + b"".join(bodies), paths[parts[0][0]])
+        except ConfigError:
+            frame = None
+    if frame is not None and len(frame) == sum(counts):
+        frames.append(frame)
+        for (index, _), count in zip(parts, counts, strict=True):
+            runs.append(np.full(count, index, dtype=np.int64))
+            rows[index] = count
+        return
+    if len(parts) == 1:
+        _alone(paths, parts[0][0], raw[parts[0][0]], frames, runs, rows, problems)
+        return
+    half = len(parts) // 2
+    for chunk in (parts[:half], parts[half:]):
+        _together(paths, header, chunk, raw, frames, runs, rows, problems)
+
+
+def _joined(
+    frames: list[pd.DataFrame],
+    runs: list[npt.NDArray[np.int64]],
+    rows: dict[int, int],
+    problems: dict[int, FileNotFoundError | ConfigError],
+) -> SampleBatch:
+    if frames:
+        t_s = np.concatenate([f["t_s"].to_numpy(dtype=np.float64) for f in frames])
+        power = np.concatenate([f["power_w"].to_numpy(dtype=np.float64) for f in frames])
+        # As binned_power reads a domain: its text, a missing one as 'nan'.
+        domain = np.concatenate([f["domain"].astype(str).to_numpy(dtype=object) for f in frames])
+        run = np.concatenate(runs)
+    else:
+        t_s, power = np.empty(0), np.empty(0)
+        domain, run = np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+    return SampleBatch(run, t_s, domain, power, rows, problems)

@@ -49,7 +49,13 @@ from greenprec.stats.blocked import (
 from greenprec.stats.drift import RunOrderTrend, run_order_trend
 from greenprec.stats.comparisons import PolicyComparison, compare_policies, holm
 from greenprec.stats.accuracy import energy_per_accuracy_point, accuracy_scale
-from greenprec.stats.traces import binned_power, mean_power_trace
+from greenprec.stats.traces import (
+    BinnedRuns,
+    binned_power,
+    binned_power_runs,
+    mean_power_trace,
+    mean_power_trace_of_runs,
+)
 from greenprec.stats.planning import achieved_power, runs_needed
 from greenprec.stats.equivalence import (
     accuracy_like,
@@ -77,6 +83,7 @@ from greenprec.stats.selection import (
 
 __all__ = [
     "DEFAULT_ACCURACY_MARGIN",
+    "BinnedRuns",
     "BlockInteraction",
     "BlockedLogRatio",
     "CompareResult",
@@ -96,6 +103,7 @@ __all__ = [
     "accuracy_scale",
     "achieved_power",
     "binned_power",
+    "binned_power_runs",
     "block_interaction",
     "blocked_log_ratio",
     "compare_groups",
@@ -105,6 +113,7 @@ __all__ = [
     "equivalence_verdict",
     "holm",
     "mean_power_trace",
+    "mean_power_trace_of_runs",
     "noninferiority_log_ratio",
     "noninferiority_welch",
     "normality",
