@@ -40,6 +40,10 @@ Read, where this machine lets it be read (a value that cannot be read stays None
   machine with both NVIDIA and AMD GPUs, NVML's values are kept and amdsmi's fill only the
   fields NVML left empty.
 
+:func:`gpu_compute_pids` lists, through the same NVML access and for the same GPUs, the
+processes computing on them: :mod:`greenprec.machine_load` counts those that are not the run's
+(what else used the machine while a run ran).
+
 ``sources`` names where the values came from. A value outside what hardware can report
 (a temperature below -40 °C or above 150 °C, a frequency of 0 or above 10 GHz) is left out,
 never recorded as if it were true.
@@ -64,7 +68,12 @@ from typing import Any
 
 from greenprec.results.models import MachineState
 
-__all__ = ["SYSFS_ROOT_VARIABLE", "read_machine_state", "throttle_reason_names"]
+__all__ = [
+    "SYSFS_ROOT_VARIABLE",
+    "gpu_compute_pids",
+    "read_machine_state",
+    "throttle_reason_names",
+]
 
 SYSFS_ROOT_VARIABLE = "GREENPREC_SYSFS_ROOT"
 """The environment variable naming the sysfs root to read (default ``/sys``)."""
@@ -76,6 +85,8 @@ _MAX_HWMONS = 256
 _MAX_HWMON_SENSORS = 64
 """At most this many ``temp<M>_input`` files per hwmon device."""
 _MAX_GPUS = 64
+_MAX_GPU_PROCESSES = 4096
+"""At most this many GPU processes are listed (a count beyond it changes no flag)."""
 _MAX_LISTED = 8192
 """At most this many directory entries are looked at in any one listing."""
 
@@ -369,6 +380,36 @@ def throttle_reason_names(nvml: Any, bits: int) -> list[str]:
         if bits & bit:
             names.append(name)
     return names
+
+
+def gpu_compute_pids() -> list[int] | None:
+    """The process ids NVML lists as computing on the GPUs the run can see (the same GPUs as
+    :func:`read_machine_state`), sorted, at most :data:`_MAX_GPU_PROCESSES`; None where it
+    cannot be known: no ``nvidia-ml-py``, no driver, or a GPU that does not answer (an empty
+    list means none: never "not known" passed off as zero)."""
+    try:
+        import pynvml
+    except Exception:  # ImportError, or a broken install failing as it loads
+        return None
+    nvml: Any = pynvml
+    try:
+        nvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        pids: set[int] = set()
+        for index in _gpu_indices(nvml):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                pid = int(process.pid)
+                if pid > 0:
+                    pids.add(pid)
+        return sorted(pids)[:_MAX_GPU_PROCESSES]
+    except Exception:  # one GPU that cannot say makes the whole answer unknown
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
 
 
 # -- AMD SMI -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from greenprec.cli._common import fail, make_console
 from greenprec.cli.compare import (
     RunRequest,
     check_folder,
+    resume_advice,
     run_request,
 )
 from greenprec.cli.settings import (
@@ -64,6 +65,7 @@ SHARED_WITH_COMPARE = (
     "nproc_per_node",
     "nodes",
     "idle_before_run",
+    "wait_for_idle",
     "deterministic",
     "fail_fast",
     "config",
@@ -274,13 +276,8 @@ def _answer(store: ResultsStore, records: list[RunRecord]) -> None:
     except GreenprecError as error:
         typer.echo(f"greenprec: warning: no report ({error}); the runs are saved", err=True)
     _print_answer(store)
-    failed = [record for record in records if record.status != "done"]
-    if failed:
-        typer.echo(
-            f"greenprec: {len(failed)} run(s) failed; see runs.csv and logs/ in {store.path}; "
-            f"run them again with greenprec recommend --resume --retry-failed --out {store.path}",
-            err=True,
-        )
+    if any(record.status != "done" for record in records):
+        typer.echo(resume_advice(store, records, "recommend"), err=True)
         raise typer.Exit(1)
 
 

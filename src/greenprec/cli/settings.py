@@ -574,6 +574,17 @@ COMPARE_OPTIONS: tuple[Setting, ...] = (
         fields=("idle_before_run_s",),
     ),
     Setting(
+        "wait_for_idle",
+        "--wait-for-idle",
+        "S",
+        "Before each run, wait until the machine is idle (other processes under 10 % of the "
+        "CPUs over 1 s, no other GPU process), S seconds at most; a run that starts after the "
+        "bound is recorded as measured under load (docs/compare.md).",
+        PROTOCOL,
+        _FLOAT,
+        fields=("wait_for_idle_s",),
+    ),
+    Setting(
         "nproc_per_node",
         "--nproc-per-node",
         "N",

@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from greenprec.experiment.config import ExperimentConfig, run_timeout_for, stored_config
 from greenprec.experiment.execute import RunSpec, current_job_id, node_info
@@ -28,6 +29,9 @@ from greenprec.experiment.phases import measure_phase, warm_up
 from greenprec.results import JobRecord, ResultsStore, RunRecord
 from greenprec.results.models import JOB_STOPPED
 from greenprec.results.records import now_iso
+
+if TYPE_CHECKING:
+    from greenprec.machine_load import IdleWait
 
 __all__ = ["BlockHooks", "run_block", "run_block_loop"]
 
@@ -43,6 +47,8 @@ class BlockHooks:
     """Warm the machine up (when the experiment has a warm-up) and record it."""
     cooling: Callable[[RunRecord], None] = lambda run: None
     """Called before the cool-down that precedes ``run``."""
+    waiting: Callable[[RunRecord, float], None] = lambda run, max_s: None
+    """Called before the wait for an idle machine that precedes ``run`` (``max_s`` at most)."""
     starting: Callable[[RunRecord], None] = lambda run: None
     """Called just before ``run`` executes."""
     finished: Callable[[RunRecord], bool] = lambda run: False
@@ -77,12 +83,29 @@ def run_block_loop(
         if index > 1 and config.cooldown_s > 0:
             hooks.cooling(run)
             time.sleep(config.cooldown_s)
+        waited = _wait_for_idle(config, run, hooks)
         hooks.starting(run)
         spec = RunSpec.of(
             config, run, meters, baseline_power_w=baseline_power_w, timeout_s=timeout_s
         )
+        if waited is not None:
+            spec = spec.model_copy(
+                update={"waited_for_idle_s": waited.waited_s, "idle_wait_note": waited.note}
+            )
         if hooks.finished(spec.execute(store, config.isolation)):
             return
+
+
+def _wait_for_idle(config: ExperimentConfig, run: RunRecord, hooks: BlockHooks) -> IdleWait | None:
+    """With ``wait_for_idle_s``: wait for a quiet machine before ``run``, that long at most
+    (after the cool-down, so the machine's own rest is not taken for another's load). Before
+    :attr:`BlockHooks.starting`: a stop during the wait stops no run."""
+    if config.wait_for_idle_s <= 0:
+        return None
+    from greenprec.machine_load import wait_for_idle
+
+    hooks.waiting(run, config.wait_for_idle_s)
+    return wait_for_idle(config.wait_for_idle_s)
 
 
 def run_block(folder: str, block: int) -> str:

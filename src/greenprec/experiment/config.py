@@ -339,6 +339,12 @@ class ExperimentConfig(BaseModel):
     the workload's epochs. Needs ``targets``."""
     idle_before_run_s: float = Field(default=0.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
     """Measure this long idle just before each run: the run's ``idle_power_w``."""
+    wait_for_idle_s: float = Field(default=0.0, ge=0, le=_MAX_PHASE_S, allow_inf_nan=False)
+    """Before each run, wait until the machine is quiet, this long at most (0: do not wait).
+    Quiet: over a 1 s window other processes used at most 10 % of the CPU capacity, CPU steal
+    was at most 5 % and no other process computed on the GPUs
+    (:func:`greenprec.machine_load.wait_for_idle`). When the bound passes first, the run goes
+    on and its ``load`` records it as measured under load, with what was seen."""
     executor: Literal["local", "slurm", "debug"] = "local"
     """Where runs execute: here, one after another; as Slurm jobs (one per block); or
     ``debug``: the cluster protocol with each block's job a process on this machine."""

@@ -20,13 +20,21 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from greenprec._processes import (
+    RUN_MARK_VARIABLE,
+    become_subreaper,
+    end_descendants,
+    end_marked,
+    open_log,
+)
+from greenprec.errors import ConfigError
 from greenprec.results import (
     EpochRecord,
     HostEnergy,
@@ -40,6 +48,7 @@ from greenprec.results.files import write_atomic
 from greenprec.results.records import now_iso
 
 __all__ = [
+    "NON_FINITE_VALUES",
     "Launch",
     "RunSpec",
     "child_main",
@@ -56,10 +65,17 @@ __all__ = [
 
 if TYPE_CHECKING:
     from greenprec.experiment.config import ExperimentConfig
+    from greenprec.machine_load import LoadReading
     from greenprec.measurement import Measurement
+    from greenprec.results.models import MachineLoad
     from greenprec.workloads.core import EpochPoint, WorkloadResult
 
 _RUNNER_PID_VARIABLE = "GREENPREC_RUNNER_PID"
+_NOTE_FD_VARIABLE = "GREENPREC_RUN_NOTE_FD"
+"""The descriptor on which a run's process tells its runner why it could not record the run
+(a full disk takes the log and the run file with it; a pipe needs no disk)."""
+_KEPT_BYTES = 4096
+"""What is kept of one error message or printed line: a 200 KB message is not a record."""
 _RANK_FAILED = "greenprec: run failed on"
 """The start of the line a failing rank prints: the runner takes the run's error from it."""
 
@@ -95,6 +111,10 @@ class RunSpec(BaseModel):
     simulated_nodes: bool = False
     """The debug executor: the nodes are torchrun launchers on this machine, each a host of
     its own to greenprec (``GREENPREC_HOST_ID``)."""
+    waited_for_idle_s: float | None = None
+    """How long the driver waited for an idle machine before the run (``wait_for_idle_s``)."""
+    idle_wait_note: str | None = None
+    """Set when that wait reached its bound with the machine busy: the run's ``load`` says so."""
 
     @property
     def distributed(self) -> bool:
@@ -181,6 +201,7 @@ def execute_run(spec: RunSpec, store: ResultsStore, *, rank: int = 0) -> RunReco
 def _execute_run(spec: RunSpec, store: ResultsStore, rank: int = 0) -> RunRecord:
     """Run the workload in this process, measure its marked phase, write the run's files."""
     from greenprec.machine import read_machine_state  # sysfs: $GREENPREC_SYSFS_ROOT or /sys
+    from greenprec.machine_load import read_load  # procfs: $GREENPREC_PROC_ROOT or /proc
     from greenprec.measurement import measure
     from greenprec.workloads import run_workload
 
@@ -193,8 +214,11 @@ def _execute_run(spec: RunSpec, store: ResultsStore, rank: int = 0) -> RunRecord
         machine_start=read_machine_state(),
     )
     writes = rank == 0  # one record per run, however many ranks run it
+    # The run's own processes: this one, or under torchrun the launcher and all its ranks.
+    load_root = os.getppid() if spec.distributed else os.getpid()
+    load_start = read_load(load_root) if writes else None
     if writes:
-        store.write_run(running)
+        _write_run(store, running)
     idle_power_w = _idle_power(spec) if spec.idle_before_s > 0 else None
 
     def measure_factory() -> Measurement:
@@ -214,28 +238,73 @@ def _execute_run(spec: RunSpec, store: ResultsStore, rank: int = 0) -> RunRecord
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # a failed run is data, not a crash of the experiment
-        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        _print_error("\n".join(_cut(line) for line in traceback.format_exc().splitlines()))
         if spec.distributed:
             # The runner records the run's failure from torchrun's exit and this line: the
             # first rank to fail is the cause; rank 0 may only see its consequence (a lost
             # peer), and a rank that returned normally would leave the others waiting.
-            print(f"{_RANK_FAILED} rank {rank}: {_one_line(error)}", file=sys.stderr, flush=True)
+            _print_error(f"{_RANK_FAILED} rank {rank}: {_one_line(error)}")
             raise
         # The pid stays, as 0.2 wrote it: the record of a run that failed in this process.
         failed = running.failed(
             _one_line(error), ended_at=now_iso(), executor_pid=running.executor_pid
         )
-        store.write_run(failed)
+        _write_run(store, failed)
         return failed
     machine_end = read_machine_state()
     done = _finished(spec, running, result, machine_end=machine_end, idle_power_w=idle_power_w)
+    if load_start is not None:
+        done = done.model_copy(update={"load": _load(spec, load_start, read_load(load_root))})
     if writes:
         # Rank 0's samples: its host's readings (samples are not gathered across hosts).
-        store.write_samples(
-            spec.run.run_id, result.measurement.samples.itertuples(index=False, name=None)
-        )
-        store.write_run(done)
+        samples = result.measurement.samples.itertuples(index=False, name=None)
+        with _naming(store.samples_file(spec.run.run_id)):
+            store.write_samples(spec.run.run_id, samples)
+        _write_run(store, done)
     return done
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError inside names ``path``: a full disk fails in ``write()``, which names no
+    file, and "No space left on device" alone does not say what was lost."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
+
+
+def _write_run(store: ResultsStore, run: RunRecord) -> None:
+    """Write the run's file; an OSError names it."""
+    with _naming(store.run_file(run.run_id)):
+        store.write_run(run)
+
+
+def _print_error(text: str) -> None:
+    """Print to the run's log; a log that cannot be written (a full disk) stops nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _recorded_metrics(metrics: Mapping[str, float]) -> dict[str, float | str | None]:
+    """The workload's metrics as the run file keeps them: a non-finite value as its name
+    (``"inf"``, ``"-inf"``, ``"nan"``). JSON has no such numbers; written as a number it
+    would become null, and a diverged run would read as one that reported nothing."""
+    return {
+        name: float(value) if math.isfinite(value) else _NON_FINITE_NAMES[_non_finite(value)]
+        for name, value in metrics.items()
+    }
+
+
+_NON_FINITE_NAMES = {1: "inf", -1: "-inf", 0: "nan"}
+NON_FINITE_VALUES = frozenset(_NON_FINITE_NAMES.values())
+"""How a run file names a metric that was not a finite number (see ``_recorded_metrics``)."""
+
+
+def _non_finite(value: float) -> int:
+    return 0 if math.isnan(value) else (1 if value > 0 else -1)
 
 
 def _finished(
@@ -266,7 +335,7 @@ def _finished(
         estimated=measurement.estimated,
         domains=measurement.domains,
         counted_domains=measurement.counted_domains,
-        metrics=dict(result.metrics),
+        metrics=_recorded_metrics(result.metrics),
         # The framework, its version, the device and the TF32 state as the run had them:
         # "fp32" from another tool is often TF32, so the record says which it was.
         framework=result.framework.to_dict(),
@@ -304,6 +373,18 @@ def _finished(
         for host in measurement.hosts
     ]
     return done.model_copy(update={"hosts": hosts})
+
+
+def _load(spec: RunSpec, start: LoadReading, end: LoadReading) -> MachineLoad:
+    """What else used the machine over the run, with the driver's wait for idle before it."""
+    from greenprec.machine_load import machine_load
+
+    return machine_load(
+        start,
+        end,
+        waited_for_idle_s=spec.waited_for_idle_s,
+        idle_wait_note=spec.idle_wait_note,
+    )
 
 
 def _idle_power(spec: RunSpec) -> float | None:
@@ -506,16 +587,19 @@ def _free_port() -> int:
 def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
     """Run in a fresh interpreter so no framework state leaks from run to run.
 
-    The child's output goes to ``logs/<run_id>.log``. A child that dies without a final
-    record (killed, out of memory, a crash in native code) leaves a failed run with its log's
-    last line, written here once the child is gone. A distributed run's launchers (torchrun,
-    srun) and every rank write to the same log; the first rank that fails names the error.
+    The child's output goes to ``logs/<run_id>.log`` (opened by :func:`open_log`: never
+    through a link, a FIFO or a device). A child that dies without a final record (killed,
+    out of memory, a crash in native code, a full disk) leaves a failed run with what it told
+    this process, or its log's last line, written here once the child is gone. A distributed
+    run's launchers (torchrun, srun) and every rank write to the same log; the first rank that
+    fails names the error. Every process the run started ends with it (see
+    :mod:`greenprec._processes`).
     """
     run_id = spec.run.run_id
     spec_file = store.work_file(run_id, "spec.json")
-    write_atomic(spec_file, spec.model_dump_json())
+    with _naming(spec_file):
+        write_atomic(spec_file, spec.model_dump_json())
     log_file = store.log_file(run_id)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         started = launches(spec, [str(store.path), str(spec_file)])
     except Exception as error:  # no node list, a job too small: the run fails, in one line
@@ -523,25 +607,45 @@ def _execute_in_process(spec: RunSpec, store: ResultsStore) -> RunRecord:
         return _failed_here(
             store, spec, f"cannot launch the run across {spec.nodes} nodes: {_one_line(error)}"
         )
-    with log_file.open("wb") as log:
-        returncode, timed_out = _wait_for(started, log, spec)
-    store.remove_work_file(run_id, "spec.json")
-    if timed_out:
-        return _failed_here(
-            store,
-            spec,
-            f"timed out after {spec.timeout_s:g} s (the run's time limit); its process group "
-            f"was stopped (log: {log_file})",
-        )
     try:
-        record = store.read_run(run_id)
-    except Exception:
-        record = spec.run
-    if record.status in ("done", "failed"):
-        return record
-    failed = record.failed(_failure(spec, returncode, log_file), ended_at=now_iso())
-    store.write_run(failed)
+        log = open_log(log_file)
+    except (ConfigError, OSError) as error:  # a folder in its place, logs/ a link, no space
+        store.remove_work_file(run_id, "spec.json")
+        reason = str(error) if isinstance(error, ConfigError) else _os_error_line(error, log_file)
+        return _failed_here(store, spec, f"cannot write the run's log: {reason}")
+    mark = _run_mark(store, run_id)
+    end_marked(mark)  # what an earlier attempt of this run left (its runner killed by kill -9)
+    with log:
+        ended = _wait_for(started, log, spec, mark)
+        store.remove_work_file(run_id, "spec.json")
+        if ended.timed_out:
+            return _failed_here(
+                store,
+                spec,
+                f"timed out after {spec.timeout_s:g} s (the run's time limit); it was stopped "
+                f"with every process it started (log: {log_file})",
+            )
+        try:
+            record = store.read_run(run_id)
+        except Exception:
+            record = spec.run
+        if record.status in ("done", "failed"):
+            return record
+        failed = record.failed(_failure(spec, ended, log, log_file), ended_at=now_iso())
+    _write_run(store, failed)
     return failed
+
+
+def _run_mark(store: ResultsStore, run_id: str) -> str:
+    """The mark of this run's processes: the same for every attempt at it, so an attempt ends
+    what an earlier one's killed runner left running."""
+    import hashlib
+
+    return hashlib.sha256(f"{store.path.resolve()}\0{run_id}".encode()).hexdigest()[:32]
+
+
+def _os_error_line(error: OSError, path: Path) -> str:
+    return f"cannot write {error.filename or path}: {error.strerror or error}"
 
 
 def _failed_here(store: ResultsStore, spec: RunSpec, error: str) -> RunRecord:
@@ -553,60 +657,105 @@ def _failed_here(store: ResultsStore, spec: RunSpec, error: str) -> RunRecord:
         node=node_info(),
         slurm_job_id=current_job_id(),
     )
-    store.write_run(failed)
+    _write_run(store, failed)
     return failed
 
 
-def _wait_for(started: Sequence[Launch], log: BinaryIO, spec: RunSpec) -> tuple[int, bool]:
+@dataclass(frozen=True)
+class _Ended:
+    """How a run's processes ended."""
+
+    returncode: int
+    """The first non-zero exit status, or 0."""
+    timed_out: bool
+    """Whether the run's time limit stopped them."""
+    note: str | None = None
+    """What the run's process told the runner before it ended: why it could not record the
+    run (a full disk, a read-only folder), which its log may not hold."""
+
+
+def _wait_for(started: Sequence[Launch], log: BinaryIO, spec: RunSpec, mark: str) -> _Ended:
     """Start the run's processes with their output to ``log`` and wait for them, within the
-    run's time limit: (the first non-zero exit status or 0, whether the limit was reached)."""
+    run's time limit; then end whatever they started that is still there."""
     children: list[subprocess.Popen[bytes]] = []
-    timed_out = False
+    note_read, note_write = os.pipe()
+    os.set_blocking(note_read, False)
     try:
         for launch in started:
             # A process group of its own: a time limit or an interruption ends the run with
             # every process it started (data loaders, EnergiBridge, torchrun's ranks), not
-            # just the Python at its top.
+            # just the Python at its top. The mark follows every process the run starts,
+            # in a session of its own too: what outlives the run is found by it.
+            environment = {**_environment(launch), RUN_MARK_VARIABLE: mark}
+            if not spec.distributed:  # torchrun hands its ranks no descriptor
+                environment[_NOTE_FD_VARIABLE] = str(note_write)
             children.append(
                 subprocess.Popen(
                     launch.argv,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=_environment(launch),
+                    env=environment,
                     start_new_session=True,
+                    pass_fds=() if spec.distributed else (note_write,),
                     preexec_fn=_dies_with_runner(os.getpid()) if spec.distributed else None,
                 )
             )
-        deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
-        while any(child.poll() is None for child in children):
-            if any(child.poll() not in (None, 0) for child in children):
-                # One node's launcher failed: the others' ranks would wait for it until
-                # torch.distributed's time-outs.
-                for child in children:
-                    _stop_child(child, grace_s=5.0)
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                timed_out = True
-                for child in children:
-                    _stop_child(child, grace_s=5.0)
-                break
-            time.sleep(0.1)
+        os.close(note_write)
+        note_write = -1
+        timed_out = _watch(children, spec)
+        codes = [child.wait() for child in children]
+        return _Ended(next((c for c in codes if c != 0), 0), timed_out, _read_note(note_read))
     except BaseException:
         for child in children:
             _stop_child(child)
         raise
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code != 0), 0), timed_out
+    finally:
+        for fd in (note_read, note_write):
+            if fd >= 0:
+                os.close(fd)
+        for child in children:
+            _signal_group(child, signal.SIGKILL)  # what stayed in the run's process group
+        end_marked(mark)  # and what left it, when the run's process could not end it itself
 
 
-def _failure(spec: RunSpec, returncode: int, log_file: Path) -> str:
+def _watch(children: Sequence[subprocess.Popen[bytes]], spec: RunSpec) -> bool:
+    """Wait for the run's processes within its time limit; whether the limit was reached."""
+    deadline = time.monotonic() + spec.timeout_s if spec.timeout_s else None
+    while any(child.poll() is None for child in children):
+        if any(child.poll() not in (None, 0) for child in children):
+            # One node's launcher failed: the others' ranks would wait for it until
+            # torch.distributed's time-outs.
+            for child in children:
+                _stop_child(child, grace_s=5.0)
+            return False
+        if deadline is not None and time.monotonic() > deadline:
+            for child in children:
+                _stop_child(child, grace_s=5.0)
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _read_note(fd: int) -> str | None:
+    """What the run's process wrote on its note pipe (bounded), if anything."""
+    try:
+        data = os.read(fd, _KEPT_BYTES * 2)
+    except OSError:  # nothing written (EAGAIN)
+        return None
+    text = data.decode("utf-8", errors="replace").strip()
+    return _cut(" ".join(text.split())) or None
+
+
+def _failure(spec: RunSpec, ended: _Ended, log: BinaryIO, log_file: Path) -> str:
     """Why a run's processes ended without its final record, in one line."""
-    cause = _rank_failure(log_file) if spec.distributed else None
+    cause = _rank_failure(log) if spec.distributed else None
     if cause is not None:
         launcher = "srun" if spec.nodes > 1 and not spec.simulated_nodes else "torchrun"
-        return f"{cause} ({launcher} exited with code {returncode}; full log: {log_file})"
+        return f"{cause} ({launcher} exited with code {ended.returncode}; full log: {log_file})"
+    if ended.note is not None:
+        return f"{ended.note} ({_exit_description(ended.returncode)}; full log: {log_file})"
     return (
-        f"{_exit_description(returncode)}; last output: {_last_line(log_file)} "
+        f"{_exit_description(ended.returncode)}; last output: {_last_line(log)} "
         f"(full log: {log_file})"
     )
 
@@ -614,7 +763,8 @@ def _failure(spec: RunSpec, returncode: int, log_file: Path) -> str:
 def _environment(launch: Launch) -> dict[str, str]:
     """This process's environment for ``launch``, with only its own runner's pid: a torchrun
     launcher, not this runner, is the parent of a distributed run's ranks."""
-    inherited = {k: v for k, v in os.environ.items() if k != _RUNNER_PID_VARIABLE}
+    own = (_RUNNER_PID_VARIABLE, _NOTE_FD_VARIABLE)
+    inherited = {k: v for k, v in os.environ.items() if k not in own}
     return {**inherited, **launch.env}
 
 
@@ -641,10 +791,15 @@ def _dies_with_runner(runner_pid: int) -> Callable[[], None] | None:
     return arrange
 
 
-def _rank_failure(log_file: Path) -> str | None:
+_LOG_READ_BYTES = 16 * 2**20
+"""How much of a log is searched for a rank's failure: the first lines matter, and a log of
+gigabytes is not read into memory."""
+
+
+def _rank_failure(log: BinaryIO) -> str | None:
     """The first line a failing rank printed (``rank 1: ValueError: ...``), if any."""
     try:
-        text = log_file.read_bytes().decode("utf-8", errors="replace")
+        text = os.pread(log.fileno(), _LOG_READ_BYTES, 0).decode("utf-8", errors="replace")
     except OSError:
         return None
     for line in text.splitlines():
@@ -686,11 +841,13 @@ def _exit_description(returncode: int) -> str:
     return f"run process exited with code {returncode} without a result"
 
 
-def _last_line(log_file: Path) -> str:
+def _last_line(log: BinaryIO) -> str:
+    """The log's last line, read through the handle it was written through (its name may
+    have been replaced since by anyone who can write into logs/)."""
     try:
-        with log_file.open("rb") as handle:
-            handle.seek(max(0, log_file.stat().st_size - 65536))
-            tail = handle.read().decode("utf-8", errors="replace")
+        size = os.fstat(log.fileno()).st_size
+        tail_bytes = os.pread(log.fileno(), 65536, max(0, size - 65536))
+        tail = tail_bytes.decode("utf-8", errors="replace")
     except OSError:
         return "(no log)"
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
@@ -700,7 +857,17 @@ def _last_line(log_file: Path) -> str:
 def _one_line(error: BaseException) -> str:
     """An exception as one line: its type and its message with whitespace folded."""
     text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return _cut(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def _cut(text: str, limit_bytes: int = _KEPT_BYTES) -> str:
+    """``text`` kept to ``limit_bytes`` of UTF-8 (cut between characters), saying how much
+    was cut: a 200 KB exception message is neither stored whole nor printed as one line."""
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= limit_bytes:
+        return text
+    kept = data[:limit_bytes].decode("utf-8", errors="ignore")
+    return f"{kept} … [cut: {len(text) - len(kept):,} more characters]"
 
 
 def child_main(argv: list[str]) -> int:
@@ -712,9 +879,26 @@ def child_main(argv: list[str]) -> int:
     # must still be able to stop its run gracefully.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _die_with_parent()
+    # What the workload starts and leaves (a helper whose parent ended, a daemon in a session
+    # of its own) is re-parented to this process, not to PID 1: ended below with the run.
+    become_subreaper()
+    note_fd = _note_fd()
+    try:
+        return _child_run(folder_path, spec_path, note_fd)
+    finally:
+        end_descendants()
+
+
+def _child_run(folder_path: str, spec_path: str, note_fd: int | None) -> int:
     spec = RunSpec.model_validate_json(Path(spec_path).read_text(encoding="utf-8"))
     if not spec.distributed:
-        execute_run(spec, ResultsStore(folder_path))
+        try:
+            execute_run(spec, ResultsStore(folder_path))
+        except Exception as error:  # the run could not be recorded: tell the runner why
+            if note_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.write(note_fd, _recording_failure(error).encode("utf-8"))
+            raise
         return 0
     rank = _join_process_group(spec)
     try:
@@ -725,6 +909,21 @@ def child_main(argv: list[str]) -> int:
         return 1  # torchrun ends the other ranks and exits with an error: the run failed
     _leave_process_group()
     return 0
+
+
+def _note_fd() -> int | None:
+    """The runner's note pipe (taken out of the environment: the workload's processes do not
+    have the descriptor, and must not write to another file of that number)."""
+    value = os.environ.pop(_NOTE_FD_VARIABLE, None)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _recording_failure(error: Exception) -> str:
+    """Why the run's process could not record its run, in one line: a file it could not write
+    is named (the disk full, the folder read-only)."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return _cut(f"cannot write {error.filename}: {error.strerror or error}")
+    return _one_line(error)
 
 
 def _join_process_group(spec: RunSpec) -> int:

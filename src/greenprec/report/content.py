@@ -82,6 +82,9 @@ class Content:
     # Runs that recorded their machine's state: the table, the warm-up and the flags
     machine: Table | None = None
     machine_lines: list[str] = field(default_factory=list)
+    # Runs that recorded what else used the machine (report/load.py; set by build.py)
+    load: Table | None = None
+    load_lines: list[str] = field(default_factory=list)
     # Energy to a target
     targets: Table | None = None
     target_lines: list[str] = field(default_factory=list)

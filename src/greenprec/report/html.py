@@ -201,6 +201,9 @@ def _stopping_targets_machine(content: Content) -> list[str]:
         parts += ['<h2 id="machine">Machine state</h2>', _items(content.machine_lines)]
         if content.machine is not None:
             parts.append(table(content.machine))
+    if content.load is not None:
+        parts += ['<h2 id="load">Runs measured under load</h2>', _items(content.load_lines)]
+        parts.append(table(content.load))
     return parts
 
 

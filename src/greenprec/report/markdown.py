@@ -81,6 +81,22 @@ def _recommendation(section: Section | None) -> list[str]:
     return out
 
 
+def _machine(content: Content) -> list[str]:
+    """The machine's state as the runs started, and the runs measured under load."""
+    out: list[str] = []
+    if content.machine is not None or content.machine_lines:
+        out += ["## Machine state", ""]
+        out += _items(content.machine_lines)
+        out += [""]
+        if content.machine is not None:
+            out += [table(content.machine)]
+    if content.load is not None:
+        out += ["## Runs measured under load", ""]
+        out += _items(content.load_lines)
+        out += ["", table(content.load)]
+    return out
+
+
 def render(content: Content, folder: Path) -> str:
     out = [f"# {escape(content.title)}", "", f"_{escape(content.subtitle)}_", ""]
     if content.estimated:
@@ -117,12 +133,7 @@ def render(content: Content, folder: Path) -> str:
         out += ["## Energy to a target", "", table(content.targets)]
         out += _items(content.target_lines)
         out += [""]
-    if content.machine is not None or content.machine_lines:
-        out += ["## Machine state", ""]
-        out += _items(content.machine_lines)
-        out += [""]
-        if content.machine is not None:
-            out += [table(content.machine)]
+    out += _machine(content)
     out += ["## Runs needed", ""]
     out += _items(content.planning)
     out += ["", "## Outliers", ""]

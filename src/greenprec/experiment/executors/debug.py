@@ -34,25 +34,30 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from greenprec._processes import open_log, process_alive
+from greenprec.errors import ConfigError
 from greenprec.experiment.cluster import drive_blocks
 from greenprec.experiment.session import Session
 from greenprec.experiment.slurm import JobRequest, JobState, SlurmError
 from greenprec.results import RunRecord
+from greenprec.results.files import write_atomic
 
 __all__ = ["DebugExecutor", "LocalProcesses"]
 
 _JOB_SCRIPT = """
 import importlib, json, pathlib, sys
+from greenprec.results.files import write_atomic
 module, name, args, status = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 code = 1
 try:
     print(getattr(importlib.import_module(module), name)(*args), flush=True)
     code = 0
 finally:
-    pathlib.Path(status).write_text(str(code))
+    write_atomic(pathlib.Path(status), str(code))
 """
 """A job: run the function, then record its exit status for a submitter that is not its
-parent (a resumed one cannot wait for it)."""
+parent (a resumed one cannot wait for it). Written atomically, as every file in slurm/ is: a
+link in its place is replaced, never written through."""
 
 
 _JOB_NUMBERS = itertools.count(1)
@@ -123,9 +128,12 @@ class LocalProcesses:
             return  # a job an earlier submitter started still runs: one job at a time
         job_id = next(iter(self._queued))
         command, log_file, name = self._queued.pop(job_id)
-        log_file.parent.mkdir(parents=True, exist_ok=True)
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-        with log_file.open("ab") as log:
+        try:
+            log = open_log(log_file, append=True)  # a link, FIFO or device there is replaced
+        except (ConfigError, OSError) as error:
+            raise SlurmError(f"cannot start a debug job: {error}") from None
+        with log:
             try:
                 child = subprocess.Popen(
                     command,
@@ -139,7 +147,7 @@ class LocalProcesses:
                 raise SlurmError(f"cannot start a debug job: {error.strerror or error}") from None
         self._started[job_id] = child
         with contextlib.suppress(OSError):
-            self._record_file(job_id).write_text(json.dumps({"pid": child.pid, "name": name}))
+            write_atomic(self._record_file(job_id), json.dumps({"pid": child.pid, "name": name}))
 
     # -- the records through which a later submitter knows a job -----------------------------
     def _record_file(self, job_id: str) -> Path:
@@ -211,6 +219,10 @@ class LocalProcesses:
             )
         return None if job_id is None else self.job_states([job_id]).get(job_id)
 
+    def launchable(self, folder: Path, job_id: str) -> bool:
+        """Always: a debug job is started by its submitter, with all it needs, or not at all."""
+        return True
+
     def _earlier_name(self, job_id: str) -> str | None:
         try:
             record = json.loads(self._record_file(job_id).read_text())
@@ -237,18 +249,15 @@ class LocalProcesses:
 def _is_job_process(pid: int, job_id: str) -> bool:
     """Whether process ``pid`` is alive and is debug job ``job_id`` (not a process that got
     its id later: the job's command line holds its status file, named by the job id)."""
+    if not process_alive(pid):
+        return False  # gone, or a zombie: it has ended, its parent has not reaped it yet
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # another user's process: the id was reused
+    except OSError:
+        return False  # another user's process (PermissionError): the id was reused
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
         command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (macOS): alive is all that can be known
-    if stat.rpartition(")")[2].split()[:1] == ["Z"]:
-        return False  # a zombie: it has ended, its parent has not reaped it yet
     # Empty while a process is being set up (a job started a moment ago): alive, then.
     return command_line == b"" or f"debug-{job_id}.status".encode() in command_line

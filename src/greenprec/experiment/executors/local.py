@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 
-from greenprec.errors import GreenprecError, Terminated
+from greenprec.errors import GreenprecError, Interrupted, Terminated
 from greenprec.experiment.block import BlockHooks, run_block_loop
 from greenprec.experiment.config import run_timeout_for
 from greenprec.experiment.phases import measure_phase, warm_up
@@ -61,8 +61,11 @@ class LocalExecutor:
                 timeout_s=run_timeout_for(session.config),
             )
         except (KeyboardInterrupt, Terminated) as stop:
-            driver.interrupted(stop)
-            raise
+            # Re-raised with what it stopped, in words: the CLI's line says it.
+            detail = driver.interrupted(stop)
+            if isinstance(stop, Terminated):
+                raise Terminated(detail) from None
+            raise Interrupted(detail) from None
         finally:
             driver.reread_current()
         return session.final_runs()
@@ -78,6 +81,21 @@ def _needs_running(session: Session, run: RunRecord) -> bool:
     return run.failed_and_runs_again(session.retry_failed)
 
 
+def _non_finite_metrics(run: RunRecord) -> list[str]:
+    """A warning per metric the run reported as no finite number (a diverged loss): kept in
+    the run file by name ("inf"), never as a silent null, and left out of the report."""
+    from greenprec.experiment.execute import NON_FINITE_VALUES
+
+    if run.status != "done":
+        return []
+    return [
+        f"warning: run {run.run_id} reported {name} = {value}, not a finite number; it is kept "
+        f'as "{value}" in runs/{run.run_id}.json, and the report leaves it out'
+        for name, value in run.metrics.items()
+        if isinstance(value, str) and value in NON_FINITE_VALUES
+    ]
+
+
 class _Driver:
     """The local side of the block loop: records, index, reports, fail_fast, looks."""
 
@@ -86,12 +104,15 @@ class _Driver:
         self.current: str | None = None
         """The run executing now (its file says how it ended if the session stops)."""
         self.executing = False
+        self.phase: str | None = None
+        """The phase between runs in progress (the baseline, the warm-up, a cool-down)."""
 
     def hooks(self) -> BlockHooks:
         return BlockHooks(
             baseline_power_w=self.baseline_power_w,
             warm_up=self.warm_up,
             cooling=self.cooling,
+            waiting=self.waiting,
             starting=self.starting,
             finished=self.finished,
             skip=self.skip,
@@ -102,11 +123,13 @@ class _Driver:
         session, config = self.session, self.session.config
         experiment = session.experiment
         if config.baseline_s > 0 and experiment.baseline is None:
+            self.phase = "the idle baseline (it is measured again on resume)"
             session.reporter.phase("baseline", None, config.baseline_s)
             experiment.baseline = measure_phase(
                 session.store, config, session.meters, "baseline", config.baseline_s, busy=False
             )
             session.store.write_experiment(experiment)
+            self.phase = None
         return experiment.baseline.power_w if experiment.baseline is not None else None
 
     def warm_up(self) -> None:
@@ -114,16 +137,24 @@ class _Driver:
         session, config = self.session, self.session.config
         if config.warmup_s <= 0:
             return
+        self.phase = "the warm-up"
         session.reporter.phase("warm-up", None, config.warmup_s)
         experiment = session.experiment
         count = len(experiment.warmups)
         name = "warmup" if count == 0 else f"warmup-{count + 1}"
         experiment.warmups.append(warm_up(session.store, config, session.meters, name))
         session.store.write_experiment(experiment)
+        self.phase = None
 
     def cooling(self, run: RunRecord) -> None:
         self.current = run.run_id
+        self.phase = f"the cool-down before run {run.run_id}"
         self.session.reporter.phase("cool-down", run, self.session.config.cooldown_s)
+
+    def waiting(self, run: RunRecord, max_s: float) -> None:
+        self.current = run.run_id
+        self.phase = f"the wait for an idle machine before run {run.run_id}"
+        self.session.reporter.phase(f"waiting for an idle machine (at most {max_s:g} s)", run)
 
     def starting(self, run: RunRecord) -> None:
         session = self.session
@@ -134,12 +165,15 @@ class _Driver:
             [starting if r.run_id == run.run_id else r for r in session.runs.values()]
         )
         session.reporter.phase("training", run)
+        self.phase = None
         self.executing = True
 
     def finished(self, run: RunRecord) -> bool:
         session = self.session
         self.executing = False
         session.reporter.run_finished(run)
+        for warning in _non_finite_metrics(run):
+            session.reporter.message(warning)
         session.runs[run.run_id] = run
         self.current = None
         session.store.write_index(session.final_runs())
@@ -162,10 +196,12 @@ class _Driver:
         """A run a look cut from the schedule (its configuration was dropped)."""
         return run.run_id not in self.session.runs
 
-    def interrupted(self, stop: KeyboardInterrupt | Terminated) -> None:
-        """Ctrl-C or SIGTERM stopped the run executing: it failed, and runs again on resume."""
+    def interrupted(self, stop: KeyboardInterrupt | Terminated) -> str:
+        """Ctrl-C or SIGTERM stopped the run executing: it failed, and runs again on resume.
+        Returns what was stopped, in words (a phase between runs loses nothing)."""
         if not self.executing or self.current is None:
-            return
+            what = self.phase or "the experiment between two runs"
+            return f"{what} was stopped; no run was running, and nothing recorded is lost"
         store = self.session.store
         run = self.session.runs[self.current]
         signal_name = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
@@ -177,6 +213,7 @@ class _Driver:
                 ended_at=now_iso(),
             )
         )
+        return f"run {run.run_id} is marked failed (interrupted)"
 
     def reread_current(self) -> None:
         """Stopped mid-run: the run's file says how it ended."""
