@@ -110,7 +110,11 @@ def test_why_the_experiment_stopped(tmp_path: Path) -> None:
     assert "Look after block 6: 6 runs per policy" in lines[2]
     assert "α spent so far 0.0118" in lines[2]
     assert "energy_j mixed vs fp32 (difference): settled, different" in lines[2]
-    assert lines[3] == "It stopped early at 6 runs per policy: every question is settled."
+    assert lines[3] == (
+        "The stopping rule stopped it early, after block 6 at 6 runs per policy of the planned "
+        "maximum of 20 runs per policy. Every question is settled."
+    )
+    assert "Stopping after block 6 of 20 left 28 planned runs unmade" in lines[4]
     saved = report.stats["stopping"]
     assert saved["runs_per_policy"] == 6
     assert saved["sequential"]["looks"][1]["alpha_spent"] == 0.0118

@@ -75,6 +75,7 @@ __all__ = [
     "SequentialDesign",
     "boundaries",
     "fixed_runs_same_power",
+    "information",
     "look",
     "spending",
 ]
@@ -174,7 +175,12 @@ def _upper(b: float, x: np.ndarray | None, w: np.ndarray | None, sd: float) -> f
 
 
 @functools.lru_cache(maxsize=512)
-def _boundaries(times: tuple[float, ...], alpha: float, kind: str) -> tuple[float, ...]:
+def _boundaries(
+    times: tuple[float, ...], alpha: float, kind: str, final: bool = False
+) -> tuple[float, ...]:
+    """``final``: the last look is the design's last, made short of the maximum information
+    (runs failed); it spends all the alpha left (Jennison & Turnbull 2000, 7.2.2), so the design
+    spends exactly ``alpha`` however much information the failures took."""
     from scipy import optimize
 
     out: list[float] = []
@@ -183,7 +189,8 @@ def _boundaries(times: tuple[float, ...], alpha: float, kind: str) -> tuple[floa
     before_t = before_spent = 0.0
     for k, t in enumerate(times):
         sd = math.sqrt(t - before_t)
-        spent = spending(t, alpha, kind)  # type: ignore[arg-type]
+        last = final and k + 1 == len(times)
+        spent = alpha if last else spending(t, alpha, kind)  # type: ignore[arg-type]
         target = spent - before_spent
         if target <= _NEGLIGIBLE:
             b = math.inf
@@ -809,6 +816,8 @@ def look(
     questions: Sequence[Question],
     *,
     settled: Iterable[_AnswerLike] = (),
+    information: Sequence[float] | None = None,
+    final: bool = False,
 ) -> Look:
     """One interim analysis after ``runs_per_policy`` runs per policy.
 
@@ -822,6 +831,12 @@ def look(
     verdict, level and interval (a rejection is final) and is not tested again. The look says
     to stop when every question is settled or ``runs_per_policy`` reached ``design.max_runs``.
     Before ``design.min_runs`` there is no look (ConfigError).
+
+    ``information``: the information times of the earlier looks and this one (increasing, in
+    (0, 1]), when failed runs left the policies with unequal runs (:func:`information`); then
+    ``previous_runs_per_policy`` only labels the look. ``final``: this is the design's last
+    look (every planned block has run): it spends all the alpha left, even short of the
+    maximum information, and the look says to stop.
     """
     if not isinstance(design, SequentialDesign):
         raise ConfigError("design must be a SequentialDesign")
@@ -829,10 +844,50 @@ def look(
     if not questions:
         raise ConfigError("a look needs at least one question")
     share = float(design.alpha) / len(questions)
-    two_sided = design.level_at(runs_per_policy, previous_runs_per_policy, alpha=share)
-    one_sided = design.level_at(runs_per_policy, previous_runs_per_policy, alpha=share, sides=1)
+    if information is None:
+        looks = design.schedule(runs_per_policy, previous_runs_per_policy)
+        times = tuple(design.information(n) for n in looks)
+    else:
+        times = _check_times(information)
+    two_sided, one_sided = _levels(design, times, share, final)
     if not isinstance(data, Mapping):
         raise ConfigError("data must map metric -> policy -> values")
+    answers = _answers(questions, data, settled, runs_per_policy, (two_sided, one_sided))
+    all_settled = all(answer.settled for answer in answers)
+    at_max = runs_per_policy >= design.max_runs
+    ended = at_max or final
+    previous = previous_runs_per_policy
+    if previous is not None and not isinstance(previous, (int, np.integer)):
+        previous = list(previous)[-1] if list(previous) else None
+    return Look(
+        runs_per_policy=int(runs_per_policy),
+        previous_runs_per_policy=None if previous is None else int(previous),
+        max_runs=design.max_runs,
+        information=times[-1],
+        alpha_spent=(
+            float(design.alpha) if ended else spending(times[-1], design.alpha, design.spending)
+        ),
+        level=two_sided,
+        answers=answers,
+        settled=all_settled,
+        stop=all_settled or ended,
+        reason=_reason(design, runs_per_policy, questions, answers, two_sided, final=final),
+        method=design.method,
+        alpha_share=share,
+        one_sided_level=one_sided,
+    )
+
+
+def _answers(
+    questions: list[Question],
+    data: Mapping[str, Mapping[str, Sequence[float]]],
+    settled: Iterable[_AnswerLike],
+    runs_per_policy: int,
+    levels: tuple[float, float],
+) -> list[Answer]:
+    """Each question's answer at this look: carried when ``settled`` settled it, else tested
+    at the two-sided and one-sided nominal ``levels``."""
+    two_sided, one_sided = levels
     kept: dict[tuple[str, str, str, str], _AnswerLike] = {}
     for earlier in settled:
         if earlier.settled and earlier.verdict is not None:
@@ -847,26 +902,35 @@ def look(
             answers.append(_carried(question, kept[key], level))
             continue
         answers.append(_asked(question, data, runs_per_policy, two_sided, one_sided))
-    all_settled = all(answer.settled for answer in answers)
-    at_max = runs_per_policy >= design.max_runs
-    previous = previous_runs_per_policy
-    if previous is not None and not isinstance(previous, (int, np.integer)):
-        previous = list(previous)[-1] if list(previous) else None
-    return Look(
-        runs_per_policy=int(runs_per_policy),
-        previous_runs_per_policy=None if previous is None else int(previous),
-        max_runs=design.max_runs,
-        information=design.information(runs_per_policy),
-        alpha_spent=design.spent(runs_per_policy),
-        level=two_sided,
-        answers=answers,
-        settled=all_settled,
-        stop=all_settled or at_max,
-        reason=_reason(design, runs_per_policy, questions, answers, two_sided),
-        method=design.method,
-        alpha_share=share,
-        one_sided_level=one_sided,
-    )
+    return answers
+
+
+def information(counts: Mapping[str, int], reference: str, max_runs: int) -> float:
+    """The information time of a look at these done runs per policy (every policy against
+    ``reference``), as a fraction of the maximum's: the smallest over the policies of
+    2·n_ref·n / (n_ref + n) / ``max_runs`` (the balanced runs per policy whose difference has
+    the same variance), at most 1. Equal to runs per policy / ``max_runs`` when no run failed;
+    a failed run lowers it only by the information it took."""
+    _int(max_runs, "max_runs", 1)
+    n_ref = counts.get(reference, 0)
+    balanced = [
+        2.0 * n_ref * n / (n_ref + n) if n_ref > 0 and n > 0 else 0.0
+        for policy, n in counts.items()
+        if policy != reference
+    ]
+    return min(1.0, min(balanced, default=0.0) / max_runs)
+
+
+def _levels(
+    design: SequentialDesign, times: tuple[float, ...], share: float, final: bool
+) -> tuple[float, float]:
+    """The two-sided and the one-sided nominal levels of the last look at ``times`` for
+    ``share`` of alpha (see :meth:`SequentialDesign.level_at`)."""
+    from scipy import stats as sp
+
+    two = _boundaries(times, share, design.spending, final)[-1]
+    one = _boundaries(times, 2.0 * share, design.spending, final)[-1]
+    return 2.0 * float(sp.norm.sf(two)), float(sp.norm.sf(one))
 
 
 def _asked(
@@ -903,6 +967,8 @@ def _reason(
     questions: list[Question],
     answers: list[Answer],
     two_sided: float,
+    *,
+    final: bool = False,
 ) -> str:
     """Why the look stops, or why it goes on, in one line."""
     done = [
@@ -921,6 +987,9 @@ def _reason(
         if done:
             reason += "; settled: " + "; ".join(done)
         return reason
+    if final:
+        reason = "every planned block has run with " + " and ".join(still) + " still open"
+        return reason + ("; settled: " + "; ".join(done) if done else "")
     return f"after {runs} " + " and ".join(still) + f" still open (tested at level {two_sided:.3g})"
 
 

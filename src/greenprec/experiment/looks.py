@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from greenprec.experiment.config import ExperimentConfig
 from greenprec.experiment.session import Session
 from greenprec.results import AnswerRecord, LookRecord, RunRecord, SequentialRecord
-from greenprec.sequential import Answer, Look, Question, SequentialDesign, look
+from greenprec.sequential import Answer, Look, Question, SequentialDesign, information, look
 from greenprec.stats import DEFAULT_ACCURACY_MARGIN, Margin, parse_margin
 
 __all__ = ["LookData", "adaptive_look", "configured_margins", "look_data", "questions"]
@@ -32,12 +32,17 @@ def configured_margins(config: ExperimentConfig) -> dict[str, Margin]:
 def adaptive_look(session: Session) -> bool:
     """After a complete block: look at the data; True when the experiment stops here.
 
-    A look is due when every run of the latest block has ended and each policy has at least
-    ``min_runs`` runs done. It tests each question at the level the design spends on this look
-    (greenprec.sequential) and is recorded in ``experiment.json`` before anything else happens,
-    so a resumed experiment knows the looks already made. When it stops, the runs not yet made
-    are removed from the schedule and from ``session.runs``: the folder is then a complete
-    experiment of that size.
+    A look is planned after every block from the first at which each policy has ``min_runs``
+    runs done, and made as soon as that block's runs have all ended, done or failed: a failed
+    run does not move the look to a later block. Its information time is that of the runs
+    actually done (:func:`greenprec.sequential.information`, lowered by a failed run only by
+    what that run would have added), and the look after the last planned block spends all the
+    alpha left, so the design spends exactly its alpha. A block that added no information (all
+    its runs failed) gets no look. The look tests each question at the level the design spends
+    on it and is recorded in ``experiment.json`` before anything else happens, so a resumed
+    experiment knows the looks already made. When it stops, the runs not yet made are removed
+    from the schedule and from ``session.runs``: the folder is then a complete experiment of
+    that size.
     """
     record = session.experiment.sequential
     if record is None or record.reason is not None:
@@ -48,35 +53,50 @@ def adaptive_look(session: Session) -> bool:
     if latest is None or latest in record.skipped or latest in (r.block for r in record.looks):
         return False
     margins = configured_margins(session.config)
-    data = look_data(margins, [r for r in runs if r.block is not None and r.block <= latest])
-    counts = [len(data["energy_j"].get(policy, [])) for policy in session.config.policies]
-    runs_per_policy = min(counts) if counts else 0
+    upto = [r for r in runs if r.block is not None and r.block <= latest]
+    data = look_data(margins, upto)
+    policies = session.config.policies
+    counts = {policy: len(data["energy_j"].get(policy, [])) for policy in policies}
+    runs_per_policy = min(counts.values(), default=0)
     last_block = max(blocks)
     if runs_per_policy < record.min_runs and latest < last_block:
         return False
-    previous = [look_record.runs_per_policy for look_record in record.looks]
-    if runs_per_policy < record.min_runs or (previous and runs_per_policy <= previous[-1]):
+    time = information(counts, policies[0], record.max_runs)
+    previous = record.looks[-1].information if record.looks else 0.0
+    if runs_per_policy < record.min_runs or time <= previous:
         return _skip(session, record, latest, last_block, runs_per_policy)
     result = look(
         _design(record),
         runs_per_policy,
-        previous,
+        [look_record.runs_per_policy for look_record in record.looks],
         data,
-        questions(session.config.policies, margins, data),
+        questions(policies, margins, data),
         settled=record.looks[-1].answers if record.looks else (),
+        information=[*(look_record.information for look_record in record.looks), time],
+        final=latest >= last_block,
     )
-    record.looks.append(_look_record(latest, runs_per_policy, result))
+    failed = sorted(r.run_id for r in upto if r.status == "failed")
+    record.looks.append(_look_record(latest, runs_per_policy, result, counts, failed))
     stop = result.stop or latest >= last_block
     cut = _stop(session, record, result, latest, last_block, runs_per_policy) if stop else []
     session.store.write_experiment(session.experiment)
     session.reporter.message(
-        f"look after block {latest} ({runs_per_policy} runs per policy): "
+        f"look after block {latest} ({_counts_text(counts)}): "
         + (result.reason if stop else "not settled yet; going on")
     )
     for run_id in cut:
         session.store.forget_run(run_id)
         del session.runs[run_id]
     return stop
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    """The runs of a look in words: 5 runs per policy, or "fp32 4, mixed 5 runs done" when
+    failed runs left them unequal."""
+    values = set(counts.values())
+    if len(values) == 1:
+        return f"{values.pop()} runs per policy"
+    return ", ".join(f"{policy} {n}" for policy, n in counts.items()) + " runs done"
 
 
 def _latest_ended_block(runs: list[RunRecord], blocks: set[int]) -> int | None:
@@ -99,10 +119,16 @@ def _skip(
     last_block: int,
     runs_per_policy: int,
 ) -> bool:
-    """A failed run: this block added no run of every policy, so a look would add no
-    information (and its boundary is not defined). Skip it; the next block may."""
+    """Failed runs: a policy has fewer than ``min_runs`` runs done, or this block added no
+    information (all its runs failed; a look's boundary needs more information than the look
+    before). Skip it; the next block may look."""
     record.skipped.append(latest)
-    message = f"block {latest} added no run of every policy (a run failed): no look after it"
+    why = (
+        f"a policy has fewer than {record.min_runs} runs done (min_runs)"
+        if runs_per_policy < record.min_runs
+        else "it added no information"
+    )
+    message = f"no look after block {latest}: {why}, as runs failed"
     if latest >= last_block:
         _stop_without_look(record, runs_per_policy)
         message += f"; every planned block has run: {record.reason}"
@@ -121,10 +147,18 @@ def _design(record: SequentialRecord) -> SequentialDesign:
     )
 
 
-def _look_record(block: int, runs_per_policy: int, result: Look) -> LookRecord:
+def _look_record(
+    block: int,
+    runs_per_policy: int,
+    result: Look,
+    counts: Mapping[str, int],
+    failed: list[str],
+) -> LookRecord:
     return LookRecord(
         block=block,
         runs_per_policy=runs_per_policy,
+        runs_by_policy=dict(counts),
+        failed=failed,
         information=result.information,
         alpha_spent=result.alpha_spent,
         level=result.level,
@@ -166,13 +200,9 @@ def _stop(
     runs_per_policy: int,
 ) -> list[str]:
     """Record why the experiment stops after block ``latest``; the runs it cuts (those of
-    later blocks), already out of the schedule."""
+    later blocks), already out of the schedule. The reason is the look's (the questions); the
+    report says from the runs whether the rule, the maximum or failed runs ended it."""
     record.reason = result.reason
-    if not result.stop:
-        record.reason = (
-            f"every planned block has run, with {runs_per_policy} runs per policy done "
-            f"(fewer than the maximum of {record.max_runs}: runs failed); {result.reason}"
-        )
     record.runs_per_policy = runs_per_policy
     record.stopped_early = result.settled and latest < last_block
     cut = [r.run_id for r in session.runs.values() if r.block is not None and r.block > latest]
@@ -188,8 +218,9 @@ def _stop_without_look(record: SequentialRecord, runs_per_policy: int) -> None:
     record.stopped_early = False
     if last is None:
         record.reason = (
-            f"every planned block has run, but no policy reached {record.min_runs} done runs "
-            "(min_runs): no look was made and no question is answered"
+            "every planned block has run, but not every policy reached "
+            f"{record.min_runs} done runs (min_runs): no look was made and no question is "
+            "answered"
         )
         return
     still = [f"{a.metric} {a.policy} vs {a.reference}" for a in last.answers if not a.settled]

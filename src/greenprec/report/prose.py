@@ -25,8 +25,10 @@ from greenprec.report.analysis import (
     meters_used,
     simulated_used,
 )
+from greenprec.report.data import Row
 from greenprec.report.decisions import HOLM, Decision, phrase
 from greenprec.report.state import MachineFlag, MachineStates, Stopping, Target, Warmup
+from greenprec.results.models import LookRecord, SequentialRecord
 
 __all__ = [
     "Prose",
@@ -67,7 +69,11 @@ def write(analysis: Analysis, trace: PowerTrace | None = None) -> Prose:
         planning=_planning_lines(analysis.planning),
         outliers=_outlier_lines(analysis.outliers),
         margins=_margin_lines(analysis),
-        stopping=_stopping_lines(analysis.stopping) if analysis.stopping is not None else [],
+        stopping=(
+            _stopping_lines(analysis.stopping, analysis.data.rows)
+            if analysis.stopping is not None
+            else []
+        ),
         machine=machine_lines(analysis.machine) if analysis.machine is not None else [],
         targets=target_lines(analysis.targets),
     )
@@ -788,9 +794,11 @@ def answer_text(answer: object) -> str:
     return f"{question}: not settled{p}{level}{_rci(answer)}"
 
 
-def _stopping_lines(stop: Stopping) -> list[str]:
-    """The method, each look, the reason it stopped, the intervals' meaning and bias, and the
-    runs stopping early saved (only when it did stop early)."""
+def _stopping_lines(stop: Stopping, rows: list[Row]) -> list[str]:
+    """The method, each look, how the experiment ended (the rule, the maximum, or failed runs
+    short of it), what changed after its last look (runs failed, or run again), the
+    intervals' meaning and bias, and the runs stopping early saved (only when the rule
+    stopped it). ``rows``: every run of the folder as it is now (runs.csv)."""
     record = stop.record
     if record is None:
         return [stop.problem or "The experiment was adaptive, but its looks are not recorded."]
@@ -805,26 +813,16 @@ def _stopping_lines(stop: Stopping) -> list[str]:
         f"Method: {record.method}, α = {record.alpha:g} over all looks{split}; at least "
         f"{record.min_runs} and at most {record.max_runs} runs per policy."
     ]
-    for look in record.looks:
-        answers = "; ".join(answer_text(a) for a in look.answers) or "no question answered"
-        level = f", nominal level {look.level:.3g}" if finite(look.level) is not None else ""
-        lines.append(
-            f"Look after block {look.block}: {look.runs_per_policy} runs per policy, "
-            f"{100 * look.information:.0f}% of the maximum, α spent so far "
-            f"{look.alpha_spent:.3g}{level}. {answers}."
-        )
+    lines += [_look_line(look, record) for look in record.looks]
     if record.skipped:
         blocks = ", ".join(str(b) for b in record.skipped)
-        lines.append(f"No look after block {blocks}: a failed run left no new run of every policy.")
+        lines.append(
+            f"No look after block {blocks}: failed runs left a policy short of min_runs, or "
+            "added no information."
+        )
     if not record.looks:
         lines.append("No look was made.")
-    used = stop.runs_per_policy
-    if record.reason is None:
-        lines.append("The experiment has not stopped yet (no stopping reason recorded).")
-    else:
-        how = "stopped early" if record.stopped_early else "ran to its end"
-        at = f" at {used} runs per policy" if used is not None else ""
-        lines.append(f"It {how}{at}: {record.reason}.")
+    lines += _ending_lines(stop, rows)
     if record.stopped_early:
         lines.append(_savings(stop))
     intervals = any(finite(a.ci_low) is not None for look in record.looks for a in look.answers)
@@ -841,27 +839,113 @@ def _stopping_lines(stop: Stopping) -> list[str]:
     return lines
 
 
+def _counts(by_policy: dict[str, int], runs_per_policy: int) -> str:
+    """The runs in words: 5 runs per policy, or "fp32 4 and mixed 5 runs" when failed runs
+    left them unequal."""
+    if len(set(by_policy.values())) <= 1:
+        return fmt.plural(runs_per_policy, "run") + " per policy"
+    return _listed([f"{policy} {n}" for policy, n in by_policy.items()]) + " runs"
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + (" and " if len(items) > 1 else "") + items[-1]
+
+
+def _look_line(look: LookRecord, record: SequentialRecord) -> str:
+    answers = "; ".join(answer_text(a) for a in look.answers) or "no question answered"
+    level = f", nominal level {look.level:.3g}" if finite(look.level) is not None else ""
+    failed = f" ({_listed(look.failed)} failed)" if look.failed else ""
+    last = look.alpha_spent >= record.alpha and look.information < 1.0
+    rest = ", the last planned look, which spent all the α left" if last else ""
+    return (
+        f"Look after block {look.block}: {_counts(look.runs_by_policy, look.runs_per_policy)}"
+        f"{failed}, {100 * look.information:.0f}% of the maximum{rest}, α spent so far "
+        f"{look.alpha_spent:.3g}{level}. {answers}."
+    )
+
+
+def _ending_lines(stop: Stopping, rows: list[Row]) -> list[str]:
+    """How the experiment ended, from the record and the runs as they are now: stopped by the
+    rule, run to its planned maximum, ended short of it with failed runs, or not ended; then
+    what changed after the last look."""
+    record = stop.record
+    assert record is not None
+    last = record.looks[-1] if record.looks else None
+    failed_now = [str(r["run_id"]) for r in rows if r.get("status") == "failed"]
+    used = stop.runs_per_policy
+    if record.reason is None:
+        done: dict[str, int] = {}
+        for row in rows:
+            if row.get("status") == "done":
+                done[str(row["policy"])] = done.get(str(row["policy"]), 0) + 1
+        ended = (
+            "The experiment has not stopped yet (no stopping reason recorded: interrupted, or "
+            f"still running), with {_counts(done, min(done.values(), default=0))} done of "
+            f"the planned maximum of {record.max_runs} runs per policy"
+        )
+        if failed_now:
+            ended += f"; failed so far: {_listed(failed_now)}"
+        return [ended + "; resuming it goes on with its looks."]
+    maximum = f"the planned maximum of {record.max_runs} runs per policy"
+    if record.stopped_early and last is not None:
+        head = f"The stopping rule stopped it early, after block {last.block} at {used} runs per "
+        head += f"policy of {maximum}"
+    elif used is not None and used >= record.max_runs:
+        head = f"It ran to {maximum}"
+    else:
+        failed = last.failed if last is not None and last.failed else failed_now
+        head = f"It ended when every planned block had run, short of {maximum}"
+        if last is not None:
+            head += f" ({_counts(last.runs_by_policy, last.runs_per_policy)} at the last look)"
+        head += f": {_listed(failed)} failed" if failed else ": runs failed"
+    lines = [f"{head}. {_capital(record.reason)}."]
+    if last is not None:
+        rerun = [run for run in last.failed if run not in failed_now]
+        if rerun:
+            lines.append(
+                f"After the last look, {_listed(rerun)} {'was' if len(rerun) == 1 else 'were'} "
+                "run again and now done: the tables use every done run, but the design's "
+                "answers are those of its looks, made before, and are not tested again (its α "
+                "is spent)."
+            )
+    return lines
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _savings(stop: Stopping) -> str:
-    """What stopping early saved, against the fixed design of the same power for the question
-    that drove the stop; or why that is not given."""
+    """What stopping early saved: the planned runs never made (the blocks after the stop),
+    and against the fixed design of the same power for the question that drove the stop; or
+    why the latter is not given. Only for an experiment the rule stopped."""
+    record = stop.record
+    assert record is not None and record.looks
+    block = record.looks[-1].block
+    policies = fmt.plural(stop.policies, "policy", "policies")
+    cut = max(0, record.max_runs - block)
+    planned = (
+        f"Stopping after block {block} of {record.max_runs} left "
+        f"{fmt.plural(cut * stop.policies, 'planned run')} unmade ({cut} per policy × "
+        f"{policies})"
+    )
     used = stop.runs_per_policy
     fixed, driver = stop.fixed_runs_per_policy, stop.driver
     if fixed is None or used is None or driver is None:
         reason = stop.fixed_not_computed or "the runs per policy at the stop are not recorded"
         return (
-            "How many runs stopping early saved against a fixed design of the same power "
+            f"{planned}. How many runs it saved against a fixed design of the same power "
             f"cannot be computed: {reason}."
         )
     question = f"{driver.metric} {driver.policy} vs {driver.reference} ({driver.kind})"
-    policies = fmt.plural(stop.policies, "policy", "policies")
     saved = stop.saved_runs or 0
     head = (
-        f"The question that stopped it was {question}; a fixed design with the same power for "
-        f"it needs {fixed} runs per policy"
+        f"{planned}. The question that stopped it was {question}; a fixed design with the same "
+        f"power for it needs {fixed} runs per policy"
     )
     if saved > 0:
         return (
-            f"{head}: stopping at {used} saved {fmt.plural(saved, 'run')} "
+            f"{head}: stopping at {used} saved {fmt.plural(saved, 'run')} against it "
             f"({fixed - used} per policy × {policies})."
         )
     return f"{head}: stopping at {used} saved none against it."

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -905,7 +905,11 @@ def _drop_text(status: ConfigurationStatusRecord, names: Mapping[str, str]) -> s
 # -- the answer in one sentence ---------------------------------------------------------------
 
 
-def _outcome(last: SelectionLookRecord | None, reference: str) -> Outcome:
+def _outcome(last: SelectionLookRecord | None, reference: str, stopped: bool) -> Outcome:
+    if last is not None and not last.stop and stopped:
+        # Every planned block has run, but failed runs left the last look short of the
+        # maximum: the selection has ended, with the survivors not separated.
+        return "not_separated" if last.leader is not None else "none"
     if last is None or not last.stop:
         return "pending"
     if last.recommended is None:
@@ -956,6 +960,20 @@ class _Facts:
     min_runs: int
 
 
+def _ended_short(last: SelectionLookRecord, facts: _Facts, name: Callable[[str], str]) -> str:
+    """Every planned block has run, but failed runs left the last look short of the maximum
+    runs, undecided: neither "not ended yet" nor "the maximum was reached"."""
+    short = (
+        f"after {last.runs} runs per configuration: every planned block has run, but failed "
+        f"runs left it short of the maximum of {facts.max_runs}"
+    )
+    if last.leader is None:
+        return f"No recommendation: no configuration is ahead {short}."
+    apart = [c.name for c in last.configurations if c.status == "in_play"]
+    others = f" from {_listed([name(n) for n in apart])}" if apart else ""
+    return f"No single best: {name(last.leader)} leads, but is not separated{others} {short}."
+
+
 def _sentence(
     outcome: Outcome,
     last: SelectionLookRecord | None,
@@ -966,6 +984,8 @@ def _sentence(
     def name(label: str) -> str:
         return facts.names.get(label, label)
 
+    if last is not None and not last.stop and outcome != "pending":
+        return _ended_short(last, facts, name)
     if outcome == "pending" or last is None or last.recommended is None:
         if last is None:
             why = (
@@ -1093,7 +1113,7 @@ def recommendation(
     target = _target_text(targets, higher)
     groups, left_out, not_run = _collect(experiment, runs, targets, target)
     delta, zone = _zone(selection)
-    outcome = _outcome(last, reference)
+    outcome = _outcome(last, reference, selection.stopped)
     rows = _rows(groups, last, names, reference, next(iter(targets), None), outcome, selection)
     leader = last.recommended if last is not None else None
     chosen = groups.get(leader) if leader is not None and leader != reference else None

@@ -14,11 +14,19 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+)
 
 from greenprec.results.location import Location
 
 __all__ = [
+    "COUNTED_SUM_REL_TOL",
     "INTERRUPTED",
     "JOB_ID_PATTERN",
     "JOB_STOPPED",
@@ -27,6 +35,8 @@ __all__ = [
     "SCHEMA_MAJOR",
     "SCHEMA_VERSION",
     "SLURM_FINAL_STATES",
+    "UNDER_LOAD_CPU_FRACTION",
+    "UNDER_LOAD_STEAL_FRACTION",
     "AnswerRecord",
     "EpochRecord",
     "ExperimentRecord",
@@ -34,6 +44,7 @@ __all__ = [
     "HostEnergy",
     "JobRecord",
     "LookRecord",
+    "MachineLoad",
     "MachineState",
     "MetersRecord",
     "NodeInfo",
@@ -47,6 +58,7 @@ __all__ = [
     "TargetRecord",
     "check_job_id",
     "check_run_id",
+    "counted_sum_problem",
 ]
 
 SCHEMA_VERSION = "2.0"
@@ -178,6 +190,89 @@ class MachineState(_Record):
     """Where the values came from (``cpufreq``, ``thermal_zone``, ``hwmon``, ``nvml``)."""
 
 
+class MachineLoad(_Record):
+    """What else used this machine while a run ran (its ``load``): read from ``/proc`` and NVML
+    at the run's start and end by :mod:`greenprec.machine_load`. None where this machine does
+    not let it be known (no ``/proc`` off Linux, no NVML): never zero in its place; ``unknown``
+    says why each missing value is missing."""
+
+    duration_s: float | None = None
+    """Wall time between the two readings (the run's start and end), seconds."""
+    logical_cpus: int | None = None
+    """CPUs ``/proc/stat`` counts: the machine's CPU capacity is this many CPU-seconds a
+    second."""
+    other_cpu_s: float | None = None
+    """CPU time the machine spent on anything but this run's process tree (the run's process
+    and its descendants), seconds: busy time in ``/proc/stat`` less the tree's time from
+    ``/proc/<pid>/stat``."""
+    other_cpu_fraction: float | None = None
+    """``other_cpu_s`` as a fraction of the machine's CPU capacity over ``duration_s``
+    (0.25: a quarter of all CPUs busy with other work)."""
+    cpu_steal_fraction: float | None = None
+    """Time the hypervisor gave this machine's CPUs to other guests (``steal`` in
+    ``/proc/stat``), as a fraction of the CPU capacity over ``duration_s``."""
+    loadavg_1m_start: float | None = None
+    """The 1-minute load average (``/proc/loadavg``) as the run started."""
+    loadavg_1m_end: float | None = None
+    """...and as it ended."""
+    gpu_other_processes: int | None = None
+    """Processes NVML lists as computing on the run's GPUs that are not the run's, the most
+    seen at the start or the end; None: not known (no NVML)."""
+    waited_for_idle_s: float | None = None
+    """How long the run waited for a quiet machine before it started (``wait_for_idle_s``);
+    None: it did not wait."""
+    idle_wait_note: str | None = None
+    """Set when the wait reached its bound with the machine still busy: what was seen."""
+    unknown: list[str] = Field(default_factory=list)
+    """Why values are None (``no /proc/stat on this machine``, ``NVML not available``)."""
+
+    @field_validator(
+        "duration_s",
+        "other_cpu_s",
+        "other_cpu_fraction",
+        "cpu_steal_fraction",
+        "loadavg_1m_start",
+        "loadavg_1m_end",
+        "waited_for_idle_s",
+    )
+    @classmethod
+    def _finite(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return _finite_or_none(value, str(info.field_name))
+
+    def under_load(self) -> list[str]:
+        """Why the run counts as measured under load, one phrase per reason; empty when it does
+        not (or when nothing was known: not known is not loaded). The thresholds:
+        :data:`UNDER_LOAD_CPU_FRACTION`, :data:`UNDER_LOAD_STEAL_FRACTION`, any other GPU
+        process, a wait for idle that reached its bound."""
+        reasons: list[str] = []
+        cpu, steal = self.other_cpu_fraction, self.cpu_steal_fraction
+        if cpu is not None and cpu > UNDER_LOAD_CPU_FRACTION:
+            reasons.append(
+                f"other processes used {100 * cpu:.0f} % of the CPUs, over "
+                f"{100 * UNDER_LOAD_CPU_FRACTION:.0f} %"
+            )
+        if steal is not None and steal > UNDER_LOAD_STEAL_FRACTION:
+            reasons.append(
+                f"the hypervisor took {100 * steal:.0f} % of the CPU time (steal), over "
+                f"{100 * UNDER_LOAD_STEAL_FRACTION:.0f} %"
+            )
+        if self.gpu_other_processes:
+            reasons.append(f"{self.gpu_other_processes} other process(es) computed on its GPUs")
+        if self.idle_wait_note is not None:
+            reasons.append(self.idle_wait_note)
+        return reasons
+
+
+UNDER_LOAD_CPU_FRACTION = 0.10
+"""A run is measured under load when other processes used more than this share of the
+machine's CPU capacity over it (1.6 of 16 CPUs, or 0.2 of 2): enough to take memory bandwidth,
+caches and boost clocks from the run, and to show in package energy. The same share decides
+whether ``wait_for_idle_s`` finds the machine quiet."""
+UNDER_LOAD_STEAL_FRACTION = 0.05
+"""...or when the hypervisor took more than this share of the CPU time (steal): a virtual
+machine whose host is busy."""
+
+
 class EpochRecord(_Record):
     """The end of one epoch inside a run's measured window: time and energy so far, metrics."""
 
@@ -202,6 +297,41 @@ class TargetRecord(_Record):
     final_value: float | None = None
     """The metric's value as the run ended (what the workload returned, else its last
     epoch's); None when the run never reported it. Written since 0.3."""
+
+
+COUNTED_SUM_REL_TOL = 1e-4
+"""How far ``energy_j`` may be from the sum of its counted domains, relative: floating-point
+sums in another order (the hosts of a distributed run, CodeCarbon's parts, which it checks to
+1e-6) stay far inside it; a total that disagrees with its parts (30.7 J for 1.0 J) does not."""
+_COUNTED_SUM_ABS_TOL_J = 1e-6
+
+
+def counted_sum_problem(
+    energy_j: float | None, domains: dict[str, float], counted_domains: list[str]
+) -> str | None:
+    """Why ``energy_j`` is not the sum of the counted domains' energies, or None when it is,
+    or when there is no breakdown to check it against: no total, no counted domains (an
+    import or a hand-made record may have none), or a counted domain whose energy is not
+    recorded.
+
+    The store refuses a run file this names (:meth:`greenprec.results.ResultsStore.load`) and
+    :meth:`RunRecord.finished` refuses to make one. A 0.1 ``runs.csv`` is not checked: it is
+    read by its own rules (the report finds its counted domains where they are not recorded).
+    """
+    if energy_j is None or not counted_domains:
+        return None
+    if any(name not in domains for name in counted_domains):
+        return None
+    parts_j = math.fsum(domains[name] for name in counted_domains)
+    if not all(math.isfinite(x) for x in (energy_j, parts_j)):
+        return None  # each field's own check names that
+    if math.isclose(energy_j, parts_j, rel_tol=COUNTED_SUM_REL_TOL, abs_tol=_COUNTED_SUM_ABS_TOL_J):
+        return None
+    names = ", ".join(counted_domains[:4]) + (" ..." if len(counted_domains) > 4 else "")
+    return (
+        f"energy_j {energy_j:.6g} J is not the sum of its counted domains ({names}: "
+        f"{parts_j:.6g} J)"
+    )
 
 
 class RunRecord(_Record):
@@ -239,6 +369,10 @@ class RunRecord(_Record):
     machine_end: MachineState | None = None
     idle_power_w: float | None = None
     """Power measured idle just before the run (what the machine drew while it rested)."""
+    load: MachineLoad | None = None
+    """What else used the machine while the run ran (other processes' CPU, load average, CPU
+    steal, other GPU processes); None in records written before 0.3 and where nothing could be
+    read."""
     epochs: list[EpochRecord] = Field(default_factory=list)
     """Per-epoch time, energy so far and metrics (workloads that report their epochs)."""
     targets: list[TargetRecord] = Field(default_factory=list)
@@ -422,6 +556,11 @@ class RunRecord(_Record):
         }
         if framework is not None:
             update["framework"] = framework
+        # model_copy does not validate: check here what reading would refuse, so no writer
+        # ever records a total its own domains contradict.
+        problem = counted_sum_problem(energy_j, domains, counted_domains)
+        if problem is not None:
+            raise ValueError(problem)
         return self.model_copy(update=update)
 
     def failed(
@@ -550,7 +689,8 @@ class LookRecord(_Record):
     block: int = Field(ge=1)
     runs_per_policy: int = Field(ge=1)
     information: float
-    """The fraction of the maximum runs done (the spending function's time)."""
+    """The information time (the spending function's): runs done over the maximum, less what
+    failed runs took (:func:`greenprec.sequential.information`)."""
     alpha_spent: float
     """The cumulative alpha spent by this look."""
     answers: list[AnswerRecord] = Field(default_factory=list)
@@ -559,6 +699,10 @@ class LookRecord(_Record):
     boundary for its share of alpha); None in folders written before 0.3."""
     alpha_share: float | None = None
     """Each question's share of alpha (alpha / number of questions)."""
+    runs_by_policy: dict[str, int] = Field(default_factory=dict)
+    """The done runs of each policy the look used (empty in folders before 0.3)."""
+    failed: list[str] = Field(default_factory=list)
+    """The runs of the blocks up to this look that had failed when it was made."""
 
 
 class SequentialRecord(_Record):
