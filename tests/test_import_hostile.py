@@ -105,7 +105,7 @@ def test_an_endless_first_line_is_refused_without_reading_it_whole(tmp_path: Pat
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "run.csv"
     os.mkfifo(fifo)
-    with pytest.raises(ConfigError, match="run.csv: not a regular file"):
+    with pytest.raises(ConfigError, match=r"run\.csv: not a regular file"):
         read_energibridge_csv(fifo)  # 0.2.0 opened it and waited for a writer forever
 
 
