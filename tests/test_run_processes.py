@@ -82,6 +82,7 @@ def fills_the_disk(ctx):
 def diverges(ctx):
     with ctx.measured():
         time.sleep(0.02)
+        ctx.epoch_end(1, {"test_loss": float("inf"), "test_accuracy": None})
     return {"test_accuracy": 0.5, "test_loss": float("inf"), "perplexity": float("nan")}
 '''
 
@@ -488,6 +489,7 @@ def test_a_non_finite_metric_is_kept_by_name_and_said(tmp_path: Path) -> None:
     stored = json.loads((out / "runs" / "fp32-001.json").read_text())
     assert stored["metrics"]["test_loss"] == "inf"
     assert stored["metrics"]["perplexity"] == "nan"
+    assert stored["epochs"][0]["metrics"] == {"test_loss": "inf", "test_accuracy": None}
     assert any("test_loss" in text and "inf" in text for text in said), said
     from greenprec.report.data import load
 

@@ -288,12 +288,19 @@ def _print_error(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def _recorded_metrics(metrics: Mapping[str, float]) -> dict[str, float | str | None]:
+def _recorded_metrics(metrics: Mapping[str, float | None]) -> dict[str, float | str | None]:
     """The workload's metrics as the run file keeps them: a non-finite value as its name
     (``"inf"``, ``"-inf"``, ``"nan"``). JSON has no such numbers; written as a number it
-    would become null, and a diverged run would read as one that reported nothing."""
+    would become null, and a diverged run would read as one that reported nothing. None (an
+    epoch's metric the workload did not report) stays None."""
     return {
-        name: float(value) if math.isfinite(value) else _NON_FINITE_NAMES[_non_finite(value)]
+        name: (
+            None
+            if value is None
+            else float(value)
+            if math.isfinite(value)
+            else _NON_FINITE_NAMES[_non_finite(value)]
+        )
         for name, value in metrics.items()
     }
 
@@ -346,7 +353,7 @@ def _finished(
                 epoch=point.epoch,
                 duration_s=point.duration_s,
                 energy_j=point.energy_j,
-                metrics=point.metrics,
+                metrics=_recorded_metrics(point.metrics),
             )
             for point in result.epochs
         ],

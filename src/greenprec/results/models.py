@@ -281,7 +281,9 @@ class EpochRecord(_Record):
     """Seconds from the start of the measured window to the end of this epoch."""
     energy_j: float | None = None
     """Energy from the start of the measured window to the end of this epoch."""
-    metrics: dict[str, float | None] = Field(default_factory=dict)
+    metrics: dict[str, float | str | None] = Field(default_factory=dict)
+    """The epoch's metrics as the run's are kept: a value that was not a finite number as its
+    name (``"inf"``, ``"-inf"``, ``"nan"``), never a silent null."""
 
 
 class TargetRecord(_Record):
