@@ -46,9 +46,16 @@ class HostileMeter(greenprec.Meter):
 
     @classmethod
     def probe(cls, **options):
+        if mode() == "probe-exit":
+            raise SystemExit(3)
         if mode() == "probe-reason":
             return greenprec.Probe(False, "cannot run: " + EVIL + "\\nsecond line")
         return greenprec.Probe(True, domains=[EVIL if mode() == "probe-domain" else "hostile/0"])
+
+    def __init__(self, **options):
+        if mode() == "init-exit":
+            raise SystemExit(4)
+        super().__init__(**options)
 
     def start(self):
         if mode() == "start-hangs":
@@ -199,6 +206,21 @@ def test_a_plugin_probe_reason_reaches_no_terminal_raw(
     assert "\x1b" not in shown.out + shown.err
     code, output = _measure_in_process(capsys)
     assert code == 2 and "\x1b" not in output and "?[31mEVIL" in output
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "said"),
+    [
+        ("probe-exit", 2, "probe raised SystemExit(3)"),
+        ("init-exit", 1, "meter 'hostile' raised SystemExit(4) as it was created"),
+    ],
+)
+def test_a_plugin_exiting_in_probe_or_init_is_named_not_the_command_exit(
+    hostile: Arm, capsys: pytest.CaptureFixture[str], mode: str, code: int, said: str
+) -> None:
+    hostile(mode)
+    got, output = _measure_in_process(capsys)
+    assert (got, said in output) == (code, True), output
 
 
 # -- 2. start() and stop() are bounded ---------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from greenprec.errors import ConfigError, MeterUnavailable, warn_at_caller
+from greenprec.errors import ConfigError, MeterError, MeterUnavailable, warn_at_caller
 from greenprec.meters.base import Meter, Probe
 from greenprec.plugins import collect, get_plugin_manager
 
@@ -70,6 +70,11 @@ def probe(cls: type[Meter], options: Mapping[str, object] | None = None) -> Prob
         return Probe(False, f"bad option for meter {cls.name!r}: {error}")
     except Exception as error:
         return Probe(False, f"probe failed: {type(error).__name__}: {error}")
+    except (SystemExit, GeneratorExit) as error:
+        # A plugin's exit() would otherwise end `greenprec measure` with the plugin's code, read
+        # as the command's. KeyboardInterrupt is left alone: probe runs on the main thread,
+        # where a real Ctrl-C arrives.
+        return Probe(False, f"probe raised {type(error).__name__}({error})")
 
 
 def create(cls: type[Meter], options: Mapping[str, object] | None = None) -> Meter:
@@ -80,6 +85,10 @@ def create(cls: type[Meter], options: Mapping[str, object] | None = None) -> Met
         return cls(**given)
     except TypeError as error:
         raise ConfigError(f"bad option for meter {cls.name!r}: {error}") from None
+    except (SystemExit, GeneratorExit) as error:  # as in probe(): never the command's exit
+        raise MeterError(
+            f"meter {cls.name!r} raised {type(error).__name__}({error}) as it was created"
+        ) from None
 
 
 def _check_init_keywords(cls: type[Meter], options: Mapping[str, object]) -> None:
