@@ -21,7 +21,9 @@ most 32 characters, a newline. A longer file is not one of them and is refused u
 _SHOWN_PATH_CHARS = 160
 
 
-def read_sysfs(path: str, within: Sequence[str] = (), limit: int = MAX_ATTRIBUTE_BYTES) -> str:
+def read_sysfs(
+    path: str, within: Sequence[str] = (), limit: int = MAX_ATTRIBUTE_BYTES, *, head: bool = False
+) -> str:
     """The default reader: the text of one sysfs attribute, read defensively.
 
     Opened non-blocking (a FIFO answers at once instead of waiting for a writer), refused
@@ -30,7 +32,8 @@ def read_sysfs(path: str, within: Sequence[str] = (), limit: int = MAX_ATTRIBUTE
     never returned. ``within``: real directories the file must be in; the file actually opened
     is checked (through ``/proc/self/fd`` where there is one), so a symlink swapped after any
     earlier check is still caught. Undecodable bytes come back as U+FFFD, for the caller's
-    validation to refuse.
+    validation to refuse. ``head``: return the first ``limit`` bytes of a longer file instead
+    of refusing it (a ``/proc`` file whose later lines grow with the machine).
     """
     if within:
         require_inside(path, os.path.realpath(path), within)
@@ -49,9 +52,10 @@ def read_sysfs(path: str, within: Sequence[str] = (), limit: int = MAX_ATTRIBUTE
             opened = _opened_path(descriptor)
             if opened is not None:
                 require_inside(path, opened, within)
+        wanted = limit if head else limit + 1  # one byte more tells a longer file
         data = b""
-        while len(data) <= limit:
-            chunk = os.read(descriptor, limit + 1 - len(data))
+        while len(data) < wanted:
+            chunk = os.read(descriptor, wanted - len(data))
             if not chunk:
                 break
             data += chunk

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from greenprec._sysfs import read_sysfs
+from greenprec.errors import MeterError
 from greenprec.results.models import MachineLoad
 
 __all__ = [
@@ -82,27 +83,12 @@ def _proc_root(proc_root: str | os.PathLike[str] | None) -> str:
 
 
 def _head(path: str, limit: int) -> str | None:
-    """The first ``limit`` bytes of a regular file as text; None if it cannot be read. Opened
-    non-blocking (a FIFO answers at once) and never read past ``limit``."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    """The first ``limit`` bytes of a regular file as text (``greenprec._sysfs.read_sysfs``:
+    opened non-blocking, never read past ``limit``); None if it cannot be read."""
     try:
-        descriptor = os.open(path, flags)
-    except (OSError, ValueError):
+        return read_sysfs(path, limit=limit, head=True)
+    except (OSError, ValueError, MeterError):
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return None
-        data = b""
-        while len(data) < limit:
-            chunk = os.read(descriptor, limit - len(data))
-            if not chunk:
-                break
-            data += chunk
-    except OSError:
-        return None
-    finally:
-        os.close(descriptor)
-    return data.decode("ascii", "replace")
 
 
 @dataclass(frozen=True)
