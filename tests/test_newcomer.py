@@ -143,7 +143,7 @@ def test_greenprec_refuses_to_import_the_torch_side_after_tensorflow(
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
     monkeypatch.delitem(sys.modules, "triton", raising=False)
     monkeypatch.delitem(sys.modules, f"greenprec.integrations.{module}", raising=False)
-    monkeypatch.setattr(_imports, "_installed", lambda name: True)
+    monkeypatch.setattr(_imports, "installed", lambda name: True)
     with pytest.raises(ImportError) as caught:
         importlib.import_module(f"greenprec.integrations.{module}")
     message = str(caught.value)
@@ -156,14 +156,14 @@ def test_greenprec_refuses_to_import_the_torch_side_after_tensorflow(
 def test_the_guard_is_quiet_when_the_order_is_safe(monkeypatch: pytest.MonkeyPatch) -> None:
     from greenprec.integrations._imports import llvm_clash_error
 
-    monkeypatch.setattr("greenprec.integrations._imports._installed", lambda name: True)
+    monkeypatch.setattr("greenprec.integrations._imports.installed", lambda name: True)
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     assert llvm_clash_error("lightning", "Lightning") is None  # no TensorFlow yet
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
     monkeypatch.setitem(sys.modules, "triton", types.ModuleType("triton"))
     assert llvm_clash_error("lightning", "Lightning") is None  # triton's LLVM came first
     monkeypatch.delitem(sys.modules, "triton")
-    monkeypatch.setattr("greenprec.integrations._imports._installed", lambda name: False)
+    monkeypatch.setattr("greenprec.integrations._imports.installed", lambda name: False)
     assert llvm_clash_error("lightning", "Lightning") is None  # no triton to clash with
 
 

@@ -7,13 +7,26 @@ missing, joined as English joins a list, with the verb agreeing, then the extra(
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Sequence
 
-__all__ = ["missing_line"]
+__all__ = ["installed", "missing_line"]
 
 # Import names whose distribution is called something else: `pip install sklearn` installs a
 # deprecated stub, so the name to look for on PyPI is said beside the import name.
 _DISTRIBUTIONS = {"sklearn": "scikit-learn", "pytorch_lightning": "pytorch-lightning"}
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it (a module already in
+    ``sys.modules`` is; one set to None there has been blocked on purpose, as tests do)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _spoken(modules: Sequence[str]) -> str:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
-from greenprec._install import missing_line
+from greenprec._install import installed, missing_line
 
 __all__ = ["framework_import_error", "llvm_clash_error"]
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def framework_import_error(
@@ -27,7 +19,7 @@ def framework_import_error(
     line does not. When the framework IS installed but its import failed, the cause is the
     news, so the message says so and names it.
     """
-    present = [name for name in modules if _installed(name)]
+    present = [name for name in modules if installed(name)]
     if not present:
         return ImportError(missing_line(f"greenprec.integrations.{module}", modules[:1], [extra]))
     return ImportError(
@@ -46,7 +38,7 @@ def llvm_clash_error(module: str, framework: str) -> ImportError | None:
     CommandLine options``, exit 134) — no Python exception, nothing saved. The other order
     loads. So when TensorFlow is already in the process and triton is not, say so now.
     """
-    if "tensorflow" not in sys.modules or "triton" in sys.modules or not _installed("triton"):
+    if "tensorflow" not in sys.modules or "triton" in sys.modules or not installed("triton"):
         return None
     return ImportError(
         f"greenprec.integrations.{module}: TensorFlow is already imported in this process, and "

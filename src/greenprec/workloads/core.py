@@ -6,7 +6,6 @@ framework and applies the policy through its adapter before the workload runs.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import numbers
 import operator
@@ -18,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, SupportsFloat, SupportsIndex, TypeVar
 
+from greenprec._install import installed, missing_line
 from greenprec.errors import ConfigError
 from greenprec.frameworks import FrameworkInfo
 
@@ -444,14 +444,7 @@ class Requirement:
 
     @property
     def installed(self) -> bool:
-        import sys
-
-        if self.module in sys.modules:
-            return sys.modules[self.module] is not None  # None: import blocked on purpose
-        try:
-            return importlib.util.find_spec(self.module) is not None
-        except (ImportError, ValueError):
-            return False
+        return installed(self.module)
 
     @property
     def install(self) -> str:
@@ -481,8 +474,6 @@ def missing_requirements(workload: Callable[..., object], name: str) -> str | No
     missing = [r for r in requirements(workload) if not r.installed]
     if not missing:
         return None
-    from greenprec._install import missing_line
-
     return missing_line(
         f"workload {name!r}", [r.module for r in missing], [r.extra for r in missing]
     )
