@@ -33,6 +33,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,6 +42,7 @@ from greenprec.errors import ConfigError
 __all__ = [
     "RUN_MARK_VARIABLE",
     "become_subreaper",
+    "below",
     "descendants",
     "end_descendants",
     "end_marked",
@@ -125,8 +127,13 @@ def _parents() -> dict[int, int]:
 
 def descendants(root: int) -> list[int]:
     """The processes below ``root`` (children first), as the process table says now."""
+    return below(_parents(), root)
+
+
+def below(parents: Mapping[int, int], root: int) -> list[int]:
+    """The processes below ``root`` (children first) in a table of each process's parent."""
     children: dict[int, list[int]] = {}
-    for pid, ppid in _parents().items():
+    for pid, ppid in parents.items():
         children.setdefault(ppid, []).append(pid)
     found: list[int] = []
     queue = list(children.get(root, []))

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from greenprec._processes import below
 from greenprec._sysfs import read_sysfs
 from greenprec.errors import MeterError
 from greenprec.results.models import MachineLoad
@@ -153,24 +154,16 @@ def _processes(root: str) -> Iterator[str]:
 def _tree(root: str, root_pid: int) -> tuple[int, frozenset[int]] | None:
     """The CPU jiffies of ``root_pid`` and its descendants, and their pids; None when the root
     process cannot be read."""
-    children: dict[int, list[int]] = {}
+    parents: dict[int, int] = {}
     jiffies: dict[int, int] = {}
     for name in _processes(root):
         read = _pid_stat(root, name)
         if read is not None:
-            parent, used = read
-            jiffies[int(name)] = used
-            children.setdefault(parent, []).append(int(name))
+            parents[int(name)], jiffies[int(name)] = read
     if root_pid not in jiffies:
         return None
-    found = {root_pid}
-    stack = [root_pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return sum(jiffies[pid] for pid in found), frozenset(found)
+    found = frozenset([root_pid, *below(parents, root_pid)])
+    return sum(jiffies[pid] for pid in found), found
 
 
 def _loadavg_1m(root: str) -> float | None:
