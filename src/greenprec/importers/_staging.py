@@ -10,13 +10,64 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from greenprec.errors import ConfigError
-from greenprec.results import ExperimentRecord, ResultsStore, RunRecord
+from greenprec.results import (
+    ExperimentRecord,
+    MetersRecord,
+    ResultsStore,
+    RunRecord,
+    ScheduledRun,
+    new_experiment_record,
+)
 
-__all__ = ["check_out", "write_staged"]
+__all__ = ["check_out", "imported_experiment", "write_staged"]
+
+
+def imported_experiment(
+    *,
+    source: str,
+    meter: str,
+    runs: Sequence[RunRecord],
+    policies: list[str],
+    groups: Mapping[str, str],
+    config: Mapping[str, object],
+    estimated: bool,
+    counted_domains: list[str],
+    warnings: list[str],
+    imported: Mapping[str, object],
+) -> ExperimentRecord:
+    """The experiment record of an import: every run scheduled as it was numbered, the tool as
+    the only meter; ``config`` adds the importer's own settings after the common ones."""
+    return new_experiment_record(
+        source=source,
+        status="complete",
+        config={
+            "policies": policies,
+            "source": source,
+            "workload": None,
+            "runs": max((sum(1 for r in runs if r.policy == p) for p in policies), default=0),
+            "groups": dict(groups),
+            **config,
+        },
+        schedule=[
+            ScheduledRun(run_id=r.run_id, order=r.order, policy=r.policy, repetition=r.repetition)
+            for r in runs
+        ],
+        # counted_domains is an extra of MetersRecord here: the domains the files count.
+        meters=MetersRecord.model_validate(
+            {
+                "requested": [meter],
+                "used": [meter],
+                "estimated": estimated,
+                "counted_domains": counted_domains,
+            }
+        ),
+        warnings=warnings,
+        imported=imported,
+    )
 
 
 def check_out(out: Path) -> None:

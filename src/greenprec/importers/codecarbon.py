@@ -40,7 +40,7 @@ from greenprec.errors import ConfigError
 # One bounded walker finds every importer's files; the EnergiBridge importer's group syntax and
 # run-id rules are the import command's: CodeCarbon files follow them so both read the same way.
 from greenprec.importers._files import find_files, natural_key
-from greenprec.importers._staging import check_out, write_staged
+from greenprec.importers._staging import check_out, imported_experiment, write_staged
 from greenprec.importers.energibridge import (
     Group,
     _parse_group,
@@ -49,12 +49,9 @@ from greenprec.importers.energibridge import (
 )
 from greenprec.results import (
     ExperimentRecord,
-    MetersRecord,
     NodeInfo,
     ResultsStore,
     RunRecord,
-    ScheduledRun,
-    new_experiment_record,
 )
 from greenprec.results.files import read_bounded
 
@@ -763,35 +760,17 @@ def _experiment(
     notes: list[str],
     warnings: list[str],
 ) -> ExperimentRecord:
-    counted = list(dict.fromkeys(d for r in runs for d in r.counted_domains))
-    estimated = any(r.estimated for r in runs)
-    meters = MetersRecord.model_validate(
-        {
-            "requested": [_METER],
-            "used": [_METER],
-            "estimated": estimated,
-            "counted_domains": counted,
-        }
-    )
     by_id = {run_id: row for run_id, _, row in chosen}
     parsed = [g if isinstance(g, Group) else _parse_group(g) for g in groups]
-    return new_experiment_record(
+    return imported_experiment(
         source=SOURCE,
-        status="complete",
-        config={
-            "policies": policies,
-            "source": SOURCE,
-            "workload": None,
-            "runs": max((sum(1 for r in runs if r.policy == p) for p in policies), default=0),
-            "groups": {g.name: g.pattern for g in parsed},
-            "files": list(files),
-            "group_by": group_by,
-        },
-        schedule=[
-            ScheduledRun(run_id=r.run_id, order=r.order, policy=r.policy, repetition=r.repetition)
-            for r in runs
-        ],
-        meters=meters,
+        meter=_METER,
+        runs=runs,
+        policies=policies,
+        groups={g.name: g.pattern for g in parsed},
+        config={"files": list(files), "group_by": group_by},
+        estimated=any(r.estimated for r in runs),
+        counted_domains=list(dict.fromkeys(d for r in runs for d in r.counted_domains)),
         warnings=warnings,
         imported={
             "tool": "CodeCarbon",

@@ -23,16 +23,13 @@ from typing import TYPE_CHECKING
 from greenprec.errors import ConfigError
 from greenprec.formats.energibridge_csv import EnergiBridgeRecording, read_energibridge_csv
 from greenprec.importers._files import find_files, natural_key
-from greenprec.importers._staging import check_out, write_staged
+from greenprec.importers._staging import check_out, imported_experiment, write_staged
 from greenprec.results import (
     SAMPLE_COLUMNS,
     ExperimentRecord,
-    MetersRecord,
     ResultsStore,
     RunRecord,
-    ScheduledRun,
     is_reserved,
-    new_experiment_record,
 )
 from greenprec.results.files import read_bounded
 
@@ -410,28 +407,15 @@ def _experiment(
         if (n := len(r.samples) // max(1, len(r.domains))) > 1
     )
     interval = round(intervals[len(intervals) // 2], 4) if intervals else None
-    policies = [g.name for g in groups]
-    # counted_domains is an extra of MetersRecord here: the domains the files themselves count.
-    meters = MetersRecord.model_validate(
-        {"requested": [_METER], "used": [_METER], "estimated": False, "counted_domains": counted}
-    )
-    return new_experiment_record(
+    return imported_experiment(
         source=SOURCE,
-        status="complete",
-        config={
-            "policies": policies,
-            "source": SOURCE,
-            "workload": None,
-            "runs": max((sum(1 for r in runs if r.policy == p) for p in policies), default=0),
-            "groups": {g.name: g.pattern for g in groups},
-            "metrics": metrics,
-            "interval_s": interval,
-        },
-        schedule=[
-            ScheduledRun(run_id=r.run_id, order=r.order, policy=r.policy, repetition=r.repetition)
-            for r in runs
-        ],
-        meters=meters,
+        meter=_METER,
+        runs=runs,
+        policies=[g.name for g in groups],
+        groups={g.name: g.pattern for g in groups},
+        config={"metrics": metrics, "interval_s": interval},
+        estimated=False,
+        counted_domains=counted,
         warnings=warnings,
         imported={
             "tool": "EnergiBridge",
